@@ -1,0 +1,8 @@
+"""latencysolver: search compression recipes (prune, quantize, skip layers, low rank, distill) for the fastest
+BoolQ classifier that is still accurate enough, with Optuna."""
+
+from latencysolver.inference import CompressedClassifier, Prediction, load
+from latencysolver.recipe import Recipe
+
+__version__ = "0.1.0"
+__all__ = ["CompressedClassifier", "Prediction", "Recipe", "load", "__version__"]

@@ -1,0 +1,5 @@
+import sys
+
+from latencysolver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,110 @@
+"""Question/passage pairs tokenized once (cached on disk), and padded batches cut from them.
+
+Rows keep their real lengths; a batch is padded to its longest row only.  Training batches are grouped by
+length (shuffle, then sort inside windows of 50 batches), which on BoolQ roughly halves the padded tokens a
+step computes without making the order deterministic.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from latencysolver.cache import content_hash
+from latencysolver.data import BoolQSplit
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    input_ids: tuple[tuple[int, ...], ...]
+    token_type_ids: tuple[tuple[int, ...], ...] | None
+    labels: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+@dataclass(frozen=True)
+class Batch:
+    indices: torch.Tensor  # row numbers in the split, to look up cached teacher logits
+    inputs: dict[str, torch.Tensor]  # input_ids, attention_mask[, token_type_ids]
+    labels: torch.Tensor
+
+
+def encode_split(split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path | None = None,
+                 tokenizer_id: str = "") -> EncodedSplit:
+    """Tokenize (question, passage) pairs, truncating the passage; cached by data, tokenizer and length."""
+    path = None
+    if cache_dir is not None:
+        key = content_hash(split.fingerprint(), tokenizer_id or type(tokenizer).__name__,
+                           tokenizer.vocab_size, max_length)
+        path = cache_dir / "encoded" / f"{key}.pt"
+        if path.is_file():
+            try:
+                return EncodedSplit(**torch.load(path, weights_only=True))
+            except Exception:  # a corrupted cache entry is rebuilt, not trusted
+                path.unlink(missing_ok=True)
+    enc = tokenizer(list(split.question), list(split.passage), truncation="only_second", max_length=max_length)
+    token_type_ids = enc.get("token_type_ids")
+    encoded = EncodedSplit(
+        input_ids=tuple(tuple(ids) for ids in enc["input_ids"]),
+        token_type_ids=None if token_type_ids is None else tuple(tuple(t) for t in token_type_ids),
+        labels=tuple(int(v) for v in split.label),
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids,
+                    "labels": encoded.labels}, tmp)
+        tmp.replace(path)
+    return encoded
+
+
+def collate(split: EncodedSplit, indices: list[int], pad_id: int = 0) -> Batch:
+    width = max(len(split.input_ids[i]) for i in indices)
+    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(indices), width), dtype=torch.long)
+    types = torch.zeros((len(indices), width), dtype=torch.long) if split.token_type_ids is not None else None
+    for row, i in enumerate(indices):
+        n = len(split.input_ids[i])
+        ids[row, :n] = torch.tensor(split.input_ids[i])
+        mask[row, :n] = 1
+        if types is not None:
+            types[row, :n] = torch.tensor(split.token_type_ids[i])
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if types is not None:
+        inputs["token_type_ids"] = types
+    return Batch(indices=torch.tensor(indices), inputs=inputs,
+                 labels=torch.tensor([split.labels[i] for i in indices]))
+
+
+def eval_batches(split: EncodedSplit, batch_size: int, pad_id: int = 0) -> Iterator[Batch]:
+    """Every row once, sorted by length for little padding; ``Batch.indices`` give the original order back."""
+    order = sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))
+    for start in range(0, len(order), batch_size):
+        yield collate(split, order[start:start + batch_size], pad_id)
+
+
+def train_batches(split: EncodedSplit, batch_size: int, seed: int, pad_id: int = 0) -> Iterator[Batch]:
+    """Endless length-grouped shuffled batches; epoch e uses the generator ``Random(seed + e)``."""
+    epoch = 0
+    while True:
+        rng = random.Random(seed + epoch)
+        order = list(range(len(split)))
+        rng.shuffle(order)
+        window = batch_size * 50
+        batches = []
+        for start in range(0, len(order), window):
+            chunk = sorted(order[start:start + window], key=lambda i: len(split.input_ids[i]))
+            batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+        rng.shuffle(batches)
+        for indices in batches:
+            yield collate(split, indices, pad_id)
+        epoch += 1

@@ -1,0 +1,166 @@
+"""``latencysolver`` command line: parse arguments, call the library, print.  No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from latencysolver.config import DEFAULT_STORAGE
+
+STORAGE_ENV = "LATENCYSOLVER_STORAGE"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from latencysolver.errors import LatencySolverError
+
+    _quiet_libraries()
+    try:
+        return args.handler(args)
+    except LatencySolverError as exc:
+        print(f"latencysolver: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("latencysolver: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    default_storage = os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
+    parser = argparse.ArgumentParser(prog="latencysolver",
+                                     description="Search compression recipes for the fastest accurate BoolQ model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) the study a YAML file describes")
+    run.add_argument("config", help="study YAML, e.g. studies/boolq-quick.yaml")
+    run.add_argument("--data", help="local folder of train/validation[/test] jsonl or parquet, or a hub dataset name")
+    run.add_argument("--storage", help="Optuna storage URL (overrides the YAML)")
+    run.add_argument("--trials", type=int, help="total number of finished trials wanted (overrides the YAML)")
+    run.add_argument("--model", help="base model: hub id or local folder (overrides the YAML)")
+    run.add_argument("--teacher", help="use this fine-tuned checkpoint folder instead of fine-tuning one")
+    run.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (summary lines still print)")
+    run.set_defaults(handler=_run)
+
+    pareto = sub.add_parser("pareto", help="print the Pareto front of a study")
+    pareto.add_argument("--study", required=True)
+    pareto.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    pareto.set_defaults(handler=_pareto)
+
+    export = sub.add_parser("export", help="write one trial's model, tokenizer and card to a folder")
+    export.add_argument("--study", required=True)
+    export.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, help="trial number")
+    which.add_argument("--best", action="store_true",
+                       help="fastest front trial within --tolerance accuracy of the teacher (else the most accurate)")
+    export.add_argument("--tolerance", type=float, default=0.01, help="accuracy below the teacher allowed by --best")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")
+    export.set_defaults(handler=_export)
+
+    dash = sub.add_parser("dashboard", help="optuna-dashboard on the same storage and artifacts")
+    dash.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    dash.add_argument("--artifacts", help="artifact folder (default: the one the studies recorded)")
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8080)
+    dash.set_defaults(handler=_dashboard)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    import logging
+
+    import optuna
+
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Our own bars cover the long steps; the libraries' bars for sub-second steps are noise between them.
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from latencysolver.config import load_study_config
+    from latencysolver.study import RunOptions, run_study
+
+    config = load_study_config(args.config, data=args.data, storage=args.storage, n_trials=args.trials,
+                               model=args.model)
+    study = run_study(config, RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher,
+                                         progress=not args.no_progress))
+    _print_front(study)
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from latencysolver.study import load_existing_study
+
+    _print_front(load_existing_study(args.study, args.storage))
+    return 0
+
+
+def _print_front(study) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from latencysolver.study import front_rows
+
+    teacher = study.user_attrs.get("teacher", {})
+    table = Table(title=f"Pareto front of study {study.study_name!r} (accuracy ↑, latency ↓)")
+    for name in ("trial", "accuracy", "F1", "p50 ms", "speed-up", "layers", "params", "size MB", "recipe"):
+        table.add_column(name, justify="left" if name == "recipe" else "right")
+    if teacher:
+        table.add_row("teacher", f"{teacher['accuracy']:.3f}", f"{teacher['f1']:.3f}",
+                      f"{teacher['latency_p50_ms']:.2f}", "1.00x", "", f"{teacher['parameters']:,}",
+                      f"{teacher['size_bytes'] / 1e6:.1f}", "fine-tuned fp32 baseline", style="dim")
+    rows = front_rows(study)
+    for r in rows:
+        table.add_row(str(r["trial"]), f"{r['accuracy']:.3f}", f"{r['f1']:.3f}", f"{r['latency_ms']:.2f}",
+                      f"{r['speedup']:.2f}x", str(r["layers"]), f"{r['parameters']:,}", f"{r['size_mb']:.1f}",
+                      r["recipe"])
+    Console(width=max(160, Console().width)).print(table)
+    if not rows:
+        print("(no completed trials yet)")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from latencysolver.export import export_trial
+    from latencysolver.study import get_trial, load_existing_study, pick_best
+
+    study = load_existing_study(args.study, args.storage)
+    trial = pick_best(study, args.tolerance) if args.best else get_trial(study, args.trial)
+    out = export_trial(study, trial, args.out, args.artifacts)
+    print(f"exported trial {trial.number} (accuracy {trial.values[0]:.3f}, {trial.values[1]:.2f} ms, "
+          f"{trial.user_attrs.get('speedup', float('nan')):.2f}x) to {out}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import run_server
+
+    from latencysolver.study import check_storage
+
+    check_storage(args.storage, must_exist=True)
+    folder = args.artifacts
+    if folder is None:  # every study of this storage records its artifact folder; use the first one found
+        for summary in optuna.get_all_study_summaries(args.storage):
+            folder = summary.user_attrs.get("artifact_dir") or folder
+    store = FileSystemArtifactStore(folder) if folder and os.path.isdir(folder) else None
+    print(f"optuna-dashboard on http://{args.host}:{args.port}  (storage {args.storage}, artifacts {folder})")
+    run_server(args.storage, host=args.host, port=args.port, artifact_store=store)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

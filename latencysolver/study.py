@@ -1,0 +1,246 @@
+"""Orchestration: check inputs, build what every trial shares once, then run or resume the Optuna study.
+
+Order matters for "nothing half-written": the config, the storage URL and the data are all checked before
+anything is trained or any row is written to storage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import FrozenTrial, TrialState
+
+from latencysolver.batches import encode_split
+from latencysolver.cache import cache_root
+from latencysolver.config import StudyConfig
+from latencysolver.data import load_boolq
+from latencysolver.errors import StorageError, first_line
+from latencysolver.evaluate import predict_logits, scores
+from latencysolver.latency import latency_inputs, measure_latency
+from latencysolver.models import count_parameters, load_tokenizer
+from latencysolver.objective import DIRECTIONS, OBJECTIVE_NAMES, TrialContext, make_objective, model_size_bytes
+from latencysolver.recipe import Recipe
+from latencysolver.teacher import prepare_teacher
+
+Log = Callable[[str], None]
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+# ------------------------------------------------------------------------------------------------ storage
+
+
+def check_storage(url: str, *, must_exist: bool = False) -> None:
+    """Parse and reach the storage without writing to it; a SQLite file is only created by the study itself."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"--storage: cannot parse {url!r} as a database URL "
+                           "(e.g. sqlite:///latencysolver.db or postgresql+psycopg://user:pw@host/db)") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise StorageError(f"--storage {shown!r}: an in-memory SQLite database keeps nothing; name a file")
+        path = Path(parsed.database)
+        if must_exist and not path.is_file():
+            raise StorageError(f"--storage {shown!r}: no such database file {str(path)!r}")
+        if not path.parent.is_dir():
+            raise StorageError(f"--storage {shown!r}: folder {str(path.parent)!r} does not exist")
+        return
+    try:
+        engine = create_engine(parsed)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StorageError(f"--storage {shown!r}: unknown database driver: {first_line(exc)}") from None
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:
+        raise StorageError(f"--storage {shown!r}: cannot connect: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+def default_artifact_dir(config: StudyConfig) -> Path:
+    """Beside a SQLite file (``x.db`` → ``x-artifacts/``); else ``./latencysolver-artifacts``."""
+    if config.artifacts:
+        return Path(config.artifacts).expanduser().resolve()
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(config.storage)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        db = Path(parsed.database)
+        return (db.parent / f"{db.stem}-artifacts").resolve()
+    return Path("latencysolver-artifacts").resolve()
+
+
+def load_existing_study(name: str, storage: str) -> optuna.Study:
+    check_storage(storage, must_exist=True)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise StorageError(f"--study: no study named {name!r} in {storage!r} (studies there: {names})") from None
+
+
+def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileSystemArtifactStore:
+    folder = override or study.user_attrs.get("artifact_dir")
+    if not folder or not Path(folder).is_dir():
+        raise StorageError(f"study {study.study_name!r}: artifact folder {folder!r} not found (pass --artifacts)")
+    return FileSystemArtifactStore(str(folder))
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    cache_dir: str | None = None
+    teacher_path: str | None = None
+    progress: bool = True
+
+
+def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
+    check_storage(config.storage)
+    data = load_boolq(config.data.source, limit_train=config.data.limit_train,
+                      limit_validation=config.data.limit_validation, limit_test=config.data.limit_test)
+    log(f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
+        f"(majority class {data.validation.majority_rate():.1%} of validation)")
+    root = cache_root(options.cache_dir)
+    tokenizer = load_tokenizer(config.model)
+    pad_id = tokenizer.pad_token_id or 0
+    encode = lambda split: encode_split(split, tokenizer, config.data.max_length, root, config.model)  # noqa: E731
+    train, validation = encode(data.train), encode(data.validation)
+
+    teacher = prepare_teacher(config, train, data.train.fingerprint(), root, teacher_path=options.teacher_path,
+                              pad_id=pad_id, progress=options.progress, log=log)
+    inputs = latency_inputs(validation, config.latency, pad_id)
+    teacher_quality = scores(predict_logits(teacher.model, validation, pad_id=pad_id, desc="teacher evaluate",
+                                            progress=options.progress), validation.labels)
+    teacher_latency = measure_latency(teacher.model, inputs, config.latency)
+    log(f"teacher: validation accuracy {teacher_quality.accuracy:.3f}, F1 {teacher_quality.f1:.3f}, "
+        f"latency p50 {teacher_latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)")
+
+    artifact_dir = default_artifact_dir(config)
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    study = _create_or_resume(config)
+    study.set_user_attr("teacher", {
+        "path": str(teacher.path), "key": teacher.key, "base_model": config.model,
+        "accuracy": teacher_quality.accuracy, "f1": teacher_quality.f1,
+        "latency_p50_ms": teacher_latency.p50_ms, "latency_p90_ms": teacher_latency.p90_ms,
+        "parameters": count_parameters(teacher.model), "size_bytes": model_size_bytes(teacher.model)})
+    study.set_user_attr("data", {"source": data.source, "train_rows": len(data.train),
+                                 "validation_rows": len(data.validation),
+                                 "test_rows": len(data.test) if data.test is not None else 0,
+                                 "majority_rate": data.validation.majority_rate(),
+                                 "max_length": config.data.max_length})
+    study.set_user_attr("artifact_dir", str(artifact_dir))
+    study.set_user_attr("config_file", config.config_file)
+    study.set_user_attr("search_space", config.search_space.to_dict())
+    study.set_user_attr("distillation", dataclasses.asdict(config.distillation))
+    study.set_user_attr("latency", dataclasses.asdict(config.latency))
+
+    done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    remaining = config.n_trials - done
+    if remaining <= 0:
+        log(f"study {config.name!r}: all {config.n_trials} trials already finished; nothing to run")
+        return study
+    log(f"study {config.name!r}: {done} trials finished earlier, running {remaining} more "
+        f"(storage {config.storage})")
+    ctx = TrialContext(config=config, teacher_model=teacher.model, teacher_train_logits=teacher.train_logits,
+                       train=train, validation=validation, latency_inputs=inputs,
+                       teacher_latency_p50_ms=teacher_latency.p50_ms,
+                       artifact_store=FileSystemArtifactStore(str(artifact_dir)), pad_id=pad_id,
+                       progress=options.progress)
+    study.optimize(make_objective(ctx), n_trials=remaining, catch=(Exception,),
+                   callbacks=[_summary_callback(log, time.perf_counter())])
+    return study
+
+
+def _create_or_resume(config: StudyConfig) -> optuna.Study:
+    sampler = _make_sampler(config)
+    try:
+        study = optuna.create_study(study_name=config.name, storage=config.storage, sampler=sampler,
+                                    directions=DIRECTIONS, load_if_exists=True)
+    except Exception as exc:
+        raise StorageError(f"--storage {config.storage!r}: cannot open study {config.name!r}: {first_line(exc)}") from None
+    if [d.name.lower() for d in study.directions] != DIRECTIONS:
+        raise StorageError(f"study {config.name!r} in {config.storage!r} has directions "
+                           f"{[d.name.lower() for d in study.directions]}, not {DIRECTIONS}; pick another name")
+    if study.metric_names != OBJECTIVE_NAMES:
+        study.set_metric_names(OBJECTIVE_NAMES)
+    return study
+
+
+def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    seed = config.sampler.seed
+    if config.sampler.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if config.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        seconds = trial.user_attrs.get("seconds") or (trial.duration.total_seconds() if trial.duration else 0.0)
+        recipe = trial.user_attrs.get("recipe")
+        what = Recipe.from_dict(recipe).describe() if recipe else ""
+        if trial.state == TrialState.COMPLETE:
+            accuracy, latency = trial.values
+            log(f"trial {trial.number:>3}  acc {accuracy:.3f}  {latency:7.2f} ms  "
+                f"{trial.user_attrs.get('speedup', float('nan')):4.1f}x  {what}  [{seconds:.0f}s]")
+        else:
+            log(f"trial {trial.number:>3}  {trial.state.name}  {trial.user_attrs.get('fail_reason', '')}  {what}")
+
+    return callback
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The front, most accurate first (``study.best_trials`` exactly, in a readable order)."""
+    return sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
+
+
+def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:
+    """The fastest front trial within ``tolerance`` accuracy of the teacher; else the most accurate one."""
+    front = pareto_trials(study)
+    if not front:
+        raise StorageError(f"study {study.study_name!r} has no completed trials yet")
+    teacher_accuracy = study.user_attrs.get("teacher", {}).get("accuracy")
+    if teacher_accuracy is not None:
+        close = [t for t in front if t.values[0] >= teacher_accuracy - tolerance]
+        if close:
+            return min(close, key=lambda t: (t.values[1], -t.values[0]))
+    return front[0]
+
+
+def get_trial(study: optuna.Study, number: int) -> FrozenTrial:
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise StorageError(f"--trial: study {study.study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
+    trial = trials[number]
+    if trial.state != TrialState.COMPLETE:
+        raise StorageError(f"--trial: trial {number} of {study.study_name!r} is {trial.state.name}, not COMPLETE")
+    return trial
+
+
+def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    rows = []
+    for t in pareto_trials(study):
+        recipe = Recipe.from_dict(t.user_attrs["recipe"])
+        rows.append({"trial": t.number, "accuracy": t.values[0], "f1": t.user_attrs.get("f1"),
+                     "latency_ms": t.values[1], "speedup": t.user_attrs.get("speedup"),
+                     "layers": t.user_attrs.get("layers"), "parameters": t.user_attrs.get("parameters"),
+                     "size_mb": t.user_attrs.get("size_bytes", 0) / 1e6, "recipe": recipe.describe()})
+    return rows

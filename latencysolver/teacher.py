@@ -1,0 +1,121 @@
+"""The fine-tuned teacher: trained once per (base model, train data, max length, training config), cached.
+
+Cache layout under ``cache_root()``::
+
+    teachers/<key>/              a Hugging Face model folder (+ tokenizer) and ``teacher.json``, written last
+    logits/<teacher>-<data>.pt   the teacher's logits on the train split, so trials never run the teacher
+
+A teacher folder is built in a temporary sibling and renamed into place, so an interrupted fine-tune leaves no
+half-written entry.  ``--teacher PATH`` skips the fine-tune and uses an existing fine-tuned checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from latencysolver.batches import EncodedSplit
+from latencysolver.cache import content_hash
+from latencysolver.config import StudyConfig
+from latencysolver.errors import ModelError, first_line
+from latencysolver.evaluate import predict_logits
+from latencysolver.models import load_classifier, load_tokenizer, model_fingerprint
+from latencysolver.training import cross_entropy_loss, train
+
+MARKER = "teacher.json"
+LABELS = {0: "no", 1: "yes"}
+
+
+@dataclass(frozen=True)
+class Teacher:
+    path: Path  # a Hugging Face folder: model, config and tokenizer
+    key: str
+    model: nn.Module
+    train_logits: torch.Tensor  # (train rows, 2), fp32
+
+
+def teacher_key(config: StudyConfig, train_fingerprint: str) -> str:
+    return content_hash("teacher-v1", model_fingerprint(config.model), train_fingerprint,
+                        config.data.max_length, dataclasses.asdict(config.teacher))
+
+
+def prepare_teacher(config: StudyConfig, train_split: EncodedSplit, train_fingerprint: str, cache_root: Path, *,
+                    teacher_path: str | None = None, pad_id: int = 0, progress: bool = True,
+                    log=print) -> Teacher:
+    if teacher_path is not None:
+        path = Path(teacher_path).expanduser()
+        if not path.is_dir():
+            raise ModelError(f"--teacher: not a folder: {teacher_path!r}")
+        key = content_hash("given", model_fingerprint(str(path)))
+        model = _load_checkpoint(path)
+        log(f"teacher: using the fine-tuned checkpoint {path}")
+    else:
+        key = teacher_key(config, train_fingerprint)
+        path = cache_root / "teachers" / key
+        if (path / MARKER).is_file():
+            model = _load_checkpoint(path)
+            log(f"teacher: cached fine-tune {path}")
+        else:
+            model = _fine_tune(config, train_split, path, pad_id=pad_id, progress=progress, log=log)
+    logits = _train_logits(model, train_split, cache_root / "logits" / f"{key}-{train_fingerprint}.pt",
+                           pad_id=pad_id, progress=progress)
+    return Teacher(path=path, key=key, model=model, train_logits=logits)
+
+
+def _load_checkpoint(path: Path) -> nn.Module:
+    try:
+        return load_classifier(str(path))
+    except ModelError as exc:
+        raise ModelError(f"teacher checkpoint {path} cannot be loaded ({exc}); delete the folder to rebuild it") from None
+
+
+def _fine_tune(config: StudyConfig, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool,
+               log) -> nn.Module:
+    model = load_classifier(config.model)
+    model.config.id2label = dict(LABELS)
+    model.config.label2id = {v: k for k, v in LABELS.items()}
+    log(f"teacher: fine-tuning {config.model} on {len(train_split)} train rows "
+        f"({config.teacher.epochs:g} epochs, batch {config.teacher.batch_size}); cached for later runs")
+    result = train(model, train_split, config.teacher, cross_entropy_loss, pad_id=pad_id,
+                   desc="teacher fine-tune", progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        model.save_pretrained(staging)
+        load_tokenizer(config.model).save_pretrained(staging)
+        (staging / MARKER).write_text(json.dumps({
+            "base_model": config.model, "training": dataclasses.asdict(config.teacher),
+            "max_length": config.data.max_length, "steps": result.steps, "final_loss": result.final_loss,
+            "seconds": round(result.seconds, 1)}, indent=2))
+        if path.exists():  # an entry without a marker: left by a crash before the marker was written
+            shutil.rmtree(path)
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"teacher: fine-tuned in {result.seconds / 60:.1f} min (final loss {result.final_loss:.3f}) -> {path}")
+    return model
+
+
+def _train_logits(model: nn.Module, train_split: EncodedSplit, path: Path, *, pad_id: int,
+                  progress: bool) -> torch.Tensor:
+    if path.is_file():
+        try:
+            logits = torch.load(path, weights_only=True)
+            if logits.shape == (len(train_split), 2):
+                return logits
+        except Exception as exc:
+            raise ModelError(f"teacher logits cache {path} is corrupted ({first_line(exc)}); delete it to rebuild") from None
+    logits = predict_logits(model, train_split, pad_id=pad_id, desc="teacher logits (train)", progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(logits, tmp)
+    tmp.replace(path)
+    return logits

@@ -1,0 +1,78 @@
+"""One training loop for both the teacher fine-tune and a trial's distillation.
+
+AdamW with linear warm-up and decay, gradient clipping at 1.0, length-grouped batches, a progress bar.  The
+loss is a function of (logits, batch), so fine-tuning (cross-entropy) and distillation (soft + hard targets)
+share everything else.  A non-finite loss stops the run with ``TrialFailure``: a diverged student is a failed
+trial, not a model to evaluate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from latencysolver.batches import Batch, EncodedSplit, train_batches
+from latencysolver.config import TrainConfig
+from latencysolver.errors import TrialFailure
+
+LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    final_loss: float  # mean over the last 10% of steps
+    seconds: float
+
+
+def total_steps(config: TrainConfig, num_rows: int) -> int:
+    if config.steps is not None:
+        return config.steps
+    return max(1, math.ceil(config.epochs * num_rows / config.batch_size))
+
+
+def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: LossFn, *,
+          pad_id: int = 0, desc: str = "train", progress: bool = True) -> TrainResult:
+    from transformers import get_linear_schedule_with_warmup
+    import time
+
+    steps = total_steps(config, len(split))
+    torch.manual_seed(config.seed)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
+    batches = train_batches(split, config.batch_size, config.seed, pad_id)
+    tail = max(1, steps // 10)
+    recent: list[float] = []
+    start = time.perf_counter()
+    model.train()
+    bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False, dynamic_ncols=True)
+    for step in bar:
+        batch = next(batches)
+        logits = model(**batch.inputs).logits
+        loss = loss_fn(logits.float(), batch)
+        if not torch.isfinite(loss):
+            bar.close()
+            model.eval()
+            raise TrialFailure(f"{desc}: loss became {loss.item()} at step {step + 1}/{steps}")
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        recent = (recent + [loss.item()])[-tail:]
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", refresh=False)
+    bar.close()
+    model.eval()
+    return TrainResult(steps=steps, final_loss=sum(recent) / len(recent), seconds=time.perf_counter() - start)
+
+
+def cross_entropy_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, batch.labels)
