@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -176,7 +177,9 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
         raise StorageError(f"study {config.name!r} in {config.storage!r} has directions "
                            f"{[d.name.lower() for d in study.directions]}, not {DIRECTIONS}; pick another name")
     if study.metric_names != OBJECTIVE_NAMES:
-        study.set_metric_names(OBJECTIVE_NAMES)
+        with warnings.catch_warnings():  # "experimental since v3.2": stable in practice, and what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(OBJECTIVE_NAMES)
     return study
 
 

