@@ -40,24 +40,18 @@ class Batch:
 
 def encode_split(split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path | None = None,
                  tokenizer_id: str = "") -> EncodedSplit:
-    """Tokenize (question, passage) pairs, truncating the passage; cached by data, tokenizer and length."""
+    """Tokenize (question, passage) pairs to at most ``max_length``; cached by data, tokenizer and length."""
     path = None
     if cache_dir is not None:
         key = content_hash(split.fingerprint(), tokenizer_id or type(tokenizer).__name__,
-                           tokenizer.vocab_size, max_length)
+                           tokenizer.vocab_size, max_length, "pairs-v1")
         path = cache_dir / "encoded" / f"{key}.pt"
         if path.is_file():
             try:
                 return EncodedSplit(**torch.load(path, weights_only=True))
             except Exception:  # a corrupted cache entry is rebuilt, not trusted
                 path.unlink(missing_ok=True)
-    enc = tokenizer(list(split.question), list(split.passage), truncation="only_second", max_length=max_length)
-    token_type_ids = enc.get("token_type_ids")
-    encoded = EncodedSplit(
-        input_ids=tuple(tuple(ids) for ids in enc["input_ids"]),
-        token_type_ids=None if token_type_ids is None else tuple(tuple(t) for t in token_type_ids),
-        labels=tuple(int(v) for v in split.label),
-    )
+    encoded = encode_pairs(tokenizer, split.question, split.passage, max_length, labels=split.label)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -65,6 +59,22 @@ def encode_split(split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path 
                     "labels": encoded.labels}, tmp)
         tmp.replace(path)
     return encoded
+
+
+def encode_pairs(tokenizer, questions, passages, max_length: int, labels=None) -> EncodedSplit:
+    """Cut the passage, never the question (``only_second``); a batch where some question alone exceeds
+    ``max_length`` (the tokenizer refuses those) falls back to ``longest_first``, which trims both."""
+    questions, passages = list(questions), list(passages)
+    try:
+        enc = tokenizer(questions, passages, truncation="only_second", max_length=max_length)
+    except Exception:  # tokenizers raises a bare Exception("Truncation error: ...")
+        enc = tokenizer(questions, passages, truncation="longest_first", max_length=max_length)
+    types = enc.get("token_type_ids")
+    return EncodedSplit(
+        input_ids=tuple(tuple(ids) for ids in enc["input_ids"]),
+        token_type_ids=None if types is None else tuple(tuple(t) for t in types),
+        labels=tuple(int(v) for v in labels) if labels is not None else tuple(0 for _ in questions),
+    )
 
 
 def collate(split: EncodedSplit, indices: list[int], pad_id: int = 0) -> Batch:

@@ -77,8 +77,13 @@ class SearchSpace:
                 out[f.name] = knob.value
             elif isinstance(knob, Choices):
                 out[f.name] = {"choices": list(knob.values)}
-            else:
-                out[f.name] = dataclasses.asdict(knob)
+            else:  # only the keys a user would write, so the dict parses back to the same knob
+                spec = {"low": knob.low, "high": knob.high}
+                if knob.log:
+                    spec["log"] = True
+                elif knob.step is not None and not (isinstance(knob, IntRange) and knob.step == 1):
+                    spec["step"] = knob.step
+                out[f.name] = spec
         return out
 
 
@@ -108,7 +113,7 @@ def _parse_knob(name: str, raw: Any, where: str) -> Knob:
             raise ConfigError(f"{where}: expected {wanted}, got {raw!r}")
         return Fixed(raw)
     if "choices" in raw:
-        extra = sorted(set(raw) - {"choices"})
+        extra = sorted(map(str, set(raw) - {"choices"}))
         if extra:
             raise ConfigError(f"{where}.{extra[0]}: unknown key next to 'choices' (allowed: choices)")
         values = raw["choices"]
@@ -126,7 +131,7 @@ def _parse_knob(name: str, raw: Any, where: str) -> Knob:
     if kind == "categorical":
         raise ConfigError(f"{where}: expected {wanted} or {{choices: [...]}}, got {raw!r}")
     allowed = {"low", "high", "step", "log"}
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(map(str, set(raw) - allowed))
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key (allowed: choices, low, high, step, log)")
     for key in ("low", "high"):
@@ -134,8 +139,8 @@ def _parse_knob(name: str, raw: Any, where: str) -> Knob:
             raise ConfigError(f"{where}: a range needs 'low' and 'high', '{key}' is missing")
     low, high = _coerce_number(raw["low"]), _coerce_number(raw["high"])
     for key, v in (("low", low), ("high", high)):
-        if not ok(v):
-            raise ConfigError(f"{where}.{key}: expected {wanted}, got {v!r}")
+        if not ok(v) or not _is_number(v):  # a range is numeric even where a choice may be "off"
+            raise ConfigError(f"{where}.{key}: expected a number for a range bound ({wanted}), got {v!r}")
     if low > high:
         raise ConfigError(f"{where}: empty range, low <= high must hold, but got (low={low}, high={high})")
     log = raw.get("log", False)
@@ -155,15 +160,16 @@ def _parse_knob(name: str, raw: Any, where: str) -> Knob:
     return FloatRange(float(low), float(high), None if step is None else float(step), log)
 
 
-def parse_search_space(raw: Any, source: str) -> SearchSpace:
+def parse_search_space(raw: Any, source: str, key_prefix: str = "") -> SearchSpace:
+    """``key_prefix`` is ``"search_space."`` for a space written inline in a study file."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of knob names, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(KNOBS))
+        raise ConfigError(f"{source}: {key_prefix or ''}expected a mapping of knob names, got {type(raw).__name__}")
+    unknown = sorted(map(str, set(raw) - set(KNOBS)))
     if unknown:
-        raise ConfigError(f"{source}: {unknown[0]}: unknown knob (known knobs: {', '.join(KNOBS)})")
-    return SearchSpace(**{name: _parse_knob(name, value, f"{source}: ") for name, value in raw.items()})
+        raise ConfigError(f"{source}: {key_prefix}{unknown[0]}: unknown knob (known knobs: {', '.join(KNOBS)})")
+    return SearchSpace(**{name: _parse_knob(name, value, f"{source}: {key_prefix}") for name, value in raw.items()})
 
 
 def load_search_space(path: str | Path) -> SearchSpace:
@@ -275,7 +281,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         raise ConfigError(f"{where.rstrip('.: ')}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.name != "config_file"}
-    unknown = sorted(set(raw) - names)
+    unknown = sorted(map(str, set(raw) - names))
     if unknown:
         raise ConfigError(f"{where}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})")
     kwargs = {key: _convert(hints[key], value, f"{where}{key}") for key, value in raw.items()}
@@ -357,7 +363,7 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
             raise ConfigError(f"{path}: search_space: file not found: {space_raw!r} (looked at {space_path})")
         space = load_search_space(space_path)
     else:
-        space = parse_search_space(space_raw, f"{path}: search_space")
+        space = parse_search_space(space_raw, str(path), "search_space.")
     data_raw = raw.get("data")
     if isinstance(data_raw, str):  # shorthand: ``data: path/or/hub-name``
         raw["data"] = {"source": data_raw}

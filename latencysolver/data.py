@@ -77,6 +77,8 @@ def _split_files(folder: Path, split: str) -> list[Path]:
 def _load_local(folder: Path) -> dict[str, list[dict]]:
     import datasets
 
+    # Loading local files must not touch the network: datasets otherwise pings its download counter.
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
     folder = folder.expanduser()
     if not folder.is_dir():
         raise DataError(f"data folder not found: {str(folder)!r} (expected train/validation[/test] .jsonl or .parquet files)")
@@ -124,6 +126,9 @@ def _normalize(rows: list[dict], source: str, split: str, limit: int | None) -> 
         raise DataError(f"{source}: split '{split}' has no 'label' (or 'answer') column (columns: {sorted(columns)})")
     labels = []
     for i, row in enumerate(rows):
+        for text in ("question", "passage"):
+            if not isinstance(row.get(text), str):
+                raise DataError(f"{source}: split '{split}' row {i + 1}: {text} must be a string, got {row.get(text)!r}")
         value = row[label_key]
         if isinstance(value, bool) or value in (0, 1):
             labels.append(bool(value))

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from latencysolver.batches import EncodedSplit, eval_batches
+from latencysolver.batches import encode_pairs, eval_batches
 from latencysolver.errors import ModelError
 from latencysolver.recipe import Recipe
 from latencysolver.student import load_student
@@ -28,18 +28,11 @@ class CompressedClassifier:
     max_length: int
     info: dict[str, Any]
 
-    def encode(self, questions: list[str], passages: list[str]) -> EncodedSplit:
-        enc = self.tokenizer(list(questions), list(passages), truncation="only_second", max_length=self.max_length)
-        types = enc.get("token_type_ids")
-        return EncodedSplit(input_ids=tuple(map(tuple, enc["input_ids"])),
-                            token_type_ids=None if types is None else tuple(map(tuple, types)),
-                            labels=tuple(0 for _ in questions))
-
     @torch.inference_mode()
     def logits(self, questions: list[str], passages: list[str], batch_size: int = 32) -> torch.Tensor:
         if len(questions) != len(passages):
             raise ValueError(f"{len(questions)} questions but {len(passages)} passages")
-        split = self.encode(questions, passages)
+        split = encode_pairs(self.tokenizer, questions, passages, self.max_length)
         out = torch.empty((len(split), 2))
         pad_id = self.tokenizer.pad_token_id or 0
         for batch in eval_batches(split, batch_size, pad_id):

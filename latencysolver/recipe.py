@@ -24,8 +24,9 @@ class Recipe:
 
     prune_ratio:  fraction of each encoder Linear's weights zeroed by magnitude (0 = off).
     quant_dtype:  fp32 (off), bf16, fp16, or int8 (dynamic, weights int8 per channel, activations at run time).
-    skip_prob:    LayerDrop rate while distilling; at inference ``round((1 - p) * L)`` layers are kept.
-    skip_mode:    which layers are kept: a fixed evenly spaced rule, or a seeded random choice.
+    skip_prob:    at inference ``round((1 - p) * L)`` encoder layers are kept.
+    skip_mode:    "deterministic": a fixed evenly spaced rule picks them and the rest are removed before
+                  distilling; "stochastic": LayerDrop at rate p while distilling, then a seeded random choice.
     rank:         truncated-SVD rank of every encoder Linear where that saves FLOPs; None = off.
     temperature:  distillation temperature T of the soft targets.
     alpha:        weight of the soft (teacher) loss; 1 - alpha weighs the hard-label loss.

@@ -1,7 +1,14 @@
 """From teacher to compressed student, and the student's on-disk form.
 
-    copy(teacher) → LayerDrop on (rate p) → magnitude prune → low rank → [distill] → drop layers, fix masks
+    copy(teacher) → layer skip → magnitude prune → low rank → [distill] → bake in masks (→ drop layers)
                   → quantize
+
+Layer skip has two modes.  ``deterministic`` removes the skipped layers (fixed evenly spaced rule) *before*
+distilling, so the student trains in the shape it will run in.  ``stochastic`` follows the original LayerDrop
+recipe: all layers stay while distilling, each skipped at rate p per step, and a seeded random choice of
+``round((1-p)·L)`` layers is kept afterwards.  Measured on the shared BoolQ split (teacher 0.698, p = 0.5, 80
+distillation steps, no other knob): removing first gave 0.652 validation accuracy in 49 s; LayerDrop on all
+6 layers, then keeping layers 0, 2, 4 gave 0.622 — the majority class — in 65 s.
 
 The distillation step lives in ``distill.py``; this module does what comes before and after it, and saves or
 loads the result.  A saved student is the *pre-quantization* weights (safetensors), the Hugging Face config of
@@ -40,16 +47,17 @@ STUDENT_JSON = "student.json"
 
 @dataclass
 class StudentInTraining:
-    """A student between compression and distillation: LayerDrop hooks on, pruning masks live."""
+    """A student between compression and distillation: pruning masks live, LayerDrop hooks on (stochastic)."""
 
     model: nn.Module
     recipe: Recipe
-    kept_layers: tuple[int, ...]
-    _layerdrop: Any
+    kept_layers: tuple[int, ...]  # indices into the teacher's layers
+    _layerdrop: Any = None
 
     def finalize(self) -> nn.Module:
         """After distillation: LayerDrop off, masks baked into the weights, skipped layers removed."""
-        self._layerdrop.remove()
+        if self._layerdrop is not None:
+            self._layerdrop.remove()
         make_pruning_permanent_(self.model)
         if len(self.kept_layers) < len(encoder_layers(self.model)):
             drop_layers_(self.model, list(self.kept_layers))
@@ -60,7 +68,11 @@ def compress(teacher: nn.Module, recipe: Recipe) -> StudentInTraining:
     student = copy.deepcopy(teacher)
     num_layers = len(encoder_layers(student))
     kept = kept_layer_indices(num_layers, recipe.skip_prob, recipe.skip_mode, recipe.seed)
-    handle = enable_layerdrop_(student, recipe.skip_prob, recipe.seed)
+    handle = None
+    if recipe.skip_mode == "deterministic" and len(kept) < num_layers:
+        drop_layers_(student, kept)
+    elif recipe.skip_mode == "stochastic" and recipe.skip_prob > 0:
+        handle = enable_layerdrop_(student, recipe.skip_prob, recipe.seed)
     if recipe.prune_ratio > 0:
         magnitude_prune_(student, recipe.prune_ratio)
     if recipe.rank is not None:

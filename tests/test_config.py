@@ -127,7 +127,7 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
         sampler: {name: tpe, seed: 0
         n_trials: 3
         """)
-    message = _error(load_study_config, path, "malformed YAML", "line 3")
+    _error(load_study_config, path, "malformed YAML", "line 3")
 
 
 def test_malformed_search_space_yaml(tmp_path):
@@ -263,3 +263,23 @@ def test_to_dict_round_trips_every_knob_kind():
     assert parse_search_space(space.to_dict(), "round-trip") == space
     assert SearchSpace().to_dict()["quant_dtype"] == "fp32"
     assert parse_search_space(SearchSpace().to_dict(), "defaults") == SearchSpace()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Edge cases that once crashed with a raw TypeError or broke the to_dict round trip
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_to_dict_round_trips_a_log_int_range():
+    space = parse_search_space({"rank": {"low": 16, "high": 256, "log": True}}, "x.yaml")
+    assert parse_search_space(space.to_dict(), "round-trip") == space
+
+
+def test_rank_range_with_off_is_a_config_error():
+    with pytest.raises(ConfigError, match="rank"):
+        parse_search_space({"rank": {"low": "off", "high": 128}}, "x.yaml")
+
+
+def test_unknown_keys_of_mixed_types_are_a_config_error(tmp_path):
+    path = _write(tmp_path, "mixed.yaml", "prune_rate: 0.1\n1: 2\n")
+    _error(load_search_space, path, "unknown knob")

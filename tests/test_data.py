@@ -176,8 +176,6 @@ def test_hub_style_parquet_layout(tmp_path, synthetic_data_dir):
     assert data.test is None
 
 
-@pytest.mark.xfail(strict=True, reason="bug: data._load_local lets datasets.load_dataset send a download-count "
-                   "HEAD request to s3.amazonaws.com for every local split (datasets' increase_load_count)")
 def test_local_folder_makes_no_network_request(synthetic_data_dir, monkeypatch):
     import socket
 
@@ -318,8 +316,10 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def small_split() -> BoolQSplit:
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
-    questions = tuple(f"is {words[i % 10]} a letter" for i in range(12))
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
+    # every fourth question is long: cutting it (rather than the passage) would show
+    questions = tuple(f"is {words[i % 10]} a letter" if i % 4 else "is " + " ".join(words[:5]) + " a letter"
+                      for i in range(12))
     passages = tuple(" ".join(words[(i + j) % 10] for j in range(2 + 3 * i)) for i in range(12))  # 2 .. 35 words
     return BoolQSplit(question=questions, passage=passages, title=("",) * 12,
                       label=tuple(i % 3 == 0 for i in range(12)))
@@ -424,3 +424,15 @@ def test_train_batches_are_seeded_and_padded_to_the_longest_row(small_split, tok
     orders = {tuple(tuple(x.indices.tolist()) for x in _first(train_batches(encoded, 4, seed), 3)) for seed in range(5)}
     assert len(orders) > 1  # the seed matters
     assert [x.indices.tolist() for x in a[:3]] != [x.indices.tolist() for x in a[3:]]  # epochs differ
+
+
+def test_question_longer_than_max_length_is_not_a_bare_exception(tokenizer):
+    from latencysolver.errors import LatencySolverError
+
+    split = BoolQSplit(question=("is " + "alpha beta gamma delta " * 4 + "a letter",), passage=("short passage",),
+                       title=("",), label=(True,))
+    try:
+        encoded = encode_split(split, tokenizer, max_length=12)
+    except LatencySolverError:
+        return  # a one-line, actionable error is fine
+    assert max(encoded.lengths()) <= 12

@@ -1,0 +1,82 @@
+"""The compression pipeline as a trial runs it: compress → (distill) → finalize → quantize, save → load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from latencysolver.compression import LowRankLinear, count_quantized_linears, encoder_layers, quantize
+from latencysolver.recipe import Recipe
+from latencysolver.student import compress, load_student, save_student
+
+
+@pytest.fixture()
+def teacher():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    return BertForSequenceClassification(config).eval()
+
+
+def inputs():
+    torch.manual_seed(1)
+    return {"input_ids": torch.randint(0, 100, (3, 10)), "attention_mask": torch.ones(3, 10, dtype=torch.long)}
+
+
+def test_compress_leaves_the_teacher_alone(teacher):
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    compress(teacher, Recipe(prune_ratio=0.5, skip_prob=0.5, rank=4)).finalize()
+    assert len(encoder_layers(teacher)) == 4
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_deterministic_skip_removes_layers_before_distilling(teacher):
+    student = compress(teacher, Recipe(skip_prob=0.5, skip_mode="deterministic"))
+    assert student.kept_layers == (0, 2)
+    assert len(encoder_layers(student.model)) == 2  # already in its inference shape while training
+    assert student.model.config.num_hidden_layers == 2
+    model = student.finalize()
+    assert len(encoder_layers(model)) == 2
+    assert model(**inputs()).logits.shape == (3, 2)
+
+
+def test_stochastic_skip_trains_all_layers_with_layerdrop_then_keeps_a_seeded_subset(teacher):
+    student = compress(teacher, Recipe(skip_prob=0.5, skip_mode="stochastic", seed=3))
+    layers = encoder_layers(student.model)
+    assert len(layers) == 4
+    ran = []
+    hooks = [layer.register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i, layer in enumerate(layers)]
+    student.model.train()
+    for _ in range(20):
+        student.model(**inputs())
+    assert 20 <= len(ran) < 80  # LayerDrop skipped some layers in training passes
+    for h in hooks:
+        h.remove()
+    model = student.finalize()
+    assert len(encoder_layers(model)) == 2
+    again = compress(teacher, Recipe(skip_prob=0.5, skip_mode="stochastic", seed=3))
+    assert again.kept_layers == student.kept_layers  # the seed fixes the choice
+
+
+def test_prune_then_low_rank_then_int8(teacher):
+    student = compress(teacher, Recipe(prune_ratio=0.5, rank=4, quant_dtype="int8"))
+    model = student.finalize()
+    low_rank = [m for m in model.modules() if isinstance(m, LowRankLinear)]
+    # hidden 32 / FFN 64: rank 4 saves FLOPs for all 6 Linears of each of the 4 layers
+    assert len(low_rank) == 24 and all(m.rank == 4 for m in low_rank)
+    assert "weight_orig" not in str(list(model.state_dict()))
+    q = quantize(model, "int8")
+    assert count_quantized_linears(q) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+
+
+def test_save_and_load_give_the_same_logits(teacher, tmp_path):
+    recipe = Recipe(prune_ratio=0.3, skip_prob=0.25, rank=8, quant_dtype="int8", skip_mode="stochastic", seed=5)
+    student = compress(teacher, recipe)
+    model = student.finalize()
+    expected = quantize(model, recipe.quant_dtype)(**inputs()).logits
+    save_student(model, recipe, student.kept_layers, tmp_path, extra={"max_length": 64})
+    loaded = load_student(tmp_path)
+    assert loaded.recipe == recipe
+    assert loaded.info["kept_layers"] == list(student.kept_layers)
+    assert torch.equal(loaded.model(**inputs()).logits, expected)
