@@ -20,9 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-demo: install
+demo: install  ## `run` prints the Pareto front at its end
 	$(BIN)/latencysolver run $(STUDY) --data $(DATA)
-	$(BIN)/latencysolver pareto --study boolq-quick
 	$(BIN)/latencysolver export --study boolq-quick --best --out $(OUT)
 
 test: install
