@@ -5,4 +5,4 @@ from latencysolver.inference import CompressedClassifier, Prediction, load
 from latencysolver.recipe import Recipe
 
 __version__ = "0.1.0"
-__all__ = ["CompressedClassifier", "Prediction", "Recipe", "load", "__version__"]
+__all__ = ["CompressedClassifier", "Prediction", "Recipe", "__version__", "load"]

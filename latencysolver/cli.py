@@ -72,12 +72,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _quiet_libraries() -> None:
     import logging
-
-    import optuna
-
     import warnings
 
     import datasets
+    import optuna
     from transformers.utils import logging as hf_logging
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -10,9 +10,10 @@ import io
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import torch
@@ -65,7 +66,6 @@ class TrialContext:
     artifact_store: FileSystemArtifactStore
     pad_id: int = 0
     progress: bool = True
-    extra_attrs: dict[str, Any] = field(default_factory=dict)
 
 
 def model_size_bytes(model: torch.nn.Module) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -118,8 +119,8 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     root = cache_root(options.cache_dir)
     tokenizer = load_tokenizer(config.model)
     pad_id = tokenizer.pad_token_id or 0
-    encode = lambda split: encode_split(split, tokenizer, config.data.max_length, root, config.model)  # noqa: E731
-    train, validation = encode(data.train), encode(data.validation)
+    train, validation = (encode_split(split, tokenizer, config.data.max_length, root, config.model)
+                         for split in (data.train, data.validation))
 
     teacher = prepare_teacher(config, train, data.train.fingerprint(), root, teacher_path=options.teacher_path,
                               pad_id=pad_id, progress=options.progress, log=log)

@@ -9,6 +9,7 @@ trial, not a model to evaluate.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +40,6 @@ def total_steps(config: TrainConfig, num_rows: int) -> int:
 def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: LossFn, *,
           pad_id: int = 0, desc: str = "train", progress: bool = True) -> TrainResult:
     from transformers import get_linear_schedule_with_warmup
-    import time
 
     steps = total_steps(config, len(split))
     torch.manual_seed(config.seed)

