@@ -130,6 +130,10 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     teacher_latency = measure_latency(teacher.model, inputs, config.latency)
     log(f"teacher: validation accuracy {teacher_quality.accuracy:.3f}, F1 {teacher_quality.f1:.3f}, "
         f"latency p50 {teacher_latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)")
+    majority = data.validation.majority_rate()
+    if teacher_quality.accuracy <= majority + 0.005:
+        log(f"warning: the teacher is no better than always answering the majority class ({majority:.3f}); "
+            "students distilled from it learn nothing. Fine-tune longer (teacher.epochs) or pass --teacher PATH.")
 
     artifact_dir = default_artifact_dir(config)
     artifact_dir.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,7 @@ def _load_checkpoint(path: Path) -> nn.Module:
 
 def _fine_tune(config: StudyConfig, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool,
                log) -> nn.Module:
+    torch.manual_seed(config.teacher.seed)  # the new classification head is drawn here: same seed, same teacher
     model = load_classifier(config.model)
     model.config.id2label = dict(LABELS)
     model.config.label2id = {v: k for k, v in LABELS.items()}
