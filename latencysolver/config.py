@@ -165,7 +165,7 @@ def parse_search_space(raw: Any, source: str, key_prefix: str = "") -> SearchSpa
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {key_prefix or ''}expected a mapping of knob names, got {type(raw).__name__}")
+        raise ConfigError(f"{source}: {key_prefix}expected a mapping of knob names, got {type(raw).__name__}")
     unknown = sorted(map(str, set(raw) - set(KNOBS)))
     if unknown:
         raise ConfigError(f"{source}: {key_prefix}{unknown[0]}: unknown knob (known knobs: {', '.join(KNOBS)})")

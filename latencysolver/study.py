@@ -114,8 +114,9 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     check_storage(config.storage)
     data = load_boolq(config.data.source, limit_train=config.data.limit_train,
                       limit_validation=config.data.limit_validation, limit_test=config.data.limit_test)
+    majority = data.validation.majority_rate()
     log(f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
-        f"(majority class {data.validation.majority_rate():.1%} of validation)")
+        f"(majority class {majority:.1%} of validation)")
     root = cache_root(options.cache_dir)
     tokenizer = load_tokenizer(config.model)
     pad_id = tokenizer.pad_token_id or 0
@@ -130,7 +131,6 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     teacher_latency = measure_latency(teacher.model, inputs, config.latency)
     log(f"teacher: validation accuracy {teacher_quality.accuracy:.3f}, F1 {teacher_quality.f1:.3f}, "
         f"latency p50 {teacher_latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)")
-    majority = data.validation.majority_rate()
     if teacher_quality.accuracy <= majority + 0.005:
         log(f"warning: the teacher is no better than always answering the majority class ({majority:.3f}); "
             "students distilled from it learn nothing. Fine-tune longer (teacher.epochs) or pass --teacher PATH.")
@@ -146,7 +146,7 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     study.set_user_attr("data", {"source": data.source, "train_rows": len(data.train),
                                  "validation_rows": len(data.validation),
                                  "test_rows": len(data.test) if data.test is not None else 0,
-                                 "majority_rate": data.validation.majority_rate(),
+                                 "majority_rate": majority,
                                  "max_length": config.data.max_length})
     study.set_user_attr("artifact_dir", str(artifact_dir))
     study.set_user_attr("config_file", config.config_file)
