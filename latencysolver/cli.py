@@ -61,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")
     export.set_defaults(handler=_export)
 
+    bench = sub.add_parser("bench", help="measure an exported model (or a teacher / base model) with the latency protocol")
+    bench.add_argument("model", metavar="MODEL_OR_EXPORT_DIR",
+                       help="an export folder, a fine-tuned model folder (e.g. the study's teacher) or a hub id")
+    bench.add_argument("--data", help="BoolQ folder or hub name for the latency rows (default: the export's own data)")
+    bench.add_argument("--reference", metavar="MODEL_OR_EXPORT_DIR",
+                       help="also measure the paired speed-up against this model (e.g. the teacher), interleaved")
+    bench.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads (default 2)")
+    bench.add_argument("--rows", type=int, default=32, help="validation rows in the seeded sample (default 32)")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed passes over the sample (default 3)")
+    bench.add_argument("--seed", type=int, default=0, help="which rows are sampled (default 0)")
+    bench.add_argument("--batch-size", type=int, default=16, help="throughput batch size; 0 skips it (default 16)")
+    bench.add_argument("--max-length", type=int, help="token limit (default: the export's, else 256)")
+    bench.add_argument("--cache-dir", help="cache folder for the tokenized rows")
+    bench.set_defaults(handler=_bench)
+
     dash = sub.add_parser("dashboard", help="optuna-dashboard on the same storage and artifacts")
     dash.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
     dash.add_argument("--artifacts", help="artifact folder (default: the one the studies recorded)")
@@ -112,8 +128,11 @@ def _print_front(study) -> None:
 
     from latencysolver.study import front_rows
 
+    from latencysolver.study import hardware_warning
+
     teacher = study.user_attrs.get("teacher", {})
-    table = Table(title=f"Pareto front of study {study.study_name!r} (accuracy ↑, latency ↓)")
+    objective = "speed-up ↑" if study.directions[1].name == "MAXIMIZE" else "latency ↓"
+    table = Table(title=f"Pareto front of study {study.study_name!r} (accuracy ↑, {objective})")
     for name in ("trial", "accuracy", "F1", "p50 ms", "speed-up", "layers", "params", "size MB", "recipe"):
         table.add_column(name, justify="left" if name == "recipe" else "right")
     if teacher:
@@ -122,12 +141,16 @@ def _print_front(study) -> None:
                       f"{teacher['size_bytes'] / 1e6:.1f}", "fine-tuned fp32 baseline", style="dim")
     rows = front_rows(study)
     for r in rows:
+        cv = f" ±{r['speedup_cv']:.0%}" if r.get("speedup_cv") is not None else ""
         table.add_row(str(r["trial"]), f"{r['accuracy']:.3f}", f"{r['f1']:.3f}", f"{r['latency_ms']:.2f}",
-                      f"{r['speedup']:.2f}x", str(r["layers"]), f"{r['parameters']:,}", f"{r['size_mb']:.1f}",
+                      f"{r['speedup']:.2f}x{cv}", str(r["layers"]), f"{r['parameters']:,}", f"{r['size_mb']:.1f}",
                       r["recipe"])
     Console(width=max(160, Console().width)).print(table)
     if not rows:
         print("(no completed trials yet)")
+    warning = hardware_warning(study)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -137,8 +160,53 @@ def _export(args: argparse.Namespace) -> int:
     study = load_existing_study(args.study, args.storage)
     trial = pick_best(study, args.tolerance) if args.best else get_trial(study, args.trial)
     out = export_trial(study, trial, args.out, args.artifacts)
-    print(f"exported trial {trial.number} (accuracy {trial.values[0]:.3f}, {trial.values[1]:.2f} ms, "
+    print(f"exported trial {trial.number} (accuracy {trial.values[0]:.3f}, "
+          f"{trial.user_attrs.get('latency_p50_ms', float('nan')):.2f} ms, "
           f"{trial.user_attrs.get('speedup', float('nan')):.2f}x) to {out}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from latencysolver.bench import bench, load_target
+    from latencysolver.config import LatencyConfig
+    from latencysolver.errors import ConfigError
+
+    try:
+        config = LatencyConfig(threads=args.threads, rows=args.rows, warmup=args.warmup, repeats=args.repeats,
+                               seed=args.seed)
+    except ValueError as exc:
+        raise ConfigError(f"bench: --{str(exc).split(' ', 1)[0]}: {exc}") from None
+    if args.batch_size < 0:
+        raise ConfigError(f"bench: --batch-size must be >= 0, but got {args.batch_size}")
+    target = load_target(args.model, args.max_length)
+    reference = load_target(args.reference, target.max_length) if args.reference else None
+    result = bench(target, config, data=args.data, batch_size=args.batch_size or None, reference=reference,
+                   cache_dir=args.cache_dir)
+
+    lat = result.latency
+    table = Table(title=f"latency of {result.target}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [("p50, batch 1", f"{lat.p50_ms:.2f} ms"), ("p90, batch 1", f"{lat.p90_ms:.2f} ms"),
+            ("mean, batch 1", f"{lat.mean_ms:.2f} ms"), ("CV of pass means", f"{lat.cv:.1%}")]
+    if result.throughput:
+        tp = result.throughput
+        rows.append((f"throughput, batch {tp.batch_size}", f"{tp.rows_per_second:.1f} rows/s"))
+    if result.paired:
+        p = result.paired
+        rows += [(f"reference p50 ({result.reference})", f"{p.reference.p50_ms:.2f} ms"),
+                 ("paired speed-up", f"{p.speedup:.2f}x ±{p.speedup_cv:.1%}")]
+    if result.parameters is not None:
+        rows.append(("parameters", f"{result.parameters:,}"))
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(100, Console().width)).print(table)
+    print(f"protocol: {lat.rows} seeded validation rows of {result.data_source} (seed {config.seed}), "
+          f"{config.warmup} warm-up calls, {config.repeats} timed passes, {config.threads} threads")
+    print(f"hardware: {result.hardware.describe()} [{result.hardware.key}]")
     return 0
 
 

@@ -216,14 +216,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LatencyConfig:
+    """The latency protocol's settings (see ``latencysolver/latency.py``) and which figure is the objective."""
+
     threads: int = 2
     rows: int = 32  # fixed, seeded sample of real validation rows
     warmup: int = 5
     repeats: int = 3  # timed passes over the sample
     seed: int = 0
+    # The second objective: the paired speed-up over the fp32 teacher (maximize; robust to noise and comparable
+    # across machines) or the student's absolute p50 in milliseconds (minimize).
+    objective: Literal["speedup", "latency_ms"] = "speedup"
+    throughput_batch_size: int | None = None  # also measure rows/s at this batch size in each trial
 
     def __post_init__(self) -> None:
-        _check_positive(self, "threads", "rows", "repeats")
+        _check_positive(self, "threads", "rows", "repeats", "throughput_batch_size")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, but got {self.warmup!r}")
 

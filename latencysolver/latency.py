@@ -1,9 +1,33 @@
-"""Batch-1 inference latency on a fixed sample of real validation rows.
+"""The latency protocol: what one latency figure means, for torch and onnxruntime models alike.
 
-Protocol (see DESIGN.md): a seeded sample of ``rows`` validation rows, tokenized once with their real lengths;
-``torch.set_num_threads(threads)`` for the measurement (restored afterwards); ``warmup`` untimed calls; then
-``repeats`` timed passes over the whole sample, one ``perf_counter`` interval per call.  p50/p90/mean are over
-all calls; the CV is over the per-pass means, i.e. how much the same sample varied from pass to pass.
+Inputs
+    A seeded sample of ``rows`` real validation rows (``random.Random(seed)``), tokenized once, each a batch of
+    one at its real length (no padding).  Every model of a study sees exactly the same tensors.
+
+One measurement (``measure_latency``)
+    The thread count is applied (``torch.set_num_threads``, and ``model.set_threads`` for runtimes that own their
+    thread pool, such as onnxruntime) and restored afterwards.  ``warmup`` untimed calls, then ``repeats`` timed
+    passes over the sample, one ``perf_counter`` interval per call (on CUDA the interval ends after
+    ``torch.cuda.synchronize()``).  p50/p90/mean are over all calls; the CV is over the per-pass means.
+
+Paired measurement against a reference (``measure_paired``)
+    Each call of the model is next to a call of the reference (the fp32 teacher) on the *same* input: A B, B A,
+    A B, … (who goes first alternates, so neither always runs on a cache the other warmed).  The speed-up is the
+    median over those pairs of ``reference ms / model ms``: on a quiet machine that is ``reference p50 / model
+    p50``, and under load it stays there, because each ratio is taken between two calls microseconds apart.
+    (A ratio of two p50s taken over a run whose first half was quiet and second half loaded is not robust: each
+    p50 lands somewhere between the quiet and the loaded mode.)  Its CV is over the per-pass medians.
+
+    Why the ratio is the figure to trust: on a shared machine the noise is mostly slow — another job starts, the
+    clock steps down, the cache is thrashed for a few seconds.  Such noise scales both models' times by the same
+    factor, since their calls are microseconds apart, and the factor cancels in the ratio.  Absolute milliseconds
+    carry it in full.  For the same reason the ratio is what compares workers on different CPUs: a machine 1.5x
+    slower makes both numbers 1.5x larger.  (It does not cancel noise that hits one call and not its neighbour;
+    that part is what the speed-up's own CV shows.)
+
+Throughput (``measure_throughput``)
+    The same sample in batches of ``batch_size`` (padded to the longest row of each batch): rows per second,
+    the median over ``repeats`` passes.
 """
 
 from __future__ import annotations
@@ -11,13 +35,19 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import nn
 
 from latencysolver.batches import EncodedSplit, collate
 from latencysolver.config import LatencyConfig
+
+Inputs = dict[str, torch.Tensor]
+# Anything called like a Hugging Face model: ``model(**inputs)``.  An ``nn.Module`` or an onnxruntime wrapper.
+Runnable = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -35,41 +65,172 @@ class LatencyStats:
                 "threads": self.threads, "rows": self.rows}
 
 
-def latency_inputs(split: EncodedSplit, config: LatencyConfig, pad_id: int = 0) -> list[dict[str, torch.Tensor]]:
-    """The same rows for every model of a study: ``Random(seed)`` picks them, each a batch of one."""
-    rows = random.Random(config.seed).sample(range(len(split)), min(config.rows, len(split)))
-    return [collate(split, [i], pad_id).inputs for i in rows]
+@dataclass(frozen=True)
+class PairedLatency:
+    """A model and its reference measured call by call on the same inputs."""
+
+    model: LatencyStats
+    reference: LatencyStats
+    speedup: float  # median over paired calls of reference ms / model ms
+    speedup_cv: float  # CV of the per-pass speed-ups: what is left after the common noise cancels
+
+    def summary(self) -> dict[str, Any]:
+        return {"speedup": self.speedup, "speedup_cv": self.speedup_cv,
+                "model": self.model.summary(), "reference": self.reference.summary()}
 
 
-@torch.inference_mode()
-def measure_latency(model: nn.Module, inputs: list[dict[str, torch.Tensor]], config: LatencyConfig) -> LatencyStats:
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+@dataclass(frozen=True)
+class Throughput:
+    rows_per_second: float
+    batch_size: int
+    threads: int
+    rows: int
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------------------
+
+
+def sample_rows(split: EncodedSplit, config: LatencyConfig) -> list[int]:
+    """The same row indices for every model of a study: ``Random(seed)`` picks them."""
+    return random.Random(config.seed).sample(range(len(split)), min(config.rows, len(split)))
+
+
+def latency_inputs(split: EncodedSplit, config: LatencyConfig, pad_id: int = 0) -> list[Inputs]:
+    """The sampled rows, each a batch of one at its real length."""
+    return [collate(split, [i], pad_id).inputs for i in sample_rows(split, config)]
+
+
+def throughput_inputs(split: EncodedSplit, config: LatencyConfig, batch_size: int, pad_id: int = 0) -> list[Inputs]:
+    """The sampled rows in batches of ``batch_size``, each padded to its longest row."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, but got {batch_size!r}")
+    rows = sample_rows(split, config)
+    return [collate(split, rows[i:i + batch_size], pad_id).inputs for i in range(0, len(rows), batch_size)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Measurement
+# --------------------------------------------------------------------------------------------------------------
+
+
+def model_device(model: Runnable) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+def _timed(model: Runnable, inputs: Inputs) -> float:
+    """Milliseconds for one call; on CUDA the kernels are waited for, not just launched."""
+    cuda = next(iter(inputs.values())).is_cuda
+    start = time.perf_counter()
+    model(**inputs)
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000.0
+
+
+@contextmanager
+def _threads(threads: int, *models: Runnable) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    for model in models:
+        if hasattr(model, "set_threads"):  # runtimes with their own thread pool (onnxruntime)
+            model.set_threads(threads)
     try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _prepare(model: Runnable, inputs: list[Inputs]) -> list[Inputs]:
+    if hasattr(model, "eval"):
         model.eval()
+    device = model_device(model)
+    return [{k: v.to(device) for k, v in x.items()} for x in inputs] if device.type != "cpu" else inputs
+
+
+def _stats(samples: list[float], pass_means: list[float], threads: int, rows: int) -> LatencyStats:
+    ordered = sorted(samples)
+    return LatencyStats(
+        p50_ms=statistics.median(ordered),
+        p90_ms=ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))],
+        mean_ms=statistics.fmean(ordered),
+        cv=coefficient_of_variation(pass_means),
+        threads=threads,
+        rows=rows,
+        samples_ms=tuple(samples),
+    )
+
+
+def coefficient_of_variation(values: list[float]) -> float:
+    """Population standard deviation over mean; 0 for fewer than two values."""
+    if len(values) < 2:
+        return 0.0
+    mean = statistics.fmean(values)
+    return statistics.pstdev(values) / mean if mean else 0.0
+
+
+def measure_latency(model: Runnable, inputs: list[Inputs], config: LatencyConfig) -> LatencyStats:
+    """Batch-1 latency of one model on the sample (see the module docstring for the protocol)."""
+    with _threads(config.threads, model):
+        inputs = _prepare(model, inputs)
         for i in range(config.warmup):
             model(**inputs[i % len(inputs)])
         samples: list[float] = []
         pass_means: list[float] = []
         for _ in range(config.repeats):
-            times = []
-            for x in inputs:
-                start = time.perf_counter()
-                model(**x)
-                times.append((time.perf_counter() - start) * 1000.0)
+            times = [_timed(model, x) for x in inputs]
             samples += times
             pass_means.append(statistics.fmean(times))
-    finally:
-        torch.set_num_threads(previous_threads)
-    ordered = sorted(samples)
-    mean_of_passes = statistics.fmean(pass_means)
-    cv = statistics.pstdev(pass_means) / mean_of_passes if len(pass_means) > 1 else 0.0
-    return LatencyStats(
-        p50_ms=statistics.median(ordered),
-        p90_ms=ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))],
-        mean_ms=statistics.fmean(ordered),
-        cv=cv,
-        threads=config.threads,
-        rows=len(inputs),
-        samples_ms=tuple(samples),
-    )
+    return _stats(samples, pass_means, config.threads, len(inputs))
+
+
+def measure_paired(model: Runnable, reference: Runnable, inputs: list[Inputs], config: LatencyConfig) -> PairedLatency:
+    """Model and reference interleaved call by call on the same inputs; the speed-up is the median pair ratio."""
+    with _threads(config.threads, model, reference):
+        model_inputs, reference_inputs = _prepare(model, inputs), _prepare(reference, inputs)
+        for i in range(config.warmup):
+            model(**model_inputs[i % len(inputs)])
+            reference(**reference_inputs[i % len(inputs)])
+        a_all: list[float] = []
+        b_all: list[float] = []
+        a_means: list[float] = []
+        b_means: list[float] = []
+        ratios: list[float] = []
+        pass_speedups: list[float] = []
+        for p in range(config.repeats):
+            a_pass, b_pass = [], []
+            for i in range(len(inputs)):
+                if (p + i) % 2 == 0:
+                    a_pass.append(_timed(model, model_inputs[i]))
+                    b_pass.append(_timed(reference, reference_inputs[i]))
+                else:
+                    b_pass.append(_timed(reference, reference_inputs[i]))
+                    a_pass.append(_timed(model, model_inputs[i]))
+            a_all += a_pass
+            b_all += b_pass
+            a_means.append(statistics.fmean(a_pass))
+            b_means.append(statistics.fmean(b_pass))
+            pass_ratios = [b / a for a, b in zip(a_pass, b_pass)]
+            ratios += pass_ratios
+            pass_speedups.append(statistics.median(pass_ratios))
+    return PairedLatency(model=_stats(a_all, a_means, config.threads, len(inputs)),
+                         reference=_stats(b_all, b_means, config.threads, len(inputs)),
+                         speedup=statistics.median(ratios), speedup_cv=coefficient_of_variation(pass_speedups))
+
+
+def measure_throughput(model: Runnable, batches: list[Inputs], config: LatencyConfig) -> Throughput:
+    """Rows per second over the sample in batches (the median pass); warm-up and threads as for latency."""
+    rows = sum(int(next(iter(x.values())).shape[0]) for x in batches)
+    with _threads(config.threads, model):
+        batches = _prepare(model, batches)
+        for i in range(min(config.warmup, len(batches))):
+            model(**batches[i])
+        seconds = [sum(_timed(model, x) for x in batches) / 1000.0 for _ in range(config.repeats)]
+    return Throughput(rows_per_second=rows / statistics.median(seconds),
+                      batch_size=max(int(next(iter(x.values())).shape[0]) for x in batches),
+                      threads=config.threads, rows=rows)

@@ -24,14 +24,23 @@ from latencysolver.compression import quantize
 from latencysolver.config import KNOBS, Choices, Fixed, FloatRange, IntRange, SearchSpace, StudyConfig
 from latencysolver.distill import distill
 from latencysolver.evaluate import predict_logits, scores
-from latencysolver.latency import measure_latency
+from latencysolver.hardware import HardwareFingerprint
+from latencysolver.latency import PairedLatency, measure_paired, measure_throughput
 from latencysolver.models import count_parameters, nonzero_parameters
 from latencysolver.recipe import Recipe
 from latencysolver.student import compress, save_student
 
-OBJECTIVE_NAMES = ["accuracy", "latency_ms"]
-DIRECTIONS = ["maximize", "minimize"]
 ARTIFACT_FILES = ("model.safetensors", "config.json", "student.json", "predictions.json")
+LATENCY_SAMPLES = "latency_samples.json"
+
+
+def objectives(latency_objective: str) -> tuple[list[str], list[str]]:
+    """Metric names and directions: accuracy (maximize), then the speed-up (maximize) or the p50 ms (minimize)."""
+    if latency_objective == "speedup":
+        return ["accuracy", "speedup"], ["maximize", "maximize"]
+    if latency_objective == "latency_ms":
+        return ["accuracy", "latency_ms"], ["maximize", "minimize"]
+    raise ValueError(f"latency objective must be 'speedup' or 'latency_ms', but got {latency_objective!r}")
 
 
 def suggest_recipe(trial: optuna.Trial, space: SearchSpace) -> Recipe:
@@ -62,8 +71,9 @@ class TrialContext:
     train: EncodedSplit
     validation: EncodedSplit
     latency_inputs: list[dict[str, torch.Tensor]]
-    teacher_latency_p50_ms: float
     artifact_store: FileSystemArtifactStore
+    hardware: HardwareFingerprint
+    throughput_inputs: list[dict[str, torch.Tensor]] | None = None
     pad_id: int = 0
     progress: bool = True
 
@@ -87,13 +97,18 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
         quantized = quantize(model, recipe.quant_dtype)
         logits = predict_logits(quantized, ctx.validation, pad_id=ctx.pad_id, progress=ctx.progress)
         quality = scores(logits, ctx.validation.labels)
-        latency = measure_latency(quantized, ctx.latency_inputs, ctx.config.latency)
+        paired = measure_paired(quantized, ctx.teacher_model, ctx.latency_inputs, ctx.config.latency)
+        latency = paired.model
         attrs = {
             "f1": quality.f1,
             "latency_p50_ms": latency.p50_ms,
             "latency_p90_ms": latency.p90_ms,
             "latency_cv": latency.cv,
-            "speedup": ctx.teacher_latency_p50_ms / latency.p50_ms,
+            "speedup": paired.speedup,
+            "speedup_cv": paired.speedup_cv,
+            "reference_p50_ms": paired.reference.p50_ms,
+            "hardware": ctx.hardware.to_dict(),
+            "hardware_key": ctx.hardware.key,
             "parameters": count_parameters(model),
             "nonzero_parameters": nonzero_parameters(model),
             "size_bytes": model_size_bytes(quantized),
@@ -103,6 +118,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             "distill_final_loss": trained.final_loss,
             "seconds": round(time.perf_counter() - start, 1),
         }
+        if ctx.throughput_inputs:
+            attrs["throughput_rows_per_s"] = measure_throughput(quantized, ctx.throughput_inputs,
+                                                                ctx.config.latency).rows_per_second
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         predictions = logits.argmax(dim=-1).tolist()
@@ -111,13 +129,21 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             save_student(model, recipe, student.kept_layers, folder,
                          extra={"max_length": ctx.config.data.max_length, "base_model": ctx.config.model})
             (folder / "predictions.json").write_text(json.dumps({"split": "validation", "predictions": predictions}))
-            (folder / "latency_samples.json").write_text(json.dumps(latency.summary() | {"samples_ms": latency.samples_ms}))
-            for name in (*ARTIFACT_FILES, "latency_samples.json"):
+            (folder / LATENCY_SAMPLES).write_text(json.dumps(latency_record(paired, ctx.hardware)))
+            for name in (*ARTIFACT_FILES, LATENCY_SAMPLES):
                 upload_artifact(artifact_store=ctx.artifact_store, file_path=str(folder / name), study_or_trial=trial)
     except Exception as exc:
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
         raise
-    return quality.accuracy, latency.p50_ms
+    return quality.accuracy, (paired.speedup if ctx.config.latency.objective == "speedup" else latency.p50_ms)
+
+
+def latency_record(paired: PairedLatency, hardware: HardwareFingerprint) -> dict[str, Any]:
+    """The raw samples of both models, call by call, for the dashboard and reports."""
+    return {"protocol": "paired: model and fp32 teacher interleaved on the same batch-1 inputs",
+            "speedup": paired.speedup, "speedup_cv": paired.speedup_cv, "hardware": hardware.to_dict(),
+            "model": paired.model.summary() | {"samples_ms": paired.model.samples_ms},
+            "reference": paired.reference.summary() | {"samples_ms": paired.reference.samples_ms}}
 
 
 def make_objective(ctx: TrialContext) -> Callable[[optuna.Trial], tuple[float, float]]:

@@ -16,19 +16,21 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from latencysolver.batches import encode_split
+from latencysolver.batches import EncodedSplit, encode_split
 from latencysolver.cache import cache_root
 from latencysolver.config import StudyConfig
-from latencysolver.data import load_boolq
+from latencysolver.data import BoolQData, load_boolq
 from latencysolver.errors import StorageError, first_line
 from latencysolver.evaluate import predict_logits, scores
-from latencysolver.latency import latency_inputs, measure_latency
+from latencysolver.hardware import hardware_fingerprint
+from latencysolver.latency import latency_inputs, measure_latency, model_device, throughput_inputs
 from latencysolver.models import count_parameters, load_tokenizer
-from latencysolver.objective import DIRECTIONS, OBJECTIVE_NAMES, TrialContext, make_objective, model_size_bytes
+from latencysolver.objective import TrialContext, make_objective, model_size_bytes, objectives
 from latencysolver.recipe import Recipe
-from latencysolver.teacher import prepare_teacher
+from latencysolver.teacher import Teacher, prepare_teacher
 
 Log = Callable[[str], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -110,25 +112,47 @@ class RunOptions:
     progress: bool = True
 
 
-def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
-    check_storage(config.storage)
+@dataclass
+class Prepared:
+    """What a study (or a benchmark) needs before its first trial: data, encoded splits and the teacher."""
+
+    data: BoolQData
+    train: EncodedSplit
+    validation: EncodedSplit
+    teacher: Teacher
+    tokenizer: Any
+    pad_id: int
+    cache_root: Path
+
+
+def prepare(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> Prepared:
+    """Load and encode the data, then fine-tune (or load the cached) teacher; writes nothing to storage."""
     data = load_boolq(config.data.source, limit_train=config.data.limit_train,
                       limit_validation=config.data.limit_validation, limit_test=config.data.limit_test)
-    majority = data.validation.majority_rate()
     log(f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
-        f"(majority class {majority:.1%} of validation)")
+        f"(majority class {data.validation.majority_rate():.1%} of validation)")
     root = cache_root(options.cache_dir)
     tokenizer = load_tokenizer(config.model)
     pad_id = tokenizer.pad_token_id or 0
     train, validation = (encode_split(split, tokenizer, config.data.max_length, root, config.model)
                          for split in (data.train, data.validation))
-
     teacher = prepare_teacher(config, train, data.train.fingerprint(), root, teacher_path=options.teacher_path,
                               pad_id=pad_id, progress=options.progress, log=log)
+    return Prepared(data=data, train=train, validation=validation, teacher=teacher, tokenizer=tokenizer,
+                    pad_id=pad_id, cache_root=root)
+
+
+def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
+    check_storage(config.storage)
+    prepared = prepare(config, options, log)
+    data, train, validation, teacher, pad_id = (prepared.data, prepared.train, prepared.validation,
+                                                prepared.teacher, prepared.pad_id)
+    majority = data.validation.majority_rate()
     inputs = latency_inputs(validation, config.latency, pad_id)
     teacher_quality = scores(predict_logits(teacher.model, validation, pad_id=pad_id, desc="teacher evaluate",
                                             progress=options.progress), validation.labels)
     teacher_latency = measure_latency(teacher.model, inputs, config.latency)
+    hardware = hardware_fingerprint(config.latency.threads, model_device(teacher.model).type)
     log(f"teacher: validation accuracy {teacher_quality.accuracy:.3f}, F1 {teacher_quality.f1:.3f}, "
         f"latency p50 {teacher_latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)")
     if teacher_quality.accuracy <= majority + 0.005:
@@ -142,6 +166,7 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
         "path": str(teacher.path), "key": teacher.key, "base_model": config.model,
         "accuracy": teacher_quality.accuracy, "f1": teacher_quality.f1,
         "latency_p50_ms": teacher_latency.p50_ms, "latency_p90_ms": teacher_latency.p90_ms,
+        "hardware_key": hardware.key,
         "parameters": count_parameters(teacher.model), "size_bytes": model_size_bytes(teacher.model)})
     study.set_user_attr("data", {"source": data.source, "train_rows": len(data.train),
                                  "validation_rows": len(data.validation),
@@ -163,28 +188,37 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
         f"(storage {config.storage})")
     ctx = TrialContext(config=config, teacher_model=teacher.model, teacher_train_logits=teacher.train_logits,
                        train=train, validation=validation, latency_inputs=inputs,
-                       teacher_latency_p50_ms=teacher_latency.p50_ms,
-                       artifact_store=FileSystemArtifactStore(str(artifact_dir)), pad_id=pad_id,
-                       progress=options.progress)
+                       artifact_store=FileSystemArtifactStore(str(artifact_dir)), hardware=hardware,
+                       throughput_inputs=(throughput_inputs(validation, config.latency,
+                                                            config.latency.throughput_batch_size, pad_id)
+                                          if config.latency.throughput_batch_size else None),
+                       pad_id=pad_id, progress=options.progress)
+    log(f"latency: {hardware.describe()} [{hardware.key}]")
     study.optimize(make_objective(ctx), n_trials=remaining, catch=(Exception,),
                    callbacks=[_summary_callback(log, time.perf_counter())])
+    warning = hardware_warning(study)
+    if warning:
+        log(warning)
     return study
 
 
 def _create_or_resume(config: StudyConfig) -> optuna.Study:
     sampler = _make_sampler(config)
+    names, directions = objectives(config.latency.objective)
     try:
         study = optuna.create_study(study_name=config.name, storage=config.storage, sampler=sampler,
-                                    directions=DIRECTIONS, load_if_exists=True)
+                                    directions=directions, load_if_exists=True)
     except Exception as exc:
         raise StorageError(f"--storage {config.storage!r}: cannot open study {config.name!r}: {first_line(exc)}") from None
-    if [d.name.lower() for d in study.directions] != DIRECTIONS:
-        raise StorageError(f"study {config.name!r} in {config.storage!r} has directions "
-                           f"{[d.name.lower() for d in study.directions]}, not {DIRECTIONS}; pick another name")
-    if study.metric_names != OBJECTIVE_NAMES:
+    found = [d.name.lower() for d in study.directions]
+    if found != directions or (study.metric_names and study.metric_names != names):
+        raise StorageError(f"study {config.name!r} in {config.storage!r} optimizes {study.metric_names or found}, "
+                           f"but {config.config_file} asks for {names} (latency.objective: "
+                           f"{config.latency.objective}); pick another study name")
+    if study.metric_names != names:
         with warnings.catch_warnings():  # "experimental since v3.2": stable in practice, and what the dashboard reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(OBJECTIVE_NAMES)
+            study.set_metric_names(names)
     return study
 
 
@@ -203,9 +237,9 @@ def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, Froze
         recipe = trial.user_attrs.get("recipe")
         what = Recipe.from_dict(recipe).describe() if recipe else ""
         if trial.state == TrialState.COMPLETE:
-            accuracy, latency = trial.values
-            log(f"trial {trial.number:>3}  acc {accuracy:.3f}  {latency:7.2f} ms  "
-                f"{trial.user_attrs.get('speedup', float('nan')):4.1f}x  {what}  [{seconds:.0f}s]")
+            a = trial.user_attrs
+            log(f"trial {trial.number:>3}  acc {trial.values[0]:.3f}  {a['latency_p50_ms']:7.2f} ms  "
+                f"{a['speedup']:4.1f}x ±{a['speedup_cv']:.0%}  {what}  [{seconds:.0f}s]")
         else:
             log(f"trial {trial.number:>3}  {trial.state.name}  {trial.user_attrs.get('fail_reason', '')}  {what}")
 
@@ -215,9 +249,30 @@ def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, Froze
 # ------------------------------------------------------------------------------------------------ results
 
 
+def _slowness(study: optuna.Study) -> Callable[[FrozenTrial], float]:
+    """Sort key, fastest first, whichever latency figure the study optimizes (ms ↓ or speed-up ↑)."""
+    minimize = study.directions[1] == StudyDirection.MINIMIZE
+    return lambda t: t.values[1] if minimize else -t.values[1]
+
+
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The front, most accurate first (``study.best_trials`` exactly, in a readable order)."""
-    return sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
+    slowness = _slowness(study)
+    return sorted(study.best_trials, key=lambda t: (-t.values[0], slowness(t), t.number))
+
+
+def hardware_warning(study: optuna.Study) -> str | None:
+    """A warning when the front's latencies were measured on different hardware (or threads, or versions)."""
+    keys: dict[str, list[int]] = {}
+    for t in study.best_trials:
+        keys.setdefault(t.user_attrs.get("hardware_key", "unknown"), []).append(t.number)
+    if len(keys) < 2:
+        return None
+    groups = "; ".join(f"{key}: trials {numbers}" for key, numbers in sorted(keys.items()))
+    advice = ("compare speed-ups, not milliseconds" if study.directions[1] == StudyDirection.MAXIMIZE
+              else "their milliseconds are not comparable; set latency.objective: speedup")
+    return (f"warning: study {study.study_name!r}: the Pareto front mixes latencies measured on "
+            f"{len(keys)} different hardware fingerprints ({groups}); {advice}")
 
 
 def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:
@@ -229,7 +284,8 @@ def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:
     if teacher_accuracy is not None:
         close = [t for t in front if t.values[0] >= teacher_accuracy - tolerance]
         if close:
-            return min(close, key=lambda t: (t.values[1], -t.values[0]))
+            slowness = _slowness(study)
+            return min(close, key=lambda t: (slowness(t), -t.values[0]))
     return front[0]
 
 
@@ -248,7 +304,8 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     for t in pareto_trials(study):
         recipe = Recipe.from_dict(t.user_attrs["recipe"])
         rows.append({"trial": t.number, "accuracy": t.values[0], "f1": t.user_attrs.get("f1"),
-                     "latency_ms": t.values[1], "speedup": t.user_attrs.get("speedup"),
+                     "latency_ms": t.user_attrs.get("latency_p50_ms"), "speedup": t.user_attrs.get("speedup"),
+                     "speedup_cv": t.user_attrs.get("speedup_cv"), "hardware_key": t.user_attrs.get("hardware_key"),
                      "layers": t.user_attrs.get("layers"), "parameters": t.user_attrs.get("parameters"),
                      "size_mb": t.user_attrs.get("size_bytes", 0) / 1e6, "recipe": recipe.describe()})
     return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from types import SimpleNamespace
 
@@ -151,3 +152,130 @@ def test_two_speeds_show_in_p50_and_p90(restore_threads):
     assert stats.p90_ms >= 6.0  # the 90th percentile is a long row
     assert sorted(stats.samples_ms)[-6] >= 6.0  # six long calls (3 rows x 2 passes)
     assert stats.mean_ms > stats.p50_ms
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Paired measurement against a reference, noise, throughput
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SharedLoad:
+    """A noisy neighbour both models feel: every ``period`` calls the machine is ``factor`` times slower."""
+
+    def __init__(self, period: int = 10, factor: float = 3.0):
+        self.period, self.factor, self.calls = period, factor, 0
+
+    def scale(self) -> float:
+        self.calls += 1
+        return self.factor if (self.calls // self.period) % 2 else 1.0
+
+
+class LoadedSleeper(nn.Module):
+    def __init__(self, ms: float, load: SharedLoad):
+        super().__init__()
+        self.ms, self.load = ms, load
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        time.sleep(self.ms * self.load.scale() / 1000.0)
+        return SimpleNamespace(logits=torch.zeros(input_ids.shape[0], 2))
+
+
+def test_paired_speedup_of_a_model_against_itself_is_one(restore_threads):
+    from latencysolver.latency import measure_paired
+
+    config = LatencyConfig(threads=1, rows=10, warmup=2, repeats=3, seed=0)
+    model = Sleeper(ms=2.0)
+    paired = measure_paired(model, model, latency_inputs(SPLIT, config), config)
+    assert model.calls == 2 * (config.warmup + config.rows * config.repeats)
+    assert len(paired.model.samples_ms) == len(paired.reference.samples_ms) == 30
+    ratios = [b / a for a, b in zip(paired.model.samples_ms, paired.reference.samples_ms)]
+    assert paired.speedup == pytest.approx(statistics.median(ratios))
+    assert abs(paired.speedup - 1.0) <= max(3 * paired.speedup_cv, 0.15)
+
+
+def test_paired_speedup_cancels_noise_that_hits_both_models(restore_threads):
+    """Under a load that triples every call for stretches, p50 ms moves a lot; the paired ratio does not."""
+    from latencysolver.latency import measure_paired
+
+    config = LatencyConfig(threads=1, rows=10, warmup=0, repeats=4, seed=0)
+    load = SharedLoad(period=20, factor=3.0)  # 20 calls = one pass of both models: alternate passes are slow
+    fast, slow = LoadedSleeper(2.0, load), LoadedSleeper(6.0, load)
+    paired = measure_paired(fast, slow, latency_inputs(SPLIT, config), config)
+    assert paired.model.cv > 0.3  # the absolute figure swings between quiet and loaded passes
+    assert paired.speedup == pytest.approx(3.0, rel=0.15)  # the true ratio, 6 ms / 2 ms
+    assert paired.speedup_cv < paired.model.cv / 2
+
+
+def test_jittered_model_still_gives_its_median(restore_threads):
+    """Rare long stalls (one call in eight takes +25 ms) move the mean, not the median."""
+    import random as _random
+
+    class Jittery(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rng = _random.Random(0)
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            stall = 25.0 if self.rng.random() < 0.125 else 0.0
+            time.sleep((2.0 + stall) / 1000.0)
+            return SimpleNamespace(logits=torch.zeros(1, 2))
+
+    config = LatencyConfig(threads=1, rows=16, warmup=2, repeats=3, seed=0)
+    stats = measure_latency(Jittery(), latency_inputs(SPLIT, config), config)
+    assert 2.0 <= stats.p50_ms <= 3.5
+    assert stats.mean_ms > stats.p50_ms + 1.0  # the stalls are there, and the median ignores them
+
+
+def test_paired_measurement_on_real_models_orders_them_by_depth(restore_threads):
+    """A BERT with half the layers of another is reported faster, and a model against itself is 1.0x."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from latencysolver.latency import measure_paired
+
+    def bert(layers: int) -> nn.Module:
+        torch.manual_seed(0)
+        return BertForSequenceClassification(BertConfig(vocab_size=2000, hidden_size=128, num_hidden_layers=layers,
+                                                         num_attention_heads=4, intermediate_size=512)).eval()
+
+    deep, shallow = bert(8), bert(4)
+    split = _split([40 + (13 * i) % 60 for i in range(20)])
+    config = LatencyConfig(threads=1, rows=12, warmup=3, repeats=3, seed=0)
+    inputs = latency_inputs(split, config)
+    halved = measure_paired(shallow, deep, inputs, config)
+    assert halved.speedup > 1.3  # ideally ~2; embeddings and the head do not shrink
+    itself = measure_paired(deep, deep, inputs, config)
+    assert abs(itself.speedup - 1.0) <= max(3 * itself.speedup_cv, 0.15)
+
+
+def test_throughput_batches_the_same_rows(restore_threads):
+    from latencysolver.latency import measure_throughput, throughput_inputs
+
+    config = LatencyConfig(threads=1, rows=10, warmup=1, repeats=2, seed=0)
+    batches = throughput_inputs(SPLIT, config, batch_size=4)
+    assert [b["input_ids"].shape[0] for b in batches] == [4, 4, 2]
+    sampled = sorted(_row_of(x) for x in latency_inputs(SPLIT, config))
+    assert sorted(int(row[1]) - 1000 for b in batches for row in b["input_ids"]) == sampled
+    for b in batches:  # padded to the longest row of its batch, the mask marks the real tokens
+        assert b["input_ids"].shape[1] == int(b["attention_mask"].sum(dim=1).max())
+    result = measure_throughput(Sleeper(ms=5.0), batches, config)  # 3 calls of 5 ms per pass for 10 rows
+    assert result.rows == 10 and result.batch_size == 4 and result.threads == 1
+    assert 200 <= result.rows_per_second <= 10 / 0.015 + 1
+
+
+def test_set_threads_is_called_on_runtimes_that_own_their_threads(restore_threads):
+    class Runtime:
+        """Not an nn.Module: called like one, with its own thread pool (as the onnxruntime wrapper is)."""
+
+        def __init__(self):
+            self.threads = None
+
+        def set_threads(self, n: int) -> None:
+            self.threads = n
+
+        def __call__(self, **inputs):
+            return SimpleNamespace(logits=torch.zeros(1, 2))
+
+    runtime = Runtime()
+    config = LatencyConfig(threads=1, rows=3, warmup=1, repeats=1)
+    stats = measure_latency(runtime, latency_inputs(SPLIT, config), config)
+    assert runtime.threads == 1 and stats.threads == 1 and len(stats.samples_ms) == 3

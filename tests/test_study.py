@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import optuna
@@ -42,18 +43,85 @@ def test_three_trials_with_both_objectives_in_sqlite(finished_study):
     trials = study.get_trials()
     assert len(trials) == 3
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert study.metric_names == ["accuracy", "latency_ms"]
-    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["accuracy", "speedup"]  # the default latency objective
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]
+    keys = set()
     for t in trials:
-        accuracy, latency = t.values
-        assert 0.0 <= accuracy <= 1.0 and latency > 0.0
-        assert t.user_attrs["latency_p50_ms"] == latency
-        assert t.user_attrs["latency_p90_ms"] >= latency
-        assert t.user_attrs["speedup"] == pytest.approx(study.user_attrs["teacher"]["latency_p50_ms"] / latency)
-        assert t.user_attrs["parameters"] > 0 and t.user_attrs["size_bytes"] > 0
-        assert set(t.user_attrs["recipe"]) >= {"prune_ratio", "quant_dtype", "skip_prob", "rank", "temperature", "alpha"}
+        accuracy, speedup = t.values
+        assert 0.0 <= accuracy <= 1.0 and speedup > 0.0
+        a = t.user_attrs
+        assert a["speedup"] == speedup
+        # the paired speed-up: the teacher measured interleaved with this student, on the same inputs
+        assert a["reference_p50_ms"] > 0  # the teacher, measured interleaved with this student
+        assert a["latency_p90_ms"] >= a["latency_p50_ms"] > 0 and a["speedup_cv"] >= 0
+        assert a["parameters"] > 0 and a["size_bytes"] > 0
+        assert set(a["recipe"]) >= {"prune_ratio", "quant_dtype", "skip_prob", "rank", "temperature", "alpha"}
+        assert a["hardware"]["threads"] == config.latency.threads == 1
+        assert a["hardware"]["torch"] == torch.__version__.split("+")[0] or a["hardware"]["torch"] == torch.__version__
+        keys.add(a["hardware_key"])
+    assert len(keys) == 1  # one machine ran them all
     teacher = study.user_attrs["teacher"]
     assert 0.0 <= teacher["accuracy"] <= 1.0 and teacher["latency_p50_ms"] > 0
+    assert teacher["hardware_key"] in keys
+
+
+def test_raw_latency_samples_are_a_trial_artifact(finished_study, tmp_path):
+    from optuna.artifacts import download_artifact, get_all_artifact_meta
+
+    from latencysolver.study import artifact_store_of
+
+    config, _, study = finished_study
+    trial = study.get_trials()[0]
+    meta = {m.filename: m for m in get_all_artifact_meta(trial, storage=optuna.storages.get_storage(config.storage))}["latency_samples.json"]
+    target = tmp_path / "samples.json"
+    download_artifact(artifact_store=artifact_store_of(study), artifact_id=meta.artifact_id, file_path=str(target))
+    record = json.loads(target.read_text())
+    n = config.latency.rows * config.latency.repeats
+    assert len(record["model"]["samples_ms"]) == len(record["reference"]["samples_ms"]) == n
+    assert record["model"]["p50_ms"] == trial.user_attrs["latency_p50_ms"]
+    assert record["speedup"] == trial.values[1]
+    # the speed-up is the median ratio of paired calls: teacher and student on the same input, back to back
+    ratios = [b / a for a, b in zip(record["model"]["samples_ms"], record["reference"]["samples_ms"])]
+    assert record["speedup"] == pytest.approx(statistics.median(ratios))
+    assert record["hardware"]["threads"] == config.latency.threads
+
+
+def test_latency_ms_objective_minimizes_milliseconds(study_yaml, tmp_path):
+    config = load_study_config(study_yaml(latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 1,
+                                                   "objective": "latency_ms"}))
+    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    assert study.metric_names == ["accuracy", "latency_ms"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for t in study.get_trials():
+        assert t.values[1] == t.user_attrs["latency_p50_ms"]
+    best = pick_best(study, tolerance=1.0)
+    assert best.values[1] == min(t.values[1] for t in study.best_trials)
+
+
+def test_changing_the_objective_of_an_existing_study_is_refused(fresh_study, study_yaml):
+    from latencysolver.errors import StorageError
+
+    config, options, _ = fresh_study
+    other = load_study_config(study_yaml(n_trials=4, latency={"rows": 4, "objective": "latency_ms"}))
+    with pytest.raises(StorageError, match=r"optimizes \['accuracy', 'speedup'\].*latency_ms"):
+        run_study(other, options, log=lambda _: None)
+    assert len(optuna.load_study(study_name="tiny", storage=config.storage).get_trials()) == 3
+
+
+def test_front_mixing_hardware_fingerprints_warns(fresh_study, capsys):
+    from latencysolver.study import hardware_warning
+
+    config, _, study = fresh_study
+    assert hardware_warning(study) is None
+    # a worker on another machine adds a trial that joins the front (most accurate, slowest)
+    attrs = dict(study.best_trials[0].user_attrs, hardware_key="othermachine")
+    study.add_trial(optuna.trial.create_trial(
+        params={}, distributions={}, values=[1.0, 1e-6], user_attrs=attrs))
+    assert len(study.best_trials) >= 2
+    warning = hardware_warning(study)
+    assert warning is not None and "2 different hardware fingerprints" in warning and "othermachine" in warning
+    assert main(["pareto", "--study", "tiny", "--storage", config.storage]) == 0
+    assert "mixes latencies measured on 2 different hardware" in capsys.readouterr().err
 
 
 def test_recipe_attrs_match_the_model_that_was_measured(finished_study):
@@ -115,6 +183,18 @@ def test_export_round_trip_predicts_what_the_trial_predicted(finished_study, tmp
     assert f"{trial.values[0]:.4f}" in card
 
 
+def test_bench_an_export_uses_its_own_data(finished_study, tmp_path, capsys):
+    config, _, study = finished_study
+    out = tmp_path / "exported"
+    assert main(["export", "--study", "tiny", "--storage", config.storage, "--best", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["bench", str(out), "--threads", "1", "--rows", "4", "--repeats", "1", "--batch-size", "0",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "p50, batch 1" in printed and "throughput" not in printed
+    assert str(config.data.source) in printed  # the rows came from the study's own data
+
+
 def test_exported_int8_model_is_quantized_and_layers_match(finished_study, tmp_path):
     config, _, study = finished_study
     for trial in study.get_trials():
@@ -130,7 +210,7 @@ def test_exported_int8_model_is_quantized_and_layers_match(finished_study, tmp_p
 def test_best_is_fastest_within_tolerance_of_teacher(finished_study):
     _, _, study = finished_study
     best = pick_best(study, tolerance=1.0)  # everything is within 1.0 accuracy: the fastest front trial wins
-    assert best.values[1] == min(t.values[1] for t in study.best_trials)
+    assert best.values[1] == max(t.values[1] for t in study.best_trials)  # the largest speed-up
     strict = pick_best(study, tolerance=-1.0)  # nothing qualifies: the most accurate front trial
     assert strict.values[0] == max(t.values[0] for t in study.best_trials)
 

@@ -1,0 +1,95 @@
+"""Where a latency figure was measured: CPU model and flags, threads, device and library versions.
+
+Milliseconds from two machines (or two thread counts, or two torch releases) are different units.  Each trial
+stores this fingerprint and its ``key``; a study whose front mixes keys says so (``study.mixed_hardware``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+# The CPU features that decide which kernels can be fast: fp32 SIMD width, int8 dot products, bf16/fp16 math.
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+               "amx_bf16", "amx_int8", "amx_tile", "f16c")
+
+
+@dataclass(frozen=True)
+class HardwareFingerprint:
+    cpu_model: str
+    cpu_flags: tuple[str, ...]  # the SPEED_FLAGS this CPU has
+    logical_cpus: int  # CPUs this process may run on
+    threads: int  # threads the measurement used
+    device: str  # "cpu" or the CUDA device name
+    torch: str
+    onnxruntime: str
+    transformers: str
+    python: str
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"cpu_flags": list(self.cpu_flags)}
+
+    @property
+    def key(self) -> str:
+        """Short hash of everything that changes what a millisecond means."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        flags = ",".join(self.cpu_flags) or "none"
+        return (f"{self.cpu_model} ({self.logical_cpus} CPUs, {self.threads} threads, flags {flags}), "
+                f"device {self.device}, torch {self.torch}, onnxruntime {self.onnxruntime}")
+
+
+def cpu_info(path: str | Path = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
+    """CPU model name and the set of all its flags, from ``/proc/cpuinfo`` (Linux); elsewhere what platform says."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), frozenset()
+    model, flags = "", frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = frozenset(value.split())
+    return model or platform.machine(), flags
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _logical_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def hardware_fingerprint(threads: int, device: str = "cpu") -> HardwareFingerprint:
+    model, flags = cpu_info()
+    if device.startswith("cuda"):
+        import torch
+
+        device = f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+    return HardwareFingerprint(
+        cpu_model=model,
+        cpu_flags=tuple(f for f in SPEED_FLAGS if f in flags),
+        logical_cpus=_logical_cpus(),
+        threads=threads,
+        device=device,
+        torch=_version("torch"),
+        onnxruntime=_version("onnxruntime"),
+        transformers=_version("transformers"),
+        python=platform.python_version(),
+    )

@@ -1,0 +1,49 @@
+"""The hardware fingerprint: what it reads from /proc/cpuinfo, and that its key changes with what matters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from latencysolver.hardware import SPEED_FLAGS, cpu_info, hardware_fingerprint
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: fpu sse avx2 fma avx512f avx512_bf16 avx512_vnni
+processor\t: 1
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: fpu sse avx2 fma avx512f avx512_bf16 avx512_vnni
+"""
+
+
+def test_cpu_info_reads_model_and_flags(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO)
+    model, flags = cpu_info(path)
+    assert model == "AMD EPYC 9R14 96-Core Processor"
+    assert {"avx2", "avx512_bf16", "avx512_vnni"} <= flags and "amx_bf16" not in flags
+
+
+def test_cpu_info_without_the_file_still_answers(tmp_path):
+    model, flags = cpu_info(tmp_path / "missing")
+    assert model and flags == frozenset()
+
+
+def test_fingerprint_records_threads_versions_and_only_speed_flags():
+    import torch
+
+    fp = hardware_fingerprint(threads=3)
+    assert fp.threads == 3 and fp.device == "cpu" and fp.logical_cpus >= 1
+    assert set(fp.cpu_flags) <= set(SPEED_FLAGS)
+    assert torch.__version__.startswith(fp.torch)
+    assert fp.onnxruntime and fp.transformers
+    d = fp.to_dict()
+    assert d["threads"] == 3 and isinstance(d["cpu_flags"], list)
+    assert "3 threads" in fp.describe()
+
+
+def test_key_is_stable_and_changes_with_threads_or_cpu():
+    a, b = hardware_fingerprint(threads=2), hardware_fingerprint(threads=2)
+    assert a.key == b.key and len(a.key) == 12
+    assert hardware_fingerprint(threads=1).key != a.key
+    assert dataclasses.replace(a, cpu_model="another CPU").key != a.key
