@@ -51,7 +51,7 @@ def main() -> None:
     protocol = config.latency
     inputs = latency_inputs(prepared.validation, protocol, prepared.pad_id)
     hardware = hardware_fingerprint(protocol.threads)
-    print(f"protocol: {len(inputs)} rows, {protocol.warmup} warm-up calls, {protocol.repeats} passes, "
+    print(f"protocol: {len(inputs)} rows, {protocol.warmup} warm-up pass(es), {protocol.repeats} passes, "
           f"{protocol.threads} threads; {args.rounds} rounds")
     print(f"hardware: {hardware.describe()} [{hardware.key}]")
 

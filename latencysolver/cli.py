@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="also measure the paired speed-up against this model (e.g. the teacher), interleaved")
     bench.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads (default 2)")
     bench.add_argument("--rows", type=int, default=32, help="validation rows in the seeded sample (default 32)")
-    bench.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed passes over the sample first (default 1)")
     bench.add_argument("--repeats", type=int, default=3, help="timed passes over the sample (default 3)")
     bench.add_argument("--seed", type=int, default=0, help="which rows are sampled (default 0)")
     bench.add_argument("--batch-size", type=int, default=16, help="throughput batch size; 0 skips it (default 16)")
@@ -205,7 +205,7 @@ def _bench(args: argparse.Namespace) -> int:
         table.add_row(*row)
     Console(width=max(100, Console().width)).print(table)
     print(f"protocol: {lat.rows} seeded validation rows of {result.data_source} (seed {config.seed}), "
-          f"{config.warmup} warm-up calls, {config.repeats} timed passes, {config.threads} threads")
+          f"{config.warmup} warm-up pass(es), {config.repeats} timed passes, {config.threads} threads")
     print(f"hardware: {result.hardware.describe()} [{result.hardware.key}]")
     return 0
 

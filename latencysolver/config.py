@@ -220,7 +220,7 @@ class LatencyConfig:
 
     threads: int = 2
     rows: int = 32  # fixed, seeded sample of real validation rows
-    warmup: int = 5
+    warmup: int = 1  # untimed passes over the sample before timing
     repeats: int = 3  # timed passes over the sample
     seed: int = 0
     # The second objective: the paired speed-up over the fp32 teacher (maximize; robust to noise and comparable

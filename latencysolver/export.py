@@ -72,7 +72,8 @@ Compressed from a fine-tuned `{teacher.get('base_model')}` teacher by latencysol
 Recipe: `{recipe.describe()}`
 
 Latency: batch 1, {lat.get('threads')} threads, {lat.get('rows')} fixed validation rows, {lat.get('warmup')} warm-up
-calls, {lat.get('repeats')} timed passes; measured during the search on the machine that ran the trial.
+pass(es), {lat.get('repeats')} timed passes; measured during the search on the machine that ran the trial, interleaved
+call by call with the fp32 teacher (the speed-up is the median ratio of those paired calls).
 
 Data: `{data.get('source')}` ({data.get('train_rows')} train / {data.get('validation_rows')} validation rows,
 max length {data.get('max_length')}; majority class {data.get('majority_rate', 0):.1%} of validation). Accuracy on

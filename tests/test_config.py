@@ -43,7 +43,7 @@ def test_repo_quick_study_loads_typed():
     assert config.teacher.epochs == 3.0 and isinstance(config.teacher.epochs, float)
     assert config.teacher.learning_rate == pytest.approx(5e-5)
     assert config.distillation.steps == 80 and config.distillation.learning_rate == pytest.approx(1e-4)
-    assert (config.latency.threads, config.latency.rows, config.latency.warmup, config.latency.repeats) == (2, 32, 5, 3)
+    assert (config.latency.threads, config.latency.rows, config.latency.warmup, config.latency.repeats) == (2, 32, 1, 3)
     # search_space: ../search_spaces/quick.yaml is relative to the study file, not to the working directory
     assert config.search_space == load_search_space(REPO / "search_spaces" / "quick.yaml")
 

@@ -128,7 +128,7 @@ def test_fixed_sleep_gives_its_duration(restore_threads):
     stats = measure_latency(model, inputs, config)
     assert isinstance(stats, LatencyStats)
     assert len(stats.samples_ms) == config.rows * config.repeats == 30
-    assert model.calls == config.warmup + 30  # warm-up calls run but are not timed
+    assert model.calls == config.warmup * 10 + 30  # warm-up passes run but are not timed
     assert stats.rows == 10
     assert 2.0 <= stats.p50_ms <= 6.0
     assert stats.p90_ms >= stats.p50_ms
@@ -186,7 +186,7 @@ def test_paired_speedup_of_a_model_against_itself_is_one(restore_threads):
     config = LatencyConfig(threads=1, rows=10, warmup=2, repeats=3, seed=0)
     model = Sleeper(ms=2.0)
     paired = measure_paired(model, model, latency_inputs(SPLIT, config), config)
-    assert model.calls == 2 * (config.warmup + config.rows * config.repeats)
+    assert model.calls == 2 * config.rows * (config.warmup + config.repeats)
     assert len(paired.model.samples_ms) == len(paired.reference.samples_ms) == 30
     ratios = [b / a for a, b in zip(paired.model.samples_ms, paired.reference.samples_ms)]
     assert paired.speedup == pytest.approx(statistics.median(ratios))
