@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher", help="use this fine-tuned checkpoint folder instead of fine-tuning one")
     run.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (summary lines still print)")
+    run.add_argument("--keep-slow-settings", action="store_true",
+                     help="search quant_dtype settings the hardware probe found no faster than fp32 (default: drop)")
     run.set_defaults(handler=_run)
 
     pareto = sub.add_parser("pareto", help="print the Pareto front of a study")
@@ -108,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     from latencysolver.study import RunOptions, run_study
 
     config = load_study_config(args.config, data=args.data, storage=args.storage, n_trials=args.trials,
-                               model=args.model)
+                               model=args.model, keep_slow_settings=args.keep_slow_settings)
     study = run_study(config, RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher,
                                          progress=not args.no_progress))
     _print_front(study)

@@ -21,7 +21,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from latencysolver.errors import ConfigError
-from latencysolver.recipe import QUANT_DTYPES, SKIP_MODES
+from latencysolver.recipe import ARCHITECTURES, PRUNE_KINDS, QUANT_DTYPES, SKIP_MODES
 
 # --------------------------------------------------------------------------------------------------------------
 # Search space: one entry per knob, each either fixed, a numeric range, or a list of choices.
@@ -59,9 +59,14 @@ Knob = Union[Fixed, FloatRange, IntRange, Choices]
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The five knobs (plus their companions skip_mode and alpha) as searched by one study."""
+    """The five knobs (plus their companions) as searched by one study.
 
+    ``architecture: cnn`` trials leave the transformer-only knobs (``recipe.TRANSFORMER_KNOBS``) out.
+    """
+
+    architecture: Knob = Fixed("transformer")
     prune_ratio: Knob = Fixed(0.0)
+    prune_kind: Knob = Fixed("unstructured")
     quant_dtype: Knob = Fixed("fp32")
     skip_prob: Knob = Fixed(0.0)
     skip_mode: Knob = Fixed("deterministic")
@@ -91,13 +96,22 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-# What each knob accepts: its numeric kind and a test for one value.  ``rank`` takes "off" or a positive integer.
+def _is_rank(v: Any) -> bool:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v >= 1
+    return isinstance(v, float) and 0 < v < 1
+
+
+# What each knob accepts: its numeric kind and a test for one value.  ``rank`` takes "off", a positive integer
+# (absolute rank) or a fraction in (0, 1) of each layer's full rank.
 _KNOB_RULES: dict[str, tuple[str, str, typing.Callable[[Any], bool]]] = {
+    "architecture": ("categorical", f"one of {list(ARCHITECTURES)}", lambda v: v in ARCHITECTURES),
     "prune_ratio": ("float", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    "prune_kind": ("categorical", f"one of {list(PRUNE_KINDS)}", lambda v: v in PRUNE_KINDS),
     "quant_dtype": ("categorical", f"one of {list(QUANT_DTYPES)}", lambda v: v in QUANT_DTYPES),
     "skip_prob": ("float", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
     "skip_mode": ("categorical", f"one of {list(SKIP_MODES)}", lambda v: v in SKIP_MODES),
-    "rank": ("int", "'off' or a positive integer", lambda v: v == "off" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)),
+    "rank": ("rank", "'off', a positive integer or a fraction in (0, 1)", lambda v: v == "off" or _is_rank(v)),
     "temperature": ("float", "a number > 0", lambda v: _is_number(v) and v > 0),
     "alpha": ("float", "a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
 }
@@ -153,6 +167,11 @@ def _parse_knob(name: str, raw: Any, where: str) -> Knob:
         raise ConfigError(f"{where}: 'step' and 'log: true' cannot be combined, got step={step}")
     if log and low <= 0:
         raise ConfigError(f"{where}.low: a log range needs low > 0, got {low!r}")
+    if kind == "rank":  # integer bounds: absolute ranks; fractional bounds: fractions of full rank
+        if isinstance(low, int) != isinstance(high, int):
+            raise ConfigError(f"{where}: a rank range is either absolute (integers) or fractions in (0, 1), "
+                              f"not both, but got (low={low}, high={high})")
+        kind = "int" if isinstance(low, int) else "float"
     if kind == "int":
         if step is not None and not isinstance(step, int):
             raise ConfigError(f"{where}.step: expected an integer, got {step!r}")
@@ -235,6 +254,23 @@ class LatencyConfig:
 
 
 @dataclass(frozen=True)
+class CNNStudentConfig:
+    """Shape of the ``architecture: cnn`` student (latencysolver/cnn.py); its vocabulary is the teacher's."""
+
+    embed_dim: int = 128
+    channels: int = 128  # per kernel size
+    kernel_sizes: tuple[int, ...] = (3, 5)
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "embed_dim", "channels")
+        if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
+            raise ValueError(f"kernel_sizes must be odd positive integers, but got {list(self.kernel_sizes)!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), but got {self.dropout!r}")
+
+
+@dataclass(frozen=True)
 class SamplerConfig:
     name: Literal["tpe", "nsga2", "random"] = "tpe"
     seed: int | None = 0
@@ -253,6 +289,12 @@ class StudyConfig:
     teacher: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3.0))
     distillation: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, learning_rate=1e-4))
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    cnn: CNNStudentConfig = field(default_factory=CNNStudentConfig)
+    # trained from scratch, the CNN wants more steps and a larger learning rate than a pre-trained student
+    cnn_distillation: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3.0, learning_rate=2e-3))
+    # Probe once per study what each quant_dtype setting buys here, and search only those at least as fast as
+    # fp32 (latencysolver/gating.py).  false keeps them, for people who want to see them measured.
+    drop_slow_settings: bool = True
     config_file: str = "<memory>"  # the YAML file it came from, for messages
 
     def __post_init__(self) -> None:
@@ -314,6 +356,10 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{where}.")
+    if origin is tuple:  # tuple[int, ...]: a YAML list
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{where}: expected a non-empty list, got {value!r}")
+        return tuple(_convert(typing.get_args(hint)[0], v, f"{where}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -379,7 +425,8 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
 
 
 def apply_overrides(config: StudyConfig, *, data: str | None = None, storage: str | None = None,
-                    n_trials: int | None = None, model: str | None = None) -> StudyConfig:
+                    n_trials: int | None = None, model: str | None = None,
+                    keep_slow_settings: bool = False) -> StudyConfig:
     if data is not None:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=data))
     if storage is not None:
@@ -390,4 +437,6 @@ def apply_overrides(config: StudyConfig, *, data: str | None = None, storage: st
         config = dataclasses.replace(config, n_trials=n_trials)
     if model is not None:
         config = dataclasses.replace(config, model=model)
+    if keep_slow_settings:
+        config = dataclasses.replace(config, drop_slow_settings=False)
     return config

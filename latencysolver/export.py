@@ -11,9 +11,12 @@ from optuna.trial import FrozenTrial
 
 from latencysolver.errors import StorageError
 from latencysolver.models import load_tokenizer
-from latencysolver.objective import ARTIFACT_FILES
+from latencysolver.objective import PREDICTIONS
 from latencysolver.recipe import Recipe
+from latencysolver.student import STUDENT_JSON, WEIGHTS
 from latencysolver.study import artifact_store_of
+
+REQUIRED = (WEIGHTS, STUDENT_JSON, PREDICTIONS)
 
 
 def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artifacts: str | None = None) -> Path:
@@ -22,14 +25,14 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artif
         raise StorageError(f"--out {str(out)!r}: folder exists and is not an earlier export; pick an empty one")
     store = artifact_store_of(study, artifacts)
     metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}
-    missing = [name for name in ARTIFACT_FILES if name not in metas]
+    missing = [name for name in REQUIRED if name not in metas]
     if missing:
         raise StorageError(f"trial {trial.number}: artifact {missing[0]!r} is missing from the study's artifact store")
     out.mkdir(parents=True, exist_ok=True)
-    for name in ARTIFACT_FILES:
+    for name, meta in metas.items():  # the student's own files (+ model.onnx), predictions, latency samples
         target = out / name
         target.unlink(missing_ok=True)  # download_artifact refuses to overwrite
-        download_artifact(artifact_store=store, artifact_id=metas[name].artifact_id, file_path=str(target))
+        download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(target))
     teacher = study.user_attrs.get("teacher", {})
     source = teacher.get("path") if Path(teacher.get("path", "")).is_dir() else teacher.get("base_model")
     load_tokenizer(source).save_pretrained(out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,17 +21,17 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from latencysolver.batches import EncodedSplit
-from latencysolver.compression import quantize
 from latencysolver.config import KNOBS, Choices, Fixed, FloatRange, IntRange, SearchSpace, StudyConfig
 from latencysolver.distill import distill
 from latencysolver.evaluate import predict_logits, scores
 from latencysolver.hardware import HardwareFingerprint
 from latencysolver.latency import PairedLatency, measure_paired, measure_throughput
 from latencysolver.models import count_parameters, nonzero_parameters
-from latencysolver.recipe import Recipe
-from latencysolver.student import compress, save_student
+from latencysolver.recipe import TRANSFORMER_KNOBS, Recipe
+from latencysolver.student import ONNX_FILE, cnn_student, compress, save_student, to_runnable
 
-ARTIFACT_FILES = ("model.safetensors", "config.json", "student.json", "predictions.json")
+# Every trial uploads these; the student's own files (``save_student``) and model.onnx come on top.
+PREDICTIONS = "predictions.json"
 LATENCY_SAMPLES = "latency_samples.json"
 
 
@@ -43,12 +44,23 @@ def objectives(latency_objective: str) -> tuple[list[str], list[str]]:
     raise ValueError(f"latency objective must be 'speedup' or 'latency_ms', but got {latency_objective!r}")
 
 
+def _inactive(name: str, values: dict[str, Any]) -> bool:
+    """Optuna conditional parameters: a knob that cannot matter for this trial is not sampled at all."""
+    if values.get("architecture") == "cnn" and name in TRANSFORMER_KNOBS:
+        return True
+    if name == "prune_kind" and values.get("prune_ratio") == 0:
+        return True
+    return name == "skip_mode" and values.get("skip_prob") == 0
+
+
 def suggest_recipe(trial: optuna.Trial, space: SearchSpace) -> Recipe:
     values: dict[str, Any] = {}
-    for name in KNOBS:
+    for name in KNOBS:  # architecture comes first: the others depend on it
         knob = getattr(space, name)
         if isinstance(knob, Fixed):
             values[name] = knob.value
+        elif _inactive(name, values):
+            continue
         elif isinstance(knob, FloatRange):
             values[name] = trial.suggest_float(name, knob.low, knob.high, step=knob.step, log=knob.log)
         elif isinstance(knob, IntRange):
@@ -57,8 +69,10 @@ def suggest_recipe(trial: optuna.Trial, space: SearchSpace) -> Recipe:
             values[name] = trial.suggest_categorical(name, list(knob.values))
         else:  # pragma: no cover - SearchSpace only holds the four knob types
             raise TypeError(f"unknown knob type {knob!r}")
-    rank = values.pop("rank")
-    return Recipe(rank=None if rank == "off" else int(rank), seed=trial.number, **values)
+    if values.get("architecture") == "cnn":  # fixed transformer knobs are meaningless for a CNN: defaults
+        values = {k: v for k, v in values.items() if k not in TRANSFORMER_KNOBS}
+    rank = values.pop("rank", "off")
+    return Recipe(rank=None if rank == "off" else rank, seed=trial.number, **values)
 
 
 @dataclass
@@ -78,11 +92,35 @@ class TrialContext:
     progress: bool = True
 
 
-def model_size_bytes(model: torch.nn.Module) -> int:
-    """Bytes of the serialized state dict: int8 packed weights count as int8, bf16 as two bytes."""
+def model_size_bytes(model: Any) -> int:
+    """Bytes of the serialized state dict (int8 packed weights count as int8, bf16 as two bytes), or of the
+    onnxruntime graph file."""
+    if hasattr(model, "size_bytes"):
+        return int(model.size_bytes())
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.tell()
+
+
+@dataclass
+class TrainedStudent:
+    model: torch.nn.Module  # fp32, finalized, eval mode
+    kept_layers: tuple[int, ...]  # teacher layers kept (empty for a CNN)
+    steps: int
+    final_loss: float
+
+
+def train_student(ctx: TrialContext, recipe: Recipe) -> TrainedStudent:
+    """Compress the teacher (or build a CNN) and distill the teacher's cached logits into it."""
+    if recipe.architecture == "cnn":
+        model = cnn_student(ctx.teacher_model, ctx.config.cnn, ctx.config.data.max_length, recipe.seed)
+        trained = distill(model, ctx.train, ctx.teacher_train_logits, ctx.config.cnn_distillation,
+                          recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress)
+        return TrainedStudent(model.eval(), (), trained.steps, trained.final_loss)
+    student = compress(ctx.teacher_model, recipe)
+    trained = distill(student.model, ctx.train, ctx.teacher_train_logits, ctx.config.distillation,
+                      recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress)
+    return TrainedStudent(student.finalize(), student.kept_layers, trained.steps, trained.final_loss)
 
 
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
@@ -90,48 +128,51 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     recipe = suggest_recipe(trial, ctx.config.search_space)
     trial.set_user_attr("recipe", recipe.to_dict())
     try:
-        student = compress(ctx.teacher_model, recipe)
-        trained = distill(student.model, ctx.train, ctx.teacher_train_logits, ctx.config.distillation,
-                          recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress)
-        model = student.finalize()
-        quantized = quantize(model, recipe.quant_dtype)
-        logits = predict_logits(quantized, ctx.validation, pad_id=ctx.pad_id, progress=ctx.progress)
-        quality = scores(logits, ctx.validation.labels)
-        paired = measure_paired(quantized, ctx.teacher_model, ctx.latency_inputs, ctx.config.latency)
-        latency = paired.model
-        attrs = {
-            "f1": quality.f1,
-            "latency_p50_ms": latency.p50_ms,
-            "latency_p90_ms": latency.p90_ms,
-            "latency_cv": latency.cv,
-            "speedup": paired.speedup,
-            "speedup_cv": paired.speedup_cv,
-            "reference_p50_ms": paired.reference.p50_ms,
-            "hardware": ctx.hardware.to_dict(),
-            "hardware_key": ctx.hardware.key,
-            "parameters": count_parameters(model),
-            "nonzero_parameters": nonzero_parameters(model),
-            "size_bytes": model_size_bytes(quantized),
-            "layers": len(student.kept_layers),
-            "kept_layers": list(student.kept_layers),
-            "distill_steps": trained.steps,
-            "distill_final_loss": trained.final_loss,
-            "seconds": round(time.perf_counter() - start, 1),
-        }
-        if ctx.throughput_inputs:
-            attrs["throughput_rows_per_s"] = measure_throughput(quantized, ctx.throughput_inputs,
-                                                                ctx.config.latency).rows_per_second
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        predictions = logits.argmax(dim=-1).tolist()
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            save_student(model, recipe, student.kept_layers, folder,
-                         extra={"max_length": ctx.config.data.max_length, "base_model": ctx.config.model})
-            (folder / "predictions.json").write_text(json.dumps({"split": "validation", "predictions": predictions}))
+            student = train_student(ctx, recipe)
+            model = student.model
+            # accuracy and latency are measured on the model as it ships: quantized, or in onnxruntime
+            runnable = to_runnable(model, recipe.quant_dtype, ctx.latency_inputs[0], folder / "onnx",
+                                   ctx.config.latency.threads)
+            logits = predict_logits(runnable, ctx.validation, pad_id=ctx.pad_id, progress=ctx.progress)
+            quality = scores(logits, ctx.validation.labels)
+            paired = measure_paired(runnable, ctx.teacher_model, ctx.latency_inputs, ctx.config.latency)
+            latency = paired.model
+            attrs = {
+                "f1": quality.f1,
+                "latency_p50_ms": latency.p50_ms,
+                "latency_p90_ms": latency.p90_ms,
+                "latency_cv": latency.cv,
+                "speedup": paired.speedup,
+                "speedup_cv": paired.speedup_cv,
+                "reference_p50_ms": paired.reference.p50_ms,
+                "hardware": ctx.hardware.to_dict(),
+                "hardware_key": ctx.hardware.key,
+                "parameters": count_parameters(model),
+                "nonzero_parameters": nonzero_parameters(model),
+                "size_bytes": model_size_bytes(runnable),
+                "layers": len(student.kept_layers),
+                "kept_layers": list(student.kept_layers),
+                "distill_steps": student.steps,
+                "distill_final_loss": student.final_loss,
+            }
+            if ctx.throughput_inputs:
+                attrs["throughput_rows_per_s"] = measure_throughput(runnable, ctx.throughput_inputs,
+                                                                    ctx.config.latency).rows_per_second
+            files = save_student(model, recipe, student.kept_layers, folder,
+                                 extra={"max_length": ctx.config.data.max_length, "base_model": ctx.config.model})
+            if recipe.backend == "onnxruntime":
+                shutil.copyfile(runnable.path, folder / ONNX_FILE)
+                files.append(ONNX_FILE)
+            (folder / PREDICTIONS).write_text(json.dumps({"split": "validation",
+                                                          "predictions": logits.argmax(dim=-1).tolist()}))
             (folder / LATENCY_SAMPLES).write_text(json.dumps(latency_record(paired, ctx.hardware)))
-            for name in (*ARTIFACT_FILES, LATENCY_SAMPLES):
+            for name in (*files, PREDICTIONS, LATENCY_SAMPLES):
                 upload_artifact(artifact_store=ctx.artifact_store, file_path=str(folder / name), study_or_trial=trial)
+        attrs["seconds"] = round(time.perf_counter() - start, 1)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
     except Exception as exc:
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
         raise

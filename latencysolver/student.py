@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from latencysolver.compression import (
@@ -37,12 +38,29 @@ from latencysolver.compression import (
     make_pruning_permanent_,
     quantize,
     restore_low_rank_structure_,
+    restore_structured_shape_,
+    structured_prune_,
+    structured_shape,
 )
+from latencysolver.cnn import CNN_JSON, CNNClassifier, CNNConfig, cnn_from_teacher, load_cnn, save_cnn
+from latencysolver.config import CNNStudentConfig
 from latencysolver.errors import ModelError, first_line
 from latencysolver.recipe import Recipe
 
 WEIGHTS = "model.safetensors"
 STUDENT_JSON = "student.json"
+ONNX_FILE = "model.onnx"  # the onnxruntime graph a trial ran (fp32 or int8), for ort-* recipes
+
+
+def to_runnable(model: nn.Module, quant_dtype: str, example_inputs: dict[str, Any], workdir: Path,
+                threads: int) -> Any:
+    """The finalized fp32 student as it will run: quantized in torch, or exported to onnxruntime (``ort-*``)."""
+    if quant_dtype.startswith("ort-"):
+        from latencysolver.onnx_backend import to_backend
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        return to_backend(model, "onnxruntime", quant_dtype.removeprefix("ort-"), workdir, example_inputs, threads)
+    return quantize(model, quant_dtype)
 
 
 @dataclass
@@ -73,11 +91,22 @@ def compress(teacher: nn.Module, recipe: Recipe) -> StudentInTraining:
         drop_layers_(student, kept)
     elif recipe.skip_mode == "stochastic" and recipe.skip_prob > 0:
         handle = enable_layerdrop_(student, recipe.skip_prob, recipe.seed)
-    if recipe.prune_ratio > 0:
-        magnitude_prune_(student, recipe.prune_ratio)
+    if recipe.prune_ratio > 0 and recipe.prune_kind == "structured":
+        structured_prune_(student, recipe.prune_ratio)  # heads and FFN neurons removed: smaller Linears
+    elif recipe.prune_ratio > 0:
+        magnitude_prune_(student, recipe.prune_ratio)  # zeros under masks: same shapes
     if recipe.rank is not None:
         factorize_(student, recipe.rank)
     return StudentInTraining(model=student, recipe=recipe, kept_layers=tuple(kept), _layerdrop=handle)
+
+
+def cnn_student(teacher: nn.Module, settings: CNNStudentConfig, max_length: int, seed: int) -> CNNClassifier:
+    """A fresh CNN student reading the teacher's token ids (its embeddings seeded from the teacher's)."""
+    torch.manual_seed(seed)
+    config = CNNConfig(vocab_size=teacher.config.vocab_size, embed_dim=settings.embed_dim,
+                       channels=settings.channels, kernel_sizes=settings.kernel_sizes, dropout=settings.dropout,
+                       num_labels=teacher.config.num_labels, max_length=max_length)
+    return cnn_from_teacher(teacher, config)
 
 
 def low_rank_map(model: nn.Module) -> dict[str, int]:
@@ -85,39 +114,79 @@ def low_rank_map(model: nn.Module) -> dict[str, int]:
 
 
 def save_student(model: nn.Module, recipe: Recipe, kept_layers: tuple[int, ...], folder: Path,
-                 extra: dict[str, Any] | None = None) -> None:
-    """Write the finalized, not yet quantized student to ``folder``."""
+                 extra: dict[str, Any] | None = None) -> list[str]:
+    """Write the finalized, not yet quantized student to ``folder``; returns the file names written.
+
+    A transformer student is ``model.safetensors`` + its Hugging Face ``config.json`` (the unpruned widths)
+    + ``student.json`` (recipe, kept layers, structurally pruned widths, low-rank ranks).  A CNN student is
+    ``model.safetensors`` + ``cnn.json`` + ``student.json``.
+    """
     from safetensors.torch import save_model
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(folder / WEIGHTS))
-    model.config.save_pretrained(folder)
-    info = {"recipe": recipe.to_dict(), "kept_layers": list(kept_layers), "low_rank": low_rank_map(model),
-            **(extra or {})}
-    (folder / STUDENT_JSON).write_text(json.dumps(info, indent=2))
+    info: dict[str, Any] = {"recipe": recipe.to_dict(), "architecture": recipe.architecture}
+    if isinstance(model, CNNClassifier):
+        save_cnn(model, folder)
+        files = [WEIGHTS, CNN_JSON]
+    else:
+        save_model(model, str(folder / WEIGHTS))
+        model.config.save_pretrained(folder)
+        info |= {"kept_layers": list(kept_layers), "structured": structured_shape(model),
+                 "low_rank": low_rank_map(model)}
+        files = [WEIGHTS, "config.json"]
+    (folder / STUDENT_JSON).write_text(json.dumps(info | (extra or {}), indent=2))
+    return [*files, STUDENT_JSON]
 
 
 @dataclass(frozen=True)
 class LoadedStudent:
-    model: nn.Module  # quantized as the recipe says, eval mode
+    model: Any  # as it runs: quantized as the recipe says, or an onnxruntime session (ort-*); eval mode
     recipe: Recipe
     info: dict[str, Any]
 
 
-def load_student(folder: str | Path) -> LoadedStudent:
-    from safetensors.torch import load_model
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
+def load_student(folder: str | Path, threads: int = 1) -> LoadedStudent:
+    """Rebuild a saved student as it ran in its trial (``threads`` is for onnxruntime sessions)."""
     folder = Path(folder)
-    for name in (WEIGHTS, STUDENT_JSON, "config.json"):
-        if not (folder / name).is_file():
-            raise ModelError(f"{folder}: not a latencysolver model folder ({name} is missing)")
+    if not (folder / STUDENT_JSON).is_file():
+        raise ModelError(f"{folder}: not a latencysolver model folder ({STUDENT_JSON} is missing)")
     try:
         info = json.loads((folder / STUDENT_JSON).read_text())
         recipe = Recipe.from_dict(info["recipe"])
+    except (KeyError, ValueError, OSError) as exc:
+        raise ModelError(f"{folder}/{STUDENT_JSON}: unreadable: {first_line(exc)}") from None
+    if recipe.backend == "onnxruntime":
+        from latencysolver.onnx_backend import load_onnx
+
+        if not (folder / ONNX_FILE).is_file():
+            raise ModelError(f"{folder}: not a latencysolver model folder ({ONNX_FILE} is missing)")
+        return LoadedStudent(model=load_onnx(folder / ONNX_FILE, threads=threads), recipe=recipe, info=info)
+    model = load_cnn(folder) if recipe.architecture == "cnn" else _load_transformer(folder, info)
+    return LoadedStudent(model=quantize(model.eval(), recipe.quant_dtype), recipe=recipe, info=info)
+
+
+def load_fp32_student(folder: str | Path) -> nn.Module:
+    """The saved student's torch weights before quantization or export, in eval mode."""
+    folder = Path(folder)
+    info = json.loads((folder / STUDENT_JSON).read_text())
+    if info.get("architecture") == "cnn":
+        return load_cnn(folder)
+    return _load_transformer(folder, info).eval()
+
+
+def _load_transformer(folder: Path, info: dict[str, Any]) -> nn.Module:
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    for name in (WEIGHTS, "config.json"):
+        if not (folder / name).is_file():
+            raise ModelError(f"{folder}: not a latencysolver model folder ({name} is missing)")
+    try:
         model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+        # order matters: the low-rank skeletons take their widths from the structurally pruned Linears
+        restore_structured_shape_(model, info.get("structured", {"blocks": {}}))
         restore_low_rank_structure_(model, {k: int(v) for k, v in info["low_rank"].items()})
         load_model(model, str(folder / WEIGHTS), strict=True)
     except (KeyError, ValueError, RuntimeError, OSError) as exc:
         raise ModelError(f"{folder}: cannot rebuild the student: {first_line(exc)}") from None
-    return LoadedStudent(model=quantize(model.eval(), recipe.quant_dtype), recipe=recipe, info=info)
+    return model

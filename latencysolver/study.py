@@ -7,6 +7,7 @@ anything is trained or any row is written to storage.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -15,21 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.batches import EncodedSplit, encode_split
 from latencysolver.cache import cache_root
-from latencysolver.config import StudyConfig
+from latencysolver.config import Choices, SearchSpace, StudyConfig
 from latencysolver.data import BoolQData, load_boolq
 from latencysolver.errors import StorageError, first_line
 from latencysolver.evaluate import predict_logits, scores
-from latencysolver.hardware import hardware_fingerprint
+from latencysolver.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
+from latencysolver.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency import latency_inputs, measure_latency, model_device, throughput_inputs
 from latencysolver.models import count_parameters, load_tokenizer
 from latencysolver.objective import TrialContext, make_objective, model_size_bytes, objectives
 from latencysolver.recipe import Recipe
+from latencysolver.student import to_runnable
 from latencysolver.teacher import Teacher, prepare_teacher
 
 Log = Callable[[str], None]
@@ -176,6 +180,8 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     study.set_user_attr("artifact_dir", str(artifact_dir))
     study.set_user_attr("config_file", config.config_file)
     study.set_user_attr("search_space", config.search_space.to_dict())
+    config = dataclasses.replace(config, search_space=_gated_space(study, config, teacher.model, inputs, hardware, log))
+    study.set_user_attr("searched_space", config.search_space.to_dict())
     study.set_user_attr("distillation", dataclasses.asdict(config.distillation))
     study.set_user_attr("latency", dataclasses.asdict(config.latency))
 
@@ -200,6 +206,37 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     if warning:
         log(warning)
     return study
+
+
+def _gated_space(study: optuna.Study, config: StudyConfig, teacher: torch.nn.Module, inputs: list,
+                 hardware: HardwareFingerprint, log: Log) -> SearchSpace:
+    """Probe once per study (stored in ``hardware_probe``), then drop the settings that cannot buy speed."""
+    space = config.search_space
+    stored = study.user_attrs.get("hardware_probe")
+    settings = space.quant_dtype.values if isinstance(space.quant_dtype, Choices) else ()
+    if stored and set(settings) <= set(stored["speedup"]) | set(stored["errors"]):
+        probe = ProbeResult.from_dict(stored)
+        if probe.hardware_key != hardware.key:
+            log(f"note: this study's hardware probe ran on [{probe.hardware_key}], this worker is "
+                f"[{hardware.key}]; keeping the study's probe so that every trial searches the same space")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            def convert(model: torch.nn.Module, setting: str):
+                return to_runnable(model, setting, inputs[0], Path(tmp) / setting, config.latency.threads)
+
+            probe = probe_hardware(teacher, inputs[:8], config.latency, convert, ("fp32", *settings))
+        study.set_user_attr("hardware_probe", probe.to_dict())
+    if probe.speedup or probe.errors:
+        measured = ", ".join(f"{k} {v:.2f}x" for k, v in probe.speedup.items())
+        log(f"hardware probe: speed-up over fp32 on a {PROBE_LAYERS}-layer cut of the teacher: {measured}"
+            + (f"; cannot run: {', '.join(probe.errors)}" if probe.errors else ""))
+    if not config.drop_slow_settings:
+        return space
+    gated, dropped = gate_space(space, probe)
+    for setting, reason in dropped.items():
+        log(f"hardware gating: quant_dtype {setting} dropped from the search ({reason}); "
+            "--keep-slow-settings keeps it")
+    return gated
 
 
 def _create_or_resume(config: StudyConfig) -> optuna.Study:

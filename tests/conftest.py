@@ -17,6 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "boolq-dev-split"
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny models gain nothing from threads, and a busy 2-core machine makes them spin: use one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, hidden-32 BERT classifier with the MiniLM tokenizer, saved like a Hugging Face folder."""

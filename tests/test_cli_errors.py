@@ -82,5 +82,5 @@ def test_console_entry_point_exits_non_zero(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"latencysolver: error: {bad}: search_space.quant_dtype.choices: expected each choice to be one of "
-        "['fp32', 'bf16', 'fp16', 'int8'], got 'int4'"]
+        "['fp32', 'bf16', 'fp16', 'int8', 'ort-fp32', 'ort-int8'], got 'int4'"]
     assert not (tmp_path / "latencysolver.db").exists()

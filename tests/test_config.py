@@ -244,7 +244,8 @@ def test_overrides_apply_after_validation(tmp_path):
 def test_to_dict_round_trips_repo_spaces(name):
     space = load_search_space(REPO / "search_spaces" / name)
     as_dict = space.to_dict()
-    assert set(as_dict) == {"prune_ratio", "quant_dtype", "skip_prob", "skip_mode", "rank", "temperature", "alpha"}
+    assert set(as_dict) == {"architecture", "prune_ratio", "prune_kind", "quant_dtype", "skip_prob", "skip_mode",
+                            "rank", "temperature", "alpha"}
     assert parse_search_space(as_dict, "round-trip") == space
     # and through YAML text, as a user would copy it into a file
     assert parse_search_space(yaml.safe_load(yaml.safe_dump(as_dict)), "round-trip") == space
@@ -283,3 +284,25 @@ def test_rank_range_with_off_is_a_config_error():
 def test_unknown_keys_of_mixed_types_are_a_config_error(tmp_path):
     path = _write(tmp_path, "mixed.yaml", "prune_rate: 0.1\n1: 2\n")
     _error(load_search_space, path, "unknown knob")
+
+
+def test_rank_takes_absolute_ranks_or_fractions():
+    space = parse_search_space({"rank": {"choices": ["off", 64, 0.25]}}, "s.yaml")
+    assert space.rank.values == ("off", 64, 0.25)
+    assert isinstance(parse_search_space({"rank": {"low": 0.1, "high": 0.5}}, "s.yaml").rank, FloatRange)
+    assert isinstance(parse_search_space({"rank": {"low": 16, "high": 128, "step": 16}}, "s.yaml").rank, IntRange)
+    with pytest.raises(ConfigError, match=r"s.yaml: rank: a rank range is either absolute .*low=0.5, high=8"):
+        parse_search_space({"rank": {"low": 0.5, "high": 8}}, "s.yaml")
+    with pytest.raises(ConfigError, match=r"s.yaml: rank.choices: expected each choice to be .*got 1.5"):
+        parse_search_space({"rank": {"choices": [1.5]}}, "s.yaml")
+
+
+def test_new_knobs_name_their_allowed_values():
+    space = parse_search_space({"architecture": {"choices": ["transformer", "cnn"]},
+                                "prune_kind": "structured", "quant_dtype": {"choices": ["ort-int8", "int8"]}},
+                               "s.yaml")
+    assert space.architecture.values == ("transformer", "cnn") and space.prune_kind.value == "structured"
+    with pytest.raises(ConfigError, match=r"s.yaml: architecture: expected one of .*'cnn'.*got 'lstm'"):
+        parse_search_space({"architecture": "lstm"}, "s.yaml")
+    with pytest.raises(ConfigError, match=r"s.yaml: quant_dtype.choices: .*got 'ort-fp16'"):
+        parse_search_space({"quant_dtype": {"choices": ["ort-fp16"]}}, "s.yaml")

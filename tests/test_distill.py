@@ -116,13 +116,7 @@ def test_loss_has_gradients_for_the_student_only():
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model gains nothing from threads, and a busy 2-core machine makes them spin: use one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the tiny model gains nothing from threads
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,12 @@
 """Compression passes: plain functions on a model, one module per technique (a trailing ``_`` mutates in place)."""
 
+from latencysolver.compression.architectures import (
+    ARCHITECTURES,
+    Architecture,
+    CompressionRefused,
+    architecture_of,
+    encoder_blocks,
+)
 from latencysolver.compression.layer_skip import (
     LayerDropHandle,
     drop_layers_,
@@ -7,7 +14,13 @@ from latencysolver.compression.layer_skip import (
     encoder_layers,
     kept_layer_indices,
 )
-from latencysolver.compression.low_rank import LowRankLinear, factorize_, restore_low_rank_structure_, saves_flops
+from latencysolver.compression.low_rank import (
+    LowRankLinear,
+    factorize_,
+    resolve_rank,
+    restore_low_rank_structure_,
+    saves_flops,
+)
 from latencysolver.compression.pruning import (
     effective_weight,
     encoder_linears,
@@ -16,14 +29,26 @@ from latencysolver.compression.pruning import (
     weight_sparsity,
 )
 from latencysolver.compression.quantization import count_quantized_linears, quantize
+from latencysolver.compression.structured import (
+    StructuredPruneReport,
+    restore_structured_shape_,
+    structured_prune_,
+    structured_shape,
+)
 
 __all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "CompressionRefused",
     "LayerDropHandle",
     "LowRankLinear",
+    "StructuredPruneReport",
+    "architecture_of",
     "count_quantized_linears",
     "drop_layers_",
     "effective_weight",
     "enable_layerdrop_",
+    "encoder_blocks",
     "encoder_layers",
     "encoder_linears",
     "factorize_",
@@ -31,7 +56,11 @@ __all__ = [
     "magnitude_prune_",
     "make_pruning_permanent_",
     "quantize",
+    "resolve_rank",
     "restore_low_rank_structure_",
+    "restore_structured_shape_",
     "saves_flops",
+    "structured_prune_",
+    "structured_shape",
     "weight_sparsity",
 ]

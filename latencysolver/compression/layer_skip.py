@@ -6,8 +6,14 @@ At inference a model trained that way tolerates running only ``k = round((1 - p)
 which ones is either a fixed evenly spaced rule ("every other layer" for p = 0.5) or a seeded random choice.
 
 Nothing here depends on a layer's forward signature: LayerDrop swaps the encoder's ModuleList for a shorter
-one around each forward pass, and ``drop_layers_`` shortens it for good.  Both work for any encoder that
-loops ``for layer in self.layer``, which BERT, RoBERTa, MiniLM and DistilBERT all do.
+one around each forward pass, and ``drop_layers_`` shortens it for good.  That works for every encoder that
+loops ``for layer in self.layer``: BERT, RoBERTa, MiniLM and DistilBERT.
+
+ALBERT is different: one shared block (group) runs ``config.num_hidden_layers`` times, so a "layer" is a
+repetition and skipping means fewer repetitions of the same weights.  With a single group every repetition
+is the same computation, so only *how many* are kept matters, not which indices; both passes here change
+the repetition count.  ALBERTs with several groups are refused: the encoder spreads its repetitions evenly
+over the groups, so fewer repetitions would silently reassign which group runs where.
 """
 
 from __future__ import annotations
@@ -15,31 +21,56 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from latencysolver.compression.architectures import Architecture, CompressionRefused, architecture_of, base_model
+
 SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
 
-# Where Hugging Face encoder classifiers keep their blocks: ``model.base_model`` is the bare encoder model
-# (``model.bert``, ``model.roberta``, ...), and the blocks live in one ModuleList under it.
-_LAYER_PATHS: tuple[tuple[str, str], ...] = (
-    ("encoder", "layer"),  # BERT, RoBERTa, MiniLM, ELECTRA, ...
-    ("transformer", "layer"),  # DistilBERT
-)
+
+def _layers_owner(model: nn.Module, pass_name: str) -> tuple[Architecture, nn.Module, str]:
+    """The family, the module that holds the blocks' ModuleList, and the attribute name of that list."""
+    arch = architecture_of(model, pass_name)
+    owner_path, _, list_name = arch.layers.rpartition(".")
+    return arch, base_model(model)[0].get_submodule(owner_path), list_name
 
 
-def _layers_owner(model: nn.Module) -> tuple[nn.Module, str]:
-    """The module that holds the blocks' ModuleList, and the attribute name of that list."""
-    base = getattr(model, "base_model", model)
-    for owner_name, list_name in _LAYER_PATHS:
-        owner = getattr(base, owner_name, None)
-        if isinstance(owner, nn.Module) and isinstance(getattr(owner, list_name, None), nn.ModuleList):
-            return owner, list_name
-    paths = ", ".join(f"base_model.{o}.{n}" for o, n in _LAYER_PATHS)
-    raise ValueError(f"cannot find the encoder layers of a {type(model).__name__}: none of {paths} is a ModuleList")
+def _albert_group(i: int, depth: int, groups: int) -> int:
+    # The group that runs repetition i, the same arithmetic as AlbertTransformer.forward.
+    return int(i / (depth / groups))
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The ModuleList of transformer blocks of a Hugging Face encoder classifier."""
-    owner, list_name = _layers_owner(model)
-    return getattr(owner, list_name)
+    """The transformer blocks of a Hugging Face encoder classifier, one entry per block the encoder runs.
+
+    For BERT, RoBERTa and DistilBERT this is the model's own ModuleList.  For ALBERT it is a new list with the
+    shared group once per repetition (``len`` is the depth), not a list the model holds.
+    """
+    arch, owner, list_name = _layers_owner(model, "layer skip")
+    layers = getattr(owner, list_name)
+    if not arch.shared:
+        return layers
+    depth = owner.config.num_hidden_layers
+    return nn.ModuleList(layers[_albert_group(i, depth, len(layers))] for i in range(depth))
+
+
+def _check_repeatable(arch: Architecture, owner: nn.Module, pass_name: str) -> None:
+    groups = len(owner.albert_layer_groups) if arch.shared else 1
+    if groups > 1:
+        raise CompressionRefused(
+            f"{pass_name}: {arch.name} with num_hidden_groups={groups} cannot skip layers: fewer repetitions "
+            "would reassign which shared group runs where; only single-group ALBERT models are supported"
+        )
+
+
+def _set_depth_(model: nn.Module, owner: nn.Module, depth: int) -> None:
+    # BERT-like configs call the depth num_hidden_layers, DistilBERT's n_layers (and its Transformer keeps
+    # a copy); set every one that exists so a saved config reloads with the right number of blocks.  ALBERT's
+    # encoder reads the depth from its own reference to the config, normally the model's config object.
+    for config in (getattr(model, "config", None), getattr(owner, "config", None)):
+        for field in ("num_hidden_layers", "n_layers"):
+            if config is not None and hasattr(config, field):
+                setattr(config, field, depth)
+    if hasattr(owner, "n_layers"):
+        owner.n_layers = depth
 
 
 def _check_skip_prob(p: float) -> None:
@@ -83,29 +114,39 @@ def enable_layerdrop_(model: nn.Module, p: float, seed: int) -> LayerDropHandle:
     """Drop each encoder block with probability ``p`` in every training forward pass; eval runs all blocks.
 
     A forward pre-hook on the encoder replaces its ModuleList by a sampled sub-list (the same block objects,
-    so gradients reach the real weights), and a forward hook puts the original list back afterwards.  At
-    least one block always runs: with none, the encoder would return its input unchanged and the student
-    would learn nothing from that step.
+    so gradients reach the real weights), and a forward hook puts the original list back afterwards.  For
+    ALBERT the hooks lower and restore the repetition count instead.  At least one block always runs: with
+    none, the encoder would return its input unchanged and the student would learn nothing from that step.
     """
     _check_skip_prob(p)
-    owner, list_name = _layers_owner(model)
+    arch, owner, list_name = _layers_owner(model, "LayerDrop")
+    _check_repeatable(arch, owner, "LayerDrop")
     generator = torch.Generator().manual_seed(seed)
-    # The list in place when a pass starts (read then, not now, so a later drop_layers_ is respected).
-    full: list[nn.ModuleList] = []
+    # What was in place when a pass started (read then, not now, so a later drop_layers_ is respected):
+    # the full ModuleList, or for ALBERT the full repetition count.
+    full: list[nn.ModuleList | int] = []
 
     def sample_layers(module: nn.Module, args: tuple) -> None:
         if not module.training:
             return
-        layers = getattr(module, list_name)
-        keep = torch.rand(len(layers), generator=generator) >= p
+        current = module.config.num_hidden_layers if arch.shared else getattr(module, list_name)
+        depth = current if arch.shared else len(current)
+        keep = torch.rand(depth, generator=generator) >= p
         if not keep.any():
-            keep[torch.randint(len(layers), (1,), generator=generator)] = True
-        full.append(layers)
-        # Assigning a Module to an attribute re-registers it in ``_modules``, which is what ``self.layer`` reads.
-        setattr(module, list_name, nn.ModuleList(layer for layer, k in zip(layers, keep.tolist()) if k))
+            keep[torch.randint(depth, (1,), generator=generator)] = True
+        full.append(current)
+        if arch.shared:
+            module.config.num_hidden_layers = int(keep.sum())
+        else:
+            # Assigning a Module to an attribute re-registers it in ``_modules``, which is what ``self.layer`` reads.
+            setattr(module, list_name, nn.ModuleList(layer for layer, k in zip(current, keep.tolist()) if k))
 
     def restore_layers(module: nn.Module, args: tuple, output: object) -> None:
-        if full:
+        if not full:
+            return
+        if arch.shared:
+            module.config.num_hidden_layers = full.pop()
+        else:
             setattr(module, list_name, full.pop())
 
     # always_call: put the full list back even when the forward pass raises, so a failed step cannot
@@ -118,25 +159,24 @@ def enable_layerdrop_(model: nn.Module, p: float, seed: int) -> LayerDropHandle:
 
 
 def drop_layers_(model: nn.Module, keep: list[int]) -> None:
-    """Keep only the blocks at indices ``keep`` (in that order) and record the new depth in the config."""
-    owner, list_name = _layers_owner(model)
+    """Keep only the blocks at indices ``keep`` (in that order) and record the new depth in the config.
+
+    For ALBERT, ``keep`` names repetitions: ``len(keep)`` of them stay, all running the shared weights.
+    """
+    arch, owner, list_name = _layers_owner(model, "layer skip")
+    _check_repeatable(arch, owner, "layer skip")
     layers = getattr(owner, list_name)
+    depth = owner.config.num_hidden_layers if arch.shared else len(layers)
     keep = list(keep)
     if not keep:
         raise ValueError("keep must name at least one layer, but got []")
-    bad = [i for i in keep if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(layers)]
+    bad = [i for i in keep if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth]
     if bad:
-        raise ValueError(f"layer indices must be integers in [0, {len(layers)}), but got {bad} in keep={keep}")
+        raise ValueError(f"layer indices must be integers in [0, {depth}), but got {bad} in keep={keep}")
     repeated = sorted({i for i in keep if keep.count(i) > 1})
     if repeated:
         raise ValueError(f"layer indices must be unique, but {repeated} repeat in keep={keep}")
 
-    setattr(owner, list_name, nn.ModuleList(layers[i] for i in keep))
-    # BERT-like configs call the depth num_hidden_layers, DistilBERT's n_layers (and its Transformer keeps
-    # a copy); set every one that exists so a saved config reloads with the right number of blocks.
-    config = getattr(model, "config", None)
-    for field in ("num_hidden_layers", "n_layers"):
-        if config is not None and hasattr(config, field):
-            setattr(config, field, len(keep))
-    if hasattr(owner, "n_layers"):
-        owner.n_layers = len(keep)
+    if not arch.shared:
+        setattr(owner, list_name, nn.ModuleList(layers[i] for i in keep))
+    _set_depth_(model, owner, len(keep))

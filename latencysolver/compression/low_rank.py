@@ -1,8 +1,12 @@
 """Low-rank factorization: each encoder Linear ``W (out x in)`` becomes ``B (out x r) . A (r x in)``.
 
 The factors come from the truncated SVD ``W ~ U_r diag(S_r) Vh_r``, the best rank-r approximation in the
-Frobenius norm (Eckart-Young); distillation then repairs what the truncation lost.  A layer is only replaced
-where that saves work, see ``saves_flops``.
+Frobenius norm (Eckart-Young); distillation then repairs what the truncation lost.
+
+The rank is given either absolutely (an int, the same r for every layer) or as a fraction of each layer's full
+rank ``min(in, out)`` (a float in (0, 1]), see ``resolve_rank``.  Each layer is then checked on its own and only
+replaced where its rank saves multiply-adds (``saves_flops``): with one rank for a 384 x 384 attention projection
+and a 384 -> 1536 FFN layer, r = 200 factorizes the FFN layers (r < 307) but leaves the projections dense (r >= 192).
 
 Interaction with pruning: the SVD is taken of the pruned (effective) weight, but the two factors are dense and
 carry no mask.  Where both knobs act on a layer, the rank decides its size and its zeros are gone.
@@ -92,14 +96,37 @@ def _replace_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name), child_name, new)
 
 
-def factorize_(model: nn.Module, rank: int) -> dict[str, int]:
-    """Replace every encoder Linear where rank ``rank`` saves FLOPs; return ``{qualified name: rank}`` of those.
+def _check_rank_spec(rank: int | float) -> None:
+    if isinstance(rank, bool) or not isinstance(rank, (int, float)):
+        raise ValueError(f"rank must be a positive integer or a fraction in (0, 1], but got {rank!r}")
+    if isinstance(rank, int) and rank < 1:
+        raise ValueError(f"rank must be a positive integer or a fraction in (0, 1], but got {rank!r}")
+    if isinstance(rank, float) and not 0.0 < rank <= 1.0:
+        raise ValueError(f"rank as a float is a fraction of full rank and must be in (0, 1], but got {rank!r}")
 
-    The returned dict is what ``restore_low_rank_structure_`` needs to rebuild the same shape before loading
-    saved weights.  Linears that are already factors of a ``LowRankLinear`` are left alone.
+
+def resolve_rank(rank: int | float, in_features: int, out_features: int) -> int:
+    """The rank ``rank`` stands for in a Linear of this shape, between 1 and full rank ``min(in, out)``.
+
+    An int is absolute, capped at full rank.  A float is a fraction of full rank, rounded, at least 1: 0.25 of
+    a 768 -> 3072 layer is 192, 0.01 of a 32 x 32 one is 1.  Whether that rank is worth using is ``saves_flops``.
     """
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be a positive integer, but got {rank!r}")
+    _check_rank_spec(rank)
+    full_rank = min(in_features, out_features)
+    if isinstance(rank, int):
+        return min(rank, full_rank)
+    return max(1, round(rank * full_rank))
+
+
+def factorize_(model: nn.Module, rank: int | float) -> dict[str, int]:
+    """Replace every encoder Linear whose rank saves FLOPs; return ``{qualified name: rank}`` of those replaced.
+
+    ``rank`` is an absolute int or a fraction of each layer's full rank, see ``resolve_rank``; layers where the
+    factorization would cost at least as many multiply-adds as the dense layer stay ``nn.Linear``.  The returned
+    dict is what ``restore_low_rank_structure_`` needs to rebuild the same shape before loading saved weights.
+    Linears that are already factors of a ``LowRankLinear`` are left alone.
+    """
+    _check_rank_spec(rank)
     factors = {
         f"{name}.{child}"
         for name, module in model.named_modules()
@@ -107,12 +134,13 @@ def factorize_(model: nn.Module, rank: int) -> dict[str, int]:
         for child in ("down", "up")
     }
     replaced: dict[str, int] = {}
-    for name, linear in encoder_linears(model):
-        if name in factors or not saves_flops(linear.in_features, linear.out_features, rank):
+    for name, linear in encoder_linears(model, "low-rank factorization"):
+        layer_rank = resolve_rank(rank, linear.in_features, linear.out_features)
+        if name in factors or not saves_flops(linear.in_features, linear.out_features, layer_rank):
             continue
         # A new module carries no pruning hook or mask: the pruned weight is baked into the (dense) factors.
-        _replace_submodule(model, name, LowRankLinear.from_linear(linear, rank))
-        replaced[name] = rank
+        _replace_submodule(model, name, LowRankLinear.from_linear(linear, layer_rank))
+        replaced[name] = layer_rank
     return replaced
 
 

@@ -17,18 +17,23 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from latencysolver.compression.layer_skip import encoder_layers
+from latencysolver.compression.architectures import encoder_blocks
 
 
-def encoder_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+def encoder_linears(model: nn.Module, pass_name: str = "compression") -> list[tuple[str, nn.Linear]]:
     """Every ``nn.Linear`` inside the encoder blocks, with its qualified name as in ``model.named_modules()``.
 
     After low-rank factorization this includes the ``down``/``up`` factors of each ``LowRankLinear``: they
-    are the Linear layers the encoder now runs.
+    are the Linear layers the encoder now runs.  ALBERT's shared blocks are listed once, so a pass over these
+    acts on the shared weights (and on every repetition at once).  ``pass_name`` goes into the error raised
+    for an unsupported model.
     """
-    layers = encoder_layers(model)
-    prefix = next(name for name, module in model.named_modules() if module is layers)
-    return [(name, m) for name, m in layers.named_modules(prefix=prefix) if isinstance(m, nn.Linear)]
+    return [
+        (name, module)
+        for block_name, block in encoder_blocks(model, pass_name)
+        for name, module in block.named_modules(prefix=block_name)
+        if isinstance(module, nn.Linear)
+    ]
 
 
 def effective_weight(linear: nn.Linear) -> torch.Tensor:
@@ -48,7 +53,7 @@ def magnitude_prune_(model: nn.Module, ratio: float) -> None:
         raise ValueError(f"prune ratio must be in [0, 1), but got {ratio!r}")
     if ratio == 0.0:
         return
-    for _, linear in encoder_linears(model):
+    for _, linear in encoder_linears(model, "magnitude pruning"):
         prune.l1_unstructured(linear, "weight", amount=ratio)
 
 
