@@ -83,6 +83,8 @@ def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides)
         "teacher": {"epochs": 1, "batch_size": 16, "learning_rate": 1.0e-3},
         "distillation": {"steps": 3, "batch_size": 8},
         "latency": {"rows": 4, "warmup": 1, "repeats": 2, "threads": 1},
+        # a timing decides gating; tests that are not about gating keep the space they wrote (test_gating.py is)
+        "drop_slow_settings": False,
     }
     study.update(overrides)
     path = folder / "study.yaml"

@@ -1,0 +1,91 @@
+"""A study over every kind of student: CNN, structurally pruned, onnxruntime fp32/int8; each exported and reloaded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from latencysolver import load
+from latencysolver.cli import main
+from latencysolver.config import load_study_config
+from latencysolver.recipe import TRANSFORMER_KNOBS
+from latencysolver.study import RunOptions, run_study
+
+SPACE = {
+    "architecture": {"choices": ["transformer", "cnn"]},
+    "prune_ratio": {"choices": [0.0, 0.5]},
+    "prune_kind": "structured",
+    "quant_dtype": {"choices": ["fp32", "ort-fp32", "ort-int8"]},
+    "skip_prob": {"choices": [0.0, 0.5]},
+    "rank": {"choices": ["off", 0.5]},
+    "temperature": 2.0,
+    "alpha": 0.5,
+}
+
+
+@pytest.fixture(scope="module")
+def mixed_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+    from tests.conftest import write_study_yaml
+
+    folder = tmp_path_factory.mktemp("mixed")
+    config = load_study_config(write_study_yaml(
+        folder, tiny_model_dir, synthetic_data_dir, search_space=SPACE, n_trials=8,
+        cnn={"embed_dim": 16, "channels": 8, "kernel_sizes": [3]},
+        cnn_distillation={"steps": 3, "batch_size": 8, "learning_rate": 2.0e-3}))
+    study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
+    return config, study
+
+
+def test_every_kind_of_student_completes(mixed_study):
+    _, study = mixed_study
+    trials = study.get_trials()
+    assert all(t.state.name == "COMPLETE" for t in trials), [t.user_attrs.get("fail_reason") for t in trials]
+    recipes = [t.user_attrs["recipe"] for t in trials]
+    assert {r["architecture"] for r in recipes} == {"transformer", "cnn"}
+    assert {r["quant_dtype"] for r in recipes} >= {"ort-fp32", "ort-int8"}
+
+
+def test_cnn_trials_leave_the_transformer_knobs_out(mixed_study):
+    _, study = mixed_study
+    for t in study.get_trials():
+        if t.params["architecture"] == "cnn":
+            assert not set(t.params) & set(TRANSFORMER_KNOBS)
+            assert t.user_attrs["layers"] == 0 and t.user_attrs["recipe"]["prune_ratio"] == 0.0
+        else:
+            assert {"prune_ratio", "skip_prob", "rank"} <= set(t.params)
+
+
+def test_each_export_predicts_what_its_trial_predicted(mixed_study, tmp_path, synthetic_data_dir):
+    config, study = mixed_study
+    rows = [json.loads(line) for line in (synthetic_data_dir / "validation.jsonl").read_text().splitlines()]
+    seen = set()
+    for trial in study.get_trials():
+        recipe = trial.user_attrs["recipe"]
+        kind = (recipe["architecture"], recipe["quant_dtype"], recipe["prune_ratio"] > 0)
+        if kind in seen:
+            continue
+        seen.add(kind)
+        out = tmp_path / f"t{trial.number}"
+        assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trial.number),
+                     "--out", str(out)]) == 0
+        clf = load(out)
+        assert (out / "model.onnx").is_file() == recipe["quant_dtype"].startswith("ort-")
+        predictions = [int(p.answer) for p in clf.predict([r["question"] for r in rows], [r["passage"] for r in rows])]
+        assert predictions == json.loads((out / "predictions.json").read_text())["predictions"], kind
+    assert len(seen) >= 3
+
+
+def test_a_structured_trial_exports_fewer_heads_and_neurons(study_yaml, tmp_path):
+    space = dict(SPACE, architecture="transformer", prune_ratio=0.5, quant_dtype="fp32", skip_prob=0.0, rank="off")
+    config = load_study_config(study_yaml(search_space=space, n_trials=1))
+    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    out = tmp_path / "pruned"
+    assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", "0", "--out", str(out)]) == 0
+    model = load(out).model
+    for layer in model.base_model.encoder.layer:
+        assert layer.attention.self.query.out_features == 16  # tiny teacher: 2 heads of 16, ratio 0.5 leaves one
+        assert layer.intermediate.dense.out_features == 32  # of 64 FFN neurons
+    assert study.get_trials()[0].user_attrs["parameters"] < study.user_attrs["teacher"]["parameters"]
+    assert model(input_ids=torch.tensor([[101, 2000, 102]])).logits.shape == (1, 2)
