@@ -209,3 +209,14 @@ def test_restore_names_what_is_wrong():
         restore_structured_shape_(model, {"blocks": {"bert.encoder.layer.0": {"heads": 0, "neurons": 8}}})
     with pytest.raises(ValueError, match="expected"):
         restore_structured_shape_(model, {"layers": {}})
+
+
+def test_head_ratio_zero_prunes_the_ffn_only():
+    model = tiny_model("BERT")
+    report = structured_prune_(model, 0.5, head_ratio=0.0)
+    assert report.heads_kept == (HEADS, HEADS) and report.neurons_kept == (NEURONS // 2, NEURONS // 2)
+    layer = model.base_model.encoder.layer[0]
+    assert layer.attention.self.query.out_features == HEADS * HEAD_SIZE
+    assert layer.intermediate.dense.out_features == NEURONS // 2
+    with pytest.raises(ValueError, match="head_ratio must be in"):
+        structured_prune_(tiny_model("BERT"), 0.5, head_ratio=1.0)

@@ -173,8 +173,11 @@ def structured_prune_(
     ratio: float,
     importance: str = "magnitude",
     batches: Iterable[dict[str, torch.Tensor]] | None = None,
+    head_ratio: float | None = None,
 ) -> StructuredPruneReport:
     """Remove ``round(ratio * H)`` attention heads and ``round(ratio * F)`` FFN neurons from every encoder block.
+
+    ``head_ratio`` sets the heads' fraction apart (``0`` prunes the FFN only); by default it is ``ratio``.
 
     H and F are the block's head count and FFN width as they are now; at least one head and one neuron always
     stay.  ``importance`` picks which go: "magnitude" (weight norms) or "gradient" (first-order Taylor over
@@ -183,6 +186,9 @@ def structured_prune_(
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"{PASS}: ratio must be in [0, 1), but got {ratio!r}")
+    head_ratio = ratio if head_ratio is None else head_ratio
+    if not 0.0 <= head_ratio < 1.0:
+        raise ValueError(f"{PASS}: head_ratio must be in [0, 1), but got {head_ratio!r}")
     if importance not in IMPORTANCE_KINDS:
         raise ValueError(f"{PASS}: importance must be one of {IMPORTANCE_KINDS}, but got {importance!r}")
     if importance == "gradient" and batches is None:
@@ -203,7 +209,7 @@ def structured_prune_(
         block_stats = {role: stats[linear] for role, linear in linears.items()}
         heads = linears["query"].out_features // head_size
         neurons = linears["ffn_in"].out_features
-        drop_heads = _least_important(_head_scores(block_stats, head_size), min(round(ratio * heads), heads - 1))
+        drop_heads = _least_important(_head_scores(block_stats, head_size), min(round(head_ratio * heads), heads - 1))
         neuron_scores = block_stats["ffn_in"].sum(1) + block_stats["ffn_out"].sum(0)
         drop_neurons = _least_important(neuron_scores, min(round(ratio * neurons), neurons - 1))
         device = linears["query"].weight.device
