@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow bench-latency bench-knobs clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,12 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow tests
+
+bench-latency: install  ## CV of absolute p50 vs paired speed-up, 10 rounds (about 1.5 min)
+	$(PY) benchmarks/latency_stability.py --data $(DATA)
+
+bench-knobs: install  ## each knob alone and the CNN student (about 20 min)
+	$(PY) benchmarks/knobs.py --data $(DATA)
 
 clean:
 	rm -rf $(VENV) exported latencysolver.db latencysolver-artifacts .pytest_cache

@@ -272,6 +272,10 @@ class OnnxClassifier:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: no per-session notes about unused initializers etc.
+        # No busy-waiting after a call.  ORT's pool spins by default and keeps both cores busy for a while after
+        # each run, which slowed the torch teacher timed right after it in the paired protocol: ort-fp32 read
+        # 2.43x against a p50 ratio of 1.63x in benchmarks/knobs.py before this line.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(self.path), sess_options=options,
                                              providers=["CPUExecutionProvider"])
         self.threads = threads

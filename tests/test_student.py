@@ -80,3 +80,25 @@ def test_save_and_load_give_the_same_logits(teacher, tmp_path):
     assert loaded.recipe == recipe
     assert loaded.info["kept_layers"] == list(student.kept_layers)
     assert torch.equal(loaded.model(**inputs()).logits, expected)
+
+
+@pytest.mark.parametrize("family", ["BERT", "RoBERTa", "ALBERT", "DistilBERT"])
+@pytest.mark.parametrize("recipe", [
+    Recipe(prune_ratio=0.5, prune_kind="structured", skip_prob=0.5, rank=0.5, quant_dtype="int8"),
+    Recipe(prune_ratio=0.5, skip_prob=0.5, skip_mode="stochastic", rank=4),
+], ids=["structured+skip+rank-fraction+int8", "magnitude+layerdrop+rank"])
+def test_every_family_goes_through_compress_save_load(family, recipe, tmp_path):
+    """The trial pipeline on each architecture: the saved student comes back with the same logits."""
+    from tests.test_architectures import tiny_model
+
+    teacher = tiny_model(family).eval()
+    student = compress(teacher, recipe)
+    model = student.finalize()
+    assert len(encoder_layers(model)) == 1  # 2 layers (ALBERT: repetitions), skip 0.5
+    save_student(model, recipe, student.kept_layers, tmp_path)
+    loaded = load_student(tmp_path)
+    x = {"input_ids": torch.randint(3, 100, (2, 9)), "attention_mask": torch.ones(2, 9, dtype=torch.long)}
+    with torch.no_grad():
+        expected = quantize(model, recipe.quant_dtype)(**x).logits
+        assert torch.allclose(loaded.model(**x).logits, expected, atol=1e-5)
+    assert len(encoder_layers(loaded.model)) == 1
