@@ -66,11 +66,13 @@ def test_study_search_space_path_is_relative_to_the_study_file(tmp_path, monkeyp
 def test_repo_quick_search_space_knob_types():
     space = load_search_space(REPO / "search_spaces" / "quick.yaml")
     assert isinstance(space, SearchSpace)
-    assert space.prune_ratio == Choices((0.0, 0.2, 0.4))
-    assert space.quant_dtype == Choices(("fp32", "bf16", "int8"))
+    assert space.architecture == Choices(("transformer", "cnn"))
+    assert space.prune_ratio == Choices((0.0, 0.25, 0.5))
+    assert space.prune_kind == Choices(("unstructured", "structured"))
+    assert space.quant_dtype == Choices(("fp32", "bf16", "int8", "ort-fp32", "ort-int8"))
     assert space.skip_prob == Choices((0.0, 0.34, 0.5))
     assert space.skip_mode == Fixed("deterministic")
-    assert space.rank == Choices(("off", 128))
+    assert space.rank == Choices(("off", 0.25))
     assert space.temperature == FloatRange(1.0, 6.0, None, True)
     assert space.alpha == FloatRange(0.3, 0.9, None, False)
 
@@ -78,11 +80,11 @@ def test_repo_quick_search_space_knob_types():
 def test_repo_full_search_space_knob_types():
     space = load_search_space(REPO / "search_spaces" / "full.yaml")
     assert space.prune_ratio == FloatRange(0.0, 0.6, 0.1, False)
-    assert space.quant_dtype == Choices(("fp32", "bf16", "fp16", "int8"))
+    assert space.quant_dtype == Choices(("fp32", "bf16", "fp16", "int8", "ort-fp32", "ort-int8"))
     assert isinstance(space.skip_prob, FloatRange) and space.skip_prob.step == pytest.approx(0.167)
     assert space.skip_mode == Choices(("deterministic", "stochastic"))
-    assert space.rank == Choices(("off", 64, 128, 192))
-    assert all(isinstance(v, int) for v in space.rank.values[1:])
+    assert space.rank == Choices(("off", 64, 128, 0.25, 0.5))
+    assert [type(v) for v in space.rank.values[1:]] == [int, int, float, float]  # absolute ranks, fractions
     assert space.temperature == FloatRange(1.0, 8.0, None, True)
     assert space.alpha == FloatRange(0.2, 0.9, None, False)
 
