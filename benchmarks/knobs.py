@@ -26,19 +26,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
-from optuna.artifacts import FileSystemArtifactStore  # noqa: E402
+import torch
+from optuna.artifacts import FileSystemArtifactStore
 
-from latencysolver.compression import structured_prune_  # noqa: E402
-from latencysolver.config import LatencyConfig, load_study_config  # noqa: E402
-from latencysolver.evaluate import predict_logits, scores  # noqa: E402
-from latencysolver.hardware import hardware_fingerprint  # noqa: E402
-from latencysolver.latency import latency_inputs, measure_paired  # noqa: E402
-from latencysolver.models import count_parameters  # noqa: E402
-from latencysolver.objective import TrialContext, model_size_bytes, train_student  # noqa: E402
-from latencysolver.recipe import Recipe  # noqa: E402
-from latencysolver.student import to_runnable  # noqa: E402
-from latencysolver.study import RunOptions, prepare  # noqa: E402
+from latencysolver.compression import structured_prune_
+from latencysolver.config import LatencyConfig, load_study_config
+from latencysolver.evaluate import predict_logits, scores
+from latencysolver.hardware import hardware_fingerprint
+from latencysolver.latency import latency_inputs, measure_paired
+from latencysolver.models import count_parameters
+from latencysolver.objective import TrialContext, model_size_bytes, train_student
+from latencysolver.recipe import Recipe
+from latencysolver.student import to_runnable
+from latencysolver.study import RunOptions, prepare
 
 DISTILL = {"temperature": 2.0, "alpha": 0.5}
 SETTINGS: dict[str, Recipe] = {

@@ -26,11 +26,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from latencysolver.compression import drop_layers_, quantize  # noqa: E402
-from latencysolver.config import load_study_config  # noqa: E402
-from latencysolver.hardware import hardware_fingerprint  # noqa: E402
-from latencysolver.latency import coefficient_of_variation, latency_inputs, measure_latency, measure_paired  # noqa: E402
-from latencysolver.study import RunOptions, prepare  # noqa: E402
+from latencysolver.compression import drop_layers_, quantize
+from latencysolver.config import load_study_config
+from latencysolver.hardware import hardware_fingerprint
+from latencysolver.latency import coefficient_of_variation, latency_inputs, measure_latency, measure_paired
+from latencysolver.study import RunOptions, prepare
 
 
 def main() -> None:

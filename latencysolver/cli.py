@@ -128,9 +128,7 @@ def _print_front(study) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from latencysolver.study import front_rows
-
-    from latencysolver.study import hardware_warning
+    from latencysolver.study import front_rows, hardware_warning
 
     teacher = study.user_attrs.get("teacher", {})
     objective = "speed-up ↑" if study.directions[1].name == "MAXIMIZE" else "latency ↓"

@@ -169,7 +169,7 @@ def export_onnx(model: nn.Module, path: Path, example_inputs: dict[str, torch.Te
                 _export_torchscript(wrapper, args, names, path, opset)
             # Any failure: the TorchScript exporter raises RuntimeError, TypeError, AttributeError (once removed
             # from torch) or its own exception types, and each one is a reason to try the other exporter.
-            except Exception as torchscript_error:  # noqa: BLE001
+            except Exception as torchscript_error:
                 logger.info("TorchScript ONNX export of %s failed (%s); trying the dynamo exporter",
                             type(model).__name__, _describe(torchscript_error))
                 try:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from latencysolver.cnn import CNN_JSON, CNNClassifier, CNNConfig, cnn_from_teacher, load_cnn, save_cnn
 from latencysolver.compression import (
     LowRankLinear,
     drop_layers_,
@@ -42,7 +43,6 @@ from latencysolver.compression import (
     structured_prune_,
     structured_shape,
 )
-from latencysolver.cnn import CNN_JSON, CNNClassifier, CNNConfig, cnn_from_teacher, load_cnn, save_cnn
 from latencysolver.config import CNNStudentConfig
 from latencysolver.errors import ModelError, first_line
 from latencysolver.recipe import Recipe

@@ -17,6 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "boolq-dev-split"
 
 
+@pytest.fixture(params=["BERT", "RoBERTa", "ALBERT", "DistilBERT"])
+def family(request) -> str:
+    """Each architecture family every compression pass must handle (tiny models: tests/test_architectures.py)."""
+    return request.param
+
+
+@pytest.fixture
+def batch() -> dict[str, torch.Tensor]:
+    from tests.test_architectures import tiny_batch
+
+    return tiny_batch()
+
+
 @pytest.fixture()
 def one_thread():
     """Tiny models gain nothing from threads, and a busy 2-core machine makes them spin: use one."""

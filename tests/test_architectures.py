@@ -95,16 +95,6 @@ def blocks_run(model: nn.Module, batch: dict[str, torch.Tensor]) -> int:
     return len(calls)
 
 
-@pytest.fixture(params=FAMILIES)
-def family(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def batch() -> dict[str, torch.Tensor]:
-    return tiny_batch()
-
-
 # --- finding the parts ----------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from latencysolver.compression import (
     structured_prune_,
     structured_shape,
 )
-from tests.test_architectures import batch, family, logits, tiny_model  # noqa: F401 (fixtures)
+from tests.test_architectures import logits, tiny_model
 
 HEADS, HEAD_SIZE, NEURONS = 4, 8, 64
 
