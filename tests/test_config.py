@@ -66,13 +66,13 @@ def test_study_search_space_path_is_relative_to_the_study_file(tmp_path, monkeyp
 def test_repo_quick_search_space_knob_types():
     space = load_search_space(REPO / "search_spaces" / "quick.yaml")
     assert isinstance(space, SearchSpace)
-    assert space.architecture == Choices(("transformer", "cnn"))
+    assert space.architecture == Fixed("transformer")
     assert space.prune_ratio == Choices((0.0, 0.25, 0.5))
-    assert space.prune_kind == Choices(("unstructured", "structured"))
-    assert space.quant_dtype == Choices(("fp32", "bf16", "int8", "ort-fp32", "ort-int8"))
+    assert space.prune_kind == Fixed("structured")
+    assert space.quant_dtype == Choices(("fp32", "bf16", "int8", "ort-int8"))
     assert space.skip_prob == Choices((0.0, 0.34, 0.5))
     assert space.skip_mode == Fixed("deterministic")
-    assert space.rank == Choices(("off", 0.25))
+    assert space.rank == Choices(("off", 128))
     assert space.temperature == FloatRange(1.0, 6.0, None, True)
     assert space.alpha == FloatRange(0.3, 0.9, None, False)
 
