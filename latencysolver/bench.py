@@ -65,7 +65,9 @@ def load_target(location: str, max_length: int | None = None) -> BenchTarget:
         return BenchTarget(name=str(location), model=clf.model, tokenizer=clf.tokenizer,
                            max_length=max_length or clf.max_length,
                            data_source=(metrics.get("data") or {}).get("source"),
-                           parameters=count_parameters(clf.model) if isinstance(clf.model, nn.Module) else None)
+                           # the trial's count, before quantization packed the Linear weights away
+                           parameters=metrics.get("parameters") or (
+                               count_parameters(clf.model) if isinstance(clf.model, nn.Module) else None))
     if folder.exists() and not folder.is_dir():
         raise ModelError(f"bench: {location!r} is a file; pass an export folder, a model folder or a hub id")
     model = load_classifier(location)
