@@ -42,9 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher", help="use this fine-tuned checkpoint folder instead of fine-tuning one")
     run.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (summary lines still print)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="local worker processes sharing the study (default 1: trials run in this process)")
     run.add_argument("--keep-slow-settings", action="store_true",
                      help="search quant_dtype settings the hardware probe found no faster than fp32 (default: drop)")
     run.set_defaults(handler=_run)
+
+    worker = sub.add_parser("worker", help="join a study that `run` created and run its trials (any machine)")
+    worker.add_argument("--study", required=True)
+    worker.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    worker.add_argument("--trials", type=int, help="stop after this many trials of this worker (default: until "
+                        "the study has its n_trials)")
+    worker.add_argument("--teacher", help="fine-tuned checkpoint folder (default: the study's, else the cache)")
+    worker.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
+    worker.add_argument("--no-progress", action="store_true")
+    worker.set_defaults(handler=_worker)
 
     pareto = sub.add_parser("pareto", help="print the Pareto front of a study")
     pareto.add_argument("--study", required=True)
@@ -112,8 +124,23 @@ def _run(args: argparse.Namespace) -> int:
     config = load_study_config(args.config, data=args.data, storage=args.storage, n_trials=args.trials,
                                model=args.model, keep_slow_settings=args.keep_slow_settings)
     study = run_study(config, RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher,
-                                         progress=not args.no_progress))
+                                         progress=not args.no_progress, workers=args.workers))
     _print_front(study)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from latencysolver.errors import ConfigError
+    from latencysolver.study import RunOptions, join_study
+    from latencysolver.workers import sqlite_warning
+
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(f"--trials: expected a positive integer, got {args.trials!r}")
+    warning = sqlite_warning(args.storage, processes=2)
+    if warning:
+        print(warning.replace("2 processes", "a worker process"), file=sys.stderr)
+    join_study(args.study, args.storage, RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher,
+                                                    progress=not args.no_progress), max_trials=args.trials)
     return 0
 
 
@@ -128,6 +155,7 @@ def _print_front(study) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from latencysolver.objective import is_feasible
     from latencysolver.study import front_rows, hardware_warning
 
     teacher = study.user_attrs.get("teacher", {})
@@ -146,8 +174,16 @@ def _print_front(study) -> None:
                       f"{r['speedup']:.2f}x{cv}", str(r["layers"]), f"{r['parameters']:,}", f"{r['size_mb']:.1f}",
                       r["recipe"])
     Console(width=max(160, Console().width)).print(table)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    infeasible = [t.number for t in complete if not is_feasible(t)]
     if not rows:
-        print("(no completed trials yet)")
+        print("(no completed feasible trials yet)")
+    if infeasible:
+        bounds = study.user_attrs.get("constraints", {})
+        print(f"{len(infeasible)} of {len(complete)} completed trials are infeasible and left out (trials "
+              f"{infeasible[:20]}{' …' if len(infeasible) > 20 else ''}): accuracy floor "
+              f"{bounds.get('min_accuracy_resolved', 'above the majority rate')}, max latency "
+              f"{bounds.get('max_latency_ms') or 'none'} ms")
     warning = hardware_warning(study)
     if warning:
         print(warning, file=sys.stderr)

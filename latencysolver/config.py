@@ -271,6 +271,41 @@ class CNNStudentConfig:
 
 
 @dataclass(frozen=True)
+class ConstraintsConfig:
+    """Trials outside these bounds are infeasible: the sampler learns from it, and they are never "best".
+
+    min_accuracy: validation accuracy a trial must reach; by default (null) it must *beat* the majority-class
+                  rate of the validation split, measured from the data, so a degenerate model is infeasible.
+    max_latency_ms: the student's p50 at batch 1, in milliseconds; null = no bound.
+    """
+
+    min_accuracy: float | None = None
+    max_latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
+            raise ValueError(f"min_accuracy must be in [0, 1], but got {self.min_accuracy!r}")
+        _check_positive(self, "max_latency_ms")
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """Crash recovery for workers sharing the storage (Optuna heartbeats + RetryHeartbeatStaleTrialCallback)."""
+
+    heartbeat_interval: int = 30  # seconds between a running trial's heartbeats
+    grace_period: int = 120  # a RUNNING trial without a heartbeat this long is failed, and retried
+    max_retry: int = 2  # retries of a trial whose worker died, with the same parameters
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "heartbeat_interval", "grace_period")
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"grace_period must be > heartbeat_interval, but got {self.grace_period!r} <= "
+                             f"{self.heartbeat_interval!r}")
+        if self.max_retry < 0:
+            raise ValueError(f"max_retry must be >= 0, but got {self.max_retry!r}")
+
+
+@dataclass(frozen=True)
 class SamplerConfig:
     name: Literal["tpe", "nsga2", "random"] = "tpe"
     seed: int | None = 0
@@ -295,6 +330,8 @@ class StudyConfig:
     # Probe once per study what each quant_dtype setting buys here, and search only those at least as fast as
     # fp32 (latencysolver/gating.py).  false keeps them, for people who want to see them measured.
     drop_slow_settings: bool = True
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+    constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     config_file: str = "<memory>"  # the YAML file it came from, for messages
 
     def __post_init__(self) -> None:
@@ -422,6 +459,23 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     config = _build(StudyConfig, {**raw, "search_space": {}}, where)
     config = dataclasses.replace(config, search_space=space, config_file=str(path))
     return apply_overrides(config, **overrides)
+
+
+def config_to_dict(config: StudyConfig) -> dict[str, Any]:
+    """Everything a worker on another machine needs to run this study's trials (stored in the study)."""
+    raw = dataclasses.asdict(config)
+    raw["search_space"] = config.search_space.to_dict()
+    raw["cnn"]["kernel_sizes"] = list(config.cnn.kernel_sizes)
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], source: str) -> StudyConfig:
+    """The inverse of ``config_to_dict``, validated like a YAML file; ``source`` names it in errors."""
+    raw = dict(raw)
+    config_file = raw.pop("config_file", source)
+    space = parse_search_space(raw.pop("search_space", {}), source, "search_space.")
+    config = _build(StudyConfig, {**raw, "search_space": {}}, f"{source}: ")
+    return dataclasses.replace(config, search_space=space, config_file=config_file)
 
 
 def apply_overrides(config: StudyConfig, *, data: str | None = None, storage: str | None = None,

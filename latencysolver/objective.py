@@ -21,7 +21,16 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from latencysolver.batches import EncodedSplit
-from latencysolver.config import KNOBS, Choices, Fixed, FloatRange, IntRange, SearchSpace, StudyConfig
+from latencysolver.config import (
+    KNOBS,
+    Choices,
+    ConstraintsConfig,
+    Fixed,
+    FloatRange,
+    IntRange,
+    SearchSpace,
+    StudyConfig,
+)
 from latencysolver.distill import distill
 from latencysolver.evaluate import predict_logits, scores
 from latencysolver.hardware import HardwareFingerprint
@@ -88,6 +97,7 @@ class TrialContext:
     artifact_store: FileSystemArtifactStore
     hardware: HardwareFingerprint
     throughput_inputs: list[dict[str, torch.Tensor]] | None = None
+    majority_rate: float = 0.0  # of the validation split
     pad_id: int = 0
     progress: bool = True
 
@@ -157,6 +167,10 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 "distill_steps": student.steps,
                 "distill_final_loss": student.final_loss,
             }
+            predicted = logits.argmax(dim=-1)
+            attrs["degenerate"] = bool(quality.accuracy <= ctx.majority_rate or predicted.unique().numel() < 2)
+            attrs["constraints"] = constraint_values(ctx.config.constraints, ctx.majority_rate, quality.accuracy,
+                                                     latency.p50_ms)
             if ctx.throughput_inputs:
                 attrs["throughput_rows_per_s"] = measure_throughput(runnable, ctx.throughput_inputs,
                                                                     ctx.config.latency).rows_per_second
@@ -173,10 +187,32 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
         attrs["seconds"] = round(time.perf_counter() - start, 1)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
+        # Optuna 5's constraint mechanism (constraints_func is deprecated): TPE and NSGA-II learn from these,
+        # the dashboard shows the trial as infeasible, and study.best_trials leaves it out.
+        for name, value in zip(CONSTRAINT_NAMES, attrs["constraints"]):
+            trial.set_constraint(name, value)
     except Exception as exc:
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
         raise
     return quality.accuracy, (paired.speedup if ctx.config.latency.objective == "speedup" else latency.p50_ms)
+
+
+CONSTRAINT_NAMES = ("min_accuracy", "max_latency_ms")
+
+
+def constraint_values(constraints: ConstraintsConfig, majority_rate: float, accuracy: float,
+                      p50_ms: float) -> list[float]:
+    """Optuna's convention: each value <= 0 means satisfied.  [accuracy floor, latency ceiling]."""
+    if constraints.min_accuracy is None:  # must beat always answering the majority class
+        floor = majority_rate - accuracy + 1e-9
+    else:
+        floor = constraints.min_accuracy - accuracy
+    ceiling = p50_ms - constraints.max_latency_ms if constraints.max_latency_ms is not None else 0.0
+    return [floor, ceiling]
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    return all(v <= 0.0 for v in trial.user_attrs.get("constraints", [0.0]))
 
 
 def latency_record(paired: PairedLatency, hardware: HardwareFingerprint) -> dict[str, Any]:

@@ -7,6 +7,7 @@ anything is trained or any row is written to storage.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import time
 import warnings
@@ -23,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.batches import EncodedSplit, encode_split
 from latencysolver.cache import cache_root
-from latencysolver.config import Choices, SearchSpace, StudyConfig
+from latencysolver.config import Choices, SearchSpace, StudyConfig, config_from_dict, config_to_dict
 from latencysolver.data import BoolQData, load_boolq
 from latencysolver.errors import StorageError, first_line
 from latencysolver.evaluate import predict_logits, scores
@@ -31,10 +32,17 @@ from latencysolver.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_ha
 from latencysolver.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency import latency_inputs, measure_latency, model_device, throughput_inputs
 from latencysolver.models import count_parameters, load_tokenizer
-from latencysolver.objective import TrialContext, make_objective, model_size_bytes, objectives
+from latencysolver.objective import (
+    TrialContext,
+    is_feasible,
+    make_objective,
+    model_size_bytes,
+    objectives,
+)
 from latencysolver.recipe import Recipe
 from latencysolver.student import to_runnable
 from latencysolver.teacher import Teacher, prepare_teacher
+from latencysolver.workers import count_trials, open_storage, spawn_workers, sqlite_warning, work
 
 Log = Callable[[str], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -114,6 +122,7 @@ class RunOptions:
     cache_dir: str | None = None
     teacher_path: str | None = None
     progress: bool = True
+    workers: int = 1  # local worker processes `run` starts (1: trials run in this process)
 
 
 @dataclass
@@ -182,30 +191,97 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     study.set_user_attr("search_space", config.search_space.to_dict())
     config = dataclasses.replace(config, search_space=_gated_space(study, config, teacher.model, inputs, hardware, log))
     study.set_user_attr("searched_space", config.search_space.to_dict())
+    study.set_user_attr("constraints", dataclasses.asdict(config.constraints) | {
+        "min_accuracy_resolved": (config.constraints.min_accuracy if config.constraints.min_accuracy is not None
+                                  else f"> {majority:.3f} (majority class)")})
     study.set_user_attr("distillation", dataclasses.asdict(config.distillation))
     study.set_user_attr("latency", dataclasses.asdict(config.latency))
 
-    done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    remaining = config.n_trials - done
-    if remaining <= 0:
-        log(f"study {config.name!r}: all {config.n_trials} trials already finished; nothing to run")
+    study.set_user_attr("config", config_to_dict(dataclasses.replace(config, storage="")))
+    if options.workers > 1:
+        return _run_local_workers(study, config, options, log)
+    return _work(study, config, prepared, inputs, hardware, options, log)
+
+
+def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOptions, log: Log) -> optuna.Study:
+    warning = sqlite_warning(config.storage, options.workers)
+    if warning:
+        log(warning)
+    extra = [*(["--cache-dir", options.cache_dir] if options.cache_dir else []),
+             *(["--teacher", options.teacher_path] if options.teacher_path else []), "--no-progress"]
+    log(f"study {config.name!r}: starting {options.workers} local workers (storage {config.storage})")
+    processes = spawn_workers(options.workers, config.name, config.storage, extra)
+    try:
+        codes = [p.wait() for p in processes]
+    except KeyboardInterrupt:  # Ctrl-C reaches the workers too (same process group); wait for their clean exit
+        codes = [p.wait() for p in processes]
+        raise
+    if any(codes):
+        raise StorageError(f"study {config.name!r}: {sum(c != 0 for c in codes)} of {len(codes)} workers "
+                           f"exited with an error (exit codes {codes})")
+    return optuna.load_study(study_name=config.name, storage=config.storage)
+
+
+def join_study(name: str, storage_url: str, options: RunOptions = RunOptions(), log: Log = print,
+               max_trials: int | None = None) -> optuna.Study:
+    """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
+    study = load_existing_study(name, storage_url)
+    raw = study.user_attrs.get("config")
+    if not raw:
+        raise StorageError(f"study {name!r} in {storage_url!r} was not created by `latencysolver run` "
+                           "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first")
+    config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url)
+    teacher_path = options.teacher_path
+    recorded = study.user_attrs.get("teacher", {}).get("path")
+    if teacher_path is None and recorded and Path(recorded).is_dir():
+        teacher_path = recorded  # the same machine, or a shared file system: never fine-tune it again
+    prepared = prepare(config, dataclasses.replace(options, teacher_path=teacher_path), log)
+    inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
+    hardware = hardware_fingerprint(config.latency.threads, model_device(prepared.teacher.model).type)
+    config = dataclasses.replace(config, search_space=_gated_space(study, config, prepared.teacher.model, inputs,
+                                                                    hardware, log))
+    # Each worker samples with its own seed: the same seed in every process would propose the same trials.
+    if config.sampler.seed is not None:
+        config = dataclasses.replace(config, sampler=dataclasses.replace(
+            config.sampler, seed=config.sampler.seed + os.getpid()))
+    return _work(study, config, prepared, inputs, hardware, options, log, max_trials=max_trials)
+
+
+def _work(study: optuna.Study, config: StudyConfig, prepared: Prepared, inputs: list,
+          hardware: HardwareFingerprint, options: RunOptions, log: Log,
+          max_trials: int | None = None) -> optuna.Study:
+    storage = open_storage(config.storage, config.workers)
+    study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=_make_sampler(config))
+    counts = count_trials(study)
+    if counts.taken >= config.n_trials and not counts.waiting:
+        log(f"study {config.name!r}: all {config.n_trials} trials already finished or running; nothing to run")
         return study
-    log(f"study {config.name!r}: {done} trials finished earlier, running {remaining} more "
-        f"(storage {config.storage})")
-    ctx = TrialContext(config=config, teacher_model=teacher.model, teacher_train_logits=teacher.train_logits,
-                       train=train, validation=validation, latency_inputs=inputs,
-                       artifact_store=FileSystemArtifactStore(str(artifact_dir)), hardware=hardware,
+    log(f"study {config.name!r}: {counts.finished} trials finished, {counts.running} running; "
+        f"working towards {config.n_trials} (storage {_shown(config.storage)})")
+    artifact_dir = study.user_attrs.get("artifact_dir") or str(default_artifact_dir(config))
+    validation, pad_id = prepared.validation, prepared.pad_id
+    ctx = TrialContext(config=config, teacher_model=prepared.teacher.model,
+                       teacher_train_logits=prepared.teacher.train_logits, train=prepared.train,
+                       validation=validation, latency_inputs=inputs,
+                       artifact_store=FileSystemArtifactStore(artifact_dir), hardware=hardware,
                        throughput_inputs=(throughput_inputs(validation, config.latency,
                                                             config.latency.throughput_batch_size, pad_id)
                                           if config.latency.throughput_batch_size else None),
-                       pad_id=pad_id, progress=options.progress)
+                       pad_id=pad_id, progress=options.progress,
+                       majority_rate=prepared.data.validation.majority_rate())
     log(f"latency: {hardware.describe()} [{hardware.key}]")
-    study.optimize(make_objective(ctx), n_trials=remaining, catch=(Exception,),
-                   callbacks=[_summary_callback(log, time.perf_counter())])
+    work(study, storage, make_objective(ctx), config.n_trials, max_trials=max_trials,
+         callbacks=(_summary_callback(log, time.perf_counter()),))
     warning = hardware_warning(study)
     if warning:
         log(warning)
     return study
+
+
+def _shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _gated_space(study: optuna.Study, config: StudyConfig, teacher: torch.nn.Module, inputs: list,
@@ -260,6 +336,7 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
 
 
 def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """TPE and NSGA-II read the constraints each trial sets (``trial.set_constraint``); random search ignores them."""
     seed = config.sampler.seed
     if config.sampler.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
@@ -292,16 +369,27 @@ def _slowness(study: optuna.Study) -> Callable[[FrozenTrial], float]:
     return lambda t: t.values[1] if minimize else -t.values[1]
 
 
+def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+
+
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The front, most accurate first (``study.best_trials`` exactly, in a readable order)."""
+    """The front of the *feasible* trials (constraints met), most accurate first."""
     slowness = _slowness(study)
-    return sorted(study.best_trials, key=lambda t: (-t.values[0], slowness(t), t.number))
+    candidates = feasible_trials(study)
+    key = [(-t.values[0], slowness(t)) for t in candidates]  # both minimized
+
+    def dominated(i: int) -> bool:
+        return any(a[0] <= key[i][0] and a[1] <= key[i][1] and a != key[i] for a in key)
+
+    front = [t for i, t in enumerate(candidates) if not dominated(i)]
+    return sorted(front, key=lambda t: (-t.values[0], slowness(t), t.number))
 
 
 def hardware_warning(study: optuna.Study) -> str | None:
     """A warning when the front's latencies were measured on different hardware (or threads, or versions)."""
     keys: dict[str, list[int]] = {}
-    for t in study.best_trials:
+    for t in pareto_trials(study):
         keys.setdefault(t.user_attrs.get("hardware_key", "unknown"), []).append(t.number)
     if len(keys) < 2:
         return None
@@ -316,7 +404,7 @@ def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:
     """The fastest front trial within ``tolerance`` accuracy of the teacher; else the most accurate one."""
     front = pareto_trials(study)
     if not front:
-        raise StorageError(f"study {study.study_name!r} has no completed trials yet")
+        raise StorageError(f"study {study.study_name!r} has no completed feasible trials yet")
     teacher_accuracy = study.user_attrs.get("teacher", {}).get("accuracy")
     if teacher_accuracy is not None:
         close = [t for t in front if t.values[0] >= teacher_accuracy - tolerance]

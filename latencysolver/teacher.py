@@ -24,6 +24,7 @@ from torch import nn
 from latencysolver.batches import EncodedSplit
 from latencysolver.cache import content_hash
 from latencysolver.config import StudyConfig
+from latencysolver.locks import file_lock
 from latencysolver.errors import ModelError, first_line
 from latencysolver.evaluate import predict_logits
 from latencysolver.models import load_classifier, load_tokenizer, model_fingerprint
@@ -59,11 +60,13 @@ def prepare_teacher(config: StudyConfig, train_split: EncodedSplit, train_finger
     else:
         key = teacher_key(config, train_fingerprint)
         path = cache_root / "teachers" / key
-        if (path / MARKER).is_file():
-            model = _load_checkpoint(path)
-            log(f"teacher: cached fine-tune {path}")
-        else:
-            model = _fine_tune(config, train_split, path, pad_id=pad_id, progress=progress, log=log)
+        # Workers on this machine share the cache: the first fine-tunes, the others wait here and load it.
+        with file_lock(cache_root / "teachers" / f"{key}.lock"):
+            if (path / MARKER).is_file():
+                model = _load_checkpoint(path)
+                log(f"teacher: cached fine-tune {path}")
+            else:
+                model = _fine_tune(config, train_split, path, pad_id=pad_id, progress=progress, log=log)
     logits = _train_logits(model, train_split, cache_root / "logits" / f"{key}-{train_fingerprint}.pt",
                            pad_id=pad_id, progress=progress)
     return Teacher(path=path, key=key, model=model, train_logits=logits)

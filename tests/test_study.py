@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config import load_study_config
-from latencysolver.study import RunOptions, front_rows, load_existing_study, pick_best, run_study
+from latencysolver.study import RunOptions, front_rows, load_existing_study, pareto_trials, pick_best, run_study
 from tests.conftest import write_study_yaml
 
 
@@ -221,3 +221,55 @@ def test_load_existing_study_names_missing_study(finished_study):
     config, _, _ = finished_study
     with pytest.raises(StorageError, match="no study named 'nope'"):
         load_existing_study("nope", config.storage)
+
+
+def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys):
+    config, _, study = fresh_study
+    # another worker reports a trial that beats everything on both objectives but breaks a constraint
+    attrs = dict(study.get_trials()[0].user_attrs, constraints=[0.3, 0.0])
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[1.0, 1e6], user_attrs=attrs))
+    cheat = study.get_trials()[-1].number
+    assert cheat not in [t.number for t in pareto_trials(study)]
+    assert pick_best(study, tolerance=1.0).number != cheat
+    assert main(["pareto", "--study", "tiny", "--storage", config.storage]) == 0
+    out = capsys.readouterr().out
+    printed = {int(line.split("│")[1]) for line in out.splitlines()
+               if line.startswith("│") and line.split("│")[1].strip().isdigit()}
+    assert cheat not in printed and printed
+    assert f"infeasible and left out (trials [{cheat}])" in out
+
+
+def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, capsys):
+    from latencysolver.errors import StorageError
+
+    config = load_study_config(study_yaml(constraints={"max_latency_ms": 1.0e-6}))
+    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    trials = study.get_trials()
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.user_attrs["constraints"][1] > 0 for t in trials)
+    assert pareto_trials(study) == [] and study.best_trials == []  # Optuna agrees: set_constraint was used
+    with pytest.raises(StorageError, match="no completed feasible trials"):
+        pick_best(study)
+
+
+def test_constraint_values_follow_optunas_sign_convention():
+    from latencysolver.config import ConstraintsConfig
+    from latencysolver.objective import constraint_values
+
+    default = ConstraintsConfig()  # must beat the majority rate, no latency bound
+    assert constraint_values(default, 0.62, 0.70, 5.0)[0] < 0 and constraint_values(default, 0.62, 0.70, 5.0)[1] == 0
+    assert constraint_values(default, 0.62, 0.62, 5.0)[0] > 0  # exactly the majority class: degenerate
+    explicit = ConstraintsConfig(min_accuracy=0.65, max_latency_ms=4.0)
+    assert constraint_values(explicit, 0.62, 0.65, 4.0) == [0.0, 0.0]  # bounds themselves are feasible
+    assert constraint_values(explicit, 0.62, 0.64, 4.5) == pytest.approx([0.01, 0.5])
+
+
+def test_every_trial_records_degeneracy_and_constraints(finished_study):
+    _, _, study = finished_study
+    majority = study.user_attrs["data"]["majority_rate"]
+    for t in study.get_trials():
+        assert isinstance(t.user_attrs["degenerate"], bool)
+        if t.values[0] <= majority:
+            assert t.user_attrs["degenerate"]
+        assert (t.user_attrs["constraints"][0] > 0) == (t.values[0] <= majority)
+        assert t.system_attrs  # set_constraint stored them where samplers and the dashboard look

@@ -1,0 +1,153 @@
+"""Many workers on one study: Optuna's distributed mode (processes sharing one RDB storage), made safe.
+
+Each worker runs this loop until the study has its ``n_trials`` (finished, and none still running):
+
+    fail stale trials  (a RUNNING trial whose worker stopped sending heartbeats for ``grace_period`` seconds is
+                        marked FAIL; RetryHeartbeatStaleTrialCallback enqueues a retry, same parameters)
+    under the study's storage lock:
+        count   finished (COMPLETE, PRUNED, and FAIL unless retried) + RUNNING + WAITING (enqueued retries)
+        stop    if that reaches n_trials and nothing waits
+        ask     a trial (a waiting retry first, else a new one from the sampler)
+    run it, sending heartbeats from a thread; tell the result (an exception or Ctrl-C: FAIL, with the reason)
+
+The lock makes the count exact: N workers never overshoot ``n_trials`` by starting a trial at the same moment.
+It is held for milliseconds, not for the trial.  Nothing here schedules work: the sampler and the storage are
+Optuna's; the lock only guards "is another trial needed?".
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from latencysolver.config import WorkersConfig
+from latencysolver.locks import storage_lock
+
+Log = Callable[[str], None]
+
+
+def open_storage(url: str, workers: WorkersConfig) -> RDBStorage:
+    """The study's storage with heartbeats on, and retries of trials whose worker died."""
+    with warnings.catch_warnings():  # heartbeat arguments are "experimental" in Optuna's wording, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, heartbeat_interval=workers.heartbeat_interval, grace_period=workers.grace_period,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=workers.max_retry),
+                          engine_kwargs=_engine_kwargs(url))
+
+
+def _engine_kwargs(url: str) -> dict:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}  # several local processes wait for the file lock, not fail
+    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
+
+
+def sqlite_warning(url: str, processes: int) -> str | None:
+    if url.startswith("sqlite") and processes > 1:
+        return (f"warning: {processes} processes on one SQLite file: writes are serialized and may time out; "
+                "for several workers use PostgreSQL (postgresql+psycopg://user:pw@host/db) or Optuna's "
+                "JournalStorage")
+    return None
+
+
+@dataclass(frozen=True)
+class Counts:
+    finished: int  # COMPLETE + PRUNED + FAIL that no retry replaces
+    running: int
+    waiting: int
+
+    @property
+    def taken(self) -> int:
+        return self.finished + self.running + self.waiting
+
+
+def count_trials(study: optuna.Study) -> Counts:
+    trials = study.get_trials(deepcopy=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                   or (t.state == TrialState.FAIL and t.number not in retried) for t in trials)
+    return Counts(finished=finished,
+                  running=sum(t.state == TrialState.RUNNING for t in trials),
+                  waiting=sum(t.state == TrialState.WAITING for t in trials))
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat every ``interval`` seconds until stopped."""
+
+    def __init__(self, storage: RDBStorage, trial_id: int, interval: int):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(storage, trial_id, interval), daemon=True)
+        self._thread.start()
+
+    def _beat(self, storage: RDBStorage, trial_id: int, interval: int) -> None:
+        while True:
+            storage.record_heartbeat(trial_id)
+            if self._stop.wait(interval):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.Trial], tuple[float, float]],
+         n_trials: int, *, max_trials: int | None = None,
+         callbacks: tuple[Callable[[optuna.Study, FrozenTrial], None], ...] = ()) -> int:
+    """Run trials until the study has ``n_trials`` (or this worker ran ``max_trials``); returns how many ran."""
+    ran = 0
+    lock_name = f"latencysolver:{study.study_name}"
+    while max_trials is None or ran < max_trials:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)
+        with storage_lock(storage.engine, lock_name):
+            counts = count_trials(study)
+            full = counts.waiting == 0 and counts.taken >= n_trials
+            if not full:
+                with warnings.catch_warnings():  # "heartbeat is meant for optimize()": _Heartbeat does it here
+                    warnings.simplefilter("ignore", UserWarning)
+                    trial = study.ask()
+        if full:
+            if counts.running == 0:
+                break
+            # Every trial is taken, but some still run.  If a worker died, its trial goes stale after the
+            # grace period and is retried: stay to run that retry rather than leave the study short.
+            time.sleep(min(storage.heartbeat_interval, 5))
+            continue
+        heartbeat = _Heartbeat(storage, trial._trial_id, storage.heartbeat_interval)
+        try:
+            values = objective(trial)
+        except KeyboardInterrupt:
+            heartbeat.stop()
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C): the worker stopped")
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception:
+            heartbeat.stop()
+            study.tell(trial, state=TrialState.FAIL)  # the objective set fail_reason
+        else:
+            heartbeat.stop()
+            study.tell(trial, values)
+        ran += 1
+        frozen = storage.get_trial(trial._trial_id)
+        for callback in callbacks:
+            callback(study, frozen)
+    return ran
+
+
+def spawn_workers(n: int, study_name: str, storage_url: str, extra_args: list[str]) -> list[subprocess.Popen]:
+    """``n`` local ``latencysolver worker`` processes on the same study (output goes to this terminal)."""
+    command = [sys.executable, "-m", "latencysolver", "worker", "--study", study_name, "--storage", storage_url,
+               *extra_args]
+    return [subprocess.Popen(command, env=os.environ.copy()) for _ in range(n)]

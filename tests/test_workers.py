@@ -1,0 +1,145 @@
+"""Several workers on one study: exact trial counts, a killed worker's trial retried, Ctrl-C, the SQLite guard.
+
+The multi-process tests run real `latencysolver` processes on a tiny model.  The PostgreSQL ones need the
+server `.ci/postgres.sh` starts (`postgres_url` fixture); CI requires it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from latencysolver.config import load_study_config
+from latencysolver.workers import count_trials
+from tests.conftest import write_study_yaml
+
+CHEAP = {"distillation": {"steps": 1, "batch_size": 8},
+         "latency": {"rows": 2, "warmup": 1, "repeats": 1, "threads": 1}}
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.Popen([sys.executable, "-m", "latencysolver", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    return out
+
+
+def load(url: str) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=url)
+
+
+def assert_consistent(study: optuna.Study, n_trials: int) -> None:
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) == max(numbers) + 1  # unique and dense
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert count_trials(study).finished == n_trials
+
+
+def wait_for_running(url: str, timeout: float = 120) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            running = [t for t in load(url).get_trials() if t.state == TrialState.RUNNING]
+        except KeyError:  # the study is not created yet
+            running = []
+        if running:
+            return running[0].number
+        time.sleep(0.3)
+    raise AssertionError("no trial started running")
+
+
+def test_two_local_workers_on_sqlite_warn_and_finish_exactly(tmp_path, tiny_model_dir, synthetic_data_dir):
+    path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=6, **CHEAP)
+    out = finish(cli("run", str(path), "--workers", "2", "--no-progress", "--cache-dir", str(tmp_path / "cache")))
+    assert "warning: 2 processes on one SQLite file" in out and "PostgreSQL" in out
+    assert "starting 2 local workers" in out
+    assert_consistent(load(load_study_config(path).storage), 6)
+
+
+def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_path, tiny_model_dir,
+                                                           synthetic_data_dir):
+    path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=60, storage=postgres_url,
+                            artifacts=str(tmp_path / "artifacts"), **CHEAP)
+    out = finish(cli("run", str(path), "--workers", "3", "--no-progress", "--cache-dir", str(tmp_path / "cache")),
+                 timeout=600)
+    assert "starting 3 local workers" in out and "SQLite" not in out
+    study = load(postgres_url)
+    assert_consistent(study, 60)
+    assert len(study.get_trials()) == 60
+    assert all(t.state == TrialState.COMPLETE for t in study.get_trials()), out[-2000:]
+    assert len({t.datetime_start for t in study.get_trials()}) == 60
+
+
+def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tmp_path, tiny_model_dir,
+                                                                 synthetic_data_dir):
+    slow = {"distillation": {"steps": 400, "batch_size": 8},  # long enough to be killed mid-trial
+            "latency": CHEAP["latency"], "workers": {"heartbeat_interval": 1, "grace_period": 3, "max_retry": 1}}
+    path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=2, storage=postgres_url,
+                            artifacts=str(tmp_path / "artifacts"), **slow)
+    cache = str(tmp_path / "cache")
+    first = cli("run", str(path), "--no-progress", "--cache-dir", cache)
+    killed = wait_for_running(postgres_url)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert load(postgres_url).get_trials()[killed].state == TrialState.RUNNING  # nobody told the storage
+
+    out = finish(cli("worker", "--study", "tiny", "--storage", postgres_url, "--no-progress", "--cache-dir", cache))
+    study = load(postgres_url)
+    trials = study.get_trials()
+    assert trials[killed].state == TrialState.FAIL
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        retries = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE, out[-2000:]
+    assert retries[0].params == trials[killed].params
+    assert_consistent(study, 2)
+
+
+def test_ctrl_c_fails_the_running_trial_and_exits_cleanly(postgres_url, tmp_path, tiny_model_dir,
+                                                         synthetic_data_dir):
+    slow = {"distillation": {"steps": 400, "batch_size": 8}, "latency": CHEAP["latency"]}
+    path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=3, storage=postgres_url,
+                            artifacts=str(tmp_path / "artifacts"), **slow)
+    process = cli("run", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"))
+    number = wait_for_running(postgres_url)
+    process.send_signal(signal.SIGINT)
+    out = finish(process, timeout=60)
+    assert process.returncode == 130, out[-2000:]
+    assert "latencysolver: interrupted" in out and "Traceback" not in out
+    trials = load(postgres_url).get_trials()
+    assert trials[number].state == TrialState.FAIL
+    assert "interrupted" in trials[number].user_attrs["fail_reason"]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_worker_refuses_a_study_that_run_did_not_create(tmp_path, capsys):
+    from latencysolver.cli import main
+
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    optuna.create_study(study_name="foreign", storage=url)
+    assert main(["worker", "--study", "foreign", "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("latencysolver: error: study 'foreign'")
+    assert "latencysolver run" in err
+
+
+def test_worker_on_missing_study_is_one_line(tmp_path, capsys):
+    from latencysolver.cli import main
+
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["worker", "--study", "nope", "--storage", url]) == 2
+    assert "no such database file" in capsys.readouterr().err
+    assert not Path(tmp_path / "none.db").exists()
