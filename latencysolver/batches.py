@@ -30,6 +30,11 @@ class EncodedSplit:
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
+    def head(self, n: int) -> EncodedSplit:
+        """The first ``n`` rows."""
+        types = None if self.token_type_ids is None else self.token_type_ids[:n]
+        return EncodedSplit(input_ids=self.input_ids[:n], token_type_ids=types, labels=self.labels[:n])
+
 
 @dataclass(frozen=True)
 class Batch:

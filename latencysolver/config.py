@@ -289,6 +289,22 @@ class ConstraintsConfig:
 
 
 @dataclass(frozen=True)
+class EarlyStopConfig:
+    """Stop a hopeless trial early.  Optuna's pruners do not support two objectives, so the objective itself
+    checks once: after ``after`` of the distillation steps, accuracy on the first ``rows`` validation rows; at
+    or below the accuracy floor (``constraints.min_accuracy``, else the majority rate) the trial stops, and is
+    recorded with its partial results as infeasible.  ``after: null`` turns it off."""
+
+    after: float | None = 0.5
+    rows: int = 128
+
+    def __post_init__(self) -> None:
+        if self.after is not None and not 0 < self.after < 1:
+            raise ValueError(f"after must be in (0, 1) or null, but got {self.after!r}")
+        _check_positive(self, "rows")
+
+
+@dataclass(frozen=True)
 class WorkersConfig:
     """Crash recovery for workers sharing the storage (Optuna heartbeats + RetryHeartbeatStaleTrialCallback)."""
 
@@ -332,6 +348,7 @@ class StudyConfig:
     drop_slow_settings: bool = True
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     config_file: str = "<memory>"  # the YAML file it came from, for messages
 
     def __post_init__(self) -> None:

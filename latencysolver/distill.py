@@ -28,11 +28,13 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 def distill(student: nn.Module, train_split: EncodedSplit, teacher_logits: torch.Tensor, config: TrainConfig,
-            temperature: float, alpha: float, *, pad_id: int = 0, progress: bool = True) -> TrainResult:
+            temperature: float, alpha: float, *, pad_id: int = 0, progress: bool = True,
+            should_stop=None) -> TrainResult:
     if teacher_logits.shape[0] != len(train_split):
         raise ValueError(f"teacher logits cover {teacher_logits.shape[0]} rows, the train split has {len(train_split)}")
 
     def loss_fn(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return distillation_loss(logits, teacher_logits[batch.indices], batch.labels, temperature, alpha)
 
-    return train(student, train_split, config, loss_fn, pad_id=pad_id, desc="distill", progress=progress)
+    return train(student, train_split, config, loss_fn, pad_id=pad_id, desc="distill", progress=progress,
+                 should_stop=should_stop)

@@ -118,19 +118,49 @@ class TrainedStudent:
     kept_layers: tuple[int, ...]  # teacher layers kept (empty for a CNN)
     steps: int
     final_loss: float
+    early_stop_accuracy: float | None = None  # set when the early check stopped distillation
+
+
+def accuracy_floor(ctx: TrialContext) -> float:
+    floor = ctx.config.constraints.min_accuracy
+    return ctx.majority_rate if floor is None else floor
+
+
+def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, float]):
+    """``should_stop`` for distill(): at ``early_stop.after`` of the steps, a quick look at validation rows."""
+    rule = ctx.config.early_stop
+    if rule.after is None:
+        return None
+    rows = ctx.validation.head(rule.rows)
+
+    def should_stop(step: int, total: int) -> bool:
+        if step != max(1, round(rule.after * total)):
+            return False
+        accuracy = scores(predict_logits(model, rows, pad_id=ctx.pad_id, progress=False), rows.labels).accuracy
+        model.train()
+        seen["accuracy"] = accuracy
+        return accuracy <= accuracy_floor(ctx)
+
+    return should_stop
 
 
 def train_student(ctx: TrialContext, recipe: Recipe) -> TrainedStudent:
     """Compress the teacher (or build a CNN) and distill the teacher's cached logits into it."""
     if recipe.architecture == "cnn":
         model = cnn_student(ctx.teacher_model, ctx.config.cnn, ctx.config.data.max_length, recipe.seed)
+        seen: dict[str, float] = {}
         trained = distill(model, ctx.train, ctx.teacher_train_logits, ctx.config.cnn_distillation,
-                          recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress)
-        return TrainedStudent(model.eval(), (), trained.steps, trained.final_loss)
+                          recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress,
+                          should_stop=_early_check(ctx, model, seen))
+        return TrainedStudent(model.eval(), (), trained.steps, trained.final_loss,
+                              seen["accuracy"] if trained.stopped_early else None)
     student = compress(ctx.teacher_model, recipe)
+    seen = {}
     trained = distill(student.model, ctx.train, ctx.teacher_train_logits, ctx.config.distillation,
-                      recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress)
-    return TrainedStudent(student.finalize(), student.kept_layers, trained.steps, trained.final_loss)
+                      recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress,
+                      should_stop=_early_check(ctx, student.model, seen))
+    return TrainedStudent(student.finalize(), student.kept_layers, trained.steps, trained.final_loss,
+                          seen["accuracy"] if trained.stopped_early else None)
 
 
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
@@ -171,6 +201,10 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             attrs["degenerate"] = bool(quality.accuracy <= ctx.majority_rate or predicted.unique().numel() < 2)
             attrs["constraints"] = constraint_values(ctx.config.constraints, ctx.majority_rate, quality.accuracy,
                                                      latency.p50_ms)
+            if student.early_stop_accuracy is not None:  # hopeless at the check: infeasible, whatever it reached
+                attrs["early_stopped"] = {"step": student.steps, "accuracy_on_check_rows": student.early_stop_accuracy,
+                                          "floor": accuracy_floor(ctx)}
+                attrs["constraints"][0] = max(attrs["constraints"][0], 1e-6)
             if ctx.throughput_inputs:
                 attrs["throughput_rows_per_s"] = measure_throughput(runnable, ctx.throughput_inputs,
                                                                     ctx.config.latency).rows_per_second

@@ -26,9 +26,10 @@ LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 @dataclass(frozen=True)
 class TrainResult:
-    steps: int
+    steps: int  # steps actually run
     final_loss: float  # mean over the last 10% of steps
     seconds: float
+    stopped_early: bool = False  # ``should_stop`` ended it before ``total_steps``
 
 
 def total_steps(config: TrainConfig, num_rows: int) -> int:
@@ -38,7 +39,9 @@ def total_steps(config: TrainConfig, num_rows: int) -> int:
 
 
 def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: LossFn, *,
-          pad_id: int = 0, desc: str = "train", progress: bool = True) -> TrainResult:
+          pad_id: int = 0, desc: str = "train", progress: bool = True,
+          should_stop: Callable[[int, int], bool] | None = None) -> TrainResult:
+    """``should_stop(step, total)`` is asked after each step (1-based); True ends training there."""
     from transformers import get_linear_schedule_with_warmup
 
     steps = total_steps(config, len(split))
@@ -69,6 +72,11 @@ def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: L
         optimizer.zero_grad(set_to_none=True)
         recent = (recent + [loss.item()])[-tail:]
         bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", refresh=False)
+        if should_stop is not None and step + 1 < steps and should_stop(step + 1, steps):
+            bar.close()
+            model.eval()
+            return TrainResult(steps=step + 1, final_loss=sum(recent) / len(recent),
+                               seconds=time.perf_counter() - start, stopped_early=True)
     bar.close()
     model.eval()
     return TrainResult(steps=steps, final_loss=sum(recent) / len(recent), seconds=time.perf_counter() - start)

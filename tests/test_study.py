@@ -273,3 +273,24 @@ def test_every_trial_records_degeneracy_and_constraints(finished_study):
             assert t.user_attrs["degenerate"]
         assert (t.user_attrs["constraints"][0] > 0) == (t.values[0] <= majority)
         assert t.system_attrs  # set_constraint stored them where samplers and the dashboard look
+
+
+def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp_path):
+    config = load_study_config(study_yaml(distillation={"steps": 6, "batch_size": 8},
+                                          constraints={"min_accuracy": 1.0},  # unreachable: every check fails
+                                          early_stop={"after": 0.5, "rows": 8}))
+    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    for t in study.get_trials():
+        assert t.state == TrialState.COMPLETE  # partial results are kept
+        assert t.user_attrs["distill_steps"] == 3  # stopped at half of 6
+        assert t.user_attrs["early_stopped"]["step"] == 3 and t.user_attrs["early_stopped"]["floor"] == 1.0
+        assert t.user_attrs["constraints"][0] > 0
+    assert pareto_trials(study) == []
+
+
+def test_without_a_failing_check_trials_run_their_full_budget(study_yaml, tmp_path):
+    config = load_study_config(study_yaml(distillation={"steps": 6, "batch_size": 8},
+                                          constraints={"min_accuracy": 0.0}, early_stop={"after": 0.5, "rows": 8}))
+    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    for t in study.get_trials():
+        assert t.user_attrs["distill_steps"] == 6 and "early_stopped" not in t.user_attrs
