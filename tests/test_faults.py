@@ -1,0 +1,41 @@
+"""Faults inside a trial fail that trial with its reason; the study goes on; nothing half-done is COMPLETE."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from latencysolver import objective
+from latencysolver.config import load_study_config
+from latencysolver.study import RunOptions, run_study
+
+
+def _fail_first(real, exc: BaseException):
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise exc
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize(("target", "exc", "reason"), [
+    ("distill", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of memory"),
+    ("to_runnable", RuntimeError("ONNX export failed: unsupported operator"), "ONNX export failed"),
+    ("upload_artifact", OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+])
+def test_a_fault_fails_only_its_trial(study_yaml, tmp_path, monkeypatch, target, exc, reason):
+    monkeypatch.setattr(objective, target, _fail_first(getattr(objective, target), exc))
+    config = load_study_config(study_yaml(n_trials=3))
+    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert reason in trials[0].user_attrs["fail_reason"]
+    assert "f1" not in trials[0].user_attrs  # its results were never recorded as if it had finished
+    assert all("f1" in t.user_attrs for t in trials[1:])
