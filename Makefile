@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: install demo test test-slow bench-latency bench-knobs clean
+.PHONY: install demo test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers clean
 
 install: $(VENV)/.installed
 
@@ -24,8 +24,22 @@ demo: install  ## `run` prints the Pareto front at its end
 	$(BIN)/latencysolver run $(STUDY) --data $(DATA)
 	$(BIN)/latencysolver export --study boolq-quick --best --out $(OUT)
 
+# PostgreSQL for the tests that run several worker processes on one study: a LATENCYSOLVER_TEST_POSTGRES
+# already set is used as is; otherwise .ci/postgres.sh starts (or reuses) a throwaway server on 127.0.0.1:55432
+# from an installed PostgreSQL and leaves it running for the next `make test` (`make pg-stop` ends it).
+# As root, a missing PostgreSQL is apt-get installed (`make test PG_INSTALL=0` does not).  No server: those tests skip.
+PG_INSTALL ?= 1
+
 test: install
-	$(PY) -m pytest -q -m "not slow" tests
+	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) \
+	    .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
+	    $(PY) -m pytest -q -m "not slow" tests
+
+pg-start:  ## the throwaway PostgreSQL test server (installs it with apt-get as root if missing)
+	.ci/postgres.sh start
+
+pg-stop:
+	.ci/postgres.sh stop
 
 test-slow: install
 	$(PY) -m pytest -q -m slow tests
@@ -35,6 +49,10 @@ bench-latency: install  ## CV of absolute p50 vs paired speed-up, 10 rounds (abo
 
 bench-knobs: install  ## each knob alone and the CNN student (about 20 min)
 	$(PY) benchmarks/knobs.py --data $(DATA)
+
+bench-workers: install  ## per-trial storage overhead, SQLite vs PostgreSQL, and 1/2/4 worker processes (~1 min)
+	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
+	    $(PY) benchmarks/workers.py
 
 clean:
 	rm -rf $(VENV) exported latencysolver.db latencysolver-artifacts .pytest_cache

@@ -109,3 +109,44 @@ def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides)
 def study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir):
     """``study_yaml(**overrides)`` writes a tiny study YAML into tmp_path and returns its path."""
     return lambda **overrides: write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, **overrides)
+
+
+@pytest.fixture()
+def postgres_url():
+    """A SQLAlchemy URL to a fresh, empty PostgreSQL database for this test alone, dropped afterwards.
+
+    The server comes from ``LATENCYSOLVER_TEST_POSTGRES`` (a ``postgresql+psycopg://`` URL whose role has
+    CREATEDB; ``.ci/postgres.sh start`` makes one and ``make test`` exports it).  Unset, the test is skipped,
+    unless ``LATENCYSOLVER_REQUIRE_POSTGRES=1`` (set by .ci/run): then it fails, so CI cannot skip silently.
+    """
+    import os
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    server = os.environ.get("LATENCYSOLVER_TEST_POSTGRES", "").strip()
+    required = os.environ.get("LATENCYSOLVER_REQUIRE_POSTGRES", "") == "1"
+    if not server:
+        reason = ("no PostgreSQL server: set LATENCYSOLVER_TEST_POSTGRES to a postgresql+psycopg:// URL "
+                  "(`.ci/postgres.sh start` makes one; `make test` does it when PostgreSQL is installed)")
+        if required:
+            pytest.fail(f"LATENCYSOLVER_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    url = make_url(server)
+    # psycopg speaks libpq URIs: the same URL without SQLAlchemy's "+psycopg" driver suffix
+    admin_conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"lstest_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(admin_conninfo, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        # the URL was given, so an unreachable server is a broken setup, not a reason to skip
+        pytest.fail(f"LATENCYSOLVER_TEST_POSTGRES={url.render_as_string()}: cannot create a test database: {exc}")
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        # FORCE (PostgreSQL 13+) ends connections the test's engines and worker processes still hold
+        with psycopg.connect(admin_conninfo, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

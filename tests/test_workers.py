@@ -87,15 +87,18 @@ def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_pat
 def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tmp_path, tiny_model_dir,
                                                                  synthetic_data_dir):
     slow = {"distillation": {"steps": 400, "batch_size": 8},  # long enough to be killed mid-trial
-            "latency": CHEAP["latency"], "workers": {"heartbeat_interval": 1, "grace_period": 3, "max_retry": 1}}
+            "early_stop": {"after": None}, "latency": CHEAP["latency"],
+            "workers": {"heartbeat_interval": 1, "grace_period": 3, "max_retry": 1}}
     path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=2, storage=postgres_url,
                             artifacts=str(tmp_path / "artifacts"), **slow)
     cache = str(tmp_path / "cache")
     first = cli("run", str(path), "--no-progress", "--cache-dir", cache)
-    killed = wait_for_running(postgres_url)
+    wait_for_running(postgres_url)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert load(postgres_url).get_trials()[killed].state == TrialState.RUNNING  # nobody told the storage
+    running = [t.number for t in load(postgres_url).get_trials() if t.state == TrialState.RUNNING]
+    assert len(running) == 1  # nobody told the storage
+    killed = running[0]
 
     out = finish(cli("worker", "--study", "tiny", "--storage", postgres_url, "--no-progress", "--cache-dir", cache))
     study = load(postgres_url)
@@ -110,13 +113,17 @@ def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tm
 
 def test_ctrl_c_fails_the_running_trial_and_exits_cleanly(postgres_url, tmp_path, tiny_model_dir,
                                                          synthetic_data_dir):
-    slow = {"distillation": {"steps": 400, "batch_size": 8}, "latency": CHEAP["latency"]}
+    slow = {"distillation": {"steps": 400, "batch_size": 8}, "early_stop": {"after": None},
+            "latency": CHEAP["latency"]}
     path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=3, storage=postgres_url,
                             artifacts=str(tmp_path / "artifacts"), **slow)
     process = cli("run", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"))
-    number = wait_for_running(postgres_url)
+    wait_for_running(postgres_url)
     process.send_signal(signal.SIGINT)
     out = finish(process, timeout=60)
+    failed = [t for t in load(postgres_url).get_trials() if t.state == TrialState.FAIL]
+    assert len(failed) == 1
+    number = failed[0].number
     assert process.returncode == 130, out[-2000:]
     assert "latencysolver: interrupted" in out and "Traceback" not in out
     trials = load(postgres_url).get_trials()
