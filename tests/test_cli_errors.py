@@ -84,3 +84,60 @@ def test_console_entry_point_exits_non_zero(tmp_path):
         f"latencysolver: error: {bad}: search_space.quant_dtype.choices: expected each choice to be one of "
         "['fp32', 'bf16', 'fp16', 'int8', 'ort-fp32', 'ort-int8'], got 'int4'"]
     assert not (tmp_path / "latencysolver.db").exists()
+
+
+def test_wrong_postgresql_password_changes_nothing(study_yaml, tmp_path, capsys, postgres_url):
+    import optuna
+    from sqlalchemy.engine import make_url
+
+    bad = make_url(postgres_url).set(password="not-the-password").render_as_string(hide_password=False)
+    code, err = run_cli(["run", str(study_yaml()), "--storage", bad, "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "cannot connect" in err and "not-the-password" not in err and "***" in err
+    assert optuna.get_all_study_summaries(postgres_url) == []  # the real database: still empty
+    assert_nothing_written(tmp_path)
+
+
+def _studies(url: str) -> dict[str, int]:
+    import optuna
+
+    return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)}
+
+
+def test_corrupted_teacher_cache_through_the_cli_leaves_the_study_alone(study_yaml, tmp_path, capsys):
+    from latencysolver.config import load_study_config
+
+    path = study_yaml(n_trials=1)
+    cache = tmp_path / "cache"
+    assert main(["run", str(path), "--cache-dir", str(cache), "--no-progress"]) == 0
+    storage = load_study_config(path).storage
+    before = _studies(storage)
+    (teacher,) = [p for p in (cache / "teachers").iterdir() if p.is_dir()]
+    weights = teacher / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a half-written file, as after a full disk
+    capsys.readouterr()
+    code, err = run_cli(["run", str(path), "--trials", "3", "--cache-dir", str(cache), "--no-progress"], capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    last = err
+    assert last.startswith("latencysolver: error: teacher checkpoint") and str(teacher) in last
+    assert "delete the folder to rebuild it" in last
+    assert _studies(storage) == before
+
+
+def test_asking_an_existing_study_for_another_objective_changes_nothing(study_yaml, tmp_path, capsys):
+    from latencysolver.config import load_study_config
+
+    path = study_yaml(n_trials=1)
+    assert main(["run", str(path), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    storage = load_study_config(path).storage
+    before = _studies(storage)
+    other = study_yaml(n_trials=3, latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 1,
+                                            "objective": "latency_ms"})
+    capsys.readouterr()
+    code, err = run_cli(["run", str(other), "--cache-dir", str(tmp_path / "cache"), "--no-progress"], capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    last = err
+    assert "optimizes ['accuracy', 'speedup']" in last and "latency_ms" in last
+    assert _studies(storage) == before
