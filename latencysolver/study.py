@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -18,7 +19,7 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -41,6 +42,8 @@ from latencysolver.objective import (
 )
 from latencysolver.recipe import Recipe
 from latencysolver.student import to_runnable
+from latencysolver.locks import file_lock
+from latencysolver.teacher import MARKER as TEACHER_MARKER
 from latencysolver.teacher import Teacher, prepare_teacher
 from latencysolver.workers import count_trials, open_storage, spawn_workers, sqlite_warning, work
 
@@ -198,6 +201,7 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     study.set_user_attr("latency", dataclasses.asdict(config.latency))
 
     study.set_user_attr("config", config_to_dict(dataclasses.replace(config, storage="")))
+    _share_teacher(study, teacher, FileSystemArtifactStore(str(artifact_dir)))
     if options.workers > 1:
         return _run_local_workers(study, config, options, log)
     return _work(study, config, prepared, inputs, hardware, options, log)
@@ -222,6 +226,37 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
     return optuna.load_study(study_name=config.name, storage=config.storage)
 
 
+def _share_teacher(study: optuna.Study, teacher: Teacher, store: FileSystemArtifactStore) -> None:
+    """Put the fine-tuned teacher in the study's artifact store once, for workers on other machines."""
+    shared = study.user_attrs.get("teacher_artifacts", {})
+    if shared.get("key") == teacher.key:
+        return
+    files = {p.name: upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=study)
+             for p in sorted(teacher.path.iterdir()) if p.is_file()}
+    study.set_user_attr("teacher_artifacts", {"key": teacher.key, "files": files})
+
+
+def _fetch_teacher(study: optuna.Study, root: Path, log: Log) -> Path | None:
+    """A worker on a machine without the teacher: copy it from the artifact store into this cache, once."""
+    shared = study.user_attrs.get("teacher_artifacts")
+    artifact_dir = study.user_attrs.get("artifact_dir")
+    if not shared or not artifact_dir or not Path(artifact_dir).is_dir():
+        return None  # nothing shared: prepare() fine-tunes it here (under the cache lock)
+    target = root / "teachers" / shared["key"]
+    with file_lock(root / "teachers" / f"{shared['key']}.lock"):
+        if (target / TEACHER_MARKER).is_file():
+            return target
+        store = FileSystemArtifactStore(artifact_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        for name, artifact_id in shared["files"].items():
+            download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(staging / name))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    log(f"teacher: copied from the study's artifact store -> {target}")
+    return target
+
+
 def join_study(name: str, storage_url: str, options: RunOptions = RunOptions(), log: Log = print,
                max_trials: int | None = None) -> optuna.Study:
     """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
@@ -235,6 +270,9 @@ def join_study(name: str, storage_url: str, options: RunOptions = RunOptions(), 
     recorded = study.user_attrs.get("teacher", {}).get("path")
     if teacher_path is None and recorded and Path(recorded).is_dir():
         teacher_path = recorded  # the same machine, or a shared file system: never fine-tune it again
+    elif teacher_path is None:
+        fetched = _fetch_teacher(study, cache_root(options.cache_dir), log)
+        teacher_path = str(fetched) if fetched else None
     prepared = prepare(config, dataclasses.replace(options, teacher_path=teacher_path), log)
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     hardware = hardware_fingerprint(config.latency.threads, model_device(prepared.teacher.model).type)

@@ -150,3 +150,24 @@ def test_worker_on_missing_study_is_one_line(tmp_path, capsys):
     assert main(["worker", "--study", "nope", "--storage", url]) == 2
     assert "no such database file" in capsys.readouterr().err
     assert not Path(tmp_path / "none.db").exists()
+
+
+def test_a_worker_elsewhere_copies_the_teacher_instead_of_fine_tuning(tmp_path, tiny_model_dir, synthetic_data_dir,
+                                                                      capsys):
+    """Another machine: the recorded teacher folder is not on its disk, and its cache is empty."""
+    import shutil
+
+    from latencysolver.cli import main
+
+    path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=2, **CHEAP)
+    here, elsewhere = tmp_path / "cache-here", tmp_path / "cache-elsewhere"
+    assert main(["run", str(path), "--trials", "1", "--cache-dir", str(here), "--no-progress"]) == 0
+    shutil.rmtree(here)  # the teacher folder the study recorded is gone, as on another machine
+    capsys.readouterr()
+    url = load_study_config(path).storage
+    assert main(["worker", "--study", "tiny", "--storage", url, "--cache-dir", str(elsewhere), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "copied from the study's artifact store" in out and "fine-tuning" not in out
+    (copied,) = [p for p in (elsewhere / "teachers").iterdir() if p.is_dir()]
+    assert (copied / "teacher.json").is_file() and (copied / "model.safetensors").is_file()
+    assert count_trials(load(url)).finished == 1  # the study's target (run --trials 1) was already met
