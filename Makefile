@@ -20,9 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-demo: install  ## `run` prints the Pareto front at its end
+demo: install  ## `run` prints the Pareto front at its end; then the best trial's export and the HTML report
 	$(BIN)/latencysolver run $(STUDY) --data $(DATA)
 	$(BIN)/latencysolver export --study boolq-quick --best --out $(OUT)
+	$(BIN)/latencysolver report --study boolq-quick --out $(OUT)-report.html
 
 # PostgreSQL for the tests that run several worker processes on one study: a LATENCYSOLVER_TEST_POSTGRES
 # already set is used as is; otherwise .ci/postgres.sh starts (or reuses) a throwaway server on 127.0.0.1:55432
@@ -30,7 +31,12 @@ demo: install  ## `run` prints the Pareto front at its end
 # As root, a missing PostgreSQL is apt-get installed (`make test PG_INSTALL=0` does not).  No server: those tests skip.
 PG_INSTALL ?= 1
 
+# Chromium and chromedriver (Debian packages) for the report tests and kaleido's PNGs: .ci/chromium.sh installs
+# them with apt-get as root when missing (`make test BROWSER_INSTALL=0` does not); without them those tests skip.
+BROWSER_INSTALL ?= 1
+
 test: install
+	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
 	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) \
 	    .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
 	    $(PY) -m pytest -q -m "not slow" tests

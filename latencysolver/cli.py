@@ -9,6 +9,7 @@ import sys
 from latencysolver.config import DEFAULT_STORAGE
 
 STORAGE_ENV = "LATENCYSOLVER_STORAGE"
+_BEST_RULES = ("near-teacher", "max-accuracy", "min-latency", "knee")  # latencysolver.selection.RULES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,12 +69,47 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, help="trial number")
-    which.add_argument("--best", action="store_true",
-                       help="fastest front trial within --tolerance accuracy of the teacher (else the most accurate)")
-    export.add_argument("--tolerance", type=float, default=0.01, help="accuracy below the teacher allowed by --best")
+    which.add_argument("--best", nargs="?", const="near-teacher", choices=_BEST_RULES, metavar="RULE",
+                       help="a rule over the feasible Pareto front: near-teacher (default: the fastest trial within "
+                            "--tolerance accuracy of the teacher, else the most accurate), max-accuracy (ties: "
+                            "faster), min-latency (ties: more accurate), knee (the trial nearest, in Euclidean "
+                            "distance, to the ideal point (1, 1) once accuracy and the latency objective are each "
+                            "min-max scaled to [0, 1] over the front with 1 = best; ties: more accurate). "
+                            "Infeasible trials are never chosen")
+    which.add_argument("--max-latency-ms", type=float, metavar="X",
+                       help="the most accurate feasible trial whose measured latency p50 is <= X ms")
+    export.add_argument("--tolerance", type=float, default=0.01,
+                        help="accuracy below the teacher allowed by --best near-teacher (default 0.01)")
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")
+    export.add_argument("--data", help="BoolQ folder or hub name whose test split the card reports "
+                        "(default: the study's data)")
+    export.add_argument("--no-progress", action="store_true", help="no progress bars")
     export.set_defaults(handler=_export)
+
+    report = sub.add_parser("report", help="one self-contained HTML page of a study (front, knobs, importance, "
+                            "latency) and a PNG of the front")
+    report.add_argument("--study", required=True)
+    report.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    report.add_argument("--out", required=True, metavar="REPORT.html", help="the HTML file to write")
+    image = report.add_mutually_exclusive_group()
+    image.add_argument("--png", metavar="FRONT.png", help="the Pareto front as a PNG (default: --out with .png; "
+                       "needs Chrome/Chromium for kaleido)")
+    image.add_argument("--no-png", action="store_true", help="write the HTML only")
+    report.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")
+    report.set_defaults(handler=_report)
+
+    predict = sub.add_parser("predict", help="answer yes/no questions with an exported model")
+    predict.add_argument("export_dir", metavar="EXPORT_DIR", help="a folder written by `latencysolver export`")
+    mode = predict.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--question", help="one question (with --passage): prints e.g. 'yes (p=0.873)'")
+    mode.add_argument("--input", metavar="ROWS.jsonl",
+                      help="JSON lines with 'question' and 'passage' (and optional 'id', 'label')")
+    predict.add_argument("--passage", help="the passage the --question is about")
+    predict.add_argument("--output", metavar="PREDS.jsonl", help="write --input's predictions here (default: stdout)")
+    predict.add_argument("--batch-size", type=int, default=32, help="rows per model call (default 32)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=_predict, usage_error=predict.error)
 
     bench = sub.add_parser("bench", help="measure an exported model (or a teacher / base model) with the latency protocol")
     bench.add_argument("model", metavar="MODEL_OR_EXPORT_DIR",
@@ -191,14 +227,63 @@ def _print_front(study) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from latencysolver.export import export_trial
-    from latencysolver.study import get_trial, load_existing_study, pick_best
+    from latencysolver.selection import select_best, select_under_latency
+    from latencysolver.study import get_trial, load_existing_study
 
     study = load_existing_study(args.study, args.storage)
-    trial = pick_best(study, args.tolerance) if args.best else get_trial(study, args.trial)
-    out = export_trial(study, trial, args.out, args.artifacts)
+    if args.best:
+        chosen = select_best(study, args.best, args.tolerance)
+    elif args.max_latency_ms is not None:
+        chosen = select_under_latency(study, args.max_latency_ms)
+    else:
+        chosen = None
+    trial = chosen.trial if chosen else get_trial(study, args.trial)
+    option = (f"--best {args.best}" if args.best else f"--max-latency-ms {args.max_latency_ms:g}" if chosen
+              else f"--trial {trial.number}")
+    if chosen:
+        print(f"selected trial {trial.number} by {option}: {chosen.reason}")
+    selection = {"option": option, "rule": chosen.rule if chosen else "trial",
+                 "reason": chosen.reason if chosen else None}
+    out = export_trial(study, trial, args.out, args.artifacts, data=args.data, selection=selection,
+                       progress=not args.no_progress, log=print)
     print(f"exported trial {trial.number} (accuracy {trial.values[0]:.3f}, "
           f"{trial.user_attrs.get('latency_p50_ms', float('nan')):.2f} ms, "
           f"{trial.user_attrs.get('speedup', float('nan')):.2f}x) to {out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from latencysolver.report import write_report
+    from latencysolver.study import load_existing_study
+
+    study = load_existing_study(args.study, args.storage)
+    result = write_report(study, args.out, png=False if args.no_png else args.png, artifacts=args.artifacts)
+    for warning in result.warnings:
+        print(f"latencysolver: warning: {warning}", file=sys.stderr)
+    print(f"report: {result.trials} trials ({result.feasible} feasible, {len(result.front)} on the front) -> "
+          f"{result.out}{', ' + str(result.png) if result.png else ''}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from latencysolver.predict import answer_text, load_export, predict_file, predict_one, read_rows
+
+    if args.question is not None and args.passage is None:
+        args.usage_error("--question needs --passage")
+    if args.input is not None and args.passage is not None:
+        args.usage_error("--passage goes with --question, not with --input")
+    if args.input is None and args.output is not None:
+        args.usage_error("--output goes with --input")
+    if args.batch_size < 1:
+        args.usage_error(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.input is None:
+        clf = load_export(args.export_dir)
+        print(answer_text(predict_one(clf, args.question, args.passage)))
+        return 0
+    rows = read_rows(args.input)  # every row checked before the model is even loaded
+    clf = load_export(args.export_dir)
+    summary = predict_file(clf, rows, args.output, args.batch_size, progress=not args.no_progress)
+    print(summary.describe(), file=sys.stdout if args.output else sys.stderr)
     return 0
 
 
@@ -247,20 +332,19 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    import optuna
-    from optuna.artifacts import FileSystemArtifactStore
-    from optuna_dashboard import run_server
-
+    from latencysolver.dashboard import artifact_folders, refresh_notes, serve
+    from latencysolver.errors import StorageError
     from latencysolver.study import check_storage
 
     check_storage(args.storage, must_exist=True)
-    folder = args.artifacts
-    if folder is None:  # every study of this storage records its artifact folder; use the first one found
-        for summary in optuna.get_all_study_summaries(args.storage):
-            folder = summary.user_attrs.get("artifact_dir") or folder
-    store = FileSystemArtifactStore(folder) if folder and os.path.isdir(folder) else None
-    print(f"optuna-dashboard on http://{args.host}:{args.port}  (storage {args.storage}, artifacts {folder})")
-    run_server(args.storage, host=args.host, port=args.port, artifact_store=store)
+    if args.artifacts and not os.path.isdir(args.artifacts):
+        raise StorageError(f"--artifacts {args.artifacts!r}: no such folder")
+    artifacts = artifact_folders(args.storage, args.artifacts)
+    studies = refresh_notes(args.storage)
+    folders = ", ".join(str(f) for f in artifacts.folders) if artifacts else "none found (trial files not shown)"
+    print(f"optuna-dashboard on http://{args.host}:{args.port}  (storage {args.storage}; {len(studies)} "
+          f"studies, notes refreshed; artifacts {folders}); Ctrl-C stops it", flush=True)
+    serve(args.storage, args.host, args.port, artifacts)
     return 0
 
 

@@ -1,86 +1,324 @@
-"""Ship one trial: its stored student (no retraining), the tokenizer and a metrics card, in one folder."""
+"""Ship one trial: its stored student (no retraining), the tokenizer, an ONNX file and a model card, in one folder.
+
+    model.safetensors, config.json, student.json   the student as stored by its trial (``latencysolver.load``)
+    tokenizer files                                the teacher's tokenizer
+    model.onnx                                     ort-* trials: the graph the trial measured (its artifact);
+                                                   torch trials: the fp32 student exported now, and quantized to
+                                                   per-channel dynamic int8 when the trial is int8 (bf16/fp16
+                                                   trials get an fp32 graph: ONNX Runtime has no fast CPU
+                                                   kernels for them)
+    predictions.json, latency_samples.json         the trial's validation predictions and raw latency samples
+    metrics.json, README.md                        validation (from the search) and test (measured here)
+                                                   accuracy/F1, latency with its hardware fingerprint, recipe,
+                                                   teacher and data
+
+Everything is written to a staging folder beside ``out`` first and moved in at the end, so a failure (an ONNX
+export that raises, a missing artifact) leaves no half-written export behind.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial
 
-from latencysolver.errors import StorageError
+from latencysolver.errors import DataError, StorageError
+from latencysolver.hardware import HardwareFingerprint
 from latencysolver.models import load_tokenizer
 from latencysolver.objective import PREDICTIONS
 from latencysolver.recipe import Recipe
-from latencysolver.student import STUDENT_JSON, WEIGHTS
+from latencysolver.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
 from latencysolver.study import artifact_store_of
 
 REQUIRED = (WEIGHTS, STUDENT_JSON, PREDICTIONS)
+METRICS = "metrics.json"
+CARD = "README.md"
+NOT_COMPARABLE = ("accuracies on a local split of the BoolQ dev set are not comparable to published BoolQ dev "
+                  "accuracies")
+# ONNX operators that only a quantized graph has (dynamic int8 from onnxruntime.quantization, or QDQ / QLinear)
+INT8_OPS = frozenset({"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "QLinearMatMul",
+                      "QLinearConv", "ConvInteger", "QuantizeLinear", "DequantizeLinear", "QAttention",
+                      "QGemm"})
+
+Log = Callable[[str], None]
 
 
-def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artifacts: str | None = None) -> Path:
+def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artifacts: str | None = None, *,
+                 data: str | None = None, selection: dict[str, Any] | None = None, progress: bool = True,
+                 log: Log = lambda _: None) -> Path:
+    """Write ``trial`` of ``study`` to ``out``; ``data`` overrides the study's data source for the test split.
+
+    ``selection`` (rule and reason, from ``latencysolver.selection``) is recorded in the card; ``log`` gets one
+    line per thing the export measured.
+    """
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "student.json").is_file():
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / STUDENT_JSON).is_file())):
         raise StorageError(f"--out {str(out)!r}: folder exists and is not an earlier export; pick an empty one")
     store = artifact_store_of(study, artifacts)
     metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}
     missing = [name for name in REQUIRED if name not in metas]
+    recipe = Recipe.from_dict(trial.user_attrs["recipe"])
+    if recipe.backend == "onnxruntime" and ONNX_FILE not in metas:
+        missing.append(ONNX_FILE)
     if missing:
         raise StorageError(f"trial {trial.number}: artifact {missing[0]!r} is missing from the study's artifact store")
-    out.mkdir(parents=True, exist_ok=True)
-    for name, meta in metas.items():  # the student's own files (+ model.onnx), predictions, latency samples
-        target = out / name
-        target.unlink(missing_ok=True)  # download_artifact refuses to overwrite
-        download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(target))
-    teacher = study.user_attrs.get("teacher", {})
-    source = teacher.get("path") if Path(teacher.get("path", "")).is_dir() else teacher.get("base_model")
-    load_tokenizer(source).save_pretrained(out)
-    metrics = _metrics(study, trial)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out / "README.md").write_text(_card(metrics))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-export-", dir=out.parent))
+    try:
+        for name, meta in metas.items():  # the student's own files (+ model.onnx), predictions, latency samples
+            download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(staging / name))
+        teacher = study.user_attrs.get("teacher", {})
+        source = teacher.get("path") if Path(teacher.get("path", "")).is_dir() else teacher.get("base_model")
+        tokenizer = load_tokenizer(source)
+        tokenizer.save_pretrained(staging)
+        onnx = write_onnx(staging, recipe, tokenizer)
+        log(f"onnx: {ONNX_FILE} is {onnx['precision']} ({onnx['how']})")
+        test, onnx_test, why_not = evaluate_test(study, staging, data, progress)
+        if test is None:
+            log(f"test: not measured: {why_not}")
+        else:
+            log(f"test: accuracy {test['accuracy']:.3f}, F1 {test['f1']:.3f} on {test['rows']} rows of "
+                f"{test['source']} (majority class {test['majority_rate']:.1%}) [{test['seconds']:.1f}s]")
+        if onnx_test is not None:
+            onnx["test"] = onnx_test
+            if "agreement_with_model" in onnx_test:
+                log(f"onnx on test: accuracy {onnx_test['accuracy']:.3f}, F1 {onnx_test['f1']:.3f}; same answer as "
+                    f"the exported model on {onnx_test['agreement_with_model']:.1%} of rows")
+        metrics = _metrics(study, trial, onnx, test, why_not, selection)
+        (staging / METRICS).write_text(json.dumps(metrics, indent=2))
+        (staging / CARD).write_text(_card(metrics))
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(staging.iterdir()):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
-def _metrics(study: optuna.Study, trial: FrozenTrial) -> dict:
+# ------------------------------------------------------------------------------------------------ ONNX
+
+
+def onnx_precision(path: str | Path) -> str:
+    """"int8" when the graph has quantized operators or int8 weights, else "fp32" (from the file itself)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    if any(node.op_type in INT8_OPS for node in model.graph.node):
+        return "int8"
+    int8 = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    return "int8" if any(t.data_type in int8 for t in model.graph.initializer) else "fp32"
+
+
+def onnx_inputs(path: str | Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers]
+
+
+def write_onnx(folder: Path, recipe: Recipe, tokenizer: Any) -> dict[str, Any]:
+    """``folder/model.onnx``, int8 exactly when the trial is int8; returns what was written, for metrics.json."""
+    if recipe.backend == "onnxruntime":  # the graph the trial measured: downloaded with the artifacts
+        precision = onnx_precision(folder / ONNX_FILE)
+        return {"file": ONNX_FILE, "precision": precision, "source": "trial artifact",
+                "inputs": onnx_inputs(folder / ONNX_FILE),
+                "how": f"the graph trial measured in onnxruntime ({recipe.quant_dtype})",
+                "quantization": "dynamic int8, per-channel weights" if precision == "int8" else None}
+    from latencysolver.batches import collate, encode_pairs
+    from latencysolver.onnx_backend import export_onnx, quantize_onnx_int8
+    from latencysolver.student import load_fp32_student
+
+    model = load_fp32_student(folder)
+    info = json.loads((folder / STUDENT_JSON).read_text())
+    example = encode_pairs(tokenizer, ["is the sky blue"], ["The sky is blue on a clear day."],
+                           int(info.get("max_length", 256)))
+    inputs = collate(example, [0], tokenizer.pad_token_id or 0).inputs
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "model.fp32.onnx", inputs)
+        graph = quantize_onnx_int8(fp32, Path(tmp) / "model.int8.onnx") if recipe.dtype == "int8" else fp32
+        shutil.copyfile(graph, folder / ONNX_FILE)
+    precision = onnx_precision(folder / ONNX_FILE)
+    if recipe.dtype == "int8":
+        how = ("the fp32 student exported now and quantized by onnxruntime (dynamic int8, per-channel weights); "
+               "the trial measured torch's dynamic int8, so answers can differ on a few rows")
+    elif recipe.dtype in ("bf16", "fp16"):
+        how = (f"the fp32 student exported now: the trial ran in torch {recipe.dtype}, which ONNX Runtime has no "
+               "fast CPU kernels for, so the ONNX file is fp32")
+    else:
+        how = "the fp32 student exported now"
+    return {"file": ONNX_FILE, "precision": precision, "source": "exported at export time", "how": how,
+            "inputs": onnx_inputs(folder / ONNX_FILE),
+            "quantization": "dynamic int8, per-channel weights" if precision == "int8" else None}
+
+
+# ------------------------------------------------------------------------------------------------ test split
+
+
+def evaluate_test(study: optuna.Study, folder: Path, data: str | None,
+                  progress: bool) -> tuple[dict | None, dict | None, str | None]:
+    """Accuracy and F1 of the export in ``folder`` (``latencysolver.load``) on the test split of ``data`` (else
+    the study's source), and of its ``model.onnx`` when that is a different model (torch trials).
+
+    Returns (test, onnx_test, reason): ``reason`` says why ``test`` is None.  An explicit ``data`` that cannot
+    be loaded is an error; the study's own source missing here (another machine) only leaves the test out.
+    """
+    from latencysolver.batches import encode_pairs
+    from latencysolver.data import load_boolq
+    from latencysolver.evaluate import predict_logits, scores
+    from latencysolver.inference import load
+    from latencysolver.onnx_backend import load_onnx
+
+    recorded = study.user_attrs.get("data") or {}
+    source = data or recorded.get("source")
+    if not source:
+        return None, None, "the study records no data source (pass --data)"
+    limit = None if data else ((study.user_attrs.get("config") or {}).get("data") or {}).get("limit_test")
+    try:
+        loaded = load_boolq(source, limit_test=limit)
+    except DataError as exc:
+        if data:
+            raise
+        return None, None, f"the study's data {source!r} cannot be loaded here ({exc}); pass --data"
+    if loaded.test is None:
+        return None, None, f"{source} has no test split"
+    split = loaded.test
+    start = time.perf_counter()
+    clf = load(folder)
+    encoded = encode_pairs(clf.tokenizer, split.question, split.passage, clf.max_length, labels=split.label)
+    pad_id = clf.tokenizer.pad_token_id or 0
+    logits = predict_logits(clf.model, encoded, pad_id=pad_id, desc="test evaluate", progress=progress)
+    quality = scores(logits, encoded.labels)
+    test = {"accuracy": quality.accuracy, "f1": quality.f1, "rows": len(split), "source": str(source),
+            "majority_rate": split.majority_rate(), "limit": limit, "evaluated": "latencysolver.load(export)",
+            "seconds": round(time.perf_counter() - start, 2)}
+    if clf.recipe.backend == "onnxruntime":
+        return test, {"same_as_model": True}, None
+    onnx_logits = predict_logits(load_onnx(folder / ONNX_FILE), encoded, pad_id=pad_id, desc="onnx test evaluate",
+                                 progress=progress)
+    onnx_quality = scores(onnx_logits, encoded.labels)
+    agreement = (onnx_logits.argmax(-1) == logits.argmax(-1)).float().mean().item()
+    return test, {"accuracy": onnx_quality.accuracy, "f1": onnx_quality.f1, "agreement_with_model": agreement}, None
+
+
+# ------------------------------------------------------------------------------------------------ metrics, card
+
+
+def _hardware(trial: FrozenTrial) -> dict[str, Any] | None:
+    raw = trial.user_attrs.get("hardware")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        fingerprint = HardwareFingerprint(**{**raw, "cpu_flags": tuple(raw.get("cpu_flags", ()))})
+    except TypeError:  # recorded by another version: keep what it says
+        return {"describe": None, "key": trial.user_attrs.get("hardware_key"), "fingerprint": raw}
+    return {"describe": fingerprint.describe(), "key": trial.user_attrs.get("hardware_key") or fingerprint.key,
+            "fingerprint": fingerprint.to_dict()}
+
+
+def _metrics(study: optuna.Study, trial: FrozenTrial, onnx: dict, test: dict | None, why_not: str | None,
+             selection: dict[str, Any] | None) -> dict:
     a = trial.user_attrs
-    return {
-        "study": study.study_name, "trial": trial.number,
-        "validation": {"accuracy": trial.values[0], "f1": a.get("f1")},
+    data = dict(study.user_attrs.get("data") or {})
+    data["note"] = NOT_COMPARABLE
+    metrics = {
+        "study": study.study_name, "trial": trial.number, "selection": selection,
+        "objectives": {"names": study.metric_names, "directions": [d.name.lower() for d in study.directions],
+                       "values": list(trial.values)},
+        "validation": {"accuracy": trial.values[0], "f1": a.get("f1"), "rows": data.get("validation_rows"),
+                       "measured": "during the search, on the trial's own model"},
+        "test": test,
         "latency": {"p50_ms": a.get("latency_p50_ms"), "p90_ms": a.get("latency_p90_ms"), "cv": a.get("latency_cv"),
-                    "speedup_vs_teacher": a.get("speedup"), **study.user_attrs.get("latency", {})},
+                    "speedup_vs_teacher": a.get("speedup"), "speedup_cv": a.get("speedup_cv"),
+                    "teacher_p50_ms_paired": a.get("reference_p50_ms"), **study.user_attrs.get("latency", {}),
+                    "hardware": _hardware(trial)},
+        "onnx": onnx,
         "parameters": a.get("parameters"), "nonzero_parameters": a.get("nonzero_parameters"),
         "size_bytes": a.get("size_bytes"), "layers": a.get("layers"), "recipe": a.get("recipe"),
-        "teacher": study.user_attrs.get("teacher"), "data": study.user_attrs.get("data"),
+        "teacher": study.user_attrs.get("teacher"), "data": data,
     }
+    if test is None:
+        metrics["test_unavailable"] = why_not
+    return metrics
+
+
+def _f(value: Any, spec: str = ".4f", suffix: str = "") -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:{spec}}{suffix}"
+    return "n/a"
 
 
 def _card(m: dict) -> str:
     recipe = Recipe.from_dict(m["recipe"])
-    teacher, data, lat = m["teacher"] or {}, m["data"] or {}, m["latency"]
+    teacher, data, lat, test, onnx = m["teacher"] or {}, m["data"] or {}, m["latency"], m["test"], m["onnx"]
+    hardware = lat.get("hardware") or {}
+    selection = m.get("selection")
+    chosen = ""
+    if selection:
+        reason = f": {selection['reason']}" if selection.get("reason") else ""
+        chosen = f"\nSelected with `{selection.get('option') or selection.get('rule')}`{reason}.\n"
+    cv = f" ±{lat['speedup_cv']:.0%}" if isinstance(lat.get("speedup_cv"), (int, float)) else ""
+    if test is not None:
+        test_rows = (f"| test accuracy | {_f(test['accuracy'])} | |\n"
+                     f"| test F1 (yes) | {_f(test['f1'])} | |\n")
+        test_text = (f"Test: {test['rows']} rows of the `test` split of `{test['source']}` (majority class "
+                     f"{_f(test['majority_rate'], '.1%')}), measured at export time by loading this folder with "
+                     "`latencysolver.load`; the search never saw them.")
+    else:
+        test_rows = "| test accuracy | not measured | |\n"
+        test_text = f"Test: not measured — {m.get('test_unavailable')}."
+    onnx_test = onnx.get("test") or {}
+    onnx_line = ""
+    if onnx_test.get("same_as_model"):
+        onnx_line = " It is the model `latencysolver.load` runs for this trial, so the figures above are its own."
+    elif "agreement_with_model" in onnx_test:
+        onnx_line = (f" On the test rows it scores accuracy {_f(onnx_test['accuracy'])}, F1 {_f(onnx_test['f1'])}, "
+                     f"and gives the same answer as the torch model on {_f(onnx_test['agreement_with_model'], '.1%')}"
+                     " of them.")
     return f"""# BoolQ yes/no classifier — latencysolver study `{m['study']}`, trial {m['trial']}
 
 Compressed from a fine-tuned `{teacher.get('base_model')}` teacher by latencysolver.
-
+{chosen}
 | | this model | teacher |
 | --- | --- | --- |
-| validation accuracy | {m['validation']['accuracy']:.4f} | {teacher.get('accuracy', float('nan')):.4f} |
-| validation F1 (yes) | {m['validation']['f1']:.4f} | {teacher.get('f1', float('nan')):.4f} |
-| latency p50, batch 1 | {lat['p50_ms']:.2f} ms | {teacher.get('latency_p50_ms', float('nan')):.2f} ms |
-| speed-up | {lat['speedup_vs_teacher']:.2f}x | 1.00x |
-| parameters (nonzero) | {m['parameters']:,} ({m['nonzero_parameters']:,}) | {teacher.get('parameters', 0):,} |
-| size (serialized state dict) | {m['size_bytes'] / 1e6:.1f} MB | {teacher.get('size_bytes', 0) / 1e6:.1f} MB |
+| validation accuracy | {_f(m['validation']['accuracy'])} | {_f(teacher.get('accuracy'))} |
+| validation F1 (yes) | {_f(m['validation']['f1'])} | {_f(teacher.get('f1'))} |
+{test_rows}| latency p50, batch 1 | {_f(lat['p50_ms'], '.2f', ' ms')} | {_f(teacher.get('latency_p50_ms'), '.2f', ' ms')} |
+| latency p90, batch 1 | {_f(lat['p90_ms'], '.2f', ' ms')} | {_f(teacher.get('latency_p90_ms'), '.2f', ' ms')} |
+| paired speed-up | {_f(lat['speedup_vs_teacher'], '.2f', 'x')}{cv} | 1.00x |
+| parameters (nonzero) | {_f(m['parameters'], ',')} ({_f(m['nonzero_parameters'], ',')}) | {_f(teacher.get('parameters'), ',')} |
+| size (serialized state dict) | {_f((m['size_bytes'] or 0) / 1e6, '.1f', ' MB')} | {_f((teacher.get('size_bytes') or 0) / 1e6, '.1f', ' MB')} |
 | encoder layers | {m['layers']} | |
 
-Recipe: `{recipe.describe()}`
+Recipe: `{recipe.describe()}` (`quant_dtype` {recipe.quant_dtype}, {recipe.backend} backend)
 
 Latency: batch 1, {lat.get('threads')} threads, {lat.get('rows')} fixed validation rows, {lat.get('warmup')} warm-up
 pass(es), {lat.get('repeats')} timed passes; measured during the search on the machine that ran the trial, interleaved
-call by call with the fp32 teacher (the speed-up is the median ratio of those paired calls).
+call by call with the fp32 teacher (the speed-up is the median ratio of those paired calls). Milliseconds hold only for
+this hardware: {hardware.get('describe') or 'not recorded'} [`{hardware.get('key') or 'unknown'}`].
 
-Data: `{data.get('source')}` ({data.get('train_rows')} train / {data.get('validation_rows')} validation rows,
-max length {data.get('max_length')}; majority class {data.get('majority_rate', 0):.1%} of validation). Accuracy on
-a local split of the BoolQ dev set is not comparable to published BoolQ dev accuracies.
+Validation: {data.get('validation_rows')} rows, measured during the search (the search chose among trials by it).
+{test_text}
+
+Teacher: `{teacher.get('base_model')}` fine-tuned on the train split; validation accuracy {_f(teacher.get('accuracy'), '.3f')},
+F1 {_f(teacher.get('f1'), '.3f')}, latency p50 {_f(teacher.get('latency_p50_ms'), '.2f', ' ms')} on the same machine.
+
+Data: `{data.get('source')}` ({data.get('train_rows')} train / {data.get('validation_rows')} validation /
+{data.get('test_rows')} test rows, max length {data.get('max_length')}; majority class
+{_f(data.get('majority_rate'), '.1%')} of validation). Accuracy on a local split of the BoolQ dev set is not
+comparable to published BoolQ dev accuracies.
+
+ONNX: `{onnx['file']}` is {onnx['precision']} — {onnx['how']}.{onnx_line}
 
 Load it:
 
@@ -89,6 +327,9 @@ import latencysolver
 clf = latencysolver.load("path/to/this/folder")
 clf.predict(["is the sky blue"], ["The sky is blue on a clear day."])
 ```
+
+or `latencysolver predict path/to/this/folder --question "is the sky blue" --passage "..."`, or run `{onnx['file']}`
+in onnxruntime (int64 inputs {', '.join(f'`{name}`' for name in onnx.get('inputs', []))}; output `logits`).
 
 BoolQ: Clark et al., NAACL 2019, CC BY-SA 3.0.
 """

@@ -34,6 +34,11 @@ class HardwareFingerprint:
     def to_dict(self) -> dict:
         return asdict(self) | {"cpu_flags": list(self.cpu_flags)}
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> HardwareFingerprint:
+        """The inverse of ``to_dict`` (a trial's or study's ``hardware`` user attr)."""
+        return cls(**{**raw, "cpu_flags": tuple(raw.get("cpu_flags", ()))})
+
     @property
     def key(self) -> str:
         """Short hash of everything that changes what a millisecond means."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from latencysolver.batches import EncodedSplit, encode_split
 from latencysolver.cache import cache_root
 from latencysolver.config import Choices, SearchSpace, StudyConfig, config_from_dict, config_to_dict
+from latencysolver.dashboard import save_study_note
 from latencysolver.data import BoolQData, load_boolq
 from latencysolver.errors import StorageError, first_line
 from latencysolver.evaluate import predict_logits, scores
@@ -62,8 +64,9 @@ def check_storage(url: str, *, must_exist: bool = False) -> None:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise StorageError(f"--storage: cannot parse {url!r} as a database URL "
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        hidden = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # no password in the message
+        raise StorageError(f"--storage: cannot parse {hidden!r} as a database URL "
                            "(e.g. sqlite:///latencysolver.db or postgresql+psycopg://user:pw@host/db)") from None
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite":
@@ -103,11 +106,38 @@ def default_artifact_dir(config: StudyConfig) -> Path:
 
 def load_existing_study(name: str, storage: str) -> optuna.Study:
     check_storage(storage, must_exist=True)
+    shown = _shown(storage)
+    # Optuna writes its schema into any database it opens: look into a SQLite file read-only first, so that an
+    # empty file or a file that is no database stays exactly as it was.
+    names = _sqlite_study_names(storage)
+    if names is not None and name not in names:
+        raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})")
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StorageError(f"--study: no study named {name!r} in {storage!r} (studies there: {names})") from None
+        raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})") from None
+    except Exception as exc:  # a database Optuna cannot read (another schema, say)
+        raise StorageError(f"--storage {shown!r}: cannot read studies: {first_line(exc)}") from None
+
+
+def _sqlite_study_names(url: str) -> list[str] | None:
+    """Study names in a SQLite storage, read without writing; None for other databases."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    try:
+        with sqlite3.connect(f"file:{parsed.database}?mode=ro", uri=True) as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='studies'").fetchone():
+                return []  # an empty file, or a database without Optuna's tables
+            return [row[0] for row in db.execute("SELECT study_name FROM studies ORDER BY study_id")]
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"--storage {_shown(url)!r}: {parsed.database!r} is not an Optuna SQLite database "
+                           f"({exc})") from None
 
 
 def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileSystemArtifactStore:
@@ -201,7 +231,9 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     study.set_user_attr("latency", dataclasses.asdict(config.latency))
 
     study.set_user_attr("config", config_to_dict(dataclasses.replace(config, storage="")))
+    study.set_user_attr("hardware", hardware.to_dict())
     _share_teacher(study, teacher, FileSystemArtifactStore(str(artifact_dir)))
+    save_study_note(study)
     if options.workers > 1:
         return _run_local_workers(study, config, options, log)
     return _work(study, config, prepared, inputs, hardware, options, log)
@@ -263,7 +295,7 @@ def join_study(name: str, storage_url: str, options: RunOptions = RunOptions(), 
     study = load_existing_study(name, storage_url)
     raw = study.user_attrs.get("config")
     if not raw:
-        raise StorageError(f"study {name!r} in {storage_url!r} was not created by `latencysolver run` "
+        raise StorageError(f"study {name!r} in {_shown(storage_url)!r} was not created by `latencysolver run` "
                            "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first")
     config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url)
     teacher_path = options.teacher_path
@@ -310,6 +342,7 @@ def _work(study: optuna.Study, config: StudyConfig, prepared: Prepared, inputs: 
     log(f"latency: {hardware.describe()} [{hardware.key}]")
     work(study, storage, make_objective(ctx), config.n_trials, max_trials=max_trials,
          callbacks=(_summary_callback(log, time.perf_counter()),))
+    save_study_note(study)  # now with the fingerprints of the trials' machines
     warning = hardware_warning(study)
     if warning:
         log(warning)
@@ -360,10 +393,11 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
         study = optuna.create_study(study_name=config.name, storage=config.storage, sampler=sampler,
                                     directions=directions, load_if_exists=True)
     except Exception as exc:
-        raise StorageError(f"--storage {config.storage!r}: cannot open study {config.name!r}: {first_line(exc)}") from None
+        raise StorageError(f"--storage {_shown(config.storage)!r}: cannot open study {config.name!r}: "
+                           f"{first_line(exc)}") from None
     found = [d.name.lower() for d in study.directions]
     if found != directions or (study.metric_names and study.metric_names != names):
-        raise StorageError(f"study {config.name!r} in {config.storage!r} optimizes {study.metric_names or found}, "
+        raise StorageError(f"study {config.name!r} in {_shown(config.storage)!r} optimizes {study.metric_names or found}, "
                            f"but {config.config_file} asks for {names} (latency.objective: "
                            f"{config.latency.objective}); pick another study name")
     if study.metric_names != names:
@@ -439,17 +473,12 @@ def hardware_warning(study: optuna.Study) -> str | None:
 
 
 def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:
-    """The fastest front trial within ``tolerance`` accuracy of the teacher; else the most accurate one."""
-    front = pareto_trials(study)
-    if not front:
-        raise StorageError(f"study {study.study_name!r} has no completed feasible trials yet")
-    teacher_accuracy = study.user_attrs.get("teacher", {}).get("accuracy")
-    if teacher_accuracy is not None:
-        close = [t for t in front if t.values[0] >= teacher_accuracy - tolerance]
-        if close:
-            slowness = _slowness(study)
-            return min(close, key=lambda t: (slowness(t), -t.values[0]))
-    return front[0]
+    """The fastest front trial within ``tolerance`` accuracy of the teacher; else the most accurate one.
+
+    The ``near-teacher`` rule of ``latencysolver.selection`` (where the other rules live too)."""
+    from latencysolver.selection import select_best
+
+    return select_best(study, "near-teacher", tolerance).trial
 
 
 def get_trial(study: optuna.Study, number: int) -> FrozenTrial:

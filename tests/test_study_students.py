@@ -71,7 +71,10 @@ def test_each_export_predicts_what_its_trial_predicted(mixed_study, tmp_path, sy
         assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trial.number),
                      "--out", str(out)]) == 0
         clf = load(out)
-        assert (out / "model.onnx").is_file() == recipe["quant_dtype"].startswith("ort-")
+        # every export ships an ONNX graph: int8 exactly when the trial is int8 (tests/test_export.py checks the graph)
+        onnx = json.loads((out / "metrics.json").read_text())["onnx"]
+        assert (out / "model.onnx").is_file()
+        assert (onnx["precision"] == "int8") == recipe["quant_dtype"].endswith("int8"), (kind, onnx)
         predictions = [int(p.answer) for p in clf.predict([r["question"] for r in rows], [r["passage"] for r in rows])]
         assert predictions == json.loads((out / "predictions.json").read_text())["predictions"], kind
     assert len(seen) >= 3

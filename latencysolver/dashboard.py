@@ -1,0 +1,136 @@
+"""``latencysolver dashboard``: optuna-dashboard on a study storage, with the trials' artifacts and a note per study.
+
+optuna-dashboard already shows what a study holds: trials, the Pareto front, objective names (our
+``study.set_metric_names``) and each trial's artifacts when it is given an artifact store.  Two things are ours:
+
+- a markdown **note** per study (optuna-dashboard's ``save_note``) with what a reader needs next to the plots:
+  the teacher baseline, the hardware the latencies were measured on, the data split, the objective and the
+  constraints.  ``run`` writes it when a study starts and again when its trials are done; ``dashboard``
+  refreshes it for every study, so older studies get one too;
+- one artifact store for studies whose artifacts live in different folders (each study records its own).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+from latencysolver.hardware import HardwareFingerprint
+
+# What each latency objective is called on the dashboard's axes (the study's metric names are the short keys).
+OBJECTIVE_LABELS = {"accuracy": "validation accuracy ↑", "speedup": "speed-up vs fp32 teacher ↑ (paired)",
+                    "latency_ms": "p50 latency, batch 1 (ms) ↓"}
+
+
+def study_note(study: optuna.Study) -> str:
+    """The study's markdown note: teacher baseline, hardware fingerprint(s), data split, objective, constraints."""
+    a = study.user_attrs
+    teacher, data, latency = a.get("teacher", {}), a.get("data", {}), a.get("latency", {})
+    lines = [f"## latencysolver study `{study.study_name}`", ""]
+    names = study.metric_names or ["accuracy", "speedup"]
+    lines.append("**Objectives:** " + ", ".join(OBJECTIVE_LABELS.get(n, n) for n in names))
+    if teacher:
+        lines += ["", "### Teacher baseline (fine-tuned, fp32 torch)", "",
+                  "| base model | validation accuracy | F1 | p50 latency (batch 1) | parameters |",
+                  "| --- | --- | --- | --- | --- |",
+                  f"| `{teacher.get('base_model')}` | {teacher.get('accuracy', float('nan')):.3f} | "
+                  f"{teacher.get('f1', float('nan')):.3f} | {teacher.get('latency_p50_ms', float('nan')):.2f} ms | "
+                  f"{teacher.get('parameters', 0):,} |"]
+    if data:
+        lines += ["", "### Data", "",
+                  f"`{data.get('source')}`: {data.get('train_rows')} train / {data.get('validation_rows')} "
+                  f"validation / {data.get('test_rows', 0)} test rows, max length {data.get('max_length')} tokens; "
+                  f"majority class {data.get('majority_rate', 0):.1%} of validation. Trials are scored on "
+                  "validation; the test split is only used by `latencysolver export` for the model card."]
+    lines += ["", "### Hardware", ""]
+    fingerprints = _fingerprints(study)
+    if not fingerprints and a.get("hardware"):  # no trial yet: the machine that measured the teacher
+        hardware = HardwareFingerprint.from_dict(a["hardware"])
+        lines.append(f"- `{hardware.key}` (the teacher's measurement; no trial yet): {hardware.describe()}")
+    for key, (hardware, count) in fingerprints.items():
+        lines.append(f"- `{key}` ({count} trial{'s' if count != 1 else ''}): {hardware.describe()}")
+    if latency:
+        lines += ["", f"Latency protocol: batch 1, {latency.get('threads')} threads, {latency.get('rows')} seeded "
+                  f"validation rows, {latency.get('warmup')} warm-up and {latency.get('repeats')} timed passes; "
+                  "speed-up = median ratio of calls interleaved with the fp32 teacher."]
+    constraints = a.get("constraints")
+    if constraints:
+        ceiling = constraints.get("max_latency_ms")
+        lines += ["", f"**Constraints:** accuracy {constraints.get('min_accuracy_resolved')}, "
+                  + (f"p50 latency ≤ {ceiling} ms" if ceiling is not None else "no latency ceiling")
+                  + " (infeasible trials are left out of the front)."]
+    return "\n".join(lines) + "\n"
+
+
+def _fingerprints(study: optuna.Study) -> dict[str, tuple[HardwareFingerprint, int]]:
+    """Each distinct hardware fingerprint of the study's trials, with how many trials it measured."""
+    found: dict[str, tuple[HardwareFingerprint, int]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        raw = trial.user_attrs.get("hardware")
+        if raw:
+            key = trial.user_attrs.get("hardware_key", "?")
+            hardware, count = found.get(key, (HardwareFingerprint.from_dict(raw), 0))
+            found[key] = (hardware, count + 1)
+    return found
+
+
+def save_study_note(study: optuna.Study) -> None:
+    from optuna_dashboard import save_note
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        save_note(study, study_note(study))
+
+
+@dataclass(frozen=True)
+class ArtifactFolders:
+    """An optuna artifact store over several ``FileSystemArtifactStore`` folders: reads from whichever has the id.
+
+    Artifact ids are UUIDs, so one id is in at most one folder.  Writes go to the first folder (the dashboard
+    only writes when a user uploads a file by hand).
+    """
+
+    folders: tuple[Path, ...]
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        for folder in self.folders:
+            if (folder / artifact_id).is_file():
+                return FileSystemArtifactStore(str(folder)).open_reader(artifact_id)
+        raise ArtifactNotFound(f"artifact {artifact_id!r} is in none of {[str(f) for f in self.folders]}")
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        FileSystemArtifactStore(str(self.folders[0])).write(artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        for folder in self.folders:
+            if (folder / artifact_id).is_file():
+                FileSystemArtifactStore(str(folder)).remove(artifact_id)
+
+
+def artifact_folders(storage: str, override: str | None = None) -> ArtifactFolders | None:
+    """``--artifacts`` if given, else every artifact folder the storage's studies recorded that exists here."""
+    candidates = [override] if override else [s.user_attrs.get("artifact_dir")
+                                              for s in optuna.get_all_study_summaries(storage)]
+    folders = tuple(dict.fromkeys(Path(c) for c in candidates if c and Path(c).is_dir()))
+    return ArtifactFolders(folders) if folders else None
+
+
+def refresh_notes(storage: str) -> list[str]:
+    """Write the note of every study in the storage; returns the study names."""
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    for name in names:
+        save_study_note(optuna.load_study(study_name=name, storage=storage))
+    return names
+
+
+def serve(storage: str, host: str, port: int, artifacts: ArtifactFolders | None) -> None:
+    """Blocks until interrupted (optuna-dashboard's own wsgiref server)."""
+    from optuna_dashboard import run_server
+
+    run_server(storage, host=host, port=port, artifact_store=artifacts)

@@ -1,0 +1,614 @@
+"""``latencysolver report``: one self-contained HTML page (plotly.js inlined once) and a PNG of the front.
+
+The page holds the Pareto front (feasible, infeasible, the front itself and the teacher), accuracy against latency
+coloured by each knob, fANOVA knob importance per objective, the raw latency samples of the front's trials and
+the front as a table.  Each figure is built by its own small function returning a plotly ``Figure``;
+``write_report`` puts them together and writes the files (the HTML through a temporary file, so a failure never
+leaves a half-written page).
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import importlib.util
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+import plotly.graph_objects as go
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from latencysolver.errors import LatencySolverError, StorageError, first_line
+from latencysolver.hardware import HardwareFingerprint
+from latencysolver.objective import LATENCY_SAMPLES, is_feasible
+from latencysolver.recipe import TRANSFORMER_KNOBS, Recipe
+from latencysolver.study import artifact_store_of, front_rows, hardware_warning, pareto_trials
+
+# The knobs in the order the page shows them; a knob a later recipe adds comes after these.
+KNOB_ORDER = ("architecture", "prune_ratio", "prune_kind", "quant_dtype", "skip_prob", "skip_mode", "rank",
+              "temperature", "alpha")
+NOT_KNOBS = ("seed",)  # in the recipe, but the trial number, not a searched knob
+NA = "n/a"  # a knob that cannot matter for this trial (a CNN's prune_ratio, prune_kind at ratio 0, ...)
+IMPORTANCE_SEED = 0
+PNG_WIDTH, PNG_HEIGHT, PNG_SCALE = 1000, 600, 2
+
+FEASIBLE_COLOR, FRONT_COLOR, INFEASIBLE_COLOR, TEACHER_COLOR = "#1f77b4", "#ff7f0e", "#9e9e9e", "#000000"
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+class ReportError(LatencySolverError):
+    """An output path that cannot be written, or a study the report cannot describe."""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    out: Path  # the HTML page
+    png: Path | None  # the front as a PNG; None when skipped (see warnings)
+    trials: int  # COMPLETE trials
+    feasible: int
+    infeasible: int
+    failed: int
+    front: tuple[int, ...]  # trial numbers on the feasible front, most accurate first
+    warnings: tuple[str, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------------ objectives
+
+
+@dataclass(frozen=True)
+class LatencyAxis:
+    """The study's second objective: the speed-up over the teacher (↑) or the student's p50 ms (↓)."""
+
+    metric: str  # "speedup" or "latency_ms"
+    label: str
+    short: str
+    teacher: float | None  # the teacher's value on this axis
+
+    def format(self, value: float) -> str:
+        return f"{value:.2f}x" if self.metric == "speedup" else f"{value:.2f} ms"
+
+
+def latency_axis(study: optuna.Study) -> LatencyAxis:
+    if len(study.directions) != 2:
+        raise ReportError(f"study {study.study_name!r} has {len(study.directions)} objective(s); a latencysolver "
+                          "report needs two (accuracy, then speedup or latency_ms)")
+    names = study.metric_names or []
+    metric = names[1] if len(names) == 2 else (
+        "speedup" if study.directions[1] == StudyDirection.MAXIMIZE else "latency_ms")
+    teacher = study.user_attrs.get("teacher") or {}
+    if metric == "speedup":
+        return LatencyAxis(metric, "speed-up vs fp32 teacher ↑", "speed-up", 1.0 if teacher else None)
+    return LatencyAxis(metric, "p50 latency ms (batch 1) ↓", "p50 ms", teacher.get("latency_p50_ms"))
+
+
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _recipe_text(trial: FrozenTrial) -> str:
+    recipe = trial.user_attrs.get("recipe")
+    if not recipe:
+        return "(no recipe recorded)"
+    try:
+        return Recipe.from_dict(recipe).describe()
+    except (TypeError, ValueError) as exc:
+        return f"(unreadable recipe: {first_line(exc)})"
+
+
+def _hover(trials: Sequence[FrozenTrial], axis: LatencyAxis, what: str) -> dict[str, Any]:
+    return {"customdata": [[t.number, _recipe_text(t)] for t in trials],
+            "hovertemplate": ("trial %{customdata[0]}<br>%{customdata[1]}<br>accuracy %{y:.3f}<br>"
+                              f"{axis.short} %{{x:.2f}}<extra>{what}</extra>")}
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+
+def _front_line(front: Sequence[FrozenTrial], axis: LatencyAxis) -> tuple[list[float], list[float]]:
+    """The front as a staircase: the edge of the region its trials dominate."""
+    points = sorted((t.values[1], t.values[0]) for t in front)
+    xs: list[float] = []
+    ys: list[float] = []
+    for i, (x, y) in enumerate(points):
+        if i:  # speed-up ↑: down to the next point's accuracy, then across; ms ↓: across, then up
+            corner = (xs[-1], y) if axis.metric == "speedup" else (x, ys[-1])
+            xs.append(corner[0])
+            ys.append(corner[1])
+        xs.append(x)
+        ys.append(y)
+    return xs, ys
+
+
+def pareto_figure(study: optuna.Study) -> go.Figure:
+    """Every COMPLETE trial, feasible and infeasible apart; the feasible front starred and joined; the teacher."""
+    axis = latency_axis(study)
+    complete = _complete(study)
+    feasible = [t for t in complete if is_feasible(t)]
+    infeasible = [t for t in complete if not is_feasible(t)]
+    front = pareto_trials(study)
+    on_front = {t.number for t in front}
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        uid="feasible", name="feasible trials (★ Pareto front)", mode="markers",
+        x=[t.values[1] for t in feasible], y=[t.values[0] for t in feasible],
+        marker={"color": [FRONT_COLOR if t.number in on_front else FEASIBLE_COLOR for t in feasible],
+                "symbol": ["star" if t.number in on_front else "circle" for t in feasible],
+                "size": [16 if t.number in on_front else 9 for t in feasible],
+                "line": {"width": 1, "color": "#333333"}},
+        **_hover(feasible, axis, "feasible")))
+    fig.add_trace(go.Scatter(
+        uid="infeasible", name="infeasible trials (constraints not met)", mode="markers",
+        x=[t.values[1] for t in infeasible], y=[t.values[0] for t in infeasible],
+        marker={"color": INFEASIBLE_COLOR, "symbol": "x", "size": 9},
+        **_hover(infeasible, axis, "infeasible")))
+    xs, ys = _front_line(front, axis)
+    fig.add_trace(go.Scatter(uid="front", name="Pareto front (feasible)", mode="lines", x=xs, y=ys,
+                             line={"color": FRONT_COLOR, "width": 2}, hoverinfo="skip"))
+    teacher = study.user_attrs.get("teacher") or {}
+    if teacher and axis.teacher is not None:
+        fig.add_trace(go.Scatter(
+            uid="teacher", name="teacher (fp32 baseline)", mode="markers", x=[axis.teacher],
+            y=[teacher["accuracy"]], marker={"color": TEACHER_COLOR, "symbol": "diamond", "size": 13},
+            hovertemplate=(f"teacher: fine-tuned fp32 {html.escape(str(teacher.get('base_model', '')))}<br>"
+                           f"accuracy %{{y:.3f}}<br>p50 {teacher.get('latency_p50_ms', float('nan')):.2f} ms"
+                           "<extra>teacher</extra>")))
+    fig.update_layout(title=f"Pareto front of study {html.escape(repr(study.study_name))}",
+                      xaxis_title=axis.label, yaxis_title="validation accuracy ↑", height=560,
+                      template="plotly_white", legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def _active_knob_value(recipe: dict[str, Any], name: str) -> Any:
+    """The knob's value, or NA where it cannot matter (the rule suggest_recipe uses to leave it unsampled)."""
+    if recipe.get("architecture") == "cnn" and name in TRANSFORMER_KNOBS:
+        return NA
+    if name == "prune_kind" and recipe.get("prune_ratio") == 0:
+        return NA
+    if name == "skip_mode" and recipe.get("skip_prob") == 0:
+        return NA
+    value = recipe.get(name)
+    if name == "rank" and value is None:
+        return "off"
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def knob_values(study: optuna.Study) -> dict[str, list[tuple[FrozenTrial, Any]]]:
+    """Per knob that takes more than one value over the COMPLETE trials: (trial, value or NA), in KNOB_ORDER."""
+    trials = [t for t in _complete(study) if t.user_attrs.get("recipe")]
+    names = [k for k in KNOB_ORDER if any(k in t.user_attrs["recipe"] for t in trials)]
+    names += sorted({k for t in trials for k in t.user_attrs["recipe"]} - set(names) - set(NOT_KNOBS))
+    knobs = {}
+    for name in names:
+        values = [(t, _active_knob_value(t.user_attrs["recipe"], name)) for t in trials]
+        distinct = {json.dumps(v, sort_keys=True, default=str) for _, v in values if v != NA}
+        if len(distinct) > 1:
+            knobs[name] = values
+    return knobs
+
+
+def knob_figures(study: optuna.Study) -> dict[str, go.Figure]:
+    """Accuracy against latency, one small figure per knob that varies: a colour per value, or a colour scale."""
+    axis = latency_axis(study)
+    figures = {}
+    for name, values in knob_values(study).items():
+        fig = go.Figure()
+        active = [(t, v) for t, v in values if v != NA]
+        inactive = [t for t, v in values if v == NA]
+
+        def symbols(trials):
+            return ["circle" if is_feasible(t) else "x" for t in trials]
+
+        if all(_is_number(v) for _, v in active):
+            trials = [t for t, _ in active]
+            fig.add_trace(go.Scatter(
+                name=name, mode="markers", showlegend=False, x=[t.values[1] for t in trials],
+                y=[t.values[0] for t in trials],
+                marker={"color": [v for _, v in active], "colorscale": "Viridis", "showscale": True, "size": 10,
+                        "symbol": symbols(trials), "colorbar": {"title": {"text": name}, "thickness": 12}},
+                **_hover(trials, axis, f"{name}")))
+        else:
+            groups: dict[str, list[FrozenTrial]] = {}
+            for t, v in active:
+                groups.setdefault(str(v), []).append(t)
+            for i, (value, trials) in enumerate(sorted(groups.items())):
+                fig.add_trace(go.Scatter(
+                    name=f"{value}", mode="markers", x=[t.values[1] for t in trials],
+                    y=[t.values[0] for t in trials],
+                    marker={"color": PALETTE[i % len(PALETTE)], "size": 10, "symbol": symbols(trials)},
+                    **_hover(trials, axis, f"{name}={value}")))
+        if inactive:
+            fig.add_trace(go.Scatter(
+                name=NA, mode="markers", x=[t.values[1] for t in inactive], y=[t.values[0] for t in inactive],
+                marker={"color": "#cccccc", "size": 8, "symbol": symbols(inactive)},
+                **_hover(inactive, axis, f"{name} n/a")))
+        fig.update_layout(title={"text": name, "font": {"size": 14}}, height=320, template="plotly_white",
+                          margin={"l": 50, "r": 20, "t": 40, "b": 45}, legend={"title": {"text": name}},
+                          xaxis_title=axis.label, yaxis_title="accuracy ↑")
+        figures[name] = fig
+    return figures
+
+
+class ImportanceUnavailable(Exception):
+    """Why knob importance cannot be computed for this study (shown on the page instead of the chart)."""
+
+
+def param_importances(study: optuna.Study, index: int) -> dict[str, float]:
+    """fANOVA importance (seeded) of each sampled knob for objective ``index``, over the COMPLETE trials."""
+    complete = _complete(study)
+    if len(complete) < 2:
+        raise ImportanceUnavailable(f"knob importance needs at least 2 completed trials; the study has "
+                                    f"{len(complete)}")
+    varying = {name for t in complete for name in t.params
+               if len({json.dumps(u.params.get(name), default=str) for u in complete}) > 1}
+    if not varying:
+        raise ImportanceUnavailable("knob importance needs knobs that vary; no sampled knob took more than one "
+                                    "value over the completed trials (fixed knobs are not sampled)")
+    if importlib.util.find_spec("sklearn") is None:
+        raise ImportanceUnavailable("knob importance (fANOVA) needs scikit-learn: pip install scikit-learn")
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+    try:
+        importances = optuna.importance.get_param_importances(study, evaluator=evaluator,
+                                                              target=lambda t: t.values[index])
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        reason = first_line(exc)
+        if "zero total variance" in reason:
+            reason = "the objective has the same value in every completed trial"
+        raise ImportanceUnavailable(f"knob importance could not be computed: {reason}") from None
+    if not importances or not any(v > 0 for v in importances.values()):
+        raise ImportanceUnavailable("knob importance could not be computed: every knob scored 0 (no knob "
+                                    "explains any of the objective's variation over the completed trials)")
+    return importances
+
+
+def importance_figure(study: optuna.Study, index: int) -> go.Figure | str:
+    """A bar chart of ``param_importances`` for objective ``index``, or the reason it cannot be computed."""
+    labels = ["validation accuracy ↑", latency_axis(study).label]
+    try:
+        importances = param_importances(study, index)
+    except ImportanceUnavailable as exc:
+        return str(exc)
+    ordered = sorted(importances.items(), key=lambda kv: kv[1])  # largest at the top of a horizontal bar chart
+    fig = go.Figure(go.Bar(x=[v for _, v in ordered], y=[k for k, _ in ordered], orientation="h",
+                           marker={"color": PALETTE[index % len(PALETTE)]},
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(title=f"knob importance for {labels[index]} (fANOVA, seed {IMPORTANCE_SEED})",
+                      xaxis_title="share of the objective's variance", height=120 + 36 * len(ordered),
+                      template="plotly_white", margin={"l": 110, "r": 20, "t": 50, "b": 45})
+    return fig
+
+
+@dataclass(frozen=True)
+class LatencySamples:
+    model: dict[int, list[float]]  # trial number -> the student's batch-1 calls, ms
+    reference: list[float]  # the teacher's calls paired with those trials, pooled
+    missing: tuple[int, ...]  # front trials without a latency_samples.json artifact
+
+
+def load_latency_samples(study: optuna.Study, trials: Sequence[FrozenTrial],
+                         artifacts: str | None = None) -> LatencySamples:
+    """Download each trial's ``latency_samples.json`` artifact (StorageError if the artifact folder is gone)."""
+    from optuna.artifacts import download_artifact, get_all_artifact_meta
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    if not trials:
+        return LatencySamples({}, [], ())
+    store = artifact_store_of(study, artifacts)
+    model: dict[int, list[float]] = {}
+    reference: list[float] = []
+    missing = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for trial in trials:
+            metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}
+            if LATENCY_SAMPLES not in metas:
+                missing.append(trial.number)
+                continue
+            target = Path(tmp) / f"{trial.number}-{LATENCY_SAMPLES}"
+            try:
+                download_artifact(artifact_store=store, artifact_id=metas[LATENCY_SAMPLES].artifact_id,
+                                  file_path=str(target))
+            except (ArtifactNotFound, OSError) as exc:  # a file deleted from the folder, say
+                raise StorageError(f"trial {trial.number}: cannot read artifact {LATENCY_SAMPLES!r} from the "
+                                   f"study's artifact store: {first_line(exc)}") from None
+            try:
+                record = json.loads(target.read_text())
+                model[trial.number] = list(record["model"]["samples_ms"])
+                reference += record["reference"]["samples_ms"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StorageError(f"trial {trial.number}: artifact {LATENCY_SAMPLES!r} is not a latency record: "
+                                   f"{first_line(exc)}") from None
+    return LatencySamples(model, reference, tuple(missing))
+
+
+def latency_figure(samples: LatencySamples) -> go.Figure:
+    """Box plots of the raw batch-1 calls: one per front trial, then the teacher's (paired) calls."""
+    fig = go.Figure()
+    for number, values in samples.model.items():
+        fig.add_trace(go.Box(y=values, name=f"trial {number}", boxpoints="outliers", marker={"color": FEASIBLE_COLOR},
+                             boxmean=True))
+    if samples.reference:
+        fig.add_trace(go.Box(y=samples.reference, name="teacher (fp32)", boxpoints="outliers", boxmean=True,
+                             marker={"color": "#555555"}))
+    fig.update_layout(title="latency per call, batch 1: the front's students and the teacher timed beside them",
+                      yaxis_title="ms per call (batch 1) ↓", showlegend=False, height=420, template="plotly_white")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ page
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if _is_number(value) else ""
+
+
+def front_table_html(study: optuna.Study) -> str:
+    """The front (``front_rows``) as a plain table, the teacher first."""
+    columns = ("trial", "accuracy", "F1", "p50 ms", "speed-up", "layers", "parameters", "size MB", "recipe")
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    rows = []
+    teacher = study.user_attrs.get("teacher") or {}
+    if teacher:
+        cells = ("teacher", _num(teacher.get("accuracy"), ".3f"), _num(teacher.get("f1"), ".3f"),
+                 _num(teacher.get("latency_p50_ms"), ".2f"), "1.00x", "", _num(teacher.get("parameters"), ","),
+                 _num(teacher.get("size_bytes", 0) / 1e6, ".1f"), "fine-tuned fp32 baseline")
+        rows.append('<tr class="teacher" data-trial="teacher">' + "".join(f"<td>{_e(c)}</td>" for c in cells)
+                    + "</tr>")
+    for r in front_rows(study):
+        cv = f" ±{r['speedup_cv']:.0%}" if _is_number(r.get("speedup_cv")) else ""
+        speedup = f"{r['speedup']:.2f}x{cv}" if _is_number(r.get("speedup")) else ""
+        cells = (r["trial"], _num(r["accuracy"], ".3f"), _num(r.get("f1"), ".3f"), _num(r.get("latency_ms"), ".2f"),
+                 speedup, r.get("layers", ""), _num(r.get("parameters"), ","), _num(r.get("size_mb"), ".1f"),
+                 r["recipe"])
+        rows.append(f'<tr data-trial="{r["trial"]}">' + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    if len(rows) == (1 if teacher else 0):
+        rows.append(f'<tr><td colspan="{len(columns)}">(no completed feasible trials yet)</td></tr>')
+    return (f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>' + "".join(rows)
+            + "</tbody></table>")
+
+
+def _hardware_lines(trials: Sequence[FrozenTrial]) -> list[str]:
+    groups: dict[str, tuple[str, list[int]]] = {}
+    for t in trials:
+        raw = t.user_attrs.get("hardware")
+        key = t.user_attrs.get("hardware_key", "unknown")
+        if key not in groups:
+            try:
+                text = HardwareFingerprint(**(raw | {"cpu_flags": tuple(raw["cpu_flags"])})).describe()
+            except (TypeError, KeyError):
+                text = "not recorded" if raw is None else json.dumps(raw)
+            groups[key] = (text, [])
+        groups[key][1].append(t.number)
+    if len(groups) == 1:
+        (key, (text, _)), = groups.items()
+        return [f"{text} [{key}]"]
+    return [f"{text} [{key}]: trials {numbers}" for key, (text, numbers) in sorted(groups.items())]
+
+
+def header_html(study: optuna.Study) -> str:
+    axis = latency_axis(study)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    feasible = [t for t in complete if is_feasible(t)]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    other = len(trials) - len(complete) - len(failed)
+    front = pareto_trials(study)
+    teacher = study.user_attrs.get("teacher") or {}
+    data = study.user_attrs.get("data") or {}
+    bounds = study.user_attrs.get("constraints") or {}
+    items = [("objectives", f"validation accuracy ↑, {axis.label}")]
+    if teacher:
+        items.append(("teacher", (f"fine-tuned fp32 {teacher.get('base_model', '')}: accuracy "
+                                  f"{_num(teacher.get('accuracy'), '.3f')}, F1 {_num(teacher.get('f1'), '.3f')}, "
+                                  f"p50 {_num(teacher.get('latency_p50_ms'), '.2f')} ms (batch 1), "
+                                  f"{_num(teacher.get('parameters'), ',')} parameters")))
+    if data:
+        items.append(("data", (f"{data.get('source')}: {data.get('train_rows')} train / "
+                               f"{data.get('validation_rows')} validation rows (majority class "
+                               f"{_num(data.get('majority_rate'), '.1%')} of validation), max length "
+                               f"{data.get('max_length')}")))
+    for line in _hardware_lines(complete) or ["no completed trials yet"]:
+        items.append(("hardware", line))
+    items.append(("trials", f"{len(trials)} in all: {len(complete)} complete ({len(feasible)} feasible, "
+                            f"{len(complete) - len(feasible)} infeasible), {len(failed)} failed"
+                            + (f", {other} running, waiting or pruned" if other else "")
+                            + f"; {len(front)} on the feasible Pareto front"))
+    if bounds:
+        floor = bounds.get("min_accuracy_resolved", "")
+        ceiling = bounds.get("max_latency_ms")
+        items.append(("constraints", f"accuracy {'at least ' if _is_number(floor) else ''}{floor}, "
+                                     + (f"p50 latency at most {ceiling} ms" if ceiling else "no latency ceiling")))
+    warning = hardware_warning(study)
+    rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
+    warn = f'<p class="warning">{_e(warning)}</p>' if warning else ""
+    return (f"<header><h1>latencysolver study <code>{_e(study.study_name)}</code></h1>"
+            f'<dl id="summary">{rows}</dl>{warn}</header>')
+
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5rem auto; max-width: 1200px;
+       padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; } dt { font-weight: 600; }
+dd { margin: 0; } .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 1rem; }
+.note { color: #555; font-style: italic; } .warning { color: #a94400; }
+table { border-collapse: collapse; font-size: .9rem; } th, td { padding: .25rem .6rem; border-bottom: 1px solid #eee;
+        text-align: right; } td:last-child, th:last-child { text-align: left; font-family: monospace; }
+tr.teacher { color: #666; }
+"""
+
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def _div(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOTLY_CONFIG,
+                       default_height=f"{fig.layout.height or 450}px")
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name)
+
+
+def render_html(study: optuna.Study, samples: LatencySamples) -> str:
+    """The whole page as one string: plotly.js inline once, every figure a div that calls Plotly.newPlot."""
+    from plotly.offline import get_plotlyjs
+
+    names = study.metric_names or ["accuracy", latency_axis(study).metric]
+    knobs = knob_figures(study)
+    knob_html = ("".join(f"<div>{_div(fig, f'knob-{_slug(name)}')}</div>" for name, fig in knobs.items())
+                 if knobs else '<p class="note">no knob took more than one value over the completed trials</p>')
+    importance_html = []
+    for i, name in enumerate(names):
+        fig = importance_figure(study, i)
+        importance_html.append(_div(fig, f"importance-{_slug(name)}") if isinstance(fig, go.Figure)
+                               else f'<p class="note" id="importance-{_slug(name)}-note">{_e(name)}: {_e(fig)}</p>')
+    if samples.model:
+        latency_html = _div(latency_figure(samples), "latency-samples")
+    else:
+        latency_html = '<p class="note">no front trial with a latency_samples.json artifact</p>'
+    if samples.missing:
+        latency_html += (f'<p class="note">trials {list(samples.missing)} have no {LATENCY_SAMPLES} artifact '
+                         "(added from outside latencysolver run?)</p>")
+    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>latencysolver report: {_e(study.study_name)}</title>
+<style>{STYLE}</style>
+<script type="text/javascript">window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head>
+<body>
+{header_html(study)}
+<section><h2>Pareto front</h2>
+<p class="note">Hover a point for its trial number and recipe. Stars are the feasible Pareto front; crosses broke a
+constraint (accuracy floor or latency ceiling) and are left out of it.</p>
+{_div(pareto_figure(study), "pareto-front")}
+</section>
+<section><h2>The front</h2>
+{front_table_html(study)}
+</section>
+<section><h2>Accuracy vs latency, by knob</h2>
+<p class="note">Every completed trial, coloured by one knob at a time (× = infeasible; n/a = the knob cannot matter
+for that trial). Knobs that took one value in every trial are left out.</p>
+<div class="grid">{knob_html}</div>
+</section>
+<section><h2>Knob importance</h2>
+{"".join(importance_html)}
+</section>
+<section><h2>Latency of the front's trials</h2>
+<p class="note">Every timed batch-1 call of each front trial's student, and of the fp32 teacher measured interleaved
+with them (pooled over those trials).</p>
+{latency_html}
+</section>
+<footer><p class="note">latencysolver report, generated {generated}. Self-contained: plotly.js is inlined, no
+network needed.</p></footer>
+</body>
+</html>
+"""
+
+
+def _writable(path: Path, flag: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise ReportError(f"{flag} {str(path)!r}: is a folder; name a file")
+    if not path.parent.is_dir():
+        raise ReportError(f"{flag} {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp_path)`` into a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the page is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+PNG_FIX = "install Chromium for kaleido (apt-get install chromium) or point BROWSER_PATH at a Chrome/Chromium binary"
+
+
+def _browser_missing() -> str | None:
+    """Why kaleido cannot render a PNG here, or None when it can try."""
+    if importlib.util.find_spec("kaleido") is None:
+        return "kaleido is not installed (pip install 'kaleido>=1.0')"
+    try:
+        from choreographer.browsers.chromium import Chromium
+
+        path = Chromium.find_browser(skip_local=False)
+    except (ImportError, AttributeError, TypeError, OSError, RuntimeError, ValueError):
+        # an internal API of kaleido's browser driver: if it moved, let kaleido itself decide
+        return None
+    if path is None:
+        return f"no Chrome/Chromium found; {PNG_FIX}"
+    if not Path(path).is_file():
+        return f"no browser at {path!r}; {PNG_FIX}"
+    return None
+
+
+def write_png(fig: go.Figure, png: Path) -> str | None:
+    """The figure as a PNG via kaleido; a warning line instead when no browser can render it."""
+    reason = _browser_missing()
+    if reason is None:
+        try:
+            _atomic_write(png, lambda tmp: fig.write_image(str(tmp), format="png", width=PNG_WIDTH,
+                                                           height=PNG_HEIGHT, scale=PNG_SCALE))
+            return None
+        except RuntimeError as exc:  # kaleido: ChromeNotFoundError, BrowserFailedError (plotly wraps some)
+            reason = f"{first_line(exc)}; {PNG_FIX}"
+    return f"PNG of the front skipped: {reason}"
+
+
+def write_report(study: optuna.Study, out: str | Path, png: str | Path | Literal[False] | None = None,
+                 artifacts: str | None = None) -> ReportResult:
+    """Write the HTML page to ``out`` and the front as a PNG to ``png`` (None: ``out`` with ``.png``; False: none).
+
+    Raises ReportError / StorageError (one line) before writing anything when an output folder is missing or the
+    study's artifact folder cannot be found.
+    """
+    out = _writable(Path(out), "--out")
+    png_path = None if png is False else _writable(Path(png) if png else out.with_suffix(".png"), "--png")
+    if png_path is not None and png_path.resolve() == out.resolve():
+        raise ReportError(f"--png {str(png_path)!r}: the same file as --out")
+    latency_axis(study)  # a study with the wrong number of objectives stops here
+    front = pareto_trials(study)
+    samples = load_latency_samples(study, front, artifacts)
+    page = render_html(study, samples)
+    _atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    warnings = []
+    if png_path is not None:
+        warning = write_png(pareto_figure(study), png_path)
+        if warning:
+            warnings.append(warning)
+            png_path = None
+    complete = _complete(study)
+    feasible = sum(is_feasible(t) for t in complete)
+    failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    return ReportResult(out=out, png=png_path, trials=len(complete), feasible=feasible,
+                        infeasible=len(complete) - feasible, failed=failed, front=tuple(t.number for t in front),
+                        warnings=tuple(warnings))

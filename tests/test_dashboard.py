@@ -1,0 +1,162 @@
+"""``latencysolver dashboard``: a real optuna-dashboard server, started on a free 127.0.0.1 port, serves our study,
+its trials, objective names, the study note and the trials' artifacts."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+
+from latencysolver.cli import main
+from latencysolver.config import load_study_config
+from latencysolver.dashboard import ArtifactFolders, artifact_folders, study_note
+from latencysolver.study import RunOptions, run_study
+from tests.conftest import write_study_yaml
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+    folder = tmp_path_factory.mktemp("dashboard")
+    config = load_study_config(write_study_yaml(folder, tiny_model_dir, synthetic_data_dir, n_trials=2))
+    study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
+    return config, study
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+@pytest.fixture(scope="module")
+def server(finished_study, tmp_path_factory):
+    """``latencysolver dashboard`` in a child process; yields its base URL once /api/studies answers."""
+    config, _ = finished_study
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "dashboard.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "latencysolver", "dashboard", "--storage", config.storage,
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                get(f"{base}/api/studies")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dashboard did not start (exit {proc.poll()}): {log.read_text()}")
+                time.sleep(0.3)
+        yield base, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def study_detail(base: str) -> tuple[int, dict]:
+    studies = json.loads(get(f"{base}/api/studies"))["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["tiny"]
+    study_id = studies[0]["study_id"]
+    return study_id, json.loads(get(f"{base}/api/studies/{study_id}"))
+
+
+def test_server_lists_the_study_its_trials_and_objective_names(server, finished_study):
+    base, log = server
+    _, study = finished_study
+    _, detail = study_detail(base)
+    assert detail["objective_names"] == ["accuracy", "speedup"]
+    assert detail["directions"] == ["maximize", "maximize"]
+    assert sorted(t["number"] for t in detail["trials"]) == [t.number for t in study.trials]
+    by_number = {t["number"]: t for t in detail["trials"]}
+    for trial in study.trials:
+        assert by_number[trial.number]["values"] == pytest.approx(trial.values)
+    assert "127.0.0.1" in log.read_text() and "notes refreshed" in log.read_text()
+
+
+def test_the_note_has_teacher_baseline_hardware_and_data(server, finished_study):
+    base, _ = server
+    _, study = finished_study
+    _, detail = study_detail(base)
+    body = detail["note"]["body"]
+    teacher = study.user_attrs["teacher"]
+    assert f"{teacher['accuracy']:.3f}" in body and f"{teacher['latency_p50_ms']:.2f} ms" in body
+    assert study.trials[0].user_attrs["hardware_key"] in body
+    assert study.trials[0].user_attrs["hardware"]["cpu_model"] in body
+    data = study.user_attrs["data"]
+    assert data["source"] in body and f"{data['train_rows']} train / {data['validation_rows']} validation" in body
+    assert "speed-up vs fp32 teacher" in body
+
+
+def test_artifact_download_returns_the_trials_recipe_and_samples(server, finished_study):
+    base, _ = server
+    _, study = finished_study
+    study_id, detail = study_detail(base)
+    for served in detail["trials"]:
+        trial = study.trials[served["number"]]
+        files = {a["filename"]: a["artifact_id"] for a in served["artifacts"]}
+        assert {"student.json", "latency_samples.json", "model.safetensors"} <= set(files)
+        url = f"{base}/artifacts/{study_id}/{served['trial_id']}"
+        student = json.loads(get(f"{url}/{files['student.json']}"))
+        assert student["recipe"] == trial.user_attrs["recipe"]
+        samples = json.loads(get(f"{url}/{files['latency_samples.json']}"))
+        assert samples["speedup"] == pytest.approx(trial.user_attrs["speedup"])
+        assert len(samples["model"]["samples_ms"]) == len(samples["reference"]["samples_ms"]) > 0
+
+
+def test_run_writes_the_note_without_the_dashboard(finished_study):
+    from optuna_dashboard import get_note
+
+    config, _ = finished_study
+    study = optuna.load_study(study_name="tiny", storage=config.storage)
+    stored = get_note(study)
+    assert stored == study_note(study)
+    assert "Teacher baseline" in stored and "no trial yet" not in stored
+
+
+def test_artifacts_are_read_from_whichever_recorded_folder_has_them(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (second / "0123-abcd").write_bytes(b"weights")
+    store = ArtifactFolders((first, second))
+    with store.open_reader("0123-abcd") as fh:
+        assert fh.read() == b"weights"
+    with pytest.raises(optuna.artifacts.exceptions.ArtifactNotFound):
+        store.open_reader("ffff-0000")
+    store.write("4567-ef01", io.BytesIO(b"new"))
+    assert (first / "4567-ef01").read_bytes() == b"new"
+
+
+def test_artifact_folders_of_a_storage(finished_study, tmp_path):
+    config, study = finished_study
+    assert artifact_folders(config.storage).folders == (Path(study.user_attrs["artifact_dir"]),)
+    assert artifact_folders(config.storage, str(tmp_path)).folders == (tmp_path,)
+
+
+@pytest.mark.parametrize("extra, expected", [([], "no such database file"),
+                                             (["--artifacts", "/nonexistent/artifacts"], "--artifacts")])
+def test_dashboard_bad_input_is_one_line(finished_study, tmp_path, capsys, extra, expected):
+    config, _ = finished_study
+    storage = f"sqlite:///{tmp_path / 'missing.db'}" if not extra else config.storage
+    assert main(["dashboard", "--storage", storage, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latencysolver: error:") and expected in err[0]
+    assert not (tmp_path / "missing.db").exists()
+

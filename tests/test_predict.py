@@ -1,0 +1,171 @@
+"""latencysolver predict: one question, or a JSON-lines file (one prediction per row, in order, as
+``latencysolver.load(...).predict`` answers); bad input is one FILE:LINE error, exit 2, and no output file."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from latencysolver import load
+from latencysolver.cli import main
+from latencysolver.config import load_study_config
+from latencysolver.study import RunOptions, run_study
+from tests.conftest import write_study_yaml, write_synthetic_boolq
+
+# the data and teacher of tests/test_export.py, and its cache folder: one teacher fine-tune per session
+TEACHER = {"epochs": 6, "batch_size": 16, "learning_rate": 1.0e-2}
+ROWS = {"train": 64, "validation": 40, "test": 32}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_model_dir):
+    """A one-trial study (torch fp32 student), exported through the CLI; and the synthetic data folder."""
+    folder = tmp_path_factory.mktemp("predict-study")
+    data = write_synthetic_boolq(folder / "data", ROWS, seed=3)
+    space = {"prune_ratio": 0.0, "quant_dtype": "fp32", "skip_prob": 0.0, "rank": "off", "temperature": 2.0,
+             "alpha": 0.5}
+    config = load_study_config(write_study_yaml(folder, tiny_model_dir, data, search_space=space, n_trials=1,
+                                                teacher=TEACHER))
+    cache = str(tmp_path_factory.getbasetemp() / "export-predict-cache")
+    run_study(config, RunOptions(cache_dir=cache, progress=False), log=lambda _: None)
+    out = folder / "export"
+    assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", "0", "--out", str(out),
+                 "--no-progress"]) == 0
+    return out, data
+
+
+def input_rows(data, n: int = 12) -> list[dict]:
+    """Test rows with extra keys; ids on every other row, labels on all."""
+    rows = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()][:n]
+    for i, row in enumerate(rows):
+        if i % 2 == 0:
+            row["id"] = f"q{i}"
+        row["extra"] = {"anything": [1, 2]}
+    return rows
+
+
+def write_jsonl(path, rows) -> None:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+
+
+def test_jsonl_gets_one_prediction_per_row_in_order(exported, tmp_path, capsys):
+    out, data = exported
+    rows = input_rows(data)
+    source, target = tmp_path / "rows.jsonl", tmp_path / "preds.jsonl"
+    # a blank line is skipped, and line numbers stay those of the file
+    write_jsonl(source, [*rows[:5], "", *rows[5:]])
+    capsys.readouterr()
+    assert main(["predict", str(out), "--input", str(source), "--output", str(target), "--batch-size", "5",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    preds = [json.loads(line) for line in target.read_text().splitlines()]
+    expected = load(out).predict([r["question"] for r in rows], [r["passage"] for r in rows])
+    assert len(preds) == len(rows)
+    assert [p["line"] for p in preds] == [*range(1, 6), *range(7, len(rows) + 2)]
+    assert [p["id"] for p in preds] == [r.get("id") for r in rows]
+    assert [p["label"] for p in preds] == [e.answer for e in expected]
+    assert [p["answer"] for p in preds] == ["yes" if e.answer else "no" for e in expected]
+    assert [p["probability"] for p in preds] == pytest.approx([e.probability for e in expected], abs=1e-5)
+    assert all(set(p) == {"line", "id", "answer", "label", "probability"} for p in preds)
+    assert {p["answer"] for p in preds} == {"yes", "no"}  # the model answers both ways
+    accuracy = sum(p["label"] == r["label"] for p, r in zip(preds, rows)) / len(rows)
+    assert f"accuracy {accuracy:.3f} on the {len(rows)} labelled rows" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl", "rows.jsonl"]  # no temp file left
+
+
+def test_jsonl_without_output_prints_to_stdout(exported, tmp_path, capsys):
+    out, data = exported
+    rows = [{k: v for k, v in r.items() if k != "label"} for r in input_rows(data, 4)]  # no labels: no accuracy
+    source = tmp_path / "rows.jsonl"
+    write_jsonl(source, rows)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--input", str(source)]) == 0
+    captured = capsys.readouterr()
+    preds = [json.loads(line) for line in captured.out.splitlines()]
+    assert [p["line"] for p in preds] == [1, 2, 3, 4]
+    assert "predicted 4 rows" in captured.err and "accuracy" not in captured.err
+
+
+def test_single_question_prints_answer_and_probability(exported, capsys):
+    out, data = exported
+    row = input_rows(data, 1)[0]
+    capsys.readouterr()
+    assert main(["predict", str(out), "--question", row["question"], "--passage", row["passage"]]) == 0
+    printed = capsys.readouterr().out.strip()
+    match = re.fullmatch(r"(yes|no) \(p=(0\.\d{3}|1\.000)\)", printed)
+    assert match, printed
+    expected = load(out).predict([row["question"]], [row["passage"]])[0]
+    assert match.group(1) == ("yes" if expected.answer else "no")
+    assert float(match.group(2)) == pytest.approx(expected.probability, abs=5e-4)
+    assert float(match.group(2)) >= 0.5  # the probability of the answer given
+
+
+@pytest.mark.parametrize("bad_line, bad, expected", [
+    (3, '{"question": "is it", "passage": "the river fact is true"', r":3: not JSON"),
+    (2, {"question": "is it"}, r":2: missing 'passage'"),
+    (2, {"question": 7, "passage": "x"}, r":2: 'question' must be a string, got 7"),
+    (3, {"question": "is it", "passage": "   "}, r":3: 'passage' is empty"),
+    (2, ["is it", "yes"], r":2: expected a JSON object"),
+    (3, {"question": "is it", "passage": "x", "label": "maybe"}, r":3: 'label' must be true/false or 0/1"),
+])
+def test_bad_row_is_one_line_exit_2_and_no_output(exported, tmp_path, capsys, bad_line, bad, expected):
+    out, data = exported
+    rows = input_rows(data, 4)
+    rows[bad_line - 1] = bad
+    source, target = tmp_path / "rows.jsonl", tmp_path / "preds.jsonl"
+    write_jsonl(source, rows)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--input", str(source), "--output", str(target)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"latencysolver: error: {source}:{bad_line}: "), err
+    assert re.search(expected, err[0]), err[0]
+    assert captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]  # no output, no temp file
+
+
+def test_missing_or_non_export_folder_is_one_line(exported, tmp_path, capsys):
+    _, data = exported
+    for folder, expected in ((tmp_path / "nope", "no such folder"), (data, "not a latencysolver export")):
+        capsys.readouterr()
+        assert main(["predict", str(folder), "--question", "q", "--passage", "p"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+
+
+@pytest.mark.parametrize("args", [
+    ["--question", "is it"],  # no passage
+    ["--question", "is it", "--passage", "p", "--input", "rows.jsonl"],  # both modes
+    [],  # neither mode
+    ["--input", "rows.jsonl", "--passage", "p"],
+    ["--question", "q", "--passage", "p", "--output", "x.jsonl"],
+])
+def test_usage_errors_are_argparse_errors(exported, args, capsys):
+    out, _ = exported
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(out), *args])
+    assert exc.value.code == 2
+    assert "usage: latencysolver predict" in capsys.readouterr().err
+
+
+def test_an_ort_export_predicts_too(tmp_path, exported):
+    """predict goes through latencysolver.load, so an onnxruntime export works the same (its model.onnx)."""
+    out, data = exported
+    student = json.loads((out / "student.json").read_text())
+    assert student["recipe"]["quant_dtype"] == "fp32" and (out / "model.onnx").is_file()
+    ort = tmp_path / "ort"
+    ort.mkdir()
+    for path in out.iterdir():
+        (ort / path.name).write_bytes(path.read_bytes())
+    student["recipe"]["quant_dtype"] = "ort-fp32"  # the exported fp32 graph, now run by onnxruntime
+    (ort / "student.json").write_text(json.dumps(student))
+    rows = input_rows(data, 8)
+    torch_answers = [p.answer for p in load(out).predict([r["question"] for r in rows], [r["passage"] for r in rows])]
+    assert type(load(ort).model).__name__ == "OnnxClassifier"
+    source, target = tmp_path / "rows.jsonl", tmp_path / "preds.jsonl"
+    write_jsonl(source, rows)
+    assert main(["predict", str(ort), "--input", str(source), "--output", str(target)]) == 0
+    assert [json.loads(line)["label"] for line in target.read_text().splitlines()] == torch_answers
+
