@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: install demo test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers clean
+.PHONY: install demo test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,9 @@ bench-knobs: install  ## each knob alone and the CNN student (about 20 min)
 bench-workers: install  ## per-trial storage overhead, SQLite vs PostgreSQL, and 1/2/4 worker processes (~1 min)
 	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
 	    $(PY) benchmarks/workers.py
+
+bench-pareto: install  ## issue 7: the study against the teacher, ORT fp32/int8 and torch int8, vs random search (TRIALS=N per study)
+	$(PY) benchmarks/boolq_pareto.py --data $(DATA) $(if $(TRIALS),--trials $(TRIALS))
 
 clean:
 	rm -rf $(VENV) exported latencysolver.db latencysolver-artifacts .pytest_cache

@@ -325,6 +325,12 @@ class WorkersConfig:
 class SamplerConfig:
     name: Literal["tpe", "nsga2", "random"] = "tpe"
     seed: int | None = 0
+    # TPE: trials sampled at random before its model takes over (null: Optuna's default, 10).  A small budget
+    # wants fewer, or most of it is random search.
+    startup_trials: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "startup_trials")
 
 
 @dataclass(frozen=True)

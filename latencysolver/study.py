@@ -414,7 +414,8 @@ def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(seed=seed)
     if config.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    startup = {} if config.sampler.startup_trials is None else {"n_startup_trials": config.sampler.startup_trials}
+    return optuna.samplers.TPESampler(seed=seed, **startup)
 
 
 def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, FrozenTrial], None]:

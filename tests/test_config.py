@@ -163,6 +163,19 @@ def test_negative_n_trials(tmp_path):
     _error(load_study_config, path, "n_trials", "-3")
 
 
+def test_tpe_startup_trials_reach_the_sampler(tmp_path):
+    from latencysolver.study import _make_sampler
+
+    path = _study(tmp_path, "sampler: {name: tpe, seed: 1, startup_trials: 4}\n")
+    config = load_study_config(path)
+    assert config.sampler.startup_trials == 4
+    assert _make_sampler(config)._n_startup_trials == 4
+    default = load_study_config(_study(tmp_path, "sampler: {name: tpe}\n"))
+    assert _make_sampler(default)._n_startup_trials == 10  # Optuna's own default
+    _error(load_study_config, _study(tmp_path, "sampler: {name: tpe, startup_trials: 0}\n"),
+           "sampler.startup_trials", "0")
+
+
 def test_nested_range_check_names_the_dotted_key(tmp_path):
     path = _study(tmp_path, "teacher: {warmup_ratio: 1.5}\n")
     _error(load_study_config, path, "teacher.warmup_ratio", "1.5")
