@@ -324,7 +324,8 @@ def noise_warning(rows: list[Row], spread: float = 1.5) -> str | None:
         return None
     low, high = min(seen, key=seen.get), max(seen, key=seen.get)
     return (f"warning: the fp32 teacher's paired p50 ranged {seen[low]:.1f} ms ({low}) to {seen[high]:.1f} ms "
-            f"({high}): the machine was busy, and speed-ups against it are not comparable; run it on a quiet machine")
+            f"({high}): the machine's speed changed during the run (other jobs, or a shared host); compare "
+            "speed-ups, not milliseconds, and expect them to move more than their ±CV between runs")
 
 
 # ------------------------------------------------------------------------------------------------ output
