@@ -216,10 +216,11 @@ def _print_front(study) -> None:
         print("(no completed feasible trials yet)")
     if infeasible:
         bounds = study.user_attrs.get("constraints", {})
+        ceiling = bounds.get("max_latency_ms")
         print(f"{len(infeasible)} of {len(complete)} completed trials are infeasible and left out (trials "
               f"{infeasible[:20]}{' …' if len(infeasible) > 20 else ''}): accuracy floor "
-              f"{bounds.get('min_accuracy_resolved', 'above the majority rate')}, max latency "
-              f"{bounds.get('max_latency_ms') or 'none'} ms")
+              f"{bounds.get('min_accuracy_resolved', 'above the majority rate')}, "
+              + (f"max latency {ceiling} ms" if ceiling is not None else "no latency ceiling"))
     warning = hardware_warning(study)
     if warning:
         print(warning, file=sys.stderr)

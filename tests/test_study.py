@@ -237,6 +237,7 @@ def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys
                if line.startswith("│") and line.split("│")[1].strip().isdigit()}
     assert cheat not in printed and printed
     assert f"infeasible and left out (trials [{cheat}])" in out
+    assert out.count("no latency ceiling") == 1 and "none ms" not in out  # the tiny study sets no ceiling
 
 
 def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, capsys):
