@@ -73,6 +73,7 @@ class SearchSpace:
     rank: Knob = Fixed("off")
     temperature: Knob = Fixed(2.0)
     alpha: Knob = Fixed(0.5)
+    hidden_weight: Knob = Fixed(0.0)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -114,6 +115,7 @@ _KNOB_RULES: dict[str, tuple[str, str, typing.Callable[[Any], bool]]] = {
     "rank": ("rank", "'off', a positive integer or a fraction in (0, 1)", lambda v: v == "off" or _is_rank(v)),
     "temperature": ("float", "a number > 0", lambda v: _is_number(v) and v > 0),
     "alpha": ("float", "a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
+    "hidden_weight": ("float", "a number >= 0", lambda v: _is_number(v) and v >= 0),
 }
 KNOBS: tuple[str, ...] = tuple(_KNOB_RULES)
 

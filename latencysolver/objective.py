@@ -21,6 +21,7 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from latencysolver.batches import EncodedSplit
+from latencysolver.compression import encoder_layers
 from latencysolver.config import (
     KNOBS,
     Choices,
@@ -31,7 +32,7 @@ from latencysolver.config import (
     SearchSpace,
     StudyConfig,
 )
-from latencysolver.distill import distill
+from latencysolver.distill import distill, hidden_targets
 from latencysolver.evaluate import predict_logits, scores
 from latencysolver.hardware import HardwareFingerprint
 from latencysolver.latency import PairedLatency, measure_paired, measure_throughput
@@ -156,9 +157,13 @@ def train_student(ctx: TrialContext, recipe: Recipe) -> TrainedStudent:
                               seen["accuracy"] if trained.stopped_early else None)
     student = compress(ctx.teacher_model, recipe)
     seen = {}
+    # LayerDrop runs a different subset of layers each step: only the final output has a fixed counterpart
+    layerdrop = recipe.skip_mode == "stochastic" and recipe.skip_prob > 0
+    hidden_layers = None if layerdrop else hidden_targets(student.kept_layers, len(encoder_layers(ctx.teacher_model)))
     trained = distill(student.model, ctx.train, ctx.teacher_train_logits, ctx.config.distillation,
                       recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress,
-                      should_stop=_early_check(ctx, student.model, seen))
+                      should_stop=_early_check(ctx, student.model, seen), hidden_weight=recipe.hidden_weight,
+                      teacher=ctx.teacher_model, hidden_layers=hidden_layers)
     return TrainedStudent(student.finalize(), student.kept_layers, trained.steps, trained.final_loss,
                           seen["accuracy"] if trained.stopped_early else None)
 

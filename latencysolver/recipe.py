@@ -22,7 +22,7 @@ SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
 PRUNE_KINDS: tuple[str, ...] = ("unstructured", "structured")
 ARCHITECTURES: tuple[str, ...] = ("transformer", "cnn")
 # Knobs that only mean something for the teacher-derived transformer; a CNN trial leaves them out.
-TRANSFORMER_KNOBS: tuple[str, ...] = ("prune_ratio", "prune_kind", "skip_prob", "skip_mode", "rank")
+TRANSFORMER_KNOBS: tuple[str, ...] = ("prune_ratio", "prune_kind", "skip_prob", "skip_mode", "rank", "hidden_weight")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class Recipe:
                   rank, a float in (0, 1) a fraction of each layer's full rank min(in, out); None = off.
     temperature:  distillation temperature T of the soft targets.
     alpha:        weight of the soft (teacher) loss; 1 - alpha weighs the hard-label loss.
+    hidden_weight: weight of the hidden-state loss (``distill.hidden_state_loss``): each kept layer's output
+                  against the teacher's at the end of the block it replaces; 0 = off (logits only).
     seed:         seeds LayerDrop, the stochastic layer choice and the distillation data order.
     """
 
@@ -56,6 +58,7 @@ class Recipe:
     seed: int = 0
     prune_kind: PruneKind = "unstructured"
     architecture: Architecture = "transformer"
+    hidden_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -77,6 +80,8 @@ class Recipe:
             raise ValueError(f"temperature must be > 0, but got {self.temperature!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], but got {self.alpha!r}")
+        if not self.hidden_weight >= 0.0:
+            raise ValueError(f"hidden_weight must be >= 0, but got {self.hidden_weight!r}")
 
     @property
     def backend(self) -> str:
@@ -101,6 +106,8 @@ class Recipe:
     def describe(self) -> str:
         """A short human-readable line, e.g. for the per-trial summary."""
         distill = f"T={self.temperature:.2f} alpha={self.alpha:.2f}"
+        if self.hidden_weight > 0:
+            distill += f" hidden={self.hidden_weight:.2g}"
         if self.architecture == "cnn":
             return f"cnn {self.quant_dtype} {distill}"
         rank = "off" if self.rank is None else str(self.rank)

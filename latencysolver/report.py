@@ -33,7 +33,7 @@ from latencysolver.study import artifact_store_of, front_rows, hardware_warning,
 
 # The knobs in the order the page shows them; a knob a later recipe adds comes after these.
 KNOB_ORDER = ("architecture", "prune_ratio", "prune_kind", "quant_dtype", "skip_prob", "skip_mode", "rank",
-              "temperature", "alpha")
+              "temperature", "alpha", "hidden_weight")
 NOT_KNOBS = ("seed",)  # in the recipe, but the trial number, not a searched knob
 NA = "n/a"  # a knob that cannot matter for this trial (a CNN's prune_ratio, prune_kind at ratio 0, ...)
 IMPORTANCE_SEED = 0

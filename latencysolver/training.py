@@ -1,8 +1,8 @@
 """One training loop for both the teacher fine-tune and a trial's distillation.
 
 AdamW with linear warm-up and decay, gradient clipping at 1.0, length-grouped batches, a progress bar.  The
-loss is a function of (logits, batch), so fine-tuning (cross-entropy) and distillation (soft + hard targets)
-share everything else.  A non-finite loss stops the run with ``TrialFailure``: a diverged student is a failed
+loss is a function of (model output, batch), so fine-tuning (cross-entropy) and distillation (soft + hard
+targets, optionally hidden states) share everything else.  A non-finite loss stops the run with ``TrialFailure``: a diverged student is a failed
 trial, not a model to evaluate.
 """
 
@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +22,8 @@ from latencysolver.batches import Batch, EncodedSplit, train_batches
 from latencysolver.config import TrainConfig
 from latencysolver.errors import TrialFailure
 
-LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
+# (the model's output: ``.logits``, and ``.hidden_states`` when ``train(hidden_states=True)``; the batch) → loss
+LossFn = Callable[[Any, Batch], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,10 @@ def total_steps(config: TrainConfig, num_rows: int) -> int:
 
 def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: LossFn, *,
           pad_id: int = 0, desc: str = "train", progress: bool = True,
-          should_stop: Callable[[int, int], bool] | None = None) -> TrainResult:
-    """``should_stop(step, total)`` is asked after each step (1-based); True ends training there."""
+          should_stop: Callable[[int, int], bool] | None = None, hidden_states: bool = False) -> TrainResult:
+    """``should_stop(step, total)`` is asked after each step (1-based); True ends training there.
+    ``hidden_states`` asks the model for every layer's output too (Hugging Face ``output_hidden_states``)."""
+    forward_kwargs = {"output_hidden_states": True} if hidden_states else {}
     from transformers import get_linear_schedule_with_warmup
 
     steps = total_steps(config, len(split))
@@ -59,8 +63,7 @@ def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: L
     bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False, dynamic_ncols=True)
     for step in bar:
         batch = next(batches)
-        logits = model(**batch.inputs).logits
-        loss = loss_fn(logits.float(), batch)
+        loss = loss_fn(model(**batch.inputs, **forward_kwargs), batch)
         if not torch.isfinite(loss):
             bar.close()
             model.eval()
@@ -82,5 +85,5 @@ def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: L
     return TrainResult(steps=steps, final_loss=sum(recent) / len(recent), seconds=time.perf_counter() - start)
 
 
-def cross_entropy_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits, batch.labels)
+def cross_entropy_loss(outputs: Any, batch: Batch) -> torch.Tensor:
+    return nn.functional.cross_entropy(outputs.logits.float(), batch.labels)

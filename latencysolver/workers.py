@@ -10,6 +10,9 @@ Each worker runs this loop until the study has its ``n_trials`` (finished, and n
         ask     a trial (a waiting retry first, else a new one from the sampler)
     run it, sending heartbeats from a thread; tell the result (an exception or Ctrl-C: FAIL, with the reason)
 
+A Ctrl-C that lands while the trial is being asked for is held until ask() has returned, so the new trial is
+failed too instead of staying RUNNING until its heartbeat goes stale.
+
 The lock makes the count exact: N workers never overshoot ``n_trials`` by starting a trial at the same moment.
 It is held for milliseconds, not for the trial.  Nothing here schedules work: the sampler and the storage are
 Optuna's; the lock only guards "is another trial needed?".
@@ -18,12 +21,14 @@ Optuna's; the lock only guards "is another trial needed?".
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import optuna
@@ -101,6 +106,21 @@ class _Heartbeat:
         self._thread.join()
 
 
+@contextmanager
+def _sigint_deferred() -> Iterator[list[int]]:
+    """Inside the block a Ctrl-C is only recorded (the yielded list is non-empty afterwards); outside the main
+    thread, where Python cannot install signal handlers, nothing changes."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield pending
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.Trial], tuple[float, float]],
          n_trials: int, *, max_trials: int | None = None,
          callbacks: tuple[Callable[[optuna.Study, FrozenTrial], None], ...] = ()) -> int:
@@ -111,30 +131,38 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             fail_stale_trials(study)
-        with storage_lock(storage.engine, lock_name):
+        trial = None
+        # Ctrl-C while asking waits until the trial is in hand, so it can be failed rather than left RUNNING
+        with _sigint_deferred() as pending, storage_lock(storage.engine, lock_name):
             counts = count_trials(study)
             full = counts.waiting == 0 and counts.taken >= n_trials
             if not full:
                 with warnings.catch_warnings():  # "heartbeat is meant for optimize()": _Heartbeat does it here
                     warnings.simplefilter("ignore", UserWarning)
                     trial = study.ask()
-        if full:
-            if counts.running == 0:
-                break
-            # Every trial is taken, but some still run.  If a worker died, its trial goes stale after the
-            # grace period and is retried: stay to run that retry rather than leave the study short.
-            time.sleep(min(storage.heartbeat_interval, 5))
-            continue
-        heartbeat = _Heartbeat(storage, trial._trial_id, storage.heartbeat_interval)
+        heartbeat = None
         try:
+            if pending:
+                raise KeyboardInterrupt
+            if trial is None:
+                if counts.running == 0:
+                    break
+                # Every trial is taken, but some still run.  If a worker died, its trial goes stale after the
+                # grace period and is retried: stay to run that retry rather than leave the study short.
+                time.sleep(min(storage.heartbeat_interval, 5))
+                continue
+            heartbeat = _Heartbeat(storage, trial._trial_id, storage.heartbeat_interval)
             values = objective(trial)
         except KeyboardInterrupt:
-            heartbeat.stop()
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C): the worker stopped")
-            study.tell(trial, state=TrialState.FAIL)
+            if heartbeat is not None:
+                heartbeat.stop()
+            if trial is not None:
+                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C): the worker stopped")
+                study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception:
-            heartbeat.stop()
+            if heartbeat is not None:
+                heartbeat.stop()
             study.tell(trial, state=TrialState.FAIL)  # the objective set fail_reason
         else:
             heartbeat.stop()

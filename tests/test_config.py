@@ -211,9 +211,11 @@ def test_unknown_knob(tmp_path):
     ("temperature: {low: 1.0, high: 4.0, lgo: true}\n", ("temperature.lgo", "unknown key")),
     ("alpha: {low: 0.1, high: 0.5, step: 0.1, log: true}\n", ("alpha", "step", "log")),
     ("skip_mode: {choices: [random]}\n", ("skip_mode.choices", "'random'")),
+    ("hidden_weight: -0.5\n", ("hidden_weight", "-0.5", ">= 0")),
+    ("hidden_weight: {low: -1.0, high: 2.0}\n", ("hidden_weight.low", "-1.0")),
 ], ids=["range-low>high", "int-range-low>high", "empty-choices", "choice-int4", "fixed-int4", "prune-1.5",
         "range-high-1.5", "rank-0", "rank-negative", "log-low-0", "log-low-negative", "range-unknown-key",
-        "step-and-log", "skip-mode"])
+        "step-and-log", "skip-mode", "hidden-negative", "hidden-range-negative"])
 def test_bad_search_space(tmp_path, text, needles):
     path = _write(tmp_path, "space-bad.yaml", text)
     _error(load_search_space, path, *needles)
@@ -260,7 +262,7 @@ def test_to_dict_round_trips_repo_spaces(name):
     space = load_search_space(REPO / "search_spaces" / name)
     as_dict = space.to_dict()
     assert set(as_dict) == {"architecture", "prune_ratio", "prune_kind", "quant_dtype", "skip_prob", "skip_mode",
-                            "rank", "temperature", "alpha"}
+                            "rank", "temperature", "alpha", "hidden_weight"}
     assert parse_search_space(as_dict, "round-trip") == space
     # and through YAML text, as a user would copy it into a file
     assert parse_search_space(yaml.safe_load(yaml.safe_dump(as_dict)), "round-trip") == space

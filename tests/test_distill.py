@@ -11,7 +11,7 @@ import torch
 from latencysolver.batches import EncodedSplit, encode_split, eval_batches
 from latencysolver.config import TrainConfig
 from latencysolver.data import BoolQSplit
-from latencysolver.distill import distill, distillation_loss
+from latencysolver.distill import distill, distillation_loss, hidden_state_loss, hidden_targets
 from latencysolver.errors import TrialFailure
 from latencysolver.models import load_classifier, load_tokenizer
 
@@ -202,3 +202,151 @@ def test_distill_refuses_teacher_logits_of_the_wrong_length(tiny_model_dir, enco
     teacher = _teacher_logits(encoded_train)[:-1]
     with pytest.raises(ValueError, match=f"{len(encoded_train) - 1} rows"):
         distill(model, encoded_train, teacher, TrainConfig(steps=1), 2.0, 0.5, progress=False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The hidden-state term
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kept, depth, targets", [
+    ([0, 3], 6, [2, 5]),            # 2 of 6: layer 0 stands in for 0-2, layer 3 for 3-5
+    ([0, 2, 4], 6, [1, 3, 5]),
+    ([0, 1, 3, 4], 6, [0, 2, 3, 5]),
+    ([0, 1, 2], 3, [0, 1, 2]),      # nothing skipped: each layer learns its own output
+    ([2], 4, [3]),
+])
+def test_hidden_targets_are_the_ends_of_the_replaced_blocks(kept, depth, targets):
+    assert hidden_targets(kept, depth) == targets
+
+
+@pytest.mark.parametrize("kept, depth", [([], 6), ([3, 1], 6), ([0, 0], 6), ([0, 6], 6), ([-1, 2], 6)])
+def test_hidden_targets_refuse_impossible_layers(kept, depth):
+    with pytest.raises(ValueError, match="kept layers"):
+        hidden_targets(kept, depth)
+
+
+def _hidden(layers: int, seed: int, shape=(3, 5, 4)) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(*shape, generator=g) for _ in range(layers + 1))
+
+
+def test_hidden_state_loss_is_the_masked_mse_of_the_paired_layers():
+    student, teacher = _hidden(2, 0), _hidden(4, 1)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    by_hand = []
+    for j, t in enumerate([1, 3]):  # student layer j against teacher layer t: hidden_states[j + 1], [t + 1]
+        total, count = 0.0, 0
+        for b in range(3):
+            for i in range(5):
+                if mask[b, i]:
+                    total += sum((s - r) ** 2 for s, r in zip(student[j + 1][b, i].tolist(),
+                                                              teacher[t + 1][b, i].tolist()))
+                    count += 4
+        by_hand.append(total / count)
+    loss = hidden_state_loss(student, teacher, [1, 3], mask)
+    assert loss.item() == pytest.approx(sum(by_hand) / 2, rel=1e-5)
+    # padded positions play no part
+    noisy = tuple(h.clone() for h in student)
+    for h in noisy:
+        h[1, 3:] += 100.0
+    assert hidden_state_loss(noisy, teacher, [1, 3], mask).item() == pytest.approx(loss.item(), rel=1e-6)
+    # the embeddings (entry 0) are never compared
+    moved = (student[0] + 5.0, *student[1:])
+    assert hidden_state_loss(moved, teacher, [1, 3], mask).item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_hidden_state_loss_final_only_and_layer_count_check():
+    student, teacher = _hidden(3, 2), _hidden(6, 3)
+    mask = torch.ones(3, 5)
+    final = ((student[-1] - teacher[-1]) ** 2).mean().item()
+    assert hidden_state_loss(student, teacher, None, mask).item() == pytest.approx(final, rel=1e-5)
+    assert hidden_state_loss(teacher, teacher, None, mask).item() == 0.0
+    with pytest.raises(ValueError, match="3 layers, but 2 targets"):
+        hidden_state_loss(student, teacher, [2, 5], mask)
+
+
+def _final_hidden_mse(student, teacher, split: EncodedSplit) -> float:
+    batch = next(eval_batches(split, batch_size=len(split)))
+    with torch.no_grad():
+        s = student(**batch.inputs, output_hidden_states=True).hidden_states
+        t = teacher(**batch.inputs, output_hidden_states=True).hidden_states
+    return hidden_state_loss(s, t, None, batch.inputs["attention_mask"]).item()
+
+
+def test_hidden_weight_pulls_a_skipped_student_towards_the_teachers_hidden_states(tiny_model_dir, encoded_train):
+    from latencysolver.recipe import Recipe
+    from latencysolver.student import compress
+
+    teacher = load_classifier(str(tiny_model_dir)).eval()
+    with torch.no_grad():  # a randomly initialised layer 1 barely changes its input: give it work to copy
+        torch.manual_seed(1)
+        for p in teacher.bert.encoder.layer[1].parameters():
+            p.add_(torch.randn_like(p))
+    logits = _teacher_logits(encoded_train)
+    config = TrainConfig(steps=30, batch_size=16, learning_rate=3e-3, warmup_ratio=0.0, weight_decay=0.0, seed=0)
+    mse = {}
+    for weight in (0.0, 5.0):
+        student = compress(teacher, Recipe(skip_prob=0.5))  # keeps layer 0 of 2: it must learn layer 1's output
+        assert student.kept_layers == (0,)
+        targets = hidden_targets(student.kept_layers, 2)
+        assert targets == [1]
+        start = _final_hidden_mse(student.model.eval(), teacher, encoded_train)
+        distill(student.model, encoded_train, logits, config, 2.0, 0.5, progress=False, hidden_weight=weight,
+                teacher=teacher if weight else None, hidden_layers=targets)
+        mse[weight] = _final_hidden_mse(student.model, teacher, encoded_train)
+    assert mse[5.0] < 0.5 * start, (start, mse)
+    assert mse[5.0] < 0.5 * mse[0.0], mse
+
+
+def test_hidden_weight_runs_the_teacher_once_per_step_and_zero_never(tiny_model_dir, encoded_train):
+    from latencysolver.recipe import Recipe
+    from latencysolver.student import compress
+
+    teacher = load_classifier(str(tiny_model_dir)).eval()
+    calls = []
+    config = TrainConfig(steps=4, batch_size=8, learning_rate=1e-4, warmup_ratio=0.0, seed=0)
+    for weight, expected in ((0.0, []), (1.0, [True] * 4)):
+        student = compress(teacher, Recipe(skip_prob=0.5))  # a deep copy: hooks registered after it
+        hook = teacher.register_forward_hook(lambda module, args, out: calls.append(out.hidden_states is not None))
+        calls.clear()
+        distill(student.model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5, progress=False,
+                hidden_weight=weight, teacher=teacher, hidden_layers=[1])
+        hook.remove()
+        assert calls == expected
+    assert not teacher.training
+
+
+def test_hidden_weight_needs_a_teacher_and_must_not_be_negative(tiny_model_dir, encoded_train):
+    model = load_classifier(str(tiny_model_dir))
+    config = TrainConfig(steps=1, batch_size=8, learning_rate=1e-4, warmup_ratio=0.0, seed=0)
+    with pytest.raises(ValueError, match="needs the teacher"):
+        distill(model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5, progress=False,
+                hidden_weight=1.0)
+    with pytest.raises(ValueError, match="hidden_weight must be >= 0"):
+        distill(model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5, progress=False,
+                hidden_weight=-1.0, teacher=model)
+
+
+def test_hidden_weight_under_layerdrop_compares_the_final_outputs(tiny_model_dir, encoded_train):
+    from latencysolver.recipe import Recipe
+    from latencysolver.student import compress
+
+    teacher = load_classifier(str(tiny_model_dir)).eval()
+    student = compress(teacher, Recipe(skip_prob=0.5, skip_mode="stochastic", seed=1))  # a layer fewer some steps
+    config = TrainConfig(steps=8, batch_size=8, learning_rate=1e-4, warmup_ratio=0.0, seed=0)
+    result = distill(student.model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5,
+                     progress=False, hidden_weight=1.0, teacher=teacher, hidden_layers=None)
+    assert result.steps == 8 and math.isfinite(result.final_loss)
+
+
+def test_recipe_hidden_weight_is_off_by_default_and_old_recipes_still_load():
+    from latencysolver.recipe import Recipe
+
+    old = Recipe().to_dict()
+    del old["hidden_weight"]  # a recipe stored before the knob existed
+    assert Recipe.from_dict(old).hidden_weight == 0.0
+    assert "hidden" not in Recipe().describe()
+    assert "hidden=2" in Recipe(hidden_weight=2.0).describe()
+    with pytest.raises(ValueError, match="hidden_weight must be >= 0, but got -0.5"):
+        Recipe(hidden_weight=-0.5)

@@ -22,6 +22,7 @@ SPACE = {
     "rank": {"choices": ["off", 0.5]},
     "temperature": 2.0,
     "alpha": 0.5,
+    "hidden_weight": {"choices": [0.0, 1.0]},  # the teacher's hidden states too, for half the transformers
 }
 
 
@@ -45,6 +46,7 @@ def test_every_kind_of_student_completes(mixed_study):
     recipes = [t.user_attrs["recipe"] for t in trials]
     assert {r["architecture"] for r in recipes} == {"transformer", "cnn"}
     assert {r["quant_dtype"] for r in recipes} >= {"ort-fp32", "ort-int8"}
+    assert {r["hidden_weight"] for r in recipes if r["architecture"] == "transformer"} == {0.0, 1.0}
 
 
 def test_cnn_trials_leave_the_transformer_knobs_out(mixed_study):

@@ -26,14 +26,28 @@ CHEAP = {"distillation": {"steps": 1, "batch_size": 8},
          "latency": {"rows": 2, "warmup": 1, "repeats": 1, "threads": 1}}
 
 
+def _deliverable_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal's Ctrl-C delivers it.  A child inherits an ignored SIGINT
+    from its parent, and a shell starts background jobs (``make test &``, ``nohup ... &``) with SIGINT and
+    SIGQUIT ignored; Python then never raises KeyboardInterrupt and the Ctrl-C test hangs."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args: str, **kwargs) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     return subprocess.Popen([sys.executable, "-m", "latencysolver", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_deliverable_sigint,
+                            **kwargs)
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> str:
-    out, _ = process.communicate(timeout=timeout)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        raise AssertionError(f"still running after {timeout} s; its output:\n{out[-3000:]}") from None
     return out
 
 
@@ -113,7 +127,8 @@ def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tm
 
 def test_ctrl_c_fails_the_running_trial_and_exits_cleanly(postgres_url, tmp_path, tiny_model_dir,
                                                          synthetic_data_dir):
-    slow = {"distillation": {"steps": 400, "batch_size": 8}, "early_stop": {"after": None},
+    # far more steps than the test waits for: Ctrl-C lands mid-distillation, not between two trials
+    slow = {"distillation": {"steps": 20000, "batch_size": 8}, "early_stop": {"after": None},
             "latency": CHEAP["latency"]}
     path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=3, storage=postgres_url,
                             artifacts=str(tmp_path / "artifacts"), **slow)
@@ -122,7 +137,7 @@ def test_ctrl_c_fails_the_running_trial_and_exits_cleanly(postgres_url, tmp_path
     process.send_signal(signal.SIGINT)
     out = finish(process, timeout=60)
     failed = [t for t in load(postgres_url).get_trials() if t.state == TrialState.FAIL]
-    assert len(failed) == 1
+    assert len(failed) == 1, out[-2000:]
     number = failed[0].number
     assert process.returncode == 130, out[-2000:]
     assert "latencysolver: interrupted" in out and "Traceback" not in out
