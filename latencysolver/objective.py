@@ -157,9 +157,9 @@ def train_student(ctx: TrialContext, recipe: Recipe) -> TrainedStudent:
                               seen["accuracy"] if trained.stopped_early else None)
     student = compress(ctx.teacher_model, recipe)
     seen = {}
-    # LayerDrop runs a different subset of layers each step: only the final output has a fixed counterpart
-    layerdrop = recipe.skip_mode == "stochastic" and recipe.skip_prob > 0
-    hidden_layers = None if layerdrop else hidden_targets(student.kept_layers, len(encoder_layers(ctx.teacher_model)))
+    hidden_layers = None  # with LayerDrop (or no hidden-state term): only the final outputs are compared
+    if recipe.hidden_weight > 0 and not student.layerdrop:
+        hidden_layers = hidden_targets(student.kept_layers, len(encoder_layers(ctx.teacher_model)))
     trained = distill(student.model, ctx.train, ctx.teacher_train_logits, ctx.config.distillation,
                       recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress,
                       should_stop=_early_check(ctx, student.model, seen), hidden_weight=recipe.hidden_weight,

@@ -72,6 +72,11 @@ class StudentInTraining:
     kept_layers: tuple[int, ...]  # indices into the teacher's layers
     _layerdrop: Any = None
 
+    @property
+    def layerdrop(self) -> bool:
+        """True while distilling with LayerDrop: each step runs a different subset of the layers."""
+        return self._layerdrop is not None
+
     def finalize(self) -> nn.Module:
         """After distillation: LayerDrop off, masks baked into the weights, skipped layers removed."""
         if self._layerdrop is not None:

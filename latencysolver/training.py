@@ -2,8 +2,8 @@
 
 AdamW with linear warm-up and decay, gradient clipping at 1.0, length-grouped batches, a progress bar.  The
 loss is a function of (model output, batch), so fine-tuning (cross-entropy) and distillation (soft + hard
-targets, optionally hidden states) share everything else.  A non-finite loss stops the run with ``TrialFailure``: a diverged student is a failed
-trial, not a model to evaluate.
+targets, optionally hidden states) share everything else.  A non-finite loss stops the run with
+``TrialFailure``: a diverged student is a failed trial, not a model to evaluate.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: L
           should_stop: Callable[[int, int], bool] | None = None, hidden_states: bool = False) -> TrainResult:
     """``should_stop(step, total)`` is asked after each step (1-based); True ends training there.
     ``hidden_states`` asks the model for every layer's output too (Hugging Face ``output_hidden_states``)."""
-    forward_kwargs = {"output_hidden_states": True} if hidden_states else {}
     from transformers import get_linear_schedule_with_warmup
 
+    forward_kwargs = {"output_hidden_states": True} if hidden_states else {}
     steps = total_steps(config, len(split))
     torch.manual_seed(config.seed)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]

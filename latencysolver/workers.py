@@ -140,25 +140,26 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
                 with warnings.catch_warnings():  # "heartbeat is meant for optimize()": _Heartbeat does it here
                     warnings.simplefilter("ignore", UserWarning)
                     trial = study.ask()
+        if trial is None:
+            if pending:
+                raise KeyboardInterrupt
+            if counts.running == 0:
+                break
+            # Every trial is taken, but some still run.  If a worker died, its trial goes stale after the
+            # grace period and is retried: stay to run that retry rather than leave the study short.
+            time.sleep(min(storage.heartbeat_interval, 5))
+            continue
         heartbeat = None
         try:
             if pending:
                 raise KeyboardInterrupt
-            if trial is None:
-                if counts.running == 0:
-                    break
-                # Every trial is taken, but some still run.  If a worker died, its trial goes stale after the
-                # grace period and is retried: stay to run that retry rather than leave the study short.
-                time.sleep(min(storage.heartbeat_interval, 5))
-                continue
             heartbeat = _Heartbeat(storage, trial._trial_id, storage.heartbeat_interval)
             values = objective(trial)
         except KeyboardInterrupt:
             if heartbeat is not None:
                 heartbeat.stop()
-            if trial is not None:
-                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C): the worker stopped")
-                study.tell(trial, state=TrialState.FAIL)
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C): the worker stopped")
+            study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception:
             if heartbeat is not None:

@@ -27,7 +27,8 @@ SPACE = {
 
 
 @pytest.fixture(scope="module")
-def mixed_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+def mixed_run(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+    """The study, and what each of its trials handed to distill(): (hidden_weight, hidden_layers)."""
     from tests.conftest import write_study_yaml
 
     folder = tmp_path_factory.mktemp("mixed")
@@ -35,7 +36,24 @@ def mixed_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
         folder, tiny_model_dir, synthetic_data_dir, search_space=SPACE, n_trials=8,
         cnn={"embed_dim": 16, "channels": 8, "kernel_sizes": [3]},
         cnn_distillation={"steps": 3, "batch_size": 8, "learning_rate": 2.0e-3}))
-    study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
+    from latencysolver import objective
+
+    calls = []
+    real = objective.distill
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs.get("hidden_weight", 0.0), kwargs.get("hidden_layers")))
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(objective, "distill", spy)
+        study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
+    return config, study, calls
+
+
+@pytest.fixture(scope="module")
+def mixed_study(mixed_run):
+    config, study, _ = mixed_run
     return config, study
 
 
@@ -47,6 +65,19 @@ def test_every_kind_of_student_completes(mixed_study):
     assert {r["architecture"] for r in recipes} == {"transformer", "cnn"}
     assert {r["quant_dtype"] for r in recipes} >= {"ort-fp32", "ort-int8"}
     assert {r["hidden_weight"] for r in recipes if r["architecture"] == "transformer"} == {0.0, 1.0}
+
+
+def test_hidden_weight_reaches_distillation_with_each_layers_target(mixed_run):
+    from latencysolver.distill import hidden_targets
+
+    _, study, calls = mixed_run
+    trials = study.get_trials()
+    assert len(calls) == len(trials)  # one distill() call per trial, in trial order (one process)
+    for t, (weight, layers) in zip(trials, calls):
+        recipe = t.user_attrs["recipe"]
+        assert weight == (recipe["hidden_weight"] if recipe["architecture"] == "transformer" else 0.0)
+        if weight > 0:  # the tiny teacher has 2 layers; deterministic skip keeps [0] or both
+            assert layers == hidden_targets(t.user_attrs["kept_layers"], 2)
 
 
 def test_cnn_trials_leave_the_transformer_knobs_out(mixed_study):

@@ -26,19 +26,23 @@ CHEAP = {"distillation": {"steps": 1, "batch_size": 8},
          "latency": {"rows": 2, "warmup": 1, "repeats": 1, "threads": 1}}
 
 
-def _deliverable_sigint() -> None:
-    """In the child before exec: SIGINT as a terminal's Ctrl-C delivers it.  A child inherits an ignored SIGINT
-    from its parent, and a shell starts background jobs (``make test &``, ``nohup ... &``) with SIGINT and
-    SIGQUIT ignored; Python then never raises KeyboardInterrupt and the Ctrl-C test hangs."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def cli(*args: str, **kwargs) -> subprocess.Popen:
+    """``latencysolver ARGS`` as a child that a Ctrl-C reaches, however this suite was started.
+
+    A shell starts background jobs (``make test &``, ``nohup ... &``) with SIGINT ignored, and a child inherits
+    an ignored signal: Python in it would never raise KeyboardInterrupt and the Ctrl-C test would hang.  A
+    *handled* signal is reset to its default at exec, so the ignore is swapped for a handler while spawning.
+    """
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.Popen([sys.executable, "-m", "latencysolver", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_deliverable_sigint,
-                            **kwargs)
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "latencysolver", *args], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> str:
@@ -186,3 +190,30 @@ def test_a_worker_elsewhere_copies_the_teacher_instead_of_fine_tuning(tmp_path, 
     (copied,) = [p for p in (elsewhere / "teachers").iterdir() if p.is_dir()]
     assert (copied / "teacher.json").is_file() and (copied / "model.safetensors").is_file()
     assert count_trials(load(url)).finished == 1  # the study's target (run --trials 1) was already met
+
+
+def test_ctrl_c_while_asking_fails_the_new_trial(tmp_path, monkeypatch):
+    # The window the subprocess test above rarely hits: the signal lands after ask() has stored the trial as
+    # RUNNING but before the worker holds it.  Without the deferral the trial would stay RUNNING.
+    from latencysolver.config import WorkersConfig
+    from latencysolver.workers import open_storage, work
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'ask.db'}", WorkersConfig())
+    study = optuna.create_study(study_name="ask", storage=storage)
+    real_ask = study.ask
+
+    def ask_then_ctrl_c(*args, **kwargs):
+        trial = real_ask(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return trial
+
+    monkeypatch.setattr(study, "ask", ask_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    ran = []
+    with pytest.raises(KeyboardInterrupt):
+        work(study, storage, lambda trial: ran.append(trial.number) or 1.0, n_trials=3)
+    assert ran == []  # the objective never started
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL]
+    assert "interrupted" in trials[0].user_attrs["fail_reason"]
+    assert signal.getsignal(signal.SIGINT) == before  # the worker's handler is gone again
