@@ -60,7 +60,9 @@ bench-workers: install  ## per-trial storage overhead, SQLite vs PostgreSQL, and
 	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
 	    $(PY) benchmarks/workers.py
 
+# Chromium, as for `make test`, for front.png (kaleido); without it the benchmark writes front.html only and warns.
 bench-pareto: install  ## issue 7: the study against the teacher, ORT fp32/int8 and torch int8, vs random search (TRIALS=N per study)
+	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
 	$(PY) benchmarks/boolq_pareto.py --data $(DATA) $(if $(TRIALS),--trials $(TRIALS))
 
 clean:
