@@ -67,7 +67,8 @@ from latencysolver.study import (
 BASELINES: dict[str, tuple[str, str]] = {
     "fp32 torch teacher": ("fp32", "the fine-tuned teacher as is (torch eager, fp32)"),
     "ORT fp32 teacher": ("ort-fp32", "teacher exported to ONNX Runtime, fp32"),
-    "ORT int8 teacher": ("ort-int8", "teacher in ONNX Runtime, dynamic int8, per-channel (the Optimum recipe)"),
+    "ORT int8 teacher": ("ort-int8", "teacher in ONNX Runtime, dynamic int8, per-channel 7-bit weights "
+                                     "(the Optimum recipe, reduce_range)"),
     "torch int8 teacher": ("int8", "teacher with torch dynamic int8 (quantize_dynamic, per-channel)"),
 }
 # where each baseline's label goes in the plot: their points sit close together near 1-3x and the same accuracy

@@ -48,7 +48,9 @@ from tests.conftest import write_synthetic_boolq
 
 FP32_ATOL = 1e-4
 INT8_MIN_AGREEMENT = 0.95
-INT8_MAX_LOGIT_ERROR = 0.05  # a sanity bound (measured <= 7e-3): int8 must not be merely "the same argmax"
+# a sanity bound: int8 must not be merely "the same argmax".  Measured 4e-3 to 1.1e-2 with 7-bit weights on an
+# AVX2-only CPU; full-range weights were up to 0.54 there (u8s8 saturation without VNNI), <= 7e-3 with VNNI.
+INT8_MAX_LOGIT_ERROR = 0.05
 ROWS = 40
 
 
