@@ -208,7 +208,8 @@ def quantize_onnx_int8(src: Path, dst: Path) -> Path:
     ``VPMADDUBSW``, whose 16-bit intermediate sums saturate with full-range int8 weights, as onnxruntime's
     quantization docs warn.  On an AVX2-only EPYC (2026-12-02) full-range weights put the tiny test BERTs' logits
     up to 0.54 away from fp32 (same argmax), 7-bit weights 0.004-0.011.  With VNNI there is no saturation and
-    full range measured <= 0.007, so 7 bits cost little there, and the same file runs correctly on either CPU.
+    full range measured <= 0.007 (7 bits not measured there: one bit less weight precision); one setting for
+    both keeps an exported file correct on either CPU.
 
     No ``quant_pre_process``.  On the TorchScript-exported MiniLM-L6 classifier the pre-processed and the raw
     graph quantize to the same graph (38 MatMulInteger, 12 fp32 MatMul, same logits, same latency), the
