@@ -36,6 +36,7 @@ from latencysolver.errors import DataError, StorageError
 from latencysolver.hardware import HardwareFingerprint
 from latencysolver.models import load_tokenizer
 from latencysolver.objective import PREDICTIONS
+from latencysolver.onnx_backend import INT8_SCHEME
 from latencysolver.recipe import Recipe
 from latencysolver.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
 from latencysolver.study import artifact_store_of
@@ -134,7 +135,7 @@ def write_onnx(folder: Path, recipe: Recipe, tokenizer: Any) -> dict[str, Any]:
         return {"file": ONNX_FILE, "precision": precision, "source": "trial artifact",
                 "inputs": onnx_inputs(folder / ONNX_FILE),
                 "how": f"the graph trial measured in onnxruntime ({recipe.quant_dtype})",
-                "quantization": "dynamic int8, per-channel 7-bit weights" if precision == "int8" else None}
+                "quantization": INT8_SCHEME if precision == "int8" else None}
     from latencysolver.batches import collate, encode_pairs
     from latencysolver.onnx_backend import export_onnx, quantize_onnx_int8
     from latencysolver.student import load_fp32_student
@@ -150,7 +151,7 @@ def write_onnx(folder: Path, recipe: Recipe, tokenizer: Any) -> dict[str, Any]:
         shutil.copyfile(graph, folder / ONNX_FILE)
     precision = onnx_precision(folder / ONNX_FILE)
     if recipe.dtype == "int8":
-        how = ("the fp32 student exported now and quantized by onnxruntime (dynamic int8, per-channel 7-bit weights); "
+        how = (f"the fp32 student exported now and quantized by onnxruntime ({INT8_SCHEME}); "
                "the trial measured torch's dynamic int8, so answers can differ on a few rows")
     elif recipe.dtype in ("bf16", "fp16"):
         how = (f"the fp32 student exported now: the trial ran in torch {recipe.dtype}, which ONNX Runtime has no "
@@ -159,7 +160,7 @@ def write_onnx(folder: Path, recipe: Recipe, tokenizer: Any) -> dict[str, Any]:
         how = "the fp32 student exported now"
     return {"file": ONNX_FILE, "precision": precision, "source": "exported at export time", "how": how,
             "inputs": onnx_inputs(folder / ONNX_FILE),
-            "quantization": "dynamic int8, per-channel 7-bit weights" if precision == "int8" else None}
+            "quantization": INT8_SCHEME if precision == "int8" else None}
 
 
 # ------------------------------------------------------------------------------------------------ test split

@@ -194,6 +194,9 @@ def _describe(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
+INT8_SCHEME = "dynamic int8, per-channel 7-bit weights"  # what quantize_onnx_int8 makes, as model cards say it
+
+
 def quantize_onnx_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantization of an fp32 graph: int8 weights with one scale per output channel, activations
     quantized to uint8 on the fly per call.  No calibration data.  Weight-times-weight MatMuls become

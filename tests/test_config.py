@@ -49,11 +49,10 @@ def test_repo_quick_study_loads_typed():
     assert config.search_space == load_search_space(REPO / "search_spaces" / "quick.yaml")
 
 
-
 @pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_repo_study_loads_with_its_space(path):
     config = load_study_config(path)
-    assert config.name == path.stem  # the file is named for its study: `--study NAME` finds it by that
+    assert config.name == path.stem  # each file is named for the study it makes
     assert config.n_trials >= 1 and config.distillation.steps >= 1
 
 
@@ -66,6 +65,8 @@ def test_the_narrowed_pareto_space_differs_from_the_benchmarks_only_in_prune_and
     assert {k: getattr(narrow.search_space, k) for k in same} == {k: getattr(wide.search_space, k) for k in same}
     # the rest of the study (teacher, distillation budget, latency protocol) is the benchmark's
     assert (narrow.teacher, narrow.distillation, narrow.latency) == (wide.teacher, wide.distillation, wide.latency)
+
+
 def test_study_search_space_path_is_relative_to_the_study_file(tmp_path, monkeypatch):
     (tmp_path / "studies").mkdir()
     (tmp_path / "spaces").mkdir()
