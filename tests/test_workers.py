@@ -67,11 +67,13 @@ def assert_consistent(study: optuna.Study, n_trials: int) -> None:
     assert count_trials(study).finished == n_trials
 
 
-def wait_for_running(url: str, timeout: float = 120) -> int:
+def wait_for_running(url: str, timeout: float = 120, *, with_attr: str | None = None) -> int:
+    """The number of the first RUNNING trial; with ``with_attr``, one that has set that user attribute."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            running = [t for t in load(url).get_trials() if t.state == TrialState.RUNNING]
+            running = [t for t in load(url).get_trials() if t.state == TrialState.RUNNING
+                       and (with_attr is None or with_attr in t.user_attrs)]
         except KeyError:  # the study is not created yet
             running = []
         if running:
@@ -111,7 +113,9 @@ def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tm
                             artifacts=str(tmp_path / "artifacts"), **slow)
     cache = str(tmp_path / "cache")
     first = cli("run", str(path), "--no-progress", "--cache-dir", cache)
-    wait_for_running(postgres_url)
+    # killed once every knob is suggested ("recipe" is set right after): a worker killed between two suggestions
+    # leaves a trial with only some params, and the retry samples the rest afresh (seen once on a slow CPU)
+    wait_for_running(postgres_url, with_attr="recipe")
     first.send_signal(signal.SIGKILL)
     first.wait()
     running = [t.number for t in load(postgres_url).get_trials() if t.state == TrialState.RUNNING]
