@@ -4,7 +4,7 @@
         [--data ../shared/data/boolq-dev-split] [--trials N] [--steps N] [--out benchmarks/results/boolq_pareto]
         [--storage URL] [--resume] [--skip-random] [--cache-dir DIR] [--teacher PATH] [--progress]
 
-1. Loads the data and fine-tunes (or loads the cached) teacher: ``latencysolver.study.prepare``; encodes the
+1. Loads the data and fine-tunes (or loads the cached) teacher: ``latencysolver.search.prepare.prepare``; encodes the
    test split too.
 2. Baselines, in this process and with the study's latency protocol: the teacher as it is (fp32 torch), in
    ONNX Runtime fp32, in ONNX Runtime with dynamic int8 (per-channel; what Hugging Face Optimum's one-command
@@ -43,25 +43,20 @@ import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial, TrialState
 
-from latencysolver.batches import EncodedSplit, encode_split
-from latencysolver.config import StudyConfig, load_study_config
+from latencysolver.config.recipe import Recipe
+from latencysolver.config.study import StudyConfig, load_study_config
+from latencysolver.data.batches import EncodedSplit, encode_split
 from latencysolver.errors import LatencySolverError, StorageError
-from latencysolver.evaluate import predict_logits, scores
-from latencysolver.hardware import hardware_fingerprint
-from latencysolver.latency import latency_inputs, measure_paired
-from latencysolver.models import count_parameters
-from latencysolver.objective import model_size_bytes
-from latencysolver.recipe import Recipe
-from latencysolver.student import load_student, to_runnable
-from latencysolver.study import (
-    Prepared,
-    RunOptions,
-    artifact_store_of,
-    feasible_trials,
-    pareto_trials,
-    prepare,
-    run_study,
-)
+from latencysolver.latency.hardware import hardware_fingerprint
+from latencysolver.latency.protocol import latency_inputs, measure_paired
+from latencysolver.models.loading import count_parameters
+from latencysolver.models.student import load_student, to_runnable
+from latencysolver.results.front import feasible_trials, pareto_trials
+from latencysolver.results.storage import artifact_store_of
+from latencysolver.search.objective import model_size_bytes
+from latencysolver.search.prepare import Prepared, RunOptions, prepare
+from latencysolver.search.run import run_study
+from latencysolver.training.evaluate import predict_logits, scores
 
 # name -> (quant_dtype setting for to_runnable, what it is)
 BASELINES: dict[str, tuple[str, str]] = {

@@ -30,15 +30,15 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore
 
 from latencysolver.compression import structured_prune_
-from latencysolver.config import LatencyConfig, load_study_config
-from latencysolver.evaluate import predict_logits, scores
-from latencysolver.hardware import hardware_fingerprint
-from latencysolver.latency import latency_inputs, measure_paired
-from latencysolver.models import count_parameters
-from latencysolver.objective import TrialContext, model_size_bytes, train_student
-from latencysolver.recipe import Recipe
-from latencysolver.student import to_runnable
-from latencysolver.study import RunOptions, prepare
+from latencysolver.config.recipe import Recipe
+from latencysolver.config.study import LatencyConfig, load_study_config
+from latencysolver.latency.hardware import hardware_fingerprint
+from latencysolver.latency.protocol import latency_inputs, measure_paired
+from latencysolver.models.loading import count_parameters
+from latencysolver.models.student import to_runnable
+from latencysolver.search.objective import TrialContext, model_size_bytes, train_student
+from latencysolver.search.prepare import RunOptions, prepare
+from latencysolver.training.evaluate import predict_logits, scores
 
 DISTILL = {"temperature": 2.0, "alpha": 0.5}
 SETTINGS: dict[str, Recipe] = {

@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from latencysolver.compression import drop_layers_, quantize
-from latencysolver.config import load_study_config
-from latencysolver.hardware import hardware_fingerprint
-from latencysolver.latency import coefficient_of_variation, latency_inputs, measure_latency, measure_paired
-from latencysolver.study import RunOptions, prepare
+from latencysolver.config.study import load_study_config
+from latencysolver.latency.hardware import hardware_fingerprint
+from latencysolver.latency.protocol import coefficient_of_variation, latency_inputs, measure_latency, measure_paired
+from latencysolver.search.prepare import RunOptions, prepare
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
                                                     [--worker-trials 200] [--sampler random|nsga2]
 
 The objective is trivial (no model at all): it suggests the six parameters of the search space and sets the
-same user attributes ``latencysolver.objective.run_trial`` sets on a finished trial (recipe, F1, latency
+same user attributes ``latencysolver.search.objective.run_trial`` sets on a finished trial (recipe, F1, latency
 figures, hardware fingerprint, parameter counts, kept layers, ...), so what is timed is Optuna plus storage.
 
 1. Overhead: ``--trials`` trials with ``study.optimize`` in one process on in-memory storage (the floor: Optuna

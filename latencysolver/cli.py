@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from latencysolver.config import DEFAULT_STORAGE
+from latencysolver.config.study import DEFAULT_STORAGE
 
 STORAGE_ENV = "LATENCYSOLVER_STORAGE"
 _BEST_RULES = ("near-teacher", "max-accuracy", "min-latency", "knee")  # latencysolver.selection.RULES
@@ -154,8 +154,9 @@ def _quiet_libraries() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from latencysolver.config import load_study_config
-    from latencysolver.study import RunOptions, run_study
+    from latencysolver.config.study import load_study_config
+    from latencysolver.search.prepare import RunOptions
+    from latencysolver.search.run import run_study
 
     config = load_study_config(args.config, data=args.data, storage=args.storage, n_trials=args.trials,
                                model=args.model, keep_slow_settings=args.keep_slow_settings)
@@ -167,8 +168,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from latencysolver.errors import ConfigError
-    from latencysolver.study import RunOptions, join_study
-    from latencysolver.workers import sqlite_warning
+    from latencysolver.search.prepare import RunOptions
+    from latencysolver.search.run import join_study
+    from latencysolver.search.workers import sqlite_warning
 
     if args.trials is not None and args.trials < 1:
         raise ConfigError(f"--trials: expected a positive integer, got {args.trials!r}")
@@ -181,7 +183,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from latencysolver.study import load_existing_study
+    from latencysolver.results.storage import load_existing_study
 
     _print_front(load_existing_study(args.study, args.storage))
     return 0
@@ -191,8 +193,8 @@ def _print_front(study) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from latencysolver.objective import is_feasible
-    from latencysolver.study import front_rows, hardware_warning
+    from latencysolver.results.front import front_rows, hardware_warning
+    from latencysolver.results.records import is_feasible
 
     teacher = study.user_attrs.get("teacher", {})
     objective = "speed-up ↑" if study.directions[1].name == "MAXIMIZE" else "latency ↓"
@@ -227,9 +229,10 @@ def _print_front(study) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from latencysolver.export import export_trial
-    from latencysolver.selection import select_best, select_under_latency
-    from latencysolver.study import get_trial, load_existing_study
+    from latencysolver.results.front import get_trial
+    from latencysolver.results.selection import select_best, select_under_latency
+    from latencysolver.results.storage import load_existing_study
+    from latencysolver.ship.export import export_trial
 
     study = load_existing_study(args.study, args.storage)
     if args.best:
@@ -254,8 +257,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from latencysolver.report import write_report
-    from latencysolver.study import load_existing_study
+    from latencysolver.results.report import write_report
+    from latencysolver.results.storage import load_existing_study
 
     study = load_existing_study(args.study, args.storage)
     result = write_report(study, args.out, png=False if args.no_png else args.png, artifacts=args.artifacts)
@@ -267,7 +270,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from latencysolver.predict import answer_text, load_export, predict_file, predict_one, read_rows
+    from latencysolver.ship.predict import answer_text, load_export, predict_file, predict_one, read_rows
 
     if args.question is not None and args.passage is None:
         args.usage_error("--question needs --passage")
@@ -292,9 +295,9 @@ def _bench(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from latencysolver.bench import bench, load_target
-    from latencysolver.config import LatencyConfig
+    from latencysolver.config.study import LatencyConfig
     from latencysolver.errors import ConfigError
+    from latencysolver.ship.bench import bench, load_target
 
     try:
         config = LatencyConfig(threads=args.threads, rows=args.rows, warmup=args.warmup, repeats=args.repeats,
@@ -333,9 +336,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from latencysolver.dashboard import artifact_folders, refresh_notes, serve
     from latencysolver.errors import StorageError
-    from latencysolver.study import check_storage
+    from latencysolver.results.dashboard import artifact_folders, refresh_notes, serve
+    from latencysolver.results.storage import check_storage
 
     check_storage(args.storage, must_exist=True)
     if args.artifacts and not os.path.isdir(args.artifacts):

@@ -10,13 +10,14 @@ import optuna
 import pytest
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 
-from latencysolver.batches import encode_split
-from latencysolver.config import load_study_config
-from latencysolver.data import load_boolq
-from latencysolver.evaluate import predict_logits, scores
-from latencysolver.models import load_classifier, load_tokenizer
-from latencysolver.student import load_student
-from latencysolver.study import artifact_store_of, feasible_trials
+from latencysolver.config.study import load_study_config
+from latencysolver.data.batches import encode_split
+from latencysolver.data.boolq import load_boolq
+from latencysolver.models.loading import load_classifier, load_tokenizer
+from latencysolver.models.student import load_student
+from latencysolver.results.front import feasible_trials
+from latencysolver.results.storage import artifact_store_of
+from latencysolver.training.evaluate import predict_logits, scores
 from tests.conftest import REPO
 
 

@@ -105,7 +105,7 @@ def _studies(url: str) -> dict[str, int]:
 
 
 def test_corrupted_teacher_cache_through_the_cli_leaves_the_study_alone(study_yaml, tmp_path, capsys):
-    from latencysolver.config import load_study_config
+    from latencysolver.config.study import load_study_config
 
     path = study_yaml(n_trials=1)
     cache = tmp_path / "cache"
@@ -126,7 +126,7 @@ def test_corrupted_teacher_cache_through_the_cli_leaves_the_study_alone(study_ya
 
 
 def test_asking_an_existing_study_for_another_objective_changes_nothing(study_yaml, tmp_path, capsys):
-    from latencysolver.config import load_study_config
+    from latencysolver.config.study import load_study_config
 
     path = study_yaml(n_trials=1)
     assert main(["run", str(path), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0

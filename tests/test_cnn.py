@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from latencysolver.batches import EncodedSplit, collate, encode_pairs
-from latencysolver.cnn import (
+from latencysolver.config.study import TrainConfig
+from latencysolver.data.batches import EncodedSplit, collate, encode_pairs
+from latencysolver.errors import ModelError
+from latencysolver.models.cnn import (
     CNNClassifier,
     CNNConfig,
     cnn_from_teacher,
@@ -19,10 +21,8 @@ from latencysolver.cnn import (
     save_cnn,
     train_cnn_student,
 )
-from latencysolver.config import TrainConfig
-from latencysolver.errors import ModelError
-from latencysolver.evaluate import predict_logits, scores
-from latencysolver.models import load_classifier, load_tokenizer
+from latencysolver.models.loading import load_classifier, load_tokenizer
+from latencysolver.training.evaluate import predict_logits, scores
 from tests.conftest import write_synthetic_boolq
 
 VOCAB = 30522  # the MiniLM / BERT uncased vocabulary

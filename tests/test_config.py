@@ -10,18 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from latencysolver.config import (
+from latencysolver.config.space import (
     Choices,
     Fixed,
     FloatRange,
     IntRange,
     SearchSpace,
-    StudyConfig,
-    TrainConfig,
     load_search_space,
-    load_study_config,
     parse_search_space,
 )
+from latencysolver.config.study import StudyConfig, TrainConfig, load_study_config
 from latencysolver.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +181,7 @@ def test_negative_n_trials(tmp_path):
 
 
 def test_tpe_startup_trials_reach_the_sampler(tmp_path):
-    from latencysolver.study import _make_sampler
+    from latencysolver.search.run import _make_sampler
 
     path = _study(tmp_path, "sampler: {name: tpe, seed: 1, startup_trials: 4}\n")
     config = load_study_config(path)

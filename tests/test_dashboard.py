@@ -18,9 +18,10 @@ import optuna
 import pytest
 
 from latencysolver.cli import main
-from latencysolver.config import load_study_config
-from latencysolver.dashboard import ArtifactFolders, artifact_folders, study_note
-from latencysolver.study import RunOptions, run_study
+from latencysolver.config.study import load_study_config
+from latencysolver.results.dashboard import ArtifactFolders, artifact_folders, study_note
+from latencysolver.search.prepare import RunOptions
+from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
 
 

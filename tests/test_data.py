@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from latencysolver.batches import EncodedSplit, encode_split, eval_batches, train_batches
-from latencysolver.data import BoolQData, BoolQSplit, load_boolq
+from latencysolver.data.batches import EncodedSplit, encode_split, eval_batches, train_batches
+from latencysolver.data.boolq import BoolQData, BoolQSplit, load_boolq
 from latencysolver.errors import DataError
 
 try:  # tests/ is a package in some checkouts, a plain folder of modules in others
@@ -309,7 +309,7 @@ def test_shared_boolq_dev_split():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from latencysolver.models import load_tokenizer
+    from latencysolver.models.loading import load_tokenizer
 
     return load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
 

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from latencysolver.batches import EncodedSplit, encode_split, eval_batches
-from latencysolver.config import TrainConfig
-from latencysolver.data import BoolQSplit
-from latencysolver.distill import distill, distillation_loss, hidden_state_loss, hidden_targets
+from latencysolver.config.study import TrainConfig
+from latencysolver.data.batches import EncodedSplit, encode_split, eval_batches
+from latencysolver.data.boolq import BoolQSplit
 from latencysolver.errors import TrialFailure
-from latencysolver.models import load_classifier, load_tokenizer
+from latencysolver.models.loading import load_classifier, load_tokenizer
+from latencysolver.training.distill import distill, distillation_loss, hidden_state_loss, hidden_targets
 
 # --------------------------------------------------------------------------------------------------------------
 # The formula, with explicit sums in float64 Python arithmetic
@@ -156,7 +156,7 @@ def test_distill_lowers_the_distillation_loss(tiny_model_dir, encoded_train):
 
 
 def test_distill_looks_up_each_rows_teacher_logits(tiny_model_dir, encoded_train, monkeypatch):
-    import latencysolver.distill as distill_module
+    import latencysolver.training.distill as distill_module
 
     seen = []
     real = distill_module.distillation_loss
@@ -275,8 +275,8 @@ def _final_hidden_mse(student, teacher, split: EncodedSplit) -> float:
 
 
 def test_hidden_weight_pulls_a_skipped_student_towards_the_teachers_hidden_states(tiny_model_dir, encoded_train):
-    from latencysolver.recipe import Recipe
-    from latencysolver.student import compress
+    from latencysolver.config.recipe import Recipe
+    from latencysolver.models.student import compress
 
     teacher = load_classifier(str(tiny_model_dir)).eval()
     with torch.no_grad():  # a randomly initialised layer 1 barely changes its input: give it work to copy
@@ -300,8 +300,8 @@ def test_hidden_weight_pulls_a_skipped_student_towards_the_teachers_hidden_state
 
 
 def test_hidden_weight_runs_the_teacher_once_per_step_and_zero_never(tiny_model_dir, encoded_train):
-    from latencysolver.recipe import Recipe
-    from latencysolver.student import compress
+    from latencysolver.config.recipe import Recipe
+    from latencysolver.models.student import compress
 
     teacher = load_classifier(str(tiny_model_dir)).eval()
     calls = []
@@ -329,8 +329,8 @@ def test_hidden_weight_needs_a_teacher_and_must_not_be_negative(tiny_model_dir, 
 
 
 def test_hidden_weight_under_layerdrop_compares_the_final_outputs(tiny_model_dir, encoded_train):
-    from latencysolver.recipe import Recipe
-    from latencysolver.student import compress
+    from latencysolver.config.recipe import Recipe
+    from latencysolver.models.student import compress
 
     teacher = load_classifier(str(tiny_model_dir)).eval()
     student = compress(teacher, Recipe(skip_prob=0.5, skip_mode="stochastic", seed=1))  # a layer fewer some steps
@@ -341,7 +341,7 @@ def test_hidden_weight_under_layerdrop_compares_the_final_outputs(tiny_model_dir
 
 
 def test_recipe_hidden_weight_is_off_by_default_and_old_recipes_still_load():
-    from latencysolver.recipe import Recipe
+    from latencysolver.config.recipe import Recipe
 
     old = Recipe().to_dict()
     del old["hidden_weight"]  # a recipe stored before the knob existed

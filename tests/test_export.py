@@ -13,9 +13,10 @@ import pytest
 
 from latencysolver import load
 from latencysolver.cli import main
-from latencysolver.config import load_study_config
-from latencysolver.selection import RULES, SelectionError, select_best, select_under_latency
-from latencysolver.study import RunOptions, pick_best, run_study
+from latencysolver.config.study import load_study_config
+from latencysolver.results.selection import RULES, SelectionError, pick_best, select_best, select_under_latency
+from latencysolver.search.prepare import RunOptions
+from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml, write_synthetic_boolq
 
 QUANT = ("fp32", "int8", "ort-int8", "bf16")  # one trial each, in this order
@@ -127,7 +128,7 @@ def test_ort_trial_ships_the_graph_it_measured(exports):
     _, study, trials, outs = exports
     from optuna.artifacts import download_artifact, get_all_artifact_meta
 
-    from latencysolver.study import artifact_store_of
+    from latencysolver.results.storage import artifact_store_of
 
     trial = trials["ort-int8"]
     meta = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}["model.onnx"]

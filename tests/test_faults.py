@@ -8,9 +8,10 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from latencysolver import objective
-from latencysolver.config import load_study_config
-from latencysolver.study import RunOptions, run_study
+from latencysolver.config.study import load_study_config
+from latencysolver.search import objective
+from latencysolver.search.prepare import RunOptions
+from latencysolver.search.run import run_study
 
 
 def _fail_first(real, exc: BaseException):

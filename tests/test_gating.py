@@ -6,10 +6,12 @@ import optuna
 import pytest
 import torch
 
-from latencysolver.config import Choices, Fixed, LatencyConfig, SearchSpace, load_study_config
-from latencysolver.gating import ProbeResult, gate_space, probe_hardware
-from latencysolver.objective import suggest_recipe
-from latencysolver.study import RunOptions, run_study
+from latencysolver.config.space import Choices, Fixed, SearchSpace
+from latencysolver.config.study import LatencyConfig, load_study_config
+from latencysolver.latency.gating import ProbeResult, gate_space, probe_hardware
+from latencysolver.search.objective import suggest_recipe
+from latencysolver.search.prepare import RunOptions
+from latencysolver.search.run import run_study
 
 
 def fake_probe(**speedup: float) -> ProbeResult:
@@ -51,8 +53,8 @@ def test_a_setting_that_cannot_run_is_dropped_with_its_reason():
 
 
 def test_probe_times_each_setting_against_fp32(tiny_model_dir, one_thread):
-    from latencysolver.latency import latency_inputs
-    from latencysolver.models import load_classifier
+    from latencysolver.latency.protocol import latency_inputs
+    from latencysolver.models.loading import load_classifier
     from tests.test_latency import SPLIT
 
     teacher = load_classifier(str(tiny_model_dir))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from latencysolver.hardware import SPEED_FLAGS, cpu_info, hardware_fingerprint
+from latencysolver.latency.hardware import SPEED_FLAGS, cpu_info, hardware_fingerprint
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD

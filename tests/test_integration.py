@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from latencysolver import load
 from latencysolver.cli import main
-from latencysolver.data import load_boolq
+from latencysolver.data.boolq import load_boolq
 from tests.conftest import REPO, SHARED_DATA
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from latencysolver.batches import EncodedSplit
-from latencysolver.config import LatencyConfig
-from latencysolver.latency import LatencyStats, latency_inputs, measure_latency
+from latencysolver.config.study import LatencyConfig
+from latencysolver.data.batches import EncodedSplit
+from latencysolver.latency.protocol import LatencyStats, latency_inputs, measure_latency
 
 
 def _split(lengths: list[int]) -> EncodedSplit:
@@ -181,7 +181,7 @@ class LoadedSleeper(nn.Module):
 
 
 def test_paired_speedup_of_a_model_against_itself_is_one(restore_threads):
-    from latencysolver.latency import measure_paired
+    from latencysolver.latency.protocol import measure_paired
 
     config = LatencyConfig(threads=1, rows=10, warmup=2, repeats=3, seed=0)
     model = Sleeper(ms=2.0)
@@ -195,7 +195,7 @@ def test_paired_speedup_of_a_model_against_itself_is_one(restore_threads):
 
 def test_paired_speedup_cancels_noise_that_hits_both_models(restore_threads):
     """Under a load that triples every call for stretches, p50 ms moves a lot; the paired ratio does not."""
-    from latencysolver.latency import measure_paired
+    from latencysolver.latency.protocol import measure_paired
 
     config = LatencyConfig(threads=1, rows=10, warmup=0, repeats=4, seed=0)
     load = SharedLoad(period=20, factor=3.0)  # 20 calls = one pass of both models: alternate passes are slow
@@ -230,7 +230,7 @@ def test_paired_measurement_on_real_models_orders_them_by_depth(restore_threads)
     """A BERT with half the layers of another is reported faster, and a model against itself is 1.0x."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from latencysolver.latency import measure_paired
+    from latencysolver.latency.protocol import measure_paired
 
     def bert(layers: int) -> nn.Module:
         torch.manual_seed(0)
@@ -248,7 +248,7 @@ def test_paired_measurement_on_real_models_orders_them_by_depth(restore_threads)
 
 
 def test_throughput_batches_the_same_rows(restore_threads):
-    from latencysolver.latency import measure_throughput, throughput_inputs
+    from latencysolver.latency.protocol import measure_throughput, throughput_inputs
 
     config = LatencyConfig(threads=1, rows=10, warmup=1, repeats=2, seed=0)
     batches = throughput_inputs(SPLIT, config, batch_size=4)

@@ -23,8 +23,6 @@ import pytest
 import torch
 from torch import nn
 
-from latencysolver import onnx_backend
-from latencysolver.batches import EncodedSplit, collate, encode_pairs
 from latencysolver.compression import (
     drop_layers_,
     factorize_,
@@ -33,17 +31,19 @@ from latencysolver.compression import (
     quantize,
     structured_prune_,
 )
-from latencysolver.config import LatencyConfig
+from latencysolver.config.study import LatencyConfig
+from latencysolver.data.batches import EncodedSplit, collate, encode_pairs
 from latencysolver.errors import ModelError
-from latencysolver.evaluate import predict_logits
-from latencysolver.latency import latency_inputs, measure_latency, measure_paired
-from latencysolver.models import load_classifier, load_tokenizer
-from latencysolver.onnx_backend import (
+from latencysolver.latency.protocol import latency_inputs, measure_latency, measure_paired
+from latencysolver.models import onnx_backend
+from latencysolver.models.loading import load_classifier, load_tokenizer
+from latencysolver.models.onnx_backend import (
     export_onnx,
     load_onnx,
     quantize_onnx_int8,
     to_backend,
 )
+from latencysolver.training.evaluate import predict_logits
 from tests.conftest import write_synthetic_boolq
 
 FP32_ATOL = 1e-4

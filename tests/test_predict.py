@@ -10,8 +10,9 @@ import pytest
 
 from latencysolver import load
 from latencysolver.cli import main
-from latencysolver.config import load_study_config
-from latencysolver.study import RunOptions, run_study
+from latencysolver.config.study import load_study_config
+from latencysolver.search.prepare import RunOptions
+from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml, write_synthetic_boolq
 
 # the data and teacher of tests/test_export.py, and its cache folder: one teacher fine-tune per session

@@ -19,10 +19,9 @@ import pytest
 from optuna.trial import TrialState
 
 from latencysolver.cli import main
-from latencysolver.config import load_study_config
+from latencysolver.config.study import load_study_config
 from latencysolver.errors import StorageError
-from latencysolver.objective import is_feasible
-from latencysolver.report import (
+from latencysolver.results.figures import (
     PNG_HEIGHT,
     PNG_SCALE,
     PNG_WIDTH,
@@ -30,9 +29,12 @@ from latencysolver.report import (
     importance_figure,
     knob_figures,
     pareto_figure,
-    write_report,
 )
-from latencysolver.study import RunOptions, front_rows, pareto_trials, run_study
+from latencysolver.results.front import front_rows, pareto_trials
+from latencysolver.results.records import is_feasible
+from latencysolver.results.report import write_report
+from latencysolver.search.prepare import RunOptions
+from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
 
 REQUIRE_ENV = "LATENCYSOLVER_REQUIRE_CHROMIUM"

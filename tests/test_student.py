@@ -7,8 +7,8 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from latencysolver.compression import LowRankLinear, count_quantized_linears, encoder_layers, quantize
-from latencysolver.recipe import Recipe
-from latencysolver.student import compress, load_student, save_student
+from latencysolver.config.recipe import Recipe
+from latencysolver.models.student import compress, load_student, save_student
 
 
 @pytest.fixture()

@@ -13,8 +13,12 @@ from optuna.trial import TrialState
 
 from latencysolver import load
 from latencysolver.cli import main
-from latencysolver.config import load_study_config
-from latencysolver.study import RunOptions, front_rows, load_existing_study, pareto_trials, pick_best, run_study
+from latencysolver.config.study import load_study_config
+from latencysolver.results.front import front_rows, pareto_trials
+from latencysolver.results.selection import pick_best
+from latencysolver.results.storage import load_existing_study
+from latencysolver.search.prepare import RunOptions
+from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
 
 
@@ -68,7 +72,7 @@ def test_three_trials_with_both_objectives_in_sqlite(finished_study):
 def test_raw_latency_samples_are_a_trial_artifact(finished_study, tmp_path):
     from optuna.artifacts import download_artifact, get_all_artifact_meta
 
-    from latencysolver.study import artifact_store_of
+    from latencysolver.results.storage import artifact_store_of
 
     config, _, study = finished_study
     trial = study.get_trials()[0]
@@ -109,7 +113,7 @@ def test_changing_the_objective_of_an_existing_study_is_refused(fresh_study, stu
 
 
 def test_front_mixing_hardware_fingerprints_warns(fresh_study, capsys):
-    from latencysolver.study import hardware_warning
+    from latencysolver.results.front import hardware_warning
 
     config, _, study = fresh_study
     assert hardware_warning(study) is None
@@ -254,8 +258,8 @@ def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, ca
 
 
 def test_constraint_values_follow_optunas_sign_convention():
-    from latencysolver.config import ConstraintsConfig
-    from latencysolver.objective import constraint_values
+    from latencysolver.config.study import ConstraintsConfig
+    from latencysolver.search.objective import constraint_values
 
     default = ConstraintsConfig()  # must beat the majority rate, no latency bound
     assert constraint_values(default, 0.62, 0.70, 5.0)[0] < 0 and constraint_values(default, 0.62, 0.70, 5.0)[1] == 0

@@ -9,9 +9,10 @@ import torch
 
 from latencysolver import load
 from latencysolver.cli import main
-from latencysolver.config import load_study_config
-from latencysolver.recipe import TRANSFORMER_KNOBS
-from latencysolver.study import RunOptions, run_study
+from latencysolver.config.recipe import TRANSFORMER_KNOBS
+from latencysolver.config.study import load_study_config
+from latencysolver.search.prepare import RunOptions
+from latencysolver.search.run import run_study
 
 SPACE = {
     "architecture": {"choices": ["transformer", "cnn"]},
@@ -36,7 +37,7 @@ def mixed_run(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
         folder, tiny_model_dir, synthetic_data_dir, search_space=SPACE, n_trials=8,
         cnn={"embed_dim": 16, "channels": 8, "kernel_sizes": [3]},
         cnn_distillation={"steps": 3, "batch_size": 8, "learning_rate": 2.0e-3}))
-    from latencysolver import objective
+    from latencysolver.search import objective
 
     calls = []
     real = objective.distill
@@ -68,7 +69,7 @@ def test_every_kind_of_student_completes(mixed_study):
 
 
 def test_hidden_weight_reaches_distillation_with_each_layers_target(mixed_run):
-    from latencysolver.distill import hidden_targets
+    from latencysolver.training.distill import hidden_targets
 
     _, study, calls = mixed_run
     trials = study.get_trials()

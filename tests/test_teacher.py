@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-from latencysolver.batches import encode_split
-from latencysolver.config import load_study_config
-from latencysolver.data import load_boolq
+from latencysolver.config.study import load_study_config
+from latencysolver.data.batches import encode_split
+from latencysolver.data.boolq import load_boolq
 from latencysolver.errors import ModelError
-from latencysolver.teacher import MARKER, prepare_teacher
+from latencysolver.models.teacher import MARKER, prepare_teacher
 from tests.conftest import write_study_yaml
 
 

@@ -18,8 +18,8 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from latencysolver.config import load_study_config
-from latencysolver.workers import count_trials
+from latencysolver.config.study import load_study_config
+from latencysolver.search.workers import count_trials
 from tests.conftest import write_study_yaml
 
 CHEAP = {"distillation": {"steps": 1, "batch_size": 8},
@@ -199,8 +199,8 @@ def test_a_worker_elsewhere_copies_the_teacher_instead_of_fine_tuning(tmp_path, 
 def test_ctrl_c_while_asking_fails_the_new_trial(tmp_path, monkeypatch):
     # The window the subprocess test above rarely hits: the signal lands after ask() has stored the trial as
     # RUNNING but before the worker holds it.  Without the deferral the trial would stay RUNNING.
-    from latencysolver.config import WorkersConfig
-    from latencysolver.workers import open_storage, work
+    from latencysolver.config.study import WorkersConfig
+    from latencysolver.search.workers import open_storage, work
 
     storage = open_storage(f"sqlite:///{tmp_path / 'ask.db'}", WorkersConfig())
     study = optuna.create_study(study_name="ask", storage=storage)

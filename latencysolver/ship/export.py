@@ -32,14 +32,14 @@ import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial
 
+from latencysolver.config.recipe import Recipe
 from latencysolver.errors import DataError, StorageError
-from latencysolver.hardware import HardwareFingerprint
-from latencysolver.models import load_tokenizer
-from latencysolver.objective import PREDICTIONS
-from latencysolver.onnx_backend import INT8_SCHEME
-from latencysolver.recipe import Recipe
-from latencysolver.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
-from latencysolver.study import artifact_store_of
+from latencysolver.latency.hardware import HardwareFingerprint
+from latencysolver.models.loading import load_tokenizer
+from latencysolver.models.onnx_backend import INT8_SCHEME
+from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
+from latencysolver.results.records import PREDICTIONS
+from latencysolver.results.storage import artifact_store_of
 
 REQUIRED = (WEIGHTS, STUDENT_JSON, PREDICTIONS)
 METRICS = "metrics.json"
@@ -136,9 +136,9 @@ def write_onnx(folder: Path, recipe: Recipe, tokenizer: Any) -> dict[str, Any]:
                 "inputs": onnx_inputs(folder / ONNX_FILE),
                 "how": f"the graph trial measured in onnxruntime ({recipe.quant_dtype})",
                 "quantization": INT8_SCHEME if precision == "int8" else None}
-    from latencysolver.batches import collate, encode_pairs
-    from latencysolver.onnx_backend import export_onnx, quantize_onnx_int8
-    from latencysolver.student import load_fp32_student
+    from latencysolver.data.batches import collate, encode_pairs
+    from latencysolver.models.onnx_backend import export_onnx, quantize_onnx_int8
+    from latencysolver.models.student import load_fp32_student
 
     model = load_fp32_student(folder)
     info = json.loads((folder / STUDENT_JSON).read_text())
@@ -174,11 +174,11 @@ def evaluate_test(study: optuna.Study, folder: Path, data: str | None,
     Returns (test, onnx_test, reason): ``reason`` says why ``test`` is None.  An explicit ``data`` that cannot
     be loaded is an error; the study's own source missing here (another machine) only leaves the test out.
     """
-    from latencysolver.batches import encode_pairs
-    from latencysolver.data import load_boolq
-    from latencysolver.evaluate import predict_logits, scores
-    from latencysolver.inference import load
-    from latencysolver.onnx_backend import load_onnx
+    from latencysolver.data.batches import encode_pairs
+    from latencysolver.data.boolq import load_boolq
+    from latencysolver.models.onnx_backend import load_onnx
+    from latencysolver.ship.inference import load
+    from latencysolver.training.evaluate import predict_logits, scores
 
     recorded = study.user_attrs.get("data") or {}
     source = data or recorded.get("source")

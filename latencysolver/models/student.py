@@ -27,7 +27,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from latencysolver.cnn import CNN_JSON, CNNClassifier, CNNConfig, cnn_from_teacher, load_cnn, save_cnn
 from latencysolver.compression import (
     LowRankLinear,
     drop_layers_,
@@ -43,9 +42,10 @@ from latencysolver.compression import (
     structured_prune_,
     structured_shape,
 )
-from latencysolver.config import CNNStudentConfig
+from latencysolver.config.recipe import Recipe
+from latencysolver.config.study import CNNStudentConfig
 from latencysolver.errors import ModelError, first_line
-from latencysolver.recipe import Recipe
+from latencysolver.models.cnn import CNN_JSON, CNNClassifier, CNNConfig, cnn_from_teacher, load_cnn, save_cnn
 
 WEIGHTS = "model.safetensors"
 STUDENT_JSON = "student.json"
@@ -56,7 +56,7 @@ def to_runnable(model: nn.Module, quant_dtype: str, example_inputs: dict[str, An
                 threads: int) -> Any:
     """The finalized fp32 student as it will run: quantized in torch, or exported to onnxruntime (``ort-*``)."""
     if quant_dtype.startswith("ort-"):
-        from latencysolver.onnx_backend import to_backend
+        from latencysolver.models.onnx_backend import to_backend
 
         workdir.mkdir(parents=True, exist_ok=True)
         return to_backend(model, "onnxruntime", quant_dtype.removeprefix("ort-"), workdir, example_inputs, threads)
@@ -161,7 +161,7 @@ def load_student(folder: str | Path, threads: int = 1) -> LoadedStudent:
     except (KeyError, ValueError, OSError) as exc:
         raise ModelError(f"{folder}/{STUDENT_JSON}: unreadable: {first_line(exc)}") from None
     if recipe.backend == "onnxruntime":
-        from latencysolver.onnx_backend import load_onnx
+        from latencysolver.models.onnx_backend import load_onnx
 
         if not (folder / ONNX_FILE).is_file():
             raise ModelError(f"{folder}: not a latencysolver model folder ({ONNX_FILE} is missing)")

@@ -21,7 +21,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from latencysolver.hardware import HardwareFingerprint
+from latencysolver.latency.hardware import HardwareFingerprint
 
 # What each latency objective is called on the dashboard's axes (the study's metric names are the short keys).
 OBJECTIVE_LABELS = {"accuracy": "validation accuracy ↑", "speedup": "speed-up vs fp32 teacher ↑ (paired)",

@@ -31,6 +31,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from latencysolver.errors import StorageError
+from latencysolver.results.front import feasible_trials, pareto_trials
 
 RULES: tuple[str, ...] = ("near-teacher", "max-accuracy", "min-latency", "knee")
 DEFAULT_RULE = "near-teacher"
@@ -122,8 +123,6 @@ def minimizes_latency(study: optuna.Study) -> bool:
 
 
 def _front(study: optuna.Study) -> list[FrozenTrial]:
-    from latencysolver.study import pareto_trials
-
     front = pareto_trials(study)
     if not front:
         raise SelectionError(f"study {study.study_name!r} has no completed feasible trials yet")
@@ -158,8 +157,6 @@ def select_best(study: optuna.Study, rule: str = DEFAULT_RULE, tolerance: float 
 
 def select_under_latency(study: optuna.Study, max_latency_ms: float) -> Selection:
     """The most accurate feasible COMPLETE trial with ``latency_p50_ms <= max_latency_ms``."""
-    from latencysolver.study import feasible_trials
-
     feasible = feasible_trials(study)
     if not feasible:
         raise SelectionError(f"study {study.study_name!r} has no completed feasible trials yet")
@@ -177,3 +174,10 @@ def select_under_latency(study: optuna.Study, max_latency_ms: float) -> Selectio
     fits = sum(1 for t in feasible if _p50(t) is not None and _p50(t) <= max_latency_ms)
     return Selection(trial, "max-latency-ms", f"the most accurate of {fits} feasible trials with latency p50 "
                                               f"<= {max_latency_ms:g} ms")
+
+
+def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:
+    """The fastest front trial within ``tolerance`` accuracy of the teacher; else the most accurate one.
+
+    The ``near-teacher`` rule of ``latencysolver.selection`` (where the other rules live too)."""
+    return select_best(study, "near-teacher", tolerance).trial

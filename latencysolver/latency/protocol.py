@@ -44,8 +44,8 @@ from typing import Any
 
 import torch
 
-from latencysolver.batches import EncodedSplit, collate
-from latencysolver.config import LatencyConfig
+from latencysolver.config.study import LatencyConfig
+from latencysolver.data.batches import EncodedSplit, collate
 
 Inputs = dict[str, torch.Tensor]
 # Anything called like a Hugging Face model: ``model(**inputs)``.  An ``nn.Module`` or an onnxruntime wrapper.

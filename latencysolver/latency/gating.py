@@ -19,10 +19,11 @@ from typing import Any
 
 from torch import nn
 
-from latencysolver.config import Choices, Fixed, LatencyConfig, SearchSpace
-from latencysolver.hardware import hardware_fingerprint
-from latencysolver.latency import Inputs, Runnable, measure_paired
-from latencysolver.recipe import QUANT_DTYPES
+from latencysolver.config.recipe import QUANT_DTYPES
+from latencysolver.config.space import Choices, Fixed, SearchSpace
+from latencysolver.config.study import LatencyConfig
+from latencysolver.latency.hardware import hardware_fingerprint
+from latencysolver.latency.protocol import Inputs, Runnable, measure_paired
 
 PROBE_LAYERS = 2  # enough to time every kernel kind, few enough that the probe takes seconds
 THRESHOLD = 1.0  # a setting must be at least as fast as fp32 torch to be searched

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from latencysolver.batches import EncodedSplit, eval_batches
+from latencysolver.data.batches import EncodedSplit, eval_batches
 
 
 @dataclass(frozen=True)

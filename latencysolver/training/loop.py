@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from latencysolver.batches import Batch, EncodedSplit, train_batches
-from latencysolver.config import TrainConfig
+from latencysolver.config.study import TrainConfig
+from latencysolver.data.batches import Batch, EncodedSplit, train_batches
 from latencysolver.errors import TrialFailure
 
 # (the model's output: ``.logits``, and ``.hidden_states`` when ``train(hidden_states=True)``; the batch) → loss

@@ -8,184 +8,46 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from latencysolver.batches import EncodedSplit, encode_split
 from latencysolver.cache import cache_root
-from latencysolver.config import Choices, SearchSpace, StudyConfig, config_from_dict, config_to_dict
-from latencysolver.dashboard import save_study_note
-from latencysolver.data import BoolQData, load_boolq
+from latencysolver.config.recipe import Recipe
+from latencysolver.config.space import Choices, SearchSpace
+from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
 from latencysolver.errors import StorageError, first_line
-from latencysolver.evaluate import predict_logits, scores
-from latencysolver.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
-from latencysolver.hardware import HardwareFingerprint, hardware_fingerprint
-from latencysolver.latency import latency_inputs, measure_latency, model_device, throughput_inputs
-from latencysolver.models import count_parameters, load_tokenizer
-from latencysolver.objective import (
+from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
+from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
+from latencysolver.latency.protocol import latency_inputs, measure_latency, model_device, throughput_inputs
+from latencysolver.locks import file_lock
+from latencysolver.models.loading import count_parameters
+from latencysolver.models.student import to_runnable
+from latencysolver.models.teacher import MARKER as TEACHER_MARKER
+from latencysolver.models.teacher import Teacher
+from latencysolver.results.dashboard import save_study_note
+from latencysolver.results.front import hardware_warning
+from latencysolver.results.storage import check_storage, default_artifact_dir, load_existing_study, shown_url
+from latencysolver.search.objective import (
     TrialContext,
-    is_feasible,
     make_objective,
     model_size_bytes,
     objectives,
 )
-from latencysolver.recipe import Recipe
-from latencysolver.student import to_runnable
-from latencysolver.locks import file_lock
-from latencysolver.teacher import MARKER as TEACHER_MARKER
-from latencysolver.teacher import Teacher, prepare_teacher
-from latencysolver.workers import count_trials, open_storage, spawn_workers, sqlite_warning, work
+from latencysolver.search.prepare import Prepared, RunOptions, prepare
+from latencysolver.search.workers import count_trials, open_storage, spawn_workers, sqlite_warning, work
+from latencysolver.training.evaluate import predict_logits, scores
 
 Log = Callable[[str], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-
-
-# ------------------------------------------------------------------------------------------------ storage
-
-
-def check_storage(url: str, *, must_exist: bool = False) -> None:
-    """Parse and reach the storage without writing to it; a SQLite file is only created by the study itself."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        hidden = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # no password in the message
-        raise StorageError(f"--storage: cannot parse {hidden!r} as a database URL "
-                           "(e.g. sqlite:///latencysolver.db or postgresql+psycopg://user:pw@host/db)") from None
-    shown = parsed.render_as_string(hide_password=True)
-    if parsed.get_backend_name() == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            raise StorageError(f"--storage {shown!r}: an in-memory SQLite database keeps nothing; name a file")
-        path = Path(parsed.database)
-        if must_exist and not path.is_file():
-            raise StorageError(f"--storage {shown!r}: no such database file {str(path)!r}")
-        if not path.parent.is_dir():
-            raise StorageError(f"--storage {shown!r}: folder {str(path.parent)!r} does not exist")
-        return
-    try:
-        engine = create_engine(parsed)
-    except (NoSuchModuleError, ImportError) as exc:
-        raise StorageError(f"--storage {shown!r}: unknown database driver: {first_line(exc)}") from None
-    try:
-        with engine.connect():
-            pass
-    except Exception as exc:
-        raise StorageError(f"--storage {shown!r}: cannot connect: {first_line(exc)}") from None
-    finally:
-        engine.dispose()
-
-
-def default_artifact_dir(config: StudyConfig) -> Path:
-    """Beside a SQLite file (``x.db`` → ``x-artifacts/``); else ``./latencysolver-artifacts``."""
-    if config.artifacts:
-        return Path(config.artifacts).expanduser().resolve()
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(config.storage)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        db = Path(parsed.database)
-        return (db.parent / f"{db.stem}-artifacts").resolve()
-    return Path("latencysolver-artifacts").resolve()
-
-
-def load_existing_study(name: str, storage: str) -> optuna.Study:
-    check_storage(storage, must_exist=True)
-    shown = _shown(storage)
-    # Optuna writes its schema into any database it opens: look into a SQLite file read-only first, so that an
-    # empty file or a file that is no database stays exactly as it was.
-    names = _sqlite_study_names(storage)
-    if names is not None and name not in names:
-        raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})")
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})") from None
-    except Exception as exc:  # a database Optuna cannot read (another schema, say)
-        raise StorageError(f"--storage {shown!r}: cannot read studies: {first_line(exc)}") from None
-
-
-def _sqlite_study_names(url: str) -> list[str] | None:
-    """Study names in a SQLite storage, read without writing; None for other databases."""
-    import sqlite3
-
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    try:
-        with sqlite3.connect(f"file:{parsed.database}?mode=ro", uri=True) as db:
-            if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='studies'").fetchone():
-                return []  # an empty file, or a database without Optuna's tables
-            return [row[0] for row in db.execute("SELECT study_name FROM studies ORDER BY study_id")]
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"--storage {_shown(url)!r}: {parsed.database!r} is not an Optuna SQLite database "
-                           f"({exc})") from None
-
-
-def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileSystemArtifactStore:
-    folder = override or study.user_attrs.get("artifact_dir")
-    if not folder or not Path(folder).is_dir():
-        raise StorageError(f"study {study.study_name!r}: artifact folder {folder!r} not found (pass --artifacts)")
-    return FileSystemArtifactStore(str(folder))
-
-
-# ------------------------------------------------------------------------------------------------ run
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    cache_dir: str | None = None
-    teacher_path: str | None = None
-    progress: bool = True
-    workers: int = 1  # local worker processes `run` starts (1: trials run in this process)
-
-
-@dataclass
-class Prepared:
-    """What a study (or a benchmark) needs before its first trial: data, encoded splits and the teacher."""
-
-    data: BoolQData
-    train: EncodedSplit
-    validation: EncodedSplit
-    teacher: Teacher
-    tokenizer: Any
-    pad_id: int
-    cache_root: Path
-
-
-def prepare(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> Prepared:
-    """Load and encode the data, then fine-tune (or load the cached) teacher; writes nothing to storage."""
-    data = load_boolq(config.data.source, limit_train=config.data.limit_train,
-                      limit_validation=config.data.limit_validation, limit_test=config.data.limit_test)
-    log(f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
-        f"(majority class {data.validation.majority_rate():.1%} of validation)")
-    root = cache_root(options.cache_dir)
-    tokenizer = load_tokenizer(config.model)
-    pad_id = tokenizer.pad_token_id or 0
-    train, validation = (encode_split(split, tokenizer, config.data.max_length, root, config.model)
-                         for split in (data.train, data.validation))
-    teacher = prepare_teacher(config, train, data.train.fingerprint(), root, teacher_path=options.teacher_path,
-                              pad_id=pad_id, progress=options.progress, log=log)
-    return Prepared(data=data, train=train, validation=validation, teacher=teacher, tokenizer=tokenizer,
-                    pad_id=pad_id, cache_root=root)
 
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
@@ -295,7 +157,7 @@ def join_study(name: str, storage_url: str, options: RunOptions = RunOptions(), 
     study = load_existing_study(name, storage_url)
     raw = study.user_attrs.get("config")
     if not raw:
-        raise StorageError(f"study {name!r} in {_shown(storage_url)!r} was not created by `latencysolver run` "
+        raise StorageError(f"study {name!r} in {shown_url(storage_url)!r} was not created by `latencysolver run` "
                            "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first")
     config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url)
     teacher_path = options.teacher_path
@@ -327,7 +189,7 @@ def _work(study: optuna.Study, config: StudyConfig, prepared: Prepared, inputs: 
         log(f"study {config.name!r}: all {config.n_trials} trials already finished or running; nothing to run")
         return study
     log(f"study {config.name!r}: {counts.finished} trials finished, {counts.running} running; "
-        f"working towards {config.n_trials} (storage {_shown(config.storage)})")
+        f"working towards {config.n_trials} (storage {shown_url(config.storage)})")
     artifact_dir = study.user_attrs.get("artifact_dir") or str(default_artifact_dir(config))
     validation, pad_id = prepared.validation, prepared.pad_id
     ctx = TrialContext(config=config, teacher_model=prepared.teacher.model,
@@ -347,12 +209,6 @@ def _work(study: optuna.Study, config: StudyConfig, prepared: Prepared, inputs: 
     if warning:
         log(warning)
     return study
-
-
-def _shown(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _gated_space(study: optuna.Study, config: StudyConfig, teacher: torch.nn.Module, inputs: list,
@@ -393,11 +249,11 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
         study = optuna.create_study(study_name=config.name, storage=config.storage, sampler=sampler,
                                     directions=directions, load_if_exists=True)
     except Exception as exc:
-        raise StorageError(f"--storage {_shown(config.storage)!r}: cannot open study {config.name!r}: "
+        raise StorageError(f"--storage {shown_url(config.storage)!r}: cannot open study {config.name!r}: "
                            f"{first_line(exc)}") from None
     found = [d.name.lower() for d in study.directions]
     if found != directions or (study.metric_names and study.metric_names != names):
-        raise StorageError(f"study {config.name!r} in {_shown(config.storage)!r} optimizes {study.metric_names or found}, "
+        raise StorageError(f"study {config.name!r} in {shown_url(config.storage)!r} optimizes {study.metric_names or found}, "
                            f"but {config.config_file} asks for {names} (latency.objective: "
                            f"{config.latency.objective}); pick another study name")
     if study.metric_names != names:
@@ -433,72 +289,3 @@ def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, Froze
     return callback
 
 
-# ------------------------------------------------------------------------------------------------ results
-
-
-def _slowness(study: optuna.Study) -> Callable[[FrozenTrial], float]:
-    """Sort key, fastest first, whichever latency figure the study optimizes (ms ↓ or speed-up ↑)."""
-    minimize = study.directions[1] == StudyDirection.MINIMIZE
-    return lambda t: t.values[1] if minimize else -t.values[1]
-
-
-def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
-
-
-def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The front of the *feasible* trials (constraints met), most accurate first."""
-    slowness = _slowness(study)
-    candidates = feasible_trials(study)
-    key = [(-t.values[0], slowness(t)) for t in candidates]  # both minimized
-
-    def dominated(i: int) -> bool:
-        return any(a[0] <= key[i][0] and a[1] <= key[i][1] and a != key[i] for a in key)
-
-    front = [t for i, t in enumerate(candidates) if not dominated(i)]
-    return sorted(front, key=lambda t: (-t.values[0], slowness(t), t.number))
-
-
-def hardware_warning(study: optuna.Study) -> str | None:
-    """A warning when the front's latencies were measured on different hardware (or threads, or versions)."""
-    keys: dict[str, list[int]] = {}
-    for t in pareto_trials(study):
-        keys.setdefault(t.user_attrs.get("hardware_key", "unknown"), []).append(t.number)
-    if len(keys) < 2:
-        return None
-    groups = "; ".join(f"{key}: trials {numbers}" for key, numbers in sorted(keys.items()))
-    advice = ("compare speed-ups, not milliseconds" if study.directions[1] == StudyDirection.MAXIMIZE
-              else "their milliseconds are not comparable; set latency.objective: speedup")
-    return (f"warning: study {study.study_name!r}: the Pareto front mixes latencies measured on "
-            f"{len(keys)} different hardware fingerprints ({groups}); {advice}")
-
-
-def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:
-    """The fastest front trial within ``tolerance`` accuracy of the teacher; else the most accurate one.
-
-    The ``near-teacher`` rule of ``latencysolver.selection`` (where the other rules live too)."""
-    from latencysolver.selection import select_best
-
-    return select_best(study, "near-teacher", tolerance).trial
-
-
-def get_trial(study: optuna.Study, number: int) -> FrozenTrial:
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
-        raise StorageError(f"--trial: study {study.study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
-    trial = trials[number]
-    if trial.state != TrialState.COMPLETE:
-        raise StorageError(f"--trial: trial {number} of {study.study_name!r} is {trial.state.name}, not COMPLETE")
-    return trial
-
-
-def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    rows = []
-    for t in pareto_trials(study):
-        recipe = Recipe.from_dict(t.user_attrs["recipe"])
-        rows.append({"trial": t.number, "accuracy": t.values[0], "f1": t.user_attrs.get("f1"),
-                     "latency_ms": t.user_attrs.get("latency_p50_ms"), "speedup": t.user_attrs.get("speedup"),
-                     "speedup_cv": t.user_attrs.get("speedup_cv"), "hardware_key": t.user_attrs.get("hardware_key"),
-                     "layers": t.user_attrs.get("layers"), "parameters": t.user_attrs.get("parameters"),
-                     "size_mb": t.user_attrs.get("size_bytes", 0) / 1e6, "recipe": recipe.describe()})
-    return rows

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from latencysolver.errors import DataError, ModelError
-from latencysolver.inference import CompressedClassifier, Prediction, load
-from latencysolver.student import STUDENT_JSON
+from latencysolver.models.student import STUDENT_JSON
+from latencysolver.ship.inference import CompressedClassifier, Prediction, load
 
 CHUNK = 256  # rows per progress step
 

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from latencysolver.batches import Batch, EncodedSplit
-from latencysolver.config import TrainConfig
-from latencysolver.training import TrainResult, train
+from latencysolver.config.study import TrainConfig
+from latencysolver.data.batches import Batch, EncodedSplit
+from latencysolver.training.loop import TrainResult, train
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latencysolver.batches import EncodedSplit
 from latencysolver.cache import content_hash
-from latencysolver.config import StudyConfig
-from latencysolver.locks import file_lock
+from latencysolver.config.study import StudyConfig
+from latencysolver.data.batches import EncodedSplit
 from latencysolver.errors import ModelError, first_line
-from latencysolver.evaluate import predict_logits
-from latencysolver.models import load_classifier, load_tokenizer, model_fingerprint
-from latencysolver.training import cross_entropy_loss, train
+from latencysolver.locks import file_lock
+from latencysolver.models.loading import load_classifier, load_tokenizer, model_fingerprint
+from latencysolver.training.evaluate import predict_logits
+from latencysolver.training.loop import cross_entropy_loss, train
 
 MARKER = "teacher.json"
 LABELS = {0: "no", 1: "yes"}

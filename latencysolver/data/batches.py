@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from latencysolver.cache import content_hash
-from latencysolver.data import BoolQSplit
+from latencysolver.data.boolq import BoolQSplit
 
 
 @dataclass(frozen=True)

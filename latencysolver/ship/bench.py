@@ -9,13 +9,13 @@ from typing import Any
 
 from torch import nn
 
-from latencysolver.batches import encode_split
 from latencysolver.cache import cache_root
-from latencysolver.config import LatencyConfig
-from latencysolver.data import load_boolq
+from latencysolver.config.study import LatencyConfig
+from latencysolver.data.batches import encode_split
+from latencysolver.data.boolq import load_boolq
 from latencysolver.errors import DataError, ModelError
-from latencysolver.hardware import HardwareFingerprint, hardware_fingerprint
-from latencysolver.latency import (
+from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
+from latencysolver.latency.protocol import (
     LatencyStats,
     PairedLatency,
     Runnable,
@@ -27,7 +27,7 @@ from latencysolver.latency import (
     model_device,
     throughput_inputs,
 )
-from latencysolver.models import count_parameters, load_classifier, load_tokenizer
+from latencysolver.models.loading import count_parameters, load_classifier, load_tokenizer
 
 
 @dataclass
@@ -58,7 +58,7 @@ def load_target(location: str, max_length: int | None = None) -> BenchTarget:
     """An export folder (``student.json``) or a Hugging Face classifier (folder or hub id, e.g. a teacher)."""
     folder = Path(location)
     if (folder / "student.json").is_file():
-        from latencysolver.inference import load
+        from latencysolver.ship.inference import load
 
         clf = load(folder)
         metrics = _read_json(folder / "metrics.json")

@@ -32,11 +32,11 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from latencysolver.batches import EncodedSplit
-from latencysolver.config import TrainConfig
-from latencysolver.distill import distill
+from latencysolver.config.study import TrainConfig
+from latencysolver.data.batches import EncodedSplit
 from latencysolver.errors import ModelError, first_line
-from latencysolver.training import TrainResult
+from latencysolver.training.distill import distill
+from latencysolver.training.loop import TrainResult
 
 WEIGHTS = "model.safetensors"
 CNN_JSON = "cnn.json"

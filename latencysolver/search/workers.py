@@ -35,7 +35,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from latencysolver.config import WorkersConfig
+from latencysolver.config.study import WorkersConfig
 from latencysolver.locks import storage_lock
 
 Log = Callable[[str], None]
@@ -126,6 +126,7 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
          callbacks: tuple[Callable[[optuna.Study, FrozenTrial], None], ...] = ()) -> int:
     """Run trials until the study has ``n_trials`` (or this worker ran ``max_trials``); returns how many ran."""
     ran = 0
+    study_id = storage.get_study_id_from_name(study.study_name)
     lock_name = f"latencysolver:{study.study_name}"
     while max_trials is None or ran < max_trials:
         with warnings.catch_warnings():
@@ -153,7 +154,8 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
         try:
             if pending:
                 raise KeyboardInterrupt
-            heartbeat = _Heartbeat(storage, trial._trial_id, storage.heartbeat_interval)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            heartbeat = _Heartbeat(storage, trial_id, storage.heartbeat_interval)
             values = objective(trial)
         except KeyboardInterrupt:
             if heartbeat is not None:
@@ -169,7 +171,7 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
             heartbeat.stop()
             study.tell(trial, values)
         ran += 1
-        frozen = storage.get_trial(trial._trial_id)
+        frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
         for callback in callbacks:
             callback(study, frozen)
     return ran

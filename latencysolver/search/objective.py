@@ -20,29 +20,18 @@ import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-from latencysolver.batches import EncodedSplit
 from latencysolver.compression import encoder_layers
-from latencysolver.config import (
-    KNOBS,
-    Choices,
-    ConstraintsConfig,
-    Fixed,
-    FloatRange,
-    IntRange,
-    SearchSpace,
-    StudyConfig,
-)
-from latencysolver.distill import distill, hidden_targets
-from latencysolver.evaluate import predict_logits, scores
-from latencysolver.hardware import HardwareFingerprint
-from latencysolver.latency import PairedLatency, measure_paired, measure_throughput
-from latencysolver.models import count_parameters, nonzero_parameters
-from latencysolver.recipe import TRANSFORMER_KNOBS, Recipe
-from latencysolver.student import ONNX_FILE, cnn_student, compress, save_student, to_runnable
-
-# Every trial uploads these; the student's own files (``save_student``) and model.onnx come on top.
-PREDICTIONS = "predictions.json"
-LATENCY_SAMPLES = "latency_samples.json"
+from latencysolver.config.recipe import TRANSFORMER_KNOBS, Recipe
+from latencysolver.config.space import KNOBS, Choices, Fixed, FloatRange, IntRange, SearchSpace
+from latencysolver.config.study import ConstraintsConfig, StudyConfig
+from latencysolver.data.batches import EncodedSplit
+from latencysolver.latency.hardware import HardwareFingerprint
+from latencysolver.latency.protocol import PairedLatency, measure_paired, measure_throughput
+from latencysolver.models.loading import count_parameters, nonzero_parameters
+from latencysolver.models.student import ONNX_FILE, cnn_student, compress, save_student, to_runnable
+from latencysolver.results.records import CONSTRAINT_NAMES, LATENCY_SAMPLES, PREDICTIONS
+from latencysolver.training.distill import distill, hidden_targets
+from latencysolver.training.evaluate import predict_logits, scores
 
 
 def objectives(latency_objective: str) -> tuple[list[str], list[str]]:
@@ -236,9 +225,6 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     return quality.accuracy, (paired.speedup if ctx.config.latency.objective == "speedup" else latency.p50_ms)
 
 
-CONSTRAINT_NAMES = ("min_accuracy", "max_latency_ms")
-
-
 def constraint_values(constraints: ConstraintsConfig, majority_rate: float, accuracy: float,
                       p50_ms: float) -> list[float]:
     """Optuna's convention: each value <= 0 means satisfied.  [accuracy floor, latency ceiling]."""
@@ -248,10 +234,6 @@ def constraint_values(constraints: ConstraintsConfig, majority_rate: float, accu
         floor = constraints.min_accuracy - accuracy
     ceiling = p50_ms - constraints.max_latency_ms if constraints.max_latency_ms is not None else 0.0
     return [floor, ceiling]
-
-
-def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    return all(v <= 0.0 for v in trial.user_attrs.get("constraints", [0.0]))
 
 
 def latency_record(paired: PairedLatency, hardware: HardwareFingerprint) -> dict[str, Any]:

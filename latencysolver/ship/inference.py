@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from latencysolver.batches import encode_pairs, eval_batches
+from latencysolver.config.recipe import Recipe
+from latencysolver.data.batches import encode_pairs, eval_batches
 from latencysolver.errors import ModelError
-from latencysolver.recipe import Recipe
-from latencysolver.student import load_student
+from latencysolver.models.student import load_student
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,83 @@
+"""Orchestration: check inputs, build what every trial shares once, then run or resume the Optuna study.
+
+Order matters for "nothing half-written": the config, the storage URL and the data are all checked before
+anything is trained or any row is written to storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from latencysolver.config.recipe import Recipe
+from latencysolver.errors import StorageError
+from latencysolver.results.records import is_feasible
+
+Log = Callable[[str], None]
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def _slowness(study: optuna.Study) -> Callable[[FrozenTrial], float]:
+    """Sort key, fastest first, whichever latency figure the study optimizes (ms ↓ or speed-up ↑)."""
+    minimize = study.directions[1] == StudyDirection.MINIMIZE
+    return lambda t: t.values[1] if minimize else -t.values[1]
+
+
+def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+
+
+def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The front of the *feasible* trials (constraints met), most accurate first."""
+    slowness = _slowness(study)
+    candidates = feasible_trials(study)
+    key = [(-t.values[0], slowness(t)) for t in candidates]  # both minimized
+
+    def dominated(i: int) -> bool:
+        return any(a[0] <= key[i][0] and a[1] <= key[i][1] and a != key[i] for a in key)
+
+    front = [t for i, t in enumerate(candidates) if not dominated(i)]
+    return sorted(front, key=lambda t: (-t.values[0], slowness(t), t.number))
+
+
+def hardware_warning(study: optuna.Study) -> str | None:
+    """A warning when the front's latencies were measured on different hardware (or threads, or versions)."""
+    keys: dict[str, list[int]] = {}
+    for t in pareto_trials(study):
+        keys.setdefault(t.user_attrs.get("hardware_key", "unknown"), []).append(t.number)
+    if len(keys) < 2:
+        return None
+    groups = "; ".join(f"{key}: trials {numbers}" for key, numbers in sorted(keys.items()))
+    advice = ("compare speed-ups, not milliseconds" if study.directions[1] == StudyDirection.MAXIMIZE
+              else "their milliseconds are not comparable; set latency.objective: speedup")
+    return (f"warning: study {study.study_name!r}: the Pareto front mixes latencies measured on "
+            f"{len(keys)} different hardware fingerprints ({groups}); {advice}")
+
+
+def get_trial(study: optuna.Study, number: int) -> FrozenTrial:
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise StorageError(f"--trial: study {study.study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
+    trial = trials[number]
+    if trial.state != TrialState.COMPLETE:
+        raise StorageError(f"--trial: trial {number} of {study.study_name!r} is {trial.state.name}, not COMPLETE")
+    return trial
+
+
+def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    rows = []
+    for t in pareto_trials(study):
+        recipe = Recipe.from_dict(t.user_attrs["recipe"])
+        rows.append({"trial": t.number, "accuracy": t.values[0], "f1": t.user_attrs.get("f1"),
+                     "latency_ms": t.user_attrs.get("latency_p50_ms"), "speedup": t.user_attrs.get("speedup"),
+                     "speedup_cv": t.user_attrs.get("speedup_cv"), "hardware_key": t.user_attrs.get("hardware_key"),
+                     "layers": t.user_attrs.get("layers"), "parameters": t.user_attrs.get("parameters"),
+                     "size_mb": t.user_attrs.get("size_bytes", 0) / 1e6, "recipe": recipe.describe()})
+    return rows

@@ -1,0 +1,125 @@
+"""Orchestration: check inputs, build what every trial shares once, then run or resume the Optuna study.
+
+Order matters for "nothing half-written": the config, the storage URL and the data are all checked before
+anything is trained or any row is written to storage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import TrialState
+
+from latencysolver.config.study import StudyConfig
+from latencysolver.errors import StorageError, first_line
+
+Log = Callable[[str], None]
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+# ------------------------------------------------------------------------------------------------ storage
+
+
+def check_storage(url: str, *, must_exist: bool = False) -> None:
+    """Parse and reach the storage without writing to it; a SQLite file is only created by the study itself."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        hidden = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # no password in the message
+        raise StorageError(f"--storage: cannot parse {hidden!r} as a database URL "
+                           "(e.g. sqlite:///latencysolver.db or postgresql+psycopg://user:pw@host/db)") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise StorageError(f"--storage {shown!r}: an in-memory SQLite database keeps nothing; name a file")
+        path = Path(parsed.database)
+        if must_exist and not path.is_file():
+            raise StorageError(f"--storage {shown!r}: no such database file {str(path)!r}")
+        if not path.parent.is_dir():
+            raise StorageError(f"--storage {shown!r}: folder {str(path.parent)!r} does not exist")
+        return
+    try:
+        engine = create_engine(parsed)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StorageError(f"--storage {shown!r}: unknown database driver: {first_line(exc)}") from None
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:
+        raise StorageError(f"--storage {shown!r}: cannot connect: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+def default_artifact_dir(config: StudyConfig) -> Path:
+    """Beside a SQLite file (``x.db`` → ``x-artifacts/``); else ``./latencysolver-artifacts``."""
+    if config.artifacts:
+        return Path(config.artifacts).expanduser().resolve()
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(config.storage)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        db = Path(parsed.database)
+        return (db.parent / f"{db.stem}-artifacts").resolve()
+    return Path("latencysolver-artifacts").resolve()
+
+
+def load_existing_study(name: str, storage: str) -> optuna.Study:
+    check_storage(storage, must_exist=True)
+    shown = shown_url(storage)
+    # Optuna writes its schema into any database it opens: look into a SQLite file read-only first, so that an
+    # empty file or a file that is no database stays exactly as it was.
+    names = _sqlite_study_names(storage)
+    if names is not None and name not in names:
+        raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})")
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})") from None
+    except Exception as exc:  # a database Optuna cannot read (another schema, say)
+        raise StorageError(f"--storage {shown!r}: cannot read studies: {first_line(exc)}") from None
+
+
+def _sqlite_study_names(url: str) -> list[str] | None:
+    """Study names in a SQLite storage, read without writing; None for other databases."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    try:
+        with sqlite3.connect(f"file:{parsed.database}?mode=ro", uri=True) as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='studies'").fetchone():
+                return []  # an empty file, or a database without Optuna's tables
+            return [row[0] for row in db.execute("SELECT study_name FROM studies ORDER BY study_id")]
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"--storage {shown_url(url)!r}: {parsed.database!r} is not an Optuna SQLite database "
+                           f"({exc})") from None
+
+
+def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileSystemArtifactStore:
+    folder = override or study.user_attrs.get("artifact_dir")
+    if not folder or not Path(folder).is_dir():
+        raise StorageError(f"study {study.study_name!r}: artifact folder {folder!r} not found (pass --artifacts)")
+    return FileSystemArtifactStore(str(folder))
+
+
+
+
+def shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+

@@ -1,0 +1,67 @@
+"""Orchestration: check inputs, build what every trial shares once, then run or resume the Optuna study.
+
+Order matters for "nothing half-written": the config, the storage URL and the data are all checked before
+anything is trained or any row is written to storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from latencysolver.cache import cache_root
+from latencysolver.config.study import StudyConfig
+from latencysolver.data.batches import EncodedSplit, encode_split
+from latencysolver.data.boolq import BoolQData, load_boolq
+from latencysolver.models.loading import load_tokenizer
+from latencysolver.models.teacher import Teacher, prepare_teacher
+
+Log = Callable[[str], None]
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    cache_dir: str | None = None
+    teacher_path: str | None = None
+    progress: bool = True
+    workers: int = 1  # local worker processes `run` starts (1: trials run in this process)
+
+
+@dataclass
+class Prepared:
+    """What a study (or a benchmark) needs before its first trial: data, encoded splits and the teacher."""
+
+    data: BoolQData
+    train: EncodedSplit
+    validation: EncodedSplit
+    teacher: Teacher
+    tokenizer: Any
+    pad_id: int
+    cache_root: Path
+
+
+def prepare(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> Prepared:
+    """Load and encode the data, then fine-tune (or load the cached) teacher; writes nothing to storage."""
+    data = load_boolq(config.data.source, limit_train=config.data.limit_train,
+                      limit_validation=config.data.limit_validation, limit_test=config.data.limit_test)
+    log(f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
+        f"(majority class {data.validation.majority_rate():.1%} of validation)")
+    root = cache_root(options.cache_dir)
+    tokenizer = load_tokenizer(config.model)
+    pad_id = tokenizer.pad_token_id or 0
+    train, validation = (encode_split(split, tokenizer, config.data.max_length, root, config.model)
+                         for split in (data.train, data.validation))
+    teacher = prepare_teacher(config, train, data.train.fingerprint(), root, teacher_path=options.teacher_path,
+                              pad_id=pad_id, progress=options.progress, log=log)
+    return Prepared(data=data, train=train, validation=validation, teacher=teacher, tokenizer=tokenizer,
+                    pad_id=pad_id, cache_root=root)
+
+

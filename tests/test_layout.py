@@ -1,0 +1,133 @@
+"""The package's layers: imports go one way, no module imports itself in a circle, only the top layers use optuna.
+
+The layers, lowest first (``LAYERS``): a module may import its own layer and the ones below it, never one above.
+Imports are read from the source with ``ast`` (function-level imports included), so a lazy import cannot hide an
+upward dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "latencysolver"
+
+# lowest first; the foundation modules (errors, cache, locks) are imported by every layer
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "cache", "locks"),
+    ("config",),
+    ("data",),
+    ("compression",),
+    ("training",),
+    ("models",),
+    ("latency",),
+    ("results",),
+    ("search",),
+    ("ship",),
+    ("cli", "__main__"),
+)
+OPTUNA_LAYERS = {"results", "search", "ship", "cli"}
+
+
+def _rank(top: str) -> int:
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"latencysolver.{top} is in no layer of tests/test_layout.py: add it to LAYERS")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """Every module this file imports (absolute names), with its line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.module, node.lineno))
+            # ``from latencysolver.models import onnx_backend`` imports a submodule
+            found += [(f"{node.module}.{alias.name}", node.lineno) for alias in node.names
+                      if (PACKAGE.parent / node.module.replace(".", "/") / f"{alias.name}.py").is_file()]
+    return found
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        graph[name] = {m for m, _ in _imports(path) if m in MODULES and m != name}
+    return graph
+
+
+def test_every_module_is_in_a_layer():
+    for name in MODULES:
+        if name != "latencysolver":
+            _rank(name.split(".")[1])
+
+
+@pytest.mark.parametrize("name", [n for n in MODULES if n != "latencysolver"])
+def test_imports_go_downward(name):
+    """The package ``__init__`` (the public API) is the only module allowed to reach up (to ``ship``)."""
+    top = name.split(".")[1]
+    for imported, line in _imports(MODULES[name]):
+        if imported.startswith("latencysolver.") and imported != "latencysolver":
+            target = imported.split(".")[1]
+            assert _rank(target) <= _rank(top), (
+                f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}: {name} (layer {top}) imports {imported} "
+                f"(layer {target}, higher)")
+        if imported.split(".")[0] == "optuna":
+            assert top in OPTUNA_LAYERS, (
+                f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}: only {sorted(OPTUNA_LAYERS)} import optuna")
+
+
+def test_no_import_cycle():
+    graph = _graph()
+    # a package's __init__ that re-exports its submodules is an edge package -> submodule; a submodule
+    # importing a sibling through its package would close a cycle, which is what this finds
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_the_cycle_check_finds_a_cycle(monkeypatch):
+    """The checker itself: a made-up a -> b -> a is reported."""
+    fake = {"a": {"b"}, "b": {"a"}}
+    monkeypatch.setitem(globals(), "_graph", lambda: fake)
+    with pytest.raises(AssertionError, match="import cycle: a -> b -> a"):
+        test_no_import_cycle()
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_is_a_hub(path):
+    """About 400 lines at most: past that a module holds more than one concern."""
+    assert len(path.read_text().splitlines()) <= 420, f"{path.relative_to(PACKAGE.parent)} is over 420 lines"
+
+
+def test_no_private_optuna_attribute():
+    private = ("._storage", "._trial_id", "._study_id")
+    for path in PACKAGE.rglob("*.py"):
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            assert not any(p in line for p in private), f"{path.relative_to(PACKAGE.parent)}:{i}: {line.strip()}"
