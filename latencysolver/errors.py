@@ -1,12 +1,32 @@
 """Errors a user can act on.  The CLI prints them as one line and exits non-zero; nothing else is caught there."""
 
+from __future__ import annotations
+
+from typing import Any
+
+_UNSET: Any = object()
+
 
 class LatencySolverError(Exception):
     """Base class: the message is one line that names the file, key and value at fault."""
 
 
 class ConfigError(LatencySolverError):
-    """A study or search-space YAML that is malformed, has an unknown key, a wrong type or an empty range."""
+    """A study or search-space YAML that is malformed, has an unknown key, a wrong type or an empty range.
+
+    ``file``, ``key`` (a dotted path, e.g. ``distillation.steps``) and ``value`` are kept as fields, so no caller
+    has to parse them back out of the message; each is None (``value``: unset) where it does not apply.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None, value: Any = _UNSET):
+        super().__init__(message)
+        self.file = file
+        self.key = key
+        self.value = value
+
+    @property
+    def has_value(self) -> bool:
+        return self.value is not _UNSET
 
 
 class DataError(LatencySolverError):

@@ -9,9 +9,9 @@ import torch
 from latencysolver.config.space import Choices, Fixed, SearchSpace
 from latencysolver.config.study import LatencyConfig, load_study_config
 from latencysolver.latency.gating import ProbeResult, gate_space, probe_hardware
-from latencysolver.search.objective import suggest_recipe
 from latencysolver.search.prepare import RunOptions
 from latencysolver.search.run import run_study
+from latencysolver.search.suggest import suggest_recipe
 
 
 def fake_probe(**speedup: float) -> ProbeResult:

@@ -1,7 +1,7 @@
 """The compression recipe of one trial: the five knobs as one frozen, typed value.
 
 A ``Recipe`` is what a trial's parameters mean.  It is built in exactly one place from an Optuna trial
-(``latencysolver.search.objective.suggest_recipe``) and from there on travels as plain data: compression passes,
+(``latencysolver.search.suggest.suggest_recipe``) and from there on travels as plain data: compression passes,
 distillation and export read it, none of them sees Optuna.
 """
 

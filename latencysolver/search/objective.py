@@ -1,6 +1,6 @@
 """The Optuna objective: one trial = one recipe → one compressed, distilled, measured student.
 
-``suggest_recipe`` is the only code that calls ``trial.suggest_*``.  Everything after it works on plain models
+``suggest.suggest_recipe`` is the only code that calls ``trial.suggest_*``.  Everything after it works on plain models
 and dataclasses; this module only wires them together and writes the trial's results and artifacts.
 """
 
@@ -21,8 +21,7 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from latencysolver.compression import encoder_layers
-from latencysolver.config.recipe import TRANSFORMER_KNOBS, Recipe
-from latencysolver.config.space import KNOBS, Choices, Fixed, FloatRange, IntRange, SearchSpace
+from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import ConstraintsConfig, StudyConfig
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.latency.hardware import HardwareFingerprint
@@ -30,6 +29,7 @@ from latencysolver.latency.protocol import PairedLatency, measure_paired, measur
 from latencysolver.models.loading import count_parameters, nonzero_parameters
 from latencysolver.models.student import ONNX_FILE, cnn_student, compress, save_student, to_runnable
 from latencysolver.results.records import CONSTRAINT_NAMES, LATENCY_SAMPLES, PREDICTIONS
+from latencysolver.search.suggest import suggest_recipe
 from latencysolver.training.distill import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
 
@@ -41,37 +41,6 @@ def objectives(latency_objective: str) -> tuple[list[str], list[str]]:
     if latency_objective == "latency_ms":
         return ["accuracy", "latency_ms"], ["maximize", "minimize"]
     raise ValueError(f"latency objective must be 'speedup' or 'latency_ms', but got {latency_objective!r}")
-
-
-def _inactive(name: str, values: dict[str, Any]) -> bool:
-    """Optuna conditional parameters: a knob that cannot matter for this trial is not sampled at all."""
-    if values.get("architecture") == "cnn" and name in TRANSFORMER_KNOBS:
-        return True
-    if name == "prune_kind" and values.get("prune_ratio") == 0:
-        return True
-    return name == "skip_mode" and values.get("skip_prob") == 0
-
-
-def suggest_recipe(trial: optuna.Trial, space: SearchSpace) -> Recipe:
-    values: dict[str, Any] = {}
-    for name in KNOBS:  # architecture comes first: the others depend on it
-        knob = getattr(space, name)
-        if isinstance(knob, Fixed):
-            values[name] = knob.value
-        elif _inactive(name, values):
-            continue
-        elif isinstance(knob, FloatRange):
-            values[name] = trial.suggest_float(name, knob.low, knob.high, step=knob.step, log=knob.log)
-        elif isinstance(knob, IntRange):
-            values[name] = trial.suggest_int(name, knob.low, knob.high, step=knob.step, log=knob.log)
-        elif isinstance(knob, Choices):
-            values[name] = trial.suggest_categorical(name, list(knob.values))
-        else:  # pragma: no cover - SearchSpace only holds the four knob types
-            raise TypeError(f"unknown knob type {knob!r}")
-    if values.get("architecture") == "cnn":  # fixed transformer knobs are meaningless for a CNN: defaults
-        values = {k: v for k, v in values.items() if k not in TRANSFORMER_KNOBS}
-    rank = values.pop("rank", "off")
-    return Recipe(rank=None if rank == "off" else rank, seed=trial.number, **values)
 
 
 @dataclass
