@@ -1,0 +1,21 @@
+"""Latency: the measurement protocol (``protocol.py``: seeded real rows at batch 1, warm-up, timed passes,
+the speed-up paired against the fp32 teacher, throughput), the hardware fingerprint stored with every figure
+(``hardware.py``), and the once-per-study probe that drops quantization settings this CPU cannot make faster
+(``gating.py``).  Takes plain models; no Optuna."""
+
+from latencysolver.latency.gating import ProbeResult, gate_space, probe_hardware
+from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
+from latencysolver.latency.protocol import (
+    LatencyStats,
+    PairedLatency,
+    Throughput,
+    latency_inputs,
+    measure_latency,
+    measure_paired,
+    measure_throughput,
+    throughput_inputs,
+)
+
+__all__ = ["HardwareFingerprint", "LatencyStats", "PairedLatency", "ProbeResult", "Throughput", "gate_space",
+           "hardware_fingerprint", "latency_inputs", "measure_latency", "measure_paired", "measure_throughput",
+           "probe_hardware", "throughput_inputs"]
