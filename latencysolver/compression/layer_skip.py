@@ -139,7 +139,8 @@ def enable_layerdrop_(model: nn.Module, p: float, seed: int) -> LayerDropHandle:
             module.config.num_hidden_layers = int(keep.sum())
         else:
             # Assigning a Module to an attribute re-registers it in ``_modules``, which is what ``self.layer`` reads.
-            setattr(module, list_name, nn.ModuleList(layer for layer, k in zip(current, keep.tolist()) if k))
+            kept = (layer for layer, k in zip(current, keep.tolist(), strict=True) if k)
+            setattr(module, list_name, nn.ModuleList(kept))
 
     def restore_layers(module: nn.Module, args: tuple, output: object) -> None:
         if not full:

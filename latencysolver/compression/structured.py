@@ -59,7 +59,8 @@ class StructuredPruneReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form; ``restore_structured_shape_`` accepts it (it reads "heads" and "neurons")."""
-        per_block = zip(self.blocks, self.heads_removed, self.heads_kept, self.neurons_removed, self.neurons_kept)
+        per_block = zip(self.blocks, self.heads_removed, self.heads_kept, self.neurons_removed, self.neurons_kept,
+                        strict=True)
         return {
             "ratio": self.ratio,
             "importance": self.importance,
@@ -141,7 +142,7 @@ def _taylor_stats(
                 )
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             with torch.no_grad():
-                for total, linear, grad in zip(totals, linears, grads):
+                for total, linear, grad in zip(totals, linears, grads, strict=True):
                     if grad is not None:
                         total += (effective_weight(linear) * grad).abs()
             seen += 1
@@ -149,7 +150,7 @@ def _taylor_stats(
         model.train(was_training)
     if not seen:
         raise ValueError(f"{PASS}: gradient importance needs at least one batch, but got none")
-    return dict(zip(linears, totals))
+    return dict(zip(linears, totals, strict=True))
 
 
 def _head_scores(stats: dict[str, torch.Tensor], head_size: int) -> torch.Tensor:

@@ -46,7 +46,8 @@ def load_tokenizer(name_or_path: str):
     location = resolve_model(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(location, local_files_only=os.path.isdir(location))
-    except Exception as exc:
+    # transformers raises OSError, ValueError, KeyError, ... for a bad model: reported with the first line
+    except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model: cannot load a tokenizer from {name_or_path!r}: {first_line(exc)}") from None
 
 
@@ -63,7 +64,8 @@ def load_classifier(name_or_path: str, num_labels: int = 2) -> nn.Module:
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             location, num_labels=num_labels, local_files_only=os.path.isdir(location), dtype=torch.float32)
-    except Exception as exc:
+    # the same for the model
+    except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model: cannot load {name_or_path!r} as a sequence classifier: {first_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(previous)
