@@ -88,13 +88,14 @@ def collate(split: EncodedSplit, indices: list[int], pad_id: int = 0) -> Batch:
     width = max(len(split.input_ids[i]) for i in indices)
     ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(indices), width), dtype=torch.long)
-    types = torch.zeros((len(indices), width), dtype=torch.long) if split.token_type_ids is not None else None
+    token_types = split.token_type_ids
+    types = torch.zeros((len(indices), width), dtype=torch.long) if token_types is not None else None
     for row, i in enumerate(indices):
         n = len(split.input_ids[i])
         ids[row, :n] = torch.tensor(split.input_ids[i])
         mask[row, :n] = 1
-        if types is not None:
-            types[row, :n] = torch.tensor(split.token_type_ids[i])
+        if types is not None and token_types is not None:
+            types[row, :n] = torch.tensor(token_types[i])
     inputs = {"input_ids": ids, "attention_mask": mask}
     if types is not None:
         inputs["token_type_ids"] = types

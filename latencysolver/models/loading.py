@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from latencysolver.cache import content_hash, file_digest
 from latencysolver.errors import ModelError, first_line
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
@@ -51,7 +55,7 @@ def load_tokenizer(name_or_path: str):
         raise ModelError(f"model: cannot load a tokenizer from {name_or_path!r}: {first_line(exc)}") from None
 
 
-def load_classifier(name_or_path: str, num_labels: int = 2) -> nn.Module:
+def load_classifier(name_or_path: str, num_labels: int = 2) -> PreTrainedModel:
     """An encoder with a (new or fine-tuned) sequence-classification head, in eval mode, fp32."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
