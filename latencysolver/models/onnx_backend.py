@@ -174,8 +174,7 @@ def export_onnx(model: nn.Module, path: Path, example_inputs: dict[str, torch.Te
                             type(model).__name__, _describe(torchscript_error))
                 try:
                     _export_dynamo(wrapper, args, names, path, opset)
-                # the same for the dynamo exporter; its errors are reported, chained
-                except Exception as dynamo_error:  # noqa: BLE001
+                except Exception as dynamo_error:  # the same for the dynamo exporter; re-raised, chained
                     raise ModelError(
                         f"cannot export {type(model).__name__} to ONNX: the TorchScript exporter failed "
                         f"({_describe(torchscript_error)}), and so did the dynamo exporter "

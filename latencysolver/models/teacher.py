@@ -102,7 +102,7 @@ def _fine_tune(config: StudyConfig, train_split: EncodedSplit, path: Path, *, pa
         if path.exists():  # an entry without a marker: left by a crash before the marker was written
             shutil.rmtree(path)
         staging.rename(path)
-    except BaseException:
+    except BaseException:  # any failure, Ctrl-C included: no half-written staging folder is left; re-raised
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log(f"teacher: fine-tuned in {result.seconds / 60:.1f} min (final loss {result.final_loss:.3f}) -> {path}")
