@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: install demo test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto clean
+.PHONY: install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ PG_INSTALL ?= 1
 # Chromium and chromedriver (Debian packages) for the report tests and kaleido's PNGs: .ci/chromium.sh installs
 # them with apt-get as root when missing (`make test BROWSER_INSTALL=0` does not); without them those tests skip.
 BROWSER_INSTALL ?= 1
+
+lint: install  ## ruff (rules and formatting) and mypy; the settings are in pyproject.toml
+	$(BIN)/ruff check latencysolver tests benchmarks
+	$(BIN)/ruff format --check latencysolver tests benchmarks
+	$(BIN)/mypy
 
 test: install
 	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi

@@ -14,6 +14,10 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import TextClause
 
 
 @contextmanager
@@ -43,6 +47,7 @@ def storage_lock(engine, name: str) -> Iterator[None]:
             yield
         return
     with engine.connect() as conn:
+        release: tuple[TextClause, dict[str, int | str]] | None
         if backend == "postgresql":
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key(name)})
             release = (text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key(name)})

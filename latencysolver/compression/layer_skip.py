@@ -18,6 +18,8 @@ over the groups, so fewer repetitions would silently reassign which group runs w
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -26,7 +28,9 @@ from latencysolver.compression.architectures import Architecture, CompressionRef
 SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
 
 
-def _layers_owner(model: nn.Module, pass_name: str) -> tuple[Architecture, nn.Module, str]:
+# The owner is a transformers encoder module typed Any: what it holds differs by family (``config``,
+# ``albert_layer_groups``, ``n_layers``), and nn.Module's __getattr__ would type each of those Tensor | Module.
+def _layers_owner(model: nn.Module, pass_name: str) -> tuple[Architecture, Any, str]:
     """The family, the module that holds the blocks' ModuleList, and the attribute name of that list."""
     arch = architecture_of(model, pass_name)
     owner_path, _, list_name = arch.layers.rpartition(".")
@@ -52,7 +56,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     return nn.ModuleList(layers[_albert_group(i, depth, len(layers))] for i in range(depth))
 
 
-def _check_repeatable(arch: Architecture, owner: nn.Module, pass_name: str) -> None:
+def _check_repeatable(arch: Architecture, owner: Any, pass_name: str) -> None:
     groups = len(owner.albert_layer_groups) if arch.shared else 1
     if groups > 1:
         raise CompressionRefused(
@@ -61,7 +65,7 @@ def _check_repeatable(arch: Architecture, owner: nn.Module, pass_name: str) -> N
         )
 
 
-def _set_depth_(model: nn.Module, owner: nn.Module, depth: int) -> None:
+def _set_depth_(model: nn.Module, owner: Any, depth: int) -> None:
     # BERT-like configs call the depth num_hidden_layers, DistilBERT's n_layers (and its Transformer keeps
     # a copy); set every one that exists so a saved config reloads with the right number of blocks.  ALBERT's
     # encoder reads the depth from its own reference to the config, normally the model's config object.
@@ -126,7 +130,7 @@ def enable_layerdrop_(model: nn.Module, p: float, seed: int) -> LayerDropHandle:
     # the full ModuleList, or for ALBERT the full repetition count.
     full: list[nn.ModuleList | int] = []
 
-    def sample_layers(module: nn.Module, args: tuple) -> None:
+    def sample_layers(module: Any, args: tuple) -> None:  # module: the owner
         if not module.training:
             return
         current = module.config.num_hidden_layers if arch.shared else getattr(module, list_name)
@@ -139,9 +143,10 @@ def enable_layerdrop_(model: nn.Module, p: float, seed: int) -> LayerDropHandle:
             module.config.num_hidden_layers = int(keep.sum())
         else:
             # Assigning a Module to an attribute re-registers it in ``_modules``, which is what ``self.layer`` reads.
-            setattr(module, list_name, nn.ModuleList(layer for layer, k in zip(current, keep.tolist()) if k))
+            kept = (layer for layer, k in zip(current, keep.tolist(), strict=True) if k)
+            setattr(module, list_name, nn.ModuleList(kept))
 
-    def restore_layers(module: nn.Module, args: tuple, output: object) -> None:
+    def restore_layers(module: Any, args: tuple, output: object) -> None:
         if not full:
             return
         if arch.shared:

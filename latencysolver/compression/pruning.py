@@ -42,8 +42,9 @@ def effective_weight(linear: nn.Linear) -> torch.Tensor:
     ``linear.weight`` is only refreshed by the pruning pre-hook at the next forward pass, so after an
     optimizer step it can be stale; recomputing from the two tensors is always current.
     """
-    if hasattr(linear, "weight_mask") and hasattr(linear, "weight_orig"):
-        return linear.weight_orig * linear.weight_mask
+    orig, mask = getattr(linear, "weight_orig", None), getattr(linear, "weight_mask", None)
+    if isinstance(orig, torch.Tensor) and isinstance(mask, torch.Tensor):
+        return orig * mask
     return linear.weight
 
 

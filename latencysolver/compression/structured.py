@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -59,7 +59,8 @@ class StructuredPruneReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form; ``restore_structured_shape_`` accepts it (it reads "heads" and "neurons")."""
-        per_block = zip(self.blocks, self.heads_removed, self.heads_kept, self.neurons_removed, self.neurons_kept)
+        per_block = zip(self.blocks, self.heads_removed, self.heads_kept, self.neurons_removed, self.neurons_kept,
+                        strict=True)
         return {
             "ratio": self.ratio,
             "importance": self.importance,
@@ -74,13 +75,16 @@ def _block_linears(block: nn.Module, arch: Architecture) -> dict[str, nn.Module]
     return {role: block.get_submodule(getattr(arch, role)) for role in _ROLES}
 
 
-def _check_dense(name: str, arch: Architecture, linears: dict[str, nn.Module]) -> None:
+def _check_dense(name: str, arch: Architecture, linears: dict[str, nn.Module]) -> dict[str, nn.Linear]:
+    dense: dict[str, nn.Linear] = {}
     for role, linear in linears.items():
         if type(linear) is not nn.Linear:
             raise ValueError(
                 f"{PASS}: {name}.{getattr(arch, role)} is a {type(linear).__name__}, not an nn.Linear; "
                 "prune heads and neurons before low-rank factorization or quantization"
             )
+        dense[role] = linear
+    return dense
 
 
 def _set_head_count_(block: nn.Module, arch: Architecture, heads: int, head_size: int) -> None:
@@ -107,7 +111,7 @@ def _keep(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
     return kept.train(linear.training)
 
 
-def _skeleton(linear: nn.Module, in_features: int | None = None, out_features: int | None = None) -> nn.Linear:
+def _skeleton(linear: nn.Linear, in_features: int | None = None, out_features: int | None = None) -> nn.Linear:
     """An uninitialised Linear of the new shape, meant to receive saved weights."""
     weight = linear.weight
     return nn.Linear(
@@ -141,7 +145,7 @@ def _taylor_stats(
                 )
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             with torch.no_grad():
-                for total, linear, grad in zip(totals, linears, grads):
+                for total, linear, grad in zip(totals, linears, grads, strict=True):
                     if grad is not None:
                         total += (effective_weight(linear) * grad).abs()
             seen += 1
@@ -149,11 +153,12 @@ def _taylor_stats(
         model.train(was_training)
     if not seen:
         raise ValueError(f"{PASS}: gradient importance needs at least one batch, but got none")
-    return dict(zip(linears, totals))
+    return dict(zip(linears, totals, strict=True))
 
 
 def _head_scores(stats: dict[str, torch.Tensor], head_size: int) -> torch.Tensor:
-    rows = sum(stats[role] for role in _ATTENTION_IN).sum(1)  # one entry per output row of Q (= of K, of V)
+    query, key, value = (stats[role] for role in _ATTENTION_IN)
+    rows = (query + key + value).sum(1)  # one entry per output row of Q (= of K, of V)
     columns = stats["attention_output"].sum(0)  # one entry per input column of the output dense
     return (rows + columns).view(-1, head_size).sum(1)  # head h owns rows/columns h*head_size ... + head_size-1
 
@@ -195,16 +200,19 @@ def structured_prune_(
         raise ValueError(f"{PASS}: importance='gradient' needs batches with labels, but got batches=None")
     arch = architecture_of(model, PASS)
     head_size = arch.head_size(model.config)
-    blocks = [(name, block, _block_linears(block, arch)) for name, block in encoder_blocks(model, PASS)]
-    for name, _, linears in blocks:
-        _check_dense(name, arch, linears)
+    found = [(name, block, _block_linears(block, arch)) for name, block in encoder_blocks(model, PASS)]
+    blocks = [(name, block, _check_dense(name, arch, linears)) for name, block, linears in found]
     every_linear = [linear for _, _, linears in blocks for linear in linears.values()]
     if importance == "magnitude":
         stats = _magnitude_stats(every_linear)
     else:
+        assert batches is not None  # checked above
         stats = _taylor_stats(model, every_linear, batches)
 
-    heads_removed, heads_kept, neurons_removed, neurons_kept = [], [], [], []
+    heads_removed: list[tuple[int, ...]] = []
+    heads_kept: list[int] = []
+    neurons_removed: list[int] = []
+    neurons_kept: list[int] = []
     for _, block, linears in blocks:
         block_stats = {role: stats[linear] for role, linear in linears.items()}
         heads = linears["query"].out_features // head_size
@@ -254,10 +262,11 @@ def structured_shape(model: nn.Module) -> dict[str, Any]:
     full = (getattr(config, arch.heads_field), getattr(config, arch.ffn_field))
     shape = {}
     for name, block in encoder_blocks(model, PASS):
-        # in/out_features: a LowRankLinear that replaced a shrunk Linear reports the same widths.
+        # in/out_features: a LowRankLinear that replaced a shrunk Linear reports the same widths (ints; the
+        # casts because nn.Module's __getattr__ types every attribute it does not know as Tensor | Module).
         widths = (
-            block.get_submodule(arch.query).out_features // head_size,
-            block.get_submodule(arch.ffn_in).out_features,
+            cast(int, block.get_submodule(arch.query).out_features) // head_size,
+            cast(int, block.get_submodule(arch.ffn_in).out_features),
         )
         if widths != full:
             shape[name] = {"heads": widths[0], "neurons": widths[1]}
@@ -292,8 +301,7 @@ def restore_structured_shape_(model: nn.Module, shape: dict[str, Any]) -> None:
         heads = _positive_int(widths.get("heads"), f"{name}: heads")
         neurons = _positive_int(widths.get("neurons"), f"{name}: neurons")
         block = blocks[name]
-        linears = _block_linears(block, arch)
-        _check_dense(name, arch, linears)
+        linears = _check_dense(name, arch, _block_linears(block, arch))
         for role in _ATTENTION_IN:
             block.set_submodule(getattr(arch, role), _skeleton(linears[role], out_features=heads * head_size))
         block.set_submodule(

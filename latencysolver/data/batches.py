@@ -54,7 +54,9 @@ def encode_split(split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path 
         if path.is_file():
             try:
                 return EncodedSplit(**torch.load(path, weights_only=True))
-            except Exception:  # a corrupted cache entry is rebuilt, not trusted
+            # a damaged or stale cache entry (torch.load raises RuntimeError, UnpicklingError, EOFError...; an
+            # old layout TypeError) is rebuilt, not trusted
+            except Exception:  # noqa: BLE001
                 path.unlink(missing_ok=True)
     encoded = encode_pairs(tokenizer, split.question, split.passage, max_length, labels=split.label)
     if path is not None:
@@ -72,7 +74,7 @@ def encode_pairs(tokenizer, questions, passages, max_length: int, labels=None) -
     questions, passages = list(questions), list(passages)
     try:
         enc = tokenizer(questions, passages, truncation="only_second", max_length=max_length)
-    except Exception:  # tokenizers raises a bare Exception("Truncation error: ...")
+    except Exception:  # noqa: BLE001 - tokenizers raises a bare Exception("Truncation error: ...")
         enc = tokenizer(questions, passages, truncation="longest_first", max_length=max_length)
     types = enc.get("token_type_ids")
     return EncodedSplit(
@@ -86,13 +88,14 @@ def collate(split: EncodedSplit, indices: list[int], pad_id: int = 0) -> Batch:
     width = max(len(split.input_ids[i]) for i in indices)
     ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(indices), width), dtype=torch.long)
-    types = torch.zeros((len(indices), width), dtype=torch.long) if split.token_type_ids is not None else None
+    token_types = split.token_type_ids
+    types = torch.zeros((len(indices), width), dtype=torch.long) if token_types is not None else None
     for row, i in enumerate(indices):
         n = len(split.input_ids[i])
         ids[row, :n] = torch.tensor(split.input_ids[i])
         mask[row, :n] = 1
-        if types is not None:
-            types[row, :n] = torch.tensor(split.token_type_ids[i])
+        if types is not None and token_types is not None:
+            types[row, :n] = torch.tensor(token_types[i])
     inputs = {"input_ids": ids, "attention_mask": mask}
     if types is not None:
         inputs["token_type_ids"] = types

@@ -70,7 +70,8 @@ def _split_files(folder: Path, split: str) -> list[Path]:
     found = [p for p in found if p.name[len(split)] in "-._"]
     formats = {_EXTENSIONS[p.suffix] for p in found}
     if len(formats) > 1:
-        raise DataError(f"{folder}: split '{split}' is in several formats ({', '.join(p.name for p in found)}); keep one")
+        names = ", ".join(p.name for p in found)
+        raise DataError(f"{folder}: split '{split}' is in several formats ({names}); keep one")
     return found
 
 
@@ -81,7 +82,8 @@ def _load_local(folder: Path) -> dict[str, list[dict]]:
     datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
     folder = folder.expanduser()
     if not folder.is_dir():
-        raise DataError(f"data folder not found: {str(folder)!r} (expected train/validation[/test] .jsonl or .parquet files)")
+        raise DataError(f"data folder not found: {str(folder)!r} "
+                        "(expected train/validation[/test] .jsonl or .parquet files)")
     out: dict[str, list[dict]] = {}
     for split in SPLITS:
         files = _split_files(folder, split)
@@ -92,7 +94,7 @@ def _load_local(folder: Path) -> dict[str, list[dict]]:
         kind = _EXTENSIONS[files[0].suffix]
         try:
             ds = datasets.load_dataset(kind, data_files=[str(p) for p in files], split="train")
-        except Exception as exc:  # datasets raises many types for unreadable files
+        except Exception as exc:  # noqa: BLE001 - datasets raises many types for unreadable files
             raise DataError(f"{files[0]}: cannot read {kind} file: {first_line(exc)}") from None
         out[split] = ds.to_list()
     return out
@@ -103,7 +105,7 @@ def _load_hub(name: str) -> dict[str, list[dict]]:
 
     try:
         ds = datasets.load_dataset(name)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - hub, network and parsing errors: reported with their first line
         raise DataError(f"data: {name!r} is not a local folder and could not be loaded from the hub: "
                         f"{first_line(exc)}") from None
     missing = [s for s in REQUIRED_SPLITS if s not in ds]
@@ -128,12 +130,14 @@ def _normalize(rows: list[dict], source: str, split: str, limit: int | None) -> 
     for i, row in enumerate(rows):
         for text in ("question", "passage"):
             if not isinstance(row.get(text), str):
-                raise DataError(f"{source}: split '{split}' row {i + 1}: {text} must be a string, got {row.get(text)!r}")
+                raise DataError(f"{source}: split '{split}' row {i + 1}: {text} must be a string, "
+                                f"got {row.get(text)!r}")
         value = row[label_key]
         if isinstance(value, bool) or value in (0, 1):
             labels.append(bool(value))
         else:
-            raise DataError(f"{source}: split '{split}' row {i + 1}: {label_key} must be true/false or 0/1, got {value!r}")
+            raise DataError(f"{source}: split '{split}' row {i + 1}: {label_key} must be true/false or 0/1, "
+                            f"got {value!r}")
     return BoolQSplit(
         question=tuple(str(r["question"]) for r in rows),
         passage=tuple(str(r["passage"]) for r in rows),

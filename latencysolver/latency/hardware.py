@@ -56,7 +56,8 @@ def cpu_info(path: str | Path = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
         text = Path(path).read_text()
     except OSError:
         return platform.processor() or platform.machine(), frozenset()
-    model, flags = "", frozenset()
+    model = ""
+    flags: frozenset[str] = frozenset()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()

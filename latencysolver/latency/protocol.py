@@ -9,8 +9,8 @@ One measurement (``measure_latency``)
     thread pool, such as onnxruntime) and restored afterwards.  ``warmup`` untimed passes over the whole sample
     (every input length runs once before timing: oneDNN and onnxruntime build kernels per shape, and a dynamic
     int8 model measured after five warm-up calls instead ran its first pass at 14.7 ms against 3.6 ms later),
-    then ``repeats`` timed passes over the sample, one ``perf_counter`` interval per call (on CUDA the interval ends after
-    ``torch.cuda.synchronize()``).  p50/p90/mean are over all calls; the CV is over the per-pass means.
+    then ``repeats`` timed passes over the sample, one ``perf_counter`` interval per call (on CUDA the interval ends
+    after ``torch.cuda.synchronize()``).  p50/p90/mean are over all calls; the CV is over the per-pass means.
 
 Paired measurement against a reference (``measure_paired``)
     Each call of the model is next to a call of the reference (the fp32 teacher) on the *same* input: A B, B A,
@@ -195,7 +195,7 @@ def measure_paired(model: Runnable, reference: Runnable, inputs: list[Inputs], c
     """Model and reference interleaved call by call on the same inputs; the speed-up is the median pair ratio."""
     with _threads(config.threads, model, reference):
         model_inputs, reference_inputs = _prepare(model, inputs), _prepare(reference, inputs)
-        for x, y in zip(model_inputs * config.warmup, reference_inputs * config.warmup):
+        for x, y in zip(model_inputs * config.warmup, reference_inputs * config.warmup, strict=True):
             model(**x)
             reference(**y)
         a_all: list[float] = []
@@ -217,7 +217,7 @@ def measure_paired(model: Runnable, reference: Runnable, inputs: list[Inputs], c
             b_all += b_pass
             a_means.append(statistics.fmean(a_pass))
             b_means.append(statistics.fmean(b_pass))
-            pass_ratios = [b / a for a, b in zip(a_pass, b_pass)]
+            pass_ratios = [b / a for a, b in zip(a_pass, b_pass, strict=True)]
             ratios += pass_ratios
             pass_speedups.append(statistics.median(pass_ratios))
     return PairedLatency(model=_stats(a_all, a_means, config.threads, len(inputs)),

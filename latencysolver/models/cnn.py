@@ -135,7 +135,9 @@ def cnn_from_teacher(teacher: nn.Module, config: CNNConfig) -> CNNClassifier:
     Wider: random, like every other weight of the CNN.  Randomness is seeded by the caller (``torch.manual_seed``).
     """
     model = CNNClassifier(config)
-    table = teacher.get_input_embeddings().weight.detach().float()
+    # a transformers model's method, typed Any: nn.Module's __getattr__ would type it Tensor | Module
+    input_embeddings: Any = teacher.get_input_embeddings
+    table = input_embeddings().weight.detach().float()
     if table.shape[0] != config.vocab_size:
         raise ValueError(f"vocab_size must match the teacher's vocabulary ({table.shape[0]}), "
                          f"but got {config.vocab_size!r}")

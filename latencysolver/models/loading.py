@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from latencysolver.cache import content_hash, file_digest
 from latencysolver.errors import ModelError, first_line
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
@@ -46,11 +50,12 @@ def load_tokenizer(name_or_path: str):
     location = resolve_model(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(location, local_files_only=os.path.isdir(location))
-    except Exception as exc:
+    # transformers raises OSError, ValueError, KeyError, ... for a bad model: reported with the first line
+    except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model: cannot load a tokenizer from {name_or_path!r}: {first_line(exc)}") from None
 
 
-def load_classifier(name_or_path: str, num_labels: int = 2) -> nn.Module:
+def load_classifier(name_or_path: str, num_labels: int = 2) -> PreTrainedModel:
     """An encoder with a (new or fine-tuned) sequence-classification head, in eval mode, fp32."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -63,7 +68,8 @@ def load_classifier(name_or_path: str, num_labels: int = 2) -> nn.Module:
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             location, num_labels=num_labels, local_files_only=os.path.isdir(location), dtype=torch.float32)
-    except Exception as exc:
+    # the same for the model
+    except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model: cannot load {name_or_path!r} as a sequence classifier: {first_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(previous)

@@ -62,7 +62,7 @@ class _LogitsOnly(nn.Module):
         self.names = names
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        out = self.model(**dict(zip(self.names, tensors)))
+        out = self.model(**dict(zip(self.names, tensors, strict=True)))
         if isinstance(out, torch.Tensor):
             return out
         if hasattr(out, "logits"):
@@ -116,7 +116,7 @@ def _quiet_export() -> Iterator[None]:
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._.*")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
@@ -169,12 +169,12 @@ def export_onnx(model: nn.Module, path: Path, example_inputs: dict[str, torch.Te
                 _export_torchscript(wrapper, args, names, path, opset)
             # Any failure: the TorchScript exporter raises RuntimeError, TypeError, AttributeError (once removed
             # from torch) or its own exception types, and each one is a reason to try the other exporter.
-            except Exception as torchscript_error:
+            except Exception as torchscript_error:  # noqa: BLE001
                 logger.info("TorchScript ONNX export of %s failed (%s); trying the dynamo exporter",
                             type(model).__name__, _describe(torchscript_error))
                 try:
                     _export_dynamo(wrapper, args, names, path, opset)
-                except Exception as dynamo_error:
+                except Exception as dynamo_error:  # the same for the dynamo exporter; re-raised, chained
                     raise ModelError(
                         f"cannot export {type(model).__name__} to ONNX: the TorchScript exporter failed "
                         f"({_describe(torchscript_error)}), and so did the dynamo exporter "

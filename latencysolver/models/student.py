@@ -108,9 +108,10 @@ def compress(teacher: nn.Module, recipe: Recipe) -> StudentInTraining:
 def cnn_student(teacher: nn.Module, settings: CNNStudentConfig, max_length: int, seed: int) -> CNNClassifier:
     """A fresh CNN student reading the teacher's token ids (its embeddings seeded from the teacher's)."""
     torch.manual_seed(seed)
-    config = CNNConfig(vocab_size=teacher.config.vocab_size, embed_dim=settings.embed_dim,
+    teacher_config: Any = teacher.config  # a PretrainedConfig; nn.Module's __getattr__ would type it Tensor | Module
+    config = CNNConfig(vocab_size=teacher_config.vocab_size, embed_dim=settings.embed_dim,
                        channels=settings.channels, kernel_sizes=settings.kernel_sizes, dropout=settings.dropout,
-                       num_labels=teacher.config.num_labels, max_length=max_length)
+                       num_labels=teacher_config.num_labels, max_length=max_length)
     return cnn_from_teacher(teacher, config)
 
 
@@ -135,7 +136,8 @@ def save_student(model: nn.Module, recipe: Recipe, kept_layers: tuple[int, ...],
         files = [WEIGHTS, CNN_JSON]
     else:
         save_model(model, str(folder / WEIGHTS))
-        model.config.save_pretrained(folder)
+        hf_config: Any = model.config  # (as in cnn_student)
+        hf_config.save_pretrained(folder)
         info |= {"kept_layers": list(kept_layers), "structured": structured_shape(model),
                  "low_rank": low_rank_map(model)}
         files = [WEIGHTS, "config.json"]

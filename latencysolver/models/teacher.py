@@ -76,7 +76,8 @@ def _load_checkpoint(path: Path) -> nn.Module:
     try:
         return load_classifier(str(path))
     except ModelError as exc:
-        raise ModelError(f"teacher checkpoint {path} cannot be loaded ({exc}); delete the folder to rebuild it") from None
+        raise ModelError(f"teacher checkpoint {path} cannot be loaded ({exc}); "
+                         "delete the folder to rebuild it") from None
 
 
 def _fine_tune(config: StudyConfig, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool,
@@ -101,7 +102,7 @@ def _fine_tune(config: StudyConfig, train_split: EncodedSplit, path: Path, *, pa
         if path.exists():  # an entry without a marker: left by a crash before the marker was written
             shutil.rmtree(path)
         staging.rename(path)
-    except BaseException:
+    except BaseException:  # any failure, Ctrl-C included: no half-written staging folder is left; re-raised
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log(f"teacher: fine-tuned in {result.seconds / 60:.1f} min (final loss {result.final_loss:.3f}) -> {path}")
@@ -115,8 +116,10 @@ def _train_logits(model: nn.Module, train_split: EncodedSplit, path: Path, *, pa
             logits = torch.load(path, weights_only=True)
             if logits.shape == (len(train_split), 2):
                 return logits
-        except Exception as exc:
-            raise ModelError(f"teacher logits cache {path} is corrupted ({first_line(exc)}); delete it to rebuild") from None
+        # torch.load of a damaged file raises RuntimeError, UnpicklingError, EOFError, ...; not a tensor: AttributeError
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"teacher logits cache {path} is corrupted ({first_line(exc)}); "
+                             "delete it to rebuild") from None
     logits = predict_logits(model, train_split, pad_id=pad_id, desc="teacher logits (train)", progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

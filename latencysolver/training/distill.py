@@ -94,6 +94,7 @@ def distill(student: nn.Module, train_split: EncodedSplit, teacher_logits: torch
         logits = outputs.logits.float()
         loss = distillation_loss(logits, teacher_logits[batch.indices], batch.labels, temperature, alpha)
         if use_hidden:
+            assert teacher is not None  # checked above
             with torch.no_grad():
                 reference = teacher(**batch.inputs, output_hidden_states=True).hidden_states
             loss = loss + hidden_weight * hidden_state_loss(outputs.hidden_states, reference, hidden_layers,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from latencysolver.data.batches import EncodedSplit, eval_batches
@@ -17,8 +17,16 @@ class Scores:
     f1: float  # of the positive ("yes") class
 
 
+class Classifier(Protocol):
+    """What ``predict_logits`` runs: a torch classifier or an ``OnnxClassifier``, as ``model(**inputs).logits``."""
+
+    def eval(self) -> Any: ...
+
+    def __call__(self, **inputs: torch.Tensor) -> Any: ...
+
+
 @torch.inference_mode()
-def predict_logits(model: nn.Module, split: EncodedSplit, batch_size: int = 32, pad_id: int = 0,
+def predict_logits(model: Classifier, split: EncodedSplit, batch_size: int = 32, pad_id: int = 0,
                    desc: str = "evaluate", progress: bool = True) -> torch.Tensor:
     """fp32 logits of shape (rows, labels), in the split's row order."""
     model.eval()
