@@ -21,14 +21,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latencysolver.compression.architectures import Architecture, CompressionRefused, architecture_of, base_model
+from latencysolver.compression.architectures import CompressionRefused, EncoderFamily, base_model, encoder_family
+from latencysolver.config.knobs import SKIP_MODES
 
-SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
 
-
-def _layers_owner(model: nn.Module, pass_name: str) -> tuple[Architecture, nn.Module, str]:
+def _layers_owner(model: nn.Module, pass_name: str) -> tuple[EncoderFamily, nn.Module, str]:
     """The family, the module that holds the blocks' ModuleList, and the attribute name of that list."""
-    arch = architecture_of(model, pass_name)
+    arch = encoder_family(model, pass_name)
     owner_path, _, list_name = arch.layers.rpartition(".")
     return arch, base_model(model)[0].get_submodule(owner_path), list_name
 
@@ -52,7 +51,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     return nn.ModuleList(layers[_albert_group(i, depth, len(layers))] for i in range(depth))
 
 
-def _check_repeatable(arch: Architecture, owner: nn.Module, pass_name: str) -> None:
+def _check_repeatable(arch: EncoderFamily, owner: nn.Module, pass_name: str) -> None:
     groups = len(owner.albert_layer_groups) if arch.shared else 1
     if groups > 1:
         raise CompressionRefused(
