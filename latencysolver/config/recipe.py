@@ -22,25 +22,13 @@ StudentArchitecture = Literal["transformer", "cnn"]
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one student is made from the teacher.
+    """How one student is made from the teacher: one value per knob, plus the seed.
 
-    architecture: "transformer" (the teacher, compressed) or "cnn" (embeddings + 1-D convolutions, trained from
-                  scratch by distillation; the transformer-only knobs below keep their defaults).
-    prune_ratio:  0 = off.  unstructured: fraction of each encoder Linear's weights zeroed by magnitude;
-                  structured: fraction of each layer's attention heads and of its FFN neurons removed.
-    prune_kind:   "unstructured" or "structured".
-    quant_dtype:  fp32 (off), bf16, fp16, or int8 (dynamic, weights int8 per channel, activations at run time)
-                  in torch; ort-fp32 or ort-int8 (dynamic, per channel) in onnxruntime.
-    skip_prob:    at inference ``round((1 - p) * L)`` encoder layers are kept.
-    skip_mode:    "deterministic": a fixed evenly spaced rule picks them and the rest are removed before
-                  distilling; "stochastic": LayerDrop at rate p while distilling, then a seeded random choice.
-    rank:         truncated-SVD rank of every encoder Linear where that saves FLOPs; an integer is an absolute
-                  rank, a float in (0, 1) a fraction of each layer's full rank min(in, out); None = off.
-    temperature:  distillation temperature T of the soft targets.
-    alpha:        weight of the soft (teacher) loss; 1 - alpha weighs the hard-label loss.
-    hidden_weight: weight of the hidden-state loss (``distill.hidden_state_loss``): each kept layer's output
-                  against the teacher's at the end of the block it replaces; 0 = off (logits only).
-    seed:         seeds LayerDrop, the stochastic layer choice and the distillation data order.
+    What each knob means, which values it takes, its default and when it is inactive is declared once, in
+    ``config.knobs.KNOBS`` (the README's knob table is generated from it); ``__post_init__`` applies that
+    table's checks.  A CNN recipe keeps the transformer-only knobs at their defaults.  ``rank`` is None when off.
+
+    seed: the trial number; seeds LayerDrop, the stochastic layer choice and the distillation data order.
     """
 
     # The field order is that of stored recipes (``to_dict``); the defaults come from the knob table.
