@@ -25,11 +25,11 @@ from transformers import (
 from latencysolver.compression import (
     CompressionRefused,
     LowRankLinear,
-    architecture_of,
     count_quantized_linears,
     drop_layers_,
     enable_layerdrop_,
     encoder_blocks,
+    encoder_family,
     encoder_layers,
     encoder_linears,
     factorize_,
@@ -100,7 +100,7 @@ def blocks_run(model: nn.Module, batch: dict[str, torch.Tensor]) -> int:
 
 def test_each_family_is_recognised_with_its_blocks_and_linears(family):
     model = tiny_model(family)
-    assert architecture_of(model, "test").name == family
+    assert encoder_family(model, "test").name == family
     blocks = encoder_blocks(model, "test")
     assert len(blocks) == (1 if family == "ALBERT" else 2)
     linears = encoder_linears(model)
@@ -113,7 +113,7 @@ def test_each_family_is_recognised_with_its_blocks_and_linears(family):
 
 def test_a_bert_look_alike_gets_the_bert_layout():
     config = ElectraConfig(**BERT_LIKE, embedding_size=32)
-    assert architecture_of(ElectraForSequenceClassification(config), "test").name == "BERT"
+    assert encoder_family(ElectraForSequenceClassification(config), "test").name == "BERT"
 
 
 def test_an_unknown_model_is_refused_naming_the_pass():
@@ -221,7 +221,6 @@ def test_resolve_rank():
     assert resolve_rank(100, 32, 64) == 32  # capped at full rank
     assert resolve_rank(0.25, 768, 3072) == 192
     assert resolve_rank(0.01, 32, 32) == 1  # at least 1
-    assert resolve_rank(1.0, 32, 16) == 16
-    for bad in (0, -2, 0.0, 1.5, True, "4"):
+    for bad in (0, -2, 0.0, 1.0, 1.5, True, "4"):  # 1.0: full rank, refused as by the search space
         with pytest.raises(ValueError, match=repr(bad).replace(".", r"\.")):
             resolve_rank(bad, 32, 32)

@@ -142,13 +142,13 @@ def test_1_malformed_yaml_names_file_and_line(tmp_path, where):
 
 
 def test_2_unknown_inline_knob_names_it_and_lists_known_knobs(study_yaml, tmp_path, capfd):
-    from latencysolver.config.space import KNOBS
+    from latencysolver.config.knobs import KNOB_NAMES
 
     path = study_yaml(search_space={"prune_ratio": {"choices": [0.0, 0.5]}, "dropout_rate": {"low": 0, "high": 1}})
     code, err = cli(["run", path, "--cache-dir", tmp_path / "cache"], capfd)
     line = error_line(code, err)
     assert line.startswith(f"{path}: search_space.dropout_rate: unknown knob"), line
-    assert f"(known knobs: {', '.join(KNOBS)})" in line
+    assert f"(known knobs: {', '.join(KNOB_NAMES)})" in line
     assert_nothing_created(tmp_path)
 
 

@@ -348,5 +348,5 @@ def test_recipe_hidden_weight_is_off_by_default_and_old_recipes_still_load():
     assert Recipe.from_dict(old).hidden_weight == 0.0
     assert "hidden" not in Recipe().describe()
     assert "hidden=2" in Recipe(hidden_weight=2.0).describe()
-    with pytest.raises(ValueError, match="hidden_weight must be >= 0, but got -0.5"):
+    with pytest.raises(ValueError, match="hidden_weight must be a number >= 0, but got -0.5"):
         Recipe(hidden_weight=-0.5)

@@ -12,9 +12,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from latencysolver.compression import (
     LowRankLinear,
-    architecture_of,
     drop_layers_,
     encoder_blocks,
+    encoder_family,
     factorize_,
     magnitude_prune_,
     restore_low_rank_structure_,
@@ -29,7 +29,7 @@ HEADS, HEAD_SIZE, NEURONS = 4, 8, 64
 
 def parts(model: nn.Module) -> list[tuple[nn.Module, dict[str, nn.Module]]]:
     """Per weight-holding block: the attention module and its six Linears by role."""
-    arch = architecture_of(model, "test")
+    arch = encoder_family(model, "test")
     roles = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
     return [
         (block.get_submodule(arch.query.rpartition(".")[0]), {r: block.get_submodule(getattr(arch, r)) for r in roles})
@@ -58,7 +58,7 @@ def test_ratio_removes_the_stated_heads_and_neurons(family, batch, ratio, heads_
         assert linears["ffn_out"].weight.shape == (32, neurons_left) and linears["ffn_out"].bias.shape == (32,)
         assert head_count(attention) == heads_left
     # The config keeps the unpruned widths (it cannot say "2 heads of size 8 in a 32-wide model").
-    assert architecture_of(model, "test").head_size(model.config) == HEAD_SIZE
+    assert encoder_family(model, "test").head_size(model.config) == HEAD_SIZE
     assert logits(model, batch).shape == (2, 2)
     json.dumps(report.to_dict())
 

@@ -9,7 +9,7 @@ import torch
 
 from latencysolver import load
 from latencysolver.cli import main
-from latencysolver.config.recipe import TRANSFORMER_KNOBS
+from latencysolver.config.knobs import TRANSFORMER_KNOBS
 from latencysolver.config.study import load_study_config
 from latencysolver.search.prepare import RunOptions
 from latencysolver.search.run import run_study

@@ -1,11 +1,11 @@
 """Compression passes: plain functions on a model, one module per technique (a trailing ``_`` mutates in place)."""
 
 from latencysolver.compression.architectures import (
-    ARCHITECTURES,
-    Architecture,
+    ENCODER_FAMILIES,
     CompressionRefused,
-    architecture_of,
+    EncoderFamily,
     encoder_blocks,
+    encoder_family,
 )
 from latencysolver.compression.layer_skip import (
     LayerDropHandle,
@@ -37,18 +37,18 @@ from latencysolver.compression.structured import (
 )
 
 __all__ = [
-    "ARCHITECTURES",
-    "Architecture",
+    "ENCODER_FAMILIES",
     "CompressionRefused",
+    "EncoderFamily",
     "LayerDropHandle",
     "LowRankLinear",
     "StructuredPruneReport",
-    "architecture_of",
     "count_quantized_linears",
     "drop_layers_",
     "effective_weight",
     "enable_layerdrop_",
     "encoder_blocks",
+    "encoder_family",
     "encoder_layers",
     "encoder_linears",
     "factorize_",

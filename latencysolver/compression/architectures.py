@@ -1,7 +1,7 @@
 """Where each supported encoder family keeps its blocks, and which Linear inside a block does what.
 
-Every compression pass reaches a model's internals through ``architecture_of(model, pass_name)``, so
-supporting a new family is one more ``Architecture`` below rather than a special case in every pass.  The
+Every compression pass reaches a model's internals through ``encoder_family(model, pass_name)``, so
+supporting a new family is one more ``EncoderFamily`` below rather than a special case in every pass.  The
 four families differ in three ways:
 
 - the path to the blocks: ``bert.encoder.layer``, ``roberta.encoder.layer``, ``distilbert.transformer.layer``,
@@ -34,7 +34,7 @@ class CompressionRefused(ModelError, ValueError):
 
 
 @dataclass(frozen=True)
-class Architecture:
+class EncoderFamily:
     """One encoder family's layout.  Paths are dotted attribute paths; ``*`` in ``blocks`` stands for an index."""
 
     name: str  # as written in messages: "RoBERTa"
@@ -57,7 +57,7 @@ class Architecture:
         return getattr(config, self.hidden_field) // getattr(config, self.heads_field)
 
 
-BERT = Architecture(
+BERT = EncoderFamily(
     name="BERT",
     model_types=("bert",),
     layers="encoder.layer",
@@ -73,7 +73,7 @@ BERT = Architecture(
     ffn_field="intermediate_size",
 )
 ROBERTA = replace(BERT, name="RoBERTa", model_types=("roberta",))
-ALBERT = Architecture(
+ALBERT = EncoderFamily(
     name="ALBERT",
     model_types=("albert",),
     layers="encoder.albert_layer_groups",
@@ -89,7 +89,7 @@ ALBERT = Architecture(
     ffn_field="intermediate_size",
     shared=True,
 )
-DISTILBERT = Architecture(
+DISTILBERT = EncoderFamily(
     name="DistilBERT",
     model_types=("distilbert",),
     layers="transformer.layer",
@@ -104,7 +104,7 @@ DISTILBERT = Architecture(
     hidden_field="dim",
     ffn_field="hidden_dim",
 )
-ARCHITECTURES: tuple[Architecture, ...] = (BERT, ROBERTA, ALBERT, DISTILBERT)
+ENCODER_FAMILIES: tuple[EncoderFamily, ...] = (BERT, ROBERTA, ALBERT, DISTILBERT)
 
 
 def base_model(model: nn.Module) -> tuple[nn.Module, str]:
@@ -115,12 +115,12 @@ def base_model(model: nn.Module) -> tuple[nn.Module, str]:
     return base, next(name for name, module in model.named_modules() if module is base)
 
 
-def _blocks_under(base: nn.Module, arch: Architecture) -> list[tuple[str, nn.Module]]:
+def _blocks_under(base: nn.Module, arch: EncoderFamily) -> list[tuple[str, nn.Module]]:
     pattern = re.compile(re.escape(arch.blocks).replace(r"\*", r"\d+"))
     return [(name, module) for name, module in base.named_modules() if pattern.fullmatch(name)]
 
 
-def _has_layout(base: nn.Module, arch: Architecture) -> bool:
+def _has_layout(base: nn.Module, arch: EncoderFamily) -> bool:
     try:
         layers = base.get_submodule(arch.layers)
         blocks = _blocks_under(base, arch)
@@ -133,15 +133,15 @@ def _has_layout(base: nn.Module, arch: Architecture) -> bool:
     return True
 
 
-def architecture_of(model: nn.Module, pass_name: str) -> Architecture:
+def encoder_family(model: nn.Module, pass_name: str) -> EncoderFamily:
     """The family of ``model``; ``CompressionRefused`` naming ``pass_name`` if it is none of the supported ones."""
     base, _ = base_model(model)
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    by_type = [arch for arch in ARCHITECTURES if model_type in arch.model_types]
-    for arch in by_type or ARCHITECTURES:
+    by_type = [arch for arch in ENCODER_FAMILIES if model_type in arch.model_types]
+    for arch in by_type or ENCODER_FAMILIES:
         if _has_layout(base, arch):
             return arch
-    supported = ", ".join(arch.name for arch in ARCHITECTURES)
+    supported = ", ".join(arch.name for arch in ENCODER_FAMILIES)
     raise CompressionRefused(
         f"{pass_name}: unsupported architecture {type(model).__name__} (model_type={model_type!r}); "
         f"supported are {supported} and models laid out like them"
@@ -150,6 +150,6 @@ def architecture_of(model: nn.Module, pass_name: str) -> Architecture:
 
 def encoder_blocks(model: nn.Module, pass_name: str) -> list[tuple[str, nn.Module]]:
     """Every weight-holding encoder block with its qualified name, in order; ALBERT's shared blocks appear once."""
-    arch = architecture_of(model, pass_name)
+    arch = encoder_family(model, pass_name)
     base, prefix = base_model(model)
     return [(f"{prefix}.{name}" if prefix else name, block) for name, block in _blocks_under(base, arch)]

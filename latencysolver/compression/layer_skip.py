@@ -23,16 +23,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from latencysolver.compression.architectures import Architecture, CompressionRefused, architecture_of, base_model
-
-SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
+from latencysolver.compression.architectures import CompressionRefused, EncoderFamily, base_model, encoder_family
+from latencysolver.config.knobs import SKIP_MODES
 
 
 # The owner is a transformers encoder module typed Any: what it holds differs by family (``config``,
 # ``albert_layer_groups``, ``n_layers``), and nn.Module's __getattr__ would type each of those Tensor | Module.
-def _layers_owner(model: nn.Module, pass_name: str) -> tuple[Architecture, Any, str]:
+def _layers_owner(model: nn.Module, pass_name: str) -> tuple[EncoderFamily, Any, str]:
     """The family, the module that holds the blocks' ModuleList, and the attribute name of that list."""
-    arch = architecture_of(model, pass_name)
+    arch = encoder_family(model, pass_name)
     owner_path, _, list_name = arch.layers.rpartition(".")
     return arch, base_model(model)[0].get_submodule(owner_path), list_name
 
@@ -56,7 +55,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     return nn.ModuleList(layers[_albert_group(i, depth, len(layers))] for i in range(depth))
 
 
-def _check_repeatable(arch: Architecture, owner: Any, pass_name: str) -> None:
+def _check_repeatable(arch: EncoderFamily, owner: Any, pass_name: str) -> None:
     groups = len(owner.albert_layer_groups) if arch.shared else 1
     if groups > 1:
         raise CompressionRefused(

@@ -4,9 +4,10 @@ The factors come from the truncated SVD ``W ~ U_r diag(S_r) Vh_r``, the best ran
 Frobenius norm (Eckart-Young); distillation then repairs what the truncation lost.
 
 The rank is given either absolutely (an int, the same r for every layer) or as a fraction of each layer's full
-rank ``min(in, out)`` (a float in (0, 1]), see ``resolve_rank``.  Each layer is then checked on its own and only
-replaced where its rank saves multiply-adds (``saves_flops``): with one rank for a 384 x 384 attention projection
-and a 384 -> 1536 FFN layer, r = 200 factorizes the FFN layers (r < 307) but leaves the projections dense (r >= 192).
+rank ``min(in, out)`` (a float in (0, 1): the knob table's ``valid_rank``), see ``resolve_rank``.  Each layer is
+then checked on its own and only replaced where its rank saves multiply-adds (``saves_flops``): with one rank for
+a 384 x 384 attention projection and a 384 -> 1536 FFN layer, r = 200 factorizes the FFN layers (r < 307) but
+leaves the projections dense (r >= 192).
 
 Interaction with pruning: the SVD is taken of the pruned (effective) weight, but the two factors are dense and
 carry no mask.  Where both knobs act on a layer, the rank decides its size and its zeros are gone.
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from latencysolver.compression.pruning import effective_weight, encoder_linears
+from latencysolver.config.knobs import RANK_RULE, valid_rank
 
 
 class LowRankLinear(nn.Module):
@@ -96,16 +98,12 @@ def _replace_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name), child_name, new)
 
 
-def _check_rank_spec(rank: int | float) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, (int, float)):
-        raise ValueError(f"rank must be a positive integer or a fraction in (0, 1], but got {rank!r}")
-    if isinstance(rank, int) and rank < 1:
-        raise ValueError(f"rank must be a positive integer or a fraction in (0, 1], but got {rank!r}")
-    if isinstance(rank, float) and not 0.0 < rank <= 1.0:
-        raise ValueError(f"rank as a float is a fraction of full rank and must be in (0, 1], but got {rank!r}")
+def _check_rank_spec(rank: float) -> None:
+    if not valid_rank(rank):  # the knob table's rule, so a rank the search space accepts is one this pass takes
+        raise ValueError(f"rank must be {RANK_RULE}, but got {rank!r}")
 
 
-def resolve_rank(rank: int | float, in_features: int, out_features: int) -> int:
+def resolve_rank(rank: float, in_features: int, out_features: int) -> int:
     """The rank ``rank`` stands for in a Linear of this shape, between 1 and full rank ``min(in, out)``.
 
     An int is absolute, capped at full rank.  A float is a fraction of full rank, rounded, at least 1: 0.25 of
@@ -118,7 +116,7 @@ def resolve_rank(rank: int | float, in_features: int, out_features: int) -> int:
     return max(1, round(rank * full_rank))
 
 
-def factorize_(model: nn.Module, rank: int | float) -> dict[str, int]:
+def factorize_(model: nn.Module, rank: float) -> dict[str, int]:
     """Replace every encoder Linear whose rank saves FLOPs; return ``{qualified name: rank}`` of those replaced.
 
     ``rank`` is an absolute int or a fraction of each layer's full rank, see ``resolve_rank``; layers where the

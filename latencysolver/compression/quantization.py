@@ -17,7 +17,10 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
-QUANT_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+from latencysolver.config.knobs import QUANT_DTYPES
+
+# The torch half of the ``quant_dtype`` knob (its ``ort-*`` settings run in ``models.onnx_backend``).
+TORCH_QUANT_DTYPES: tuple[str, ...] = tuple(d for d in QUANT_DTYPES if not d.startswith("ort-"))
 
 _FLOAT_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -48,7 +51,7 @@ def quantize(model: nn.Module, dtype: str) -> nn.Module:
     elif dtype == "int8":
         quantized = _quantize_dynamic_int8(model)
     else:
-        raise ValueError(f"quantization dtype must be one of {QUANT_DTYPES}, but got {dtype!r}")
+        raise ValueError(f"quantization dtype must be one of {TORCH_QUANT_DTYPES}, but got {dtype!r}")
     return quantized.eval()
 
 

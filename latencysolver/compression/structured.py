@@ -32,13 +32,13 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from latencysolver.compression.architectures import Architecture, architecture_of, encoder_blocks
+from latencysolver.compression.architectures import EncoderFamily, encoder_blocks, encoder_family
 from latencysolver.compression.pruning import effective_weight
 
 IMPORTANCE_KINDS: tuple[str, ...] = ("magnitude", "gradient")
 
 PASS = "structured pruning"
-_ATTENTION_IN = ("query", "key", "value")  # Architecture fields of the Linears that produce the heads
+_ATTENTION_IN = ("query", "key", "value")  # EncoderFamily fields of the Linears that produce the heads
 _ROLES = (*_ATTENTION_IN, "attention_output", "ffn_in", "ffn_out")
 
 
@@ -71,11 +71,11 @@ class StructuredPruneReport:
         }
 
 
-def _block_linears(block: nn.Module, arch: Architecture) -> dict[str, nn.Module]:
+def _block_linears(block: nn.Module, arch: EncoderFamily) -> dict[str, nn.Module]:
     return {role: block.get_submodule(getattr(arch, role)) for role in _ROLES}
 
 
-def _check_dense(name: str, arch: Architecture, linears: dict[str, nn.Module]) -> dict[str, nn.Linear]:
+def _check_dense(name: str, arch: EncoderFamily, linears: dict[str, nn.Module]) -> dict[str, nn.Linear]:
     dense: dict[str, nn.Linear] = {}
     for role, linear in linears.items():
         if type(linear) is not nn.Linear:
@@ -87,7 +87,7 @@ def _check_dense(name: str, arch: Architecture, linears: dict[str, nn.Module]) -
     return dense
 
 
-def _set_head_count_(block: nn.Module, arch: Architecture, heads: int, head_size: int) -> None:
+def _set_head_count_(block: nn.Module, arch: EncoderFamily, heads: int, head_size: int) -> None:
     # The attention forward passes reshape to (-1, head_size), so they follow the Linear shapes; these
     # attributes are only kept truthful for anyone who reads them.
     attention = block.get_submodule(arch.query.rpartition(".")[0])
@@ -198,7 +198,7 @@ def structured_prune_(
         raise ValueError(f"{PASS}: importance must be one of {IMPORTANCE_KINDS}, but got {importance!r}")
     if importance == "gradient" and batches is None:
         raise ValueError(f"{PASS}: importance='gradient' needs batches with labels, but got batches=None")
-    arch = architecture_of(model, PASS)
+    arch = encoder_family(model, PASS)
     head_size = arch.head_size(model.config)
     found = [(name, block, _block_linears(block, arch)) for name, block in encoder_blocks(model, PASS)]
     blocks = [(name, block, _check_dense(name, arch, linears)) for name, block, linears in found]
@@ -256,7 +256,7 @@ def structured_shape(model: nn.Module) -> dict[str, Any]:
     Read from the model as it is now, so it stays right after a later ``drop_layers_`` renumbers the blocks
     (which would make the names in a ``StructuredPruneReport`` stale).  Empty "blocks" for an unpruned model.
     """
-    arch = architecture_of(model, PASS)
+    arch = encoder_family(model, PASS)
     config = model.config
     head_size = arch.head_size(config)
     full = (getattr(config, arch.heads_field), getattr(config, arch.ffn_field))
@@ -290,7 +290,7 @@ def restore_structured_shape_(model: nn.Module, shape: dict[str, Any]) -> None:
     blocks_shape = shape.get("blocks") if isinstance(shape, dict) else None
     if not isinstance(blocks_shape, dict):
         raise ValueError(f"cannot restore the structured shape: expected {{'blocks': {{...}}}}, but got {shape!r}")
-    arch = architecture_of(model, PASS)
+    arch = encoder_family(model, PASS)
     head_size = arch.head_size(model.config)
     blocks = dict(encoder_blocks(model, PASS))
     for name, widths in blocks_shape.items():

@@ -11,77 +11,44 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from latencysolver.config.knobs import KNOB, KNOBS
+
+# Static types for the categorical knobs; tests/test_knobs.py checks they list the knob table's choices.
 QuantDtype = Literal["fp32", "bf16", "fp16", "int8", "ort-fp32", "ort-int8"]
 SkipMode = Literal["deterministic", "stochastic"]
 PruneKind = Literal["unstructured", "structured"]
-Architecture = Literal["transformer", "cnn"]
-
-# The quantization knob also picks the backend: plain names run in torch, ``ort-*`` in onnxruntime.
-QUANT_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8", "ort-fp32", "ort-int8")
-SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
-PRUNE_KINDS: tuple[str, ...] = ("unstructured", "structured")
-ARCHITECTURES: tuple[str, ...] = ("transformer", "cnn")
-# Knobs that only mean something for the teacher-derived transformer; a CNN trial leaves them out.
-TRANSFORMER_KNOBS: tuple[str, ...] = ("prune_ratio", "prune_kind", "skip_prob", "skip_mode", "rank", "hidden_weight")
+StudentArchitecture = Literal["transformer", "cnn"]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one student is made from the teacher.
+    """How one student is made from the teacher: one value per knob, plus the seed.
 
-    architecture: "transformer" (the teacher, compressed) or "cnn" (embeddings + 1-D convolutions, trained from
-                  scratch by distillation; the transformer-only knobs below keep their defaults).
-    prune_ratio:  0 = off.  unstructured: fraction of each encoder Linear's weights zeroed by magnitude;
-                  structured: fraction of each layer's attention heads and of its FFN neurons removed.
-    prune_kind:   "unstructured" or "structured".
-    quant_dtype:  fp32 (off), bf16, fp16, or int8 (dynamic, weights int8 per channel, activations at run time)
-                  in torch; ort-fp32 or ort-int8 (dynamic, per channel) in onnxruntime.
-    skip_prob:    at inference ``round((1 - p) * L)`` encoder layers are kept.
-    skip_mode:    "deterministic": a fixed evenly spaced rule picks them and the rest are removed before
-                  distilling; "stochastic": LayerDrop at rate p while distilling, then a seeded random choice.
-    rank:         truncated-SVD rank of every encoder Linear where that saves FLOPs; an integer is an absolute
-                  rank, a float in (0, 1) a fraction of each layer's full rank min(in, out); None = off.
-    temperature:  distillation temperature T of the soft targets.
-    alpha:        weight of the soft (teacher) loss; 1 - alpha weighs the hard-label loss.
-    hidden_weight: weight of the hidden-state loss (``distill.hidden_state_loss``): each kept layer's output
-                  against the teacher's at the end of the block it replaces; 0 = off (logits only).
-    seed:         seeds LayerDrop, the stochastic layer choice and the distillation data order.
+    What each knob means, which values it takes, its default and when it is inactive is declared once, in
+    ``config.knobs.KNOBS`` (the README's knob table is generated from it); ``__post_init__`` applies that
+    table's checks.  A CNN recipe keeps the transformer-only knobs at their defaults.  ``rank`` is None when off.
+
+    seed: the trial number; seeds LayerDrop, the stochastic layer choice and the distillation data order.
     """
 
-    prune_ratio: float = 0.0
-    quant_dtype: QuantDtype = "fp32"
-    skip_prob: float = 0.0
-    skip_mode: SkipMode = "deterministic"
-    rank: int | float | None = None
-    temperature: float = 2.0
-    alpha: float = 0.5
+    # The field order is that of stored recipes (``to_dict``); the defaults come from the knob table.
+    prune_ratio: float = KNOB["prune_ratio"].default
+    quant_dtype: QuantDtype = KNOB["quant_dtype"].default
+    skip_prob: float = KNOB["skip_prob"].default
+    skip_mode: SkipMode = KNOB["skip_mode"].default
+    rank: int | float | None = KNOB["rank"].default
+    temperature: float = KNOB["temperature"].default
+    alpha: float = KNOB["alpha"].default
     seed: int = 0
-    prune_kind: PruneKind = "unstructured"
-    architecture: Architecture = "transformer"
-    hidden_weight: float = 0.0
+    prune_kind: PruneKind = KNOB["prune_kind"].default
+    architecture: StudentArchitecture = KNOB["architecture"].default
+    hidden_weight: float = KNOB["hidden_weight"].default
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, but got {self.architecture!r}")
-        if self.prune_kind not in PRUNE_KINDS:
-            raise ValueError(f"prune_kind must be one of {PRUNE_KINDS}, but got {self.prune_kind!r}")
-        if not 0.0 <= self.prune_ratio < 1.0:
-            raise ValueError(f"prune_ratio must be in [0, 1), but got {self.prune_ratio!r}")
-        if self.quant_dtype not in QUANT_DTYPES:
-            raise ValueError(f"quant_dtype must be one of {QUANT_DTYPES}, but got {self.quant_dtype!r}")
-        if not 0.0 <= self.skip_prob < 1.0:
-            raise ValueError(f"skip_prob must be in [0, 1), but got {self.skip_prob!r}")
-        if self.skip_mode not in SKIP_MODES:
-            raise ValueError(f"skip_mode must be one of {SKIP_MODES}, but got {self.skip_mode!r}")
-        if self.rank is not None and not _valid_rank(self.rank):
-            raise ValueError(f"rank must be a positive integer, a fraction in (0, 1), or None (off), "
-                             f"but got {self.rank!r}")
-        if not self.temperature > 0.0:
-            raise ValueError(f"temperature must be > 0, but got {self.temperature!r}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], but got {self.alpha!r}")
-        if not self.hidden_weight >= 0.0:
-            raise ValueError(f"hidden_weight must be >= 0, but got {self.hidden_weight!r}")
+        for spec in KNOBS:  # one rule per knob, the same the search-space parser applies
+            value = getattr(self, spec.name)
+            if not spec.accepts(value):
+                raise ValueError(f"{spec.name} must be {spec.recipe_wanted}, but got {value!r}")
 
     @property
     def backend(self) -> str:
@@ -117,10 +84,3 @@ class Recipe:
             f"rank={rank} {distill}"
         )
 
-
-def _valid_rank(rank: Any) -> bool:
-    if isinstance(rank, bool):
-        return False
-    if isinstance(rank, int):
-        return rank >= 1
-    return isinstance(rank, float) and 0.0 < rank < 1.0

@@ -11,15 +11,13 @@ Past this module no code sees a dict from YAML.
 from __future__ import annotations
 
 import dataclasses
-import math
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
 
-from latencysolver.config.recipe import ARCHITECTURES, PRUNE_KINDS, QUANT_DTYPES, SKIP_MODES
+from latencysolver.config.knobs import KNOB, KNOB_NAMES, is_number
 from latencysolver.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------------------------
@@ -58,21 +56,23 @@ Knob = Union[Fixed, FloatRange, IntRange, Choices]
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The five knobs (plus their companions) as searched by one study.
+    """The knobs as searched by one study: one field per entry of ``knobs.KNOBS``, in its order.
 
-    ``architecture: cnn`` trials leave the transformer-only knobs (``recipe.TRANSFORMER_KNOBS``) out.
+    A knob not written in the file stays fixed at the table's default.  ``architecture: cnn`` trials leave the
+    transformer-only knobs (``knobs.TRANSFORMER_KNOBS``) out.  tests/test_knobs.py checks the fields against
+    the table.
     """
 
-    architecture: Knob = Fixed("transformer")
-    prune_ratio: Knob = Fixed(0.0)
-    prune_kind: Knob = Fixed("unstructured")
-    quant_dtype: Knob = Fixed("fp32")
-    skip_prob: Knob = Fixed(0.0)
-    skip_mode: Knob = Fixed("deterministic")
-    rank: Knob = Fixed("off")
-    temperature: Knob = Fixed(2.0)
-    alpha: Knob = Fixed(0.5)
-    hidden_weight: Knob = Fixed(0.0)
+    architecture: Knob = Fixed(KNOB["architecture"].yaml_default)
+    prune_ratio: Knob = Fixed(KNOB["prune_ratio"].yaml_default)
+    prune_kind: Knob = Fixed(KNOB["prune_kind"].yaml_default)
+    quant_dtype: Knob = Fixed(KNOB["quant_dtype"].yaml_default)
+    skip_prob: Knob = Fixed(KNOB["skip_prob"].yaml_default)
+    skip_mode: Knob = Fixed(KNOB["skip_mode"].yaml_default)
+    rank: Knob = Fixed(KNOB["rank"].yaml_default)
+    temperature: Knob = Fixed(KNOB["temperature"].yaml_default)
+    alpha: Knob = Fixed(KNOB["alpha"].yaml_default)
+    hidden_weight: Knob = Fixed(KNOB["hidden_weight"].yaml_default)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -92,90 +92,79 @@ class SearchSpace:
         return out
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_is_number = is_number  # config.study imports it from here
 
 
-def _is_rank(v: Any) -> bool:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v >= 1
-    return isinstance(v, float) and 0 < v < 1
+def _fail(source: str, key: str, message: str, value: Any) -> ConfigError:
+    """``source: key: message``, with the three kept as the error's fields."""
+    return ConfigError(f"{source}: {key}: {message}", file=source, key=key, value=value)
 
 
-# What each knob accepts: its numeric kind and a test for one value.  ``rank`` takes "off", a positive integer
-# (absolute rank) or a fraction in (0, 1) of each layer's full rank.
-_KNOB_RULES: dict[str, tuple[str, str, typing.Callable[[Any], bool]]] = {
-    "architecture": ("categorical", f"one of {list(ARCHITECTURES)}", lambda v: v in ARCHITECTURES),
-    "prune_ratio": ("float", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
-    "prune_kind": ("categorical", f"one of {list(PRUNE_KINDS)}", lambda v: v in PRUNE_KINDS),
-    "quant_dtype": ("categorical", f"one of {list(QUANT_DTYPES)}", lambda v: v in QUANT_DTYPES),
-    "skip_prob": ("float", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
-    "skip_mode": ("categorical", f"one of {list(SKIP_MODES)}", lambda v: v in SKIP_MODES),
-    "rank": ("rank", "'off', a positive integer or a fraction in (0, 1)", lambda v: v == "off" or _is_rank(v)),
-    "temperature": ("float", "a number > 0", lambda v: _is_number(v) and v > 0),
-    "alpha": ("float", "a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
-    "hidden_weight": ("float", "a number >= 0", lambda v: _is_number(v) and v >= 0),
-}
-KNOBS: tuple[str, ...] = tuple(_KNOB_RULES)
+def _first_unknown(raw: dict, allowed: set[str] | tuple[str, ...]) -> tuple[str, Any] | None:
+    """The first key (sorted as text: YAML keys may be numbers) that is not allowed, with its value."""
+    unknown = sorted((str(k), k) for k in raw if k not in allowed)
+    return (unknown[0][0], raw[unknown[0][1]]) if unknown else None
 
 
-def _parse_knob(name: str, raw: Any, where: str) -> Knob:
-    kind, wanted, ok = _KNOB_RULES[name]
-    where = f"{where}{name}"
+def _parse_knob(name: str, raw: Any, source: str, key_prefix: str = "") -> Knob:
+    """One knob's YAML entry: a fixed value, ``{choices: [...]}`` or a range, each checked against the table."""
+    spec = KNOB[name]
+    kind, wanted, ok = spec.kind, spec.yaml_wanted, spec.accepts_yaml
+    key = f"{key_prefix}{name}"
     if not isinstance(raw, dict):
         raw = _coerce_number(raw)
         if not ok(raw):
-            raise ConfigError(f"{where}: expected {wanted}, got {raw!r}")
+            raise _fail(source, key, f"expected {wanted}, got {raw!r}", raw)
         return Fixed(raw)
     if "choices" in raw:
-        extra = sorted(map(str, set(raw) - {"choices"}))
+        extra = _first_unknown(raw, {"choices"})
         if extra:
-            raise ConfigError(f"{where}.{extra[0]}: unknown key next to 'choices' (allowed: choices)")
+            raise _fail(source, f"{key}.{extra[0]}", "unknown key next to 'choices' (allowed: choices)", extra[1])
         values = raw["choices"]
         if not isinstance(values, list):
-            raise ConfigError(f"{where}.choices: expected a list, got {values!r}")
+            raise _fail(source, f"{key}.choices", f"expected a list, got {values!r}", values)
         if not values:
-            raise ConfigError(f"{where}.choices: empty list, a knob needs at least one choice")
+            raise _fail(source, f"{key}.choices", "empty list, a knob needs at least one choice", values)
         values = [_coerce_number(v) for v in values]
         for v in values:
             if not ok(v):
-                raise ConfigError(f"{where}.choices: expected each choice to be {wanted}, got {v!r}")
+                raise _fail(source, f"{key}.choices", f"expected each choice to be {wanted}, got {v!r}", v)
         if len(set(map(repr, values))) != len(values):
-            raise ConfigError(f"{where}.choices: duplicate choices in {values!r}")
+            raise _fail(source, f"{key}.choices", f"duplicate choices in {values!r}", values)
         return Choices(tuple(values))
     if kind == "categorical":
-        raise ConfigError(f"{where}: expected {wanted} or {{choices: [...]}}, got {raw!r}")
-    allowed = {"low", "high", "step", "log"}
-    unknown = sorted(map(str, set(raw) - allowed))
+        raise _fail(source, key, f"expected {wanted} or {{choices: [...]}}, got {raw!r}", raw)
+    unknown = _first_unknown(raw, {"low", "high", "step", "log"})
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (allowed: choices, low, high, step, log)")
-    for key in ("low", "high"):
-        if key not in raw:
-            raise ConfigError(f"{where}: a range needs 'low' and 'high', '{key}' is missing")
+        raise _fail(source, f"{key}.{unknown[0]}", "unknown key (allowed: choices, low, high, step, log)", unknown[1])
+    for bound in ("low", "high"):
+        if bound not in raw:
+            raise _fail(source, key, f"a range needs 'low' and 'high', '{bound}' is missing", raw)
     low, high = _coerce_number(raw["low"]), _coerce_number(raw["high"])
-    for key, v in (("low", low), ("high", high)):
-        if not ok(v) or not _is_number(v):  # a range is numeric even where a choice may be "off"
-            raise ConfigError(f"{where}.{key}: expected a number for a range bound ({wanted}), got {v!r}")
+    for bound, v in (("low", low), ("high", high)):
+        if not ok(v) or not is_number(v):  # a range is numeric even where a choice may be "off"
+            raise _fail(source, f"{key}.{bound}", f"expected a number for a range bound ({wanted}), got {v!r}", v)
     if low > high:
-        raise ConfigError(f"{where}: empty range, low <= high must hold, but got (low={low}, high={high})")
+        raise _fail(source, key, f"empty range, low <= high must hold, but got (low={low}, high={high})",
+                    (low, high))
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise ConfigError(f"{where}.log: expected true or false, got {log!r}")
+        raise _fail(source, f"{key}.log", f"expected true or false, got {log!r}", log)
     step = _coerce_number(raw.get("step"))
-    if step is not None and not (_is_number(step) and step > 0):
-        raise ConfigError(f"{where}.step: expected a number > 0, got {step!r}")
+    if step is not None and not (is_number(step) and step > 0):
+        raise _fail(source, f"{key}.step", f"expected a number > 0, got {step!r}", step)
     if log and step is not None:
-        raise ConfigError(f"{where}: 'step' and 'log: true' cannot be combined, got step={step}")
+        raise _fail(source, key, f"'step' and 'log: true' cannot be combined, got step={step}", step)
     if log and low <= 0:
-        raise ConfigError(f"{where}.low: a log range needs low > 0, got {low!r}")
+        raise _fail(source, f"{key}.low", f"a log range needs low > 0, got {low!r}", low)
     if kind == "rank":  # integer bounds: absolute ranks; fractional bounds: fractions of full rank
         if isinstance(low, int) != isinstance(high, int):
-            raise ConfigError(f"{where}: a rank range is either absolute (integers) or fractions in (0, 1), "
-                              f"not both, but got (low={low}, high={high})")
+            raise _fail(source, key, "a rank range is either absolute (integers) or fractions in (0, 1), "
+                        f"not both, but got (low={low}, high={high})", (low, high))
         kind = "int" if isinstance(low, int) else "float"
     if kind == "int":
         if step is not None and not isinstance(step, int):
-            raise ConfigError(f"{where}.step: expected an integer, got {step!r}")
+            raise _fail(source, f"{key}.step", f"expected an integer, got {step!r}", step)
         return IntRange(int(low), int(high), int(step or 1), log)
     return FloatRange(float(low), float(high), None if step is None else float(step), log)
 
@@ -185,11 +174,13 @@ def parse_search_space(raw: Any, source: str, key_prefix: str = "") -> SearchSpa
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {key_prefix}expected a mapping of knob names, got {type(raw).__name__}")
-    unknown = sorted(map(str, set(raw) - set(KNOBS)))
+        raise ConfigError(f"{source}: {key_prefix}expected a mapping of knob names, got {type(raw).__name__}",
+                          file=source, key=key_prefix.rstrip(".") or None, value=raw)
+    unknown = _first_unknown(raw, KNOB_NAMES)
     if unknown:
-        raise ConfigError(f"{source}: {key_prefix}{unknown[0]}: unknown knob (known knobs: {', '.join(KNOBS)})")
-    return SearchSpace(**{name: _parse_knob(name, value, f"{source}: {key_prefix}") for name, value in raw.items()})
+        raise _fail(source, f"{key_prefix}{unknown[0]}", f"unknown knob (known knobs: {', '.join(KNOB_NAMES)})",
+                    unknown[1])
+    return SearchSpace(**{name: _parse_knob(name, value, source, key_prefix) for name, value in raw.items()})
 
 
 def load_search_space(path: str | Path) -> SearchSpace:

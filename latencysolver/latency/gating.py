@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from latencysolver.config.recipe import QUANT_DTYPES
+from latencysolver.config.knobs import QUANT_DTYPES
 from latencysolver.config.space import Choices, Fixed, SearchSpace
 from latencysolver.config.study import LatencyConfig
 from latencysolver.latency.hardware import hardware_fingerprint

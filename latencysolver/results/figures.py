@@ -9,6 +9,7 @@ leaves a half-written page).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import importlib.util
 import json
@@ -23,16 +24,17 @@ import plotly.graph_objects as go
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from latencysolver.config.recipe import TRANSFORMER_KNOBS, Recipe
+from latencysolver.config.knobs import KNOB, KNOB_NAMES
+from latencysolver.config.recipe import Recipe
 from latencysolver.errors import LatencySolverError, StorageError, first_line
 from latencysolver.results.front import pareto_trials
 from latencysolver.results.records import LATENCY_SAMPLES, is_feasible
 from latencysolver.results.storage import artifact_store_of
 
-# The knobs in the order the page shows them; a knob a later recipe adds comes after these.
-KNOB_ORDER = ("architecture", "prune_ratio", "prune_kind", "quant_dtype", "skip_prob", "skip_mode", "rank",
-              "temperature", "alpha", "hidden_weight")
-NOT_KNOBS = ("seed",)  # in the recipe, but the trial number, not a searched knob
+# The knobs in the order the page shows them (the knob table's); a knob a later recipe adds comes after these.
+KNOB_ORDER = KNOB_NAMES
+# In the recipe but not searched (the seed is the trial number).
+NOT_KNOBS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name not in KNOB)
 NA = "n/a"  # a knob that cannot matter for this trial (a CNN's prune_ratio, prune_kind at ratio 0, ...)
 IMPORTANCE_SEED = 0
 PNG_WIDTH, PNG_HEIGHT, PNG_SCALE = 1000, 600, 2
@@ -164,17 +166,13 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
 
 
 def _active_knob_value(recipe: dict[str, Any], name: str) -> Any:
-    """The knob's value, or NA where it cannot matter (the rule suggest_recipe uses to leave it unsampled)."""
-    if recipe.get("architecture") == "cnn" and name in TRANSFORMER_KNOBS:
+    """The knob's value, or NA where it cannot matter (``KnobSpec.inactive_when``, which suggest_recipe obeys)."""
+    spec = KNOB.get(name)
+    if spec is None:  # a key no longer (or not yet) in the table: shown as stored
+        return recipe.get(name)
+    if spec.inactive_when(recipe):
         return NA
-    if name == "prune_kind" and recipe.get("prune_ratio") == 0:
-        return NA
-    if name == "skip_mode" and recipe.get("skip_prob") == 0:
-        return NA
-    value = recipe.get(name)
-    if name == "rank" and value is None:
-        return "off"
-    return value
+    return spec.to_yaml(recipe.get(name))
 
 
 def _is_number(value: Any) -> bool:
