@@ -183,7 +183,7 @@ def test_unreadable_data_override_is_one_line_and_writes_nothing(exports, tmp_pa
     code = main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trials["fp32"].number),
                  "--out", str(out), "--data", str(tmp_path / "missing"), "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "data folder not found" in err
+    assert code == 1 and len(err.splitlines()) == 1 and "data folder not found" in err
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no staging folder left either
 
 
@@ -290,7 +290,7 @@ def test_cli_max_latency_without_a_match_is_one_line(tmp_path, capsys):
     code = main(["export", "--study", "hand", "--storage", storage, "--max-latency-ms", "2.5",
                  "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1
+    assert code == 1 and len(err.splitlines()) == 1
     assert err.startswith("latencysolver: error: --max-latency-ms 2.5:") and "4.00 ms" in err
     assert not (tmp_path / "out").exists()
 

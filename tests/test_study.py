@@ -245,7 +245,7 @@ def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys
 
 
 def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, capsys):
-    from latencysolver.errors import StorageError
+    from latencysolver.errors import SelectionError
 
     config = load_study_config(study_yaml(constraints={"max_latency_ms": 1.0e-6}))
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
@@ -253,7 +253,7 @@ def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, ca
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert all(t.user_attrs["constraints"][1] > 0 for t in trials)
     assert pareto_trials(study) == [] and study.best_trials == []  # Optuna agrees: set_constraint was used
-    with pytest.raises(StorageError, match="no completed feasible trials"):
+    with pytest.raises(SelectionError, match="no completed feasible trials"):
         pick_best(study)
 
 

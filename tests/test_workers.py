@@ -160,7 +160,7 @@ def test_worker_refuses_a_study_that_run_did_not_create(tmp_path, capsys):
 
     url = f"sqlite:///{tmp_path / 'other.db'}"
     optuna.create_study(study_name="foreign", storage=url)
-    assert main(["worker", "--study", "foreign", "--storage", url]) == 2
+    assert main(["worker", "--study", "foreign", "--storage", url]) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("latencysolver: error: study 'foreign'")
     assert "latencysolver run" in err
@@ -170,7 +170,7 @@ def test_worker_on_missing_study_is_one_line(tmp_path, capsys):
     from latencysolver.cli import main
 
     url = f"sqlite:///{tmp_path / 'none.db'}"
-    assert main(["worker", "--study", "nope", "--storage", url]) == 2
+    assert main(["worker", "--study", "nope", "--storage", url]) == 1
     assert "no such database file" in capsys.readouterr().err
     assert not Path(tmp_path / "none.db").exists()
 

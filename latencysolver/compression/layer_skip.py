@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latencysolver.compression.architectures import Architecture, CompressionRefused, architecture_of, base_model
+from latencysolver.compression.architectures import Architecture, architecture_of, base_model
+from latencysolver.errors import CompressionRefused
 
 SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
 
