@@ -82,6 +82,7 @@ def wait_for_running(url: str, timeout: float = 120, *, with_attr: str | None = 
     raise AssertionError("no trial started running")
 
 
+@pytest.mark.slow  # worker processes each loading torch: 35-70 s alone on 2 cores
 def test_two_local_workers_on_sqlite_warn_and_finish_exactly(tmp_path, tiny_model_dir, synthetic_data_dir):
     path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=6, **CHEAP)
     out = finish(cli("run", str(path), "--workers", "2", "--no-progress", "--cache-dir", str(tmp_path / "cache")))
@@ -90,6 +91,7 @@ def test_two_local_workers_on_sqlite_warn_and_finish_exactly(tmp_path, tiny_mode
     assert_consistent(load(load_study_config(path).storage), 6)
 
 
+@pytest.mark.slow  # worker processes each loading torch: 35-70 s alone on 2 cores
 def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_path, tiny_model_dir,
                                                            synthetic_data_dir):
     path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=60, storage=postgres_url,
@@ -104,6 +106,7 @@ def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_pat
     assert len({t.datetime_start for t in study.get_trials()}) == 60
 
 
+@pytest.mark.slow  # worker processes each loading torch: 35-70 s alone on 2 cores
 def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tmp_path, tiny_model_dir,
                                                                  synthetic_data_dir):
     slow = {"distillation": {"steps": 400, "batch_size": 8},  # long enough to be killed mid-trial
