@@ -52,8 +52,12 @@ pg-start:  ## the throwaway PostgreSQL test server (installs it with apt-get as 
 pg-stop:
 	.ci/postgres.sh stop
 
+# The tests marked slow: the real-MiniLM integration test and the multi-process worker tests (PostgreSQL as for
+# `make test`).  `.ci/run` runs it after `make test`.
 test-slow: install
-	$(PY) -m pytest -q -m slow tests
+	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) \
+	    .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
+	    $(PY) -m pytest -q -m slow tests
 
 bench-latency: install  ## CV of absolute p50 vs paired speed-up, 10 rounds (about 1.5 min)
 	$(PY) benchmarks/latency_stability.py --data $(DATA)

@@ -13,6 +13,8 @@ _BEST_RULES = ("near-teacher", "max-accuracy", "min-latency", "knee")  # latency
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done; 1 a user error (``LatencySolverError``: one line on stderr); 2 a usage error (argparse
+    exits with it before any work); 130 interrupted by Ctrl-C.  Anything else is a bug and keeps its traceback."""
     parser = _parser()
     args = parser.parse_args(argv)
     from latencysolver.errors import LatencySolverError
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except LatencySolverError as exc:
         print(f"latencysolver: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         print("latencysolver: interrupted", file=sys.stderr)
         return 130
@@ -173,7 +175,8 @@ def _worker(args: argparse.Namespace) -> int:
     from latencysolver.search.workers import sqlite_warning
 
     if args.trials is not None and args.trials < 1:
-        raise ConfigError(f"--trials: expected a positive integer, got {args.trials!r}")
+        raise ConfigError(f"--trials: expected a positive integer, got {args.trials!r}", key="--trials",
+                          value=args.trials)
     warning = sqlite_warning(args.storage, processes=2)
     if warning:
         print(warning.replace("2 processes", "a worker process"), file=sys.stderr)
@@ -296,16 +299,18 @@ def _bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from latencysolver.config.study import LatencyConfig
-    from latencysolver.errors import ConfigError
+    from latencysolver.errors import ConfigError, FieldError
     from latencysolver.ship.bench import bench, load_target
 
     try:
         config = LatencyConfig(threads=args.threads, rows=args.rows, warmup=args.warmup, repeats=args.repeats,
                                seed=args.seed)
-    except ValueError as exc:
-        raise ConfigError(f"bench: --{str(exc).split(' ', 1)[0]}: {exc}") from None
+    except FieldError as exc:  # the field is the option's name: --threads, --rows, --warmup, --repeats
+        option = f"--{exc.key.replace('_', '-')}"
+        raise ConfigError(f"bench: {option}: {exc}", key=option, value=exc.value) from None
     if args.batch_size < 0:
-        raise ConfigError(f"bench: --batch-size must be >= 0, but got {args.batch_size}")
+        raise ConfigError(f"bench: --batch-size must be >= 0, but got {args.batch_size}", key="--batch-size",
+                          value=args.batch_size)
     target = load_target(args.model, args.max_length)
     reference = load_target(args.reference, target.max_length) if args.reference else None
     result = bench(target, config, data=args.data, batch_size=args.batch_size or None, reference=reference,

@@ -1,4 +1,20 @@
-"""Errors a user can act on.  The CLI prints them as one line and exits non-zero; nothing else is caught there."""
+"""Every error class of latencysolver, under one root.
+
+Errors a user can act on derive from ``LatencySolverError``: the CLI prints them as one line and exits 1;
+nothing else is caught there.  The tree::
+
+    LatencySolverError
+    ├── ConfigError             a study / search-space YAML, or a command-line value, that is wrong
+    │   └── FieldError          one field of a config dataclass out of range (also a ValueError)
+    ├── DataError               a data folder or hub dataset that cannot be used
+    ├── StorageError            a storage URL that cannot be reached, or a study that is not in it
+    ├── ModelError              a model that cannot be loaded
+    │   └── CompressionRefused  a compression pass that cannot act on this architecture (also a ValueError)
+    ├── ResultsError            a finished study's results cannot give what was asked
+    │   ├── SelectionError      no trial satisfies the selection rule (--best, --max-latency-ms)
+    │   └── ReportError         an output path the report cannot write, or a study it cannot describe
+    └── TrialFailure            inside a trial only: the trial is recorded as FAIL, the study goes on
+"""
 
 from __future__ import annotations
 
@@ -29,6 +45,19 @@ class ConfigError(LatencySolverError):
         return self.value is not _UNSET
 
 
+class FieldError(ConfigError, ValueError):
+    """A config dataclass's ``__post_init__`` check: one field out of range.
+
+    ``key`` is the field's name (``warmup``), ``value`` its value, and the message reads
+    "<field> must be ..., but got <value>".  Loading a YAML file turns it into a ``ConfigError`` whose key is
+    the dotted path and whose file is set; code that builds the dataclass directly sees this (a ``ValueError``
+    too, as these checks raised before).
+    """
+
+    def __init__(self, key: str, message: str, value: Any = _UNSET):
+        super().__init__(message, key=key, value=value)
+
+
 class DataError(LatencySolverError):
     """A data folder or hub dataset that is missing, unreadable or lacks required columns or splits."""
 
@@ -41,7 +70,26 @@ class ModelError(LatencySolverError):
     """A model id or path that cannot be loaded, or a cached checkpoint that is corrupted."""
 
 
-class TrialFailure(Exception):
+class CompressionRefused(ModelError, ValueError):
+    """A compression pass cannot act on this model; the message names the pass and the architecture.
+
+    Also a ``ValueError``: that is what these passes raised for an unknown model before the adapters existed.
+    """
+
+
+class ResultsError(LatencySolverError):
+    """A study's recorded results cannot give what was asked of them (the study itself was read fine)."""
+
+
+class SelectionError(ResultsError):
+    """No completed trial satisfies the selection rule (``--best RULE``, ``--max-latency-ms``)."""
+
+
+class ReportError(ResultsError):
+    """An output path that cannot be written, or a study the report cannot describe."""
+
+
+class TrialFailure(LatencySolverError):
     """Raised inside a trial (e.g. a NaN loss): the trial is recorded as FAIL with this reason, the study goes on."""
 
 

@@ -1,6 +1,6 @@
 """The README's bad-input table, one test per row, through the real CLI.
 
-Every row checks the same contract: exit code 2, stderr ending in exactly one ``latencysolver: error: ...`` line
+Every row checks the same contract: exit code 1, stderr ending in exactly one ``latencysolver: error: ...`` line
 that names the file / key / value / URL at fault, no Python traceback, and storage left as it was (a SQLite file
 that did not exist is not created; one that did keeps its bytes, studies and trials; a PostgreSQL database keeps
 its studies and trials).  Most rows call ``latencysolver.cli.main`` in-process (fd-level capture, so anything a
@@ -60,7 +60,7 @@ def error_line(code: int, err: str) -> str:
     assert lines, f"exit code {code} and nothing on stderr"
     assert lines[-1].startswith(ERROR), f"last stderr line is not the error line:\n{err}"
     assert sum(line.startswith("latencysolver: error") for line in lines) == 1, err
-    assert code == 2, f"exit code {code}, stderr:\n{err}"
+    assert code == 1, f"exit code {code}, stderr:\n{err}"
     return lines[-1][len(ERROR):]
 
 

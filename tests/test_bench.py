@@ -23,15 +23,15 @@ def test_bench_a_model_folder_against_itself(tiny_model_dir, synthetic_data_dir,
 
 
 def test_bench_needs_data_for_a_plain_model_folder(tiny_model_dir, capsys):
-    assert main(["bench", str(tiny_model_dir), *FAST]) == 2
+    assert main(["bench", str(tiny_model_dir), *FAST]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pass --data" in err
 
 
 def test_bench_rejects_bad_settings_in_one_line(tiny_model_dir, synthetic_data_dir, tmp_path, capsys):
-    assert main(["bench", str(tiny_model_dir), "--data", str(synthetic_data_dir), "--rows", "0"]) == 2
+    assert main(["bench", str(tiny_model_dir), "--data", str(synthetic_data_dir), "--rows", "0"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--rows" in err and "0" in err
-    assert main(["bench", str(tmp_path / "nothing-here"), "--data", str(synthetic_data_dir)]) == 2
+    assert main(["bench", str(tmp_path / "nothing-here"), "--data", str(synthetic_data_dir)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nothing-here" in err

@@ -37,7 +37,7 @@ def test_bad_study_yaml(tmp_path, capsys, yaml_text, expected):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text + f"storage: sqlite:///{tmp_path / 'study.db'}\n")
     code, err = run_cli(["run", str(path), "--cache-dir", str(tmp_path / "cache")], capsys)
-    assert code == 2
+    assert code == 1
     assert len(err.splitlines()) == 1, err
     assert str(path) in err and expected in err
     assert_nothing_written(tmp_path)
@@ -46,7 +46,7 @@ def test_bad_study_yaml(tmp_path, capsys, yaml_text, expected):
 def test_missing_data_folder(study_yaml, tmp_path, capsys):
     code, err = run_cli(["run", str(study_yaml()), "--data", str(tmp_path / "no-such-folder"),
                          "--cache-dir", str(tmp_path / "cache")], capsys)
-    assert code == 2 and len(err.splitlines()) == 1
+    assert code == 1 and len(err.splitlines()) == 1
     assert "data folder not found" in err and "no-such-folder" in err
     assert_nothing_written(tmp_path)
 
@@ -62,7 +62,7 @@ def test_missing_data_folder(study_yaml, tmp_path, capsys):
 )
 def test_bad_storage_url(study_yaml, tmp_path, capsys, url, expected):
     code, err = run_cli(["run", str(study_yaml()), "--storage", url, "--cache-dir", str(tmp_path / "cache")], capsys)
-    assert code == 2 and len(err.splitlines()) == 1, err
+    assert code == 1 and len(err.splitlines()) == 1, err
     assert expected in err
     assert "secret" not in err  # a password never reaches the terminal
     assert_nothing_written(tmp_path)
@@ -70,7 +70,7 @@ def test_bad_storage_url(study_yaml, tmp_path, capsys, url, expected):
 
 def test_pareto_on_missing_storage_creates_nothing(tmp_path, capsys):
     code, err = run_cli(["pareto", "--study", "x", "--storage", f"sqlite:///{tmp_path / 'study.db'}"], capsys)
-    assert code == 2 and "no such database file" in err
+    assert code == 1 and "no such database file" in err
     assert not (tmp_path / "study.db").exists()
 
 
@@ -79,7 +79,7 @@ def test_console_entry_point_exits_non_zero(tmp_path):
     bad.write_text("search_space: {quant_dtype: {choices: [int4]}}\n")
     proc = subprocess.run([sys.executable, "-m", "latencysolver", "run", str(bad)], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"latencysolver: error: {bad}: search_space.quant_dtype.choices: expected each choice to be one of "
         "['fp32', 'bf16', 'fp16', 'int8', 'ort-fp32', 'ort-int8'], got 'int4'"]
@@ -92,7 +92,7 @@ def test_wrong_postgresql_password_changes_nothing(study_yaml, tmp_path, capsys,
 
     bad = make_url(postgres_url).set(password="not-the-password").render_as_string(hide_password=False)
     code, err = run_cli(["run", str(study_yaml()), "--storage", bad, "--cache-dir", str(tmp_path / "cache")], capsys)
-    assert code == 2 and len(err.splitlines()) == 1, err
+    assert code == 1 and len(err.splitlines()) == 1, err
     assert "cannot connect" in err and "not-the-password" not in err and "***" in err
     assert optuna.get_all_study_summaries(postgres_url) == []  # the real database: still empty
     assert_nothing_written(tmp_path)
@@ -117,7 +117,7 @@ def test_corrupted_teacher_cache_through_the_cli_leaves_the_study_alone(study_ya
     weights.write_bytes(weights.read_bytes()[:100])  # a half-written file, as after a full disk
     capsys.readouterr()
     code, err = run_cli(["run", str(path), "--trials", "3", "--cache-dir", str(cache), "--no-progress"], capsys)
-    assert code == 2
+    assert code == 1
     assert len(err.splitlines()) == 1, err
     last = err
     assert last.startswith("latencysolver: error: teacher checkpoint") and str(teacher) in last
@@ -136,7 +136,7 @@ def test_asking_an_existing_study_for_another_objective_changes_nothing(study_ya
                                             "objective": "latency_ms"})
     capsys.readouterr()
     code, err = run_cli(["run", str(other), "--cache-dir", str(tmp_path / "cache"), "--no-progress"], capsys)
-    assert code == 2
+    assert code == 1
     assert len(err.splitlines()) == 1, err
     last = err
     assert "optimizes ['accuracy', 'speedup']" in last and "latency_ms" in last

@@ -156,7 +156,7 @@ def test_artifact_folders_of_a_storage(finished_study, tmp_path):
 def test_dashboard_bad_input_is_one_line(finished_study, tmp_path, capsys, extra, expected):
     config, _ = finished_study
     storage = f"sqlite:///{tmp_path / 'missing.db'}" if not extra else config.storage
-    assert main(["dashboard", "--storage", storage, *extra]) == 2
+    assert main(["dashboard", "--storage", storage, *extra]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("latencysolver: error:") and expected in err[0]
     assert not (tmp_path / "missing.db").exists()

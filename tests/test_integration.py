@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 
@@ -12,6 +13,9 @@ from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.data.boolq import load_boolq
 from tests.conftest import REPO, SHARED_DATA
+
+# The real 22.7M-parameter MiniLM fine-tuned and distilled: minutes on a CPU.  `make test-slow` runs it.
+pytestmark = pytest.mark.slow
 
 
 def test_two_trial_study_on_shared_boolq_with_packaged_minilm(tmp_path, capsys):

@@ -12,7 +12,8 @@ from torch import nn
 
 from latencysolver.config.study import LatencyConfig
 from latencysolver.data.batches import EncodedSplit
-from latencysolver.latency.protocol import LatencyStats, latency_inputs, measure_latency
+from latencysolver.latency import protocol
+from latencysolver.latency.protocol import LatencyStats, latency_inputs, measure_latency, measure_paired
 
 
 def _split(lengths: list[int]) -> EncodedSplit:
@@ -131,11 +132,15 @@ def test_fixed_sleep_gives_its_duration(restore_threads):
     assert model.calls == config.warmup * 10 + 30  # warm-up passes run but are not timed
     assert stats.rows == 10
     assert 2.0 <= stats.p50_ms <= 6.0
-    assert stats.p90_ms >= stats.p50_ms
     assert min(stats.samples_ms) >= 2.0  # a sleep never returns early
     assert 2.0 <= stats.mean_ms <= 8.0
+    # the figures are the statistics of the samples recorded: all calls for p50/p90/mean, per-pass means for CV
+    ordered = sorted(stats.samples_ms)
+    assert stats.p50_ms == statistics.median(ordered)
+    assert stats.p90_ms == ordered[round(0.9 * 29)]
     assert stats.mean_ms == pytest.approx(sum(stats.samples_ms) / 30)
-    assert stats.cv >= 0.0
+    pass_means = [statistics.fmean(stats.samples_ms[i:i + 10]) for i in (0, 10, 20)]
+    assert stats.cv == pytest.approx(statistics.pstdev(pass_means) / statistics.fmean(pass_means))
     assert not model.training  # measured in eval mode
     assert set(stats.summary()) == {"p50_ms", "p90_ms", "mean_ms", "cv", "threads", "rows"}
 
@@ -147,11 +152,51 @@ def test_two_speeds_show_in_p50_and_p90(restore_threads):
     inputs = latency_inputs(split, config)
     stats = measure_latency(Sleeper(ms_by_length={8: 2.0, 16: 6.0}), inputs, config)
     assert len(stats.samples_ms) == 20
-    assert stats.p90_ms >= stats.p50_ms
     assert 2.0 <= stats.p50_ms < 5.0  # the median call is a short row
     assert stats.p90_ms >= 6.0  # the 90th percentile is a long row
     assert sorted(stats.samples_ms)[-6] >= 6.0  # six long calls (3 rows x 2 passes)
     assert stats.mean_ms > stats.p50_ms
+
+
+def scripted_clock(monkeypatch, ms_by_model: dict) -> dict[int, list[float]]:
+    """Each timed call of a model takes the next of its scripted milliseconds, so the statistics can be worked
+    out by hand.  Returns what is left of each script (by ``id(model)``): empty once every time was used."""
+    left = {id(model): list(ms) for model, ms in ms_by_model.items()}
+    monkeypatch.setattr(protocol, "_timed", lambda model, inputs: left[id(model)].pop(0))
+    return left
+
+
+def test_constant_time_gives_cv_zero(monkeypatch, restore_threads):
+    config = LatencyConfig(threads=1, rows=4, warmup=1, repeats=3)
+    model = Sleeper(ms=0.0)
+    left = scripted_clock(monkeypatch, {model: [5.0] * 12})
+    stats = measure_latency(model, latency_inputs(SPLIT, config), config)
+    assert left == {id(model): []}
+    assert (stats.p50_ms, stats.p90_ms, stats.mean_ms, stats.cv) == (5.0, 5.0, 5.0, 0.0)
+    assert model.calls == 4  # the warm-up pass only: timed calls went through the scripted clock
+
+
+def test_known_jitter_gives_the_hand_computed_statistics(monkeypatch, restore_threads):
+    config = LatencyConfig(threads=1, rows=4, warmup=0, repeats=3)
+    model = Sleeper(ms=0.0)
+    left = scripted_clock(monkeypatch, {model: [1.0, 3.0, 2.0, 2.0, 4.0, 4.0, 4.0, 4.0, 6.0, 5.0, 7.0, 6.0]})
+    stats = measure_latency(model, latency_inputs(SPLIT, config), config)
+    assert left == {id(model): []}
+    # pass means 2, 4, 6 ms: mean 4, population standard deviation sqrt(8/3) = 1.632993, CV 0.408248
+    assert stats.cv == pytest.approx(0.408248, abs=1e-6)
+    # sorted: 1 2 2 3 4 4 4 4 5 6 6 7; median (4 + 4) / 2; p90 the nearest rank round(0.9 * 11) = 10 (0-based)
+    assert (stats.p50_ms, stats.p90_ms, stats.mean_ms) == (4.0, 6.0, 4.0)
+
+
+def test_paired_speedup_and_its_cv_from_known_pairs(monkeypatch, restore_threads):
+    config = LatencyConfig(threads=1, rows=2, warmup=0, repeats=2)
+    model, reference = Sleeper(ms=0.0), Sleeper(ms=0.0)
+    left = scripted_clock(monkeypatch, {model: [2.0, 2.0, 2.0, 2.0], reference: [4.0, 4.0, 6.0, 6.0]})
+    paired = measure_paired(model, reference, latency_inputs(SPLIT, config), config)
+    assert left == {id(model): [], id(reference): []}
+    # ratios 2, 2 in pass 1 and 3, 3 in pass 2: speed-up median 2.5; pass speed-ups 2 and 3, CV 0.5 / 2.5 = 0.2
+    assert paired.speedup == 2.5 and paired.speedup_cv == pytest.approx(0.2)
+    assert paired.model.cv == 0.0 and paired.reference.cv == pytest.approx(1.0 / 5.0)  # pass means 4, 6
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """latencysolver predict: one question, or a JSON-lines file (one prediction per row, in order, as
-``latencysolver.load(...).predict`` answers); bad input is one FILE:LINE error, exit 2, and no output file."""
+``latencysolver.load(...).predict`` answers); bad input is one FILE:LINE error, exit 1, and no output file."""
 
 from __future__ import annotations
 
@@ -111,14 +111,14 @@ def test_single_question_prints_answer_and_probability(exported, capsys):
     (2, ["is it", "yes"], r":2: expected a JSON object"),
     (3, {"question": "is it", "passage": "x", "label": "maybe"}, r":3: 'label' must be true/false or 0/1"),
 ])
-def test_bad_row_is_one_line_exit_2_and_no_output(exported, tmp_path, capsys, bad_line, bad, expected):
+def test_bad_row_is_one_line_exit_1_and_no_output(exported, tmp_path, capsys, bad_line, bad, expected):
     out, data = exported
     rows = input_rows(data, 4)
     rows[bad_line - 1] = bad
     source, target = tmp_path / "rows.jsonl", tmp_path / "preds.jsonl"
     write_jsonl(source, rows)
     capsys.readouterr()
-    assert main(["predict", str(out), "--input", str(source), "--output", str(target)]) == 2
+    assert main(["predict", str(out), "--input", str(source), "--output", str(target)]) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"latencysolver: error: {source}:{bad_line}: "), err
@@ -131,7 +131,7 @@ def test_missing_or_non_export_folder_is_one_line(exported, tmp_path, capsys):
     _, data = exported
     for folder, expected in ((tmp_path / "nope", "no such folder"), (data, "not a latencysolver export")):
         capsys.readouterr()
-        assert main(["predict", str(folder), "--question", "q", "--passage", "p"]) == 2
+        assert main(["predict", str(folder), "--question", "q", "--passage", "p"]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], err
 

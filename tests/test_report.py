@@ -334,7 +334,7 @@ def test_cli_errors_are_one_line_and_write_nothing(report_study, tmp_path, capsy
         out = tmp_path / "no-such-folder" / "r.html"
         args[args.index("--out") + 1] = str(out)
         expected = "folder"
-    assert main(args) == 2
+    assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("latencysolver: error:") and expected in err[0], err
     assert list(tmp_path.iterdir()) == []  # no HTML, no PNG, no temporary file

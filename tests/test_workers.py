@@ -82,6 +82,7 @@ def wait_for_running(url: str, timeout: float = 120, *, with_attr: str | None = 
     raise AssertionError("no trial started running")
 
 
+@pytest.mark.slow  # worker processes each loading torch: 35-70 s alone on 2 cores
 def test_two_local_workers_on_sqlite_warn_and_finish_exactly(tmp_path, tiny_model_dir, synthetic_data_dir):
     path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=6, **CHEAP)
     out = finish(cli("run", str(path), "--workers", "2", "--no-progress", "--cache-dir", str(tmp_path / "cache")))
@@ -90,6 +91,7 @@ def test_two_local_workers_on_sqlite_warn_and_finish_exactly(tmp_path, tiny_mode
     assert_consistent(load(load_study_config(path).storage), 6)
 
 
+@pytest.mark.slow  # worker processes each loading torch: 35-70 s alone on 2 cores
 def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_path, tiny_model_dir,
                                                            synthetic_data_dir):
     path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=60, storage=postgres_url,
@@ -104,6 +106,7 @@ def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_pat
     assert len({t.datetime_start for t in study.get_trials()}) == 60
 
 
+@pytest.mark.slow  # worker processes each loading torch: 35-70 s alone on 2 cores
 def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tmp_path, tiny_model_dir,
                                                                  synthetic_data_dir):
     slow = {"distillation": {"steps": 400, "batch_size": 8},  # long enough to be killed mid-trial
@@ -160,7 +163,7 @@ def test_worker_refuses_a_study_that_run_did_not_create(tmp_path, capsys):
 
     url = f"sqlite:///{tmp_path / 'other.db'}"
     optuna.create_study(study_name="foreign", storage=url)
-    assert main(["worker", "--study", "foreign", "--storage", url]) == 2
+    assert main(["worker", "--study", "foreign", "--storage", url]) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("latencysolver: error: study 'foreign'")
     assert "latencysolver run" in err
@@ -170,7 +173,7 @@ def test_worker_on_missing_study_is_one_line(tmp_path, capsys):
     from latencysolver.cli import main
 
     url = f"sqlite:///{tmp_path / 'none.db'}"
-    assert main(["worker", "--study", "nope", "--storage", url]) == 2
+    assert main(["worker", "--study", "nope", "--storage", url]) == 1
     assert "no such database file" in capsys.readouterr().err
     assert not Path(tmp_path / "none.db").exists()
 

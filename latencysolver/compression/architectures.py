@@ -23,14 +23,7 @@ from dataclasses import dataclass, replace
 
 from torch import nn
 
-from latencysolver.errors import ModelError
-
-
-class CompressionRefused(ModelError, ValueError):
-    """A compression pass cannot act on this model; the message names the pass and the architecture.
-
-    Also a ``ValueError``: that is what these passes raised for an unknown model before the adapters existed.
-    """
+from latencysolver.errors import CompressionRefused
 
 
 @dataclass(frozen=True)

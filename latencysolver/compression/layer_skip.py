@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from latencysolver.compression.architectures import CompressionRefused, EncoderFamily, base_model, encoder_family
+from latencysolver.compression.architectures import EncoderFamily, base_model, encoder_family
 from latencysolver.config.knobs import SKIP_MODES
+from latencysolver.errors import CompressionRefused
 
 
 # The owner is a transformers encoder module typed Any: what it holds differs by family (``config``,

@@ -19,18 +19,26 @@ from typing import Any, Literal, Union
 
 from latencysolver.config.space import (
     SearchSpace,
-    _check_positive,
     _coerce_number,
     _is_number,
     _read_yaml,
     load_search_space,
     parse_search_space,
 )
-from latencysolver.errors import ConfigError
+from latencysolver.errors import ConfigError, FieldError
 
 # --------------------------------------------------------------------------------------------------------------
 # Study config
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _check_positive(obj: Any, *names: str) -> None:
+    """``FieldError`` naming the first of ``names`` (attributes of ``obj``) that is set but not > 0."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not value > 0:
+            raise FieldError(name, f"{name} must be > 0, but got {value!r}", value)
+
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_STORAGE = "sqlite:///latencysolver.db"
@@ -63,7 +71,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "steps", "batch_size", "learning_rate")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), but got {self.warmup_ratio!r}")
+            raise FieldError("warmup_ratio", f"warmup_ratio must be in [0, 1), but got {self.warmup_ratio!r}",
+                             self.warmup_ratio)
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class LatencyConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "threads", "rows", "repeats", "throughput_batch_size")
         if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, but got {self.warmup!r}")
+            raise FieldError("warmup", f"warmup must be >= 0, but got {self.warmup!r}", self.warmup)
 
 
 @dataclass(frozen=True)
@@ -98,9 +107,10 @@ class CNNStudentConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "embed_dim", "channels")
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
-            raise ValueError(f"kernel_sizes must be odd positive integers, but got {list(self.kernel_sizes)!r}")
+            raise FieldError("kernel_sizes", "kernel_sizes must be odd positive integers, but got "
+                             f"{list(self.kernel_sizes)!r}", list(self.kernel_sizes))
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), but got {self.dropout!r}")
+            raise FieldError("dropout", f"dropout must be in [0, 1), but got {self.dropout!r}", self.dropout)
 
 
 @dataclass(frozen=True)
@@ -117,7 +127,8 @@ class ConstraintsConfig:
 
     def __post_init__(self) -> None:
         if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
-            raise ValueError(f"min_accuracy must be in [0, 1], but got {self.min_accuracy!r}")
+            raise FieldError("min_accuracy", f"min_accuracy must be in [0, 1], but got {self.min_accuracy!r}",
+                             self.min_accuracy)
         _check_positive(self, "max_latency_ms")
 
 
@@ -133,7 +144,7 @@ class EarlyStopConfig:
 
     def __post_init__(self) -> None:
         if self.after is not None and not 0 < self.after < 1:
-            raise ValueError(f"after must be in (0, 1) or null, but got {self.after!r}")
+            raise FieldError("after", f"after must be in (0, 1) or null, but got {self.after!r}", self.after)
         _check_positive(self, "rows")
 
 
@@ -148,10 +159,10 @@ class WorkersConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "heartbeat_interval", "grace_period")
         if self.grace_period <= self.heartbeat_interval:
-            raise ValueError(f"grace_period must be > heartbeat_interval, but got {self.grace_period!r} <= "
-                             f"{self.heartbeat_interval!r}")
+            raise FieldError("grace_period", f"grace_period must be > heartbeat_interval, but got "
+                             f"{self.grace_period!r} <= {self.heartbeat_interval!r}", self.grace_period)
         if self.max_retry < 0:
-            raise ValueError(f"max_retry must be >= 0, but got {self.max_retry!r}")
+            raise FieldError("max_retry", f"max_retry must be >= 0, but got {self.max_retry!r}", self.max_retry)
 
 
 @dataclass(frozen=True)
@@ -193,29 +204,43 @@ class StudyConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "n_trials")
         if not self.name or not isinstance(self.name, str):
-            raise ValueError(f"name must be a non-empty string, but got {self.name!r}")
+            raise FieldError("name", f"name must be a non-empty string, but got {self.name!r}", self.name)
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from a YAML mapping, checking keys and types; ``where`` is the dotted prefix."""
+def _at(file: str, key: str) -> str:
+    """The message prefix "FILE: KEY" ("FILE" where no key applies)."""
+    return f"{file}: {key}" if key else file
+
+
+def _build(cls: type, raw: Any, file: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a YAML mapping, checking keys and types.
+
+    ``file`` names the source in messages and in the ``ConfigError``; ``prefix`` is the dotted path of ``raw``
+    within it ("" at the top, "distillation." below), so each error's ``key`` is the full dotted path.
+    """
+    key = prefix.rstrip(".") or None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where.rstrip('.: ')}: expected a mapping, got {raw!r}")
+        raise ConfigError(f"{_at(file, prefix.rstrip('.'))}: expected a mapping, got {raw!r}", file=file, key=key,
+                          value=raw)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.name != "config_file"}
     unknown = sorted(map(str, set(raw) - names))
     if unknown:
-        raise ConfigError(f"{where}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})")
-    kwargs = {key: _convert(hints[key], value, f"{where}{key}") for key, value in raw.items()}
+        raise ConfigError(f"{file}: {prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})",
+                          file=file, key=f"{prefix}{unknown[0]}")
+    kwargs = {name: _convert(hints[name], value, file, f"{prefix}{name}") for name, value in raw.items()}
     try:
         return cls(**kwargs)
-    except ValueError as exc:  # a range check in __post_init__: "<name> must be ..., but got ..."
-        key = str(exc).split(" ", 1)[0]
-        raise ConfigError(f"{where}{key}: {exc}") from None
+    except FieldError as exc:  # a range check in __post_init__: "<name> must be ..., but got ..."
+        raise ConfigError(f"{file}: {prefix}{exc.key}: {exc}", file=file, key=f"{prefix}{exc.key}",
+                          value=exc.value) from None
     except TypeError as exc:  # a missing required key
-        raise ConfigError(f"{where.rstrip('.: ')}: {exc}") from None
+        raise ConfigError(f"{_at(file, prefix.rstrip('.'))}: {exc}", file=file, key=key) from None
 
 
-def _convert(hint: Any, value: Any, where: str) -> Any:
+def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
+    """``value`` as type ``hint``; ``key`` is its dotted path in ``file`` (``cnn.kernel_sizes[1]``)."""
+    where = f"{file}: {key}"
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         options = typing.get_args(hint)
@@ -225,31 +250,32 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         origin = typing.get_origin(hint)
     if origin is Literal:
         if value not in typing.get_args(hint):
-            raise ConfigError(f"{where}: expected one of {list(typing.get_args(hint))}, got {value!r}")
+            raise ConfigError(f"{where}: expected one of {list(typing.get_args(hint))}, got {value!r}", file=file,
+                              key=key, value=value)
         return value
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, f"{where}.")
+        return _build(hint, value, file, f"{key}.")
     if origin is tuple:  # tuple[int, ...]: a YAML list
         if not isinstance(value, list) or not value:
-            raise ConfigError(f"{where}: expected a non-empty list, got {value!r}")
-        return tuple(_convert(typing.get_args(hint)[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+            raise ConfigError(f"{where}: expected a non-empty list, got {value!r}", file=file, key=key, value=value)
+        return tuple(_convert(typing.get_args(hint)[0], v, file, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {value!r}", file=file, key=key, value=value)
         return value
     if hint is int:
         value = _coerce_number(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {value!r}", file=file, key=key, value=value)
         return value
     if hint is float:
         value = _coerce_number(value)
         if not _is_number(value):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {value!r}", file=file, key=key, value=value)
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {value!r}", file=file, key=key, value=value)
         return value
     raise TypeError(f"no YAML conversion for {hint!r}")  # a programming error, not user input
 
@@ -261,26 +287,28 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     """
     path = Path(path)
     raw = _read_yaml(path)
-    where = f"{path}: "
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}", file=str(path),
+                          value=raw)
     raw = dict(raw)
     if "name" not in raw:
         raw["name"] = path.stem
     space_raw = raw.pop("search_space", None)
     if space_raw is None:
-        raise ConfigError(f"{path}: search_space: missing (a path to search_spaces/NAME.yaml or a mapping)")
+        raise ConfigError(f"{path}: search_space: missing (a path to search_spaces/NAME.yaml or a mapping)",
+                          file=str(path), key="search_space")
     if isinstance(space_raw, str):
         space_path = (path.parent / space_raw).resolve()
         if not space_path.is_file():
-            raise ConfigError(f"{path}: search_space: file not found: {space_raw!r} (looked at {space_path})")
+            raise ConfigError(f"{path}: search_space: file not found: {space_raw!r} (looked at {space_path})",
+                              file=str(path), key="search_space", value=space_raw)
         space = load_search_space(space_path)
     else:
         space = parse_search_space(space_raw, str(path), "search_space.")
     data_raw = raw.get("data")
     if isinstance(data_raw, str):  # shorthand: ``data: path/or/hub-name``
         raw["data"] = {"source": data_raw}
-    config = _build(StudyConfig, {**raw, "search_space": {}}, where)
+    config = _build(StudyConfig, {**raw, "search_space": {}}, str(path))
     config = dataclasses.replace(config, search_space=space, config_file=str(path))
     return apply_overrides(config, **overrides)
 
@@ -298,7 +326,7 @@ def config_from_dict(raw: dict[str, Any], source: str) -> StudyConfig:
     raw = dict(raw)
     config_file = raw.pop("config_file", source)
     space = parse_search_space(raw.pop("search_space", {}), source, "search_space.")
-    config = _build(StudyConfig, {**raw, "search_space": {}}, f"{source}: ")
+    config = _build(StudyConfig, {**raw, "search_space": {}}, source)
     return dataclasses.replace(config, search_space=space, config_file=config_file)
 
 
@@ -311,7 +339,8 @@ def apply_overrides(config: StudyConfig, *, data: str | None = None, storage: st
         config = dataclasses.replace(config, storage=storage)
     if n_trials is not None:
         if n_trials < 1:
-            raise ConfigError(f"--trials: expected a positive integer, got {n_trials!r}")
+            raise ConfigError(f"--trials: expected a positive integer, got {n_trials!r}", key="--trials",
+                              value=n_trials)
         config = dataclasses.replace(config, n_trials=n_trials)
     if model is not None:
         config = dataclasses.replace(config, model=model)

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.knobs import KNOB, KNOB_NAMES
 from latencysolver.config.recipe import Recipe
-from latencysolver.errors import LatencySolverError, StorageError, first_line
+from latencysolver.errors import ReportError, StorageError, first_line
 from latencysolver.results.front import pareto_trials
 from latencysolver.results.records import LATENCY_SAMPLES, is_feasible
 from latencysolver.results.storage import artifact_store_of
@@ -41,10 +41,6 @@ PNG_WIDTH, PNG_HEIGHT, PNG_SCALE = 1000, 600, 2
 
 FEASIBLE_COLOR, FRONT_COLOR, INFEASIBLE_COLOR, TEACHER_COLOR = "#1f77b4", "#ff7f0e", "#9e9e9e", "#000000"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-
-
-class ReportError(LatencySolverError):
-    """An output path that cannot be written, or a study the report cannot describe."""
 
 
 @dataclass(frozen=True)

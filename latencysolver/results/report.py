@@ -23,14 +23,13 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from latencysolver.errors import first_line
+from latencysolver.errors import ReportError, first_line
 from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.results.figures import (
     PNG_HEIGHT,
     PNG_SCALE,
     PNG_WIDTH,
     LatencySamples,
-    ReportError,
     ReportResult,
     _complete,
     _is_number,

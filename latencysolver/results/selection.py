@@ -30,7 +30,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from latencysolver.errors import StorageError
+from latencysolver.errors import SelectionError
 from latencysolver.results.front import feasible_trials, pareto_trials
 
 RULES: tuple[str, ...] = ("near-teacher", "max-accuracy", "min-latency", "knee")
@@ -42,10 +42,6 @@ RULE_HELP = {
     "knee": "front trial closest to the ideal point, accuracy and latency objective each scaled to [0, 1] "
             "over the front",
 }
-
-
-class SelectionError(StorageError):
-    """No trial satisfies the rule (none feasible, or none under the latency bound)."""
 
 
 @dataclass(frozen=True)
