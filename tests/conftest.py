@@ -62,10 +62,11 @@ def write_synthetic_boolq(folder: Path, rows: dict[str, int], seed: int = 0, lab
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in rows.items():
         with open(folder / f"{split}.jsonl", "w") as fh:
-            for i in range(n):
+            for _ in range(n):
                 label = rng.random() < 0.6
                 topic = rng.choice(words)
-                passage = f"the {topic} fact is {'true' if label else 'false'} " + " ".join(rng.choices(words, k=rng.randint(3, 20)))
+                filler = " ".join(rng.choices(words, k=rng.randint(3, 20)))
+                passage = f"the {topic} fact is {'true' if label else 'false'} {filler}"
                 fh.write(json.dumps({"question": f"is the {topic} fact real", "passage": passage,
                                      "title": topic, label_key: label}) + "\n")
     return folder

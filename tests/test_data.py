@@ -333,7 +333,7 @@ def test_encode_truncates_second_sequence_only(small_split, tokenizer):
     assert max(encoded.lengths()) == max_length
     assert min(encoded.lengths()) < max_length  # short rows are not padded
     sep = tokenizer.sep_token_id
-    for q, p, ids, types in zip(small_split.question, small_split.passage, encoded.input_ids, encoded.token_type_ids):
+    for q, p, ids, types in zip(small_split.question, small_split.passage, encoded.input_ids, encoded.token_type_ids, strict=True):
         assert len(ids) <= max_length
         question_ids = tokenizer(q)["input_ids"]  # [CLS] q [SEP]
         assert list(ids[:len(question_ids)]) == question_ids  # the question is never cut
@@ -390,7 +390,7 @@ def _check_batch(encoded: EncodedSplit, batch, pad_id: int = 0) -> None:
     ids, mask = batch.inputs["input_ids"], batch.inputs["attention_mask"]
     assert ids.shape == (len(indices), max(lengths))  # padded to the batch's longest row only
     assert mask.sum(dim=1).tolist() == lengths
-    for row, (i, n) in enumerate(zip(indices, lengths)):
+    for row, (i, n) in enumerate(zip(indices, lengths, strict=True)):
         assert ids[row, :n].tolist() == list(encoded.input_ids[i])
         assert (ids[row, n:] == pad_id).all()
         assert batch.inputs["token_type_ids"][row, :n].tolist() == list(encoded.token_type_ids[i])
@@ -415,7 +415,7 @@ def test_train_batches_are_seeded_and_padded_to_the_longest_row(small_split, tok
     encoded = encode_split(small_split, tokenizer, 32)
     a = _first(train_batches(encoded, batch_size=4, seed=7), 6)  # two epochs of 3 batches
     b = _first(train_batches(encoded, batch_size=4, seed=7), 6)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x.indices, y.indices)
         assert torch.equal(x.inputs["input_ids"], y.inputs["input_ids"])
     assert sorted(i for x in a[:3] for i in x.indices.tolist()) == list(range(12))  # one epoch = every row once

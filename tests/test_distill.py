@@ -33,10 +33,10 @@ def _by_hand(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
     n = len(ys)
     kl_total = 0.0
     ce_total = 0.0
-    for s, t, y in zip(s_rows, t_rows, ys):
+    for s, t, y in zip(s_rows, t_rows, ys, strict=True):
         p = _softmax([v / T for v in t])
         q = _softmax([v / T for v in s])
-        kl_total += sum(p_c * (math.log(p_c) - math.log(q_c)) for p_c, q_c in zip(p, q))
+        kl_total += sum(p_c * (math.log(p_c) - math.log(q_c)) for p_c, q_c in zip(p, q, strict=True))
         ce_total += -math.log(_softmax(s)[y])
     return alpha * T * T * (kl_total / n) + (1 - alpha) * (ce_total / n)
 
@@ -66,7 +66,7 @@ def test_loss_matches_formula(seed, rows, classes, T, alpha):
 def test_alpha_zero_is_plain_cross_entropy():
     student, teacher, labels = _random_case(5, 7)
     loss = distillation_loss(student, teacher, labels, temperature=3.0, alpha=0.0)
-    hand = sum(-math.log(_softmax(s)[y]) for s, y in zip(student.tolist(), labels.tolist())) / 7
+    hand = sum(-math.log(_softmax(s)[y]) for s, y in zip(student.tolist(), labels.tolist(), strict=True)) / 7
     assert loss.item() == pytest.approx(hand, rel=1e-5)
     # the teacher plays no part at all
     other_teacher = torch.randn_like(teacher) * 10
@@ -241,7 +241,7 @@ def test_hidden_state_loss_is_the_masked_mse_of_the_paired_layers():
             for i in range(5):
                 if mask[b, i]:
                     total += sum((s - r) ** 2 for s, r in zip(student[j + 1][b, i].tolist(),
-                                                              teacher[t + 1][b, i].tolist()))
+                                                              teacher[t + 1][b, i].tolist(), strict=True))
                     count += 4
         by_hand.append(total / count)
     loss = hidden_state_loss(student, teacher, [1, 3], mask)

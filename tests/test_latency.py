@@ -55,7 +55,7 @@ def test_same_seed_same_rows():
     a = latency_inputs(SPLIT, LatencyConfig(rows=8, seed=3))
     b = latency_inputs(SPLIT, LatencyConfig(rows=8, seed=3))
     assert len(a) == len(b) == 8
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x["input_ids"], y["input_ids"])
         assert torch.equal(x["attention_mask"], y["attention_mask"])
     assert len({_row_of(x) for x in a}) == 8  # distinct rows
@@ -233,7 +233,7 @@ def test_paired_speedup_of_a_model_against_itself_is_one(restore_threads):
     paired = measure_paired(model, model, latency_inputs(SPLIT, config), config)
     assert model.calls == 2 * config.rows * (config.warmup + config.repeats)
     assert len(paired.model.samples_ms) == len(paired.reference.samples_ms) == 30
-    ratios = [b / a for a, b in zip(paired.model.samples_ms, paired.reference.samples_ms)]
+    ratios = [b / a for a, b in zip(paired.model.samples_ms, paired.reference.samples_ms, strict=True)]
     assert paired.speedup == pytest.approx(statistics.median(ratios))
     assert abs(paired.speedup - 1.0) <= max(3 * paired.speedup_cv, 0.15)
 

@@ -71,7 +71,7 @@ def test_jsonl_gets_one_prediction_per_row_in_order(exported, tmp_path, capsys):
     assert [p["probability"] for p in preds] == pytest.approx([e.probability for e in expected], abs=1e-5)
     assert all(set(p) == {"line", "id", "answer", "label", "probability"} for p in preds)
     assert {p["answer"] for p in preds} == {"yes", "no"}  # the model answers both ways
-    accuracy = sum(p["label"] == r["label"] for p, r in zip(preds, rows)) / len(rows)
+    accuracy = sum(p["label"] == r["label"] for p, r in zip(preds, rows, strict=True)) / len(rows)
     assert f"accuracy {accuracy:.3f} on the {len(rows)} labelled rows" in printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl", "rows.jsonl"]  # no temp file left
 

@@ -69,7 +69,7 @@ def test_ratio_zero_changes_nothing(family):
     report = structured_prune_(model, 0.0)
     assert report.heads_removed == ((),) * len(before) and report.neurons_kept == (NEURONS,) * len(before)
     after = [linears for _, linears in parts(model)]
-    assert all(a[r] is b[r] for a, b in zip(after, before) for r in a)
+    assert all(a[r] is b[r] for a, b in zip(after, before, strict=True) for r in a)
     assert structured_shape(model) == {"blocks": {}}
 
 
@@ -81,12 +81,12 @@ def test_pruning_equals_silencing_the_removed_heads_and_neurons(family, batch):
     silenced = tiny_model(family)
     report = structured_prune_(model, 0.5)
     with torch.no_grad():
-        for (_, linears), removed in zip(parts(silenced), report.heads_removed):
+        for (_, linears), removed in zip(parts(silenced), report.heads_removed, strict=True):
             for head in removed:
                 rows = slice(head * HEAD_SIZE, (head + 1) * HEAD_SIZE)
                 linears["value"].weight[rows] = 0
                 linears["attention_output"].weight[:, rows] = 0
-        for (_, pruned), (_, full) in zip(parts(model), parts(silenced)):
+        for (_, pruned), (_, full) in zip(parts(model), parts(silenced), strict=True):
             # The kept neurons' input rows are unchanged, so match them to find the removed ones.
             kept = [int((full["ffn_in"].weight == row).all(1).nonzero()) for row in pruned["ffn_in"].weight]
             gone = sorted(set(range(NEURONS)) - set(kept))

@@ -74,7 +74,7 @@ def test_hidden_weight_reaches_distillation_with_each_layers_target(mixed_run):
     _, study, calls = mixed_run
     trials = study.get_trials()
     assert len(calls) == len(trials)  # one distill() call per trial, in trial order (one process)
-    for t, (weight, layers) in zip(trials, calls):
+    for t, (weight, layers) in zip(trials, calls, strict=True):
         recipe = t.user_attrs["recipe"]
         assert weight == (recipe["hidden_weight"] if recipe["architecture"] == "transformer" else 0.0)
         if weight > 0:  # the tiny teacher has 2 layers; deterministic skip keeps [0] or both

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -51,7 +51,7 @@ class Choices:
     values: tuple[Any, ...]
 
 
-Knob = Union[Fixed, FloatRange, IntRange, Choices]
+Knob = Fixed | FloatRange | IntRange | Choices
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def predict_rows(clf: CompressedClassifier, rows: list[InputRow], batch_size: in
             chunk = rows[start:start + CHUNK]
             predictions = clf.predict([r.question for r in chunk], [r.passage for r in chunk], batch_size)
             bar.update(len(chunk))
-            yield from zip(chunk, predictions)
+            yield from zip(chunk, predictions, strict=True)
 
 
 def record(row: InputRow, prediction: Prediction) -> dict[str, Any]:
