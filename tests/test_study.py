@@ -15,6 +15,7 @@ from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.results.front import front_rows, pareto_trials
+from latencysolver.results.records import is_feasible
 from latencysolver.results.selection import pick_best
 from latencysolver.results.storage import load_existing_study
 from latencysolver.search.prepare import RunOptions
@@ -251,7 +252,7 @@ def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, ca
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     trials = study.get_trials()
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert all(t.user_attrs["constraints"][1] > 0 for t in trials)
+    assert all(t.constraints["max_latency_ms"] > 0 and not is_feasible(t) for t in trials)
     assert pareto_trials(study) == [] and study.best_trials == []  # Optuna agrees: set_constraint was used
     with pytest.raises(StorageError, match="no completed feasible trials"):
         pick_best(study)
@@ -276,7 +277,7 @@ def test_every_trial_records_degeneracy_and_constraints(finished_study):
         assert isinstance(t.user_attrs["degenerate"], bool)
         if t.values[0] <= majority:
             assert t.user_attrs["degenerate"]
-        assert (t.user_attrs["constraints"][0] > 0) == (t.values[0] <= majority)
+        assert (t.constraints["min_accuracy"] > 0) == (t.values[0] <= majority)
         assert t.system_attrs  # set_constraint stored them where samplers and the dashboard look
 
 
@@ -289,7 +290,7 @@ def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp
         assert t.state == TrialState.COMPLETE  # partial results are kept
         assert t.user_attrs["distill_steps"] == 3  # stopped at half of 6
         assert t.user_attrs["early_stopped"]["step"] == 3 and t.user_attrs["early_stopped"]["floor"] == 1.0
-        assert t.user_attrs["constraints"][0] > 0
+        assert t.constraints["min_accuracy"] > 0 and "constraints" not in t.user_attrs  # one record, Optuna's
     assert pareto_trials(study) == []
 
 
