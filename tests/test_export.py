@@ -126,13 +126,14 @@ def test_onnx_is_int8_exactly_when_the_trial_is(exports):
 
 
 def test_ort_trial_ships_the_graph_it_measured(exports):
-    _, study, trials, outs = exports
+    config, study, trials, outs = exports
     from optuna.artifacts import download_artifact, get_all_artifact_meta
 
     from latencysolver.results.storage import artifact_store_of
 
     trial = trials["ort-int8"]
-    meta = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}["model.onnx"]
+    storage = optuna.storages.get_storage(config.storage)
+    meta = {m.filename: m for m in get_all_artifact_meta(trial, storage=storage)}["model.onnx"]
     stored = outs["ort-int8"].parent / "stored.onnx"
     download_artifact(artifact_store=artifact_store_of(study), artifact_id=meta.artifact_id, file_path=str(stored))
     assert stored.read_bytes() == (outs["ort-int8"] / "model.onnx").read_bytes()
@@ -215,8 +216,8 @@ def hand_made(direction: str, trials: list[tuple], teacher_accuracy: float = 0.7
         feasible = rest[0] if rest else True
         study.add_trial(optuna.trial.create_trial(
             values=[accuracy, speedup if direction == "maximize" else p50],
-            user_attrs={"recipe": {"quant_dtype": "int8"}, "latency_p50_ms": p50, "speedup": speedup,
-                        "constraints": [0.0, 0.0] if feasible else [0.0, 0.5]}))
+            user_attrs={"recipe": {"quant_dtype": "int8"}, "latency_p50_ms": p50, "speedup": speedup},
+            constraints={"min_accuracy": 0.0, "max_latency_ms": 0.0 if feasible else 0.5}))
     return study
 
 

@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from latencysolver.config.recipe import Recipe
+from latencysolver.errors import StorageError
 from latencysolver.results.front import feasible_trials, front_rows, pareto_trials
 from latencysolver.results.records import (
     ConstraintsRecord,
@@ -145,3 +146,20 @@ def test_a_study_record_round_trips_and_partial_writes_keep_the_rest(tmp_path):
                                search_space={"quant_dtype": "int8"}, constraints=ConstraintsRecord(0.5, None, 0.5),
                                teacher_artifacts=TeacherArtifacts("k", {"config.json": "id"}))
     assert study.user_attrs["teacher"]["accuracy"] == 0.9 and study.user_attrs["teacher"]["f1"] is None
+
+
+def test_a_trial_with_only_the_legacy_constraint_list_is_read_from_it():
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    for accuracy, legacy in ((0.9, [0.0, 0.5]), (0.8, [-0.1, 0.0])):
+        study.add_trial(optuna.trial.create_trial(values=[accuracy, 1.0], user_attrs={"constraints": legacy}))
+    assert [trial_record(t).constraints for t in study.get_trials()] == [
+        {"min_accuracy": 0.0, "max_latency_ms": 0.5}, {"min_accuracy": -0.1, "max_latency_ms": 0.0}]
+    assert [is_feasible(t) for t in study.get_trials()] == [False, True]
+    assert [t.number for t in pareto_trials(study)] == [1]
+
+
+def test_an_unreadable_study_attr_is_one_line_naming_key_and_value():
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    study.set_user_attr("teacher_artifacts", {"files": {}})  # no key
+    with pytest.raises(StorageError, match=r"^study user attr 'teacher_artifacts' = \{'files': \{\}\}: "):
+        study_record(study)

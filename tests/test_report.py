@@ -114,13 +114,13 @@ def report_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
     study.add_trial(optuna.trial.create_trial(
         params=real[-1].params, distributions=real[-1].distributions,
         values=[min(1.0, best_accuracy + 0.02), min(t.values[1] for t in real) / 2],
-        user_attrs=dict(real[-1].user_attrs, constraints=[-0.1, 0.0]),
+        user_attrs=real[-1].user_attrs, constraints={"min_accuracy": -0.1, "max_latency_ms": 0.0},
         system_attrs={k: v for k, v in real[-1].system_attrs.items() if k.startswith("artifacts:")}))  # its files
     for i, source in enumerate(real[:2]):  # would dominate everything, but breaks the accuracy floor
         study.add_trial(optuna.trial.create_trial(
             params=source.params, distributions=source.distributions,
             values=[min(1.0, best_accuracy + 0.05 * (i + 1)), best_speedup * (2 + i)],
-            user_attrs=dict(source.user_attrs, constraints=[0.3, 0.0])))
+            user_attrs=source.user_attrs, constraints={"min_accuracy": 0.3, "max_latency_ms": 0.0}))
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params=real[0].params,
                                               distributions=real[0].distributions,
                                               user_attrs={"fail_reason": "RuntimeError: loss became nan"}))

@@ -231,10 +231,11 @@ def test_load_existing_study_names_missing_study(finished_study):
 def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys):
     config, _, study = fresh_study
     # another worker reports a trial that beats everything on both objectives but breaks a constraint
-    attrs = dict(study.get_trials()[0].user_attrs, constraints=[0.3, 0.0])
-    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[1.0, 1e6], user_attrs=attrs))
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[1.0, 1e6],
+                                              user_attrs=study.get_trials()[0].user_attrs,
+                                              constraints={"min_accuracy": 0.3, "max_latency_ms": 0.0}))
     cheat = study.get_trials()[-1].number
-    assert cheat not in [t.number for t in pareto_trials(study)]
+    assert cheat not in [t.number for t in pareto_trials(study)] and cheat not in [t.number for t in study.best_trials]
     assert pick_best(study, tolerance=1.0).number != cheat
     assert main(["pareto", "--study", "tiny", "--storage", config.storage]) == 0
     out = capsys.readouterr().out

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.recipe import Recipe
-from latencysolver.errors import first_line
+from latencysolver.errors import StorageError, first_line
 from latencysolver.latency.hardware import HardwareFingerprint
 
 # Every trial uploads these; the student's own files (``save_student``) and model.onnx come on top.
@@ -225,7 +225,7 @@ def _typed(cls: type, raw: Any, key: str) -> Any:
     try:
         return cls(**{k: v for k, v in raw.items() if k in names})  # keys of a later version are left out
     except TypeError as exc:
-        raise ValueError(f"study user attr {key!r}: cannot read {raw!r}: {first_line(exc)}") from None
+        raise StorageError(f"study user attr {key!r} = {raw!r}: {first_line(exc)}") from None
 
 
 def present(record: Any) -> dict[str, Any]:
