@@ -52,6 +52,7 @@ from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import load_student, to_runnable
 from latencysolver.results.front import feasible_trials, pareto_trials
+from latencysolver.results.records import trial_record
 from latencysolver.results.storage import artifact_store_of
 from latencysolver.search.objective import model_size_bytes
 from latencysolver.search.prepare import Prepared, RunOptions, prepare
@@ -216,13 +217,13 @@ def front_rows(study: optuna.Study, storage: optuna.storages.BaseStorage, test: 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for t in pareto_trials(study):
-            a = t.user_attrs
+            a = trial_record(t)
             model = load_student(download_trial(study, storage, t, Path(tmp) / str(t.number)), threads=threads).model
-            rows.append(Row(name=f"trial {t.number}", recipe=Recipe.from_dict(a["recipe"]).describe(),
+            rows.append(Row(name=f"trial {t.number}", recipe=Recipe.from_dict(a.recipe_dict).describe(),
                             val_accuracy=t.values[0], test_accuracy=accuracy(model, test, pad_id),
-                            p50_ms=a["latency_p50_ms"], speedup=a["speedup"], speedup_cv=a["speedup_cv"],
-                            parameters=a["parameters"], size_bytes=a["size_bytes"], trial=t.number,
-                            teacher_p50_ms=a.get("reference_p50_ms")))
+                            p50_ms=a.latency_p50_ms, speedup=a.speedup, speedup_cv=a.speedup_cv,
+                            parameters=a.parameters, size_bytes=a.size_bytes, trial=t.number,
+                            teacher_p50_ms=a.reference_p50_ms))
     return rows
 
 
@@ -391,7 +392,7 @@ def figure(study: optuna.Study, random_study: optuna.Study | None, front: list[R
         return s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
     def hover(t: FrozenTrial) -> str:
-        return f"trial {t.number}<br>{Recipe.from_dict(t.user_attrs['recipe']).describe()}"
+        return f"trial {t.number}<br>{Recipe.from_dict(trial_record(t).recipe_dict).describe()}"
 
     fig = go.Figure()
     main = trials(study)

@@ -30,6 +30,10 @@ import time
 import uuid
 
 import optuna
+from optuna.trial import TrialState
+
+from latencysolver.config.recipe import Recipe
+from latencysolver.results.records import TrialRecord, write_recipe, write_trial_record
 
 OBJECTIVE_NAMES = ("accuracy", "speedup")
 
@@ -45,31 +49,17 @@ def objective(trial: optuna.Trial) -> tuple[float, float]:
     layers = [i for i in range(6) if i % 3 != 2 or skip == 0.0]
     speedup = (1.0 + 4 * prune + 2 * skip) * (1.0 if dtype == "fp32" else 2.0)
     accuracy = 0.7 - 0.05 * prune - 0.04 * skip + 0.001 * temperature
-    trial.set_user_attr("recipe", {"prune_ratio": prune, "prune_mode": "structured", "quant_dtype": dtype,
-                                   "skip_prob": skip, "skip_mode": "deterministic", "rank": rank,
-                                   "temperature": temperature, "alpha": alpha, "student": "compressed"})
-    attrs = {
-        "f1": accuracy + 0.08,
-        "latency_p50_ms": 19.0 / speedup,
-        "latency_p90_ms": 21.0 / speedup,
-        "latency_cv": 0.01,
-        "speedup": speedup,
-        "speedup_cv": 0.012,
-        "reference_p50_ms": 19.0,
-        "hardware": {"cpu": "AMD EPYC", "cpus": 2, "threads": 2, "device": "cpu", "torch": "2.13.0+cpu",
-                     "onnxruntime": "1.31.1", "flags": ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]},
-        "hardware_key": "7222e4459ff6",
-        "parameters": 17_392_898,
-        "nonzero_parameters": 17_000_000,
-        "size_bytes": 53_400_000,
-        "layers": len(layers),
-        "kept_layers": layers,
-        "distill_steps": 200,
-        "distill_final_loss": 0.31,
-        "seconds": 0.0,
-    }
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    write_recipe(trial, Recipe(prune_ratio=prune, prune_kind="structured", quant_dtype=dtype, skip_prob=skip,
+                               rank=None if rank == "off" else rank, temperature=temperature, alpha=alpha))
+    write_trial_record(trial, TrialRecord(
+        number=trial.number, state=TrialState.RUNNING, f1=accuracy + 0.08, latency_p50_ms=19.0 / speedup,
+        latency_p90_ms=21.0 / speedup, latency_cv=0.01, speedup=speedup, speedup_cv=0.012, reference_p50_ms=19.0,
+        hardware={"cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"],
+                  "logical_cpus": 2, "threads": 2, "device": "cpu", "torch": "2.13.0+cpu",
+                  "onnxruntime": "1.31.1", "transformers": "5.24.0", "python": "3.11.7"},
+        hardware_key="7222e4459ff6", parameters=17_392_898, nonzero_parameters=17_000_000, size_bytes=53_400_000,
+        layers=len(layers), kept_layers=tuple(layers), distill_steps=200, distill_final_loss=0.31,
+        degenerate=False, seconds=0.0, constraints={"min_accuracy": 0.62 - accuracy, "max_latency_ms": 0.0}))
     return accuracy, speedup
 
 
@@ -138,7 +128,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     print(f"optuna {optuna.__version__}, sampler {args.sampler}, {len(os.sched_getaffinity(0))} CPUs; "
-          f"trivial 2-objective trial with run_trial's 18 user attrs")
+          f"trivial 2-objective trial with run_trial's 19 user attrs and 2 constraints")
     print(f"{'storage':<12} {'trials':>6} {'total s':>8} {'ms/trial':>9}")
     rows = [("in-memory", optuna.storages.InMemoryStorage())]
     with tempfile.TemporaryDirectory() as tmp:

@@ -197,9 +197,10 @@ def _print_front(study) -> None:
     from rich.table import Table
 
     from latencysolver.results.front import front_rows, hardware_warning
-    from latencysolver.results.records import is_feasible
+    from latencysolver.results.records import is_feasible, present, study_record
 
-    teacher = study.user_attrs.get("teacher", {})
+    record = study_record(study)
+    teacher = present(record.teacher)
     objective = "speed-up ↑" if study.directions[1].name == "MAXIMIZE" else "latency ↓"
     table = Table(title=f"Pareto front of study {study.study_name!r} (accuracy ↑, {objective})")
     for name in ("trial", "accuracy", "F1", "p50 ms", "speed-up", "layers", "params", "size MB", "recipe"):
@@ -220,7 +221,7 @@ def _print_front(study) -> None:
     if not rows:
         print("(no completed feasible trials yet)")
     if infeasible:
-        bounds = study.user_attrs.get("constraints", {})
+        bounds = present(record.constraints)
         ceiling = bounds.get("max_latency_ms")
         print(f"{len(infeasible)} of {len(complete)} completed trials are infeasible and left out (trials "
               f"{infeasible[:20]}{' …' if len(infeasible) > 20 else ''}): accuracy floor "
@@ -233,11 +234,13 @@ def _print_front(study) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from latencysolver.results.front import get_trial
+    from latencysolver.results.records import trial_record
     from latencysolver.results.selection import select_best, select_under_latency
-    from latencysolver.results.storage import load_existing_study
+    from latencysolver.results.storage import open_existing_study
     from latencysolver.ship.export import export_trial
 
-    study = load_existing_study(args.study, args.storage)
+    opened = open_existing_study(args.study, args.storage)
+    study = opened.study
     if args.best:
         chosen = select_best(study, args.best, args.tolerance)
     elif args.max_latency_ms is not None:
@@ -251,20 +254,21 @@ def _export(args: argparse.Namespace) -> int:
         print(f"selected trial {trial.number} by {option}: {chosen.reason}")
     selection = {"option": option, "rule": chosen.rule if chosen else "trial",
                  "reason": chosen.reason if chosen else None}
-    out = export_trial(study, trial, args.out, args.artifacts, data=args.data, selection=selection,
-                       progress=not args.no_progress, log=print)
-    print(f"exported trial {trial.number} (accuracy {trial.values[0]:.3f}, "
-          f"{trial.user_attrs.get('latency_p50_ms', float('nan')):.2f} ms, "
-          f"{trial.user_attrs.get('speedup', float('nan')):.2f}x) to {out}")
+    out = export_trial(study, trial, args.out, args.artifacts, storage=opened.storage, data=args.data,
+                       selection=selection, progress=not args.no_progress, log=print)
+    record = trial_record(trial)
+    p50, speedup = (float("nan") if v is None else v for v in (record.latency_p50_ms, record.speedup))
+    print(f"exported trial {trial.number} (accuracy {trial.values[0]:.3f}, {p50:.2f} ms, {speedup:.2f}x) to {out}")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from latencysolver.results.report import write_report
-    from latencysolver.results.storage import load_existing_study
+    from latencysolver.results.storage import open_existing_study
 
-    study = load_existing_study(args.study, args.storage)
-    result = write_report(study, args.out, png=False if args.no_png else args.png, artifacts=args.artifacts)
+    opened = open_existing_study(args.study, args.storage)
+    result = write_report(opened.study, args.out, png=False if args.no_png else args.png, artifacts=args.artifacts,
+                          storage=opened.storage)
     for warning in result.warnings:
         print(f"latencysolver: warning: {warning}", file=sys.stderr)
     print(f"report: {result.trials} trials ({result.feasible} feasible, {len(result.front)} on the front) -> "

@@ -24,7 +24,6 @@ from latencysolver.errors import (
     ResultsError,
     SelectionError,
     StorageError,
-    TrialFailure,
 )
 
 ERROR_CLASSES = [c for _, c in inspect.getmembers(errors, inspect.isclass)

@@ -14,6 +14,7 @@ import pytest
 from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
+from latencysolver.results.records import is_feasible
 from latencysolver.results.selection import RULES, SelectionError, pick_best, select_best, select_under_latency
 from latencysolver.search.prepare import RunOptions
 from latencysolver.search.run import run_study
@@ -129,13 +130,14 @@ def test_onnx_is_int8_exactly_when_the_trial_is(exports):
 
 
 def test_ort_trial_ships_the_graph_it_measured(exports):
-    _, study, trials, outs = exports
+    config, study, trials, outs = exports
     from optuna.artifacts import download_artifact, get_all_artifact_meta
 
     from latencysolver.results.storage import artifact_store_of
 
     trial = trials["ort-int8"]
-    meta = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}["model.onnx"]
+    storage = optuna.storages.get_storage(config.storage)
+    meta = {m.filename: m for m in get_all_artifact_meta(trial, storage=storage)}["model.onnx"]
     stored = outs["ort-int8"].parent / "stored.onnx"
     download_artifact(artifact_store=artifact_store_of(study), artifact_id=meta.artifact_id, file_path=str(stored))
     assert stored.read_bytes() == (outs["ort-int8"] / "model.onnx").read_bytes()
@@ -193,10 +195,10 @@ def test_unreadable_data_override_is_one_line_and_writes_nothing(exports, tmp_pa
 
 def test_cli_prints_the_rule_and_the_trial(exports, tmp_path, capsys):
     config, study, _, _ = exports
-    feasible = [t for t in study.get_trials() if all(v <= 0 for v in t.user_attrs["constraints"])]
+    feasible = [t for t in study.get_trials() if is_feasible(t)]
     if len(feasible) != len(QUANT):  # the fixture makes every trial feasible; anything else is a bug to see
         pytest.fail(f"expected {len(QUANT)} feasible trials, got {len(feasible)}: constraints "
-                    f"{[t.user_attrs['constraints'] for t in study.get_trials()]}")
+                    f"{[t.constraints for t in study.get_trials()]}")
     expected = select_best(study, "knee").trial.number
     assert main(["export", "--study", "tiny", "--storage", config.storage, "--best", "knee", "--out",
                  str(tmp_path / "k"), "--no-progress"]) == 0
@@ -219,8 +221,8 @@ def hand_made(direction: str, trials: list[tuple], teacher_accuracy: float = 0.7
         feasible = rest[0] if rest else True
         study.add_trial(optuna.trial.create_trial(
             values=[accuracy, speedup if direction == "maximize" else p50],
-            user_attrs={"recipe": {"quant_dtype": "int8"}, "latency_p50_ms": p50, "speedup": speedup,
-                        "constraints": [0.0, 0.0] if feasible else [0.0, 0.5]}))
+            user_attrs={"recipe": {"quant_dtype": "int8"}, "latency_p50_ms": p50, "speedup": speedup},
+            constraints={"min_accuracy": 0.0, "max_latency_ms": 0.0 if feasible else 0.5}))
     return study
 
 

@@ -114,13 +114,13 @@ def report_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
     study.add_trial(optuna.trial.create_trial(
         params=real[-1].params, distributions=real[-1].distributions,
         values=[min(1.0, best_accuracy + 0.02), min(t.values[1] for t in real) / 2],
-        user_attrs=dict(real[-1].user_attrs, constraints=[-0.1, 0.0]),
+        user_attrs=real[-1].user_attrs, constraints={"min_accuracy": -0.1, "max_latency_ms": 0.0},
         system_attrs={k: v for k, v in real[-1].system_attrs.items() if k.startswith("artifacts:")}))  # its files
     for i, source in enumerate(real[:2]):  # would dominate everything, but breaks the accuracy floor
         study.add_trial(optuna.trial.create_trial(
             params=source.params, distributions=source.distributions,
             values=[min(1.0, best_accuracy + 0.05 * (i + 1)), best_speedup * (2 + i)],
-            user_attrs=dict(source.user_attrs, constraints=[0.3, 0.0])))
+            user_attrs=source.user_attrs, constraints={"min_accuracy": 0.3, "max_latency_ms": 0.0}))
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params=real[0].params,
                                               distributions=real[0].distributions,
                                               user_attrs={"fail_reason": "RuntimeError: loss became nan"}))
@@ -130,8 +130,8 @@ def report_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
 @pytest.fixture(scope="module")
 def report(report_study):
     """The report of that study, HTML and PNG (the PNG only where a browser is found)."""
-    _, study, folder = report_study
-    return write_report(study, folder / "report.html")
+    config, study, folder = report_study
+    return write_report(study, folder / "report.html", storage=config.storage)
 
 
 def _html(result) -> str:
@@ -288,7 +288,7 @@ def test_with_one_trial_the_report_explains_why_there_is_no_importance(report_st
     for key, value in study.user_attrs.items():
         one.set_user_attr(key, value)
     one.add_trial(study.get_trials()[0])  # its artifacts come along (their metadata are trial system attrs)
-    result = write_report(one, tmp_path / "one.html", png=False)
+    result = write_report(one, tmp_path / "one.html", png=False, storage=config.storage)
     page = _html(result)
     for name in ("accuracy", "speedup"):
         note = re.search(rf'id="importance-{name}-note">([^<]*)<', page)
@@ -341,9 +341,9 @@ def test_cli_errors_are_one_line_and_write_nothing(report_study, tmp_path, capsy
 
 
 def test_library_errors_are_latencysolver_errors(report_study, tmp_path):
-    _, study, _ = report_study
+    config, study, _ = report_study
     with pytest.raises(StorageError, match="artifact folder"):
-        write_report(study, tmp_path / "r.html", png=False, artifacts=str(tmp_path / "gone"))
+        write_report(study, tmp_path / "r.html", png=False, artifacts=str(tmp_path / "gone"), storage=config.storage)
     with pytest.raises(ReportError, match="is a folder"):
-        write_report(study, tmp_path, png=False)
+        write_report(study, tmp_path, png=False, storage=config.storage)
     assert list(tmp_path.iterdir()) == []

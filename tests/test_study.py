@@ -15,6 +15,7 @@ from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.results.front import front_rows, pareto_trials
+from latencysolver.results.records import is_feasible
 from latencysolver.results.selection import pick_best
 from latencysolver.results.storage import load_existing_study
 from latencysolver.search.prepare import RunOptions
@@ -242,10 +243,11 @@ def test_load_existing_study_names_missing_study(finished_study):
 def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys):
     config, _, study = fresh_study
     # another worker reports a trial that beats everything on both objectives but breaks a constraint
-    attrs = dict(study.get_trials()[0].user_attrs, constraints=[0.3, 0.0])
-    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[1.0, 1e6], user_attrs=attrs))
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[1.0, 1e6],
+                                              user_attrs=study.get_trials()[0].user_attrs,
+                                              constraints={"min_accuracy": 0.3, "max_latency_ms": 0.0}))
     cheat = study.get_trials()[-1].number
-    assert cheat not in [t.number for t in pareto_trials(study)]
+    assert cheat not in [t.number for t in pareto_trials(study)] and cheat not in [t.number for t in study.best_trials]
     assert pick_best(study, tolerance=1.0).number != cheat
     assert main(["pareto", "--study", "tiny", "--storage", config.storage]) == 0
     out = capsys.readouterr().out
@@ -263,7 +265,7 @@ def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, ca
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     trials = study.get_trials()
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert all(t.user_attrs["constraints"][1] > 0 for t in trials)
+    assert all(t.constraints["max_latency_ms"] > 0 and not is_feasible(t) for t in trials)
     assert pareto_trials(study) == [] and study.best_trials == []  # Optuna agrees: set_constraint was used
     with pytest.raises(SelectionError, match="no completed feasible trials"):
         pick_best(study)
@@ -288,7 +290,7 @@ def test_every_trial_records_degeneracy_and_constraints(finished_study):
         assert isinstance(t.user_attrs["degenerate"], bool)
         if t.values[0] <= majority:
             assert t.user_attrs["degenerate"]
-        assert (t.user_attrs["constraints"][0] > 0) == (t.values[0] <= majority)
+        assert (t.constraints["min_accuracy"] > 0) == (t.values[0] <= majority)
         assert t.system_attrs  # set_constraint stored them where samplers and the dashboard look
 
 
@@ -301,7 +303,7 @@ def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp
         assert t.state == TrialState.COMPLETE  # partial results are kept
         assert t.user_attrs["distill_steps"] == 3  # stopped at half of 6
         assert t.user_attrs["early_stopped"]["step"] == 3 and t.user_attrs["early_stopped"]["floor"] == 1.0
-        assert t.user_attrs["constraints"][0] > 0
+        assert t.constraints["min_accuracy"] > 0 and "constraints" not in t.user_attrs  # one record, Optuna's
     assert pareto_trials(study) == []
 
 

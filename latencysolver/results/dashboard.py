@@ -22,6 +22,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from latencysolver.latency.hardware import HardwareFingerprint
+from latencysolver.results.records import present, study_record, trial_record
 
 # What each latency objective is called on the dashboard's axes (the study's metric names are the short keys).
 OBJECTIVE_LABELS = {"accuracy": "validation accuracy ↑", "speedup": "speed-up vs fp32 teacher ↑ (paired)",
@@ -30,8 +31,9 @@ OBJECTIVE_LABELS = {"accuracy": "validation accuracy ↑", "speedup": "speed-up 
 
 def study_note(study: optuna.Study) -> str:
     """The study's markdown note: teacher baseline, hardware fingerprint(s), data split, objective, constraints."""
-    a = study.user_attrs
-    teacher, data, latency = a.get("teacher", {}), a.get("data", {}), a.get("latency", {})
+    record = study_record(study)
+    teacher, data = present(record.teacher), present(record.data)
+    latency = record.latency or {}
     lines = [f"## latencysolver study `{study.study_name}`", ""]
     names = study.metric_names or ["accuracy", "speedup"]
     lines.append("**Objectives:** " + ", ".join(OBJECTIVE_LABELS.get(n, n) for n in names))
@@ -50,8 +52,8 @@ def study_note(study: optuna.Study) -> str:
                   "validation; the test split is only used by `latencysolver export` for the model card."]
     lines += ["", "### Hardware", ""]
     fingerprints = _fingerprints(study)
-    if not fingerprints and a.get("hardware"):  # no trial yet: the machine that measured the teacher
-        hardware = HardwareFingerprint.from_dict(a["hardware"])
+    if not fingerprints and record.hardware:  # no trial yet: the machine that measured the teacher
+        hardware = HardwareFingerprint.from_dict(record.hardware)
         lines.append(f"- `{hardware.key}` (the teacher's measurement; no trial yet): {hardware.describe()}")
     for key, (hardware, count) in fingerprints.items():
         lines.append(f"- `{key}` ({count} trial{'s' if count != 1 else ''}): {hardware.describe()}")
@@ -59,10 +61,10 @@ def study_note(study: optuna.Study) -> str:
         lines += ["", f"Latency protocol: batch 1, {latency.get('threads')} threads, {latency.get('rows')} seeded "
                   f"validation rows, {latency.get('warmup')} warm-up and {latency.get('repeats')} timed passes; "
                   "speed-up = median ratio of calls interleaved with the fp32 teacher."]
-    constraints = a.get("constraints")
+    constraints = record.constraints
     if constraints:
-        ceiling = constraints.get("max_latency_ms")
-        lines += ["", f"**Constraints:** accuracy {constraints.get('min_accuracy_resolved')}, "
+        ceiling = constraints.max_latency_ms
+        lines += ["", f"**Constraints:** accuracy {constraints.min_accuracy_resolved}, "
                   + (f"p50 latency ≤ {ceiling} ms" if ceiling is not None else "no latency ceiling")
                   + " (infeasible trials are left out of the front)."]
     return "\n".join(lines) + "\n"
@@ -72,10 +74,10 @@ def _fingerprints(study: optuna.Study) -> dict[str, tuple[HardwareFingerprint, i
     """Each distinct hardware fingerprint of the study's trials, with how many trials it measured."""
     found: dict[str, tuple[HardwareFingerprint, int]] = {}
     for trial in study.get_trials(deepcopy=False):
-        raw = trial.user_attrs.get("hardware")
-        if raw:
-            key = trial.user_attrs.get("hardware_key", "?")
-            hardware, count = found.get(key, (HardwareFingerprint.from_dict(raw), 0))
+        r = trial_record(trial)
+        if r.hardware:
+            key = r.hardware_key or "?"
+            hardware, count = found.get(key, (HardwareFingerprint.from_dict(r.hardware), 0))
             found[key] = (hardware, count + 1)
     return found
 
@@ -115,7 +117,7 @@ class ArtifactFolders:
 
 def artifact_folders(storage: str, override: str | None = None) -> ArtifactFolders | None:
     """``--artifacts`` if given, else every artifact folder the storage's studies recorded that exists here."""
-    candidates = [override] if override else [s.user_attrs.get("artifact_dir")
+    candidates = [override] if override else [study_record(s).artifact_dir
                                               for s in optuna.get_all_study_summaries(storage)]
     folders = tuple(dict.fromkeys(Path(c) for c in candidates if c and Path(c).is_dir()))
     return ArtifactFolders(folders) if folders else None

@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 import plotly.graph_objects as go
+from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -28,7 +29,7 @@ from latencysolver.config.knobs import KNOB, KNOB_NAMES
 from latencysolver.config.recipe import Recipe
 from latencysolver.errors import ReportError, StorageError, first_line
 from latencysolver.results.front import pareto_trials
-from latencysolver.results.records import LATENCY_SAMPLES, is_feasible
+from latencysolver.results.records import LATENCY_SAMPLES, is_feasible, present, study_record, trial_record
 from latencysolver.results.storage import artifact_store_of
 
 # The knobs in the order the page shows them (the knob table's); a knob a later recipe adds comes after these.
@@ -78,7 +79,7 @@ def latency_axis(study: optuna.Study) -> LatencyAxis:
     names = study.metric_names or []
     metric = names[1] if len(names) == 2 else (
         "speedup" if study.directions[1] == StudyDirection.MAXIMIZE else "latency_ms")
-    teacher = study.user_attrs.get("teacher") or {}
+    teacher = present(study_record(study).teacher)
     if metric == "speedup":
         return LatencyAxis(metric, "speed-up vs fp32 teacher ↑", "speed-up", 1.0 if teacher else None)
     return LatencyAxis(metric, "p50 latency ms (batch 1) ↓", "p50 ms", teacher.get("latency_p50_ms"))
@@ -89,13 +90,12 @@ def _complete(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def _recipe_text(trial: FrozenTrial) -> str:
-    recipe = trial.user_attrs.get("recipe")
-    if not recipe:
+    record = trial_record(trial)
+    if not record.recipe_dict:
         return "(no recipe recorded)"
-    try:
-        return Recipe.from_dict(recipe).describe()
-    except (TypeError, ValueError) as exc:
-        return f"(unreadable recipe: {first_line(exc)})"
+    if record.recipe is None:
+        return f"(unreadable recipe: {record.recipe_error})"
+    return record.recipe.describe()
 
 
 def _hover(trials: Sequence[FrozenTrial], axis: LatencyAxis, what: str) -> dict[str, Any]:
@@ -147,7 +147,7 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
     xs, ys = _front_line(front, axis)
     fig.add_trace(go.Scatter(uid="front", name="Pareto front (feasible)", mode="lines", x=xs, y=ys,
                              line={"color": FRONT_COLOR, "width": 2}, hoverinfo="skip"))
-    teacher = study.user_attrs.get("teacher") or {}
+    teacher = present(study_record(study).teacher)
     if teacher and axis.teacher is not None:
         fig.add_trace(go.Scatter(
             uid="teacher", name="teacher (fp32 baseline)", mode="markers", x=[axis.teacher],
@@ -177,12 +177,13 @@ def _is_number(value: Any) -> bool:
 
 def knob_values(study: optuna.Study) -> dict[str, list[tuple[FrozenTrial, Any]]]:
     """Per knob that takes more than one value over the COMPLETE trials: (trial, value or NA), in KNOB_ORDER."""
-    trials = [t for t in _complete(study) if t.user_attrs.get("recipe")]
-    names = [k for k in KNOB_ORDER if any(k in t.user_attrs["recipe"] for t in trials)]
-    names += sorted({k for t in trials for k in t.user_attrs["recipe"]} - set(names) - set(NOT_KNOBS))
+    recipes = {t.number: trial_record(t).recipe_dict for t in _complete(study)}
+    trials = [t for t in _complete(study) if recipes[t.number]]
+    names = [k for k in KNOB_ORDER if any(k in recipes[t.number] for t in trials)]
+    names += sorted({k for t in trials for k in recipes[t.number]} - set(names) - set(NOT_KNOBS))
     knobs = {}
     for name in names:
-        values = [(t, _active_knob_value(t.user_attrs["recipe"], name)) for t in trials]
+        values = [(t, _active_knob_value(recipes[t.number], name)) for t in trials]
         distinct = {json.dumps(v, sort_keys=True, default=str) for _, v in values if v != NA}
         if len(distinct) > 1:
             knobs[name] = values
@@ -287,21 +288,24 @@ class LatencySamples:
     missing: tuple[int, ...]  # front trials without a latency_samples.json artifact
 
 
-def load_latency_samples(study: optuna.Study, trials: Sequence[FrozenTrial],
-                         artifacts: str | None = None) -> LatencySamples:
-    """Download each trial's ``latency_samples.json`` artifact (StorageError if the artifact folder is gone)."""
+def load_latency_samples(study: optuna.Study, trials: Sequence[FrozenTrial], artifacts: str | None = None, *,
+                         storage: BaseStorage | str) -> LatencySamples:
+    """Download each trial's ``latency_samples.json`` artifact (StorageError if the artifact folder is gone).
+
+    ``storage``: the one ``study`` was opened on (or its URL), where the artifacts' metadata are."""
     from optuna.artifacts import download_artifact, get_all_artifact_meta
     from optuna.artifacts.exceptions import ArtifactNotFound
 
     if not trials:
         return LatencySamples({}, [], ())
     store = artifact_store_of(study, artifacts)
+    storage = optuna.storages.get_storage(storage)
     model: dict[int, list[float]] = {}
     reference: list[float] = []
     missing = []
     with tempfile.TemporaryDirectory() as tmp:
         for trial in trials:
-            metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}
+            metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=storage)}
             if LATENCY_SAMPLES not in metas:
                 missing.append(trial.number)
                 continue

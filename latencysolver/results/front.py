@@ -13,9 +13,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from latencysolver.config.recipe import Recipe
 from latencysolver.errors import StorageError
-from latencysolver.results.records import is_feasible
+from latencysolver.results.records import is_feasible, trial_record
 
 Log = Callable[[str], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -35,7 +34,12 @@ def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The front of the *feasible* trials (constraints met), most accurate first."""
+    """The front of the *feasible* trials (constraints met), most accurate first: the one front every command,
+    report and benchmark shows.
+
+    Equal to Optuna's ``study.best_trials`` for every study ``run`` writes (its constraints go through
+    ``set_constraint``); computed here so that feasibility is ``is_feasible``'s, which also reads the legacy
+    user-attr list that ``best_trials`` ignores, and so that equal points are all kept, in a fixed order."""
     slowness = _slowness(study)
     candidates = feasible_trials(study)
     key = [(-t.values[0], slowness(t)) for t in candidates]  # both minimized
@@ -51,7 +55,7 @@ def hardware_warning(study: optuna.Study) -> str | None:
     """A warning when the front's latencies were measured on different hardware (or threads, or versions)."""
     keys: dict[str, list[int]] = {}
     for t in pareto_trials(study):
-        keys.setdefault(t.user_attrs.get("hardware_key", "unknown"), []).append(t.number)
+        keys.setdefault(trial_record(t).hardware_key or "unknown", []).append(t.number)
     if len(keys) < 2:
         return None
     groups = "; ".join(f"{key}: trials {numbers}" for key, numbers in sorted(keys.items()))
@@ -74,10 +78,9 @@ def get_trial(study: optuna.Study, number: int) -> FrozenTrial:
 def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for t in pareto_trials(study):
-        recipe = Recipe.from_dict(t.user_attrs["recipe"])
-        rows.append({"trial": t.number, "accuracy": t.values[0], "f1": t.user_attrs.get("f1"),
-                     "latency_ms": t.user_attrs.get("latency_p50_ms"), "speedup": t.user_attrs.get("speedup"),
-                     "speedup_cv": t.user_attrs.get("speedup_cv"), "hardware_key": t.user_attrs.get("hardware_key"),
-                     "layers": t.user_attrs.get("layers"), "parameters": t.user_attrs.get("parameters"),
-                     "size_mb": t.user_attrs.get("size_bytes", 0) / 1e6, "recipe": recipe.describe()})
+        r = trial_record(t)
+        rows.append({"trial": t.number, "accuracy": t.values[0], "f1": r.f1, "latency_ms": r.latency_p50_ms,
+                     "speedup": r.speedup, "speedup_cv": r.speedup_cv, "hardware_key": r.hardware_key,
+                     "layers": r.layers, "parameters": r.parameters, "size_mb": (r.size_bytes or 0) / 1e6,
+                     "recipe": r.recipe.describe() if r.recipe else f"(unreadable recipe: {r.recipe_error})"})
     return rows

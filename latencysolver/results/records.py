@@ -1,14 +1,253 @@
-"""What a trial's results are, read back from Optuna's storage."""
+"""What a trial and a study record, as typed values: the one place that knows Optuna's user-attr keys.
+
+Readers take a ``TrialRecord`` / ``StudyRecord``; ``search`` writes through ``write_*``.  The stored keys and
+JSON shapes are those of the 0.1.0 release, so studies written by it still load (tests/data/study-v0.1.db).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from latencysolver.config.recipe import Recipe
+from latencysolver.errors import StorageError, first_line
+from latencysolver.latency.hardware import HardwareFingerprint
 
 # Every trial uploads these; the student's own files (``save_student``) and model.onnx come on top.
 PREDICTIONS = "predictions.json"
 LATENCY_SAMPLES = "latency_samples.json"
 CONSTRAINT_NAMES = ("min_accuracy", "max_latency_ms")
+LEGACY_CONSTRAINTS = "constraints"  # the user-attr list 0.1.0 wrote beside set_constraint; read, never written
 
 
-def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    return all(v <= 0.0 for v in trial.user_attrs.get("constraints", [0.0]))
+def constraint_values(trial: FrozenTrial) -> dict[str, float]:
+    """Optuna's own record (``trial.set_constraint``, read with the public ``FrozenTrial.constraints``); a trial
+    without one falls back to the legacy user-attr list (hand-made and pre-0.1.0 trials carry only that)."""
+    if trial.constraints:
+        return dict(trial.constraints)
+    legacy = trial.user_attrs.get(LEGACY_CONSTRAINTS) or []
+    return {name: float(v) for name, v in zip(CONSTRAINT_NAMES, legacy)}
+
+
+def _met(constraints: dict[str, float]) -> bool:
+    """Every constraint value <= 0 (Optuna's convention); a trial with none recorded is feasible."""
+    return all(v <= 0.0 for v in constraints.values())
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    return _met(constraint_values(trial))
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial: its objectives, recipe and measurements; None where the trial recorded nothing (a FAIL)."""
+
+    number: int
+    state: TrialState
+    values: tuple[float, ...] | None = None  # accuracy, then the latency objective
+    recipe: Recipe | None = None  # None when absent or unreadable (``recipe_error`` says why)
+    recipe_dict: dict[str, Any] | None = None  # as stored: the export card and the knob figures show it as is
+    recipe_error: str | None = None
+    f1: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_cv: float | None = None
+    speedup: float | None = None
+    speedup_cv: float | None = None
+    reference_p50_ms: float | None = None  # the teacher's p50, paired with this trial's calls
+    hardware: dict[str, Any] | None = None  # HardwareFingerprint.to_dict() of the measuring machine
+    hardware_key: str | None = None
+    parameters: int | None = None
+    nonzero_parameters: int | None = None
+    size_bytes: int | None = None
+    layers: int | None = None
+    kept_layers: tuple[int, ...] | None = None
+    distill_steps: int | None = None
+    distill_final_loss: float | None = None
+    degenerate: bool | None = None
+    early_stopped: dict[str, Any] | None = None  # {"step", "accuracy_on_check_rows", "floor"}
+    throughput_rows_per_s: float | None = None
+    seconds: float | None = None
+    fail_reason: str | None = None
+    constraints: dict[str, float] = dataclasses.field(default_factory=dict)  # name -> value, <= 0 is met
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.values[0] if self.values else None
+
+    @property
+    def feasible(self) -> bool:
+        return _met(self.constraints)
+
+    def fingerprint(self) -> HardwareFingerprint | None:
+        """The measuring machine, or None when not recorded or recorded by another version."""
+        return _fingerprint(self.hardware)
+
+
+# the measurements run_trial writes, each under its own field name (the 0.1.0 keys)
+MEASURED = tuple(f.name for f in dataclasses.fields(TrialRecord)
+                 if f.name not in ("number", "state", "values", "recipe", "recipe_dict", "recipe_error",
+                                   "fail_reason", "constraints"))
+_TUPLES = ("kept_layers",)
+
+
+def _fingerprint(raw: Any) -> HardwareFingerprint | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return HardwareFingerprint.from_dict(raw)
+    except TypeError:
+        return None
+
+
+def trial_record(trial: FrozenTrial) -> TrialRecord:
+    a = trial.user_attrs
+    raw = a.get("recipe")
+    recipe, error = None, None
+    if isinstance(raw, dict):
+        try:
+            recipe = Recipe.from_dict(raw)
+        except (TypeError, ValueError) as exc:
+            error = first_line(exc)
+    measured: dict[str, Any] = {k: a[k] for k in MEASURED if k in a}
+    for k in _TUPLES:
+        if measured.get(k) is not None:
+            measured[k] = tuple(measured[k])
+    return TrialRecord(number=trial.number, state=trial.state,
+                       values=tuple(trial.values) if trial.values is not None else None,
+                       recipe=recipe, recipe_dict=raw if isinstance(raw, dict) else None, recipe_error=error,
+                       fail_reason=a.get("fail_reason"), constraints=constraint_values(trial), **measured)
+
+
+def write_recipe(trial: optuna.Trial, recipe: Recipe) -> None:
+    """Right after suggesting: a worker killed later still leaves which recipe it was running."""
+    trial.set_user_attr("recipe", recipe.to_dict())
+
+
+def write_trial_record(trial: optuna.Trial, record: TrialRecord) -> None:
+    """The measurements (each non-None field under its key) and the constraints, through ``set_constraint``
+    only: samplers, the dashboard and ``study.best_trials`` read them there, and so does ``is_feasible``."""
+    for key in MEASURED:
+        value = getattr(record, key)
+        if value is not None:
+            trial.set_user_attr(key, list(value) if key in _TUPLES else value)
+    for name, value in record.constraints.items():
+        trial.set_constraint(name, value)
+
+
+def write_fail_reason(trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr("fail_reason", reason[:500])
+
+
+# ------------------------------------------------------------------------------------------------ the study
+
+
+@dataclass(frozen=True)
+class TeacherRecord:
+    """The fine-tuned fp32 teacher every student is compared with, measured once by ``run``."""
+
+    path: str | None = None
+    key: str | None = None
+    base_model: str | None = None
+    accuracy: float | None = None
+    f1: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p90_ms: float | None = None
+    hardware_key: str | None = None
+    parameters: int | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    source: str | None = None
+    train_rows: int | None = None
+    validation_rows: int | None = None
+    test_rows: int | None = None
+    majority_rate: float | None = None  # of the validation split
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class ConstraintsRecord:
+    """The bounds as configured; ``min_accuracy_resolved`` is the floor in words or as a number."""
+
+    min_accuracy: float | None = None
+    max_latency_ms: float | None = None
+    min_accuracy_resolved: float | str | None = None
+
+
+@dataclass(frozen=True)
+class TeacherArtifacts:
+    """The teacher's files in the artifact store, for workers on other machines: file name -> artifact id."""
+
+    key: str
+    files: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """The study's user attrs; each None where the study does not record it (not made by ``run``, say).
+
+    ``config``, ``latency``, ``distillation``, the spaces and the probe stay the dicts their own modules read
+    (``config_from_dict``, ``ProbeResult.from_dict``) and the export card copies."""
+
+    teacher: TeacherRecord | None = None
+    data: DataRecord | None = None
+    constraints: ConstraintsRecord | None = None
+    artifact_dir: str | None = None
+    config_file: str | None = None
+    config: dict[str, Any] | None = None
+    search_space: dict[str, Any] | None = None
+    searched_space: dict[str, Any] | None = None  # after hardware gating
+    distillation: dict[str, Any] | None = None
+    latency: dict[str, Any] | None = None
+    hardware: dict[str, Any] | None = None  # the machine that measured the teacher
+    hardware_probe: dict[str, Any] | None = None
+    teacher_artifacts: TeacherArtifacts | None = None
+
+    def fingerprint(self) -> HardwareFingerprint | None:
+        return _fingerprint(self.hardware)
+
+
+_TYPED = {"teacher": TeacherRecord, "data": DataRecord, "constraints": ConstraintsRecord,
+          "teacher_artifacts": TeacherArtifacts}
+
+
+def _typed(cls: type, raw: Any, key: str) -> Any:
+    if not isinstance(raw, dict):
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in raw.items() if k in names})  # keys of a later version are left out
+    except TypeError as exc:
+        raise StorageError(f"study user attr {key!r} = {raw!r}: {first_line(exc)}") from None
+
+
+def present(record: Any) -> dict[str, Any]:
+    """A record's recorded fields as a dict (absent ones left out, as in the stored attr); {} for None."""
+    if record is None:
+        return {}
+    return {k: v for k, v in dataclasses.asdict(record).items() if v is not None}
+
+
+def study_record(study: optuna.Study | Any) -> StudyRecord:
+    """From a Study or a ``StudySummary`` (both have ``user_attrs``)."""
+    a = study.user_attrs
+    fields = {f.name: a.get(f.name) for f in dataclasses.fields(StudyRecord)}
+    for key, cls in _TYPED.items():
+        fields[key] = _typed(cls, fields[key], key)
+    return StudyRecord(**fields)
+
+
+def write_study_record(study: optuna.Study, record: StudyRecord) -> None:
+    """Write each non-None field under its key (a partial record writes only what it holds)."""
+    for f in dataclasses.fields(StudyRecord):
+        value = getattr(record, f.name)
+        if value is not None:
+            typed = dataclasses.is_dataclass(value) and not isinstance(value, type)
+            study.set_user_attr(f.name, dataclasses.asdict(value) if typed else value)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import optuna
 import plotly.graph_objects as go
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.errors import ReportError, first_line
@@ -41,7 +42,7 @@ from latencysolver.results.figures import (
     pareto_figure,
 )
 from latencysolver.results.front import front_rows, hardware_warning, pareto_trials
-from latencysolver.results.records import LATENCY_SAMPLES, is_feasible
+from latencysolver.results.records import LATENCY_SAMPLES, is_feasible, present, study_record, trial_record
 
 
 def _e(value: Any) -> str:
@@ -57,7 +58,7 @@ def front_table_html(study: optuna.Study) -> str:
     columns = ("trial", "accuracy", "F1", "p50 ms", "speed-up", "layers", "parameters", "size MB", "recipe")
     head = "".join(f"<th>{c}</th>" for c in columns)
     rows = []
-    teacher = study.user_attrs.get("teacher") or {}
+    teacher = present(study_record(study).teacher)
     if teacher:
         cells = ("teacher", _num(teacher.get("accuracy"), ".3f"), _num(teacher.get("f1"), ".3f"),
                  _num(teacher.get("latency_p50_ms"), ".2f"), "1.00x", "", _num(teacher.get("parameters"), ","),
@@ -80,8 +81,8 @@ def front_table_html(study: optuna.Study) -> str:
 def _hardware_lines(trials: Sequence[FrozenTrial]) -> list[str]:
     groups: dict[str, tuple[str, list[int]]] = {}
     for t in trials:
-        raw = t.user_attrs.get("hardware")
-        key = t.user_attrs.get("hardware_key", "unknown")
+        r = trial_record(t)
+        raw, key = r.hardware, r.hardware_key or "unknown"
         if key not in groups:
             try:
                 text = HardwareFingerprint(**(raw | {"cpu_flags": tuple(raw["cpu_flags"])})).describe()
@@ -103,9 +104,8 @@ def header_html(study: optuna.Study) -> str:
     failed = [t for t in trials if t.state == TrialState.FAIL]
     other = len(trials) - len(complete) - len(failed)
     front = pareto_trials(study)
-    teacher = study.user_attrs.get("teacher") or {}
-    data = study.user_attrs.get("data") or {}
-    bounds = study.user_attrs.get("constraints") or {}
+    record = study_record(study)
+    teacher, data, bounds = present(record.teacher), present(record.data), present(record.constraints)
     items = [("objectives", f"validation accuracy ↑, {axis.label}")]
     if teacher:
         items.append(("teacher", (f"fine-tuned fp32 {teacher.get('base_model', '')}: accuracy "
@@ -282,8 +282,9 @@ def write_png(fig: go.Figure, png: Path) -> str | None:
 
 
 def write_report(study: optuna.Study, out: str | Path, png: str | Path | Literal[False] | None = None,
-                 artifacts: str | None = None) -> ReportResult:
+                 artifacts: str | None = None, *, storage: BaseStorage | str) -> ReportResult:
     """Write the HTML page to ``out`` and the front as a PNG to ``png`` (None: ``out`` with ``.png``; False: none).
+    ``storage``: the one ``study`` was opened on (or its URL), for the trials' artifacts.
 
     Raises ReportError / StorageError (one line) before writing anything when an output folder is missing or the
     study's artifact folder cannot be found.
@@ -294,7 +295,7 @@ def write_report(study: optuna.Study, out: str | Path, png: str | Path | Literal
         raise ReportError(f"--png {str(png_path)!r}: the same file as --out")
     latency_axis(study)  # a study with the wrong number of objectives stops here
     front = pareto_trials(study)
-    samples = load_latency_samples(study, front, artifacts)
+    samples = load_latency_samples(study, front, artifacts, storage=storage)
     page = render_html(study, samples)
     _atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     warnings = []

@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial
 
 from latencysolver.errors import SelectionError
 from latencysolver.results.front import feasible_trials, pareto_trials
+from latencysolver.results.records import study_record, trial_record
 
 RULES: tuple[str, ...] = ("near-teacher", "max-accuracy", "min-latency", "knee")
 DEFAULT_RULE = "near-teacher"
@@ -107,7 +108,7 @@ def under_latency(feasible: Sequence[FrozenTrial], minimize: bool, max_latency_m
 
 
 def _p50(trial: FrozenTrial) -> float | None:
-    value = trial.user_attrs.get("latency_p50_ms")
+    value = trial_record(trial).latency_p50_ms
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
@@ -131,7 +132,8 @@ def select_best(study: optuna.Study, rule: str = DEFAULT_RULE, tolerance: float 
         raise ValueError(f"--best: rule must be one of {', '.join(RULES)}, but got {rule!r}")
     front, minimize = _front(study), minimizes_latency(study)
     if rule == "near-teacher":
-        teacher = study.user_attrs.get("teacher", {}).get("accuracy")
+        recorded = study_record(study).teacher
+        teacher = recorded.accuracy if recorded else None
         trial = near_teacher(front, minimize, teacher, tolerance)
         if teacher is not None and trial.values[0] >= teacher - tolerance:
             why = (f"the fastest of {len(front)} front trials within {tolerance:g} accuracy of the teacher's "

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from latencysolver.config.study import StudyConfig
 from latencysolver.errors import StorageError, first_line
+from latencysolver.results.records import study_record
 
 Log = Callable[[str], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -73,6 +76,19 @@ def default_artifact_dir(config: StudyConfig) -> Path:
 
 
 def load_existing_study(name: str, storage: str) -> optuna.Study:
+    return open_existing_study(name, storage).study
+
+
+@dataclass(frozen=True)
+class OpenedStudy:
+    """A study with the storage it was opened on: artifact look-ups (``get_all_artifact_meta``) need that
+    storage, and Optuna has no public way to get it back from the study."""
+
+    study: optuna.Study
+    storage: BaseStorage
+
+
+def open_existing_study(name: str, storage: str) -> OpenedStudy:
     check_storage(storage, must_exist=True)
     shown = shown_url(storage)
     # Optuna writes its schema into any database it opens: look into a SQLite file read-only first, so that an
@@ -81,7 +97,8 @@ def load_existing_study(name: str, storage: str) -> optuna.Study:
     if names is not None and name not in names:
         raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})")
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        opened = optuna.storages.get_storage(storage)
+        return OpenedStudy(optuna.load_study(study_name=name, storage=opened), opened)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})") from None
@@ -109,7 +126,7 @@ def _sqlite_study_names(url: str) -> list[str] | None:
 
 
 def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileSystemArtifactStore:
-    folder = override or study.user_attrs.get("artifact_dir")
+    folder = override or study_record(study).artifact_dir
     if not folder or not Path(folder).is_dir():
         raise StorageError(f"study {study.study_name!r}: artifact folder {folder!r} not found (pass --artifacts)")
     return FileSystemArtifactStore(str(folder))

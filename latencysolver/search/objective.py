@@ -6,6 +6,7 @@ and dataclasses; this module only wires them together and writes the trial's res
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import TrialState
 
 from latencysolver.compression import encoder_layers
 from latencysolver.config.recipe import Recipe
@@ -28,7 +30,15 @@ from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.latency.protocol import PairedLatency, measure_paired, measure_throughput
 from latencysolver.models.loading import count_parameters, nonzero_parameters
 from latencysolver.models.student import ONNX_FILE, cnn_student, compress, save_student, to_runnable
-from latencysolver.results.records import CONSTRAINT_NAMES, LATENCY_SAMPLES, PREDICTIONS
+from latencysolver.results.records import (
+    CONSTRAINT_NAMES,
+    LATENCY_SAMPLES,
+    PREDICTIONS,
+    TrialRecord,
+    write_fail_reason,
+    write_recipe,
+    write_trial_record,
+)
 from latencysolver.search.suggest import suggest_recipe
 from latencysolver.training.distill import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
@@ -129,7 +139,7 @@ def train_student(ctx: TrialContext, recipe: Recipe) -> TrainedStudent:
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     start = time.perf_counter()
     recipe = suggest_recipe(trial, ctx.config.search_space)
-    trial.set_user_attr("recipe", recipe.to_dict())
+    write_recipe(trial, recipe)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -142,35 +152,28 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             quality = scores(logits, ctx.validation.labels)
             paired = measure_paired(runnable, ctx.teacher_model, ctx.latency_inputs, ctx.config.latency)
             latency = paired.model
-            attrs = {
-                "f1": quality.f1,
-                "latency_p50_ms": latency.p50_ms,
-                "latency_p90_ms": latency.p90_ms,
-                "latency_cv": latency.cv,
-                "speedup": paired.speedup,
-                "speedup_cv": paired.speedup_cv,
-                "reference_p50_ms": paired.reference.p50_ms,
-                "hardware": ctx.hardware.to_dict(),
-                "hardware_key": ctx.hardware.key,
-                "parameters": count_parameters(model),
-                "nonzero_parameters": nonzero_parameters(model),
-                "size_bytes": model_size_bytes(runnable),
-                "layers": len(student.kept_layers),
-                "kept_layers": list(student.kept_layers),
-                "distill_steps": student.steps,
-                "distill_final_loss": student.final_loss,
-            }
             predicted = logits.argmax(dim=-1)
-            attrs["degenerate"] = bool(quality.accuracy <= ctx.majority_rate or predicted.unique().numel() < 2)
-            attrs["constraints"] = constraint_values(ctx.config.constraints, ctx.majority_rate, quality.accuracy,
-                                                     latency.p50_ms)
+            constraints = constraint_values(ctx.config.constraints, ctx.majority_rate, quality.accuracy,
+                                            latency.p50_ms)
+            early_stopped = None
             if student.early_stop_accuracy is not None:  # hopeless at the check: infeasible, whatever it reached
-                attrs["early_stopped"] = {"step": student.steps, "accuracy_on_check_rows": student.early_stop_accuracy,
-                                          "floor": accuracy_floor(ctx)}
-                attrs["constraints"][0] = max(attrs["constraints"][0], 1e-6)
-            if ctx.throughput_inputs:
-                attrs["throughput_rows_per_s"] = measure_throughput(runnable, ctx.throughput_inputs,
-                                                                    ctx.config.latency).rows_per_second
+                early_stopped = {"step": student.steps, "accuracy_on_check_rows": student.early_stop_accuracy,
+                                 "floor": accuracy_floor(ctx)}
+                constraints[0] = max(constraints[0], 1e-6)
+            throughput = (measure_throughput(runnable, ctx.throughput_inputs, ctx.config.latency).rows_per_second
+                          if ctx.throughput_inputs else None)
+            record = TrialRecord(
+                number=trial.number, state=TrialState.RUNNING, f1=quality.f1,
+                latency_p50_ms=latency.p50_ms, latency_p90_ms=latency.p90_ms, latency_cv=latency.cv,
+                speedup=paired.speedup, speedup_cv=paired.speedup_cv, reference_p50_ms=paired.reference.p50_ms,
+                hardware=ctx.hardware.to_dict(), hardware_key=ctx.hardware.key,
+                parameters=count_parameters(model), nonzero_parameters=nonzero_parameters(model),
+                size_bytes=model_size_bytes(runnable), layers=len(student.kept_layers),
+                kept_layers=tuple(student.kept_layers), distill_steps=student.steps,
+                distill_final_loss=student.final_loss,
+                degenerate=bool(quality.accuracy <= ctx.majority_rate or predicted.unique().numel() < 2),
+                early_stopped=early_stopped, throughput_rows_per_s=throughput,
+                constraints=dict(zip(CONSTRAINT_NAMES, constraints)))
             files = save_student(model, recipe, student.kept_layers, folder,
                                  extra={"max_length": ctx.config.data.max_length, "base_model": ctx.config.model})
             if recipe.backend == "onnxruntime":
@@ -181,15 +184,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             (folder / LATENCY_SAMPLES).write_text(json.dumps(latency_record(paired, ctx.hardware)))
             for name in (*files, PREDICTIONS, LATENCY_SAMPLES):
                 upload_artifact(artifact_store=ctx.artifact_store, file_path=str(folder / name), study_or_trial=trial)
-        attrs["seconds"] = round(time.perf_counter() - start, 1)
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        # Optuna 5's constraint mechanism (constraints_func is deprecated): TPE and NSGA-II learn from these,
+        # Optuna 5's constraint mechanism (constraints_func is deprecated): TPE and NSGA-II learn from them,
         # the dashboard shows the trial as infeasible, and study.best_trials leaves it out.
-        for name, value in zip(CONSTRAINT_NAMES, attrs["constraints"]):
-            trial.set_constraint(name, value)
+        write_trial_record(trial, dataclasses.replace(record, seconds=round(time.perf_counter() - start, 1)))
     except Exception as exc:
-        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+        write_fail_reason(trial, f"{type(exc).__name__}: {exc}")
         raise
     return quality.accuracy, (paired.speedup if ctx.config.latency.objective == "speedup" else latency.p50_ms)
 

@@ -35,6 +35,16 @@ from latencysolver.models.teacher import MARKER as TEACHER_MARKER
 from latencysolver.models.teacher import Teacher
 from latencysolver.results.dashboard import save_study_note
 from latencysolver.results.front import hardware_warning
+from latencysolver.results.records import (
+    ConstraintsRecord,
+    DataRecord,
+    StudyRecord,
+    TeacherArtifacts,
+    TeacherRecord,
+    study_record,
+    trial_record,
+    write_study_record,
+)
 from latencysolver.results.storage import check_storage, default_artifact_dir, load_existing_study, shown_url
 from latencysolver.search.objective import (
     TrialContext,
@@ -53,8 +63,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
     check_storage(config.storage)
     prepared = prepare(config, options, log)
-    data, train, validation, teacher, pad_id = (prepared.data, prepared.train, prepared.validation,
-                                                prepared.teacher, prepared.pad_id)
+    data, validation, teacher, pad_id = prepared.data, prepared.validation, prepared.teacher, prepared.pad_id
     majority = data.validation.majority_rate()
     inputs = latency_inputs(validation, config.latency, pad_id)
     teacher_quality = scores(predict_logits(teacher.model, validation, pad_id=pad_id, desc="teacher evaluate",
@@ -70,30 +79,25 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     artifact_dir = default_artifact_dir(config)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     study = _create_or_resume(config)
-    study.set_user_attr("teacher", {
-        "path": str(teacher.path), "key": teacher.key, "base_model": config.model,
-        "accuracy": teacher_quality.accuracy, "f1": teacher_quality.f1,
-        "latency_p50_ms": teacher_latency.p50_ms, "latency_p90_ms": teacher_latency.p90_ms,
-        "hardware_key": hardware.key,
-        "parameters": count_parameters(teacher.model), "size_bytes": model_size_bytes(teacher.model)})
-    study.set_user_attr("data", {"source": data.source, "train_rows": len(data.train),
-                                 "validation_rows": len(data.validation),
-                                 "test_rows": len(data.test) if data.test is not None else 0,
-                                 "majority_rate": majority,
-                                 "max_length": config.data.max_length})
-    study.set_user_attr("artifact_dir", str(artifact_dir))
-    study.set_user_attr("config_file", config.config_file)
-    study.set_user_attr("search_space", config.search_space.to_dict())
+    write_study_record(study, StudyRecord(
+        teacher=TeacherRecord(path=str(teacher.path), key=teacher.key, base_model=config.model,
+                              accuracy=teacher_quality.accuracy, f1=teacher_quality.f1,
+                              latency_p50_ms=teacher_latency.p50_ms, latency_p90_ms=teacher_latency.p90_ms,
+                              hardware_key=hardware.key, parameters=count_parameters(teacher.model),
+                              size_bytes=model_size_bytes(teacher.model)),
+        data=DataRecord(source=data.source, train_rows=len(data.train), validation_rows=len(data.validation),
+                        test_rows=len(data.test) if data.test is not None else 0, majority_rate=majority,
+                        max_length=config.data.max_length),
+        artifact_dir=str(artifact_dir), config_file=config.config_file, search_space=config.search_space.to_dict()))
     config = dataclasses.replace(config, search_space=_gated_space(study, config, teacher.model, inputs, hardware, log))
-    study.set_user_attr("searched_space", config.search_space.to_dict())
-    study.set_user_attr("constraints", dataclasses.asdict(config.constraints) | {
-        "min_accuracy_resolved": (config.constraints.min_accuracy if config.constraints.min_accuracy is not None
-                                  else f"> {majority:.3f} (majority class)")})
-    study.set_user_attr("distillation", dataclasses.asdict(config.distillation))
-    study.set_user_attr("latency", dataclasses.asdict(config.latency))
-
-    study.set_user_attr("config", config_to_dict(dataclasses.replace(config, storage="")))
-    study.set_user_attr("hardware", hardware.to_dict())
+    write_study_record(study, StudyRecord(
+        searched_space=config.search_space.to_dict(),
+        constraints=ConstraintsRecord(
+            min_accuracy=config.constraints.min_accuracy, max_latency_ms=config.constraints.max_latency_ms,
+            min_accuracy_resolved=(config.constraints.min_accuracy if config.constraints.min_accuracy is not None
+                                   else f"> {majority:.3f} (majority class)")),
+        distillation=dataclasses.asdict(config.distillation), latency=dataclasses.asdict(config.latency),
+        config=config_to_dict(dataclasses.replace(config, storage="")), hardware=hardware.to_dict()))
     _share_teacher(study, teacher, FileSystemArtifactStore(str(artifact_dir)))
     save_study_note(study)
     if options.workers > 1:
@@ -122,27 +126,27 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
 
 def _share_teacher(study: optuna.Study, teacher: Teacher, store: FileSystemArtifactStore) -> None:
     """Put the fine-tuned teacher in the study's artifact store once, for workers on other machines."""
-    shared = study.user_attrs.get("teacher_artifacts", {})
-    if shared.get("key") == teacher.key:
+    shared = study_record(study).teacher_artifacts
+    if shared is not None and shared.key == teacher.key:
         return
     files = {p.name: upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=study)
              for p in sorted(teacher.path.iterdir()) if p.is_file()}
-    study.set_user_attr("teacher_artifacts", {"key": teacher.key, "files": files})
+    write_study_record(study, StudyRecord(teacher_artifacts=TeacherArtifacts(teacher.key, files)))
 
 
 def _fetch_teacher(study: optuna.Study, root: Path, log: Log) -> Path | None:
     """A worker on a machine without the teacher: copy it from the artifact store into this cache, once."""
-    shared = study.user_attrs.get("teacher_artifacts")
-    artifact_dir = study.user_attrs.get("artifact_dir")
+    record = study_record(study)
+    shared, artifact_dir = record.teacher_artifacts, record.artifact_dir
     if not shared or not artifact_dir or not Path(artifact_dir).is_dir():
         return None  # nothing shared: prepare() fine-tunes it here (under the cache lock)
-    target = root / "teachers" / shared["key"]
-    with file_lock(root / "teachers" / f"{shared['key']}.lock"):
+    target = root / "teachers" / shared.key
+    with file_lock(root / "teachers" / f"{shared.key}.lock"):
         if (target / TEACHER_MARKER).is_file():
             return target
         store = FileSystemArtifactStore(artifact_dir)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        for name, artifact_id in shared["files"].items():
+        for name, artifact_id in shared.files.items():
             download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(staging / name))
         if target.exists():
             shutil.rmtree(target)
@@ -155,13 +159,14 @@ def join_study(name: str, storage_url: str, options: RunOptions = RunOptions(), 
                max_trials: int | None = None) -> optuna.Study:
     """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
     study = load_existing_study(name, storage_url)
-    raw = study.user_attrs.get("config")
+    record = study_record(study)
+    raw = record.config
     if not raw:
         raise StorageError(f"study {name!r} in {shown_url(storage_url)!r} was not created by `latencysolver run` "
                            "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first")
     config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url)
     teacher_path = options.teacher_path
-    recorded = study.user_attrs.get("teacher", {}).get("path")
+    recorded = record.teacher.path if record.teacher else None
     if teacher_path is None and recorded and Path(recorded).is_dir():
         teacher_path = recorded  # the same machine, or a shared file system: never fine-tune it again
     elif teacher_path is None:
@@ -190,7 +195,7 @@ def _work(study: optuna.Study, config: StudyConfig, prepared: Prepared, inputs: 
         return study
     log(f"study {config.name!r}: {counts.finished} trials finished, {counts.running} running; "
         f"working towards {config.n_trials} (storage {shown_url(config.storage)})")
-    artifact_dir = study.user_attrs.get("artifact_dir") or str(default_artifact_dir(config))
+    artifact_dir = study_record(study).artifact_dir or str(default_artifact_dir(config))
     validation, pad_id = prepared.validation, prepared.pad_id
     ctx = TrialContext(config=config, teacher_model=prepared.teacher.model,
                        teacher_train_logits=prepared.teacher.train_logits, train=prepared.train,
@@ -215,7 +220,7 @@ def _gated_space(study: optuna.Study, config: StudyConfig, teacher: torch.nn.Mod
                  hardware: HardwareFingerprint, log: Log) -> SearchSpace:
     """Probe once per study (stored in ``hardware_probe``), then drop the settings that cannot buy speed."""
     space = config.search_space
-    stored = study.user_attrs.get("hardware_probe")
+    stored = study_record(study).hardware_probe
     settings = space.quant_dtype.values if isinstance(space.quant_dtype, Choices) else ()
     if stored and set(settings) <= set(stored["speedup"]) | set(stored["errors"]):
         probe = ProbeResult.from_dict(stored)
@@ -228,7 +233,7 @@ def _gated_space(study: optuna.Study, config: StudyConfig, teacher: torch.nn.Mod
                 return to_runnable(model, setting, inputs[0], Path(tmp) / setting, config.latency.threads)
 
             probe = probe_hardware(teacher, inputs[:8], config.latency, convert, ("fp32", *settings))
-        study.set_user_attr("hardware_probe", probe.to_dict())
+        write_study_record(study, StudyRecord(hardware_probe=probe.to_dict()))
     if probe.speedup or probe.errors:
         measured = ", ".join(f"{k} {v:.2f}x" for k, v in probe.speedup.items())
         log(f"hardware probe: speed-up over fp32 on a {PROBE_LAYERS}-layer cut of the teacher: {measured}"
@@ -276,15 +281,14 @@ def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
 
 def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, FrozenTrial], None]:
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        seconds = trial.user_attrs.get("seconds") or (trial.duration.total_seconds() if trial.duration else 0.0)
-        recipe = trial.user_attrs.get("recipe")
-        what = Recipe.from_dict(recipe).describe() if recipe else ""
+        r = trial_record(trial)
+        seconds = r.seconds or (trial.duration.total_seconds() if trial.duration else 0.0)
+        what = Recipe.from_dict(r.recipe_dict).describe() if r.recipe_dict else ""
         if trial.state == TrialState.COMPLETE:
-            a = trial.user_attrs
-            log(f"trial {trial.number:>3}  acc {trial.values[0]:.3f}  {a['latency_p50_ms']:7.2f} ms  "
-                f"{a['speedup']:4.1f}x ±{a['speedup_cv']:.0%}  {what}  [{seconds:.0f}s]")
+            log(f"trial {trial.number:>3}  acc {trial.values[0]:.3f}  {r.latency_p50_ms:7.2f} ms  "
+                f"{r.speedup:4.1f}x ±{r.speedup_cv:.0%}  {what}  [{seconds:.0f}s]")
         else:
-            log(f"trial {trial.number:>3}  {trial.state.name}  {trial.user_attrs.get('fail_reason', '')}  {what}")
+            log(f"trial {trial.number:>3}  {trial.state.name}  {r.fail_reason or ''}  {what}")
 
     return callback
 

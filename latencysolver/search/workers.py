@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.study import WorkersConfig
 from latencysolver.locks import storage_lock
+from latencysolver.results.records import write_fail_reason
 
 Log = Callable[[str], None]
 
@@ -160,7 +161,7 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
         except KeyboardInterrupt:
             if heartbeat is not None:
                 heartbeat.stop()
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C): the worker stopped")
+            write_fail_reason(trial, "interrupted (Ctrl-C): the worker stopped")
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception:

@@ -18,6 +18,7 @@ export that raises, a missing artifact) leaves no half-written export behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,15 +31,22 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.errors import DataError, StorageError
-from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.models.loading import load_tokenizer
 from latencysolver.models.onnx_backend import INT8_SCHEME
 from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
-from latencysolver.results.records import PREDICTIONS
+from latencysolver.results.records import (
+    PREDICTIONS,
+    TeacherRecord,
+    TrialRecord,
+    present,
+    study_record,
+    trial_record,
+)
 from latencysolver.results.storage import artifact_store_of
 
 REQUIRED = (WEIGHTS, STUDENT_JSON, PREDICTIONS)
@@ -55,7 +63,7 @@ Log = Callable[[str], None]
 
 
 def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artifacts: str | None = None, *,
-                 data: str | None = None, selection: dict[str, Any] | None = None, progress: bool = True,
+                 storage: BaseStorage | str, data: str | None = None, selection: dict[str, Any] | None = None, progress: bool = True,
                  log: Log = lambda _: None) -> Path:
     """Write ``trial`` of ``study`` to ``out``; ``data`` overrides the study's data source for the test split.
 
@@ -66,9 +74,13 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artif
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / STUDENT_JSON).is_file())):
         raise StorageError(f"--out {str(out)!r}: folder exists and is not an earlier export; pick an empty one")
     store = artifact_store_of(study, artifacts)
-    metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}
+    metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=optuna.storages.get_storage(storage))}
     missing = [name for name in REQUIRED if name not in metas]
-    recipe = Recipe.from_dict(trial.user_attrs["recipe"])
+    record = trial_record(trial)
+    if record.recipe is None:
+        raise StorageError(f"trial {trial.number}: recipe {record.recipe_dict!r} is missing or unreadable"
+                           + (f": {record.recipe_error}" if record.recipe_error else ""))
+    recipe = record.recipe
     if recipe.backend == "onnxruntime" and ONNX_FILE not in metas:
         missing.append(ONNX_FILE)
     if missing:
@@ -78,8 +90,10 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artif
     try:
         for name, meta in metas.items():  # the student's own files (+ model.onnx), predictions, latency samples
             download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(staging / name))
-        teacher = study.user_attrs.get("teacher", {})
-        source = teacher.get("path") if Path(teacher.get("path", "")).is_dir() else teacher.get("base_model")
+        teacher = study_record(study).teacher or TeacherRecord()
+        source = teacher.path if Path(teacher.path or "").is_dir() else teacher.base_model
+        if source is None:
+            raise StorageError(f"study {study.study_name!r}: user attr 'teacher' names no path or base_model")
         tokenizer = load_tokenizer(source)
         tokenizer.save_pretrained(staging)
         onnx = write_onnx(staging, recipe, tokenizer)
@@ -180,11 +194,11 @@ def evaluate_test(study: optuna.Study, folder: Path, data: str | None,
     from latencysolver.ship.inference import load
     from latencysolver.training.evaluate import predict_logits, scores
 
-    recorded = study.user_attrs.get("data") or {}
-    source = data or recorded.get("source")
+    record = study_record(study)
+    source = data or (record.data.source if record.data else None)
     if not source:
         return None, None, "the study records no data source (pass --data)"
-    limit = None if data else ((study.user_attrs.get("config") or {}).get("data") or {}).get("limit_test")
+    limit = None if data else ((record.config or {}).get("data") or {}).get("limit_test")
     try:
         loaded = load_boolq(source, limit_test=limit)
     except DataError as exc:
@@ -215,38 +229,35 @@ def evaluate_test(study: optuna.Study, folder: Path, data: str | None,
 # ------------------------------------------------------------------------------------------------ metrics, card
 
 
-def _hardware(trial: FrozenTrial) -> dict[str, Any] | None:
-    raw = trial.user_attrs.get("hardware")
-    if not isinstance(raw, dict):
+def _hardware(record: TrialRecord) -> dict[str, Any] | None:
+    if not isinstance(record.hardware, dict):
         return None
-    try:
-        fingerprint = HardwareFingerprint(**{**raw, "cpu_flags": tuple(raw.get("cpu_flags", ()))})
-    except TypeError:  # recorded by another version: keep what it says
-        return {"describe": None, "key": trial.user_attrs.get("hardware_key"), "fingerprint": raw}
-    return {"describe": fingerprint.describe(), "key": trial.user_attrs.get("hardware_key") or fingerprint.key,
+    fingerprint = record.fingerprint()
+    if fingerprint is None:  # recorded by another version: keep what it says
+        return {"describe": None, "key": record.hardware_key, "fingerprint": record.hardware}
+    return {"describe": fingerprint.describe(), "key": record.hardware_key or fingerprint.key,
             "fingerprint": fingerprint.to_dict()}
 
 
 def _metrics(study: optuna.Study, trial: FrozenTrial, onnx: dict, test: dict | None, why_not: str | None,
              selection: dict[str, Any] | None) -> dict:
-    a = trial.user_attrs
-    data = dict(study.user_attrs.get("data") or {})
+    a, s = trial_record(trial), study_record(study)
+    data = present(s.data)
     data["note"] = NOT_COMPARABLE
     metrics = {
         "study": study.study_name, "trial": trial.number, "selection": selection,
         "objectives": {"names": study.metric_names, "directions": [d.name.lower() for d in study.directions],
                        "values": list(trial.values)},
-        "validation": {"accuracy": trial.values[0], "f1": a.get("f1"), "rows": data.get("validation_rows"),
+        "validation": {"accuracy": trial.values[0], "f1": a.f1, "rows": data.get("validation_rows"),
                        "measured": "during the search, on the trial's own model"},
         "test": test,
-        "latency": {"p50_ms": a.get("latency_p50_ms"), "p90_ms": a.get("latency_p90_ms"), "cv": a.get("latency_cv"),
-                    "speedup_vs_teacher": a.get("speedup"), "speedup_cv": a.get("speedup_cv"),
-                    "teacher_p50_ms_paired": a.get("reference_p50_ms"), **study.user_attrs.get("latency", {}),
-                    "hardware": _hardware(trial)},
+        "latency": {"p50_ms": a.latency_p50_ms, "p90_ms": a.latency_p90_ms, "cv": a.latency_cv,
+                    "speedup_vs_teacher": a.speedup, "speedup_cv": a.speedup_cv,
+                    "teacher_p50_ms_paired": a.reference_p50_ms, **(s.latency or {}), "hardware": _hardware(a)},
         "onnx": onnx,
-        "parameters": a.get("parameters"), "nonzero_parameters": a.get("nonzero_parameters"),
-        "size_bytes": a.get("size_bytes"), "layers": a.get("layers"), "recipe": a.get("recipe"),
-        "teacher": study.user_attrs.get("teacher"), "data": data,
+        "parameters": a.parameters, "nonzero_parameters": a.nonzero_parameters,
+        "size_bytes": a.size_bytes, "layers": a.layers, "recipe": a.recipe_dict,
+        "teacher": dataclasses.asdict(s.teacher) if s.teacher else None, "data": data,
     }
     if test is None:
         metrics["test_unavailable"] = why_not
