@@ -4,7 +4,7 @@
         [--data ../shared/data/boolq-dev-split] [--trials N] [--steps N] [--out benchmarks/results/boolq_pareto]
         [--storage URL] [--resume] [--skip-random] [--cache-dir DIR] [--teacher PATH] [--progress]
 
-1. Loads the data and fine-tunes (or loads the cached) teacher: ``latencysolver.search.prepare.prepare``; encodes the
+1. Loads the data and fine-tunes (or loads the cached) teacher: ``latencysolver.search.preparation.prepare``; encodes the
    test split too.
 2. Baselines, in this process and with the study's latency protocol: the teacher as it is (fp32 torch), in
    ONNX Runtime fp32, in ONNX Runtime with dynamic int8 (per-channel; what Hugging Face Optimum's one-command
@@ -55,7 +55,7 @@ from latencysolver.results.front import feasible_trials, pareto_trials
 from latencysolver.results.records import trial_record
 from latencysolver.results.storage import artifact_store_of
 from latencysolver.search.objective import model_size_bytes
-from latencysolver.search.prepare import Prepared, RunOptions, prepare
+from latencysolver.search.preparation import Prepared, RunOptions, prepare
 from latencysolver.search.run import run_study
 from latencysolver.training.evaluate import predict_logits, scores
 

@@ -37,7 +37,7 @@ from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
 from latencysolver.search.objective import TrialContext, model_size_bytes, train_student
-from latencysolver.search.prepare import RunOptions, prepare
+from latencysolver.search.preparation import RunOptions, prepare
 from latencysolver.training.evaluate import predict_logits, scores
 
 DISTILL = {"temperature": 2.0, "alpha": 0.5}

@@ -30,7 +30,7 @@ from latencysolver.compression import drop_layers_, quantize
 from latencysolver.config.study import load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import coefficient_of_variation, latency_inputs, measure_latency, measure_paired
-from latencysolver.search.prepare import RunOptions, prepare
+from latencysolver.search.preparation import RunOptions, prepare
 
 
 def main() -> None:

@@ -157,7 +157,7 @@ def _quiet_libraries() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from latencysolver.config.study import load_study_config
-    from latencysolver.search.prepare import RunOptions
+    from latencysolver.search.preparation import RunOptions
     from latencysolver.search.run import run_study
 
     config = load_study_config(args.config, data=args.data, storage=args.storage, n_trials=args.trials,
@@ -170,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from latencysolver.errors import ConfigError
-    from latencysolver.search.prepare import RunOptions
+    from latencysolver.search.preparation import RunOptions
     from latencysolver.search.run import join_study
     from latencysolver.search.workers import sqlite_warning
 

@@ -13,7 +13,7 @@ from latencysolver.data.batches import EncodedSplit, encode_split, eval_batches
 from latencysolver.data.boolq import BoolQSplit
 from latencysolver.errors import TrialFailure
 from latencysolver.models.loading import load_classifier, load_tokenizer
-from latencysolver.training.distill import distill, distillation_loss, hidden_state_loss, hidden_targets
+from latencysolver.training.distillation import distill, distillation_loss, hidden_state_loss, hidden_targets
 
 # --------------------------------------------------------------------------------------------------------------
 # The formula, with explicit sums in float64 Python arithmetic
@@ -156,7 +156,7 @@ def test_distill_lowers_the_distillation_loss(tiny_model_dir, encoded_train):
 
 
 def test_distill_looks_up_each_rows_teacher_logits(tiny_model_dir, encoded_train, monkeypatch):
-    import latencysolver.training.distill as distill_module
+    import latencysolver.training.distillation as distill_module
 
     seen = []
     real = distill_module.distillation_loss

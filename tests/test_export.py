@@ -16,7 +16,7 @@ from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.results.records import is_feasible
 from latencysolver.results.selection import RULES, SelectionError, pick_best, select_best, select_under_latency
-from latencysolver.search.prepare import RunOptions
+from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml, write_synthetic_boolq
 

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from latencysolver.config.study import load_study_config
 from latencysolver.search import objective
-from latencysolver.search.prepare import RunOptions
+from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 
 

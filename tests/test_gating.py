@@ -9,7 +9,7 @@ import torch
 from latencysolver.config.space import Choices, Fixed, SearchSpace
 from latencysolver.config.study import LatencyConfig, load_study_config
 from latencysolver.latency.gating import ProbeResult, gate_space, probe_hardware
-from latencysolver.search.prepare import RunOptions
+from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from latencysolver.search.suggest import suggest_recipe
 

@@ -11,7 +11,7 @@ import pytest
 from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
-from latencysolver.search.prepare import RunOptions
+from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml, write_synthetic_boolq
 

@@ -33,7 +33,7 @@ from latencysolver.results.figures import (
 from latencysolver.results.front import front_rows, pareto_trials
 from latencysolver.results.records import is_feasible
 from latencysolver.results.report import write_report
-from latencysolver.search.prepare import RunOptions
+from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
 

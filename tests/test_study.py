@@ -18,7 +18,7 @@ from latencysolver.results.front import front_rows, pareto_trials
 from latencysolver.results.records import is_feasible
 from latencysolver.results.selection import pick_best
 from latencysolver.results.storage import load_existing_study
-from latencysolver.search.prepare import RunOptions
+from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
 

@@ -11,7 +11,7 @@ from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.knobs import TRANSFORMER_KNOBS
 from latencysolver.config.study import load_study_config
-from latencysolver.search.prepare import RunOptions
+from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 
 SPACE = {
@@ -69,7 +69,7 @@ def test_every_kind_of_student_completes(mixed_study):
 
 
 def test_hidden_weight_reaches_distillation_with_each_layers_target(mixed_run):
-    from latencysolver.training.distill import hidden_targets
+    from latencysolver.training.distillation import hidden_targets
 
     _, study, calls = mixed_run
     trials = study.get_trials()

@@ -155,7 +155,7 @@ KNOBS: tuple[KnobSpec, ...] = (
     KnobSpec("alpha", "float", 0.5, _in(0, 1, True), "a number in [0, 1]", "weight of the soft targets"),
     KnobSpec(
         "hidden_weight", "float", 0.0, lambda v: is_number(v) and v >= 0, "a number >= 0",
-        "weight of a hidden-state loss added to the above (TinyBERT-style, `latencysolver/training/distill.py`): "
+        "weight of a hidden-state loss added to the above (TinyBERT-style, `latencysolver/training/distillation.py`): "
         "each kept layer's output is pulled, by masked MSE, towards the teacher's output at the end of the block "
         "of layers it replaces (layers 0, 3 of 6 → the teacher's layers 2 and 5; under LayerDrop only the final "
         "outputs). The teacher runs forward once per step for it, without gradients; 0 = off",

@@ -35,7 +35,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from latencysolver.config.study import TrainConfig
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.errors import ModelError, first_line
-from latencysolver.training.distill import distill
+from latencysolver.training.distillation import distill
 from latencysolver.training.loop import TrainResult
 
 WEIGHTS = "model.safetensors"

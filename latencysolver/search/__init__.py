@@ -1,10 +1,10 @@
-"""Search: where Optuna drives the work.  ``prepare.py`` builds what every trial shares (data, encoded splits,
+"""Search: where Optuna drives the work.  ``preparation.py`` builds what every trial shares (data, encoded splits,
 the teacher); ``suggest.py`` is the only code that calls ``trial.suggest_*``; ``objective.py`` runs one trial
 (compress, distill, quantize, evaluate, time) and writes its record; ``run.py`` creates, resumes or joins a
 study (storage checks first, hardware gating, the sampler); ``workers.py`` runs trials safely from many
 processes on one storage (heartbeats, retries, an exact trial count)."""
 
-from latencysolver.search.prepare import Prepared, RunOptions, prepare
+from latencysolver.search.preparation import Prepared, RunOptions, prepare
 from latencysolver.search.run import join_study, run_study
 from latencysolver.search.suggest import suggest_recipe
 

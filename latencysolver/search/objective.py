@@ -40,7 +40,7 @@ from latencysolver.results.records import (
     write_trial_record,
 )
 from latencysolver.search.suggest import suggest_recipe
-from latencysolver.training.distill import distill, hidden_targets
+from latencysolver.training.distillation import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
 
 

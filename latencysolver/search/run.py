@@ -52,7 +52,7 @@ from latencysolver.search.objective import (
     model_size_bytes,
     objectives,
 )
-from latencysolver.search.prepare import Prepared, RunOptions, prepare
+from latencysolver.search.preparation import Prepared, RunOptions, prepare
 from latencysolver.search.workers import count_trials, open_storage, spawn_workers, sqlite_warning, work
 from latencysolver.training.evaluate import predict_logits, scores
 
