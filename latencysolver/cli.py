@@ -310,7 +310,7 @@ def _bench(args: argparse.Namespace) -> int:
         config = LatencyConfig(threads=args.threads, rows=args.rows, warmup=args.warmup, repeats=args.repeats,
                                seed=args.seed)
     except FieldError as exc:  # the field is the option's name: --threads, --rows, --warmup, --repeats
-        option = f"--{exc.key.replace('_', '-')}"
+        option = f"--{(exc.key or '').replace('_', '-')}"
         raise ConfigError(f"bench: {option}: {exc}", key=option, value=exc.value) from None
     if args.batch_size < 0:
         raise ConfigError(f"bench: --batch-size must be >= 0, but got {args.batch_size}", key="--batch-size",

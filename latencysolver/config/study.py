@@ -253,7 +253,7 @@ def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
             raise ConfigError(f"{where}: expected one of {list(typing.get_args(hint))}, got {value!r}", file=file,
                               key=key, value=value)
         return value
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, file, f"{key}.")
     if origin is tuple:  # tuple[int, ...]: a YAML list
         if not isinstance(value, list) or not value:

@@ -177,8 +177,8 @@ def _is_number(value: Any) -> bool:
 
 def knob_values(study: optuna.Study) -> dict[str, list[tuple[FrozenTrial, Any]]]:
     """Per knob that takes more than one value over the COMPLETE trials: (trial, value or NA), in KNOB_ORDER."""
-    recipes = {t.number: trial_record(t).recipe_dict for t in _complete(study)}
-    trials = [t for t in _complete(study) if recipes[t.number]]
+    recipes = {t.number: recipe for t in _complete(study) if (recipe := trial_record(t).recipe_dict)}
+    trials = [t for t in _complete(study) if t.number in recipes]
     names = [k for k in KNOB_ORDER if any(k in recipes[t.number] for t in trials)]
     names += sorted({k for t in trials for k in recipes[t.number]} - set(names) - set(NOT_KNOBS))
     knobs = {}

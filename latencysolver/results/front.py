@@ -16,10 +16,6 @@ from optuna.trial import FrozenTrial, TrialState
 from latencysolver.errors import StorageError
 from latencysolver.results.records import is_feasible, trial_record
 
-Log = Callable[[str], None]
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-
-
 # ------------------------------------------------------------------------------------------------ results
 
 

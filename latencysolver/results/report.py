@@ -25,7 +25,6 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.errors import ReportError, first_line
-from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.results.figures import (
     PNG_HEIGHT,
     PNG_SCALE,
@@ -84,9 +83,10 @@ def _hardware_lines(trials: Sequence[FrozenTrial]) -> list[str]:
         r = trial_record(t)
         raw, key = r.hardware, r.hardware_key or "unknown"
         if key not in groups:
-            try:
-                text = HardwareFingerprint(**(raw | {"cpu_flags": tuple(raw["cpu_flags"])})).describe()
-            except (TypeError, KeyError):
+            fingerprint = r.fingerprint()
+            if fingerprint is not None:
+                text = fingerprint.describe()
+            else:
                 text = "not recorded" if raw is None else json.dumps(raw)
             groups[key] = (text, [])
         groups[key][1].append(t.number)

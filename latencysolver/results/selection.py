@@ -103,7 +103,7 @@ def knee(front: Sequence[FrozenTrial], minimize: bool) -> FrozenTrial:
 
 
 def under_latency(feasible: Sequence[FrozenTrial], minimize: bool, max_latency_ms: float) -> FrozenTrial | None:
-    fits = [t for t in feasible if _p50(t) is not None and _p50(t) <= max_latency_ms]
+    fits = [t for t in feasible if (p50 := _p50(t)) is not None and p50 <= max_latency_ms]
     return min(fits, key=_rank_key(minimize)) if fits else None
 
 
@@ -169,7 +169,7 @@ def select_under_latency(study: optuna.Study, max_latency_ms: float) -> Selectio
         raise SelectionError(f"--max-latency-ms {max_latency_ms:g}: no feasible trial of {study.study_name!r} has "
                              f"latency p50 <= {max_latency_ms:g} ms; the fastest feasible p50 is "
                              f"{_p50(fastest):.2f} ms (trial {fastest.number})")
-    fits = sum(1 for t in feasible if _p50(t) is not None and _p50(t) <= max_latency_ms)
+    fits = len([t for t in feasible if (p50 := _p50(t)) is not None and p50 <= max_latency_ms])
     return Selection(trial, "max-latency-ms", f"the most accurate of {fits} feasible trials with latency p50 "
                                               f"<= {max_latency_ms:g} ms")
 

@@ -7,22 +7,16 @@ anything is trained or any row is written to storage.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
 
 from latencysolver.config.study import StudyConfig
 from latencysolver.errors import StorageError, first_line
 from latencysolver.results.records import study_record
-
-Log = Callable[[str], None]
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-
 
 # ------------------------------------------------------------------------------------------------ storage
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import torch
@@ -44,7 +44,7 @@ from latencysolver.training.distillation import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
 
 
-def objectives(latency_objective: str) -> tuple[list[str], list[str]]:
+def objectives(latency_objective: str) -> tuple[list[str], list[Literal["maximize", "minimize"]]]:
     """Metric names and directions: accuracy (maximize), then the speed-up (maximize) or the p50 ms (minimize)."""
     if latency_objective == "speedup":
         return ["accuracy", "speedup"], ["maximize", "maximize"]
@@ -98,12 +98,13 @@ def accuracy_floor(ctx: TrialContext) -> float:
 def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, float]):
     """``should_stop`` for distill(): at ``early_stop.after`` of the steps, a quick look at validation rows."""
     rule = ctx.config.early_stop
-    if rule.after is None:
+    after = rule.after
+    if after is None:
         return None
     rows = ctx.validation.head(rule.rows)
 
     def should_stop(step: int, total: int) -> bool:
-        if step != max(1, round(rule.after * total)):
+        if step != max(1, round(after * total)):
             return False
         accuracy = scores(predict_logits(model, rows, pad_id=ctx.pad_id, progress=False), rows.labels).accuracy
         model.train()

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optuna.trial import TrialState
-
 from latencysolver.cache import cache_root
 from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit, encode_split
@@ -21,7 +19,6 @@ from latencysolver.models.loading import load_tokenizer
 from latencysolver.models.teacher import Teacher, prepare_teacher
 
 Log = Callable[[str], None]
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 # ------------------------------------------------------------------------------------------------ run

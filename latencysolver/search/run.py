@@ -57,7 +57,6 @@ from latencysolver.search.workers import count_trials, open_storage, spawn_worke
 from latencysolver.training.evaluate import predict_logits, scores
 
 Log = Callable[[str], None]
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
@@ -275,8 +274,9 @@ def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(seed=seed)
     if config.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    startup = {} if config.sampler.startup_trials is None else {"n_startup_trials": config.sampler.startup_trials}
-    return optuna.samplers.TPESampler(seed=seed, **startup)
+    if config.sampler.startup_trials is None:
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.sampler.startup_trials)
 
 
 def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, FrozenTrial], None]:

@@ -128,6 +128,9 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
     """Run trials until the study has ``n_trials`` (or this worker ran ``max_trials``); returns how many ran."""
     ran = 0
     study_id = storage.get_study_id_from_name(study.study_name)
+    interval = storage.heartbeat_interval
+    if interval is None:  # a programming error: open_storage() always sets it
+        raise ValueError("work() needs a storage with heartbeats: open it with open_storage()")
     lock_name = f"latencysolver:{study.study_name}"
     while max_trials is None or ran < max_trials:
         with warnings.catch_warnings():
@@ -149,14 +152,14 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
                 break
             # Every trial is taken, but some still run.  If a worker died, its trial goes stale after the
             # grace period and is retried: stay to run that retry rather than leave the study short.
-            time.sleep(min(storage.heartbeat_interval, 5))
+            time.sleep(min(interval, 5))
             continue
         heartbeat = None
         try:
             if pending:
                 raise KeyboardInterrupt
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            heartbeat = _Heartbeat(storage, trial_id, storage.heartbeat_interval)
+            heartbeat = _Heartbeat(storage, trial_id, interval)
             values = objective(trial)
         except KeyboardInterrupt:
             if heartbeat is not None:
@@ -164,7 +167,7 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
             write_fail_reason(trial, "interrupted (Ctrl-C): the worker stopped")
             study.tell(trial, state=TrialState.FAIL)
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - any error in a trial fails that trial only; the objective recorded why
             if heartbeat is not None:
                 heartbeat.stop()
             study.tell(trial, state=TrialState.FAIL)  # the objective set fail_reason

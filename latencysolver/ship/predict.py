@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from latencysolver.errors import DataError, ModelError
 from latencysolver.models.student import STUDENT_JSON
@@ -167,7 +167,7 @@ def predict_file(clf: CompressedClassifier, rows: list[InputRow], output: str | 
         if not target.parent.is_dir():
             raise DataError(f"--output {str(target)!r}: folder {str(target.parent)!r} does not exist")
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent)
-        sink = os.fdopen(fd, "w")
+        sink: TextIO = os.fdopen(fd, "w")
     else:
         import sys
 
@@ -181,7 +181,7 @@ def predict_file(clf: CompressedClassifier, rows: list[InputRow], output: str | 
             if row.label is not None:
                 labelled += 1
                 correct += int(row.label == prediction.answer)
-        if tmp_name is not None:
+        if tmp_name is not None and target is not None:
             sink.close()
             os.replace(tmp_name, target)
             tmp_name = None
