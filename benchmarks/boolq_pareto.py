@@ -4,8 +4,8 @@
         [--data ../shared/data/boolq-dev-split] [--trials N] [--steps N] [--out benchmarks/results/boolq_pareto]
         [--storage URL] [--resume] [--skip-random] [--cache-dir DIR] [--teacher PATH] [--progress]
 
-1. Loads the data and fine-tunes (or loads the cached) teacher: ``latencysolver.search.preparation.prepare``; encodes the
-   test split too.
+1. Loads the data and fine-tunes (or loads the cached) teacher: ``latencysolver.search.preparation.prepare``;
+   encodes the test split too.
 2. Baselines, in this process and with the study's latency protocol: the teacher as it is (fp32 torch), in
    ONNX Runtime fp32, in ONNX Runtime with dynamic int8 (per-channel; what Hugging Face Optimum's one-command
    recipe does), and with torch's dynamic int8.  Each is converted by ``student.to_runnable``, scored on
@@ -63,13 +63,19 @@ from latencysolver.training.evaluate import predict_logits, scores
 BASELINES: dict[str, tuple[str, str]] = {
     "fp32 torch teacher": ("fp32", "the fine-tuned teacher as is (torch eager, fp32)"),
     "ORT fp32 teacher": ("ort-fp32", "teacher exported to ONNX Runtime, fp32"),
-    "ORT int8 teacher": ("ort-int8", "teacher in ONNX Runtime, dynamic int8, per-channel 7-bit weights "
-                                     "(the Optimum recipe, reduce_range)"),
+    "ORT int8 teacher": (
+        "ort-int8",
+        "teacher in ONNX Runtime, dynamic int8, per-channel 7-bit weights (the Optimum recipe, reduce_range)",
+    ),
     "torch int8 teacher": ("int8", "teacher with torch dynamic int8 (quantize_dynamic, per-channel)"),
 }
 # where each baseline's label goes in the plot: their points sit close together near 1-3x and the same accuracy
-LABELS = {"fp32 torch teacher": "top center", "ORT fp32 teacher": "bottom center", "ORT int8 teacher": "top center",
-          "torch int8 teacher": "middle right"}
+LABELS = {
+    "fp32 torch teacher": "top center",
+    "ORT fp32 teacher": "bottom center",
+    "ORT int8 teacher": "top center",
+    "torch int8 teacher": "middle right",
+}
 REFERENCE = "fp32 torch teacher"
 TARGET_SPEEDUP = 8.0
 VALIDATION_POINTS = 1.0  # accuracy points (0.01) of the teacher on validation
@@ -143,8 +149,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_config(args: argparse.Namespace, out: Path) -> StudyConfig:
-    config = load_study_config(args.study, data=args.data, n_trials=args.trials,
-                               storage=args.storage or f"sqlite:///{out / 'study.db'}")
+    config = load_study_config(
+        args.study, data=args.data, n_trials=args.trials, storage=args.storage or f"sqlite:///{out / 'study.db'}"
+    )
     if args.steps is not None:
         if args.steps < 1:
             raise LatencySolverError(f"--steps: expected a positive integer, got {args.steps!r}")
@@ -154,8 +161,9 @@ def load_config(args: argparse.Namespace, out: Path) -> StudyConfig:
 
 def random_config(config: StudyConfig) -> StudyConfig:
     """The same study with random search: same objective, space, budget, seed and storage, another name."""
-    return dataclasses.replace(config, name=f"{config.name}-random",
-                               sampler=dataclasses.replace(config.sampler, name="random"))
+    return dataclasses.replace(
+        config, name=f"{config.name}-random", sampler=dataclasses.replace(config.sampler, name="random")
+    )
 
 
 def fresh_storage(args: argparse.Namespace, out: Path, names: list[str], storage_url: str) -> None:
@@ -169,8 +177,10 @@ def fresh_storage(args: argparse.Namespace, out: Path, names: list[str], storage
     existing = set(optuna.get_all_study_names(storage_url))
     taken = [n for n in names if n in existing]
     if taken:
-        raise StorageError(f"--storage {args.storage!r} already has study {taken[0]!r}; pass --resume to continue "
-                           "it or use another storage")
+        raise StorageError(
+            f"--storage {args.storage!r} already has study {taken[0]!r}; pass --resume to continue "
+            "it or use another storage"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ measuring
@@ -182,27 +192,37 @@ def accuracy(model: Any, split: EncodedSplit | None, pad_id: int) -> float | Non
     return scores(predict_logits(model, split, pad_id=pad_id, progress=False), split.labels).accuracy
 
 
-def measure_baselines(prepared: Prepared, test: EncodedSplit | None, config: StudyConfig,
-                      workdir: Path, clock: Clock) -> list[Row]:
+def measure_baselines(
+    prepared: Prepared, test: EncodedSplit | None, config: StudyConfig, workdir: Path, clock: Clock
+) -> list[Row]:
     teacher = prepared.teacher.model.eval()
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     rows = []
     for name, (setting, what) in BASELINES.items():
         runnable = to_runnable(teacher, setting, inputs[0], workdir / setting, config.latency.threads)
         paired = measure_paired(runnable, teacher, inputs, config.latency)
-        rows.append(Row(name=name, recipe=what,
-                        val_accuracy=accuracy(runnable, prepared.validation, prepared.pad_id),
-                        test_accuracy=accuracy(runnable, test, prepared.pad_id),
-                        p50_ms=paired.model.p50_ms, speedup=paired.speedup, speedup_cv=paired.speedup_cv,
-                        parameters=count_parameters(teacher), size_bytes=model_size_bytes(runnable),
-                        teacher_p50_ms=paired.reference.p50_ms))
-        clock.say(f"baseline {name}: validation {rows[-1].val_accuracy:.3f}, p50 {rows[-1].p50_ms:.2f} ms, "
-                  f"{rows[-1].speedup:.2f}x")
+        rows.append(
+            Row(
+                name=name,
+                recipe=what,
+                val_accuracy=accuracy(runnable, prepared.validation, prepared.pad_id),
+                test_accuracy=accuracy(runnable, test, prepared.pad_id),
+                p50_ms=paired.model.p50_ms,
+                speedup=paired.speedup,
+                speedup_cv=paired.speedup_cv,
+                parameters=count_parameters(teacher),
+                size_bytes=model_size_bytes(runnable),
+                teacher_p50_ms=paired.reference.p50_ms,
+            )
+        )
+        clock.say(
+            f"baseline {name}: validation {rows[-1].val_accuracy:.3f}, p50 {rows[-1].p50_ms:.2f} ms, "
+            f"{rows[-1].speedup:.2f}x"
+        )
     return rows
 
 
-def download_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial,
-                   folder: Path) -> Path:
+def download_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial, folder: Path) -> Path:
     """The trial's stored files (student, model.onnx, predictions, latency samples) into ``folder``."""
     store = artifact_store_of(study)
     folder.mkdir(parents=True, exist_ok=True)
@@ -211,19 +231,30 @@ def download_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, tr
     return folder
 
 
-def front_rows(study: optuna.Study, storage: optuna.storages.BaseStorage, test: EncodedSplit | None,
-               pad_id: int, threads: int) -> list[Row]:
+def front_rows(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, test: EncodedSplit | None, pad_id: int, threads: int
+) -> list[Row]:
     """Each feasible front trial as its trial recorded it, plus its test accuracy from its stored student."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for t in pareto_trials(study):
             a = trial_record(t)
             model = load_student(download_trial(study, storage, t, Path(tmp) / str(t.number)), threads=threads).model
-            rows.append(Row(name=f"trial {t.number}", recipe=Recipe.from_dict(a.recipe_dict).describe(),
-                            val_accuracy=t.values[0], test_accuracy=accuracy(model, test, pad_id),
-                            p50_ms=a.latency_p50_ms, speedup=a.speedup, speedup_cv=a.speedup_cv,
-                            parameters=a.parameters, size_bytes=a.size_bytes, trial=t.number,
-                            teacher_p50_ms=a.reference_p50_ms))
+            rows.append(
+                Row(
+                    name=f"trial {t.number}",
+                    recipe=Recipe.from_dict(a.recipe_dict).describe(),
+                    val_accuracy=t.values[0],
+                    test_accuracy=accuracy(model, test, pad_id),
+                    p50_ms=a.latency_p50_ms,
+                    speedup=a.speedup,
+                    speedup_cv=a.speedup_cv,
+                    parameters=a.parameters,
+                    size_bytes=a.size_bytes,
+                    trial=t.number,
+                    teacher_p50_ms=a.reference_p50_ms,
+                )
+            )
     return rows
 
 
@@ -258,27 +289,46 @@ def _points(delta: float) -> str:
 
 
 def speed_target(front: list[Row], teacher: Row) -> Target:
-    name = (f"a front trial >= {TARGET_SPEEDUP:g}x faster than the fp32 torch teacher within "
-            f"{VALIDATION_POINTS:g} point on validation and {TEST_POINTS:g} on test")
+    name = (
+        f"a front trial >= {TARGET_SPEEDUP:g}x faster than the fp32 torch teacher within "
+        f"{VALIDATION_POINTS:g} point on validation and {TEST_POINTS:g} on test"
+    )
     near_val = [r for r in front if r.val_accuracy >= teacher.val_accuracy - VALIDATION_POINTS / 100 - EPS]
-    near = [r for r in near_val if r.test_accuracy is not None and teacher.test_accuracy is not None
-            and r.test_accuracy >= teacher.test_accuracy - TEST_POINTS / 100 - EPS]
+    near = [
+        r
+        for r in near_val
+        if r.test_accuracy is not None
+        and teacher.test_accuracy is not None
+        and r.test_accuracy >= teacher.test_accuracy - TEST_POINTS / 100 - EPS
+    ]
     if not near:
         if not near_val:
             best = max(front, key=lambda r: r.val_accuracy, default=None)
-            why = (f"most accurate front trial: {best.name} at {_points(best.val_accuracy - teacher.val_accuracy)} "
-                   "on validation" if best else "the front is empty")
+            why = (
+                f"most accurate front trial: {best.name} at {_points(best.val_accuracy - teacher.val_accuracy)} "
+                "on validation"
+                if best
+                else "the front is empty"
+            )
             return Target(name, False, f"no front trial within {VALIDATION_POINTS:g} point on validation ({why})")
         fast = max(near_val, key=lambda r: r.speedup)
         test = "no test split" if fast.test_accuracy is None else _points(fast.test_accuracy - teacher.test_accuracy)
-        return Target(name, False, f"none also within {TEST_POINTS:g} points on test; fastest within "
-                                   f"{VALIDATION_POINTS:g} on validation: {fast.name}, {fast.speedup:.1f}x, test {test}")
+        return Target(
+            name,
+            False,
+            f"none also within {TEST_POINTS:g} points on test; fastest within "
+            f"{VALIDATION_POINTS:g} on validation: {fast.name}, {fast.speedup:.1f}x, test {test}",
+        )
     best = max(near, key=lambda r: r.speedup)
     gap = best.speedup - TARGET_SPEEDUP
     margin = f"{gap:.1f}x above {TARGET_SPEEDUP:g}x" if gap >= 0 else f"{-gap:.1f}x short of {TARGET_SPEEDUP:g}x"
-    return Target(name, gap >= 0, f"best speed-up within both: {best.speedup:.1f}x ({best.name}, validation "
-                                  f"{_points(best.val_accuracy - teacher.val_accuracy)}, test "
-                                  f"{_points(best.test_accuracy - teacher.test_accuracy)}), {margin}")
+    return Target(
+        name,
+        gap >= 0,
+        f"best speed-up within both: {best.speedup:.1f}x ({best.name}, validation "
+        f"{_points(best.val_accuracy - teacher.val_accuracy)}, test "
+        f"{_points(best.test_accuracy - teacher.test_accuracy)}), {margin}",
+    )
 
 
 def dominance_target(front: list[Row], baseline: Row) -> Target:
@@ -286,13 +336,25 @@ def dominance_target(front: list[Row], baseline: Row) -> Target:
     as_good = [r for r in front if r.val_accuracy >= baseline.val_accuracy - EPS]
     if not as_good:
         best = max(front, key=lambda r: r.val_accuracy, default=None)
-        return Target(name, False, "no front trial is as accurate" + (
-            f": the most accurate, {best.name}, is {_points(best.val_accuracy - baseline.val_accuracy)} "
-            f"behind ({best.val_accuracy:.3f} vs {baseline.val_accuracy:.3f})" if best else ""))
+        return Target(
+            name,
+            False,
+            "no front trial is as accurate"
+            + (
+                f": the most accurate, {best.name}, is {_points(best.val_accuracy - baseline.val_accuracy)} "
+                f"behind ({best.val_accuracy:.3f} vs {baseline.val_accuracy:.3f})"
+                if best
+                else ""
+            ),
+        )
     fast = max(as_good, key=lambda r: r.speedup)
     ratio = fast.speedup / baseline.speedup
-    return Target(name, ratio > 1.0, f"{fast.name}: validation {fast.val_accuracy:.3f} vs {baseline.val_accuracy:.3f}, "
-                                     f"{fast.speedup:.2f}x vs {baseline.speedup:.2f}x ({ratio:.2f} times its speed)")
+    return Target(
+        name,
+        ratio > 1.0,
+        f"{fast.name}: validation {fast.val_accuracy:.3f} vs {baseline.val_accuracy:.3f}, "
+        f"{fast.speedup:.2f}x vs {baseline.speedup:.2f}x ({ratio:.2f} times its speed)",
+    )
 
 
 def hypervolume_target(main: float, random: float | None) -> Target:
@@ -306,8 +368,11 @@ def hypervolume_target(main: float, random: float | None) -> Target:
 def wall_target(seconds: float, budget: str) -> Target:
     left = WALL_BUDGET_S - seconds
     margin = f"{left / 60:.0f} min to spare" if left >= 0 else f"{-left / 60:.0f} min over"
-    return Target(f"whole benchmark within {WALL_BUDGET_S // 3600} hours", left >= 0,
-                  f"{seconds / 60:.1f} min ({margin}); budget: {budget}")
+    return Target(
+        f"whole benchmark within {WALL_BUDGET_S // 3600} hours",
+        left >= 0,
+        f"{seconds / 60:.1f} min ({margin}); budget: {budget}",
+    )
 
 
 def noise_warning(rows: list[Row], spread: float = 1.5) -> str | None:
@@ -320,9 +385,11 @@ def noise_warning(rows: list[Row], spread: float = 1.5) -> str | None:
     if len(seen) < 2 or max(seen.values()) <= spread * min(seen.values()):
         return None
     low, high = min(seen, key=seen.get), max(seen, key=seen.get)
-    return (f"warning: the fp32 teacher's paired p50 ranged {seen[low]:.1f} ms ({low}) to {seen[high]:.1f} ms "
-            f"({high}): the machine's speed changed during the run (other jobs, or a shared host); compare "
-            "speed-ups, not milliseconds, and expect them to move more than their ±CV between runs")
+    return (
+        f"warning: the fp32 teacher's paired p50 ranged {seen[low]:.1f} ms ({low}) to {seen[high]:.1f} ms "
+        f"({high}): the machine's speed changed during the run (other jobs, or a shared host); compare "
+        "speed-ups, not milliseconds, and expect them to move more than their ±CV between runs"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -333,20 +400,36 @@ COLUMNS = ("", "recipe", "val acc", "test acc", "p50 ms", "speed-up (paired)", "
 
 def cells(row: Row) -> tuple[str, ...]:
     test = "–" if row.test_accuracy is None else f"{row.test_accuracy:.3f}"
-    return (row.name, row.recipe, f"{row.val_accuracy:.3f}", test, f"{row.p50_ms:.2f}",
-            f"{row.speedup:.2f}x ±{row.speedup_cv:.0%}", f"{row.parameters:,}", f"{row.size_bytes / 1e6:.1f}")
+    return (
+        row.name,
+        row.recipe,
+        f"{row.val_accuracy:.3f}",
+        test,
+        f"{row.p50_ms:.2f}",
+        f"{row.speedup:.2f}x ±{row.speedup_cv:.0%}",
+        f"{row.parameters:,}",
+        f"{row.size_bytes / 1e6:.1f}",
+    )
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
     hv = results["hypervolume"]
     ref = hv["reference_point"]
-    lines = [(f"hypervolume of the feasible trials in (validation accuracy ↑, speed-up ↑) above the reference "
-              f"point (accuracy {ref['accuracy']:.3f} = validation majority class, speed-up {ref['speedup']:.1f}x):"),
-             (f"  {results['study']['sampler']} (seed {results['study']['seed']}): {hv['main']:.4f} "
-              f"({hv['main_feasible']} feasible of {results['study']['trials']} trials)")]
+    lines = [
+        (
+            f"hypervolume of the feasible trials in (validation accuracy ↑, speed-up ↑) above the reference "
+            f"point (accuracy {ref['accuracy']:.3f} = validation majority class, speed-up {ref['speedup']:.1f}x):"
+        ),
+        (
+            f"  {results['study']['sampler']} (seed {results['study']['seed']}): {hv['main']:.4f} "
+            f"({hv['main_feasible']} feasible of {results['study']['trials']} trials)"
+        ),
+    ]
     if hv["random"] is not None:
-        lines.append(f"  random search (seed {results['study']['seed']}): {hv['random']:.4f} "
-                     f"({hv['random_feasible']} feasible of {results['random_study']['trials']} trials)")
+        lines.append(
+            f"  random search (seed {results['study']['seed']}): {hv['random']:.4f} "
+            f"({hv['random_feasible']} feasible of {results['random_study']['trials']} trials)"
+        )
     else:
         lines.append("  random search: not run (--skip-random)")
     for t in results["targets"]:
@@ -376,16 +459,23 @@ def markdown(rows: list[Row], results: dict[str, Any]) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n| --- | --- |" + " ---: |" * (len(COLUMNS) - 2) + "\n"
     body = "".join("| " + " | ".join(cells(r)) + " |\n" for r in rows)
     protocol = results["protocol"]
-    notes = (f"Data: {results['data']['source']} ({results['data']['train']} train / {results['data']['validation']} "
-             f"validation / {results['data']['test']} test rows). Latency: {protocol}.\n"
-             f"Hardware: {results['hardware']}. Run {results['date']}.\n")
-    return (f"# BoolQ: latencysolver against its baselines\n\n{notes}\n{head}{body}\n"
-            + "".join(f"  - {line.strip()}\n" if line.startswith("  ") else f"- {line}\n"
-                      for line in summary_lines(results)))
+    notes = (
+        f"Data: {results['data']['source']} ({results['data']['train']} train / {results['data']['validation']} "
+        f"validation / {results['data']['test']} test rows). Latency: {protocol}.\n"
+        f"Hardware: {results['hardware']}. Run {results['date']}.\n"
+    )
+    return f"# BoolQ: latencysolver against its baselines\n\n{notes}\n{head}{body}\n" + "".join(
+        f"  - {line.strip()}\n" if line.startswith("  ") else f"- {line}\n" for line in summary_lines(results)
+    )
 
 
-def figure(study: optuna.Study, random_study: optuna.Study | None, front: list[Row], baselines: list[Row],
-           reference: tuple[float, float]):
+def figure(
+    study: optuna.Study,
+    random_study: optuna.Study | None,
+    front: list[Row],
+    baselines: list[Row],
+    reference: tuple[float, float],
+):
     import plotly.graph_objects as go
 
     def trials(s: optuna.Study) -> list[FrozenTrial]:
@@ -396,37 +486,89 @@ def figure(study: optuna.Study, random_study: optuna.Study | None, front: list[R
 
     fig = go.Figure()
     main = trials(study)
-    fig.add_trace(go.Scatter(x=[t.values[1] for t in main], y=[t.values[0] for t in main], mode="markers",
-                             name=f"{study.study_name}: all trials", opacity=0.35, text=[hover(t) for t in main],
-                             marker={"color": "#1f77b4", "size": 8}))
+    fig.add_trace(
+        go.Scatter(
+            x=[t.values[1] for t in main],
+            y=[t.values[0] for t in main],
+            mode="markers",
+            name=f"{study.study_name}: all trials",
+            opacity=0.35,
+            text=[hover(t) for t in main],
+            marker={"color": "#1f77b4", "size": 8},
+        )
+    )
     if random_study is not None:
         rand = trials(random_study)
-        fig.add_trace(go.Scatter(x=[t.values[1] for t in rand], y=[t.values[0] for t in rand], mode="markers",
-                                 name=f"{random_study.study_name}: all trials", opacity=0.6,
-                                 text=[hover(t) for t in rand], marker={"color": "#ff7f0e", "size": 8,
-                                                                         "symbol": "x"}))
+        fig.add_trace(
+            go.Scatter(
+                x=[t.values[1] for t in rand],
+                y=[t.values[0] for t in rand],
+                mode="markers",
+                name=f"{random_study.study_name}: all trials",
+                opacity=0.6,
+                text=[hover(t) for t in rand],
+                marker={"color": "#ff7f0e", "size": 8, "symbol": "x"},
+            )
+        )
     ordered = sorted(front, key=lambda r: r.speedup)
-    fig.add_trace(go.Scatter(x=[r.speedup for r in ordered], y=[r.val_accuracy for r in ordered],
-                             mode="lines+markers", line={"shape": "vh", "color": "#1f77b4"},
-                             marker={"size": 11, "color": "#1f77b4", "line": {"width": 1, "color": "black"}},
-                             name="Pareto front (feasible)", text=[f"{r.name}<br>{r.recipe}" for r in ordered]))
-    fig.add_trace(go.Scatter(x=[r.speedup for r in baselines], y=[r.val_accuracy for r in baselines],
-                             mode="markers+text", text=[r.name for r in baselines],
-                             textposition=[LABELS.get(r.name, "top center") for r in baselines],
-                             marker={"symbol": "diamond", "size": 12, "color": "black"}, name="baselines"))
+    fig.add_trace(
+        go.Scatter(
+            x=[r.speedup for r in ordered],
+            y=[r.val_accuracy for r in ordered],
+            mode="lines+markers",
+            line={"shape": "vh", "color": "#1f77b4"},
+            marker={"size": 11, "color": "#1f77b4", "line": {"width": 1, "color": "black"}},
+            name="Pareto front (feasible)",
+            text=[f"{r.name}<br>{r.recipe}" for r in ordered],
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[r.speedup for r in baselines],
+            y=[r.val_accuracy for r in baselines],
+            mode="markers+text",
+            text=[r.name for r in baselines],
+            textposition=[LABELS.get(r.name, "top center") for r in baselines],
+            marker={"symbol": "diamond", "size": 12, "color": "black"},
+            name="baselines",
+        )
+    )
     teacher = baselines[0]
-    fig.add_hline(y=teacher.val_accuracy - VALIDATION_POINTS / 100, line_dash="dot", line_color="green",
-                  annotation_text=f"teacher - {VALIDATION_POINTS:g} point", annotation_position="bottom left")
-    fig.add_vline(x=TARGET_SPEEDUP, line_dash="dot", line_color="green",
-                  annotation_text=f"{TARGET_SPEEDUP:g}x", annotation_position="top left")
-    fig.add_hline(y=reference[0], line_dash="dash", line_color="grey",
-                  annotation_text="majority class (hypervolume reference)", annotation_position="bottom right")
-    fastest = max([r.speedup for r in baselines + front] + [TARGET_SPEEDUP]
-                  + [t.values[1] for s in (study, random_study) if s is not None for t in trials(s)])
+    fig.add_hline(
+        y=teacher.val_accuracy - VALIDATION_POINTS / 100,
+        line_dash="dot",
+        line_color="green",
+        annotation_text=f"teacher - {VALIDATION_POINTS:g} point",
+        annotation_position="bottom left",
+    )
+    fig.add_vline(
+        x=TARGET_SPEEDUP,
+        line_dash="dot",
+        line_color="green",
+        annotation_text=f"{TARGET_SPEEDUP:g}x",
+        annotation_position="top left",
+    )
+    fig.add_hline(
+        y=reference[0],
+        line_dash="dash",
+        line_color="grey",
+        annotation_text="majority class (hypervolume reference)",
+        annotation_position="bottom right",
+    )
+    fastest = max(
+        [r.speedup for r in baselines + front]
+        + [TARGET_SPEEDUP]
+        + [t.values[1] for s in (study, random_study) if s is not None for t in trials(s)]
+    )
     fig.update_xaxes(range=[0, fastest * 1.15])  # room for the labels of the fastest points
-    fig.update_layout(title="BoolQ validation accuracy vs paired speed-up over the fp32 torch teacher (batch 1)",
-                      xaxis_title="speed-up over the fp32 torch teacher (paired, batch 1)",
-                      yaxis_title="validation accuracy", template="plotly_white", width=1000, height=600)
+    fig.update_layout(
+        title="BoolQ validation accuracy vs paired speed-up over the fp32 torch teacher (batch 1)",
+        xaxis_title="speed-up over the fp32 torch teacher (paired, batch 1)",
+        yaxis_title="validation accuracy",
+        template="plotly_white",
+        width=1000,
+        height=600,
+    )
     return fig
 
 
@@ -464,14 +606,19 @@ def run(args: argparse.Namespace, out: Path, clock: Clock) -> dict[str, Any]:
     random_cfg = None if args.skip_random else random_config(config)
     fresh_storage(args, out, [config.name] + ([random_cfg.name] if random_cfg else []), config.storage)
     options = RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher, progress=args.progress)
-    budget = (f"{config.n_trials} trials per study x {2 if random_cfg else 1} "
-              f"({config.sampler.name}{', random' if random_cfg else ''}), "
-              f"{config.distillation.steps} distillation steps per trial")
+    budget = (
+        f"{config.n_trials} trials per study x {2 if random_cfg else 1} "
+        f"({config.sampler.name}{', random' if random_cfg else ''}), "
+        f"{config.distillation.steps} distillation steps per trial"
+    )
     clock.say(f"benchmark: study {config.name!r} ({config.config_file}), {budget}; out {out}")
 
     prepared = prepare(config, options, log=clock.say)
-    test = (encode_split(prepared.data.test, prepared.tokenizer, config.data.max_length, prepared.cache_root,
-                         config.model) if prepared.data.test is not None else None)
+    test = (
+        encode_split(prepared.data.test, prepared.tokenizer, config.data.max_length, prepared.cache_root, config.model)
+        if prepared.data.test is not None
+        else None
+    )
     if test is None:
         clock.say(f"warning: {config.data.source} has no test split: test accuracies are left out")
     clock.done("data and teacher")
@@ -488,8 +635,13 @@ def run(args: argparse.Namespace, out: Path, clock: Clock) -> dict[str, Any]:
         clock.done(f"study {random_cfg.name}")
 
     storage = optuna.storages.RDBStorage(config.storage)
-    front = front_rows(optuna.load_study(study_name=config.name, storage=storage), storage, test, prepared.pad_id,
-                       config.latency.threads)
+    front = front_rows(
+        optuna.load_study(study_name=config.name, storage=storage),
+        storage,
+        test,
+        prepared.pad_id,
+        config.latency.threads,
+    )
     clock.done("test accuracy of the front")
 
     majority = prepared.data.validation.majority_rate()
@@ -502,11 +654,31 @@ def run(args: argparse.Namespace, out: Path, clock: Clock) -> dict[str, Any]:
 
     wall = clock.elapsed()
     by_name = {b.name: b for b in baselines}
-    targets = [speed_target(front, by_name[REFERENCE]), dominance_target(front, by_name["ORT int8 teacher"]),
-               hypervolume_target(hv_main, hv_random), wall_target(wall, budget)]
+    targets = [
+        speed_target(front, by_name[REFERENCE]),
+        dominance_target(front, by_name["ORT int8 teacher"]),
+        hypervolume_target(hv_main, hv_random),
+        wall_target(wall, budget),
+    ]
     rows = baselines + front
-    results = _results(config, prepared, test, rows, front, study, random_study, reference, hv_main, hv_random,
-                       targets, wall, budget, clock, plot_warning, args)
+    results = _results(
+        config,
+        prepared,
+        test,
+        rows,
+        front,
+        study,
+        random_study,
+        reference,
+        hv_main,
+        hv_random,
+        targets,
+        wall,
+        budget,
+        clock,
+        plot_warning,
+        args,
+    )
     print_results(rows, results)
     (out / "results.md").write_text(markdown(rows, results), encoding="utf-8")
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
@@ -514,37 +686,72 @@ def run(args: argparse.Namespace, out: Path, clock: Clock) -> dict[str, Any]:
     return results
 
 
-def _results(config: StudyConfig, prepared: Prepared, test: EncodedSplit | None, rows: list[Row], front: list[Row],
-             study: optuna.Study, random_study: optuna.Study | None, reference: tuple[float, float],
-             hv_main: float, hv_random: float | None, targets: list[Target], wall: float, budget: str,
-             clock: Clock, plot_warning: str | None, args: argparse.Namespace) -> dict[str, Any]:
+def _results(
+    config: StudyConfig,
+    prepared: Prepared,
+    test: EncodedSplit | None,
+    rows: list[Row],
+    front: list[Row],
+    study: optuna.Study,
+    random_study: optuna.Study | None,
+    reference: tuple[float, float],
+    hv_main: float,
+    hv_random: float | None,
+    targets: list[Target],
+    wall: float,
+    budget: str,
+    clock: Clock,
+    plot_warning: str | None,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     lat = config.latency
     data = prepared.data
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "arguments": {k: v for k, v in vars(args).items()},
-        "study": {"name": config.name, "config_file": config.config_file, "sampler": config.sampler.name,
-                  "seed": config.sampler.seed, "trials": len(study.get_trials(deepcopy=False)),
-                  "n_trials": config.n_trials, "distillation_steps": config.distillation.steps,
-                  "search_space": config.search_space.to_dict(), "storage": config.storage},
-        "random_study": None if random_study is None else {
-            "name": random_study.study_name, "sampler": "random", "seed": config.sampler.seed,
-            "trials": len(random_study.get_trials(deepcopy=False))},
-        "data": {"source": data.source, "train": len(data.train), "validation": len(data.validation),
-                 "test": len(test) if test is not None else 0,
-                 "validation_majority_rate": data.validation.majority_rate(),
-                 "test_majority_rate": data.test.majority_rate() if data.test is not None else None},
+        "study": {
+            "name": config.name,
+            "config_file": config.config_file,
+            "sampler": config.sampler.name,
+            "seed": config.sampler.seed,
+            "trials": len(study.get_trials(deepcopy=False)),
+            "n_trials": config.n_trials,
+            "distillation_steps": config.distillation.steps,
+            "search_space": config.search_space.to_dict(),
+            "storage": config.storage,
+        },
+        "random_study": None
+        if random_study is None
+        else {
+            "name": random_study.study_name,
+            "sampler": "random",
+            "seed": config.sampler.seed,
+            "trials": len(random_study.get_trials(deepcopy=False)),
+        },
+        "data": {
+            "source": data.source,
+            "train": len(data.train),
+            "validation": len(data.validation),
+            "test": len(test) if test is not None else 0,
+            "validation_majority_rate": data.validation.majority_rate(),
+            "test_majority_rate": data.test.majority_rate() if data.test is not None else None,
+        },
         "teacher": {"path": str(prepared.teacher.path), "key": prepared.teacher.key},
-        "protocol": (f"batch 1, {lat.threads} threads, {lat.rows} seeded validation rows (seed {lat.seed}), "
-                     f"{lat.warmup} warm-up and {lat.repeats} timed passes; speed-up paired call by call against "
-                     "the fp32 torch teacher (median ratio)"),
+        "protocol": (
+            f"batch 1, {lat.threads} threads, {lat.rows} seeded validation rows (seed {lat.seed}), "
+            f"{lat.warmup} warm-up and {lat.repeats} timed passes; speed-up paired call by call against "
+            "the fp32 torch teacher (median ratio)"
+        ),
         "hardware": hardware_fingerprint(lat.threads).describe(),
         "baselines": [dataclasses.asdict(r) | {"setting": BASELINES[r.name][0]} for r in rows if r.trial is None],
         "front": [dataclasses.asdict(r) for r in front],
-        "hypervolume": {"reference_point": {"accuracy": reference[0], "speedup": reference[1]},
-                        "main": hv_main, "random": hv_random,
-                        "main_feasible": len(feasible_trials(study)),
-                        "random_feasible": len(feasible_trials(random_study)) if random_study else None},
+        "hypervolume": {
+            "reference_point": {"accuracy": reference[0], "speedup": reference[1]},
+            "main": hv_main,
+            "random": hv_random,
+            "main_feasible": len(feasible_trials(study)),
+            "random_feasible": len(feasible_trials(random_study)) if random_study else None,
+        },
         "targets": [dataclasses.asdict(t) for t in targets],
         "wall_seconds": round(wall, 1),
         "phases_seconds": clock.phases,

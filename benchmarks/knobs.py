@@ -63,17 +63,25 @@ def ffn_pruning_check(protocol: LatencyConfig) -> None:
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    dense = BertForSequenceClassification(BertConfig(vocab_size=2000, hidden_size=256, num_hidden_layers=4,
-                                                     num_attention_heads=4, intermediate_size=1024)).eval()
+    dense = BertForSequenceClassification(
+        BertConfig(vocab_size=2000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
+    ).eval()
     pruned = copy.deepcopy(dense)
     structured_prune_(pruned, 0.5, head_ratio=0.0)
     g = torch.Generator().manual_seed(0)
-    inputs = [{"input_ids": torch.randint(1000, 2000, (1, n), generator=g),
-               "attention_mask": torch.ones(1, n, dtype=torch.long)} for n in (64, 96, 128, 160, 192, 256) * 4]
+    inputs = [
+        {
+            "input_ids": torch.randint(1000, 2000, (1, n), generator=g),
+            "attention_mask": torch.ones(1, n, dtype=torch.long),
+        }
+        for n in (64, 96, 128, 160, 192, 256) * 4
+    ]
     paired = measure_paired(pruned, dense, inputs, protocol)
-    print(f"tiny BERT (4x256, FFN 1024): unpruned p50 {paired.reference.p50_ms:.2f} ms, "
-          f"50% FFN pruned p50 {paired.model.p50_ms:.2f} ms, paired speed-up {paired.speedup:.2f}x "
-          f"({count_parameters(dense):,} -> {count_parameters(pruned):,} parameters)")
+    print(
+        f"tiny BERT (4x256, FFN 1024): unpruned p50 {paired.reference.p50_ms:.2f} ms, "
+        f"50% FFN pruned p50 {paired.model.p50_ms:.2f} ms, paired speed-up {paired.speedup:.2f}x "
+        f"({count_parameters(dense):,} -> {count_parameters(pruned):,} parameters)"
+    )
 
 
 def main() -> None:
@@ -94,43 +102,77 @@ def main() -> None:
     teacher = prepared.teacher.model.eval()
     validation = prepared.validation
     inputs = latency_inputs(validation, protocol, prepared.pad_id)
-    teacher_accuracy = scores(predict_logits(teacher, validation, pad_id=prepared.pad_id, progress=False),
-                              validation.labels).accuracy
+    teacher_accuracy = scores(
+        predict_logits(teacher, validation, pad_id=prepared.pad_id, progress=False), validation.labels
+    ).accuracy
     itself = measure_paired(teacher, teacher, inputs, protocol)
-    rows = [("fp32 torch teacher", teacher_accuracy, itself.reference.p50_ms, itself.reference.p50_ms, itself.speedup,
-             count_parameters(teacher), model_size_bytes(teacher), 0.0)]
+    rows = [
+        (
+            "fp32 torch teacher",
+            teacher_accuracy,
+            itself.reference.p50_ms,
+            itself.reference.p50_ms,
+            itself.speedup,
+            count_parameters(teacher),
+            model_size_bytes(teacher),
+            0.0,
+        )
+    ]
 
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = TrialContext(config=config, teacher_model=teacher, teacher_train_logits=prepared.teacher.train_logits,
-                           train=prepared.train, validation=validation, latency_inputs=inputs,
-                           artifact_store=FileSystemArtifactStore(tmp), hardware=hardware_fingerprint(protocol.threads),
-                           pad_id=prepared.pad_id, progress=False)
+        ctx = TrialContext(
+            config=config,
+            teacher_model=teacher,
+            teacher_train_logits=prepared.teacher.train_logits,
+            train=prepared.train,
+            validation=validation,
+            latency_inputs=inputs,
+            artifact_store=FileSystemArtifactStore(tmp),
+            hardware=hardware_fingerprint(protocol.threads),
+            pad_id=prepared.pad_id,
+            progress=False,
+        )
         for name, recipe in SETTINGS.items():
             if args.only and not any(part in name for part in args.only):
                 continue
             start = time.perf_counter()
             changes_weights = recipe.architecture == "cnn" or recipe.prune_ratio or recipe.skip_prob or recipe.rank
             model = train_student(ctx, recipe).model if changes_weights else teacher
-            runnable = to_runnable(model, recipe.quant_dtype, inputs[0], Path(tmp) / name.replace(" ", "_"),
-                                   protocol.threads)
-            accuracy = scores(predict_logits(runnable, validation, pad_id=prepared.pad_id, progress=False),
-                              validation.labels).accuracy
+            runnable = to_runnable(
+                model, recipe.quant_dtype, inputs[0], Path(tmp) / name.replace(" ", "_"), protocol.threads
+            )
+            accuracy = scores(
+                predict_logits(runnable, validation, pad_id=prepared.pad_id, progress=False), validation.labels
+            ).accuracy
             paired = measure_paired(runnable, teacher, inputs, protocol)
-            rows.append((name, accuracy, paired.model.p50_ms, paired.reference.p50_ms, paired.speedup,
-                         count_parameters(model),
-                         model_size_bytes(runnable), time.perf_counter() - start))
+            rows.append(
+                (
+                    name,
+                    accuracy,
+                    paired.model.p50_ms,
+                    paired.reference.p50_ms,
+                    paired.speedup,
+                    count_parameters(model),
+                    model_size_bytes(runnable),
+                    time.perf_counter() - start,
+                )
+            )
             print(f"  done: {name} ({rows[-1][-1]:.0f} s)", flush=True)
 
     print()
-    print(f"teacher: {config.model}, {len(prepared.train)} train rows; students distilled for "
-          f"{config.distillation.steps} steps (CNN: {config.cnn_distillation.epochs:g} epochs, lr "
-          f"{config.cnn_distillation.learning_rate:g}); latency: {protocol.rows} validation rows, batch 1, "
-          f"{protocol.threads} threads, speed-up paired against the fp32 torch teacher")
+    print(
+        f"teacher: {config.model}, {len(prepared.train)} train rows; students distilled for "
+        f"{config.distillation.steps} steps (CNN: {config.cnn_distillation.epochs:g} epochs, lr "
+        f"{config.cnn_distillation.learning_rate:g}); latency: {protocol.rows} validation rows, batch 1, "
+        f"{protocol.threads} threads, speed-up paired against the fp32 torch teacher"
+    )
     print("| setting | val. accuracy | p50 ms | teacher p50 ms (paired) | speed-up | parameters | size MB | seconds |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, accuracy, p50, teacher_p50, speedup, params, size, seconds in rows:
-        print(f"| {name} | {accuracy:.3f} | {p50:.2f} | {teacher_p50:.2f} | {speedup:.2f}x | {params:,} | "
-              f"{size / 1e6:.1f} | {seconds:.0f} |")
+        print(
+            f"| {name} | {accuracy:.3f} | {p50:.2f} | {teacher_p50:.2f} | {speedup:.2f}x | {params:,} | "
+            f"{size / 1e6:.1f} | {seconds:.0f} |"
+        )
 
 
 if __name__ == "__main__":

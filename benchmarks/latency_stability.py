@@ -51,8 +51,10 @@ def main() -> None:
     protocol = config.latency
     inputs = latency_inputs(prepared.validation, protocol, prepared.pad_id)
     hardware = hardware_fingerprint(protocol.threads)
-    print(f"protocol: {len(inputs)} rows, {protocol.warmup} warm-up pass(es), {protocol.repeats} passes, "
-          f"{protocol.threads} threads; {args.rounds} rounds")
+    print(
+        f"protocol: {len(inputs)} rows, {protocol.warmup} warm-up pass(es), {protocol.repeats} passes, "
+        f"{protocol.threads} threads; {args.rounds} rounds"
+    )
     print(f"hardware: {hardware.describe()} [{hardware.key}]")
 
     teacher_ms, student_ms, unpaired, paired = [], [], [], []
@@ -67,20 +69,34 @@ def main() -> None:
         paired.append(p.speedup)
         print(f"{r:>5} {t:>9.2f} ms {s:>9.2f} ms {t / s:>8.2f}x {p.speedup:>8.2f}x {p.speedup_cv:>7.1%}")
 
-    cv = {name: coefficient_of_variation(values) for name, values in
-          (("teacher p50 ms", teacher_ms), ("student p50 ms", student_ms),
-           ("unpaired ratio", unpaired), ("paired speed-up", paired))}
+    cv = {
+        name: coefficient_of_variation(values)
+        for name, values in (
+            ("teacher p50 ms", teacher_ms),
+            ("student p50 ms", student_ms),
+            ("unpaired ratio", unpaired),
+            ("paired speed-up", paired),
+        )
+    }
     print()
     print(f"{'figure':<16} {'mean':>9} {'CV over rounds':>15}")
-    for name, values in (("teacher p50 ms", teacher_ms), ("student p50 ms", student_ms),
-                         ("unpaired ratio", unpaired), ("paired speed-up", paired)):
+    for name, values in (
+        ("teacher p50 ms", teacher_ms),
+        ("student p50 ms", student_ms),
+        ("unpaired ratio", unpaired),
+        ("paired speed-up", paired),
+    ):
         print(f"{name:<16} {statistics.fmean(values):>9.2f} {cv[name]:>15.2%}")
     absolute = cv["student p50 ms"]  # the figure a latency_ms study would optimize
     print()
-    print(f"target 1: paired speed-up CV <= half the student p50 CV: {cv['paired speed-up']:.2%} vs "
-          f"{absolute / 2:.2%} -> {'met' if cv['paired speed-up'] <= absolute / 2 else 'NOT met'}")
-    print(f"target 2: paired speed-up CV < 3%: {cv['paired speed-up']:.2%} -> "
-          f"{'met' if cv['paired speed-up'] < 0.03 else 'NOT met'}")
+    print(
+        f"target 1: paired speed-up CV <= half the student p50 CV: {cv['paired speed-up']:.2%} vs "
+        f"{absolute / 2:.2%} -> {'met' if cv['paired speed-up'] <= absolute / 2 else 'NOT met'}"
+    )
+    print(
+        f"target 2: paired speed-up CV < 3%: {cv['paired speed-up']:.2%} -> "
+        f"{'met' if cv['paired speed-up'] < 0.03 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

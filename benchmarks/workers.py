@@ -49,17 +49,54 @@ def objective(trial: optuna.Trial) -> tuple[float, float]:
     layers = [i for i in range(6) if i % 3 != 2 or skip == 0.0]
     speedup = (1.0 + 4 * prune + 2 * skip) * (1.0 if dtype == "fp32" else 2.0)
     accuracy = 0.7 - 0.05 * prune - 0.04 * skip + 0.001 * temperature
-    write_recipe(trial, Recipe(prune_ratio=prune, prune_kind="structured", quant_dtype=dtype, skip_prob=skip,
-                               rank=None if rank == "off" else rank, temperature=temperature, alpha=alpha))
-    write_trial_record(trial, TrialRecord(
-        number=trial.number, state=TrialState.RUNNING, f1=accuracy + 0.08, latency_p50_ms=19.0 / speedup,
-        latency_p90_ms=21.0 / speedup, latency_cv=0.01, speedup=speedup, speedup_cv=0.012, reference_p50_ms=19.0,
-        hardware={"cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"],
-                  "logical_cpus": 2, "threads": 2, "device": "cpu", "torch": "2.13.0+cpu",
-                  "onnxruntime": "1.31.1", "transformers": "5.24.0", "python": "3.11.7"},
-        hardware_key="7222e4459ff6", parameters=17_392_898, nonzero_parameters=17_000_000, size_bytes=53_400_000,
-        layers=len(layers), kept_layers=tuple(layers), distill_steps=200, distill_final_loss=0.31,
-        degenerate=False, seconds=0.0, constraints={"min_accuracy": 0.62 - accuracy, "max_latency_ms": 0.0}))
+    write_recipe(
+        trial,
+        Recipe(
+            prune_ratio=prune,
+            prune_kind="structured",
+            quant_dtype=dtype,
+            skip_prob=skip,
+            rank=None if rank == "off" else rank,
+            temperature=temperature,
+            alpha=alpha,
+        ),
+    )
+    write_trial_record(
+        trial,
+        TrialRecord(
+            number=trial.number,
+            state=TrialState.RUNNING,
+            f1=accuracy + 0.08,
+            latency_p50_ms=19.0 / speedup,
+            latency_p90_ms=21.0 / speedup,
+            latency_cv=0.01,
+            speedup=speedup,
+            speedup_cv=0.012,
+            reference_p50_ms=19.0,
+            hardware={
+                "cpu_model": "AMD EPYC",
+                "cpu_flags": ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"],
+                "logical_cpus": 2,
+                "threads": 2,
+                "device": "cpu",
+                "torch": "2.13.0+cpu",
+                "onnxruntime": "1.31.1",
+                "transformers": "5.24.0",
+                "python": "3.11.7",
+            },
+            hardware_key="7222e4459ff6",
+            parameters=17_392_898,
+            nonzero_parameters=17_000_000,
+            size_bytes=53_400_000,
+            layers=len(layers),
+            kept_layers=tuple(layers),
+            distill_steps=200,
+            distill_final_loss=0.31,
+            degenerate=False,
+            seconds=0.0,
+            constraints={"min_accuracy": 0.62 - accuracy, "max_latency_ms": 0.0},
+        ),
+    )
     return accuracy, speedup
 
 
@@ -70,8 +107,12 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def create_study(storage: str | optuna.storages.BaseStorage, sampler: str) -> optuna.Study:
-    return optuna.create_study(study_name=f"storage-overhead-{uuid.uuid4().hex[:10]}", storage=storage,
-                               directions=["maximize", "maximize"], sampler=make_sampler(sampler, 0))
+    return optuna.create_study(
+        study_name=f"storage-overhead-{uuid.uuid4().hex[:10]}",
+        storage=storage,
+        directions=["maximize", "maximize"],
+        sampler=make_sampler(sampler, 0),
+    )
 
 
 def time_storage(storage: str | optuna.storages.BaseStorage, trials: int, sampler: str) -> float:
@@ -99,8 +140,10 @@ def time_workers(url: str, workers: int, total: int, sampler: str) -> tuple[int,
     ctx = mp.get_context("spawn")  # no SQLAlchemy engine or connection crosses a fork
     barrier, results = ctx.Barrier(workers + 1), ctx.Queue()
     share = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
-    procs = [ctx.Process(target=worker, args=(url, study.study_name, n, i + 1, sampler, barrier, results))
-             for i, n in enumerate(share)]
+    procs = [
+        ctx.Process(target=worker, args=(url, study.study_name, n, i + 1, sampler, barrier, results))
+        for i, n in enumerate(share)
+    ]
     for proc in procs:
         proc.start()
     barrier.wait(timeout=120)
@@ -117,18 +160,27 @@ def time_workers(url: str, workers: int, total: int, sampler: str) -> tuple[int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--postgres", default=os.environ.get("LATENCYSOLVER_TEST_POSTGRES", ""),
-                        help="postgresql+psycopg:// URL (default: $LATENCYSOLVER_TEST_POSTGRES)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("LATENCYSOLVER_TEST_POSTGRES", ""),
+        help="postgresql+psycopg:// URL (default: $LATENCYSOLVER_TEST_POSTGRES)",
+    )
     parser.add_argument("--trials", type=int, default=200, help="trials per storage in the overhead table")
     parser.add_argument("--workers", default="1,2,4", help="worker-process counts to time on PostgreSQL")
     parser.add_argument("--worker-trials", type=int, default=200, help="trials in all, per worker count")
-    parser.add_argument("--sampler", choices=["random", "nsga2"], default="random",
-                        help="random isolates the storage; nsga2 (the default sampler of studies) adds its reads")
+    parser.add_argument(
+        "--sampler",
+        choices=["random", "nsga2"],
+        default="random",
+        help="random isolates the storage; nsga2 (the default sampler of studies) adds its reads",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    print(f"optuna {optuna.__version__}, sampler {args.sampler}, {len(os.sched_getaffinity(0))} CPUs; "
-          f"trivial 2-objective trial with run_trial's 19 user attrs and 2 constraints")
+    print(
+        f"optuna {optuna.__version__}, sampler {args.sampler}, {len(os.sched_getaffinity(0))} CPUs; "
+        f"trivial 2-objective trial with run_trial's 19 user attrs and 2 constraints"
+    )
     print(f"{'storage':<12} {'trials':>6} {'total s':>8} {'ms/trial':>9}")
     rows = [("in-memory", optuna.storages.InMemoryStorage())]
     with tempfile.TemporaryDirectory() as tmp:

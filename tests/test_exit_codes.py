@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import latencysolver.cli as cli
+import latencysolver.cli.commands as commands
 from latencysolver import errors
 from latencysolver.cli import main
 from latencysolver.config.study import LatencyConfig, TrainConfig, load_study_config
@@ -125,7 +125,7 @@ def test_user_error_exits_1_with_one_line(monkeypatch, capsys, error):
     def handler(args):
         raise error
 
-    monkeypatch.setattr(cli, "_pareto", handler)
+    monkeypatch.setattr(commands, "cmd_pareto", handler)
     assert main(["pareto", "--study", "x", "--storage", "sqlite:///unused.db"]) == 1
     assert capsys.readouterr().err == f"latencysolver: error: {error}\n"
 
@@ -134,7 +134,7 @@ def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
     def handler(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_pareto", handler)
+    monkeypatch.setattr(commands, "cmd_pareto", handler)
     assert main(["pareto", "--study", "x", "--storage", "sqlite:///unused.db"]) == 130
     assert capsys.readouterr().err == "latencysolver: interrupted\n"
 
@@ -143,7 +143,7 @@ def test_a_bug_is_not_an_exit_code(monkeypatch):
     def handler(args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "_pareto", handler)
+    monkeypatch.setattr(commands, "cmd_pareto", handler)
     with pytest.raises(RuntimeError, match="a bug"):  # the traceback is kept, not turned into "error: ..."
         main(["pareto", "--study", "x", "--storage", "sqlite:///unused.db"])
 

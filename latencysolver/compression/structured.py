@@ -59,8 +59,9 @@ class StructuredPruneReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form; ``restore_structured_shape_`` accepts it (it reads "heads" and "neurons")."""
-        per_block = zip(self.blocks, self.heads_removed, self.heads_kept, self.neurons_removed, self.neurons_kept,
-                        strict=True)
+        per_block = zip(
+            self.blocks, self.heads_removed, self.heads_kept, self.neurons_removed, self.neurons_kept, strict=True
+        )
         return {
             "ratio": self.ratio,
             "importance": self.importance,

@@ -19,7 +19,26 @@ from latencysolver.config.study import (
     load_study_config,
 )
 
-__all__ = ["KNOB", "KNOBS", "KNOB_NAMES", "Choices", "ConstraintsConfig", "DataConfig", "Fixed", "FloatRange",
-           "IntRange", "KnobSpec", "LatencyConfig", "Recipe", "SearchSpace", "StudyConfig", "TrainConfig",
-           "WorkersConfig", "config_from_dict", "config_to_dict", "knob_table_markdown", "load_search_space",
-           "load_study_config"]
+__all__ = [
+    "KNOB",
+    "KNOBS",
+    "KNOB_NAMES",
+    "Choices",
+    "ConstraintsConfig",
+    "DataConfig",
+    "Fixed",
+    "FloatRange",
+    "IntRange",
+    "KnobSpec",
+    "LatencyConfig",
+    "Recipe",
+    "SearchSpace",
+    "StudyConfig",
+    "TrainConfig",
+    "WorkersConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "knob_table_markdown",
+    "load_search_space",
+    "load_study_config",
+]

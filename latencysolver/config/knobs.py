@@ -105,61 +105,110 @@ class KnobSpec:
 
 
 def _categorical(name: str, choices: tuple[str, ...], default: str, description: str, **kw: Any) -> KnobSpec:
-    return KnobSpec(name, "categorical", default, lambda v: isinstance(v, str) and v in choices,
-                    f"one of {list(choices)}", description, choices=choices, **kw)
+    return KnobSpec(
+        name,
+        "categorical",
+        default,
+        lambda v: isinstance(v, str) and v in choices,
+        f"one of {list(choices)}",
+        description,
+        choices=choices,
+        **kw,
+    )
 
 
 # In the order they are sampled (architecture first: the others depend on it), which is also the report's order.
 KNOBS: tuple[KnobSpec, ...] = (
     _categorical(
-        "architecture", STUDENT_ARCHITECTURES, "transformer",
+        "architecture",
+        STUDENT_ARCHITECTURES,
+        "transformer",
         "transformer: the teacher, compressed by the knobs below; cnn: embeddings + 1-D convolutions + a linear "
         "head (the original LatencySolver student), trained from scratch by distillation. A `cnn` trial does not "
-        "sample the transformer-only knobs: Optuna conditional parameters"),
+        "sample the transformer-only knobs: Optuna conditional parameters",
+    ),
     KnobSpec(
-        "prune_ratio", "float", 0.0, _in(0, 1, False), "a number in [0, 1)",
+        "prune_ratio",
+        "float",
+        0.0,
+        _in(0, 1, False),
+        "a number in [0, 1)",
         "with `prune_kind: unstructured`, the fraction of each encoder Linear's weights zeroed by L1 magnitude "
         "(masks stay on while distilling); with `structured`, the fraction of each layer's attention heads and "
         "of its FFN neurons removed (least important by weight norm), so the Linears really shrink; 0 = off",
-        applies_to="transformer"),
+        applies_to="transformer",
+    ),
     _categorical(
-        "prune_kind", PRUNE_KINDS, "unstructured", "which meaning `prune_ratio` has",
-        applies_to="transformer", inactive_if=lambda v: v.get("prune_ratio") == 0,
-        inactive_note="`prune_ratio` is 0"),
+        "prune_kind",
+        PRUNE_KINDS,
+        "unstructured",
+        "which meaning `prune_ratio` has",
+        applies_to="transformer",
+        inactive_if=lambda v: v.get("prune_ratio") == 0,
+        inactive_note="`prune_ratio` is 0",
+    ),
     _categorical(
-        "quant_dtype", QUANT_DTYPES, "fp32",
+        "quant_dtype",
+        QUANT_DTYPES,
+        "fp32",
         "precision and backend, after distillation: plain names run in torch (int8 = dynamic, per-channel int8 "
         "weights); `ort-*` export the student to ONNX and run it in onnxruntime (int8 = dynamic, per-channel; "
         "per-tensor int8 collapses small BoolQ students to the majority class). Accuracy and latency are "
-        "measured on the backend that is exported"),
+        "measured on the backend that is exported",
+    ),
     KnobSpec(
-        "skip_prob", "float", 0.0, _in(0, 1, False), "a number in [0, 1)",
+        "skip_prob",
+        "float",
+        0.0,
+        _in(0, 1, False),
+        "a number in [0, 1)",
         "at inference `round((1-p)·L)` encoder layers are kept (ALBERT: fewer repetitions of its shared layer)",
-        applies_to="transformer"),
+        applies_to="transformer",
+    ),
     _categorical(
-        "skip_mode", SKIP_MODES, "deterministic",
+        "skip_mode",
+        SKIP_MODES,
+        "deterministic",
         "deterministic: a fixed rule keeps layers `i·L//k` (0,2,4 of 6) and the others are removed before "
         "distilling; stochastic: LayerDrop at rate p while distilling (the original recipe), then a seeded "
         "random choice of layers",
-        applies_to="transformer", inactive_if=lambda v: v.get("skip_prob") == 0,
-        inactive_note="`skip_prob` is 0"),
+        applies_to="transformer",
+        inactive_if=lambda v: v.get("skip_prob") == 0,
+        inactive_note="`skip_prob` is 0",
+    ),
     KnobSpec(
-        "rank", "rank", None, valid_rank, RANK_RULE,
+        "rank",
+        "rank",
+        None,
+        valid_rank,
+        RANK_RULE,
         "truncated-SVD `W ≈ B·A` of each encoder Linear; an integer is the rank, a fraction is that share of "
         "each layer's full rank `min(in, out)`; a layer is factorized only where `r·(in+out) < in·out`, i.e. "
         "where it saves FLOPs",
-        applies_to="transformer", off=RANK_OFF),
+        applies_to="transformer",
+        off=RANK_OFF,
+    ),
     KnobSpec(
-        "temperature", "float", 2.0, lambda v: is_number(v) and v > 0, "a number > 0",
-        "distillation temperature T: `α·T²·KL(p_T^teacher ‖ p_T^student) + (1-α)·CE`"),
+        "temperature",
+        "float",
+        2.0,
+        lambda v: is_number(v) and v > 0,
+        "a number > 0",
+        "distillation temperature T: `α·T²·KL(p_T^teacher ‖ p_T^student) + (1-α)·CE`",
+    ),
     KnobSpec("alpha", "float", 0.5, _in(0, 1, True), "a number in [0, 1]", "weight of the soft targets"),
     KnobSpec(
-        "hidden_weight", "float", 0.0, lambda v: is_number(v) and v >= 0, "a number >= 0",
+        "hidden_weight",
+        "float",
+        0.0,
+        lambda v: is_number(v) and v >= 0,
+        "a number >= 0",
         "weight of a hidden-state loss added to the above (TinyBERT-style, `latencysolver/training/distillation.py`): "
         "each kept layer's output is pulled, by masked MSE, towards the teacher's output at the end of the block "
         "of layers it replaces (layers 0, 3 of 6 → the teacher's layers 2 and 5; under LayerDrop only the final "
         "outputs). The teacher runs forward once per step for it, without gradients; 0 = off",
-        applies_to="transformer"),
+        applies_to="transformer",
+    ),
 )
 KNOB: dict[str, KnobSpec] = {spec.name: spec for spec in KNOBS}
 KNOB_NAMES: tuple[str, ...] = tuple(KNOB)
@@ -184,6 +233,5 @@ def knob_table_markdown() -> str:
     rows = ["| knob | values | default | not sampled when | what it does |", "| --- | --- | --- | --- | --- |"]
     for spec in KNOBS:
         default = spec.yaml_default
-        rows.append(f"| `{spec.name}` | {_values_text(spec)} | `{default}` | {_when_text(spec)} "
-                    f"| {spec.description} |")
+        rows.append(f"| `{spec.name}` | {_values_text(spec)} | `{default}` | {_when_text(spec)} | {spec.description} |")
     return "\n".join(rows) + "\n"

@@ -83,4 +83,3 @@ class Recipe:
             f"prune={self.prune_ratio:.2f}{kind} {self.quant_dtype} skip={self.skip_prob:.2f}({self.skip_mode[:3]}) "
             f"rank={rank} {distill}"
         )
-

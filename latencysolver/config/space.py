@@ -145,8 +145,7 @@ def _parse_knob(name: str, raw: Any, source: str, key_prefix: str = "") -> Knob:
         if not ok(v) or not is_number(v):  # a range is numeric even where a choice may be "off"
             raise _fail(source, f"{key}.{bound}", f"expected a number for a range bound ({wanted}), got {v!r}", v)
     if low > high:
-        raise _fail(source, key, f"empty range, low <= high must hold, but got (low={low}, high={high})",
-                    (low, high))
+        raise _fail(source, key, f"empty range, low <= high must hold, but got (low={low}, high={high})", (low, high))
     log = raw.get("log", False)
     if not isinstance(log, bool):
         raise _fail(source, f"{key}.log", f"expected true or false, got {log!r}", log)
@@ -159,8 +158,13 @@ def _parse_knob(name: str, raw: Any, source: str, key_prefix: str = "") -> Knob:
         raise _fail(source, f"{key}.low", f"a log range needs low > 0, got {low!r}", low)
     if kind == "rank":  # integer bounds: absolute ranks; fractional bounds: fractions of full rank
         if isinstance(low, int) != isinstance(high, int):
-            raise _fail(source, key, "a rank range is either absolute (integers) or fractions in (0, 1), "
-                        f"not both, but got (low={low}, high={high})", (low, high))
+            raise _fail(
+                source,
+                key,
+                "a rank range is either absolute (integers) or fractions in (0, 1), "
+                f"not both, but got (low={low}, high={high})",
+                (low, high),
+            )
         kind = "int" if isinstance(low, int) else "float"
     if kind == "int":
         if step is not None and not isinstance(step, int):
@@ -174,19 +178,22 @@ def parse_search_space(raw: Any, source: str, key_prefix: str = "") -> SearchSpa
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {key_prefix}expected a mapping of knob names, got {type(raw).__name__}",
-                          file=source, key=key_prefix.rstrip(".") or None, value=raw)
+        raise ConfigError(
+            f"{source}: {key_prefix}expected a mapping of knob names, got {type(raw).__name__}",
+            file=source,
+            key=key_prefix.rstrip(".") or None,
+            value=raw,
+        )
     unknown = _first_unknown(raw, KNOB_NAMES)
     if unknown:
-        raise _fail(source, f"{key_prefix}{unknown[0]}", f"unknown knob (known knobs: {', '.join(KNOB_NAMES)})",
-                    unknown[1])
+        raise _fail(
+            source, f"{key_prefix}{unknown[0]}", f"unknown knob (known knobs: {', '.join(KNOB_NAMES)})", unknown[1]
+        )
     return SearchSpace(**{name: _parse_knob(name, value, source, key_prefix) for name, value in raw.items()})
 
 
 def load_search_space(path: str | Path) -> SearchSpace:
     return parse_search_space(_read_yaml(Path(path)), str(path))
-
-
 
 
 def _check_positive(obj: Any, *names: str) -> None:
@@ -209,8 +216,6 @@ def _coerce_number(value: Any) -> Any:
     return value
 
 
-
-
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
@@ -221,5 +226,3 @@ def _read_yaml(path: Path) -> Any:
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{line}: {problem}") from None
-
-

@@ -71,8 +71,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "steps", "batch_size", "learning_rate")
         if not 0 <= self.warmup_ratio < 1:
-            raise FieldError("warmup_ratio", f"warmup_ratio must be in [0, 1), but got {self.warmup_ratio!r}",
-                             self.warmup_ratio)
+            raise FieldError(
+                "warmup_ratio", f"warmup_ratio must be in [0, 1), but got {self.warmup_ratio!r}", self.warmup_ratio
+            )
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,11 @@ class CNNStudentConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "embed_dim", "channels")
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
-            raise FieldError("kernel_sizes", "kernel_sizes must be odd positive integers, but got "
-                             f"{list(self.kernel_sizes)!r}", list(self.kernel_sizes))
+            raise FieldError(
+                "kernel_sizes",
+                f"kernel_sizes must be odd positive integers, but got {list(self.kernel_sizes)!r}",
+                list(self.kernel_sizes),
+            )
         if not 0 <= self.dropout < 1:
             raise FieldError("dropout", f"dropout must be in [0, 1), but got {self.dropout!r}", self.dropout)
 
@@ -127,8 +131,9 @@ class ConstraintsConfig:
 
     def __post_init__(self) -> None:
         if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
-            raise FieldError("min_accuracy", f"min_accuracy must be in [0, 1], but got {self.min_accuracy!r}",
-                             self.min_accuracy)
+            raise FieldError(
+                "min_accuracy", f"min_accuracy must be in [0, 1], but got {self.min_accuracy!r}", self.min_accuracy
+            )
         _check_positive(self, "max_latency_ms")
 
 
@@ -159,8 +164,12 @@ class WorkersConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "heartbeat_interval", "grace_period")
         if self.grace_period <= self.heartbeat_interval:
-            raise FieldError("grace_period", f"grace_period must be > heartbeat_interval, but got "
-                             f"{self.grace_period!r} <= {self.heartbeat_interval!r}", self.grace_period)
+            raise FieldError(
+                "grace_period",
+                f"grace_period must be > heartbeat_interval, but got "
+                f"{self.grace_period!r} <= {self.heartbeat_interval!r}",
+                self.grace_period,
+            )
         if self.max_retry < 0:
             raise FieldError("max_retry", f"max_retry must be >= 0, but got {self.max_retry!r}", self.max_retry)
 
@@ -220,20 +229,25 @@ def _build(cls: type, raw: Any, file: str, prefix: str = "") -> Any:
     """
     key = prefix.rstrip(".") or None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{_at(file, prefix.rstrip('.'))}: expected a mapping, got {raw!r}", file=file, key=key,
-                          value=raw)
+        raise ConfigError(
+            f"{_at(file, prefix.rstrip('.'))}: expected a mapping, got {raw!r}", file=file, key=key, value=raw
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.name != "config_file"}
     unknown = sorted(map(str, set(raw) - names))
     if unknown:
-        raise ConfigError(f"{file}: {prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})",
-                          file=file, key=f"{prefix}{unknown[0]}")
+        raise ConfigError(
+            f"{file}: {prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})",
+            file=file,
+            key=f"{prefix}{unknown[0]}",
+        )
     kwargs = {name: _convert(hints[name], value, file, f"{prefix}{name}") for name, value in raw.items()}
     try:
         return cls(**kwargs)
     except FieldError as exc:  # a range check in __post_init__: "<name> must be ..., but got ..."
-        raise ConfigError(f"{file}: {prefix}{exc.key}: {exc}", file=file, key=f"{prefix}{exc.key}",
-                          value=exc.value) from None
+        raise ConfigError(
+            f"{file}: {prefix}{exc.key}: {exc}", file=file, key=f"{prefix}{exc.key}", value=exc.value
+        ) from None
     except TypeError as exc:  # a missing required key
         raise ConfigError(f"{_at(file, prefix.rstrip('.'))}: {exc}", file=file, key=key) from None
 
@@ -250,8 +264,12 @@ def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
         origin = typing.get_origin(hint)
     if origin is Literal:
         if value not in typing.get_args(hint):
-            raise ConfigError(f"{where}: expected one of {list(typing.get_args(hint))}, got {value!r}", file=file,
-                              key=key, value=value)
+            raise ConfigError(
+                f"{where}: expected one of {list(typing.get_args(hint))}, got {value!r}",
+                file=file,
+                key=key,
+                value=value,
+            )
         return value
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, file, f"{key}.")
@@ -288,20 +306,28 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     path = Path(path)
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}", file=str(path),
-                          value=raw)
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level, got {type(raw).__name__}", file=str(path), value=raw
+        )
     raw = dict(raw)
     if "name" not in raw:
         raw["name"] = path.stem
     space_raw = raw.pop("search_space", None)
     if space_raw is None:
-        raise ConfigError(f"{path}: search_space: missing (a path to search_spaces/NAME.yaml or a mapping)",
-                          file=str(path), key="search_space")
+        raise ConfigError(
+            f"{path}: search_space: missing (a path to search_spaces/NAME.yaml or a mapping)",
+            file=str(path),
+            key="search_space",
+        )
     if isinstance(space_raw, str):
         space_path = (path.parent / space_raw).resolve()
         if not space_path.is_file():
-            raise ConfigError(f"{path}: search_space: file not found: {space_raw!r} (looked at {space_path})",
-                              file=str(path), key="search_space", value=space_raw)
+            raise ConfigError(
+                f"{path}: search_space: file not found: {space_raw!r} (looked at {space_path})",
+                file=str(path),
+                key="search_space",
+                value=space_raw,
+            )
         space = load_search_space(space_path)
     else:
         space = parse_search_space(space_raw, str(path), "search_space.")
@@ -330,17 +356,24 @@ def config_from_dict(raw: dict[str, Any], source: str) -> StudyConfig:
     return dataclasses.replace(config, search_space=space, config_file=config_file)
 
 
-def apply_overrides(config: StudyConfig, *, data: str | None = None, storage: str | None = None,
-                    n_trials: int | None = None, model: str | None = None,
-                    keep_slow_settings: bool = False) -> StudyConfig:
+def apply_overrides(
+    config: StudyConfig,
+    *,
+    data: str | None = None,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    model: str | None = None,
+    keep_slow_settings: bool = False,
+) -> StudyConfig:
     if data is not None:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=data))
     if storage is not None:
         config = dataclasses.replace(config, storage=storage)
     if n_trials is not None:
         if n_trials < 1:
-            raise ConfigError(f"--trials: expected a positive integer, got {n_trials!r}", key="--trials",
-                              value=n_trials)
+            raise ConfigError(
+                f"--trials: expected a positive integer, got {n_trials!r}", key="--trials", value=n_trials
+            )
         config = dataclasses.replace(config, n_trials=n_trials)
     if model is not None:
         config = dataclasses.replace(config, model=model)

@@ -5,5 +5,4 @@ batches (``batches.py``).  Below everything that trains or measures; knows nothi
 from latencysolver.data.batches import Batch, EncodedSplit, collate, encode_pairs, encode_split
 from latencysolver.data.boolq import BoolQData, BoolQSplit, load_boolq
 
-__all__ = ["Batch", "BoolQData", "BoolQSplit", "EncodedSplit", "collate", "encode_pairs", "encode_split",
-           "load_boolq"]
+__all__ = ["Batch", "BoolQData", "BoolQSplit", "EncodedSplit", "collate", "encode_pairs", "encode_split", "load_boolq"]

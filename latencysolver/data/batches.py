@@ -43,13 +43,15 @@ class Batch:
     labels: torch.Tensor
 
 
-def encode_split(split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path | None = None,
-                 tokenizer_id: str = "") -> EncodedSplit:
+def encode_split(
+    split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path | None = None, tokenizer_id: str = ""
+) -> EncodedSplit:
     """Tokenize (question, passage) pairs to at most ``max_length``; cached by data, tokenizer and length."""
     path = None
     if cache_dir is not None:
-        key = content_hash(split.fingerprint(), tokenizer_id or type(tokenizer).__name__,
-                           tokenizer.vocab_size, max_length, "pairs-v1")
+        key = content_hash(
+            split.fingerprint(), tokenizer_id or type(tokenizer).__name__, tokenizer.vocab_size, max_length, "pairs-v1"
+        )
         path = cache_dir / "encoded" / f"{key}.pt"
         if path.is_file():
             try:
@@ -62,8 +64,9 @@ def encode_split(split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path 
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save({"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids,
-                    "labels": encoded.labels}, tmp)
+        torch.save(
+            {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids, "labels": encoded.labels}, tmp
+        )
         tmp.replace(path)
     return encoded
 
@@ -99,15 +102,14 @@ def collate(split: EncodedSplit, indices: list[int], pad_id: int = 0) -> Batch:
     inputs = {"input_ids": ids, "attention_mask": mask}
     if types is not None:
         inputs["token_type_ids"] = types
-    return Batch(indices=torch.tensor(indices), inputs=inputs,
-                 labels=torch.tensor([split.labels[i] for i in indices]))
+    return Batch(indices=torch.tensor(indices), inputs=inputs, labels=torch.tensor([split.labels[i] for i in indices]))
 
 
 def eval_batches(split: EncodedSplit, batch_size: int, pad_id: int = 0) -> Iterator[Batch]:
     """Every row once, sorted by length for little padding; ``Batch.indices`` give the original order back."""
     order = sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))
     for start in range(0, len(order), batch_size):
-        yield collate(split, order[start:start + batch_size], pad_id)
+        yield collate(split, order[start : start + batch_size], pad_id)
 
 
 def train_batches(split: EncodedSplit, batch_size: int, seed: int, pad_id: int = 0) -> Iterator[Batch]:
@@ -120,8 +122,8 @@ def train_batches(split: EncodedSplit, batch_size: int, seed: int, pad_id: int =
         window = batch_size * 50
         batches = []
         for start in range(0, len(order), window):
-            chunk = sorted(order[start:start + window], key=lambda i: len(split.input_ids[i]))
-            batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+            chunk = sorted(order[start : start + window], key=lambda i: len(split.input_ids[i]))
+            batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
         rng.shuffle(batches)
         for indices in batches:
             yield collate(split, indices, pad_id)

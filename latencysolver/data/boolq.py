@@ -48,14 +48,14 @@ class BoolQData:
         return content_hash(self.train.fingerprint(), self.validation.fingerprint())
 
 
-def load_boolq(source: str, *, limit_train: int | None = None, limit_validation: int | None = None,
-               limit_test: int | None = None) -> BoolQData:
+def load_boolq(
+    source: str, *, limit_train: int | None = None, limit_validation: int | None = None, limit_test: int | None = None
+) -> BoolQData:
     """Load and normalize BoolQ; limits keep the first N rows of a split (for quick runs and tests)."""
     raw = _load_local(Path(source)) if _looks_local(source) else _load_hub(source)
     limits = {"train": limit_train, "validation": limit_validation, "test": limit_test}
     splits = {name: _normalize(rows, source, name, limits[name]) for name, rows in raw.items()}
-    return BoolQData(source=source, train=splits["train"], validation=splits["validation"],
-                     test=splits.get("test"))
+    return BoolQData(source=source, train=splits["train"], validation=splits["validation"], test=splits.get("test"))
 
 
 def _looks_local(source: str) -> bool:
@@ -82,8 +82,9 @@ def _load_local(folder: Path) -> dict[str, list[dict]]:
     datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
     folder = folder.expanduser()
     if not folder.is_dir():
-        raise DataError(f"data folder not found: {str(folder)!r} "
-                        "(expected train/validation[/test] .jsonl or .parquet files)")
+        raise DataError(
+            f"data folder not found: {str(folder)!r} (expected train/validation[/test] .jsonl or .parquet files)"
+        )
     out: dict[str, list[dict]] = {}
     for split in SPLITS:
         files = _split_files(folder, split)
@@ -106,8 +107,9 @@ def _load_hub(name: str) -> dict[str, list[dict]]:
     try:
         ds = datasets.load_dataset(name)
     except Exception as exc:  # noqa: BLE001 - hub, network and parsing errors: reported with their first line
-        raise DataError(f"data: {name!r} is not a local folder and could not be loaded from the hub: "
-                        f"{first_line(exc)}") from None
+        raise DataError(
+            f"data: {name!r} is not a local folder and could not be loaded from the hub: {first_line(exc)}"
+        ) from None
     missing = [s for s in REQUIRED_SPLITS if s not in ds]
     if missing:
         raise DataError(f"data: hub dataset {name!r} has no '{missing[0]}' split (has {sorted(ds)})")
@@ -130,18 +132,19 @@ def _normalize(rows: list[dict], source: str, split: str, limit: int | None) -> 
     for i, row in enumerate(rows):
         for text in ("question", "passage"):
             if not isinstance(row.get(text), str):
-                raise DataError(f"{source}: split '{split}' row {i + 1}: {text} must be a string, "
-                                f"got {row.get(text)!r}")
+                raise DataError(
+                    f"{source}: split '{split}' row {i + 1}: {text} must be a string, got {row.get(text)!r}"
+                )
         value = row[label_key]
         if isinstance(value, bool) or value in (0, 1):
             labels.append(bool(value))
         else:
-            raise DataError(f"{source}: split '{split}' row {i + 1}: {label_key} must be true/false or 0/1, "
-                            f"got {value!r}")
+            raise DataError(
+                f"{source}: split '{split}' row {i + 1}: {label_key} must be true/false or 0/1, got {value!r}"
+            )
     return BoolQSplit(
         question=tuple(str(r["question"]) for r in rows),
         passage=tuple(str(r["passage"]) for r in rows),
         title=tuple(str(r.get("title") or "") for r in rows),
         label=tuple(labels),
     )
-

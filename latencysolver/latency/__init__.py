@@ -16,6 +16,18 @@ from latencysolver.latency.protocol import (
     throughput_inputs,
 )
 
-__all__ = ["HardwareFingerprint", "LatencyStats", "PairedLatency", "ProbeResult", "Throughput", "gate_space",
-           "hardware_fingerprint", "latency_inputs", "measure_latency", "measure_paired", "measure_throughput",
-           "probe_hardware", "throughput_inputs"]
+__all__ = [
+    "HardwareFingerprint",
+    "LatencyStats",
+    "PairedLatency",
+    "ProbeResult",
+    "Throughput",
+    "gate_space",
+    "hardware_fingerprint",
+    "latency_inputs",
+    "measure_latency",
+    "measure_paired",
+    "measure_throughput",
+    "probe_hardware",
+    "throughput_inputs",
+]

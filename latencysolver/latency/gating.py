@@ -41,8 +41,9 @@ class ProbeResult:
 
     def slow(self) -> dict[str, str]:
         """Settings that cannot buy speed on this machine, with the reason."""
-        out = {name: f"{value:.2f}x fp32 on the probe" for name, value in self.speedup.items()
-               if value < self.threshold}
+        out = {
+            name: f"{value:.2f}x fp32 on the probe" for name, value in self.speedup.items() if value < self.threshold
+        }
         return out | dict(self.errors)
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,8 +57,13 @@ class ProbeResult:
 Convert = Callable[[nn.Module, str], Runnable]
 
 
-def probe_hardware(teacher: nn.Module, inputs: list[Inputs], latency: LatencyConfig, convert: Convert,
-                   settings: tuple[str, ...] = QUANT_DTYPES) -> ProbeResult:
+def probe_hardware(
+    teacher: nn.Module,
+    inputs: list[Inputs],
+    latency: LatencyConfig,
+    convert: Convert,
+    settings: tuple[str, ...] = QUANT_DTYPES,
+) -> ProbeResult:
     """Time every setting against fp32 torch on a ``PROBE_LAYERS``-layer cut of the teacher."""
     from latencysolver.compression import drop_layers_, encoder_layers
 
@@ -78,10 +84,14 @@ def probe_hardware(teacher: nn.Module, inputs: list[Inputs], latency: LatencyCon
             continue
         speedup[setting] = round(measure_paired(runnable, probe, inputs, config).speedup, 3)
     fingerprint = hardware_fingerprint(latency.threads)
-    return ProbeResult(hardware_key=fingerprint.key, cpu_model=fingerprint.cpu_model,
-                       cpu_flags=fingerprint.cpu_flags,
-                       runtimes={"torch": fingerprint.torch, "onnxruntime": fingerprint.onnxruntime},
-                       speedup=speedup, errors=errors)
+    return ProbeResult(
+        hardware_key=fingerprint.key,
+        cpu_model=fingerprint.cpu_model,
+        cpu_flags=fingerprint.cpu_flags,
+        runtimes={"torch": fingerprint.torch, "onnxruntime": fingerprint.onnxruntime},
+        speedup=speedup,
+        errors=errors,
+    )
 
 
 def gate_space(space: SearchSpace, probe: ProbeResult) -> tuple[SearchSpace, dict[str, str]]:

@@ -15,8 +15,19 @@ from importlib import metadata
 from pathlib import Path
 
 # The CPU features that decide which kernels can be fast: fp32 SIMD width, int8 dot products, bf16/fp16 math.
-SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-               "amx_bf16", "amx_int8", "amx_tile", "f16c")
+SPEED_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "f16c",
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +57,10 @@ class HardwareFingerprint:
 
     def describe(self) -> str:
         flags = ",".join(self.cpu_flags) or "none"
-        return (f"{self.cpu_model} ({self.logical_cpus} CPUs, {self.threads} threads, flags {flags}), "
-                f"device {self.device}, torch {self.torch}, onnxruntime {self.onnxruntime}")
+        return (
+            f"{self.cpu_model} ({self.logical_cpus} CPUs, {self.threads} threads, flags {flags}), "
+            f"device {self.device}, torch {self.torch}, onnxruntime {self.onnxruntime}"
+        )
 
 
 def cpu_info(path: str | Path = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:

@@ -63,8 +63,14 @@ class LatencyStats:
     samples_ms: tuple[float, ...]
 
     def summary(self) -> dict[str, float | int]:
-        return {"p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "mean_ms": self.mean_ms, "cv": self.cv,
-                "threads": self.threads, "rows": self.rows}
+        return {
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "mean_ms": self.mean_ms,
+            "cv": self.cv,
+            "threads": self.threads,
+            "rows": self.rows,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,12 @@ class PairedLatency:
     speedup_cv: float  # CV of the per-pass speed-ups: what is left after the common noise cancels
 
     def summary(self) -> dict[str, Any]:
-        return {"speedup": self.speedup, "speedup_cv": self.speedup_cv,
-                "model": self.model.summary(), "reference": self.reference.summary()}
+        return {
+            "speedup": self.speedup,
+            "speedup_cv": self.speedup_cv,
+            "model": self.model.summary(),
+            "reference": self.reference.summary(),
+        }
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ def throughput_inputs(split: EncodedSplit, config: LatencyConfig, batch_size: in
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, but got {batch_size!r}")
     rows = sample_rows(split, config)
-    return [collate(split, rows[i:i + batch_size], pad_id).inputs for i in range(0, len(rows), batch_size)]
+    return [collate(split, rows[i : i + batch_size], pad_id).inputs for i in range(0, len(rows), batch_size)]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -220,9 +230,12 @@ def measure_paired(model: Runnable, reference: Runnable, inputs: list[Inputs], c
             pass_ratios = [b / a for a, b in zip(a_pass, b_pass, strict=True)]
             ratios += pass_ratios
             pass_speedups.append(statistics.median(pass_ratios))
-    return PairedLatency(model=_stats(a_all, a_means, config.threads, len(inputs)),
-                         reference=_stats(b_all, b_means, config.threads, len(inputs)),
-                         speedup=statistics.median(ratios), speedup_cv=coefficient_of_variation(pass_speedups))
+    return PairedLatency(
+        model=_stats(a_all, a_means, config.threads, len(inputs)),
+        reference=_stats(b_all, b_means, config.threads, len(inputs)),
+        speedup=statistics.median(ratios),
+        speedup_cv=coefficient_of_variation(pass_speedups),
+    )
 
 
 def measure_throughput(model: Runnable, batches: list[Inputs], config: LatencyConfig) -> Throughput:
@@ -233,6 +246,9 @@ def measure_throughput(model: Runnable, batches: list[Inputs], config: LatencyCo
         for x in batches * config.warmup:
             model(**x)
         seconds = [sum(_timed(model, x) for x in batches) / 1000.0 for _ in range(config.repeats)]
-    return Throughput(rows_per_second=rows / statistics.median(seconds),
-                      batch_size=max(int(next(iter(x.values())).shape[0]) for x in batches),
-                      threads=config.threads, rows=rows)
+    return Throughput(
+        rows_per_second=rows / statistics.median(seconds),
+        batch_size=max(int(next(iter(x.values())).shape[0]) for x in batches),
+        threads=config.threads,
+        rows=rows,
+    )

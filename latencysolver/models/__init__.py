@@ -16,6 +16,18 @@ from latencysolver.models.student import (
 )
 from latencysolver.models.teacher import Teacher, prepare_teacher
 
-__all__ = ["LoadedStudent", "StudentInTraining", "Teacher", "cnn_student", "compress", "count_parameters",
-           "load_classifier", "load_student", "load_tokenizer", "nonzero_parameters", "prepare_teacher",
-           "save_student", "to_runnable"]
+__all__ = [
+    "LoadedStudent",
+    "StudentInTraining",
+    "Teacher",
+    "cnn_student",
+    "compress",
+    "count_parameters",
+    "load_classifier",
+    "load_student",
+    "load_tokenizer",
+    "nonzero_parameters",
+    "prepare_teacher",
+    "save_student",
+    "to_runnable",
+]

@@ -64,8 +64,10 @@ class CNNConfig:
         for k in self.kernel_sizes:
             _check_int("kernel_sizes", k, minimum=1)
             if k % 2 == 0:
-                raise ValueError(f"kernel_sizes must be odd (an even kernel shifts the output by half a token), "
-                                 f"but got {k!r} in {self.kernel_sizes!r}")
+                raise ValueError(
+                    f"kernel_sizes must be odd (an even kernel shifts the output by half a token), "
+                    f"but got {k!r} in {self.kernel_sizes!r}"
+                )
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), but got {self.dropout!r}")
 
@@ -98,13 +100,19 @@ class CNNClassifier(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
         self.segment = nn.Embedding(config.type_vocab_size, config.embed_dim) if config.type_vocab_size else None
-        self.convs = nn.ModuleList(nn.Conv1d(config.embed_dim, config.channels, k, padding=k // 2)
-                                   for k in config.kernel_sizes)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(config.embed_dim, config.channels, k, padding=k // 2) for k in config.kernel_sizes
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.channels * len(config.kernel_sizes), config.num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, **ignored: Any) -> SequenceClassifierOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **ignored: Any,
+    ) -> SequenceClassifierOutput:
         x = self.embed(input_ids)  # (batch, time, embed)
         if self.segment is not None and token_type_ids is not None:
             x = x + self.segment(token_type_ids)
@@ -139,28 +147,38 @@ def cnn_from_teacher(teacher: nn.Module, config: CNNConfig) -> CNNClassifier:
     input_embeddings: Any = teacher.get_input_embeddings
     table = input_embeddings().weight.detach().float()
     if table.shape[0] != config.vocab_size:
-        raise ValueError(f"vocab_size must match the teacher's vocabulary ({table.shape[0]}), "
-                         f"but got {config.vocab_size!r}")
+        raise ValueError(
+            f"vocab_size must match the teacher's vocabulary ({table.shape[0]}), but got {config.vocab_size!r}"
+        )
     if table.shape[1] == config.embed_dim:
         model.embed.weight.copy_(table)
     elif table.shape[1] > config.embed_dim:
         centred = table - table.mean(dim=0)
         _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # (hidden, hidden): cheap for hidden <= 1024
-        model.embed.weight.copy_(centred @ vh[:config.embed_dim].T)
+        model.embed.weight.copy_(centred @ vh[: config.embed_dim].T)
     return model
 
 
-def train_cnn_student(model: CNNClassifier, train_split: EncodedSplit, teacher_logits: torch.Tensor,
-                      config: TrainConfig, temperature: float, alpha: float, *, pad_id: int = 0,
-                      progress: bool = True) -> TrainResult:
+def train_cnn_student(
+    model: CNNClassifier,
+    train_split: EncodedSplit,
+    teacher_logits: torch.Tensor,
+    config: TrainConfig,
+    temperature: float,
+    alpha: float,
+    *,
+    pad_id: int = 0,
+    progress: bool = True,
+) -> TrainResult:
     """Distill the teacher's cached train logits into the CNN (the same loss and loop as the other students).
 
     Trained from scratch, the CNN wants a learning rate near 1e-3, not the 5e-5 that suits fine-tuning a
     pre-trained student: ``config.learning_rate`` is used as given, so pick it for the CNN.
     """
     if teacher_logits.shape[-1] != model.config.num_labels:
-        raise ValueError(f"teacher logits have {teacher_logits.shape[-1]} labels, "
-                         f"the CNN has num_labels={model.config.num_labels}")
+        raise ValueError(
+            f"teacher logits have {teacher_logits.shape[-1]} labels, the CNN has num_labels={model.config.num_labels}"
+        )
     return distill(model, train_split, teacher_logits, config, temperature, alpha, pad_id=pad_id, progress=progress)
 
 

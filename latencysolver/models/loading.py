@@ -67,7 +67,8 @@ def load_classifier(name_or_path: str, num_labels: int = 2) -> PreTrainedModel:
     hf_logging.set_verbosity(logging.ERROR)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            location, num_labels=num_labels, local_files_only=os.path.isdir(location), dtype=torch.float32)
+            location, num_labels=num_labels, local_files_only=os.path.isdir(location), dtype=torch.float32
+        )
     # the same for the model
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model: cannot load {name_or_path!r} as a sequence classifier: {first_line(exc)}") from None
@@ -78,7 +79,6 @@ def load_classifier(name_or_path: str, num_labels: int = 2) -> PreTrainedModel:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
 
 
 def nonzero_parameters(model: nn.Module) -> int:

@@ -83,14 +83,18 @@ def _check_exportable(model: nn.Module, example_inputs: Mapping[str, torch.Tenso
     # the ONNX path quantizes the fp32 graph itself (quantize_onnx_int8).
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.is_floating_point() and tensor.dtype != torch.float32:
-            raise ValueError(f"export_onnx needs an fp32 model, but {name!r} is {tensor.dtype}; "
-                             "export before quantizing and use quantize_onnx_int8 for int8")
+            raise ValueError(
+                f"export_onnx needs an fp32 model, but {name!r} is {tensor.dtype}; "
+                "export before quantizing and use quantize_onnx_int8 for int8"
+            )
     from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
     quantized = [name for name, m in model.named_modules() if isinstance(m, DynamicQuantizedLinear)]
     if quantized:
-        raise ValueError(f"export_onnx needs an fp32 model, but {quantized[0]!r} is a torch int8 Linear; "
-                         "export before quantizing and use quantize_onnx_int8 for int8")
+        raise ValueError(
+            f"export_onnx needs an fp32 model, but {quantized[0]!r} is a torch int8 Linear; "
+            "export before quantizing and use quantize_onnx_int8 for int8"
+        )
 
 
 @contextlib.contextmanager
@@ -120,21 +124,41 @@ def _quiet_export() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _export_torchscript(wrapper: nn.Module, args: tuple[torch.Tensor, ...], names: tuple[str, ...],
-                        path: Path, opset: int) -> None:
+def _export_torchscript(
+    wrapper: nn.Module, args: tuple[torch.Tensor, ...], names: tuple[str, ...], path: Path, opset: int
+) -> None:
     dynamic_axes = {**{name: {0: "batch", 1: "sequence"} for name in names}, OUTPUT_NAME: {0: "batch"}}
-    torch.onnx.export(wrapper, args, str(path), input_names=list(names), output_names=[OUTPUT_NAME],
-                      opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
+    torch.onnx.export(
+        wrapper,
+        args,
+        str(path),
+        input_names=list(names),
+        output_names=[OUTPUT_NAME],
+        opset_version=opset,
+        dynamic_axes=dynamic_axes,
+        do_constant_folding=True,
+        dynamo=False,
+    )
 
 
-def _export_dynamo(wrapper: nn.Module, args: tuple[torch.Tensor, ...], names: tuple[str, ...],
-                   path: Path, opset: int) -> None:
+def _export_dynamo(
+    wrapper: nn.Module, args: tuple[torch.Tensor, ...], names: tuple[str, ...], path: Path, opset: int
+) -> None:
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     # The wrapper's forward is ``forward(*tensors)``: dynamic_shapes is keyed by that parameter's name.
     dynamic_shapes = {"tensors": tuple({0: batch, 1: sequence} for _ in names)}
     # external_data=False: one self-contained file (the protobuf limit is 2 GB, far above any student here).
-    torch.onnx.export(wrapper, args, str(path), input_names=list(names), output_names=[OUTPUT_NAME],
-                      opset_version=opset, dynamic_shapes=dynamic_shapes, external_data=False, dynamo=True)
+    torch.onnx.export(
+        wrapper,
+        args,
+        str(path),
+        input_names=list(names),
+        output_names=[OUTPUT_NAME],
+        opset_version=opset,
+        dynamic_shapes=dynamic_shapes,
+        external_data=False,
+        dynamo=True,
+    )
 
 
 def export_onnx(model: nn.Module, path: Path, example_inputs: dict[str, torch.Tensor], opset: int = 17) -> Path:
@@ -159,8 +183,10 @@ def export_onnx(model: nn.Module, path: Path, example_inputs: dict[str, torch.Te
     names = tuple(example_inputs)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     # Integer inputs are exported as int64, the dtype OnnxClassifier feeds whatever it is called with.
-    args = tuple(x.to(device=device, dtype=x.dtype if x.is_floating_point() else torch.long)
-                 for x in (example_inputs[name] for name in names))
+    args = tuple(
+        x.to(device=device, dtype=x.dtype if x.is_floating_point() else torch.long)
+        for x in (example_inputs[name] for name in names)
+    )
     modes = {module: module.training for module in model.modules()}  # put back exactly, module by module
     wrapper = _LogitsOnly(model, names).eval()
     try:
@@ -170,15 +196,19 @@ def export_onnx(model: nn.Module, path: Path, example_inputs: dict[str, torch.Te
             # Any failure: the TorchScript exporter raises RuntimeError, TypeError, AttributeError (once removed
             # from torch) or its own exception types, and each one is a reason to try the other exporter.
             except Exception as torchscript_error:  # noqa: BLE001
-                logger.info("TorchScript ONNX export of %s failed (%s); trying the dynamo exporter",
-                            type(model).__name__, _describe(torchscript_error))
+                logger.info(
+                    "TorchScript ONNX export of %s failed (%s); trying the dynamo exporter",
+                    type(model).__name__,
+                    _describe(torchscript_error),
+                )
                 try:
                     _export_dynamo(wrapper, args, names, path, opset)
                 except Exception as dynamo_error:  # the same for the dynamo exporter; re-raised, chained
                     raise ModelError(
                         f"cannot export {type(model).__name__} to ONNX: the TorchScript exporter failed "
                         f"({_describe(torchscript_error)}), and so did the dynamo exporter "
-                        f"({_describe(dynamo_error)})") from dynamo_error
+                        f"({_describe(dynamo_error)})"
+                    ) from dynamo_error
     finally:
         for module, training in modes.items():
             module.training = training
@@ -286,8 +316,7 @@ class OnnxClassifier:
         # each run, which slowed the torch teacher timed right after it in the paired protocol: ort-fp32 read
         # 2.43x against a p50 ratio of 1.63x in benchmarks/knobs.py before this line.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(self.path), sess_options=options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
         self.threads = threads
         self.input_names: tuple[str, ...] = tuple(i.name for i in self._session.get_inputs())
 
@@ -297,8 +326,9 @@ class OnnxClassifier:
     def __call__(self, **inputs: Any) -> OnnxOutput:
         missing = [name for name in self.input_names if name not in inputs]
         if missing:
-            raise ValueError(f"{self.path.name} needs inputs {list(self.input_names)}, but got "
-                             f"{sorted(inputs)} (missing {missing})")
+            raise ValueError(
+                f"{self.path.name} needs inputs {list(self.input_names)}, but got {sorted(inputs)} (missing {missing})"
+            )
         feed = {name: _as_int64(inputs[name]) for name in self.input_names}
         (logits,) = self._session.run([OUTPUT_NAME], feed)
         return OnnxOutput(logits=torch.from_numpy(logits))
@@ -320,8 +350,9 @@ def load_onnx(path: str | Path, threads: int = 1) -> OnnxClassifier:
     return OnnxClassifier(path, threads=threads)
 
 
-def to_backend(model: nn.Module, backend: str, dtype: str, workdir: Path,
-               example_inputs: dict[str, torch.Tensor], threads: int = 1) -> OnnxClassifier:
+def to_backend(
+    model: nn.Module, backend: str, dtype: str, workdir: Path, example_inputs: dict[str, torch.Tensor], threads: int = 1
+) -> OnnxClassifier:
     """``model`` exported (and for int8 quantized) into ``workdir``, loaded as an ``OnnxClassifier``.
 
     Writes ``workdir/model.fp32.onnx`` and, for int8, ``workdir/model.int8.onnx``.  Values are checked before
@@ -330,8 +361,11 @@ def to_backend(model: nn.Module, backend: str, dtype: str, workdir: Path,
     if backend not in ONNX_BACKENDS:
         raise ValueError(f"inference backend must be one of {ONNX_BACKENDS}, but got {backend!r}")
     if dtype not in ONNX_DTYPES:
-        hint = (" (ONNX Runtime's CPU provider has no fast bf16/fp16 kernels; use the torch backend for those)"
-                if dtype in ("bf16", "fp16") else "")
+        hint = (
+            " (ONNX Runtime's CPU provider has no fast bf16/fp16 kernels; use the torch backend for those)"
+            if dtype in ("bf16", "fp16")
+            else ""
+        )
         raise ValueError(f"onnxruntime dtype must be one of {ONNX_DTYPES}, but got {dtype!r}{hint}")
     workdir = Path(workdir)
     fp32 = export_onnx(model, workdir / FP32_FILE, example_inputs)

@@ -52,8 +52,7 @@ STUDENT_JSON = "student.json"
 ONNX_FILE = "model.onnx"  # the onnxruntime graph a trial ran (fp32 or int8), for ort-* recipes
 
 
-def to_runnable(model: nn.Module, quant_dtype: str, example_inputs: dict[str, Any], workdir: Path,
-                threads: int) -> Any:
+def to_runnable(model: nn.Module, quant_dtype: str, example_inputs: dict[str, Any], workdir: Path, threads: int) -> Any:
     """The finalized fp32 student as it will run: quantized in torch, or exported to onnxruntime (``ort-*``)."""
     if quant_dtype.startswith("ort-"):
         from latencysolver.models.onnx_backend import to_backend
@@ -109,9 +108,15 @@ def cnn_student(teacher: nn.Module, settings: CNNStudentConfig, max_length: int,
     """A fresh CNN student reading the teacher's token ids (its embeddings seeded from the teacher's)."""
     torch.manual_seed(seed)
     teacher_config: Any = teacher.config  # a PretrainedConfig; nn.Module's __getattr__ would type it Tensor | Module
-    config = CNNConfig(vocab_size=teacher_config.vocab_size, embed_dim=settings.embed_dim,
-                       channels=settings.channels, kernel_sizes=settings.kernel_sizes, dropout=settings.dropout,
-                       num_labels=teacher_config.num_labels, max_length=max_length)
+    config = CNNConfig(
+        vocab_size=teacher_config.vocab_size,
+        embed_dim=settings.embed_dim,
+        channels=settings.channels,
+        kernel_sizes=settings.kernel_sizes,
+        dropout=settings.dropout,
+        num_labels=teacher_config.num_labels,
+        max_length=max_length,
+    )
     return cnn_from_teacher(teacher, config)
 
 
@@ -119,8 +124,9 @@ def low_rank_map(model: nn.Module) -> dict[str, int]:
     return {name: m.rank for name, m in model.named_modules() if isinstance(m, LowRankLinear)}
 
 
-def save_student(model: nn.Module, recipe: Recipe, kept_layers: tuple[int, ...], folder: Path,
-                 extra: dict[str, Any] | None = None) -> list[str]:
+def save_student(
+    model: nn.Module, recipe: Recipe, kept_layers: tuple[int, ...], folder: Path, extra: dict[str, Any] | None = None
+) -> list[str]:
     """Write the finalized, not yet quantized student to ``folder``; returns the file names written.
 
     A transformer student is ``model.safetensors`` + its Hugging Face ``config.json`` (the unpruned widths)
@@ -138,8 +144,11 @@ def save_student(model: nn.Module, recipe: Recipe, kept_layers: tuple[int, ...],
         save_model(model, str(folder / WEIGHTS))
         hf_config: Any = model.config  # (as in cnn_student)
         hf_config.save_pretrained(folder)
-        info |= {"kept_layers": list(kept_layers), "structured": structured_shape(model),
-                 "low_rank": low_rank_map(model)}
+        info |= {
+            "kept_layers": list(kept_layers),
+            "structured": structured_shape(model),
+            "low_rank": low_rank_map(model),
+        }
         files = [WEIGHTS, "config.json"]
     (folder / STUDENT_JSON).write_text(json.dumps(info | (extra or {}), indent=2))
     return [*files, STUDENT_JSON]

@@ -43,13 +43,26 @@ class Teacher:
 
 
 def teacher_key(config: StudyConfig, train_fingerprint: str) -> str:
-    return content_hash("teacher-v1", model_fingerprint(config.model), train_fingerprint,
-                        config.data.max_length, dataclasses.asdict(config.teacher))
+    return content_hash(
+        "teacher-v1",
+        model_fingerprint(config.model),
+        train_fingerprint,
+        config.data.max_length,
+        dataclasses.asdict(config.teacher),
+    )
 
 
-def prepare_teacher(config: StudyConfig, train_split: EncodedSplit, train_fingerprint: str, cache_root: Path, *,
-                    teacher_path: str | None = None, pad_id: int = 0, progress: bool = True,
-                    log=print) -> Teacher:
+def prepare_teacher(
+    config: StudyConfig,
+    train_split: EncodedSplit,
+    train_fingerprint: str,
+    cache_root: Path,
+    *,
+    teacher_path: str | None = None,
+    pad_id: int = 0,
+    progress: bool = True,
+    log=print,
+) -> Teacher:
     if teacher_path is not None:
         path = Path(teacher_path).expanduser()
         if not path.is_dir():
@@ -67,8 +80,9 @@ def prepare_teacher(config: StudyConfig, train_split: EncodedSplit, train_finger
                 log(f"teacher: cached fine-tune {path}")
             else:
                 model = _fine_tune(config, train_split, path, pad_id=pad_id, progress=progress, log=log)
-    logits = _train_logits(model, train_split, cache_root / "logits" / f"{key}-{train_fingerprint}.pt",
-                           pad_id=pad_id, progress=progress)
+    logits = _train_logits(
+        model, train_split, cache_root / "logits" / f"{key}-{train_fingerprint}.pt", pad_id=pad_id, progress=progress
+    )
     return Teacher(path=path, key=key, model=model, train_logits=logits)
 
 
@@ -76,29 +90,49 @@ def _load_checkpoint(path: Path) -> nn.Module:
     try:
         return load_classifier(str(path))
     except ModelError as exc:
-        raise ModelError(f"teacher checkpoint {path} cannot be loaded ({exc}); "
-                         "delete the folder to rebuild it") from None
+        raise ModelError(
+            f"teacher checkpoint {path} cannot be loaded ({exc}); delete the folder to rebuild it"
+        ) from None
 
 
-def _fine_tune(config: StudyConfig, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool,
-               log) -> nn.Module:
+def _fine_tune(
+    config: StudyConfig, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool, log
+) -> nn.Module:
     torch.manual_seed(config.teacher.seed)  # the new classification head is drawn here: same seed, same teacher
     model = load_classifier(config.model)
     model.config.id2label = dict(LABELS)
     model.config.label2id = {v: k for k, v in LABELS.items()}
-    log(f"teacher: fine-tuning {config.model} on {len(train_split)} train rows "
-        f"({config.teacher.epochs:g} epochs, batch {config.teacher.batch_size}); cached for later runs")
-    result = train(model, train_split, config.teacher, cross_entropy_loss, pad_id=pad_id,
-                   desc="teacher fine-tune", progress=progress)
+    log(
+        f"teacher: fine-tuning {config.model} on {len(train_split)} train rows "
+        f"({config.teacher.epochs:g} epochs, batch {config.teacher.batch_size}); cached for later runs"
+    )
+    result = train(
+        model,
+        train_split,
+        config.teacher,
+        cross_entropy_loss,
+        pad_id=pad_id,
+        desc="teacher fine-tune",
+        progress=progress,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
         model.save_pretrained(staging)
         load_tokenizer(config.model).save_pretrained(staging)
-        (staging / MARKER).write_text(json.dumps({
-            "base_model": config.model, "training": dataclasses.asdict(config.teacher),
-            "max_length": config.data.max_length, "steps": result.steps, "final_loss": result.final_loss,
-            "seconds": round(result.seconds, 1)}, indent=2))
+        (staging / MARKER).write_text(
+            json.dumps(
+                {
+                    "base_model": config.model,
+                    "training": dataclasses.asdict(config.teacher),
+                    "max_length": config.data.max_length,
+                    "steps": result.steps,
+                    "final_loss": result.final_loss,
+                    "seconds": round(result.seconds, 1),
+                },
+                indent=2,
+            )
+        )
         if path.exists():  # an entry without a marker: left by a crash before the marker was written
             shutil.rmtree(path)
         staging.rename(path)
@@ -109,8 +143,9 @@ def _fine_tune(config: StudyConfig, train_split: EncodedSplit, path: Path, *, pa
     return model
 
 
-def _train_logits(model: nn.Module, train_split: EncodedSplit, path: Path, *, pad_id: int,
-                  progress: bool) -> torch.Tensor:
+def _train_logits(
+    model: nn.Module, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool
+) -> torch.Tensor:
     if path.is_file():
         try:
             logits = torch.load(path, weights_only=True)
@@ -118,8 +153,9 @@ def _train_logits(model: nn.Module, train_split: EncodedSplit, path: Path, *, pa
                 return logits
         # torch.load of a damaged file raises RuntimeError, UnpicklingError, EOFError, ...; not a tensor: AttributeError
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"teacher logits cache {path} is corrupted ({first_line(exc)}); "
-                             "delete it to rebuild") from None
+            raise ModelError(
+                f"teacher logits cache {path} is corrupted ({first_line(exc)}); delete it to rebuild"
+            ) from None
     logits = predict_logits(model, train_split, pad_id=pad_id, desc="teacher logits (train)", progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -10,6 +10,20 @@ from latencysolver.results.records import StudyRecord, TrialRecord, is_feasible,
 from latencysolver.results.selection import Selection, select_best, select_under_latency
 from latencysolver.results.storage import check_storage, load_existing_study, open_existing_study
 
-__all__ = ["Selection", "StudyRecord", "TrialRecord", "check_storage", "feasible_trials", "front_rows",
-           "hardware_warning", "is_feasible", "load_existing_study", "open_existing_study", "pareto_trials",
-           "select_best", "select_under_latency", "study_record", "trial_record"]
+__all__ = [
+    "Selection",
+    "StudyRecord",
+    "TrialRecord",
+    "check_storage",
+    "feasible_trials",
+    "front_rows",
+    "hardware_warning",
+    "is_feasible",
+    "load_existing_study",
+    "open_existing_study",
+    "pareto_trials",
+    "select_best",
+    "select_under_latency",
+    "study_record",
+    "trial_record",
+]

@@ -25,8 +25,11 @@ from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.results.records import present, study_record, trial_record
 
 # What each latency objective is called on the dashboard's axes (the study's metric names are the short keys).
-OBJECTIVE_LABELS = {"accuracy": "validation accuracy ↑", "speedup": "speed-up vs fp32 teacher ↑ (paired)",
-                    "latency_ms": "p50 latency, batch 1 (ms) ↓"}
+OBJECTIVE_LABELS = {
+    "accuracy": "validation accuracy ↑",
+    "speedup": "speed-up vs fp32 teacher ↑ (paired)",
+    "latency_ms": "p50 latency, batch 1 (ms) ↓",
+}
 
 
 def study_note(study: optuna.Study) -> str:
@@ -38,18 +41,26 @@ def study_note(study: optuna.Study) -> str:
     names = study.metric_names or ["accuracy", "speedup"]
     lines.append("**Objectives:** " + ", ".join(OBJECTIVE_LABELS.get(n, n) for n in names))
     if teacher:
-        lines += ["", "### Teacher baseline (fine-tuned, fp32 torch)", "",
-                  "| base model | validation accuracy | F1 | p50 latency (batch 1) | parameters |",
-                  "| --- | --- | --- | --- | --- |",
-                  f"| `{teacher.get('base_model')}` | {teacher.get('accuracy', float('nan')):.3f} | "
-                  f"{teacher.get('f1', float('nan')):.3f} | {teacher.get('latency_p50_ms', float('nan')):.2f} ms | "
-                  f"{teacher.get('parameters', 0):,} |"]
+        lines += [
+            "",
+            "### Teacher baseline (fine-tuned, fp32 torch)",
+            "",
+            "| base model | validation accuracy | F1 | p50 latency (batch 1) | parameters |",
+            "| --- | --- | --- | --- | --- |",
+            f"| `{teacher.get('base_model')}` | {teacher.get('accuracy', float('nan')):.3f} | "
+            f"{teacher.get('f1', float('nan')):.3f} | {teacher.get('latency_p50_ms', float('nan')):.2f} ms | "
+            f"{teacher.get('parameters', 0):,} |",
+        ]
     if data:
-        lines += ["", "### Data", "",
-                  f"`{data.get('source')}`: {data.get('train_rows')} train / {data.get('validation_rows')} "
-                  f"validation / {data.get('test_rows', 0)} test rows, max length {data.get('max_length')} tokens; "
-                  f"majority class {data.get('majority_rate', 0):.1%} of validation. Trials are scored on "
-                  "validation; the test split is only used by `latencysolver export` for the model card."]
+        lines += [
+            "",
+            "### Data",
+            "",
+            f"`{data.get('source')}`: {data.get('train_rows')} train / {data.get('validation_rows')} "
+            f"validation / {data.get('test_rows', 0)} test rows, max length {data.get('max_length')} tokens; "
+            f"majority class {data.get('majority_rate', 0):.1%} of validation. Trials are scored on "
+            "validation; the test split is only used by `latencysolver export` for the model card.",
+        ]
     lines += ["", "### Hardware", ""]
     fingerprints = _fingerprints(study)
     if not fingerprints and record.hardware:  # no trial yet: the machine that measured the teacher
@@ -58,15 +69,21 @@ def study_note(study: optuna.Study) -> str:
     for key, (hardware, count) in fingerprints.items():
         lines.append(f"- `{key}` ({count} trial{'s' if count != 1 else ''}): {hardware.describe()}")
     if latency:
-        lines += ["", f"Latency protocol: batch 1, {latency.get('threads')} threads, {latency.get('rows')} seeded "
-                  f"validation rows, {latency.get('warmup')} warm-up and {latency.get('repeats')} timed passes; "
-                  "speed-up = median ratio of calls interleaved with the fp32 teacher."]
+        lines += [
+            "",
+            f"Latency protocol: batch 1, {latency.get('threads')} threads, {latency.get('rows')} seeded "
+            f"validation rows, {latency.get('warmup')} warm-up and {latency.get('repeats')} timed passes; "
+            "speed-up = median ratio of calls interleaved with the fp32 teacher.",
+        ]
     constraints = record.constraints
     if constraints:
         ceiling = constraints.max_latency_ms
-        lines += ["", f"**Constraints:** accuracy {constraints.min_accuracy_resolved}, "
-                  + (f"p50 latency ≤ {ceiling} ms" if ceiling is not None else "no latency ceiling")
-                  + " (infeasible trials are left out of the front)."]
+        lines += [
+            "",
+            f"**Constraints:** accuracy {constraints.min_accuracy_resolved}, "
+            + (f"p50 latency ≤ {ceiling} ms" if ceiling is not None else "no latency ceiling")
+            + " (infeasible trials are left out of the front).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -117,8 +134,9 @@ class ArtifactFolders:
 
 def artifact_folders(storage: str, override: str | None = None) -> ArtifactFolders | None:
     """``--artifacts`` if given, else every artifact folder the storage's studies recorded that exists here."""
-    candidates = [override] if override else [study_record(s).artifact_dir
-                                              for s in optuna.get_all_study_summaries(storage)]
+    candidates = (
+        [override] if override else [study_record(s).artifact_dir for s in optuna.get_all_study_summaries(storage)]
+    )
     folders = tuple(dict.fromkeys(Path(c) for c in candidates if c and Path(c).is_dir()))
     return ArtifactFolders(folders) if folders else None
 

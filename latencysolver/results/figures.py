@@ -13,7 +13,6 @@ import dataclasses
 import html
 import importlib.util
 import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +20,14 @@ from typing import Any
 
 import optuna
 import plotly.graph_objects as go
-from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.knobs import KNOB, KNOB_NAMES
 from latencysolver.config.recipe import Recipe
-from latencysolver.errors import ReportError, StorageError, first_line
+from latencysolver.errors import ReportError, first_line
 from latencysolver.results.front import pareto_trials
-from latencysolver.results.records import LATENCY_SAMPLES, is_feasible, present, study_record, trial_record
-from latencysolver.results.storage import artifact_store_of
+from latencysolver.results.records import is_feasible, present, study_record, trial_record
 
 # The knobs in the order the page shows them (the knob table's); a knob a later recipe adds comes after these.
 KNOB_ORDER = KNOB_NAMES
@@ -74,11 +71,14 @@ class LatencyAxis:
 
 def latency_axis(study: optuna.Study) -> LatencyAxis:
     if len(study.directions) != 2:
-        raise ReportError(f"study {study.study_name!r} has {len(study.directions)} objective(s); a latencysolver "
-                          "report needs two (accuracy, then speedup or latency_ms)")
+        raise ReportError(
+            f"study {study.study_name!r} has {len(study.directions)} objective(s); a latencysolver "
+            "report needs two (accuracy, then speedup or latency_ms)"
+        )
     names = study.metric_names or []
-    metric = names[1] if len(names) == 2 else (
-        "speedup" if study.directions[1] == StudyDirection.MAXIMIZE else "latency_ms")
+    metric = (
+        names[1] if len(names) == 2 else ("speedup" if study.directions[1] == StudyDirection.MAXIMIZE else "latency_ms")
+    )
     teacher = present(study_record(study).teacher)
     if metric == "speedup":
         return LatencyAxis(metric, "speed-up vs fp32 teacher ↑", "speed-up", 1.0 if teacher else None)
@@ -99,9 +99,13 @@ def _recipe_text(trial: FrozenTrial) -> str:
 
 
 def _hover(trials: Sequence[FrozenTrial], axis: LatencyAxis, what: str) -> dict[str, Any]:
-    return {"customdata": [[t.number, _recipe_text(t)] for t in trials],
-            "hovertemplate": ("trial %{customdata[0]}<br>%{customdata[1]}<br>accuracy %{y:.3f}<br>"
-                              f"{axis.short} %{{x:.2f}}<extra>{what}</extra>")}
+    return {
+        "customdata": [[t.number, _recipe_text(t)] for t in trials],
+        "hovertemplate": (
+            "trial %{customdata[0]}<br>%{customdata[1]}<br>accuracy %{y:.3f}<br>"
+            f"{axis.short} %{{x:.2f}}<extra>{what}</extra>"
+        ),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -131,33 +135,70 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
     front = pareto_trials(study)
     on_front = {t.number for t in front}
     fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        uid="feasible", name="feasible trials (★ Pareto front)", mode="markers",
-        x=[t.values[1] for t in feasible], y=[t.values[0] for t in feasible],
-        marker={"color": [FRONT_COLOR if t.number in on_front else FEASIBLE_COLOR for t in feasible],
+    fig.add_trace(
+        go.Scatter(
+            uid="feasible",
+            name="feasible trials (★ Pareto front)",
+            mode="markers",
+            x=[t.values[1] for t in feasible],
+            y=[t.values[0] for t in feasible],
+            marker={
+                "color": [FRONT_COLOR if t.number in on_front else FEASIBLE_COLOR for t in feasible],
                 "symbol": ["star" if t.number in on_front else "circle" for t in feasible],
                 "size": [16 if t.number in on_front else 9 for t in feasible],
-                "line": {"width": 1, "color": "#333333"}},
-        **_hover(feasible, axis, "feasible")))
-    fig.add_trace(go.Scatter(
-        uid="infeasible", name="infeasible trials (constraints not met)", mode="markers",
-        x=[t.values[1] for t in infeasible], y=[t.values[0] for t in infeasible],
-        marker={"color": INFEASIBLE_COLOR, "symbol": "x", "size": 9},
-        **_hover(infeasible, axis, "infeasible")))
+                "line": {"width": 1, "color": "#333333"},
+            },
+            **_hover(feasible, axis, "feasible"),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            uid="infeasible",
+            name="infeasible trials (constraints not met)",
+            mode="markers",
+            x=[t.values[1] for t in infeasible],
+            y=[t.values[0] for t in infeasible],
+            marker={"color": INFEASIBLE_COLOR, "symbol": "x", "size": 9},
+            **_hover(infeasible, axis, "infeasible"),
+        )
+    )
     xs, ys = _front_line(front, axis)
-    fig.add_trace(go.Scatter(uid="front", name="Pareto front (feasible)", mode="lines", x=xs, y=ys,
-                             line={"color": FRONT_COLOR, "width": 2}, hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            uid="front",
+            name="Pareto front (feasible)",
+            mode="lines",
+            x=xs,
+            y=ys,
+            line={"color": FRONT_COLOR, "width": 2},
+            hoverinfo="skip",
+        )
+    )
     teacher = present(study_record(study).teacher)
     if teacher and axis.teacher is not None:
-        fig.add_trace(go.Scatter(
-            uid="teacher", name="teacher (fp32 baseline)", mode="markers", x=[axis.teacher],
-            y=[teacher["accuracy"]], marker={"color": TEACHER_COLOR, "symbol": "diamond", "size": 13},
-            hovertemplate=(f"teacher: fine-tuned fp32 {html.escape(str(teacher.get('base_model', '')))}<br>"
-                           f"accuracy %{{y:.3f}}<br>p50 {teacher.get('latency_p50_ms', float('nan')):.2f} ms"
-                           "<extra>teacher</extra>")))
-    fig.update_layout(title=f"Pareto front of study {html.escape(repr(study.study_name))}",
-                      xaxis_title=axis.label, yaxis_title="validation accuracy ↑", height=560,
-                      template="plotly_white", legend={"orientation": "h", "y": -0.15})
+        fig.add_trace(
+            go.Scatter(
+                uid="teacher",
+                name="teacher (fp32 baseline)",
+                mode="markers",
+                x=[axis.teacher],
+                y=[teacher["accuracy"]],
+                marker={"color": TEACHER_COLOR, "symbol": "diamond", "size": 13},
+                hovertemplate=(
+                    f"teacher: fine-tuned fp32 {html.escape(str(teacher.get('base_model', '')))}<br>"
+                    f"accuracy %{{y:.3f}}<br>p50 {teacher.get('latency_p50_ms', float('nan')):.2f} ms"
+                    "<extra>teacher</extra>"
+                ),
+            )
+        )
+    fig.update_layout(
+        title=f"Pareto front of study {html.escape(repr(study.study_name))}",
+        xaxis_title=axis.label,
+        yaxis_title="validation accuracy ↑",
+        height=560,
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.15},
+    )
     return fig
 
 
@@ -204,30 +245,59 @@ def knob_figures(study: optuna.Study) -> dict[str, go.Figure]:
 
         if all(_is_number(v) for _, v in active):
             trials = [t for t, _ in active]
-            fig.add_trace(go.Scatter(
-                name=name, mode="markers", showlegend=False, x=[t.values[1] for t in trials],
-                y=[t.values[0] for t in trials],
-                marker={"color": [v for _, v in active], "colorscale": "Viridis", "showscale": True, "size": 10,
-                        "symbol": symbols(trials), "colorbar": {"title": {"text": name}, "thickness": 12}},
-                **_hover(trials, axis, f"{name}")))
+            fig.add_trace(
+                go.Scatter(
+                    name=name,
+                    mode="markers",
+                    showlegend=False,
+                    x=[t.values[1] for t in trials],
+                    y=[t.values[0] for t in trials],
+                    marker={
+                        "color": [v for _, v in active],
+                        "colorscale": "Viridis",
+                        "showscale": True,
+                        "size": 10,
+                        "symbol": symbols(trials),
+                        "colorbar": {"title": {"text": name}, "thickness": 12},
+                    },
+                    **_hover(trials, axis, f"{name}"),
+                )
+            )
         else:
             groups: dict[str, list[FrozenTrial]] = {}
             for t, v in active:
                 groups.setdefault(str(v), []).append(t)
             for i, (value, trials) in enumerate(sorted(groups.items())):
-                fig.add_trace(go.Scatter(
-                    name=f"{value}", mode="markers", x=[t.values[1] for t in trials],
-                    y=[t.values[0] for t in trials],
-                    marker={"color": PALETTE[i % len(PALETTE)], "size": 10, "symbol": symbols(trials)},
-                    **_hover(trials, axis, f"{name}={value}")))
+                fig.add_trace(
+                    go.Scatter(
+                        name=f"{value}",
+                        mode="markers",
+                        x=[t.values[1] for t in trials],
+                        y=[t.values[0] for t in trials],
+                        marker={"color": PALETTE[i % len(PALETTE)], "size": 10, "symbol": symbols(trials)},
+                        **_hover(trials, axis, f"{name}={value}"),
+                    )
+                )
         if inactive:
-            fig.add_trace(go.Scatter(
-                name=NA, mode="markers", x=[t.values[1] for t in inactive], y=[t.values[0] for t in inactive],
-                marker={"color": "#cccccc", "size": 8, "symbol": symbols(inactive)},
-                **_hover(inactive, axis, f"{name} n/a")))
-        fig.update_layout(title={"text": name, "font": {"size": 14}}, height=320, template="plotly_white",
-                          margin={"l": 50, "r": 20, "t": 40, "b": 45}, legend={"title": {"text": name}},
-                          xaxis_title=axis.label, yaxis_title="accuracy ↑")
+            fig.add_trace(
+                go.Scatter(
+                    name=NA,
+                    mode="markers",
+                    x=[t.values[1] for t in inactive],
+                    y=[t.values[0] for t in inactive],
+                    marker={"color": "#cccccc", "size": 8, "symbol": symbols(inactive)},
+                    **_hover(inactive, axis, f"{name} n/a"),
+                )
+            )
+        fig.update_layout(
+            title={"text": name, "font": {"size": 14}},
+            height=320,
+            template="plotly_white",
+            margin={"l": 50, "r": 20, "t": 40, "b": 45},
+            legend={"title": {"text": name}},
+            xaxis_title=axis.label,
+            yaxis_title="accuracy ↑",
+        )
         figures[name] = fig
     return figures
 
@@ -240,27 +310,35 @@ def param_importances(study: optuna.Study, index: int) -> dict[str, float]:
     """fANOVA importance (seeded) of each sampled knob for objective ``index``, over the COMPLETE trials."""
     complete = _complete(study)
     if len(complete) < 2:
-        raise ImportanceUnavailable(f"knob importance needs at least 2 completed trials; the study has "
-                                    f"{len(complete)}")
-    varying = {name for t in complete for name in t.params
-               if len({json.dumps(u.params.get(name), default=str) for u in complete}) > 1}
+        raise ImportanceUnavailable(f"knob importance needs at least 2 completed trials; the study has {len(complete)}")
+    varying = {
+        name
+        for t in complete
+        for name in t.params
+        if len({json.dumps(u.params.get(name), default=str) for u in complete}) > 1
+    }
     if not varying:
-        raise ImportanceUnavailable("knob importance needs knobs that vary; no sampled knob took more than one "
-                                    "value over the completed trials (fixed knobs are not sampled)")
+        raise ImportanceUnavailable(
+            "knob importance needs knobs that vary; no sampled knob took more than one "
+            "value over the completed trials (fixed knobs are not sampled)"
+        )
     if importlib.util.find_spec("sklearn") is None:
         raise ImportanceUnavailable("knob importance (fANOVA) needs scikit-learn: pip install scikit-learn")
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
     try:
-        importances = optuna.importance.get_param_importances(study, evaluator=evaluator,
-                                                              target=lambda t: t.values[index])
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=evaluator, target=lambda t: t.values[index]
+        )
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         reason = first_line(exc)
         if "zero total variance" in reason:
             reason = "the objective has the same value in every completed trial"
         raise ImportanceUnavailable(f"knob importance could not be computed: {reason}") from None
     if not importances or not any(v > 0 for v in importances.values()):
-        raise ImportanceUnavailable("knob importance could not be computed: every knob scored 0 (no knob "
-                                    "explains any of the objective's variation over the completed trials)")
+        raise ImportanceUnavailable(
+            "knob importance could not be computed: every knob scored 0 (no knob "
+            "explains any of the objective's variation over the completed trials)"
+        )
     return importances
 
 
@@ -272,74 +350,20 @@ def importance_figure(study: optuna.Study, index: int) -> go.Figure | str:
     except ImportanceUnavailable as exc:
         return str(exc)
     ordered = sorted(importances.items(), key=lambda kv: kv[1])  # largest at the top of a horizontal bar chart
-    fig = go.Figure(go.Bar(x=[v for _, v in ordered], y=[k for k, _ in ordered], orientation="h",
-                           marker={"color": PALETTE[index % len(PALETTE)]},
-                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    fig.update_layout(title=f"knob importance for {labels[index]} (fANOVA, seed {IMPORTANCE_SEED})",
-                      xaxis_title="share of the objective's variance", height=120 + 36 * len(ordered),
-                      template="plotly_white", margin={"l": 110, "r": 20, "t": 50, "b": 45})
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v in ordered],
+            y=[k for k, _ in ordered],
+            orientation="h",
+            marker={"color": PALETTE[index % len(PALETTE)]},
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"knob importance for {labels[index]} (fANOVA, seed {IMPORTANCE_SEED})",
+        xaxis_title="share of the objective's variance",
+        height=120 + 36 * len(ordered),
+        template="plotly_white",
+        margin={"l": 110, "r": 20, "t": 50, "b": 45},
+    )
     return fig
-
-
-@dataclass(frozen=True)
-class LatencySamples:
-    model: dict[int, list[float]]  # trial number -> the student's batch-1 calls, ms
-    reference: list[float]  # the teacher's calls paired with those trials, pooled
-    missing: tuple[int, ...]  # front trials without a latency_samples.json artifact
-
-
-def load_latency_samples(study: optuna.Study, trials: Sequence[FrozenTrial], artifacts: str | None = None, *,
-                         storage: BaseStorage | str) -> LatencySamples:
-    """Download each trial's ``latency_samples.json`` artifact (StorageError if the artifact folder is gone).
-
-    ``storage``: the one ``study`` was opened on (or its URL), where the artifacts' metadata are."""
-    from optuna.artifacts import download_artifact, get_all_artifact_meta
-    from optuna.artifacts.exceptions import ArtifactNotFound
-
-    if not trials:
-        return LatencySamples({}, [], ())
-    store = artifact_store_of(study, artifacts)
-    storage = optuna.storages.get_storage(storage)
-    model: dict[int, list[float]] = {}
-    reference: list[float] = []
-    missing = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for trial in trials:
-            metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=storage)}
-            if LATENCY_SAMPLES not in metas:
-                missing.append(trial.number)
-                continue
-            target = Path(tmp) / f"{trial.number}-{LATENCY_SAMPLES}"
-            try:
-                download_artifact(artifact_store=store, artifact_id=metas[LATENCY_SAMPLES].artifact_id,
-                                  file_path=str(target))
-            except (ArtifactNotFound, OSError) as exc:  # a file deleted from the folder, say
-                raise StorageError(f"trial {trial.number}: cannot read artifact {LATENCY_SAMPLES!r} from the "
-                                   f"study's artifact store: {first_line(exc)}") from None
-            try:
-                record = json.loads(target.read_text())
-                model[trial.number] = list(record["model"]["samples_ms"])
-                reference += record["reference"]["samples_ms"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise StorageError(f"trial {trial.number}: artifact {LATENCY_SAMPLES!r} is not a latency record: "
-                                   f"{first_line(exc)}") from None
-    return LatencySamples(model, reference, tuple(missing))
-
-
-def latency_figure(samples: LatencySamples) -> go.Figure:
-    """Box plots of the raw batch-1 calls: one per front trial, then the teacher's (paired) calls."""
-    fig = go.Figure()
-    for number, values in samples.model.items():
-        fig.add_trace(go.Box(y=values, name=f"trial {number}", boxpoints="outliers", marker={"color": FEASIBLE_COLOR},
-                             boxmean=True))
-    if samples.reference:
-        fig.add_trace(go.Box(y=samples.reference, name="teacher (fp32)", boxpoints="outliers", boxmean=True,
-                             marker={"color": "#555555"}))
-    fig.update_layout(title="latency per call, batch 1: the front's students and the teacher timed beside them",
-                      yaxis_title="ms per call (batch 1) ↓", showlegend=False, height=420, template="plotly_white")
-    return fig
-
-
-# ------------------------------------------------------------------------------------------------ page
-
-

@@ -55,10 +55,15 @@ def hardware_warning(study: optuna.Study) -> str | None:
     if len(keys) < 2:
         return None
     groups = "; ".join(f"{key}: trials {numbers}" for key, numbers in sorted(keys.items()))
-    advice = ("compare speed-ups, not milliseconds" if study.directions[1] == StudyDirection.MAXIMIZE
-              else "their milliseconds are not comparable; set latency.objective: speedup")
-    return (f"warning: study {study.study_name!r}: the Pareto front mixes latencies measured on "
-            f"{len(keys)} different hardware fingerprints ({groups}); {advice}")
+    advice = (
+        "compare speed-ups, not milliseconds"
+        if study.directions[1] == StudyDirection.MAXIMIZE
+        else "their milliseconds are not comparable; set latency.objective: speedup"
+    )
+    return (
+        f"warning: study {study.study_name!r}: the Pareto front mixes latencies measured on "
+        f"{len(keys)} different hardware fingerprints ({groups}); {advice}"
+    )
 
 
 def get_trial(study: optuna.Study, number: int) -> FrozenTrial:
@@ -75,8 +80,19 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for t in pareto_trials(study):
         r = trial_record(t)
-        rows.append({"trial": t.number, "accuracy": t.values[0], "f1": r.f1, "latency_ms": r.latency_p50_ms,
-                     "speedup": r.speedup, "speedup_cv": r.speedup_cv, "hardware_key": r.hardware_key,
-                     "layers": r.layers, "parameters": r.parameters, "size_mb": (r.size_bytes or 0) / 1e6,
-                     "recipe": r.recipe.describe() if r.recipe else f"(unreadable recipe: {r.recipe_error})"})
+        rows.append(
+            {
+                "trial": t.number,
+                "accuracy": t.values[0],
+                "f1": r.f1,
+                "latency_ms": r.latency_p50_ms,
+                "speedup": r.speedup,
+                "speedup_cv": r.speedup_cv,
+                "hardware_key": r.hardware_key,
+                "layers": r.layers,
+                "parameters": r.parameters,
+                "size_mb": (r.size_bytes or 0) / 1e6,
+                "recipe": r.recipe.describe() if r.recipe else f"(unreadable recipe: {r.recipe_error})",
+            }
+        )
     return rows

@@ -30,7 +30,8 @@ def constraint_values(trial: FrozenTrial) -> dict[str, float]:
     if trial.constraints:
         return dict(trial.constraints)
     legacy = trial.user_attrs.get(LEGACY_CONSTRAINTS) or []
-    return {name: float(v) for name, v in zip(CONSTRAINT_NAMES, legacy)}
+    # not strict: a hand-made legacy list may be shorter; the names it lacks are simply not recorded
+    return {name: float(v) for name, v in zip(CONSTRAINT_NAMES, legacy, strict=False)}
 
 
 def _met(constraints: dict[str, float]) -> bool:
@@ -89,9 +90,12 @@ class TrialRecord:
 
 
 # the measurements run_trial writes, each under its own field name (the 0.1.0 keys)
-MEASURED = tuple(f.name for f in dataclasses.fields(TrialRecord)
-                 if f.name not in ("number", "state", "values", "recipe", "recipe_dict", "recipe_error",
-                                   "fail_reason", "constraints"))
+MEASURED = tuple(
+    f.name
+    for f in dataclasses.fields(TrialRecord)
+    if f.name
+    not in ("number", "state", "values", "recipe", "recipe_dict", "recipe_error", "fail_reason", "constraints")
+)
 _TUPLES = ("kept_layers",)
 
 
@@ -117,10 +121,17 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
     for k in _TUPLES:
         if measured.get(k) is not None:
             measured[k] = tuple(measured[k])
-    return TrialRecord(number=trial.number, state=trial.state,
-                       values=tuple(trial.values) if trial.values is not None else None,
-                       recipe=recipe, recipe_dict=raw if isinstance(raw, dict) else None, recipe_error=error,
-                       fail_reason=a.get("fail_reason"), constraints=constraint_values(trial), **measured)
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state,
+        values=tuple(trial.values) if trial.values is not None else None,
+        recipe=recipe,
+        recipe_dict=raw if isinstance(raw, dict) else None,
+        recipe_error=error,
+        fail_reason=a.get("fail_reason"),
+        constraints=constraint_values(trial),
+        **measured,
+    )
 
 
 def write_recipe(trial: optuna.Trial, recipe: Recipe) -> None:
@@ -214,8 +225,12 @@ class StudyRecord:
         return _fingerprint(self.hardware)
 
 
-_TYPED = {"teacher": TeacherRecord, "data": DataRecord, "constraints": ConstraintsRecord,
-          "teacher_artifacts": TeacherArtifacts}
+_TYPED = {
+    "teacher": TeacherRecord,
+    "data": DataRecord,
+    "constraints": ConstraintsRecord,
+    "teacher_artifacts": TeacherArtifacts,
+}
 
 
 def _typed(cls: type, raw: Any, key: str) -> Any:

@@ -29,19 +29,17 @@ from latencysolver.results.figures import (
     PNG_HEIGHT,
     PNG_SCALE,
     PNG_WIDTH,
-    LatencySamples,
     ReportResult,
     _complete,
     _is_number,
     importance_figure,
     knob_figures,
     latency_axis,
-    latency_figure,
-    load_latency_samples,
     pareto_figure,
 )
 from latencysolver.results.front import front_rows, hardware_warning, pareto_trials
 from latencysolver.results.records import LATENCY_SAMPLES, is_feasible, present, study_record, trial_record
+from latencysolver.results.samples import LatencySamples, latency_figure, load_latency_samples
 
 
 def _e(value: Any) -> str:
@@ -59,22 +57,36 @@ def front_table_html(study: optuna.Study) -> str:
     rows = []
     teacher = present(study_record(study).teacher)
     if teacher:
-        cells = ("teacher", _num(teacher.get("accuracy"), ".3f"), _num(teacher.get("f1"), ".3f"),
-                 _num(teacher.get("latency_p50_ms"), ".2f"), "1.00x", "", _num(teacher.get("parameters"), ","),
-                 _num(teacher.get("size_bytes", 0) / 1e6, ".1f"), "fine-tuned fp32 baseline")
-        rows.append('<tr class="teacher" data-trial="teacher">' + "".join(f"<td>{_e(c)}</td>" for c in cells)
-                    + "</tr>")
+        cells = (
+            "teacher",
+            _num(teacher.get("accuracy"), ".3f"),
+            _num(teacher.get("f1"), ".3f"),
+            _num(teacher.get("latency_p50_ms"), ".2f"),
+            "1.00x",
+            "",
+            _num(teacher.get("parameters"), ","),
+            _num(teacher.get("size_bytes", 0) / 1e6, ".1f"),
+            "fine-tuned fp32 baseline",
+        )
+        rows.append('<tr class="teacher" data-trial="teacher">' + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     for r in front_rows(study):
         cv = f" ±{r['speedup_cv']:.0%}" if _is_number(r.get("speedup_cv")) else ""
         speedup = f"{r['speedup']:.2f}x{cv}" if _is_number(r.get("speedup")) else ""
-        cells = (r["trial"], _num(r["accuracy"], ".3f"), _num(r.get("f1"), ".3f"), _num(r.get("latency_ms"), ".2f"),
-                 speedup, r.get("layers", ""), _num(r.get("parameters"), ","), _num(r.get("size_mb"), ".1f"),
-                 r["recipe"])
+        cells = (
+            r["trial"],
+            _num(r["accuracy"], ".3f"),
+            _num(r.get("f1"), ".3f"),
+            _num(r.get("latency_ms"), ".2f"),
+            speedup,
+            r.get("layers", ""),
+            _num(r.get("parameters"), ","),
+            _num(r.get("size_mb"), ".1f"),
+            r["recipe"],
+        )
         rows.append(f'<tr data-trial="{r["trial"]}">' + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     if len(rows) == (1 if teacher else 0):
         rows.append(f'<tr><td colspan="{len(columns)}">(no completed feasible trials yet)</td></tr>')
-    return (f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>' + "".join(rows)
-            + "</tbody></table>")
+    return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
 
 
 def _hardware_lines(trials: Sequence[FrozenTrial]) -> list[str]:
@@ -91,7 +103,7 @@ def _hardware_lines(trials: Sequence[FrozenTrial]) -> list[str]:
             groups[key] = (text, [])
         groups[key][1].append(t.number)
     if len(groups) == 1:
-        (key, (text, _)), = groups.items()
+        ((key, (text, _)),) = groups.items()
         return [f"{text} [{key}]"]
     return [f"{text} [{key}]: trials {numbers}" for key, (text, numbers) in sorted(groups.items())]
 
@@ -108,31 +120,57 @@ def header_html(study: optuna.Study) -> str:
     teacher, data, bounds = present(record.teacher), present(record.data), present(record.constraints)
     items = [("objectives", f"validation accuracy ↑, {axis.label}")]
     if teacher:
-        items.append(("teacher", (f"fine-tuned fp32 {teacher.get('base_model', '')}: accuracy "
-                                  f"{_num(teacher.get('accuracy'), '.3f')}, F1 {_num(teacher.get('f1'), '.3f')}, "
-                                  f"p50 {_num(teacher.get('latency_p50_ms'), '.2f')} ms (batch 1), "
-                                  f"{_num(teacher.get('parameters'), ',')} parameters")))
+        items.append(
+            (
+                "teacher",
+                (
+                    f"fine-tuned fp32 {teacher.get('base_model', '')}: accuracy "
+                    f"{_num(teacher.get('accuracy'), '.3f')}, F1 {_num(teacher.get('f1'), '.3f')}, "
+                    f"p50 {_num(teacher.get('latency_p50_ms'), '.2f')} ms (batch 1), "
+                    f"{_num(teacher.get('parameters'), ',')} parameters"
+                ),
+            )
+        )
     if data:
-        items.append(("data", (f"{data.get('source')}: {data.get('train_rows')} train / "
-                               f"{data.get('validation_rows')} validation rows (majority class "
-                               f"{_num(data.get('majority_rate'), '.1%')} of validation), max length "
-                               f"{data.get('max_length')}")))
+        items.append(
+            (
+                "data",
+                (
+                    f"{data.get('source')}: {data.get('train_rows')} train / "
+                    f"{data.get('validation_rows')} validation rows (majority class "
+                    f"{_num(data.get('majority_rate'), '.1%')} of validation), max length "
+                    f"{data.get('max_length')}"
+                ),
+            )
+        )
     for line in _hardware_lines(complete) or ["no completed trials yet"]:
         items.append(("hardware", line))
-    items.append(("trials", f"{len(trials)} in all: {len(complete)} complete ({len(feasible)} feasible, "
-                            f"{len(complete) - len(feasible)} infeasible), {len(failed)} failed"
-                            + (f", {other} running, waiting or pruned" if other else "")
-                            + f"; {len(front)} on the feasible Pareto front"))
+    items.append(
+        (
+            "trials",
+            f"{len(trials)} in all: {len(complete)} complete ({len(feasible)} feasible, "
+            f"{len(complete) - len(feasible)} infeasible), {len(failed)} failed"
+            + (f", {other} running, waiting or pruned" if other else "")
+            + f"; {len(front)} on the feasible Pareto front",
+        )
+    )
     if bounds:
         floor = bounds.get("min_accuracy_resolved", "")
         ceiling = bounds.get("max_latency_ms")
-        items.append(("constraints", f"accuracy {'at least ' if _is_number(floor) else ''}{floor}, "
-                                     + (f"p50 latency at most {ceiling} ms" if ceiling else "no latency ceiling")))
+        items.append(
+            (
+                "constraints",
+                f"accuracy {'at least ' if _is_number(floor) else ''}{floor}, "
+                + (f"p50 latency at most {ceiling} ms" if ceiling else "no latency ceiling"),
+            )
+        )
     warning = hardware_warning(study)
     rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
     warn = f'<p class="warning">{_e(warning)}</p>' if warning else ""
-    return (f"<header><h1>latencysolver study <code>{_e(study.study_name)}</code></h1>"
-            f'<dl id="summary">{rows}</dl>{warn}</header>')
+    return (
+        f"<header><h1>latencysolver study <code>{_e(study.study_name)}</code></h1>"
+        f'<dl id="summary">{rows}</dl>{warn}</header>'
+    )
 
 
 STYLE = """
@@ -151,8 +189,13 @@ PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 
 def _div(fig: go.Figure, div_id: str) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOTLY_CONFIG,
-                       default_height=f"{fig.layout.height or 450}px")
+    return fig.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        config=PLOTLY_CONFIG,
+        default_height=f"{fig.layout.height or 450}px",
+    )
 
 
 def _slug(name: str) -> str:
@@ -165,20 +208,28 @@ def render_html(study: optuna.Study, samples: LatencySamples) -> str:
 
     names = study.metric_names or ["accuracy", latency_axis(study).metric]
     knobs = knob_figures(study)
-    knob_html = ("".join(f"<div>{_div(fig, f'knob-{_slug(name)}')}</div>" for name, fig in knobs.items())
-                 if knobs else '<p class="note">no knob took more than one value over the completed trials</p>')
+    knob_html = (
+        "".join(f"<div>{_div(fig, f'knob-{_slug(name)}')}</div>" for name, fig in knobs.items())
+        if knobs
+        else '<p class="note">no knob took more than one value over the completed trials</p>'
+    )
     importance_html = []
     for i, name in enumerate(names):
         fig = importance_figure(study, i)
-        importance_html.append(_div(fig, f"importance-{_slug(name)}") if isinstance(fig, go.Figure)
-                               else f'<p class="note" id="importance-{_slug(name)}-note">{_e(name)}: {_e(fig)}</p>')
+        importance_html.append(
+            _div(fig, f"importance-{_slug(name)}")
+            if isinstance(fig, go.Figure)
+            else f'<p class="note" id="importance-{_slug(name)}-note">{_e(name)}: {_e(fig)}</p>'
+        )
     if samples.model:
         latency_html = _div(latency_figure(samples), "latency-samples")
     else:
         latency_html = '<p class="note">no front trial with a latency_samples.json artifact</p>'
     if samples.missing:
-        latency_html += (f'<p class="note">trials {list(samples.missing)} have no {LATENCY_SAMPLES} artifact '
-                         "(added from outside latencysolver run?)</p>")
+        latency_html += (
+            f'<p class="note">trials {list(samples.missing)} have no {LATENCY_SAMPLES} artifact '
+            "(added from outside latencysolver run?)</p>"
+        )
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -273,16 +324,26 @@ def write_png(fig: go.Figure, png: Path) -> str | None:
     reason = _browser_missing()
     if reason is None:
         try:
-            _atomic_write(png, lambda tmp: fig.write_image(str(tmp), format="png", width=PNG_WIDTH,
-                                                           height=PNG_HEIGHT, scale=PNG_SCALE))
+            _atomic_write(
+                png,
+                lambda tmp: fig.write_image(
+                    str(tmp), format="png", width=PNG_WIDTH, height=PNG_HEIGHT, scale=PNG_SCALE
+                ),
+            )
             return None
         except RuntimeError as exc:  # kaleido: ChromeNotFoundError, BrowserFailedError (plotly wraps some)
             reason = f"{first_line(exc)}; {PNG_FIX}"
     return f"PNG of the front skipped: {reason}"
 
 
-def write_report(study: optuna.Study, out: str | Path, png: str | Path | Literal[False] | None = None,
-                 artifacts: str | None = None, *, storage: BaseStorage | str) -> ReportResult:
+def write_report(
+    study: optuna.Study,
+    out: str | Path,
+    png: str | Path | Literal[False] | None = None,
+    artifacts: str | None = None,
+    *,
+    storage: BaseStorage | str,
+) -> ReportResult:
     """Write the HTML page to ``out`` and the front as a PNG to ``png`` (None: ``out`` with ``.png``; False: none).
     ``storage``: the one ``study`` was opened on (or its URL), for the trials' artifacts.
 
@@ -307,6 +368,13 @@ def write_report(study: optuna.Study, out: str | Path, png: str | Path | Literal
     complete = _complete(study)
     feasible = sum(is_feasible(t) for t in complete)
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-    return ReportResult(out=out, png=png_path, trials=len(complete), feasible=feasible,
-                        infeasible=len(complete) - feasible, failed=failed, front=tuple(t.number for t in front),
-                        warnings=tuple(warnings))
+    return ReportResult(
+        out=out,
+        png=png_path,
+        trials=len(complete),
+        feasible=feasible,
+        infeasible=len(complete) - feasible,
+        failed=failed,
+        front=tuple(t.number for t in front),
+        warnings=tuple(warnings),
+    )

@@ -41,7 +41,7 @@ RULE_HELP = {
     "max-accuracy": "most accurate front trial (ties: the faster)",
     "min-latency": "fastest front trial (ties: the more accurate)",
     "knee": "front trial closest to the ideal point, accuracy and latency objective each scaled to [0, 1] "
-            "over the front",
+    "over the front",
 }
 
 
@@ -73,8 +73,9 @@ def min_latency(front: Sequence[FrozenTrial], minimize: bool) -> FrozenTrial:
     return min(front, key=lambda t: (_slowness(t, minimize), -t.values[0], t.number))
 
 
-def near_teacher(front: Sequence[FrozenTrial], minimize: bool, teacher_accuracy: float | None,
-                 tolerance: float) -> FrozenTrial:
+def near_teacher(
+    front: Sequence[FrozenTrial], minimize: bool, teacher_accuracy: float | None, tolerance: float
+) -> FrozenTrial:
     if teacher_accuracy is not None:
         close = [t for t in front if t.values[0] >= teacher_accuracy - tolerance]
         if close:
@@ -84,6 +85,7 @@ def near_teacher(front: Sequence[FrozenTrial], minimize: bool, teacher_accuracy:
 
 def knee_distances(front: Sequence[FrozenTrial], minimize: bool) -> dict[int, float]:
     """Trial number → distance to the ideal point (1, 1) after scaling both objectives to [0, 1] over ``front``."""
+
     def scaled(values: list[float], higher_is_better: bool) -> list[float]:
         lo, hi = min(values), max(values)
         if hi - lo <= 0:
@@ -92,7 +94,7 @@ def knee_distances(front: Sequence[FrozenTrial], minimize: bool) -> dict[int, fl
 
     accuracy = scaled([t.values[0] for t in front], True)
     speed = scaled([t.values[1] for t in front], not minimize)
-    return {t.number: math.hypot(1.0 - a, 1.0 - s) for t, a, s in zip(front, accuracy, speed)}
+    return {t.number: math.hypot(1.0 - a, 1.0 - s) for t, a, s in zip(front, accuracy, speed, strict=True)}
 
 
 def knee(front: Sequence[FrozenTrial], minimize: bool) -> FrozenTrial:
@@ -136,12 +138,15 @@ def select_best(study: optuna.Study, rule: str = DEFAULT_RULE, tolerance: float 
         teacher = recorded.accuracy if recorded else None
         trial = near_teacher(front, minimize, teacher, tolerance)
         if teacher is not None and trial.values[0] >= teacher - tolerance:
-            why = (f"the fastest of {len(front)} front trials within {tolerance:g} accuracy of the teacher's "
-                   f"{teacher:.3f}")
+            why = (
+                f"the fastest of {len(front)} front trials within {tolerance:g} accuracy of the teacher's {teacher:.3f}"
+            )
         else:
-            why = (f"no front trial within {tolerance:g} accuracy of the teacher"
-                   + (f"'s {teacher:.3f}" if teacher is not None else " (no teacher accuracy recorded)")
-                   + f", so the most accurate of {len(front)}")
+            why = (
+                f"no front trial within {tolerance:g} accuracy of the teacher"
+                + (f"'s {teacher:.3f}" if teacher is not None else " (no teacher accuracy recorded)")
+                + f", so the most accurate of {len(front)}"
+            )
         return Selection(trial, rule, why)
     if rule == "max-accuracy":
         return Selection(max_accuracy(front, minimize), rule, f"the most accurate of {len(front)} front trials")
@@ -149,8 +154,12 @@ def select_best(study: optuna.Study, rule: str = DEFAULT_RULE, tolerance: float 
         return Selection(min_latency(front, minimize), rule, f"the fastest of {len(front)} front trials")
     trial = knee(front, minimize)
     distance = knee_distances(front, minimize)[trial.number]
-    return Selection(trial, rule, f"the knee of {len(front)} front trials (distance {distance:.3f} to the "
-                                  "ideal point, both objectives scaled to [0, 1])")
+    return Selection(
+        trial,
+        rule,
+        f"the knee of {len(front)} front trials (distance {distance:.3f} to the "
+        "ideal point, both objectives scaled to [0, 1])",
+    )
 
 
 def select_under_latency(study: optuna.Study, max_latency_ms: float) -> Selection:
@@ -163,15 +172,21 @@ def select_under_latency(study: optuna.Study, max_latency_ms: float) -> Selectio
     if trial is None:
         timed = [t for t in feasible if _p50(t) is not None]
         if not timed:
-            raise SelectionError(f"--max-latency-ms {max_latency_ms:g}: no feasible trial of "
-                                 f"{study.study_name!r} records a latency p50")
+            raise SelectionError(
+                f"--max-latency-ms {max_latency_ms:g}: no feasible trial of {study.study_name!r} records a latency p50"
+            )
         fastest = min(timed, key=lambda t: (_p50(t), t.number))
-        raise SelectionError(f"--max-latency-ms {max_latency_ms:g}: no feasible trial of {study.study_name!r} has "
-                             f"latency p50 <= {max_latency_ms:g} ms; the fastest feasible p50 is "
-                             f"{_p50(fastest):.2f} ms (trial {fastest.number})")
+        raise SelectionError(
+            f"--max-latency-ms {max_latency_ms:g}: no feasible trial of {study.study_name!r} has "
+            f"latency p50 <= {max_latency_ms:g} ms; the fastest feasible p50 is "
+            f"{_p50(fastest):.2f} ms (trial {fastest.number})"
+        )
     fits = len([t for t in feasible if (p50 := _p50(t)) is not None and p50 <= max_latency_ms])
-    return Selection(trial, "max-latency-ms", f"the most accurate of {fits} feasible trials with latency p50 "
-                                              f"<= {max_latency_ms:g} ms")
+    return Selection(
+        trial,
+        "max-latency-ms",
+        f"the most accurate of {fits} feasible trials with latency p50 <= {max_latency_ms:g} ms",
+    )
 
 
 def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:

@@ -31,8 +31,10 @@ def check_storage(url: str, *, must_exist: bool = False) -> None:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         hidden = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # no password in the message
-        raise StorageError(f"--storage: cannot parse {hidden!r} as a database URL "
-                           "(e.g. sqlite:///latencysolver.db or postgresql+psycopg://user:pw@host/db)") from None
+        raise StorageError(
+            f"--storage: cannot parse {hidden!r} as a database URL "
+            "(e.g. sqlite:///latencysolver.db or postgresql+psycopg://user:pw@host/db)"
+        ) from None
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
@@ -50,7 +52,7 @@ def check_storage(url: str, *, must_exist: bool = False) -> None:
     try:
         with engine.connect():
             pass
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - each driver raises its own types; any of them means "cannot connect"
         raise StorageError(f"--storage {shown!r}: cannot connect: {first_line(exc)}") from None
     finally:
         engine.dispose()
@@ -96,7 +98,7 @@ def open_existing_study(name: str, storage: str) -> OpenedStudy:
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})") from None
-    except Exception as exc:  # a database Optuna cannot read (another schema, say)
+    except Exception as exc:  # noqa: BLE001 - a database Optuna cannot read (another schema, say): any error
         raise StorageError(f"--storage {shown!r}: cannot read studies: {first_line(exc)}") from None
 
 
@@ -115,8 +117,9 @@ def _sqlite_study_names(url: str) -> list[str] | None:
                 return []  # an empty file, or a database without Optuna's tables
             return [row[0] for row in db.execute("SELECT study_name FROM studies ORDER BY study_id")]
     except sqlite3.DatabaseError as exc:
-        raise StorageError(f"--storage {shown_url(url)!r}: {parsed.database!r} is not an Optuna SQLite database "
-                           f"({exc})") from None
+        raise StorageError(
+            f"--storage {shown_url(url)!r}: {parsed.database!r} is not an Optuna SQLite database ({exc})"
+        ) from None
 
 
 def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileSystemArtifactStore:
@@ -126,11 +129,7 @@ def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileS
     return FileSystemArtifactStore(str(folder))
 
 
-
-
 def shown_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
-
-

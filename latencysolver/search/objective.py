@@ -119,22 +119,46 @@ def train_student(ctx: TrialContext, recipe: Recipe) -> TrainedStudent:
     if recipe.architecture == "cnn":
         model = cnn_student(ctx.teacher_model, ctx.config.cnn, ctx.config.data.max_length, recipe.seed)
         seen: dict[str, float] = {}
-        trained = distill(model, ctx.train, ctx.teacher_train_logits, ctx.config.cnn_distillation,
-                          recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress,
-                          should_stop=_early_check(ctx, model, seen))
-        return TrainedStudent(model.eval(), (), trained.steps, trained.final_loss,
-                              seen["accuracy"] if trained.stopped_early else None)
+        trained = distill(
+            model,
+            ctx.train,
+            ctx.teacher_train_logits,
+            ctx.config.cnn_distillation,
+            recipe.temperature,
+            recipe.alpha,
+            pad_id=ctx.pad_id,
+            progress=ctx.progress,
+            should_stop=_early_check(ctx, model, seen),
+        )
+        return TrainedStudent(
+            model.eval(), (), trained.steps, trained.final_loss, seen["accuracy"] if trained.stopped_early else None
+        )
     student = compress(ctx.teacher_model, recipe)
     seen = {}
     hidden_layers = None  # with LayerDrop (or no hidden-state term): only the final outputs are compared
     if recipe.hidden_weight > 0 and not student.layerdrop:
         hidden_layers = hidden_targets(student.kept_layers, len(encoder_layers(ctx.teacher_model)))
-    trained = distill(student.model, ctx.train, ctx.teacher_train_logits, ctx.config.distillation,
-                      recipe.temperature, recipe.alpha, pad_id=ctx.pad_id, progress=ctx.progress,
-                      should_stop=_early_check(ctx, student.model, seen), hidden_weight=recipe.hidden_weight,
-                      teacher=ctx.teacher_model, hidden_layers=hidden_layers)
-    return TrainedStudent(student.finalize(), student.kept_layers, trained.steps, trained.final_loss,
-                          seen["accuracy"] if trained.stopped_early else None)
+    trained = distill(
+        student.model,
+        ctx.train,
+        ctx.teacher_train_logits,
+        ctx.config.distillation,
+        recipe.temperature,
+        recipe.alpha,
+        pad_id=ctx.pad_id,
+        progress=ctx.progress,
+        should_stop=_early_check(ctx, student.model, seen),
+        hidden_weight=recipe.hidden_weight,
+        teacher=ctx.teacher_model,
+        hidden_layers=hidden_layers,
+    )
+    return TrainedStudent(
+        student.finalize(),
+        student.kept_layers,
+        trained.steps,
+        trained.final_loss,
+        seen["accuracy"] if trained.stopped_early else None,
+    )
 
 
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
@@ -147,41 +171,65 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             student = train_student(ctx, recipe)
             model = student.model
             # accuracy and latency are measured on the model as it ships: quantized, or in onnxruntime
-            runnable = to_runnable(model, recipe.quant_dtype, ctx.latency_inputs[0], folder / "onnx",
-                                   ctx.config.latency.threads)
+            runnable = to_runnable(
+                model, recipe.quant_dtype, ctx.latency_inputs[0], folder / "onnx", ctx.config.latency.threads
+            )
             logits = predict_logits(runnable, ctx.validation, pad_id=ctx.pad_id, progress=ctx.progress)
             quality = scores(logits, ctx.validation.labels)
             paired = measure_paired(runnable, ctx.teacher_model, ctx.latency_inputs, ctx.config.latency)
             latency = paired.model
             predicted = logits.argmax(dim=-1)
-            constraints = constraint_values(ctx.config.constraints, ctx.majority_rate, quality.accuracy,
-                                            latency.p50_ms)
+            constraints = constraint_values(ctx.config.constraints, ctx.majority_rate, quality.accuracy, latency.p50_ms)
             early_stopped = None
             if student.early_stop_accuracy is not None:  # hopeless at the check: infeasible, whatever it reached
-                early_stopped = {"step": student.steps, "accuracy_on_check_rows": student.early_stop_accuracy,
-                                 "floor": accuracy_floor(ctx)}
+                early_stopped = {
+                    "step": student.steps,
+                    "accuracy_on_check_rows": student.early_stop_accuracy,
+                    "floor": accuracy_floor(ctx),
+                }
                 constraints[0] = max(constraints[0], 1e-6)
-            throughput = (measure_throughput(runnable, ctx.throughput_inputs, ctx.config.latency).rows_per_second
-                          if ctx.throughput_inputs else None)
+            throughput = (
+                measure_throughput(runnable, ctx.throughput_inputs, ctx.config.latency).rows_per_second
+                if ctx.throughput_inputs
+                else None
+            )
             record = TrialRecord(
-                number=trial.number, state=TrialState.RUNNING, f1=quality.f1,
-                latency_p50_ms=latency.p50_ms, latency_p90_ms=latency.p90_ms, latency_cv=latency.cv,
-                speedup=paired.speedup, speedup_cv=paired.speedup_cv, reference_p50_ms=paired.reference.p50_ms,
-                hardware=ctx.hardware.to_dict(), hardware_key=ctx.hardware.key,
-                parameters=count_parameters(model), nonzero_parameters=nonzero_parameters(model),
-                size_bytes=model_size_bytes(runnable), layers=len(student.kept_layers),
-                kept_layers=tuple(student.kept_layers), distill_steps=student.steps,
+                number=trial.number,
+                state=TrialState.RUNNING,
+                f1=quality.f1,
+                latency_p50_ms=latency.p50_ms,
+                latency_p90_ms=latency.p90_ms,
+                latency_cv=latency.cv,
+                speedup=paired.speedup,
+                speedup_cv=paired.speedup_cv,
+                reference_p50_ms=paired.reference.p50_ms,
+                hardware=ctx.hardware.to_dict(),
+                hardware_key=ctx.hardware.key,
+                parameters=count_parameters(model),
+                nonzero_parameters=nonzero_parameters(model),
+                size_bytes=model_size_bytes(runnable),
+                layers=len(student.kept_layers),
+                kept_layers=tuple(student.kept_layers),
+                distill_steps=student.steps,
                 distill_final_loss=student.final_loss,
                 degenerate=bool(quality.accuracy <= ctx.majority_rate or predicted.unique().numel() < 2),
-                early_stopped=early_stopped, throughput_rows_per_s=throughput,
-                constraints=dict(zip(CONSTRAINT_NAMES, constraints)))
-            files = save_student(model, recipe, student.kept_layers, folder,
-                                 extra={"max_length": ctx.config.data.max_length, "base_model": ctx.config.model})
+                early_stopped=early_stopped,
+                throughput_rows_per_s=throughput,
+                constraints=dict(zip(CONSTRAINT_NAMES, constraints, strict=True)),
+            )
+            files = save_student(
+                model,
+                recipe,
+                student.kept_layers,
+                folder,
+                extra={"max_length": ctx.config.data.max_length, "base_model": ctx.config.model},
+            )
             if recipe.backend == "onnxruntime":
                 shutil.copyfile(runnable.path, folder / ONNX_FILE)
                 files.append(ONNX_FILE)
-            (folder / PREDICTIONS).write_text(json.dumps({"split": "validation",
-                                                          "predictions": logits.argmax(dim=-1).tolist()}))
+            (folder / PREDICTIONS).write_text(
+                json.dumps({"split": "validation", "predictions": logits.argmax(dim=-1).tolist()})
+            )
             (folder / LATENCY_SAMPLES).write_text(json.dumps(latency_record(paired, ctx.hardware)))
             for name in (*files, PREDICTIONS, LATENCY_SAMPLES):
                 upload_artifact(artifact_store=ctx.artifact_store, file_path=str(folder / name), study_or_trial=trial)
@@ -194,8 +242,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     return quality.accuracy, (paired.speedup if ctx.config.latency.objective == "speedup" else latency.p50_ms)
 
 
-def constraint_values(constraints: ConstraintsConfig, majority_rate: float, accuracy: float,
-                      p50_ms: float) -> list[float]:
+def constraint_values(
+    constraints: ConstraintsConfig, majority_rate: float, accuracy: float, p50_ms: float
+) -> list[float]:
     """Optuna's convention: each value <= 0 means satisfied.  [accuracy floor, latency ceiling]."""
     if constraints.min_accuracy is None:  # must beat always answering the majority class
         floor = majority_rate - accuracy + 1e-9
@@ -207,10 +256,14 @@ def constraint_values(constraints: ConstraintsConfig, majority_rate: float, accu
 
 def latency_record(paired: PairedLatency, hardware: HardwareFingerprint) -> dict[str, Any]:
     """The raw samples of both models, call by call, for the dashboard and reports."""
-    return {"protocol": "paired: model and fp32 teacher interleaved on the same batch-1 inputs",
-            "speedup": paired.speedup, "speedup_cv": paired.speedup_cv, "hardware": hardware.to_dict(),
-            "model": paired.model.summary() | {"samples_ms": paired.model.samples_ms},
-            "reference": paired.reference.summary() | {"samples_ms": paired.reference.samples_ms}}
+    return {
+        "protocol": "paired: model and fp32 teacher interleaved on the same batch-1 inputs",
+        "speedup": paired.speedup,
+        "speedup_cv": paired.speedup_cv,
+        "hardware": hardware.to_dict(),
+        "model": paired.model.summary() | {"samples_ms": paired.model.samples_ms},
+        "reference": paired.reference.summary() | {"samples_ms": paired.reference.samples_ms},
+    }
 
 
 def make_objective(ctx: TrialContext) -> Callable[[optuna.Trial], tuple[float, float]]:

@@ -47,18 +47,39 @@ class Prepared:
 
 def prepare(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> Prepared:
     """Load and encode the data, then fine-tune (or load the cached) teacher; writes nothing to storage."""
-    data = load_boolq(config.data.source, limit_train=config.data.limit_train,
-                      limit_validation=config.data.limit_validation, limit_test=config.data.limit_test)
-    log(f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
-        f"(majority class {data.validation.majority_rate():.1%} of validation)")
+    data = load_boolq(
+        config.data.source,
+        limit_train=config.data.limit_train,
+        limit_validation=config.data.limit_validation,
+        limit_test=config.data.limit_test,
+    )
+    log(
+        f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
+        f"(majority class {data.validation.majority_rate():.1%} of validation)"
+    )
     root = cache_root(options.cache_dir)
     tokenizer = load_tokenizer(config.model)
     pad_id = tokenizer.pad_token_id or 0
-    train, validation = (encode_split(split, tokenizer, config.data.max_length, root, config.model)
-                         for split in (data.train, data.validation))
-    teacher = prepare_teacher(config, train, data.train.fingerprint(), root, teacher_path=options.teacher_path,
-                              pad_id=pad_id, progress=options.progress, log=log)
-    return Prepared(data=data, train=train, validation=validation, teacher=teacher, tokenizer=tokenizer,
-                    pad_id=pad_id, cache_root=root)
-
-
+    train, validation = (
+        encode_split(split, tokenizer, config.data.max_length, root, config.model)
+        for split in (data.train, data.validation)
+    )
+    teacher = prepare_teacher(
+        config,
+        train,
+        data.train.fingerprint(),
+        root,
+        teacher_path=options.teacher_path,
+        pad_id=pad_id,
+        progress=options.progress,
+        log=log,
+    )
+    return Prepared(
+        data=data,
+        train=train,
+        validation=validation,
+        teacher=teacher,
+        tokenizer=tokenizer,
+        pad_id=pad_id,
+        cache_root=root,
+    )

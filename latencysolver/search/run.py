@@ -65,38 +65,73 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     data, validation, teacher, pad_id = prepared.data, prepared.validation, prepared.teacher, prepared.pad_id
     majority = data.validation.majority_rate()
     inputs = latency_inputs(validation, config.latency, pad_id)
-    teacher_quality = scores(predict_logits(teacher.model, validation, pad_id=pad_id, desc="teacher evaluate",
-                                            progress=options.progress), validation.labels)
+    teacher_quality = scores(
+        predict_logits(teacher.model, validation, pad_id=pad_id, desc="teacher evaluate", progress=options.progress),
+        validation.labels,
+    )
     teacher_latency = measure_latency(teacher.model, inputs, config.latency)
     hardware = hardware_fingerprint(config.latency.threads, model_device(teacher.model).type)
-    log(f"teacher: validation accuracy {teacher_quality.accuracy:.3f}, F1 {teacher_quality.f1:.3f}, "
-        f"latency p50 {teacher_latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)")
+    log(
+        f"teacher: validation accuracy {teacher_quality.accuracy:.3f}, F1 {teacher_quality.f1:.3f}, "
+        f"latency p50 {teacher_latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)"
+    )
     if teacher_quality.accuracy <= majority + 0.005:
-        log(f"warning: the teacher is no better than always answering the majority class ({majority:.3f}); "
-            "students distilled from it learn nothing. Fine-tune longer (teacher.epochs) or pass --teacher PATH.")
+        log(
+            f"warning: the teacher is no better than always answering the majority class ({majority:.3f}); "
+            "students distilled from it learn nothing. Fine-tune longer (teacher.epochs) or pass --teacher PATH."
+        )
 
     artifact_dir = default_artifact_dir(config)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     study = _create_or_resume(config)
-    write_study_record(study, StudyRecord(
-        teacher=TeacherRecord(path=str(teacher.path), key=teacher.key, base_model=config.model,
-                              accuracy=teacher_quality.accuracy, f1=teacher_quality.f1,
-                              latency_p50_ms=teacher_latency.p50_ms, latency_p90_ms=teacher_latency.p90_ms,
-                              hardware_key=hardware.key, parameters=count_parameters(teacher.model),
-                              size_bytes=model_size_bytes(teacher.model)),
-        data=DataRecord(source=data.source, train_rows=len(data.train), validation_rows=len(data.validation),
-                        test_rows=len(data.test) if data.test is not None else 0, majority_rate=majority,
-                        max_length=config.data.max_length),
-        artifact_dir=str(artifact_dir), config_file=config.config_file, search_space=config.search_space.to_dict()))
+    write_study_record(
+        study,
+        StudyRecord(
+            teacher=TeacherRecord(
+                path=str(teacher.path),
+                key=teacher.key,
+                base_model=config.model,
+                accuracy=teacher_quality.accuracy,
+                f1=teacher_quality.f1,
+                latency_p50_ms=teacher_latency.p50_ms,
+                latency_p90_ms=teacher_latency.p90_ms,
+                hardware_key=hardware.key,
+                parameters=count_parameters(teacher.model),
+                size_bytes=model_size_bytes(teacher.model),
+            ),
+            data=DataRecord(
+                source=data.source,
+                train_rows=len(data.train),
+                validation_rows=len(data.validation),
+                test_rows=len(data.test) if data.test is not None else 0,
+                majority_rate=majority,
+                max_length=config.data.max_length,
+            ),
+            artifact_dir=str(artifact_dir),
+            config_file=config.config_file,
+            search_space=config.search_space.to_dict(),
+        ),
+    )
     config = dataclasses.replace(config, search_space=_gated_space(study, config, teacher.model, inputs, hardware, log))
-    write_study_record(study, StudyRecord(
-        searched_space=config.search_space.to_dict(),
-        constraints=ConstraintsRecord(
-            min_accuracy=config.constraints.min_accuracy, max_latency_ms=config.constraints.max_latency_ms,
-            min_accuracy_resolved=(config.constraints.min_accuracy if config.constraints.min_accuracy is not None
-                                   else f"> {majority:.3f} (majority class)")),
-        distillation=dataclasses.asdict(config.distillation), latency=dataclasses.asdict(config.latency),
-        config=config_to_dict(dataclasses.replace(config, storage="")), hardware=hardware.to_dict()))
+    write_study_record(
+        study,
+        StudyRecord(
+            searched_space=config.search_space.to_dict(),
+            constraints=ConstraintsRecord(
+                min_accuracy=config.constraints.min_accuracy,
+                max_latency_ms=config.constraints.max_latency_ms,
+                min_accuracy_resolved=(
+                    config.constraints.min_accuracy
+                    if config.constraints.min_accuracy is not None
+                    else f"> {majority:.3f} (majority class)"
+                ),
+            ),
+            distillation=dataclasses.asdict(config.distillation),
+            latency=dataclasses.asdict(config.latency),
+            config=config_to_dict(dataclasses.replace(config, storage="")),
+            hardware=hardware.to_dict(),
+        ),
+    )
     _share_teacher(study, teacher, FileSystemArtifactStore(str(artifact_dir)))
     save_study_note(study)
     if options.workers > 1:
@@ -108,8 +143,11 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
     warning = sqlite_warning(config.storage, options.workers)
     if warning:
         log(warning)
-    extra = [*(["--cache-dir", options.cache_dir] if options.cache_dir else []),
-             *(["--teacher", options.teacher_path] if options.teacher_path else []), "--no-progress"]
+    extra = [
+        *(["--cache-dir", options.cache_dir] if options.cache_dir else []),
+        *(["--teacher", options.teacher_path] if options.teacher_path else []),
+        "--no-progress",
+    ]
     log(f"study {config.name!r}: starting {options.workers} local workers (storage {config.storage})")
     processes = spawn_workers(options.workers, config.name, config.storage, extra)
     try:
@@ -118,8 +156,10 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
         codes = [p.wait() for p in processes]
         raise
     if any(codes):
-        raise StorageError(f"study {config.name!r}: {sum(c != 0 for c in codes)} of {len(codes)} workers "
-                           f"exited with an error (exit codes {codes})")
+        raise StorageError(
+            f"study {config.name!r}: {sum(c != 0 for c in codes)} of {len(codes)} workers "
+            f"exited with an error (exit codes {codes})"
+        )
     return optuna.load_study(study_name=config.name, storage=config.storage)
 
 
@@ -128,8 +168,11 @@ def _share_teacher(study: optuna.Study, teacher: Teacher, store: FileSystemArtif
     shared = study_record(study).teacher_artifacts
     if shared is not None and shared.key == teacher.key:
         return
-    files = {p.name: upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=study)
-             for p in sorted(teacher.path.iterdir()) if p.is_file()}
+    files = {
+        p.name: upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=study)
+        for p in sorted(teacher.path.iterdir())
+        if p.is_file()
+    }
     write_study_record(study, StudyRecord(teacher_artifacts=TeacherArtifacts(teacher.key, files)))
 
 
@@ -154,15 +197,18 @@ def _fetch_teacher(study: optuna.Study, root: Path, log: Log) -> Path | None:
     return target
 
 
-def join_study(name: str, storage_url: str, options: RunOptions = RunOptions(), log: Log = print,
-               max_trials: int | None = None) -> optuna.Study:
+def join_study(
+    name: str, storage_url: str, options: RunOptions = RunOptions(), log: Log = print, max_trials: int | None = None
+) -> optuna.Study:
     """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
     study = load_existing_study(name, storage_url)
     record = study_record(study)
     raw = record.config
     if not raw:
-        raise StorageError(f"study {name!r} in {shown_url(storage_url)!r} was not created by `latencysolver run` "
-                           "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first")
+        raise StorageError(
+            f"study {name!r} in {shown_url(storage_url)!r} was not created by `latencysolver run` "
+            "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first"
+        )
     config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url)
     teacher_path = options.teacher_path
     recorded = record.teacher.path if record.teacher else None
@@ -174,40 +220,66 @@ def join_study(name: str, storage_url: str, options: RunOptions = RunOptions(), 
     prepared = prepare(config, dataclasses.replace(options, teacher_path=teacher_path), log)
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     hardware = hardware_fingerprint(config.latency.threads, model_device(prepared.teacher.model).type)
-    config = dataclasses.replace(config, search_space=_gated_space(study, config, prepared.teacher.model, inputs,
-                                                                    hardware, log))
+    config = dataclasses.replace(
+        config, search_space=_gated_space(study, config, prepared.teacher.model, inputs, hardware, log)
+    )
     # Each worker samples with its own seed: the same seed in every process would propose the same trials.
     if config.sampler.seed is not None:
-        config = dataclasses.replace(config, sampler=dataclasses.replace(
-            config.sampler, seed=config.sampler.seed + os.getpid()))
+        config = dataclasses.replace(
+            config, sampler=dataclasses.replace(config.sampler, seed=config.sampler.seed + os.getpid())
+        )
     return _work(study, config, prepared, inputs, hardware, options, log, max_trials=max_trials)
 
 
-def _work(study: optuna.Study, config: StudyConfig, prepared: Prepared, inputs: list,
-          hardware: HardwareFingerprint, options: RunOptions, log: Log,
-          max_trials: int | None = None) -> optuna.Study:
+def _work(
+    study: optuna.Study,
+    config: StudyConfig,
+    prepared: Prepared,
+    inputs: list,
+    hardware: HardwareFingerprint,
+    options: RunOptions,
+    log: Log,
+    max_trials: int | None = None,
+) -> optuna.Study:
     storage = open_storage(config.storage, config.workers)
     study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=_make_sampler(config))
     counts = count_trials(study)
     if counts.taken >= config.n_trials and not counts.waiting:
         log(f"study {config.name!r}: all {config.n_trials} trials already finished or running; nothing to run")
         return study
-    log(f"study {config.name!r}: {counts.finished} trials finished, {counts.running} running; "
-        f"working towards {config.n_trials} (storage {shown_url(config.storage)})")
+    log(
+        f"study {config.name!r}: {counts.finished} trials finished, {counts.running} running; "
+        f"working towards {config.n_trials} (storage {shown_url(config.storage)})"
+    )
     artifact_dir = study_record(study).artifact_dir or str(default_artifact_dir(config))
     validation, pad_id = prepared.validation, prepared.pad_id
-    ctx = TrialContext(config=config, teacher_model=prepared.teacher.model,
-                       teacher_train_logits=prepared.teacher.train_logits, train=prepared.train,
-                       validation=validation, latency_inputs=inputs,
-                       artifact_store=FileSystemArtifactStore(artifact_dir), hardware=hardware,
-                       throughput_inputs=(throughput_inputs(validation, config.latency,
-                                                            config.latency.throughput_batch_size, pad_id)
-                                          if config.latency.throughput_batch_size else None),
-                       pad_id=pad_id, progress=options.progress,
-                       majority_rate=prepared.data.validation.majority_rate())
+    ctx = TrialContext(
+        config=config,
+        teacher_model=prepared.teacher.model,
+        teacher_train_logits=prepared.teacher.train_logits,
+        train=prepared.train,
+        validation=validation,
+        latency_inputs=inputs,
+        artifact_store=FileSystemArtifactStore(artifact_dir),
+        hardware=hardware,
+        throughput_inputs=(
+            throughput_inputs(validation, config.latency, config.latency.throughput_batch_size, pad_id)
+            if config.latency.throughput_batch_size
+            else None
+        ),
+        pad_id=pad_id,
+        progress=options.progress,
+        majority_rate=prepared.data.validation.majority_rate(),
+    )
     log(f"latency: {hardware.describe()} [{hardware.key}]")
-    work(study, storage, make_objective(ctx), config.n_trials, max_trials=max_trials,
-         callbacks=(_summary_callback(log, time.perf_counter()),))
+    work(
+        study,
+        storage,
+        make_objective(ctx),
+        config.n_trials,
+        max_trials=max_trials,
+        callbacks=(_summary_callback(log, time.perf_counter()),),
+    )
     save_study_note(study)  # now with the fingerprints of the trials' machines
     warning = hardware_warning(study)
     if warning:
@@ -215,8 +287,14 @@ def _work(study: optuna.Study, config: StudyConfig, prepared: Prepared, inputs: 
     return study
 
 
-def _gated_space(study: optuna.Study, config: StudyConfig, teacher: torch.nn.Module, inputs: list,
-                 hardware: HardwareFingerprint, log: Log) -> SearchSpace:
+def _gated_space(
+    study: optuna.Study,
+    config: StudyConfig,
+    teacher: torch.nn.Module,
+    inputs: list,
+    hardware: HardwareFingerprint,
+    log: Log,
+) -> SearchSpace:
     """Probe once per study (stored in ``hardware_probe``), then drop the settings that cannot buy speed."""
     space = config.search_space
     stored = study_record(study).hardware_probe
@@ -224,10 +302,13 @@ def _gated_space(study: optuna.Study, config: StudyConfig, teacher: torch.nn.Mod
     if stored and set(settings) <= set(stored["speedup"]) | set(stored["errors"]):
         probe = ProbeResult.from_dict(stored)
         if probe.hardware_key != hardware.key:
-            log(f"note: this study's hardware probe ran on [{probe.hardware_key}], this worker is "
-                f"[{hardware.key}]; keeping the study's probe so that every trial searches the same space")
+            log(
+                f"note: this study's hardware probe ran on [{probe.hardware_key}], this worker is "
+                f"[{hardware.key}]; keeping the study's probe so that every trial searches the same space"
+            )
     else:
         with tempfile.TemporaryDirectory() as tmp:
+
             def convert(model: torch.nn.Module, setting: str):
                 return to_runnable(model, setting, inputs[0], Path(tmp) / setting, config.latency.threads)
 
@@ -235,14 +316,15 @@ def _gated_space(study: optuna.Study, config: StudyConfig, teacher: torch.nn.Mod
         write_study_record(study, StudyRecord(hardware_probe=probe.to_dict()))
     if probe.speedup or probe.errors:
         measured = ", ".join(f"{k} {v:.2f}x" for k, v in probe.speedup.items())
-        log(f"hardware probe: speed-up over fp32 on a {PROBE_LAYERS}-layer cut of the teacher: {measured}"
-            + (f"; cannot run: {', '.join(probe.errors)}" if probe.errors else ""))
+        log(
+            f"hardware probe: speed-up over fp32 on a {PROBE_LAYERS}-layer cut of the teacher: {measured}"
+            + (f"; cannot run: {', '.join(probe.errors)}" if probe.errors else "")
+        )
     if not config.drop_slow_settings:
         return space
     gated, dropped = gate_space(space, probe)
     for setting, reason in dropped.items():
-        log(f"hardware gating: quant_dtype {setting} dropped from the search ({reason}); "
-            "--keep-slow-settings keeps it")
+        log(f"hardware gating: quant_dtype {setting} dropped from the search ({reason}); --keep-slow-settings keeps it")
     return gated
 
 
@@ -250,16 +332,20 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
     sampler = _make_sampler(config)
     names, directions = objectives(config.latency.objective)
     try:
-        study = optuna.create_study(study_name=config.name, storage=config.storage, sampler=sampler,
-                                    directions=directions, load_if_exists=True)
-    except Exception as exc:
-        raise StorageError(f"--storage {shown_url(config.storage)!r}: cannot open study {config.name!r}: "
-                           f"{first_line(exc)}") from None
+        study = optuna.create_study(
+            study_name=config.name, storage=config.storage, sampler=sampler, directions=directions, load_if_exists=True
+        )
+    except Exception as exc:  # noqa: BLE001 - Optuna and the driver raise many types; each is "cannot open"
+        raise StorageError(
+            f"--storage {shown_url(config.storage)!r}: cannot open study {config.name!r}: {first_line(exc)}"
+        ) from None
     found = [d.name.lower() for d in study.directions]
     if found != directions or (study.metric_names and study.metric_names != names):
-        raise StorageError(f"study {config.name!r} in {shown_url(config.storage)!r} optimizes {study.metric_names or found}, "
-                           f"but {config.config_file} asks for {names} (latency.objective: "
-                           f"{config.latency.objective}); pick another study name")
+        raise StorageError(
+            f"study {config.name!r} in {shown_url(config.storage)!r} optimizes {study.metric_names or found}, "
+            f"but {config.config_file} asks for {names} (latency.objective: "
+            f"{config.latency.objective}); pick another study name"
+        )
     if study.metric_names != names:
         with warnings.catch_warnings():  # "experimental since v3.2": stable in practice, and what the dashboard reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -285,11 +371,11 @@ def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, Froze
         seconds = r.seconds or (trial.duration.total_seconds() if trial.duration else 0.0)
         what = Recipe.from_dict(r.recipe_dict).describe() if r.recipe_dict else ""
         if trial.state == TrialState.COMPLETE:
-            log(f"trial {trial.number:>3}  acc {trial.values[0]:.3f}  {r.latency_p50_ms:7.2f} ms  "
-                f"{r.speedup:4.1f}x ±{r.speedup_cv:.0%}  {what}  [{seconds:.0f}s]")
+            log(
+                f"trial {trial.number:>3}  acc {trial.values[0]:.3f}  {r.latency_p50_ms:7.2f} ms  "
+                f"{r.speedup:4.1f}x ±{r.speedup_cv:.0%}  {what}  [{seconds:.0f}s]"
+            )
         else:
             log(f"trial {trial.number:>3}  {trial.state.name}  {r.fail_reason or ''}  {what}")
 
     return callback
-
-

@@ -34,6 +34,9 @@ def suggest_recipe(trial: optuna.Trial, space: SearchSpace) -> Recipe:
             raise TypeError(f"unknown knob type {knob!r}")
     architecture = values.get("architecture")
     # Fixed knobs that do not apply to this architecture (a CNN's prune_ratio) keep the Recipe's defaults.
-    recipe = {spec.name: spec.from_yaml(values[spec.name]) for spec in KNOBS
-              if spec.name in values and spec.applies(architecture)}
+    recipe = {
+        spec.name: spec.from_yaml(values[spec.name])
+        for spec in KNOBS
+        if spec.name in values and spec.applies(architecture)
+    }
     return Recipe(seed=trial.number, **recipe)

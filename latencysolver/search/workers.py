@@ -46,9 +46,13 @@ def open_storage(url: str, workers: WorkersConfig) -> RDBStorage:
     """The study's storage with heartbeats on, and retries of trials whose worker died."""
     with warnings.catch_warnings():  # heartbeat arguments are "experimental" in Optuna's wording, stable in use
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, heartbeat_interval=workers.heartbeat_interval, grace_period=workers.grace_period,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=workers.max_retry),
-                          engine_kwargs=_engine_kwargs(url))
+        return RDBStorage(
+            url,
+            heartbeat_interval=workers.heartbeat_interval,
+            grace_period=workers.grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=workers.max_retry),
+            engine_kwargs=_engine_kwargs(url),
+        )
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -59,9 +63,11 @@ def _engine_kwargs(url: str) -> dict:
 
 def sqlite_warning(url: str, processes: int) -> str | None:
     if url.startswith("sqlite") and processes > 1:
-        return (f"warning: {processes} processes on one SQLite file: writes are serialized and may time out; "
-                "for several workers use PostgreSQL (postgresql+psycopg://user:pw@host/db) or Optuna's "
-                "JournalStorage")
+        return (
+            f"warning: {processes} processes on one SQLite file: writes are serialized and may time out; "
+            "for several workers use PostgreSQL (postgresql+psycopg://user:pw@host/db) or Optuna's "
+            "JournalStorage"
+        )
     return None
 
 
@@ -81,11 +87,15 @@ def count_trials(study: optuna.Study) -> Counts:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                   or (t.state == TrialState.FAIL and t.number not in retried) for t in trials)
-    return Counts(finished=finished,
-                  running=sum(t.state == TrialState.RUNNING for t in trials),
-                  waiting=sum(t.state == TrialState.WAITING for t in trials))
+    finished = sum(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and t.number not in retried)
+        for t in trials
+    )
+    return Counts(
+        finished=finished,
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        waiting=sum(t.state == TrialState.WAITING for t in trials),
+    )
 
 
 class _Heartbeat:
@@ -122,9 +132,15 @@ def _sigint_deferred() -> Iterator[list[int]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.Trial], tuple[float, float]],
-         n_trials: int, *, max_trials: int | None = None,
-         callbacks: tuple[Callable[[optuna.Study, FrozenTrial], None], ...] = ()) -> int:
+def work(
+    study: optuna.Study,
+    storage: RDBStorage,
+    objective: Callable[[optuna.Trial], tuple[float, float]],
+    n_trials: int,
+    *,
+    max_trials: int | None = None,
+    callbacks: tuple[Callable[[optuna.Study, FrozenTrial], None], ...] = (),
+) -> int:
     """Run trials until the study has ``n_trials`` (or this worker ran ``max_trials``); returns how many ran."""
     ran = 0
     study_id = storage.get_study_id_from_name(study.study_name)
@@ -183,6 +199,15 @@ def work(study: optuna.Study, storage: RDBStorage, objective: Callable[[optuna.T
 
 def spawn_workers(n: int, study_name: str, storage_url: str, extra_args: list[str]) -> list[subprocess.Popen]:
     """``n`` local ``latencysolver worker`` processes on the same study (output goes to this terminal)."""
-    command = [sys.executable, "-m", "latencysolver", "worker", "--study", study_name, "--storage", storage_url,
-               *extra_args]
+    command = [
+        sys.executable,
+        "-m",
+        "latencysolver",
+        "worker",
+        "--study",
+        study_name,
+        "--storage",
+        storage_url,
+        *extra_args,
+    ]
     return [subprocess.Popen(command, env=os.environ.copy()) for _ in range(n)]

@@ -7,5 +7,14 @@ from latencysolver.ship.export import export_trial
 from latencysolver.ship.inference import CompressedClassifier, Prediction, load
 from latencysolver.ship.predict import load_export, predict_file, predict_one
 
-__all__ = ["CompressedClassifier", "Prediction", "bench", "export_trial", "load", "load_export", "load_target",
-           "predict_file", "predict_one"]
+__all__ = [
+    "CompressedClassifier",
+    "Prediction",
+    "bench",
+    "export_trial",
+    "load",
+    "load_export",
+    "load_target",
+    "predict_file",
+    "predict_one",
+]

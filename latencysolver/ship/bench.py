@@ -1,4 +1,5 @@
-"""``latencysolver bench``: any exported student, fine-tuned teacher or base model, measured with the study's protocol."""
+"""``latencysolver bench``: any exported student, fine-tuned teacher or base model, measured with the study's
+latency protocol."""
 
 from __future__ import annotations
 
@@ -62,17 +63,27 @@ def load_target(location: str, max_length: int | None = None) -> BenchTarget:
 
         clf = load(folder)
         metrics = _read_json(folder / "metrics.json")
-        return BenchTarget(name=str(location), model=clf.model, tokenizer=clf.tokenizer,
-                           max_length=max_length or clf.max_length,
-                           data_source=(metrics.get("data") or {}).get("source"),
-                           # the trial's count, before quantization packed the Linear weights away
-                           parameters=metrics.get("parameters") or (
-                               count_parameters(clf.model) if isinstance(clf.model, nn.Module) else None))
+        return BenchTarget(
+            name=str(location),
+            model=clf.model,
+            tokenizer=clf.tokenizer,
+            max_length=max_length or clf.max_length,
+            data_source=(metrics.get("data") or {}).get("source"),
+            # the trial's count, before quantization packed the Linear weights away
+            parameters=metrics.get("parameters")
+            or (count_parameters(clf.model) if isinstance(clf.model, nn.Module) else None),
+        )
     if folder.exists() and not folder.is_dir():
         raise ModelError(f"bench: {location!r} is a file; pass an export folder, a model folder or a hub id")
     model = load_classifier(location)
-    return BenchTarget(name=str(location), model=model, tokenizer=load_tokenizer(location),
-                       max_length=max_length or 256, data_source=None, parameters=count_parameters(model))
+    return BenchTarget(
+        name=str(location),
+        model=model,
+        tokenizer=load_tokenizer(location),
+        max_length=max_length or 256,
+        data_source=None,
+        parameters=count_parameters(model),
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -82,28 +93,53 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def bench(target: BenchTarget, config: LatencyConfig, *, data: str | None = None, batch_size: int | None = 16,
-          reference: BenchTarget | None = None, cache_dir: str | None = None) -> BenchResult:
+def bench(
+    target: BenchTarget,
+    config: LatencyConfig,
+    *,
+    data: str | None = None,
+    batch_size: int | None = 16,
+    reference: BenchTarget | None = None,
+    cache_dir: str | None = None,
+) -> BenchResult:
     source = data or target.data_source
     if not source:
-        raise DataError(f"bench: {target.name!r} records no data source; pass --data (a local BoolQ folder "
-                        "of jsonl/parquet files, or a hub dataset name) to draw the latency rows from")
+        raise DataError(
+            f"bench: {target.name!r} records no data source; pass --data (a local BoolQ folder "
+            "of jsonl/parquet files, or a hub dataset name) to draw the latency rows from"
+        )
     validation = load_boolq(source).validation
     pad_id = target.tokenizer.pad_token_id or 0
-    encoded = encode_split(validation, target.tokenizer, target.max_length, cache_root(cache_dir),
-                           getattr(target.tokenizer, "name_or_path", ""))
+    encoded = encode_split(
+        validation,
+        target.tokenizer,
+        target.max_length,
+        cache_root(cache_dir),
+        getattr(target.tokenizer, "name_or_path", ""),
+    )
     inputs = latency_inputs(encoded, config, pad_id)
     latency = measure_latency(target.model, inputs, config)
-    throughput = (measure_throughput(target.model, throughput_inputs(encoded, config, batch_size, pad_id), config)
-                  if batch_size else None)
+    throughput = (
+        measure_throughput(target.model, throughput_inputs(encoded, config, batch_size, pad_id), config)
+        if batch_size
+        else None
+    )
     paired = None
     if reference is not None:
         if reference.tokenizer.get_vocab() != target.tokenizer.get_vocab():
-            raise ModelError(f"bench: --reference {reference.name!r} uses another tokenizer than {target.name!r}; "
-                             "a paired speed-up needs the same inputs")
+            raise ModelError(
+                f"bench: --reference {reference.name!r} uses another tokenizer than {target.name!r}; "
+                "a paired speed-up needs the same inputs"
+            )
         paired = measure_paired(target.model, reference.model, inputs, config)
     device = model_device(target.model).type
-    return BenchResult(target=target.name, latency=latency, throughput=throughput, paired=paired,
-                       reference=reference.name if reference else None,
-                       hardware=hardware_fingerprint(config.threads, device), parameters=target.parameters,
-                       data_source=source)
+    return BenchResult(
+        target=target.name,
+        latency=latency,
+        throughput=throughput,
+        paired=paired,
+        reference=reference.name if reference else None,
+        hardware=hardware_fingerprint(config.threads, device),
+        parameters=target.parameters,
+        data_source=source,
+    )

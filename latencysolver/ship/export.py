@@ -37,7 +37,6 @@ from optuna.trial import FrozenTrial
 from latencysolver.config.recipe import Recipe
 from latencysolver.errors import DataError, StorageError
 from latencysolver.models.loading import load_tokenizer
-from latencysolver.models.onnx_backend import INT8_SCHEME
 from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
 from latencysolver.results.records import (
     PREDICTIONS,
@@ -48,23 +47,29 @@ from latencysolver.results.records import (
     trial_record,
 )
 from latencysolver.results.storage import artifact_store_of
+from latencysolver.ship.onnx_files import write_onnx
 
 REQUIRED = (WEIGHTS, STUDENT_JSON, PREDICTIONS)
 METRICS = "metrics.json"
 CARD = "README.md"
-NOT_COMPARABLE = ("accuracies on a local split of the BoolQ dev set are not comparable to published BoolQ dev "
-                  "accuracies")
+NOT_COMPARABLE = "accuracies on a local split of the BoolQ dev set are not comparable to published BoolQ dev accuracies"
 # ONNX operators that only a quantized graph has (dynamic int8 from onnxruntime.quantization, or QDQ / QLinear)
-INT8_OPS = frozenset({"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "QLinearMatMul",
-                      "QLinearConv", "ConvInteger", "QuantizeLinear", "DequantizeLinear", "QAttention",
-                      "QGemm"})
 
 Log = Callable[[str], None]
 
 
-def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artifacts: str | None = None, *,
-                 storage: BaseStorage | str, data: str | None = None, selection: dict[str, Any] | None = None, progress: bool = True,
-                 log: Log = lambda _: None) -> Path:
+def export_trial(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    out: str | Path,
+    artifacts: str | None = None,
+    *,
+    storage: BaseStorage | str,
+    data: str | None = None,
+    selection: dict[str, Any] | None = None,
+    progress: bool = True,
+    log: Log = lambda _: None,
+) -> Path:
     """Write ``trial`` of ``study`` to ``out``; ``data`` overrides the study's data source for the test split.
 
     ``selection`` (rule and reason, from ``latencysolver.selection``) is recorded in the card; ``log`` gets one
@@ -78,8 +83,10 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artif
     missing = [name for name in REQUIRED if name not in metas]
     record = trial_record(trial)
     if record.recipe is None:
-        raise StorageError(f"trial {trial.number}: recipe {record.recipe_dict!r} is missing or unreadable"
-                           + (f": {record.recipe_error}" if record.recipe_error else ""))
+        raise StorageError(
+            f"trial {trial.number}: recipe {record.recipe_dict!r} is missing or unreadable"
+            + (f": {record.recipe_error}" if record.recipe_error else "")
+        )
     recipe = record.recipe
     if recipe.backend == "onnxruntime" and ONNX_FILE not in metas:
         missing.append(ONNX_FILE)
@@ -102,13 +109,17 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artif
         if test is None:
             log(f"test: not measured: {why_not}")
         else:
-            log(f"test: accuracy {test['accuracy']:.3f}, F1 {test['f1']:.3f} on {test['rows']} rows of "
-                f"{test['source']} (majority class {test['majority_rate']:.1%}) [{test['seconds']:.1f}s]")
+            log(
+                f"test: accuracy {test['accuracy']:.3f}, F1 {test['f1']:.3f} on {test['rows']} rows of "
+                f"{test['source']} (majority class {test['majority_rate']:.1%}) [{test['seconds']:.1f}s]"
+            )
         if onnx_test is not None:
             onnx["test"] = onnx_test
             if "agreement_with_model" in onnx_test:
-                log(f"onnx on test: accuracy {onnx_test['accuracy']:.3f}, F1 {onnx_test['f1']:.3f}; same answer as "
-                    f"the exported model on {onnx_test['agreement_with_model']:.1%} of rows")
+                log(
+                    f"onnx on test: accuracy {onnx_test['accuracy']:.3f}, F1 {onnx_test['f1']:.3f}; same answer as "
+                    f"the exported model on {onnx_test['agreement_with_model']:.1%} of rows"
+                )
         metrics = _metrics(study, trial, onnx, test, why_not, selection)
         (staging / METRICS).write_text(json.dumps(metrics, indent=2))
         (staging / CARD).write_text(_card(metrics))
@@ -123,65 +134,9 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path, artif
 # ------------------------------------------------------------------------------------------------ ONNX
 
 
-def onnx_precision(path: str | Path) -> str:
-    """"int8" when the graph has quantized operators or int8 weights, else "fp32" (from the file itself)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    if any(node.op_type in INT8_OPS for node in model.graph.node):
-        return "int8"
-    int8 = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-    return "int8" if any(t.data_type in int8 for t in model.graph.initializer) else "fp32"
-
-
-def onnx_inputs(path: str | Path) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    return [i.name for i in graph.input if i.name not in initializers]
-
-
-def write_onnx(folder: Path, recipe: Recipe, tokenizer: Any) -> dict[str, Any]:
-    """``folder/model.onnx``, int8 exactly when the trial is int8; returns what was written, for metrics.json."""
-    if recipe.backend == "onnxruntime":  # the graph the trial measured: downloaded with the artifacts
-        precision = onnx_precision(folder / ONNX_FILE)
-        return {"file": ONNX_FILE, "precision": precision, "source": "trial artifact",
-                "inputs": onnx_inputs(folder / ONNX_FILE),
-                "how": f"the graph trial measured in onnxruntime ({recipe.quant_dtype})",
-                "quantization": INT8_SCHEME if precision == "int8" else None}
-    from latencysolver.data.batches import collate, encode_pairs
-    from latencysolver.models.onnx_backend import export_onnx, quantize_onnx_int8
-    from latencysolver.models.student import load_fp32_student
-
-    model = load_fp32_student(folder)
-    info = json.loads((folder / STUDENT_JSON).read_text())
-    example = encode_pairs(tokenizer, ["is the sky blue"], ["The sky is blue on a clear day."],
-                           int(info.get("max_length", 256)))
-    inputs = collate(example, [0], tokenizer.pad_token_id or 0).inputs
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, Path(tmp) / "model.fp32.onnx", inputs)
-        graph = quantize_onnx_int8(fp32, Path(tmp) / "model.int8.onnx") if recipe.dtype == "int8" else fp32
-        shutil.copyfile(graph, folder / ONNX_FILE)
-    precision = onnx_precision(folder / ONNX_FILE)
-    if recipe.dtype == "int8":
-        how = (f"the fp32 student exported now and quantized by onnxruntime ({INT8_SCHEME}); "
-               "the trial measured torch's dynamic int8, so answers can differ on a few rows")
-    elif recipe.dtype in ("bf16", "fp16"):
-        how = (f"the fp32 student exported now: the trial ran in torch {recipe.dtype}, which ONNX Runtime has no "
-               "fast CPU kernels for, so the ONNX file is fp32")
-    else:
-        how = "the fp32 student exported now"
-    return {"file": ONNX_FILE, "precision": precision, "source": "exported at export time", "how": how,
-            "inputs": onnx_inputs(folder / ONNX_FILE),
-            "quantization": INT8_SCHEME if precision == "int8" else None}
-
-
-# ------------------------------------------------------------------------------------------------ test split
-
-
-def evaluate_test(study: optuna.Study, folder: Path, data: str | None,
-                  progress: bool) -> tuple[dict | None, dict | None, str | None]:
+def evaluate_test(
+    study: optuna.Study, folder: Path, data: str | None, progress: bool
+) -> tuple[dict | None, dict | None, str | None]:
     """Accuracy and F1 of the export in ``folder`` (``latencysolver.load``) on the test split of ``data`` (else
     the study's source), and of its ``model.onnx`` when that is a different model (torch trials).
 
@@ -214,13 +169,21 @@ def evaluate_test(study: optuna.Study, folder: Path, data: str | None,
     pad_id = clf.tokenizer.pad_token_id or 0
     logits = predict_logits(clf.model, encoded, pad_id=pad_id, desc="test evaluate", progress=progress)
     quality = scores(logits, encoded.labels)
-    test = {"accuracy": quality.accuracy, "f1": quality.f1, "rows": len(split), "source": str(source),
-            "majority_rate": split.majority_rate(), "limit": limit, "evaluated": "latencysolver.load(export)",
-            "seconds": round(time.perf_counter() - start, 2)}
+    test = {
+        "accuracy": quality.accuracy,
+        "f1": quality.f1,
+        "rows": len(split),
+        "source": str(source),
+        "majority_rate": split.majority_rate(),
+        "limit": limit,
+        "evaluated": "latencysolver.load(export)",
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     if clf.recipe.backend == "onnxruntime":
         return test, {"same_as_model": True}, None
-    onnx_logits = predict_logits(load_onnx(folder / ONNX_FILE), encoded, pad_id=pad_id, desc="onnx test evaluate",
-                                 progress=progress)
+    onnx_logits = predict_logits(
+        load_onnx(folder / ONNX_FILE), encoded, pad_id=pad_id, desc="onnx test evaluate", progress=progress
+    )
     onnx_quality = scores(onnx_logits, encoded.labels)
     agreement = (onnx_logits.argmax(-1) == logits.argmax(-1)).float().mean().item()
     return test, {"accuracy": onnx_quality.accuracy, "f1": onnx_quality.f1, "agreement_with_model": agreement}, None
@@ -235,29 +198,58 @@ def _hardware(record: TrialRecord) -> dict[str, Any] | None:
     fingerprint = record.fingerprint()
     if fingerprint is None:  # recorded by another version: keep what it says
         return {"describe": None, "key": record.hardware_key, "fingerprint": record.hardware}
-    return {"describe": fingerprint.describe(), "key": record.hardware_key or fingerprint.key,
-            "fingerprint": fingerprint.to_dict()}
+    return {
+        "describe": fingerprint.describe(),
+        "key": record.hardware_key or fingerprint.key,
+        "fingerprint": fingerprint.to_dict(),
+    }
 
 
-def _metrics(study: optuna.Study, trial: FrozenTrial, onnx: dict, test: dict | None, why_not: str | None,
-             selection: dict[str, Any] | None) -> dict:
+def _metrics(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    onnx: dict,
+    test: dict | None,
+    why_not: str | None,
+    selection: dict[str, Any] | None,
+) -> dict:
     a, s = trial_record(trial), study_record(study)
     data = present(s.data)
     data["note"] = NOT_COMPARABLE
     metrics = {
-        "study": study.study_name, "trial": trial.number, "selection": selection,
-        "objectives": {"names": study.metric_names, "directions": [d.name.lower() for d in study.directions],
-                       "values": list(trial.values)},
-        "validation": {"accuracy": trial.values[0], "f1": a.f1, "rows": data.get("validation_rows"),
-                       "measured": "during the search, on the trial's own model"},
+        "study": study.study_name,
+        "trial": trial.number,
+        "selection": selection,
+        "objectives": {
+            "names": study.metric_names,
+            "directions": [d.name.lower() for d in study.directions],
+            "values": list(trial.values),
+        },
+        "validation": {
+            "accuracy": trial.values[0],
+            "f1": a.f1,
+            "rows": data.get("validation_rows"),
+            "measured": "during the search, on the trial's own model",
+        },
         "test": test,
-        "latency": {"p50_ms": a.latency_p50_ms, "p90_ms": a.latency_p90_ms, "cv": a.latency_cv,
-                    "speedup_vs_teacher": a.speedup, "speedup_cv": a.speedup_cv,
-                    "teacher_p50_ms_paired": a.reference_p50_ms, **(s.latency or {}), "hardware": _hardware(a)},
+        "latency": {
+            "p50_ms": a.latency_p50_ms,
+            "p90_ms": a.latency_p90_ms,
+            "cv": a.latency_cv,
+            "speedup_vs_teacher": a.speedup,
+            "speedup_cv": a.speedup_cv,
+            "teacher_p50_ms_paired": a.reference_p50_ms,
+            **(s.latency or {}),
+            "hardware": _hardware(a),
+        },
         "onnx": onnx,
-        "parameters": a.parameters, "nonzero_parameters": a.nonzero_parameters,
-        "size_bytes": a.size_bytes, "layers": a.layers, "recipe": a.recipe_dict,
-        "teacher": dataclasses.asdict(s.teacher) if s.teacher else None, "data": data,
+        "parameters": a.parameters,
+        "nonzero_parameters": a.nonzero_parameters,
+        "size_bytes": a.size_bytes,
+        "layers": a.layers,
+        "recipe": a.recipe_dict,
+        "teacher": dataclasses.asdict(s.teacher) if s.teacher else None,
+        "data": data,
     }
     if test is None:
         metrics["test_unavailable"] = why_not
@@ -281,11 +273,12 @@ def _card(m: dict) -> str:
         chosen = f"\nSelected with `{selection.get('option') or selection.get('rule')}`{reason}.\n"
     cv = f" ±{lat['speedup_cv']:.0%}" if isinstance(lat.get("speedup_cv"), (int, float)) else ""
     if test is not None:
-        test_rows = (f"| test accuracy | {_f(test['accuracy'])} | |\n"
-                     f"| test F1 (yes) | {_f(test['f1'])} | |\n")
-        test_text = (f"Test: {test['rows']} rows of the `test` split of `{test['source']}` (majority class "
-                     f"{_f(test['majority_rate'], '.1%')}), measured at export time by loading this folder with "
-                     "`latencysolver.load`; the search never saw them.")
+        test_rows = f"| test accuracy | {_f(test['accuracy'])} | |\n| test F1 (yes) | {_f(test['f1'])} | |\n"
+        test_text = (
+            f"Test: {test['rows']} rows of the `test` split of `{test['source']}` (majority class "
+            f"{_f(test['majority_rate'], '.1%')}), measured at export time by loading this folder with "
+            "`latencysolver.load`; the search never saw them."
+        )
     else:
         test_rows = "| test accuracy | not measured | |\n"
         test_text = f"Test: not measured — {m.get('test_unavailable')}."
@@ -294,43 +287,45 @@ def _card(m: dict) -> str:
     if onnx_test.get("same_as_model"):
         onnx_line = " It is the model `latencysolver.load` runs for this trial, so the figures above are its own."
     elif "agreement_with_model" in onnx_test:
-        onnx_line = (f" On the test rows it scores accuracy {_f(onnx_test['accuracy'])}, F1 {_f(onnx_test['f1'])}, "
-                     f"and gives the same answer as the torch model on {_f(onnx_test['agreement_with_model'], '.1%')}"
-                     " of them.")
-    return f"""# BoolQ yes/no classifier — latencysolver study `{m['study']}`, trial {m['trial']}
+        onnx_line = (
+            f" On the test rows it scores accuracy {_f(onnx_test['accuracy'])}, F1 {_f(onnx_test['f1'])}, "
+            f"and gives the same answer as the torch model on {_f(onnx_test['agreement_with_model'], '.1%')}"
+            " of them."
+        )
+    return f"""# BoolQ yes/no classifier — latencysolver study `{m["study"]}`, trial {m["trial"]}
 
-Compressed from a fine-tuned `{teacher.get('base_model')}` teacher by latencysolver.
+Compressed from a fine-tuned `{teacher.get("base_model")}` teacher by latencysolver.
 {chosen}
 | | this model | teacher |
 | --- | --- | --- |
-| validation accuracy | {_f(m['validation']['accuracy'])} | {_f(teacher.get('accuracy'))} |
-| validation F1 (yes) | {_f(m['validation']['f1'])} | {_f(teacher.get('f1'))} |
-{test_rows}| latency p50, batch 1 | {_f(lat['p50_ms'], '.2f', ' ms')} | {_f(teacher.get('latency_p50_ms'), '.2f', ' ms')} |
-| latency p90, batch 1 | {_f(lat['p90_ms'], '.2f', ' ms')} | {_f(teacher.get('latency_p90_ms'), '.2f', ' ms')} |
-| paired speed-up | {_f(lat['speedup_vs_teacher'], '.2f', 'x')}{cv} | 1.00x |
-| parameters (nonzero) | {_f(m['parameters'], ',')} ({_f(m['nonzero_parameters'], ',')}) | {_f(teacher.get('parameters'), ',')} |
-| size (serialized state dict) | {_f((m['size_bytes'] or 0) / 1e6, '.1f', ' MB')} | {_f((teacher.get('size_bytes') or 0) / 1e6, '.1f', ' MB')} |
-| encoder layers | {m['layers']} | |
+| validation accuracy | {_f(m["validation"]["accuracy"])} | {_f(teacher.get("accuracy"))} |
+| validation F1 (yes) | {_f(m["validation"]["f1"])} | {_f(teacher.get("f1"))} |
+{test_rows}| latency p50, batch 1 | {_f(lat["p50_ms"], ".2f", " ms")} | {_f(teacher.get("latency_p50_ms"), ".2f", " ms")} |
+| latency p90, batch 1 | {_f(lat["p90_ms"], ".2f", " ms")} | {_f(teacher.get("latency_p90_ms"), ".2f", " ms")} |
+| paired speed-up | {_f(lat["speedup_vs_teacher"], ".2f", "x")}{cv} | 1.00x |
+| parameters (nonzero) | {_f(m["parameters"], ",")} ({_f(m["nonzero_parameters"], ",")}) | {_f(teacher.get("parameters"), ",")} |
+| size (serialized state dict) | {_f((m["size_bytes"] or 0) / 1e6, ".1f", " MB")} | {_f((teacher.get("size_bytes") or 0) / 1e6, ".1f", " MB")} |
+| encoder layers | {m["layers"]} | |
 
 Recipe: `{recipe.describe()}` (`quant_dtype` {recipe.quant_dtype}, {recipe.backend} backend)
 
-Latency: batch 1, {lat.get('threads')} threads, {lat.get('rows')} fixed validation rows, {lat.get('warmup')} warm-up
-pass(es), {lat.get('repeats')} timed passes; measured during the search on the machine that ran the trial, interleaved
+Latency: batch 1, {lat.get("threads")} threads, {lat.get("rows")} fixed validation rows, {lat.get("warmup")} warm-up
+pass(es), {lat.get("repeats")} timed passes; measured during the search on the machine that ran the trial, interleaved
 call by call with the fp32 teacher (the speed-up is the median ratio of those paired calls). Milliseconds hold only for
-this hardware: {hardware.get('describe') or 'not recorded'} [`{hardware.get('key') or 'unknown'}`].
+this hardware: {hardware.get("describe") or "not recorded"} [`{hardware.get("key") or "unknown"}`].
 
-Validation: {data.get('validation_rows')} rows, measured during the search (the search chose among trials by it).
+Validation: {data.get("validation_rows")} rows, measured during the search (the search chose among trials by it).
 {test_text}
 
-Teacher: `{teacher.get('base_model')}` fine-tuned on the train split; validation accuracy {_f(teacher.get('accuracy'), '.3f')},
-F1 {_f(teacher.get('f1'), '.3f')}, latency p50 {_f(teacher.get('latency_p50_ms'), '.2f', ' ms')} on the same machine.
+Teacher: `{teacher.get("base_model")}` fine-tuned on the train split; validation accuracy {_f(teacher.get("accuracy"), ".3f")},
+F1 {_f(teacher.get("f1"), ".3f")}, latency p50 {_f(teacher.get("latency_p50_ms"), ".2f", " ms")} on the same machine.
 
-Data: `{data.get('source')}` ({data.get('train_rows')} train / {data.get('validation_rows')} validation /
-{data.get('test_rows')} test rows, max length {data.get('max_length')}; majority class
-{_f(data.get('majority_rate'), '.1%')} of validation). Accuracy on a local split of the BoolQ dev set is not
+Data: `{data.get("source")}` ({data.get("train_rows")} train / {data.get("validation_rows")} validation /
+{data.get("test_rows")} test rows, max length {data.get("max_length")}; majority class
+{_f(data.get("majority_rate"), ".1%")} of validation). Accuracy on a local split of the BoolQ dev set is not
 comparable to published BoolQ dev accuracies.
 
-ONNX: `{onnx['file']}` is {onnx['precision']} — {onnx['how']}.{onnx_line}
+ONNX: `{onnx["file"]}` is {onnx["precision"]} — {onnx["how"]}.{onnx_line}
 
 Load it:
 
@@ -340,8 +335,8 @@ clf = latencysolver.load("path/to/this/folder")
 clf.predict(["is the sky blue"], ["The sky is blue on a clear day."])
 ```
 
-or `latencysolver predict path/to/this/folder --question "is the sky blue" --passage "..."`, or run `{onnx['file']}`
-in onnxruntime (int64 inputs {', '.join(f'`{name}`' for name in onnx.get('inputs', []))}; output `logits`).
+or `latencysolver predict path/to/this/folder --question "is the sky blue" --passage "..."`, or run `{onnx["file"]}`
+in onnxruntime (int64 inputs {", ".join(f"`{name}`" for name in onnx.get("inputs", []))}; output `logits`).
 
 BoolQ: Clark et al., NAACL 2019, CC BY-SA 3.0.
 """

@@ -52,8 +52,9 @@ def load(folder: str | Path) -> CompressedClassifier:
     student = load_student(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a tokenizer folder can fail in many ways; each means no tokenizer
         raise ModelError(f"{folder}: no tokenizer in the export folder ({exc.__class__.__name__})") from None
     max_length = int(student.info.get("max_length", 256))
-    return CompressedClassifier(model=student.model, tokenizer=tokenizer, recipe=student.recipe,
-                                max_length=max_length, info=student.info)
+    return CompressedClassifier(
+        model=student.model, tokenizer=tokenizer, recipe=student.recipe, max_length=max_length, info=student.info
+    )

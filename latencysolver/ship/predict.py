@@ -68,8 +68,10 @@ def load_export(folder: str | Path) -> CompressedClassifier:
     if not folder.is_dir():
         raise ModelError(f"EXPORT_DIR {str(folder)!r}: is a file, not an export folder")
     if not (folder / STUDENT_JSON).is_file():
-        raise ModelError(f"EXPORT_DIR {str(folder)!r}: not a latencysolver export ({STUDENT_JSON} is missing; "
-                         "make one with `latencysolver export`)")
+        raise ModelError(
+            f"EXPORT_DIR {str(folder)!r}: not a latencysolver export ({STUDENT_JSON} is missing; "
+            "make one with `latencysolver export`)"
+        )
     return load(folder)
 
 
@@ -104,8 +106,9 @@ def read_rows(path: str | Path) -> list[InputRow]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object with 'question' and 'passage', "
-                                f"got {type(obj).__name__}")
+                raise DataError(
+                    f"{where}: expected a JSON object with 'question' and 'passage', got {type(obj).__name__}"
+                )
             for key in ("question", "passage"):
                 if key not in obj:
                     raise DataError(f"{where}: missing '{key}'")
@@ -113,8 +116,15 @@ def read_rows(path: str | Path) -> list[InputRow]:
                     raise DataError(f"{where}: '{key}' must be a string, got {_short(obj[key])}")
                 if not obj[key].strip():
                     raise DataError(f"{where}: '{key}' is empty")
-            rows.append(InputRow(line=number, question=obj["question"], passage=obj["passage"], id=obj.get("id"),
-                                 label=_label(obj, where)))
+            rows.append(
+                InputRow(
+                    line=number,
+                    question=obj["question"],
+                    passage=obj["passage"],
+                    id=obj.get("id"),
+                    label=_label(obj, where),
+                )
+            )
     if not rows:
         raise DataError(f"--input {str(path)!r}: no rows (expected one JSON object per line)")
     return rows
@@ -135,26 +145,44 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def predict_rows(clf: CompressedClassifier, rows: list[InputRow], batch_size: int = 32,
-                 progress: bool = True) -> Iterator[tuple[InputRow, Prediction]]:
+def predict_rows(
+    clf: CompressedClassifier, rows: list[InputRow], batch_size: int = 32, progress: bool = True
+) -> Iterator[tuple[InputRow, Prediction]]:
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(rows), desc="predict", unit="row", disable=not progress or len(rows) <= CHUNK,
-              leave=False, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(rows),
+        desc="predict",
+        unit="row",
+        disable=not progress or len(rows) <= CHUNK,
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:
         for start in range(0, len(rows), CHUNK):
-            chunk = rows[start:start + CHUNK]
+            chunk = rows[start : start + CHUNK]
             predictions = clf.predict([r.question for r in chunk], [r.passage for r in chunk], batch_size)
             bar.update(len(chunk))
             yield from zip(chunk, predictions, strict=True)
 
 
 def record(row: InputRow, prediction: Prediction) -> dict[str, Any]:
-    return {"line": row.line, "id": row.id, "answer": "yes" if prediction.answer else "no",
-            "label": prediction.answer, "probability": round(prediction.probability, 6)}
+    return {
+        "line": row.line,
+        "id": row.id,
+        "answer": "yes" if prediction.answer else "no",
+        "label": prediction.answer,
+        "probability": round(prediction.probability, 6),
+    }
 
 
-def predict_file(clf: CompressedClassifier, rows: list[InputRow], output: str | Path | None = None,
-                 batch_size: int = 32, progress: bool = True, stdout: Any = None) -> PredictSummary:
+def predict_file(
+    clf: CompressedClassifier,
+    rows: list[InputRow],
+    output: str | Path | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    stdout: Any = None,
+) -> PredictSummary:
     """Predict ``rows``; write JSON lines to ``output`` (atomically), or to ``stdout`` when it is None."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"--batch-size must be a positive integer, got {batch_size!r}")

@@ -6,5 +6,15 @@ from latencysolver.training.distillation import distill, distillation_loss, hidd
 from latencysolver.training.evaluate import Scores, predict_logits, scores
 from latencysolver.training.loop import TrainResult, cross_entropy_loss, train
 
-__all__ = ["Scores", "TrainResult", "cross_entropy_loss", "distill", "distillation_loss", "hidden_state_loss",
-           "hidden_targets", "predict_logits", "scores", "train"]
+__all__ = [
+    "Scores",
+    "TrainResult",
+    "cross_entropy_loss",
+    "distill",
+    "distillation_loss",
+    "hidden_state_loss",
+    "hidden_targets",
+    "predict_logits",
+    "scores",
+    "train",
+]

@@ -35,11 +35,18 @@ from latencysolver.data.batches import Batch, EncodedSplit
 from latencysolver.training.loop import TrainResult, train
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                      temperature: float, alpha: float) -> torch.Tensor:
-    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
-                    F.log_softmax(teacher_logits / temperature, dim=-1),
-                    reduction="batchmean", log_target=True) * temperature ** 2
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float
+) -> torch.Tensor:
+    soft = (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=-1),
+            F.log_softmax(teacher_logits / temperature, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * temperature**2
+    )
     hard = F.cross_entropy(student_logits, labels)
     return alpha * soft + (1.0 - alpha) * hard
 
@@ -56,8 +63,12 @@ def hidden_targets(kept_layers: tuple[int, ...] | list[int], teacher_depth: int)
     return [nxt - 1 for nxt in kept[1:]] + [teacher_depth - 1]
 
 
-def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...],
-                      targets: list[int] | None, attention_mask: torch.Tensor) -> torch.Tensor:
+def hidden_state_loss(
+    student_hidden: tuple[torch.Tensor, ...],
+    teacher_hidden: tuple[torch.Tensor, ...],
+    targets: list[int] | None,
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
     """Mean over student layers of the masked MSE against the teacher layer ``targets[j]``.
 
     Both tuples are Hugging Face ``hidden_states``: entry 0 is the embeddings, entry i + 1 layer i's output.
@@ -75,10 +86,21 @@ def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: 
     return torch.stack([(((s.float() - t.float()) ** 2) * mask).sum() / denominator for s, t in pairs]).mean()
 
 
-def distill(student: nn.Module, train_split: EncodedSplit, teacher_logits: torch.Tensor, config: TrainConfig,
-            temperature: float, alpha: float, *, pad_id: int = 0, progress: bool = True,
-            should_stop=None, hidden_weight: float = 0.0, teacher: nn.Module | None = None,
-            hidden_layers: list[int] | None = None) -> TrainResult:
+def distill(
+    student: nn.Module,
+    train_split: EncodedSplit,
+    teacher_logits: torch.Tensor,
+    config: TrainConfig,
+    temperature: float,
+    alpha: float,
+    *,
+    pad_id: int = 0,
+    progress: bool = True,
+    should_stop=None,
+    hidden_weight: float = 0.0,
+    teacher: nn.Module | None = None,
+    hidden_layers: list[int] | None = None,
+) -> TrainResult:
     """Distill into ``student``.  With ``hidden_weight > 0``, ``teacher`` (in eval mode) and ``hidden_layers``
     (``hidden_targets`` of the student's kept layers, or None for the final output only) add the hidden-state
     term."""
@@ -97,9 +119,19 @@ def distill(student: nn.Module, train_split: EncodedSplit, teacher_logits: torch
             assert teacher is not None  # checked above
             with torch.no_grad():
                 reference = teacher(**batch.inputs, output_hidden_states=True).hidden_states
-            loss = loss + hidden_weight * hidden_state_loss(outputs.hidden_states, reference, hidden_layers,
-                                                            batch.inputs["attention_mask"])
+            loss = loss + hidden_weight * hidden_state_loss(
+                outputs.hidden_states, reference, hidden_layers, batch.inputs["attention_mask"]
+            )
         return loss
 
-    return train(student, train_split, config, loss_fn, pad_id=pad_id, desc="distill", progress=progress,
-                 should_stop=should_stop, hidden_states=use_hidden)
+    return train(
+        student,
+        train_split,
+        config,
+        loss_fn,
+        pad_id=pad_id,
+        desc="distill",
+        progress=progress,
+        should_stop=should_stop,
+        hidden_states=use_hidden,
+    )

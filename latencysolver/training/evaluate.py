@@ -26,14 +26,27 @@ class Classifier(Protocol):
 
 
 @torch.inference_mode()
-def predict_logits(model: Classifier, split: EncodedSplit, batch_size: int = 32, pad_id: int = 0,
-                   desc: str = "evaluate", progress: bool = True) -> torch.Tensor:
+def predict_logits(
+    model: Classifier,
+    split: EncodedSplit,
+    batch_size: int = 32,
+    pad_id: int = 0,
+    desc: str = "evaluate",
+    progress: bool = True,
+) -> torch.Tensor:
     """fp32 logits of shape (rows, labels), in the split's row order."""
     model.eval()
     out: torch.Tensor | None = None
     total = -(-len(split) // batch_size)
-    for batch in tqdm(eval_batches(split, batch_size, pad_id), total=total, desc=desc, unit="batch",
-                      disable=not progress, leave=False, dynamic_ncols=True):
+    for batch in tqdm(
+        eval_batches(split, batch_size, pad_id),
+        total=total,
+        desc=desc,
+        unit="batch",
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    ):
         logits = model(**batch.inputs).logits.float()
         if out is None:
             out = torch.empty((len(split), logits.shape[-1]))

@@ -40,9 +40,18 @@ def total_steps(config: TrainConfig, num_rows: int) -> int:
     return max(1, math.ceil(config.epochs * num_rows / config.batch_size))
 
 
-def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: LossFn, *,
-          pad_id: int = 0, desc: str = "train", progress: bool = True,
-          should_stop: Callable[[int, int], bool] | None = None, hidden_states: bool = False) -> TrainResult:
+def train(
+    model: nn.Module,
+    split: EncodedSplit,
+    config: TrainConfig,
+    loss_fn: LossFn,
+    *,
+    pad_id: int = 0,
+    desc: str = "train",
+    progress: bool = True,
+    should_stop: Callable[[int, int], bool] | None = None,
+    hidden_states: bool = False,
+) -> TrainResult:
     """``should_stop(step, total)`` is asked after each step (1-based); True ends training there.
     ``hidden_states`` asks the model for every layer's output too (Hugging Face ``output_hidden_states``)."""
     from transformers import get_linear_schedule_with_warmup
@@ -52,8 +61,10 @@ def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: L
     torch.manual_seed(config.seed)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+    )
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
     batches = train_batches(split, config.batch_size, config.seed, pad_id)
     tail = max(1, steps // 10)
@@ -78,8 +89,12 @@ def train(model: nn.Module, split: EncodedSplit, config: TrainConfig, loss_fn: L
         if should_stop is not None and step + 1 < steps and should_stop(step + 1, steps):
             bar.close()
             model.eval()
-            return TrainResult(steps=step + 1, final_loss=sum(recent) / len(recent),
-                               seconds=time.perf_counter() - start, stopped_early=True)
+            return TrainResult(
+                steps=step + 1,
+                final_loss=sum(recent) / len(recent),
+                seconds=time.perf_counter() - start,
+                stopped_early=True,
+            )
     bar.close()
     model.eval()
     return TrainResult(steps=steps, final_loss=sum(recent) / len(recent), seconds=time.perf_counter() - start)

@@ -1,0 +1,45 @@
+"""``latencysolver`` command line: parse arguments, call the library, print.  No logic lives here."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from latencysolver.cli.parser import _BEST_RULES, STORAGE_ENV, build_parser
+
+__all__ = ["STORAGE_ENV", "_BEST_RULES", "build_parser", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done; 1 a user error (``LatencySolverError``: one line on stderr); 2 a usage error (argparse
+    exits with it before any work); 130 interrupted by Ctrl-C.  Anything else is a bug and keeps its traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from latencysolver.errors import LatencySolverError
+
+    _quiet_libraries()
+    try:
+        return args.handler(args)
+    except LatencySolverError as exc:
+        print(f"latencysolver: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("latencysolver: interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    import datasets
+    import optuna
+    from transformers.utils import logging as hf_logging
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Our own bars cover the long steps; the libraries' bars for sub-second steps are noise between them.
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

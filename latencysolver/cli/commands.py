@@ -1,0 +1,287 @@
+"""One function per subcommand: call the library, print.  No logic lives here; imports are lazy so that
+``--help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from latencysolver.config.study import load_study_config
+    from latencysolver.search.preparation import RunOptions
+    from latencysolver.search.run import run_study
+
+    config = load_study_config(
+        args.config,
+        data=args.data,
+        storage=args.storage,
+        n_trials=args.trials,
+        model=args.model,
+        keep_slow_settings=args.keep_slow_settings,
+    )
+    study = run_study(
+        config,
+        RunOptions(
+            cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress, workers=args.workers
+        ),
+    )
+    print_front(study)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from latencysolver.errors import ConfigError
+    from latencysolver.search.preparation import RunOptions
+    from latencysolver.search.run import join_study
+    from latencysolver.search.workers import sqlite_warning
+
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(
+            f"--trials: expected a positive integer, got {args.trials!r}", key="--trials", value=args.trials
+        )
+    warning = sqlite_warning(args.storage, processes=2)
+    if warning:
+        print(warning.replace("2 processes", "a worker process"), file=sys.stderr)
+    join_study(
+        args.study,
+        args.storage,
+        RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress),
+        max_trials=args.trials,
+    )
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from latencysolver.results.storage import load_existing_study
+
+    print_front(load_existing_study(args.study, args.storage))
+    return 0
+
+
+def print_front(study) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from latencysolver.results.front import front_rows, hardware_warning
+    from latencysolver.results.records import is_feasible, present, study_record
+
+    record = study_record(study)
+    teacher = present(record.teacher)
+    objective = "speed-up ↑" if study.directions[1].name == "MAXIMIZE" else "latency ↓"
+    table = Table(title=f"Pareto front of study {study.study_name!r} (accuracy ↑, {objective})")
+    for name in ("trial", "accuracy", "F1", "p50 ms", "speed-up", "layers", "params", "size MB", "recipe"):
+        table.add_column(name, justify="left" if name == "recipe" else "right")
+    if teacher:
+        table.add_row(
+            "teacher",
+            f"{teacher['accuracy']:.3f}",
+            f"{teacher['f1']:.3f}",
+            f"{teacher['latency_p50_ms']:.2f}",
+            "1.00x",
+            "",
+            f"{teacher['parameters']:,}",
+            f"{teacher['size_bytes'] / 1e6:.1f}",
+            "fine-tuned fp32 baseline",
+            style="dim",
+        )
+    rows = front_rows(study)
+    for r in rows:
+        cv = f" ±{r['speedup_cv']:.0%}" if r.get("speedup_cv") is not None else ""
+        table.add_row(
+            str(r["trial"]),
+            f"{r['accuracy']:.3f}",
+            f"{r['f1']:.3f}",
+            f"{r['latency_ms']:.2f}",
+            f"{r['speedup']:.2f}x{cv}",
+            str(r["layers"]),
+            f"{r['parameters']:,}",
+            f"{r['size_mb']:.1f}",
+            r["recipe"],
+        )
+    Console(width=max(160, Console().width)).print(table)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    infeasible = [t.number for t in complete if not is_feasible(t)]
+    if not rows:
+        print("(no completed feasible trials yet)")
+    if infeasible:
+        bounds = present(record.constraints)
+        ceiling = bounds.get("max_latency_ms")
+        print(
+            f"{len(infeasible)} of {len(complete)} completed trials are infeasible and left out (trials "
+            f"{infeasible[:20]}{' …' if len(infeasible) > 20 else ''}): accuracy floor "
+            f"{bounds.get('min_accuracy_resolved', 'above the majority rate')}, "
+            + (f"max latency {ceiling} ms" if ceiling is not None else "no latency ceiling")
+        )
+    warning = hardware_warning(study)
+    if warning:
+        print(warning, file=sys.stderr)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from latencysolver.results.front import get_trial
+    from latencysolver.results.records import trial_record
+    from latencysolver.results.selection import select_best, select_under_latency
+    from latencysolver.results.storage import open_existing_study
+    from latencysolver.ship.export import export_trial
+
+    opened = open_existing_study(args.study, args.storage)
+    study = opened.study
+    if args.best:
+        chosen = select_best(study, args.best, args.tolerance)
+    elif args.max_latency_ms is not None:
+        chosen = select_under_latency(study, args.max_latency_ms)
+    else:
+        chosen = None
+    trial = chosen.trial if chosen else get_trial(study, args.trial)
+    option = (
+        f"--best {args.best}"
+        if args.best
+        else f"--max-latency-ms {args.max_latency_ms:g}"
+        if chosen
+        else f"--trial {trial.number}"
+    )
+    if chosen:
+        print(f"selected trial {trial.number} by {option}: {chosen.reason}")
+    selection = {
+        "option": option,
+        "rule": chosen.rule if chosen else "trial",
+        "reason": chosen.reason if chosen else None,
+    }
+    out = export_trial(
+        study,
+        trial,
+        args.out,
+        args.artifacts,
+        storage=opened.storage,
+        data=args.data,
+        selection=selection,
+        progress=not args.no_progress,
+        log=print,
+    )
+    record = trial_record(trial)
+    p50, speedup = (float("nan") if v is None else v for v in (record.latency_p50_ms, record.speedup))
+    print(f"exported trial {trial.number} (accuracy {trial.values[0]:.3f}, {p50:.2f} ms, {speedup:.2f}x) to {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from latencysolver.results.report import write_report
+    from latencysolver.results.storage import open_existing_study
+
+    opened = open_existing_study(args.study, args.storage)
+    result = write_report(
+        opened.study, args.out, png=False if args.no_png else args.png, artifacts=args.artifacts, storage=opened.storage
+    )
+    for warning in result.warnings:
+        print(f"latencysolver: warning: {warning}", file=sys.stderr)
+    print(
+        f"report: {result.trials} trials ({result.feasible} feasible, {len(result.front)} on the front) -> "
+        f"{result.out}{', ' + str(result.png) if result.png else ''}"
+    )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from latencysolver.ship.predict import answer_text, load_export, predict_file, predict_one, read_rows
+
+    if args.question is not None and args.passage is None:
+        args.usage_error("--question needs --passage")
+    if args.input is not None and args.passage is not None:
+        args.usage_error("--passage goes with --question, not with --input")
+    if args.input is None and args.output is not None:
+        args.usage_error("--output goes with --input")
+    if args.batch_size < 1:
+        args.usage_error(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.input is None:
+        clf = load_export(args.export_dir)
+        print(answer_text(predict_one(clf, args.question, args.passage)))
+        return 0
+    rows = read_rows(args.input)  # every row checked before the model is even loaded
+    clf = load_export(args.export_dir)
+    summary = predict_file(clf, rows, args.output, args.batch_size, progress=not args.no_progress)
+    print(summary.describe(), file=sys.stdout if args.output else sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from latencysolver.config.study import LatencyConfig
+    from latencysolver.errors import ConfigError, FieldError
+    from latencysolver.ship.bench import bench, load_target
+
+    try:
+        config = LatencyConfig(
+            threads=args.threads, rows=args.rows, warmup=args.warmup, repeats=args.repeats, seed=args.seed
+        )
+    except FieldError as exc:  # the field is the option's name: --threads, --rows, --warmup, --repeats
+        option = f"--{(exc.key or '').replace('_', '-')}"
+        raise ConfigError(f"bench: {option}: {exc}", key=option, value=exc.value) from None
+    if args.batch_size < 0:
+        raise ConfigError(
+            f"bench: --batch-size must be >= 0, but got {args.batch_size}", key="--batch-size", value=args.batch_size
+        )
+    target = load_target(args.model, args.max_length)
+    reference = load_target(args.reference, target.max_length) if args.reference else None
+    result = bench(
+        target,
+        config,
+        data=args.data,
+        batch_size=args.batch_size or None,
+        reference=reference,
+        cache_dir=args.cache_dir,
+    )
+
+    lat = result.latency
+    table = Table(title=f"latency of {result.target}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("p50, batch 1", f"{lat.p50_ms:.2f} ms"),
+        ("p90, batch 1", f"{lat.p90_ms:.2f} ms"),
+        ("mean, batch 1", f"{lat.mean_ms:.2f} ms"),
+        ("CV of pass means", f"{lat.cv:.1%}"),
+    ]
+    if result.throughput:
+        tp = result.throughput
+        rows.append((f"throughput, batch {tp.batch_size}", f"{tp.rows_per_second:.1f} rows/s"))
+    if result.paired:
+        p = result.paired
+        rows += [
+            (f"reference p50 ({result.reference})", f"{p.reference.p50_ms:.2f} ms"),
+            ("paired speed-up", f"{p.speedup:.2f}x ±{p.speedup_cv:.1%}"),
+        ]
+    if result.parameters is not None:
+        rows.append(("parameters", f"{result.parameters:,}"))
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(100, Console().width)).print(table)
+    print(
+        f"protocol: {lat.rows} seeded validation rows of {result.data_source} (seed {config.seed}), "
+        f"{config.warmup} warm-up pass(es), {config.repeats} timed passes, {config.threads} threads"
+    )
+    print(f"hardware: {result.hardware.describe()} [{result.hardware.key}]")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from latencysolver.errors import StorageError
+    from latencysolver.results.dashboard import artifact_folders, refresh_notes, serve
+    from latencysolver.results.storage import check_storage
+
+    check_storage(args.storage, must_exist=True)
+    if args.artifacts and not os.path.isdir(args.artifacts):
+        raise StorageError(f"--artifacts {args.artifacts!r}: no such folder")
+    artifacts = artifact_folders(args.storage, args.artifacts)
+    studies = refresh_notes(args.storage)
+    folders = ", ".join(str(f) for f in artifacts.folders) if artifacts else "none found (trial files not shown)"
+    print(
+        f"optuna-dashboard on http://{args.host}:{args.port}  (storage {args.storage}; {len(studies)} "
+        f"studies, notes refreshed; artifacts {folders}); Ctrl-C stops it",
+        flush=True,
+    )
+    serve(args.storage, args.host, args.port, artifacts)
+    return 0

@@ -1,0 +1,160 @@
+"""The ``latencysolver`` argument parser: every subcommand, its options and their help."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import latencysolver.cli.commands as commands
+from latencysolver.config.study import DEFAULT_STORAGE
+
+STORAGE_ENV = "LATENCYSOLVER_STORAGE"
+_BEST_RULES = ("near-teacher", "max-accuracy", "min-latency", "knee")  # latencysolver.results.selection.RULES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    default_storage = os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
+    parser = argparse.ArgumentParser(
+        prog="latencysolver", description="Search compression recipes for the fastest accurate BoolQ model."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) the study a YAML file describes")
+    run.add_argument("config", help="study YAML, e.g. studies/boolq-quick.yaml")
+    run.add_argument("--data", help="local folder of train/validation[/test] jsonl or parquet, or a hub dataset name")
+    run.add_argument("--storage", help="Optuna storage URL (overrides the YAML)")
+    run.add_argument("--trials", type=int, help="total number of finished trials wanted (overrides the YAML)")
+    run.add_argument("--model", help="base model: hub id or local folder (overrides the YAML)")
+    run.add_argument("--teacher", help="use this fine-tuned checkpoint folder instead of fine-tuning one")
+    run.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (summary lines still print)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local worker processes sharing the study (default 1: trials run in this process)",
+    )
+    run.add_argument(
+        "--keep-slow-settings",
+        action="store_true",
+        help="search quant_dtype settings the hardware probe found no faster than fp32 (default: drop)",
+    )
+    run.set_defaults(handler=commands.cmd_run)
+
+    worker = sub.add_parser("worker", help="join a study that `run` created and run its trials (any machine)")
+    worker.add_argument("--study", required=True)
+    worker.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    worker.add_argument(
+        "--trials",
+        type=int,
+        help="stop after this many trials of this worker (default: until the study has its n_trials)",
+    )
+    worker.add_argument("--teacher", help="fine-tuned checkpoint folder (default: the study's, else the cache)")
+    worker.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
+    worker.add_argument("--no-progress", action="store_true")
+    worker.set_defaults(handler=commands.cmd_worker)
+
+    pareto = sub.add_parser("pareto", help="print the Pareto front of a study")
+    pareto.add_argument("--study", required=True)
+    pareto.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    pareto.set_defaults(handler=commands.cmd_pareto)
+
+    export = sub.add_parser("export", help="write one trial's model, tokenizer and card to a folder")
+    export.add_argument("--study", required=True)
+    export.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, help="trial number")
+    which.add_argument(
+        "--best",
+        nargs="?",
+        const="near-teacher",
+        choices=_BEST_RULES,
+        metavar="RULE",
+        help="a rule over the feasible Pareto front: near-teacher (default: the fastest trial within "
+        "--tolerance accuracy of the teacher, else the most accurate), max-accuracy (ties: "
+        "faster), min-latency (ties: more accurate), knee (the trial nearest, in Euclidean "
+        "distance, to the ideal point (1, 1) once accuracy and the latency objective are each "
+        "min-max scaled to [0, 1] over the front with 1 = best; ties: more accurate). "
+        "Infeasible trials are never chosen",
+    )
+    which.add_argument(
+        "--max-latency-ms",
+        type=float,
+        metavar="X",
+        help="the most accurate feasible trial whose measured latency p50 is <= X ms",
+    )
+    export.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="accuracy below the teacher allowed by --best near-teacher (default 0.01)",
+    )
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")
+    export.add_argument(
+        "--data", help="BoolQ folder or hub name whose test split the card reports (default: the study's data)"
+    )
+    export.add_argument("--no-progress", action="store_true", help="no progress bars")
+    export.set_defaults(handler=commands.cmd_export)
+
+    report = sub.add_parser(
+        "report",
+        help="one self-contained HTML page of a study (front, knobs, importance, latency) and a PNG of the front",
+    )
+    report.add_argument("--study", required=True)
+    report.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    report.add_argument("--out", required=True, metavar="REPORT.html", help="the HTML file to write")
+    image = report.add_mutually_exclusive_group()
+    image.add_argument(
+        "--png",
+        metavar="FRONT.png",
+        help="the Pareto front as a PNG (default: --out with .png; needs Chrome/Chromium for kaleido)",
+    )
+    image.add_argument("--no-png", action="store_true", help="write the HTML only")
+    report.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")
+    report.set_defaults(handler=commands.cmd_report)
+
+    predict = sub.add_parser("predict", help="answer yes/no questions with an exported model")
+    predict.add_argument("export_dir", metavar="EXPORT_DIR", help="a folder written by `latencysolver export`")
+    mode = predict.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--question", help="one question (with --passage): prints e.g. 'yes (p=0.873)'")
+    mode.add_argument(
+        "--input", metavar="ROWS.jsonl", help="JSON lines with 'question' and 'passage' (and optional 'id', 'label')"
+    )
+    predict.add_argument("--passage", help="the passage the --question is about")
+    predict.add_argument("--output", metavar="PREDS.jsonl", help="write --input's predictions here (default: stdout)")
+    predict.add_argument("--batch-size", type=int, default=32, help="rows per model call (default 32)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=commands.cmd_predict, usage_error=predict.error)
+
+    bench = sub.add_parser(
+        "bench", help="measure an exported model (or a teacher / base model) with the latency protocol"
+    )
+    bench.add_argument(
+        "model",
+        metavar="MODEL_OR_EXPORT_DIR",
+        help="an export folder, a fine-tuned model folder (e.g. the study's teacher) or a hub id",
+    )
+    bench.add_argument("--data", help="BoolQ folder or hub name for the latency rows (default: the export's own data)")
+    bench.add_argument(
+        "--reference",
+        metavar="MODEL_OR_EXPORT_DIR",
+        help="also measure the paired speed-up against this model (e.g. the teacher), interleaved",
+    )
+    bench.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads (default 2)")
+    bench.add_argument("--rows", type=int, default=32, help="validation rows in the seeded sample (default 32)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed passes over the sample first (default 1)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed passes over the sample (default 3)")
+    bench.add_argument("--seed", type=int, default=0, help="which rows are sampled (default 0)")
+    bench.add_argument("--batch-size", type=int, default=16, help="throughput batch size; 0 skips it (default 16)")
+    bench.add_argument("--max-length", type=int, help="token limit (default: the export's, else 256)")
+    bench.add_argument("--cache-dir", help="cache folder for the tokenized rows")
+    bench.set_defaults(handler=commands.cmd_bench)
+
+    dash = sub.add_parser("dashboard", help="optuna-dashboard on the same storage and artifacts")
+    dash.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    dash.add_argument("--artifacts", help="artifact folder (default: the one the studies recorded)")
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8080)
+    dash.set_defaults(handler=commands.cmd_dashboard)
+    return parser
