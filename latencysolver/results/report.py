@@ -293,7 +293,7 @@ def _atomic_write(path: Path, write) -> None:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the page is an ordinary file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # Ctrl-C included: no half-written page is left behind, then re-raise
         Path(tmp).unlink(missing_ok=True)
         raise
 

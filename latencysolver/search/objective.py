@@ -236,7 +236,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
         # Optuna 5's constraint mechanism (constraints_func is deprecated): TPE and NSGA-II learn from them,
         # the dashboard shows the trial as infeasible, and study.best_trials leaves it out.
         write_trial_record(trial, dataclasses.replace(record, seconds=round(time.perf_counter() - start, 1)))
-    except Exception as exc:
+    except Exception as exc:  # any failure: record why on the trial, then re-raise (the worker fails it)
         write_fail_reason(trial, f"{type(exc).__name__}: {exc}")
         raise
     return quality.accuracy, (paired.speedup if ctx.config.latency.objective == "speedup" else latency.p50_ms)
