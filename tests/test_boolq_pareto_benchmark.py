@@ -16,6 +16,7 @@ from latencysolver.data.boolq import load_boolq
 from latencysolver.models.loading import load_classifier, load_tokenizer
 from latencysolver.models.student import load_student
 from latencysolver.results.front import feasible_trials
+from latencysolver.results.records import study_record, trial_record
 from latencysolver.results.storage import artifact_store_of
 from latencysolver.training.evaluate import predict_logits, scores
 from tests.conftest import REPO
@@ -87,13 +88,13 @@ def test_benchmark_end_to_end(tmp_path, tiny_model_dir, synthetic_data_dir, stud
             download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(folder / meta.filename))
         student = load_student(folder, threads=1)
         assert row["test_accuracy"] == pytest.approx(_accuracy(student.model, test, pad_id))
-        assert row["val_accuracy"] == trial.values[0] and row["speedup"] == trial.user_attrs["speedup"]
+        assert row["val_accuracy"] == trial.values[0] and row["speedup"] == trial_record(trial).speedup
 
     # the random study: same budget, RandomSampler, same storage; hypervolumes as the function computes them
     random_study = optuna.load_study(study_name="tiny-random", storage=storage)
     assert len(random_study.trials) == len(study.trials) == 2
-    assert random_study.user_attrs["config"]["sampler"]["name"] == "random"
-    assert study.user_attrs["config"]["sampler"]["name"] == "tpe"
+    assert study_record(random_study).config["sampler"]["name"] == "random"
+    assert study_record(study).config["sampler"]["name"] == "tpe"
     ref = saved["hypervolume"]["reference_point"]
     for s, key in ((study, "main"), (random_study, "random")):
         points = [(t.values[0], t.values[1]) for t in feasible_trials(s)]

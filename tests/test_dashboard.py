@@ -20,6 +20,7 @@ import pytest
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.results.dashboard import ArtifactFolders, artifact_folders, study_note
+from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
@@ -96,12 +97,12 @@ def test_the_note_has_teacher_baseline_hardware_and_data(server, finished_study)
     _, study = finished_study
     _, detail = study_detail(base)
     body = detail["note"]["body"]
-    teacher = study.user_attrs["teacher"]
-    assert f"{teacher['accuracy']:.3f}" in body and f"{teacher['latency_p50_ms']:.2f} ms" in body
-    assert study.trials[0].user_attrs["hardware_key"] in body
-    assert study.trials[0].user_attrs["hardware"]["cpu_model"] in body
-    data = study.user_attrs["data"]
-    assert data["source"] in body and f"{data['train_rows']} train / {data['validation_rows']} validation" in body
+    record = study_record(study)
+    teacher, data, first = record.teacher, record.data, trial_record(study.trials[0])
+    assert f"{teacher.accuracy:.3f}" in body and f"{teacher.latency_p50_ms:.2f} ms" in body
+    assert first.hardware_key in body
+    assert first.hardware["cpu_model"] in body
+    assert data.source in body and f"{data.train_rows} train / {data.validation_rows} validation" in body
     assert "speed-up vs fp32 teacher" in body
 
 
@@ -115,9 +116,9 @@ def test_artifact_download_returns_the_trials_recipe_and_samples(server, finishe
         assert {"student.json", "latency_samples.json", "model.safetensors"} <= set(files)
         url = f"{base}/artifacts/{study_id}/{served['trial_id']}"
         student = json.loads(get(f"{url}/{files['student.json']}"))
-        assert student["recipe"] == trial.user_attrs["recipe"]
+        assert student["recipe"] == trial_record(trial).recipe_dict
         samples = json.loads(get(f"{url}/{files['latency_samples.json']}"))
-        assert samples["speedup"] == pytest.approx(trial.user_attrs["speedup"])
+        assert samples["speedup"] == pytest.approx(trial_record(trial).speedup)
         assert len(samples["model"]["samples_ms"]) == len(samples["reference"]["samples_ms"]) > 0
 
 
@@ -147,7 +148,7 @@ def test_artifacts_are_read_from_whichever_recorded_folder_has_them(tmp_path):
 
 def test_artifact_folders_of_a_storage(finished_study, tmp_path):
     config, study = finished_study
-    assert artifact_folders(config.storage).folders == (Path(study.user_attrs["artifact_dir"]),)
+    assert artifact_folders(config.storage).folders == (Path(study_record(study).artifact_dir),)
     assert artifact_folders(config.storage, str(tmp_path)).folders == (tmp_path,)
 
 

@@ -14,7 +14,7 @@ import pytest
 from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
-from latencysolver.results.records import is_feasible
+from latencysolver.results.records import is_feasible, study_record, trial_record
 from latencysolver.results.selection import RULES, SelectionError, pick_best, select_best, select_under_latency
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
@@ -63,8 +63,9 @@ def exports(tmp_path_factory, tiny_model_dir, study_data):
         pinned.enqueue_trial({"quant_dtype": dtype})
     study = run_study(config, RunOptions(cache_dir=shared_cache(tmp_path_factory), progress=False),
                       log=lambda _: None)
-    assert study.user_attrs["teacher"]["accuracy"] > study.user_attrs["data"]["majority_rate"]
-    trials = {t.user_attrs["recipe"]["quant_dtype"]: t for t in study.get_trials()}
+    record = study_record(study)
+    assert record.teacher.accuracy > record.data.majority_rate
+    trials = {trial_record(t).recipe_dict["quant_dtype"]: t for t in study.get_trials()}
     assert sorted(trials) == sorted(QUANT)
     outs = {}
     for dtype, trial in trials.items():
@@ -162,12 +163,12 @@ def test_card_reports_the_test_split_accuracy(exports, study_data):
         assert re.search(rf"\| test accuracy \| {accuracy:.4f} \|", card), dtype
         # validation (from the search), teacher, hardware, recipe and data are on the card too
         trial = trials[dtype]
-        assert f"{trial.values[0]:.4f}" in card and trial.user_attrs["hardware_key"] in card
-        assert metrics["latency"]["hardware"]["key"] == trial.user_attrs["hardware_key"]
+        assert f"{trial.values[0]:.4f}" in card and trial_record(trial).hardware_key in card
+        assert metrics["latency"]["hardware"]["key"] == trial_record(trial).hardware_key
         assert metrics["latency"]["hardware"]["describe"] in card
-        assert metrics["recipe"] == trial.user_attrs["recipe"] and metrics["teacher"]["base_model"]
+        assert metrics["recipe"] == trial_record(trial).recipe_dict and metrics["teacher"]["base_model"]
         assert "not\ncomparable" in card or "not comparable" in card
-        assert metrics["data"]["majority_rate"] == study.user_attrs["data"]["majority_rate"]
+        assert metrics["data"]["majority_rate"] == study_record(study).data.majority_rate
 
 
 def test_no_test_split_is_reported_not_fatal(exports, tmp_path, capsys):

@@ -9,6 +9,7 @@ import torch
 from optuna.trial import TrialState
 
 from latencysolver.config.study import load_study_config
+from latencysolver.results.records import trial_record
 from latencysolver.search import objective
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
@@ -37,6 +38,7 @@ def test_a_fault_fails_only_its_trial(study_yaml, tmp_path, monkeypatch, target,
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
-    assert reason in trials[0].user_attrs["fail_reason"]
-    assert "f1" not in trials[0].user_attrs  # its results were never recorded as if it had finished
-    assert all("f1" in t.user_attrs for t in trials[1:])
+    records = [trial_record(t) for t in trials]
+    assert reason in records[0].fail_reason
+    assert records[0].f1 is None  # its results were never recorded as if it had finished
+    assert all(r.f1 is not None for r in records[1:])

@@ -9,6 +9,7 @@ import torch
 from latencysolver.config.space import Choices, Fixed, SearchSpace
 from latencysolver.config.study import LatencyConfig, load_study_config
 from latencysolver.latency.gating import ProbeResult, gate_space, probe_hardware
+from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from latencysolver.search.suggest import suggest_recipe
@@ -91,7 +92,7 @@ def test_study_stores_its_probe_and_a_resumed_study_reuses_it(study_yaml, tmp_pa
     options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
     logs: list[str] = []
     study = run_study(config, options, log=logs.append)
-    probe = study.user_attrs["hardware_probe"]
+    probe = study_record(study).hardware_probe
     assert set(probe["speedup"]) == {"fp32", "int8"} and probe["cpu_model"]
     assert any(line.startswith("hardware probe:") for line in logs)
     # a slow setting per the stored probe is gated on resume, without probing again
@@ -99,9 +100,10 @@ def test_study_stores_its_probe_and_a_resumed_study_reuses_it(study_yaml, tmp_pa
     logs.clear()
     study = run_study(load_study_config(study_yaml(drop_slow_settings=True, n_trials=4)), options, log=logs.append)
     assert any("quant_dtype int8 dropped" in line for line in logs)
-    assert study.user_attrs["searched_space"]["quant_dtype"] == "fp32"
-    assert all(t.user_attrs["recipe"]["quant_dtype"] == "fp32" for t in study.get_trials()[1:])
-    assert study.user_attrs["hardware_probe"]["speedup"]["int8"] == 0.1  # not re-probed
+    record = study_record(study)
+    assert record.searched_space["quant_dtype"] == "fp32"
+    assert all(trial_record(t).recipe_dict["quant_dtype"] == "fp32" for t in study.get_trials()[1:])
+    assert record.hardware_probe["speedup"]["int8"] == 0.1  # not re-probed
 
 
 def test_keep_slow_settings_flag(study_yaml):

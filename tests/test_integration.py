@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.data.boolq import load_boolq
+from latencysolver.results.records import study_record
 from tests.conftest import REPO, SHARED_DATA
 
 # The real 22.7M-parameter MiniLM fine-tuned and distilled: minutes on a CPU.  `make test-slow` runs it.
@@ -45,9 +46,9 @@ def test_two_trial_study_on_shared_boolq_with_packaged_minilm(tmp_path, capsys):
     loaded = optuna.load_study(study_name="integration", storage=study["storage"])
     trials = loaded.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
-    teacher = loaded.user_attrs["teacher"]
-    assert teacher["parameters"] > 20_000_000  # the real MiniLM (22.7M), not a tiny stand-in
-    assert loaded.user_attrs["data"]["train_rows"] == 48
+    record = study_record(loaded)
+    assert record.teacher.parameters > 20_000_000  # the real MiniLM (22.7M), not a tiny stand-in
+    assert record.data.train_rows == 48
 
     export = tmp_path / "export"
     assert main(["export", "--study", "integration", "--storage", study["storage"], "--best", "--out", str(export)]) == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -42,9 +44,15 @@ def legacy(tmp_path) -> optuna.Study:
     return open_existing_study("legacy", f"sqlite:///{db}").study
 
 
-def stored(query: str) -> list[tuple]:
-    with sqlite3.connect(f"file:{LEGACY}?mode=ro", uri=True) as db:
+def stored(query: str, path: Path = LEGACY) -> list[tuple]:
+    """Rows of the database file itself, read-only: the shape on disk, not what a reader makes of it."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return db.execute(query).fetchall()
+
+
+def stored_attr(path: Path, table: str, key: str) -> list[Any]:
+    """Each stored JSON value of user attr ``key`` in ``table`` (trial_ or study_user_attributes), decoded."""
+    return [json.loads(v) for (v,) in stored(f"SELECT value_json FROM {table} WHERE key = '{key}'", path)]
 
 
 def test_legacy_trials_read_through_the_records(legacy):
@@ -125,7 +133,7 @@ def test_a_trial_record_round_trips(tmp_path):
     assert trial_record(frozen) == written
     assert not is_feasible(frozen) and study.best_trials == [] and pareto_trials(study) == []
     assert "constraints" not in frozen.user_attrs  # only Optuna's own record of them
-    assert frozen.user_attrs["kept_layers"] == [0, 2]  # stored as 0.1.0 stored it
+    assert stored_attr(tmp_path / "rt.db", "trial_user_attributes", "kept_layers") == [[0, 2]]  # as 0.1.0 stored it
 
     failing = study.ask()
     write_fail_reason(failing, "RuntimeError: " + "x" * 600)
@@ -145,7 +153,8 @@ def test_a_study_record_round_trips_and_partial_writes_keep_the_rest(tmp_path):
     assert read == StudyRecord(teacher=first.teacher, data=first.data, artifact_dir="/a", config={"name": "n"},
                                search_space={"quant_dtype": "int8"}, constraints=ConstraintsRecord(0.5, None, 0.5),
                                teacher_artifacts=TeacherArtifacts("k", {"config.json": "id"}))
-    assert study.user_attrs["teacher"]["accuracy"] == 0.9 and study.user_attrs["teacher"]["f1"] is None
+    [teacher] = stored_attr(tmp_path / "rt.db", "study_user_attributes", "teacher")  # all fields, None as null
+    assert teacher["accuracy"] == 0.9 and teacher["f1"] is None
 
 
 def test_a_trial_with_only_the_legacy_constraint_list_is_read_from_it():

@@ -31,7 +31,7 @@ from latencysolver.results.figures import (
     pareto_figure,
 )
 from latencysolver.results.front import front_rows, pareto_trials
-from latencysolver.results.records import is_feasible
+from latencysolver.results.records import StudyRecord, is_feasible, study_record, trial_record, write_study_record
 from latencysolver.results.report import write_report
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
@@ -187,11 +187,10 @@ def test_header_names_study_teacher_data_hardware_and_counts(report_study, repor
     _, study, _ = report_study
     page = _html(report)
     header = page[page.index("<header>"):page.index("</header>")]
-    teacher = study.user_attrs["teacher"]
-    assert "tiny" in header and f"{teacher['accuracy']:.3f}" in header
-    assert f"{study.user_attrs['data']['validation_rows']} validation rows" in header
-    hardware = study.get_trials()[0].user_attrs["hardware"]
-    assert hardware["cpu_model"] in header and study.get_trials()[0].user_attrs["hardware_key"] in header
+    record, first = study_record(study), trial_record(study.get_trials()[0])
+    assert "tiny" in header and f"{record.teacher.accuracy:.3f}" in header
+    assert f"{record.data.validation_rows} validation rows" in header
+    assert first.hardware["cpu_model"] in header and first.hardware_key in header
     assert "8 in all: 7 complete (5 feasible, 2 infeasible), 1 failed" in header
     assert (report.trials, report.feasible, report.infeasible, report.failed) == (7, 5, 2, 1)
 
@@ -247,15 +246,16 @@ def test_pareto_figure_of_a_latency_ms_study(report_study):
     config, study, _ = report_study
     ms = optuna.create_study(study_name="tiny-ms", storage=config.storage, directions=["maximize", "minimize"])
     ms.set_metric_names(["accuracy", "latency_ms"])
-    ms.set_user_attr("teacher", study.user_attrs["teacher"])
+    teacher = study_record(study).teacher
+    write_study_record(ms, StudyRecord(teacher=teacher))
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
         ms.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions,
-                                               values=[t.values[0], t.user_attrs["latency_p50_ms"]],
+                                               values=[t.values[0], trial_record(t).latency_p50_ms],
                                                user_attrs=t.user_attrs))
     fig = pareto_figure(ms)
     assert "p50 latency ms" in fig.layout.xaxis.title.text and "↓" in fig.layout.xaxis.title.text
-    teacher = next(t for t in fig.data if t.uid == "teacher")
-    assert list(teacher.x) == [study.user_attrs["teacher"]["latency_p50_ms"]]
+    teacher_trace = next(t for t in fig.data if t.uid == "teacher")
+    assert list(teacher_trace.x) == [teacher.latency_p50_ms]
 
 
 def test_knob_figures_cover_the_knobs_that_vary(report_study):
@@ -264,7 +264,7 @@ def test_knob_figures_cover_the_knobs_that_vary(report_study):
     assert "temperature" in figures and "quant_dtype" in figures
     assert "rank" not in figures and "alpha" not in figures  # fixed in this study's space
     quant = figures["quant_dtype"]  # categorical: a trace per value, with a legend
-    values = {t.user_attrs["recipe"]["quant_dtype"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    values = {trial_record(t).recipe_dict["quant_dtype"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert {t.name for t in quant.data} == values
     temperature = figures["temperature"].data[0]  # numeric: one trace on a colour scale
     assert temperature.marker.showscale and len(temperature.marker.color) == 7

@@ -15,7 +15,7 @@ from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.results.front import front_rows, pareto_trials
-from latencysolver.results.records import is_feasible
+from latencysolver.results.records import is_feasible, study_record, trial_record
 from latencysolver.results.selection import pick_best
 from latencysolver.results.storage import load_existing_study
 from latencysolver.search.preparation import RunOptions
@@ -54,20 +54,20 @@ def test_three_trials_with_both_objectives_in_sqlite(finished_study):
     for t in trials:
         accuracy, speedup = t.values
         assert 0.0 <= accuracy <= 1.0 and speedup > 0.0
-        a = t.user_attrs
-        assert a["speedup"] == speedup
+        a = trial_record(t)
+        assert a.speedup == speedup
         # the paired speed-up: the teacher measured interleaved with this student, on the same inputs
-        assert a["reference_p50_ms"] > 0  # the teacher, measured interleaved with this student
-        assert a["latency_p50_ms"] > 0  # p50, p90 and the CVs against the raw samples: the next test
-        assert a["parameters"] > 0 and a["size_bytes"] > 0
-        assert set(a["recipe"]) >= {"prune_ratio", "quant_dtype", "skip_prob", "rank", "temperature", "alpha"}
-        assert a["hardware"]["threads"] == config.latency.threads == 1
-        assert a["hardware"]["torch"] == torch.__version__.split("+")[0] or a["hardware"]["torch"] == torch.__version__
-        keys.add(a["hardware_key"])
+        assert a.reference_p50_ms > 0  # the teacher, measured interleaved with this student
+        assert a.latency_p50_ms > 0  # p50, p90 and the CVs against the raw samples: the next test
+        assert a.parameters > 0 and a.size_bytes > 0
+        assert set(a.recipe_dict) >= {"prune_ratio", "quant_dtype", "skip_prob", "rank", "temperature", "alpha"}
+        assert a.hardware["threads"] == config.latency.threads == 1
+        assert a.hardware["torch"] == torch.__version__.split("+")[0] or a.hardware["torch"] == torch.__version__
+        keys.add(a.hardware_key)
     assert len(keys) == 1  # one machine ran them all
-    teacher = study.user_attrs["teacher"]
-    assert 0.0 <= teacher["accuracy"] <= 1.0 and teacher["latency_p50_ms"] > 0
-    assert teacher["hardware_key"] in keys
+    teacher = study_record(study).teacher
+    assert 0.0 <= teacher.accuracy <= 1.0 and teacher.latency_p50_ms > 0
+    assert teacher.hardware_key in keys
 
 
 def test_raw_latency_samples_are_a_trial_artifact(finished_study, tmp_path):
@@ -89,17 +89,17 @@ def test_raw_latency_samples_are_a_trial_artifact(finished_study, tmp_path):
         assert record["speedup"] == trial.values[1]
         # the trial's figures are the statistics of the samples it recorded (in call order, pass after pass)
         ordered = sorted(model)
-        a = trial.user_attrs
-        assert a["latency_p50_ms"] == record["model"]["p50_ms"] == statistics.median(ordered)
-        assert a["latency_p90_ms"] == record["model"]["p90_ms"] == ordered[round(0.9 * (n - 1))]
-        assert a["reference_p50_ms"] == statistics.median(reference)
+        a = trial_record(trial)
+        assert a.latency_p50_ms == record["model"]["p50_ms"] == statistics.median(ordered)
+        assert a.latency_p90_ms == record["model"]["p90_ms"] == ordered[round(0.9 * (n - 1))]
+        assert a.reference_p50_ms == statistics.median(reference)
         means = [statistics.fmean(model[i:i + rows]) for i in range(0, n, rows)]
-        assert a["latency_cv"] == pytest.approx(statistics.pstdev(means) / statistics.fmean(means))
+        assert a.latency_cv == pytest.approx(statistics.pstdev(means) / statistics.fmean(means))
         # the speed-up is the median ratio of paired calls: teacher and student on the same input, back to back
         ratios = [r / m for m, r in zip(model, reference)]
         assert record["speedup"] == pytest.approx(statistics.median(ratios))
         per_pass = [statistics.median(ratios[i:i + rows]) for i in range(0, n, rows)]
-        assert a["speedup_cv"] == pytest.approx(statistics.pstdev(per_pass) / statistics.fmean(per_pass))
+        assert a.speedup_cv == pytest.approx(statistics.pstdev(per_pass) / statistics.fmean(per_pass))
         assert record["hardware"]["threads"] == config.latency.threads
 
 
@@ -110,7 +110,7 @@ def test_latency_ms_objective_minimizes_milliseconds(study_yaml, tmp_path):
     assert study.metric_names == ["accuracy", "latency_ms"]
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     for t in study.get_trials():
-        assert t.values[1] == t.user_attrs["latency_p50_ms"]
+        assert t.values[1] == trial_record(t).latency_p50_ms
     best = pick_best(study, tolerance=1.0)
     assert best.values[1] == min(t.values[1] for t in study.best_trials)
 
@@ -144,11 +144,12 @@ def test_front_mixing_hardware_fingerprints_warns(fresh_study, capsys):
 def test_recipe_attrs_match_the_model_that_was_measured(finished_study):
     _, _, study = finished_study
     for t in study.get_trials():
-        recipe = t.user_attrs["recipe"]
+        r = trial_record(t)
+        recipe = r.recipe_dict
         # 2-layer tiny teacher: skip 0.5 keeps one layer, skip 0 keeps both
-        assert t.user_attrs["layers"] == (1 if recipe["skip_prob"] == 0.5 else 2)
+        assert r.layers == (1 if recipe["skip_prob"] == 0.5 else 2)
         if recipe["prune_ratio"] > 0 and recipe["rank"] is None:
-            assert t.user_attrs["nonzero_parameters"] < t.user_attrs["parameters"]
+            assert r.nonzero_parameters < r.parameters
 
 
 def test_second_run_resumes_the_same_study(fresh_study, study_yaml):
@@ -179,7 +180,7 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(study_yaml, tmp_path):
     trials = study.get_trials()
     assert len(trials) == 3
     assert all(t.state == TrialState.FAIL for t in trials)
-    assert all("loss became" in t.user_attrs["fail_reason"] for t in trials)
+    assert all("loss became" in trial_record(t).fail_reason for t in trials)
 
 
 def test_export_round_trip_predicts_what_the_trial_predicted(finished_study, tmp_path, synthetic_data_dir):
@@ -191,7 +192,7 @@ def test_export_round_trip_predicts_what_the_trial_predicted(finished_study, tmp
     for name in ("model.safetensors", "config.json", "student.json", "tokenizer.json", "README.md", "metrics.json"):
         assert (out / name).is_file(), name
     model = load(out)
-    assert model.recipe.to_dict() == trial.user_attrs["recipe"]
+    assert model.recipe.to_dict() == trial_record(trial).recipe_dict
     rows = [json.loads(line) for line in (synthetic_data_dir / "validation.jsonl").read_text().splitlines()]
     predictions = [p.answer for p in model.predict([r["question"] for r in rows], [r["passage"] for r in rows])]
     stored = json.loads((out / "predictions.json").read_text())["predictions"]
@@ -220,8 +221,9 @@ def test_exported_int8_model_is_quantized_and_layers_match(finished_study, tmp_p
                      "--out", str(out)]) == 0
         model = load(out).model
         quantized = sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
-        assert (quantized > 0) == (trial.user_attrs["recipe"]["quant_dtype"] == "int8")
-        assert len(model.base_model.encoder.layer) == trial.user_attrs["layers"]
+        record = trial_record(trial)
+        assert (quantized > 0) == (record.recipe_dict["quant_dtype"] == "int8")
+        assert len(model.base_model.encoder.layer) == record.layers
 
 
 def test_best_is_fastest_within_tolerance_of_teacher(finished_study):
@@ -285,11 +287,12 @@ def test_constraint_values_follow_optunas_sign_convention():
 
 def test_every_trial_records_degeneracy_and_constraints(finished_study):
     _, _, study = finished_study
-    majority = study.user_attrs["data"]["majority_rate"]
+    majority = study_record(study).data.majority_rate
     for t in study.get_trials():
-        assert isinstance(t.user_attrs["degenerate"], bool)
+        degenerate = trial_record(t).degenerate
+        assert isinstance(degenerate, bool)
         if t.values[0] <= majority:
-            assert t.user_attrs["degenerate"]
+            assert degenerate
         assert (t.constraints["min_accuracy"] > 0) == (t.values[0] <= majority)
         assert t.system_attrs  # set_constraint stored them where samplers and the dashboard look
 
@@ -301,8 +304,9 @@ def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE  # partial results are kept
-        assert t.user_attrs["distill_steps"] == 3  # stopped at half of 6
-        assert t.user_attrs["early_stopped"]["step"] == 3 and t.user_attrs["early_stopped"]["floor"] == 1.0
+        r = trial_record(t)
+        assert r.distill_steps == 3  # stopped at half of 6
+        assert r.early_stopped["step"] == 3 and r.early_stopped["floor"] == 1.0
         assert t.constraints["min_accuracy"] > 0 and "constraints" not in t.user_attrs  # one record, Optuna's
     assert pareto_trials(study) == []
 
@@ -312,4 +316,5 @@ def test_without_a_failing_check_trials_run_their_full_budget(study_yaml, tmp_pa
                                           constraints={"min_accuracy": 0.0}, early_stop={"after": 0.5, "rows": 8}))
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     for t in study.get_trials():
-        assert t.user_attrs["distill_steps"] == 6 and "early_stopped" not in t.user_attrs
+        r = trial_record(t)
+        assert r.distill_steps == 6 and r.early_stopped is None

@@ -11,6 +11,7 @@ from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.knobs import TRANSFORMER_KNOBS
 from latencysolver.config.study import load_study_config
+from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 
@@ -61,8 +62,8 @@ def mixed_study(mixed_run):
 def test_every_kind_of_student_completes(mixed_study):
     _, study = mixed_study
     trials = study.get_trials()
-    assert all(t.state.name == "COMPLETE" for t in trials), [t.user_attrs.get("fail_reason") for t in trials]
-    recipes = [t.user_attrs["recipe"] for t in trials]
+    assert all(t.state.name == "COMPLETE" for t in trials), [trial_record(t).fail_reason for t in trials]
+    recipes = [trial_record(t).recipe_dict for t in trials]
     assert {r["architecture"] for r in recipes} == {"transformer", "cnn"}
     assert {r["quant_dtype"] for r in recipes} >= {"ort-fp32", "ort-int8"}
     assert {r["hidden_weight"] for r in recipes if r["architecture"] == "transformer"} == {0.0, 1.0}
@@ -75,10 +76,11 @@ def test_hidden_weight_reaches_distillation_with_each_layers_target(mixed_run):
     trials = study.get_trials()
     assert len(calls) == len(trials)  # one distill() call per trial, in trial order (one process)
     for t, (weight, layers) in zip(trials, calls, strict=True):
-        recipe = t.user_attrs["recipe"]
+        record = trial_record(t)
+        recipe = record.recipe_dict
         assert weight == (recipe["hidden_weight"] if recipe["architecture"] == "transformer" else 0.0)
         if weight > 0:  # the tiny teacher has 2 layers; deterministic skip keeps [0] or both
-            assert layers == hidden_targets(t.user_attrs["kept_layers"], 2)
+            assert layers == hidden_targets(record.kept_layers, 2)
 
 
 def test_cnn_trials_leave_the_transformer_knobs_out(mixed_study):
@@ -86,7 +88,8 @@ def test_cnn_trials_leave_the_transformer_knobs_out(mixed_study):
     for t in study.get_trials():
         if t.params["architecture"] == "cnn":
             assert not set(t.params) & set(TRANSFORMER_KNOBS)
-            assert t.user_attrs["layers"] == 0 and t.user_attrs["recipe"]["prune_ratio"] == 0.0
+            record = trial_record(t)
+            assert record.layers == 0 and record.recipe_dict["prune_ratio"] == 0.0
         else:
             assert {"prune_ratio", "skip_prob", "rank"} <= set(t.params)
 
@@ -96,7 +99,7 @@ def test_each_export_predicts_what_its_trial_predicted(mixed_study, tmp_path, sy
     rows = [json.loads(line) for line in (synthetic_data_dir / "validation.jsonl").read_text().splitlines()]
     seen = set()
     for trial in study.get_trials():
-        recipe = trial.user_attrs["recipe"]
+        recipe = trial_record(trial).recipe_dict
         kind = (recipe["architecture"], recipe["quant_dtype"], recipe["prune_ratio"] > 0)
         if kind in seen:
             continue
@@ -124,5 +127,5 @@ def test_a_structured_trial_exports_fewer_heads_and_neurons(study_yaml, tmp_path
     for layer in model.base_model.encoder.layer:
         assert layer.attention.self.query.out_features == 16  # tiny teacher: 2 heads of 16, ratio 0.5 leaves one
         assert layer.intermediate.dense.out_features == 32  # of 64 FFN neurons
-    assert study.get_trials()[0].user_attrs["parameters"] < study.user_attrs["teacher"]["parameters"]
+    assert trial_record(study.get_trials()[0]).parameters < study_record(study).teacher.parameters
     assert model(input_ids=torch.tensor([[101, 2000, 102]])).logits.shape == (1, 2)

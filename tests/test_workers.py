@@ -19,6 +19,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from latencysolver.config.study import load_study_config
+from latencysolver.results.records import trial_record
 from latencysolver.search.workers import count_trials
 from tests.conftest import write_study_yaml
 
@@ -154,7 +155,7 @@ def test_ctrl_c_fails_the_running_trial_and_exits_cleanly(postgres_url, tmp_path
     assert "latencysolver: interrupted" in out and "Traceback" not in out
     trials = load(postgres_url).get_trials()
     assert trials[number].state == TrialState.FAIL
-    assert "interrupted" in trials[number].user_attrs["fail_reason"]
+    assert "interrupted" in trial_record(trials[number]).fail_reason
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
@@ -222,5 +223,5 @@ def test_ctrl_c_while_asking_fails_the_new_trial(tmp_path, monkeypatch):
     assert ran == []  # the objective never started
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL]
-    assert "interrupted" in trials[0].user_attrs["fail_reason"]
+    assert "interrupted" in trial_record(trials[0]).fail_reason
     assert signal.getsignal(signal.SIGINT) == before  # the worker's handler is gone again
