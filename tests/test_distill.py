@@ -49,13 +49,16 @@ def _random_case(seed: int, rows: int = 6, classes: int = 2):
     return student, teacher, labels
 
 
-@pytest.mark.parametrize("seed, rows, classes, T, alpha", [
-    (0, 6, 2, 2.0, 0.5),
-    (1, 8, 2, 1.0, 0.3),
-    (2, 5, 3, 4.0, 0.8),
-    (3, 1, 2, 0.5, 0.9),
-    (4, 16, 4, 7.5, 0.25),
-])
+@pytest.mark.parametrize(
+    "seed, rows, classes, T, alpha",
+    [
+        (0, 6, 2, 2.0, 0.5),
+        (1, 8, 2, 1.0, 0.3),
+        (2, 5, 3, 4.0, 0.8),
+        (3, 1, 2, 0.5, 0.9),
+        (4, 16, 4, 7.5, 0.25),
+    ],
+)
 def test_loss_matches_formula(seed, rows, classes, T, alpha):
     student, teacher, labels = _random_case(seed, rows, classes)
     loss = distillation_loss(student, teacher, labels, T, alpha)
@@ -123,8 +126,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # the tiny model gains nothi
 def encoded_train(synthetic_data_dir, tiny_model_dir) -> EncodedSplit:
     # read the jsonl directly: data loading has its own tests, and ``datasets`` would try the network
     rows = [json.loads(line) for line in (synthetic_data_dir / "train.jsonl").read_text().splitlines()]
-    split = BoolQSplit(question=tuple(r["question"] for r in rows), passage=tuple(r["passage"] for r in rows),
-                       title=tuple(r["title"] for r in rows), label=tuple(r["label"] for r in rows))
+    split = BoolQSplit(
+        question=tuple(r["question"] for r in rows),
+        passage=tuple(r["passage"] for r in rows),
+        title=tuple(r["title"] for r in rows),
+        label=tuple(r["label"] for r in rows),
+    )
     return encode_split(split, load_tokenizer(str(tiny_model_dir)), max_length=48)
 
 
@@ -209,13 +216,16 @@ def test_distill_refuses_teacher_logits_of_the_wrong_length(tiny_model_dir, enco
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kept, depth, targets", [
-    ([0, 3], 6, [2, 5]),            # 2 of 6: layer 0 stands in for 0-2, layer 3 for 3-5
-    ([0, 2, 4], 6, [1, 3, 5]),
-    ([0, 1, 3, 4], 6, [0, 2, 3, 5]),
-    ([0, 1, 2], 3, [0, 1, 2]),      # nothing skipped: each layer learns its own output
-    ([2], 4, [3]),
-])
+@pytest.mark.parametrize(
+    "kept, depth, targets",
+    [
+        ([0, 3], 6, [2, 5]),  # 2 of 6: layer 0 stands in for 0-2, layer 3 for 3-5
+        ([0, 2, 4], 6, [1, 3, 5]),
+        ([0, 1, 3, 4], 6, [0, 2, 3, 5]),
+        ([0, 1, 2], 3, [0, 1, 2]),  # nothing skipped: each layer learns its own output
+        ([2], 4, [3]),
+    ],
+)
 def test_hidden_targets_are_the_ends_of_the_replaced_blocks(kept, depth, targets):
     assert hidden_targets(kept, depth) == targets
 
@@ -240,8 +250,10 @@ def test_hidden_state_loss_is_the_masked_mse_of_the_paired_layers():
         for b in range(3):
             for i in range(5):
                 if mask[b, i]:
-                    total += sum((s - r) ** 2 for s, r in zip(student[j + 1][b, i].tolist(),
-                                                              teacher[t + 1][b, i].tolist(), strict=True))
+                    total += sum(
+                        (s - r) ** 2
+                        for s, r in zip(student[j + 1][b, i].tolist(), teacher[t + 1][b, i].tolist(), strict=True)
+                    )
                     count += 4
         by_hand.append(total / count)
     loss = hidden_state_loss(student, teacher, [1, 3], mask)
@@ -292,8 +304,18 @@ def test_hidden_weight_pulls_a_skipped_student_towards_the_teachers_hidden_state
         targets = hidden_targets(student.kept_layers, 2)
         assert targets == [1]
         start = _final_hidden_mse(student.model.eval(), teacher, encoded_train)
-        distill(student.model, encoded_train, logits, config, 2.0, 0.5, progress=False, hidden_weight=weight,
-                teacher=teacher if weight else None, hidden_layers=targets)
+        distill(
+            student.model,
+            encoded_train,
+            logits,
+            config,
+            2.0,
+            0.5,
+            progress=False,
+            hidden_weight=weight,
+            teacher=teacher if weight else None,
+            hidden_layers=targets,
+        )
         mse[weight] = _final_hidden_mse(student.model, teacher, encoded_train)
     assert mse[5.0] < 0.5 * start, (start, mse)
     assert mse[5.0] < 0.5 * mse[0.0], mse
@@ -310,8 +332,18 @@ def test_hidden_weight_runs_the_teacher_once_per_step_and_zero_never(tiny_model_
         student = compress(teacher, Recipe(skip_prob=0.5))  # a deep copy: hooks registered after it
         hook = teacher.register_forward_hook(lambda module, args, out: calls.append(out.hidden_states is not None))
         calls.clear()
-        distill(student.model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5, progress=False,
-                hidden_weight=weight, teacher=teacher, hidden_layers=[1])
+        distill(
+            student.model,
+            encoded_train,
+            _teacher_logits(encoded_train),
+            config,
+            2.0,
+            0.5,
+            progress=False,
+            hidden_weight=weight,
+            teacher=teacher,
+            hidden_layers=[1],
+        )
         hook.remove()
         assert calls == expected
     assert not teacher.training
@@ -321,11 +353,21 @@ def test_hidden_weight_needs_a_teacher_and_must_not_be_negative(tiny_model_dir, 
     model = load_classifier(str(tiny_model_dir))
     config = TrainConfig(steps=1, batch_size=8, learning_rate=1e-4, warmup_ratio=0.0, seed=0)
     with pytest.raises(ValueError, match="needs the teacher"):
-        distill(model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5, progress=False,
-                hidden_weight=1.0)
+        distill(
+            model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5, progress=False, hidden_weight=1.0
+        )
     with pytest.raises(ValueError, match="hidden_weight must be >= 0"):
-        distill(model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5, progress=False,
-                hidden_weight=-1.0, teacher=model)
+        distill(
+            model,
+            encoded_train,
+            _teacher_logits(encoded_train),
+            config,
+            2.0,
+            0.5,
+            progress=False,
+            hidden_weight=-1.0,
+            teacher=model,
+        )
 
 
 def test_hidden_weight_under_layerdrop_compares_the_final_outputs(tiny_model_dir, encoded_train):
@@ -335,8 +377,18 @@ def test_hidden_weight_under_layerdrop_compares_the_final_outputs(tiny_model_dir
     teacher = load_classifier(str(tiny_model_dir)).eval()
     student = compress(teacher, Recipe(skip_prob=0.5, skip_mode="stochastic", seed=1))  # a layer fewer some steps
     config = TrainConfig(steps=8, batch_size=8, learning_rate=1e-4, warmup_ratio=0.0, seed=0)
-    result = distill(student.model, encoded_train, _teacher_logits(encoded_train), config, 2.0, 0.5,
-                     progress=False, hidden_weight=1.0, teacher=teacher, hidden_layers=None)
+    result = distill(
+        student.model,
+        encoded_train,
+        _teacher_logits(encoded_train),
+        config,
+        2.0,
+        0.5,
+        progress=False,
+        hidden_weight=1.0,
+        teacher=teacher,
+        hidden_layers=None,
+    )
     assert result.steps == 8 and math.isfinite(result.final_loss)
 
 

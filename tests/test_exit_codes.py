@@ -26,8 +26,11 @@ from latencysolver.errors import (
     StorageError,
 )
 
-ERROR_CLASSES = [c for _, c in inspect.getmembers(errors, inspect.isclass)
-                 if issubclass(c, BaseException) and c.__module__ == errors.__name__]
+ERROR_CLASSES = [
+    c
+    for _, c in inspect.getmembers(errors, inspect.isclass)
+    if issubclass(c, BaseException) and c.__module__ == errors.__name__
+]
 
 
 # ------------------------------------------------------------------------------------------------ the tree
@@ -52,7 +55,9 @@ def test_the_modules_that_raise_them_use_the_classes_of_errors_py():
 
     assert selection.SelectionError is SelectionError
     assert figures.ReportError is ReportError and report.ReportError is ReportError
-    assert architectures.CompressionRefused is CompressionRefused and layer_skip.CompressionRefused is CompressionRefused
+    assert (
+        architectures.CompressionRefused is CompressionRefused and layer_skip.CompressionRefused is CompressionRefused
+    )
 
 
 # ------------------------------------------------------------------------------------------------ ConfigError fields
@@ -67,16 +72,23 @@ def test_a_dataclass_check_names_its_field_and_value():
     assert (info.value.key, info.value.value) == ("batch_size", 0)
 
 
-@pytest.mark.parametrize("yaml_text, key, value, message", [
-    ("distillation: {steps: 0}\n", "distillation.steps", 0, "distillation.steps: steps must be > 0, but got 0"),
-    ("workers: {heartbeat_interval: 30, grace_period: 10}\n", "workers.grace_period", 10,
-     "workers.grace_period: grace_period must be > heartbeat_interval, but got 10 <= 30"),
-    ("latency: {warmup: -2}\n", "latency.warmup", -2, "latency.warmup: warmup must be >= 0, but got -2"),
-    ("distillation: {steps: ten}\n", "distillation.steps", "ten", "distillation.steps: expected an integer"),
-    ("cnn: {kernel_sizes: [3, x]}\n", "cnn.kernel_sizes[1]", "x", "cnn.kernel_sizes[1]: expected an integer"),
-    ("sampler: {name: grid}\n", "sampler.name", "grid", "sampler.name: expected one of"),
-    ("latency: 3\n", "latency", 3, "latency: expected a mapping, got 3"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, key, value, message",
+    [
+        ("distillation: {steps: 0}\n", "distillation.steps", 0, "distillation.steps: steps must be > 0, but got 0"),
+        (
+            "workers: {heartbeat_interval: 30, grace_period: 10}\n",
+            "workers.grace_period",
+            10,
+            "workers.grace_period: grace_period must be > heartbeat_interval, but got 10 <= 30",
+        ),
+        ("latency: {warmup: -2}\n", "latency.warmup", -2, "latency.warmup: warmup must be >= 0, but got -2"),
+        ("distillation: {steps: ten}\n", "distillation.steps", "ten", "distillation.steps: expected an integer"),
+        ("cnn: {kernel_sizes: [3, x]}\n", "cnn.kernel_sizes[1]", "x", "cnn.kernel_sizes[1]: expected an integer"),
+        ("sampler: {name: grid}\n", "sampler.name", "grid", "sampler.name: expected one of"),
+        ("latency: 3\n", "latency", 3, "latency: expected a mapping, got 3"),
+    ],
+)
 def test_a_bad_study_file_error_carries_file_key_and_value(tmp_path, yaml_text, key, value, message):
     path = tmp_path / "study.yaml"
     path.write_text("search_space: {}\n" + yaml_text)
@@ -95,14 +107,23 @@ def test_an_unknown_key_has_no_value(tmp_path):
     assert (info.value.file, info.value.key, info.value.has_value) == (str(path), "teacher.epoch", False)
 
 
-@pytest.mark.parametrize("option, value, field", [("--threads", "0", "threads"), ("--rows", "-1", "rows"),
-                                                   ("--warmup", "-1", "warmup"), ("--repeats", "0", "repeats")])
+@pytest.mark.parametrize(
+    "option, value, field",
+    [
+        ("--threads", "0", "threads"),
+        ("--rows", "-1", "rows"),
+        ("--warmup", "-1", "warmup"),
+        ("--repeats", "0", "repeats"),
+    ],
+)
 def test_bench_names_the_option_from_the_field_not_from_the_message(tmp_path, capsys, option, value, field):
     # the settings are checked before the model is looked at, so a folder that does not exist is fine here
     assert main(["bench", str(tmp_path / "no-model"), option, value]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"latencysolver: error: bench: {option}: {field} must be "
-                   f"{'>= 0' if field == 'warmup' else '> 0'}, but got {value}"]
+    assert err == [
+        f"latencysolver: error: bench: {option}: {field} must be "
+        f"{'>= 0' if field == 'warmup' else '> 0'}, but got {value}"
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ exit codes
@@ -118,9 +139,17 @@ def test_usage_error_exits_2_through_argparse(capsys):
     assert info.value.code == 2
 
 
-@pytest.mark.parametrize("error", [ConfigError("bad key"), StorageError("no such database"), SelectionError("none"),
-                                   ReportError("no folder"), CompressionRefused("layer skip: ALBERT")],
-                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError("bad key"),
+        StorageError("no such database"),
+        SelectionError("none"),
+        ReportError("no folder"),
+        CompressionRefused("layer skip: ALBERT"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_user_error_exits_1_with_one_line(monkeypatch, capsys, error):
     def handler(args):
         raise error
@@ -154,8 +183,15 @@ def test_the_process_exit_codes(tmp_path):
     env.pop("LATENCYSOLVER_STORAGE", None)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "latencysolver", *args], capture_output=True, text=True,
-                              cwd=tmp_path, env=env, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "latencysolver", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+            check=False,
+        )
 
     usage = run("export", "--study", "x")  # --out is required
     assert usage.returncode == 2 and "usage:" in usage.stderr

@@ -53,16 +53,30 @@ def exports(tmp_path_factory, tiny_model_dir, study_data):
     early stop, so the selection rules below always have trials to pick from (this is about export, not quality).
     """
     folder = tmp_path_factory.mktemp("export-study")
-    space = {"prune_ratio": 0.0, "quant_dtype": {"choices": list(QUANT)}, "skip_prob": 0.0, "rank": "off",
-             "temperature": 2.0, "alpha": 0.5}
-    config = load_study_config(write_study_yaml(folder, tiny_model_dir, study_data, search_space=space,
-                                                n_trials=len(QUANT), teacher=TEACHER,
-                                                constraints={"min_accuracy": 0.0}, early_stop={"after": None}))
+    space = {
+        "prune_ratio": 0.0,
+        "quant_dtype": {"choices": list(QUANT)},
+        "skip_prob": 0.0,
+        "rank": "off",
+        "temperature": 2.0,
+        "alpha": 0.5,
+    }
+    config = load_study_config(
+        write_study_yaml(
+            folder,
+            tiny_model_dir,
+            study_data,
+            search_space=space,
+            n_trials=len(QUANT),
+            teacher=TEACHER,
+            constraints={"min_accuracy": 0.0},
+            early_stop={"after": None},
+        )
+    )
     pinned = optuna.create_study(study_name="tiny", storage=config.storage, directions=["maximize", "maximize"])
     for dtype in QUANT:
         pinned.enqueue_trial({"quant_dtype": dtype})
-    study = run_study(config, RunOptions(cache_dir=shared_cache(tmp_path_factory), progress=False),
-                      log=lambda _: None)
+    study = run_study(config, RunOptions(cache_dir=shared_cache(tmp_path_factory), progress=False), log=lambda _: None)
     record = study_record(study)
     assert record.teacher.accuracy > record.data.majority_rate
     trials = {trial_record(t).recipe_dict["quant_dtype"]: t for t in study.get_trials()}
@@ -70,8 +84,23 @@ def exports(tmp_path_factory, tiny_model_dir, study_data):
     outs = {}
     for dtype, trial in trials.items():
         out = folder / f"export-{dtype}"
-        assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trial.number),
-                     "--out", str(out), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "export",
+                    "--study",
+                    "tiny",
+                    "--storage",
+                    config.storage,
+                    "--trial",
+                    str(trial.number),
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         outs[dtype] = out
     return config, study, trials, outs
 
@@ -88,8 +117,9 @@ def onnx_answers(path: Path, clf, rows: list[dict]) -> list[int]:
     names = [i.name for i in session.get_inputs()]
     answers = []
     for r in rows:
-        enc = clf.tokenizer(r["question"], r["passage"], truncation="only_second", max_length=clf.max_length,
-                            return_tensors="np")
+        enc = clf.tokenizer(
+            r["question"], r["passage"], truncation="only_second", max_length=clf.max_length, return_tensors="np"
+        )
         (logits,) = session.run(["logits"], {n: enc[n].astype(np.int64) for n in names})
         answers.append(int(logits.argmax(-1)[0]))
     return answers
@@ -113,7 +143,7 @@ def test_onnx_file_predicts_what_the_exported_model_predicts(exports, study_data
     rows = rows_of(study_data / "validation.jsonl")
     torch_answers = clf.logits([r["question"] for r in rows], [r["passage"] for r in rows]).argmax(-1).tolist()
     assert len(set(torch_answers)) == 2, "a constant model would agree with anything"
-    same = np.mean([a == b for a, b in zip(onnx_answers(out / "model.onnx", clf, rows), torch_answers)])
+    same = np.mean([a == b for a, b in zip(onnx_answers(out / "model.onnx", clf, rows), torch_answers, strict=True)])
     assert same >= agreement, f"{dtype}: ONNX agrees with torch on only {same:.1%} of validation rows"
 
 
@@ -151,10 +181,19 @@ def test_card_reports_the_test_split_accuracy(exports, study_data):
     labels = [bool(r["label"]) for r in rows]
     for dtype, out in outs.items():
         predicted = [p.answer for p in load(out).predict([r["question"] for r in rows], [r["passage"] for r in rows])]
-        accuracy = np.mean([p == y for p, y in zip(predicted, labels)])
-        tp = sum(p and y for p, y in zip(predicted, labels))
-        f1 = 2 * tp / (2 * tp + sum(p and not y for p, y in zip(predicted, labels))
-                       + sum(y and not p for p, y in zip(predicted, labels))) if tp else 0.0
+        accuracy = np.mean([p == y for p, y in zip(predicted, labels, strict=True)])
+        tp = sum(p and y for p, y in zip(predicted, labels, strict=True))
+        f1 = (
+            2
+            * tp
+            / (
+                2 * tp
+                + sum(p and not y for p, y in zip(predicted, labels, strict=True))
+                + sum(y and not p for p, y in zip(predicted, labels, strict=True))
+            )
+            if tp
+            else 0.0
+        )
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["test"]["rows"] == len(rows)
         assert metrics["test"]["accuracy"] == pytest.approx(accuracy, abs=1e-9), dtype
@@ -175,8 +214,25 @@ def test_no_test_split_is_reported_not_fatal(exports, tmp_path, capsys):
     config, _, trials, _ = exports
     no_test = write_synthetic_boolq(tmp_path / "data", {"train": 8, "validation": 8})
     out = tmp_path / "out"
-    assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trials["fp32"].number),
-                 "--out", str(out), "--data", str(no_test), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--study",
+                "tiny",
+                "--storage",
+                config.storage,
+                "--trial",
+                str(trials["fp32"].number),
+                "--out",
+                str(out),
+                "--data",
+                str(no_test),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "test: not measured" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"] is None and "no test split" in metrics["test_unavailable"]
@@ -187,8 +243,22 @@ def test_no_test_split_is_reported_not_fatal(exports, tmp_path, capsys):
 def test_unreadable_data_override_is_one_line_and_writes_nothing(exports, tmp_path, capsys):
     config, _, trials, _ = exports
     out = tmp_path / "out"
-    code = main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trials["fp32"].number),
-                 "--out", str(out), "--data", str(tmp_path / "missing"), "--no-progress"])
+    code = main(
+        [
+            "export",
+            "--study",
+            "tiny",
+            "--storage",
+            config.storage,
+            "--trial",
+            str(trials["fp32"].number),
+            "--out",
+            str(out),
+            "--data",
+            str(tmp_path / "missing"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "data folder not found" in err
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no staging folder left either
@@ -198,11 +268,28 @@ def test_cli_prints_the_rule_and_the_trial(exports, tmp_path, capsys):
     config, study, _, _ = exports
     feasible = [t for t in study.get_trials() if is_feasible(t)]
     if len(feasible) != len(QUANT):  # the fixture makes every trial feasible; anything else is a bug to see
-        pytest.fail(f"expected {len(QUANT)} feasible trials, got {len(feasible)}: constraints "
-                    f"{[t.constraints for t in study.get_trials()]}")
+        pytest.fail(
+            f"expected {len(QUANT)} feasible trials, got {len(feasible)}: constraints "
+            f"{[t.constraints for t in study.get_trials()]}"
+        )
     expected = select_best(study, "knee").trial.number
-    assert main(["export", "--study", "tiny", "--storage", config.storage, "--best", "knee", "--out",
-                 str(tmp_path / "k"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--study",
+                "tiny",
+                "--storage",
+                config.storage,
+                "--best",
+                "knee",
+                "--out",
+                str(tmp_path / "k"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert re.search(rf"^selected trial {expected} by --best knee: ", out, re.MULTILINE)
     assert json.loads((tmp_path / "k" / "metrics.json").read_text())["selection"]["rule"] == "knee"
@@ -212,18 +299,22 @@ def test_cli_prints_the_rule_and_the_trial(exports, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ selection
 
 
-def hand_made(direction: str, trials: list[tuple], teacher_accuracy: float = 0.70,
-              storage: str | None = None) -> optuna.Study:
+def hand_made(
+    direction: str, trials: list[tuple], teacher_accuracy: float = 0.70, storage: str | None = None
+) -> optuna.Study:
     """``trials``: (accuracy, speed-up, p50 ms[, feasible]); the second objective is the speed-up when
     ``direction`` is "maximize", the p50 ms when "minimize"."""
     study = optuna.create_study(study_name="hand", storage=storage, directions=["maximize", direction])
     study.set_user_attr("teacher", {"accuracy": teacher_accuracy})
     for accuracy, speedup, p50, *rest in trials:
         feasible = rest[0] if rest else True
-        study.add_trial(optuna.trial.create_trial(
-            values=[accuracy, speedup if direction == "maximize" else p50],
-            user_attrs={"recipe": {"quant_dtype": "int8"}, "latency_p50_ms": p50, "speedup": speedup},
-            constraints={"min_accuracy": 0.0, "max_latency_ms": 0.0 if feasible else 0.5}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[accuracy, speedup if direction == "maximize" else p50],
+                user_attrs={"recipe": {"quant_dtype": "int8"}, "latency_p50_ms": p50, "speedup": speedup},
+                constraints={"min_accuracy": 0.0, "max_latency_ms": 0.0 if feasible else 0.5},
+            )
+        )
     return study
 
 
@@ -236,8 +327,14 @@ def hand_made(direction: str, trials: list[tuple], teacher_accuracy: float = 0.7
 #     3     0.50      5.0      4.0     fastest
 #     4     0.55      2.0     10.0     dominated by 1
 #     5     0.99     50.0      0.4     infeasible
-FRONT = [(0.70, 1.0, 20.0), (0.69, 3.0, 20 / 3), (0.60, 4.0, 5.0), (0.50, 5.0, 4.0), (0.55, 2.0, 10.0),
-         (0.99, 50.0, 0.4, False)]
+FRONT = [
+    (0.70, 1.0, 20.0),
+    (0.69, 3.0, 20 / 3),
+    (0.60, 4.0, 5.0),
+    (0.50, 5.0, 4.0),
+    (0.55, 2.0, 10.0),
+    (0.99, 50.0, 0.4, False),
+]
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
@@ -257,8 +354,10 @@ def test_each_rule_picks_its_trial_and_never_an_infeasible_one(direction):
 def test_knee_on_a_known_front_in_both_directions():
     # speed-up: accuracy scales to (1, .5, 0) and speed-up (1, 3, 9) to (0, .25, 1): trial 1 is at
     # hypot(.5, .75) = .90, trial 0 and 2 at 1.0
-    assert select_best(hand_made("maximize", [(0.8, 1.0, 9.0), (0.7, 3.0, 3.0), (0.6, 9.0, 1.0)]),
-                       "knee").trial.number == 1
+    assert (
+        select_best(hand_made("maximize", [(0.8, 1.0, 9.0), (0.7, 3.0, 3.0), (0.6, 9.0, 1.0)]), "knee").trial.number
+        == 1
+    )
     # the same milliseconds minimized: p50 (9, 3, 1) scales to (0, .75, 1), trial 1 at hypot(.5, .25) = .56;
     # a fourth, barely less accurate and much faster trial becomes the knee: scaled (.95, .975)
     ms = [(0.8, 1.0, 9.0), (0.7, 3.0, 3.0), (0.6, 9.0, 1.0)]
@@ -287,16 +386,20 @@ def test_no_feasible_trial_or_none_under_the_bound_is_an_error():
     with pytest.raises(SelectionError, match="no completed feasible trials"):
         select_under_latency(only_infeasible, 5.0)
     study = hand_made("minimize", FRONT)
-    with pytest.raises(SelectionError, match=r"--max-latency-ms 3: .* p50 <= 3 ms; the fastest feasible p50 is "
-                                             r"4\.00 ms \(trial 3\)"):
+    with pytest.raises(
+        SelectionError,
+        match=r"--max-latency-ms 3: .* p50 <= 3 ms; the fastest feasible p50 is "
+        r"4\.00 ms \(trial 3\)",
+    ):
         select_under_latency(study, 3.0)
 
 
 def test_cli_max_latency_without_a_match_is_one_line(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'hand.db'}"
     hand_made("maximize", FRONT, storage=storage)
-    code = main(["export", "--study", "hand", "--storage", storage, "--max-latency-ms", "2.5",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        ["export", "--study", "hand", "--storage", storage, "--max-latency-ms", "2.5", "--out", str(tmp_path / "out")]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert err.startswith("latencysolver: error: --max-latency-ms 2.5:") and "4.00 ms" in err
@@ -308,8 +411,12 @@ def test_cli_selection_options_are_exclusive_and_checked(tmp_path, capsys):
 
     assert _BEST_RULES == RULES
     base = ["export", "--study", "hand", "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--out", str(tmp_path / "o")]
-    for extra in ([], ["--best", "fastest"], ["--best", "knee", "--trial", "1"], ["--trial", "1",
-                  "--max-latency-ms", "3"]):
+    for extra in (
+        [],
+        ["--best", "fastest"],
+        ["--best", "knee", "--trial", "1"],
+        ["--trial", "1", "--max-latency-ms", "3"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(base + extra)
         assert exc.value.code == 2

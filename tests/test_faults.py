@@ -27,11 +27,14 @@ def _fail_first(real, exc: BaseException):
     return wrapper
 
 
-@pytest.mark.parametrize(("target", "exc", "reason"), [
-    ("distill", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of memory"),
-    ("to_runnable", RuntimeError("ONNX export failed: unsupported operator"), "ONNX export failed"),
-    ("upload_artifact", OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
-])
+@pytest.mark.parametrize(
+    ("target", "exc", "reason"),
+    [
+        ("distill", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of memory"),
+        ("to_runnable", RuntimeError("ONNX export failed: unsupported operator"), "ONNX export failed"),
+        ("upload_artifact", OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    ],
+)
 def test_a_fault_fails_only_its_trial(study_yaml, tmp_path, monkeypatch, target, exc, reason):
     monkeypatch.setattr(objective, target, _fail_first(getattr(objective, target), exc))
     config = load_study_config(study_yaml(n_trials=3))

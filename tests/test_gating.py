@@ -16,8 +16,13 @@ from latencysolver.search.suggest import suggest_recipe
 
 
 def fake_probe(**speedup: float) -> ProbeResult:
-    return ProbeResult(hardware_key="test", cpu_model="test CPU", cpu_flags=("avx2",),
-                       runtimes={"torch": "x", "onnxruntime": "y"}, speedup={"fp32": 1.0, **speedup})
+    return ProbeResult(
+        hardware_key="test",
+        cpu_model="test CPU",
+        cpu_flags=("avx2",),
+        runtimes={"torch": "x", "onnxruntime": "y"},
+        speedup={"fp32": 1.0, **speedup},
+    )
 
 
 SPACE = SearchSpace(quant_dtype=Choices(("fp32", "bf16", "int8")), temperature=Choices((1.0, 2.0)))
@@ -46,8 +51,14 @@ def test_gating_keeps_fp32_fixed_values_and_at_least_one_choice():
 
 
 def test_a_setting_that_cannot_run_is_dropped_with_its_reason():
-    probe = ProbeResult(hardware_key="k", cpu_model="m", cpu_flags=(), runtimes={}, speedup={"fp32": 1.0},
-                        errors={"ort-int8": "cannot run here: ImportError: no onnxruntime"})
+    probe = ProbeResult(
+        hardware_key="k",
+        cpu_model="m",
+        cpu_flags=(),
+        runtimes={},
+        speedup={"fp32": 1.0},
+        errors={"ort-int8": "cannot run here: ImportError: no onnxruntime"},
+    )
     gated, dropped = gate_space(SearchSpace(quant_dtype=Choices(("fp32", "ort-int8"))), probe)
     assert gated.quant_dtype == Fixed("fp32") and "ImportError" in dropped["ort-int8"]
     assert ProbeResult.from_dict(probe.to_dict()) == probe

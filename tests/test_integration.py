@@ -38,8 +38,10 @@ def test_two_trial_study_on_shared_boolq_with_packaged_minilm(tmp_path, capsys):
     path.write_text(yaml.safe_dump(study))
 
     # --data overrides the hub name with the local folder, exactly as `make demo` does
-    assert main(["run", str(path), "--data", str(SHARED_DATA), "--cache-dir", str(tmp_path / "cache"),
-                 "--no-progress"]) == 0
+    assert (
+        main(["run", str(path), "--data", str(SHARED_DATA), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Pareto front of study 'integration'" in out
 
@@ -51,7 +53,9 @@ def test_two_trial_study_on_shared_boolq_with_packaged_minilm(tmp_path, capsys):
     assert record.data.train_rows == 48
 
     export = tmp_path / "export"
-    assert main(["export", "--study", "integration", "--storage", study["storage"], "--best", "--out", str(export)]) == 0
+    assert (
+        main(["export", "--study", "integration", "--storage", study["storage"], "--best", "--out", str(export)]) == 0
+    )
     model = load(export)
     validation = load_boolq(str(SHARED_DATA), limit_validation=32).validation
     predicted = [int(p.answer) for p in model.predict(list(validation.question), list(validation.passage))]

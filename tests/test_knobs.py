@@ -91,11 +91,15 @@ def test_suggest_recipe_samples_every_knob_into_the_recipe():
 def test_report_order_is_the_table_order():
     assert figures.KNOB_ORDER == KNOB_NAMES
     study = optuna.create_study(directions=["maximize", "maximize"])
-    recipes = [Recipe(prune_ratio=0.5, skip_prob=0.5), Recipe(**{s.name: _example(s) for s in KNOBS if s.name != "architecture"}),
-               Recipe(architecture="cnn")]
+    recipes = [
+        Recipe(prune_ratio=0.5, skip_prob=0.5),
+        Recipe(**{s.name: _example(s) for s in KNOBS if s.name != "architecture"}),
+        Recipe(architecture="cnn"),
+    ]
     for i, recipe in enumerate(recipes):
-        study.add_trial(optuna.trial.create_trial(values=[0.6 + i / 10, 1.0 + i],
-                                                  user_attrs={"recipe": recipe.to_dict()}))
+        study.add_trial(
+            optuna.trial.create_trial(values=[0.6 + i / 10, 1.0 + i], user_attrs={"recipe": recipe.to_dict()})
+        )
     assert tuple(figures.knob_values(study)) == KNOB_NAMES
 
 

@@ -139,7 +139,7 @@ def test_fixed_sleep_gives_its_duration(restore_threads):
     assert stats.p50_ms == statistics.median(ordered)
     assert stats.p90_ms == ordered[round(0.9 * 29)]
     assert stats.mean_ms == pytest.approx(sum(stats.samples_ms) / 30)
-    pass_means = [statistics.fmean(stats.samples_ms[i:i + 10]) for i in (0, 10, 20)]
+    pass_means = [statistics.fmean(stats.samples_ms[i : i + 10]) for i in (0, 10, 20)]
     assert stats.cv == pytest.approx(statistics.pstdev(pass_means) / statistics.fmean(pass_means))
     assert not model.training  # measured in eval mode
     assert set(stats.summary()) == {"p50_ms", "p90_ms", "mean_ms", "cv", "threads", "rows"}
@@ -279,8 +279,11 @@ def test_paired_measurement_on_real_models_orders_them_by_depth(restore_threads)
 
     def bert(layers: int) -> nn.Module:
         torch.manual_seed(0)
-        return BertForSequenceClassification(BertConfig(vocab_size=2000, hidden_size=128, num_hidden_layers=layers,
-                                                         num_attention_heads=4, intermediate_size=512)).eval()
+        return BertForSequenceClassification(
+            BertConfig(
+                vocab_size=2000, hidden_size=128, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=512
+            )
+        ).eval()
 
     deep, shallow = bert(8), bert(4)
     split = _split([40 + (13 * i) % 60 for i in range(20)])

@@ -52,8 +52,11 @@ def _imports(path: Path) -> list[tuple[str, int]]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.append((node.module, node.lineno))
             # ``from latencysolver.models import onnx_backend`` imports a submodule
-            found += [(f"{node.module}.{alias.name}", node.lineno) for alias in node.names
-                      if (PACKAGE.parent / node.module.replace(".", "/") / f"{alias.name}.py").is_file()]
+            found += [
+                (f"{node.module}.{alias.name}", node.lineno)
+                for alias in node.names
+                if (PACKAGE.parent / node.module.replace(".", "/") / f"{alias.name}.py").is_file()
+            ]
     return found
 
 
@@ -82,10 +85,12 @@ def test_imports_go_downward(name):
             target = imported.split(".")[1]
             assert _rank(target) <= _rank(top), (
                 f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}: {name} (layer {top}) imports {imported} "
-                f"(layer {target}, higher)")
+                f"(layer {target}, higher)"
+            )
         if imported.split(".")[0] == "optuna":
             assert top in OPTUNA_LAYERS, (
-                f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}: only {sorted(OPTUNA_LAYERS)} import optuna")
+                f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}: only {sorted(OPTUNA_LAYERS)} import optuna"
+            )
 
 
 def test_no_import_cycle():
@@ -100,7 +105,7 @@ def test_no_import_cycle():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = stack[stack.index(nxt) :] + [nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)

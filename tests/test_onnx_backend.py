@@ -70,8 +70,9 @@ def rows(tiny_model_dir, tmp_path_factory) -> EncodedSplit:
     folder = write_synthetic_boolq(tmp_path_factory.mktemp("onnx-boolq"), {"validation": ROWS}, seed=3)
     raw = [json.loads(line) for line in (folder / "validation.jsonl").read_text().splitlines()]
     tokenizer = load_tokenizer(str(tiny_model_dir))
-    return encode_pairs(tokenizer, [r["question"] for r in raw], [r["passage"] for r in raw], 64,
-                        labels=[r["label"] for r in raw])
+    return encode_pairs(
+        tokenizer, [r["question"] for r in raw], [r["passage"] for r in raw], 64, labels=[r["label"] for r in raw]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +145,9 @@ def _random_inputs(batch: int, length: int, seed: int) -> dict[str, torch.Tensor
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1000, 5000, (batch, length), generator=generator)
     mask = torch.ones(batch, length, dtype=torch.long)
-    mask[0, max(1, length // 2):] = 0
+    mask[0, max(1, length // 2) :] = 0
     types = torch.zeros(batch, length, dtype=torch.long)
-    types[:, length // 3:] = 1
+    types[:, length // 3 :] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
@@ -183,8 +184,10 @@ def test_int8_agrees_with_torch_fp32(variant, rows, example, tmp_path):
     assert set(predicted.tolist()) == {0, 1}, "the reference predicts one class: agreement would prove nothing"
     agreement = (logits.argmax(-1) == predicted).float().mean().item()
     error = (logits - reference).abs().max().item()
-    print(f"int8 agreement {agreement:.3f}, max |int8 - fp32| = {error:.2e}, "
-          f"sizes fp32 {fp32.size_bytes()} B / int8 {int8.size_bytes()} B")
+    print(
+        f"int8 agreement {agreement:.3f}, max |int8 - fp32| = {error:.2e}, "
+        f"sizes fp32 {fp32.size_bytes()} B / int8 {int8.size_bytes()} B"
+    )
     assert agreement >= INT8_MIN_AGREEMENT
     assert error < INT8_MAX_LOGIT_ERROR
     # Embedding tables and weight matrices go to 1 byte per value (the tiny BERT: ~4.0 MB -> ~1.1 MB).
@@ -222,13 +225,16 @@ def test_missing_input_is_named(trained, example, tmp_path):
         clf(input_ids=example["input_ids"], attention_mask=example["attention_mask"])
 
 
-@pytest.mark.parametrize(("backend", "dtype", "named"), [
-    ("tensorrt", "fp32", "'tensorrt'"),
-    ("torch", "int8", "'torch'"),
-    ("onnxruntime", "bf16", "'bf16'"),
-    ("onnxruntime", "fp16", "'fp16'"),
-    ("onnxruntime", "int4", "'int4'"),
-])
+@pytest.mark.parametrize(
+    ("backend", "dtype", "named"),
+    [
+        ("tensorrt", "fp32", "'tensorrt'"),
+        ("torch", "int8", "'torch'"),
+        ("onnxruntime", "bf16", "'bf16'"),
+        ("onnxruntime", "fp16", "'fp16'"),
+        ("onnxruntime", "int4", "'int4'"),
+    ],
+)
 def test_bad_backend_or_dtype_is_refused_by_name(trained, example, tmp_path, backend, dtype, named):
     with pytest.raises(ValueError, match=named):
         to_backend(trained, backend, dtype, tmp_path, example, threads=1)
@@ -252,6 +258,7 @@ def test_export_leaves_the_model_as_it_was(trained, example, tmp_path):
 
 def test_dynamo_fallback_when_torchscript_export_fails(trained, example, tmp_path, monkeypatch, capfd):
     """What runs once torch drops the TorchScript exporter: same numbers, quiet, and still quantizable."""
+
     def gone(*args, **kwargs):
         raise RuntimeError("TorchScript exporter removed")
 

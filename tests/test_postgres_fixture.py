@@ -28,8 +28,9 @@ def test_each_test_gets_its_own_database(postgres_url):
 
 def test_optuna_study_round_trip(postgres_url):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="fixture-check", storage=postgres_url,
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        study_name="fixture-check", storage=postgres_url, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
     study.optimize(lambda trial: trial.suggest_float("x", -1.0, 1.0) ** 2, n_trials=3)
 
     again = optuna.load_study(study_name="fixture-check", storage=postgres_url)

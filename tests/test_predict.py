@@ -25,15 +25,37 @@ def exported(tmp_path_factory, tiny_model_dir):
     """A one-trial study (torch fp32 student), exported through the CLI; and the synthetic data folder."""
     folder = tmp_path_factory.mktemp("predict-study")
     data = write_synthetic_boolq(folder / "data", ROWS, seed=3)
-    space = {"prune_ratio": 0.0, "quant_dtype": "fp32", "skip_prob": 0.0, "rank": "off", "temperature": 2.0,
-             "alpha": 0.5}
-    config = load_study_config(write_study_yaml(folder, tiny_model_dir, data, search_space=space, n_trials=1,
-                                                teacher=TEACHER))
+    space = {
+        "prune_ratio": 0.0,
+        "quant_dtype": "fp32",
+        "skip_prob": 0.0,
+        "rank": "off",
+        "temperature": 2.0,
+        "alpha": 0.5,
+    }
+    config = load_study_config(
+        write_study_yaml(folder, tiny_model_dir, data, search_space=space, n_trials=1, teacher=TEACHER)
+    )
     cache = str(tmp_path_factory.getbasetemp() / "export-predict-cache")
     run_study(config, RunOptions(cache_dir=cache, progress=False), log=lambda _: None)
     out = folder / "export"
-    assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", "0", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--study",
+                "tiny",
+                "--storage",
+                config.storage,
+                "--trial",
+                "0",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return out, data
 
 
@@ -58,8 +80,12 @@ def test_jsonl_gets_one_prediction_per_row_in_order(exported, tmp_path, capsys):
     # a blank line is skipped, and line numbers stay those of the file
     write_jsonl(source, [*rows[:5], "", *rows[5:]])
     capsys.readouterr()
-    assert main(["predict", str(out), "--input", str(source), "--output", str(target), "--batch-size", "5",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["predict", str(out), "--input", str(source), "--output", str(target), "--batch-size", "5", "--no-progress"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     preds = [json.loads(line) for line in target.read_text().splitlines()]
     expected = load(out).predict([r["question"] for r in rows], [r["passage"] for r in rows])
@@ -103,14 +129,17 @@ def test_single_question_prints_answer_and_probability(exported, capsys):
     assert float(match.group(2)) >= 0.5  # the probability of the answer given
 
 
-@pytest.mark.parametrize("bad_line, bad, expected", [
-    (3, '{"question": "is it", "passage": "the river fact is true"', r":3: not JSON"),
-    (2, {"question": "is it"}, r":2: missing 'passage'"),
-    (2, {"question": 7, "passage": "x"}, r":2: 'question' must be a string, got 7"),
-    (3, {"question": "is it", "passage": "   "}, r":3: 'passage' is empty"),
-    (2, ["is it", "yes"], r":2: expected a JSON object"),
-    (3, {"question": "is it", "passage": "x", "label": "maybe"}, r":3: 'label' must be true/false or 0/1"),
-])
+@pytest.mark.parametrize(
+    "bad_line, bad, expected",
+    [
+        (3, '{"question": "is it", "passage": "the river fact is true"', r":3: not JSON"),
+        (2, {"question": "is it"}, r":2: missing 'passage'"),
+        (2, {"question": 7, "passage": "x"}, r":2: 'question' must be a string, got 7"),
+        (3, {"question": "is it", "passage": "   "}, r":3: 'passage' is empty"),
+        (2, ["is it", "yes"], r":2: expected a JSON object"),
+        (3, {"question": "is it", "passage": "x", "label": "maybe"}, r":3: 'label' must be true/false or 0/1"),
+    ],
+)
 def test_bad_row_is_one_line_exit_1_and_no_output(exported, tmp_path, capsys, bad_line, bad, expected):
     out, data = exported
     rows = input_rows(data, 4)
@@ -136,13 +165,16 @@ def test_missing_or_non_export_folder_is_one_line(exported, tmp_path, capsys):
         assert len(err) == 1 and expected in err[0], err
 
 
-@pytest.mark.parametrize("args", [
-    ["--question", "is it"],  # no passage
-    ["--question", "is it", "--passage", "p", "--input", "rows.jsonl"],  # both modes
-    [],  # neither mode
-    ["--input", "rows.jsonl", "--passage", "p"],
-    ["--question", "q", "--passage", "p", "--output", "x.jsonl"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--question", "is it"],  # no passage
+        ["--question", "is it", "--passage", "p", "--input", "rows.jsonl"],  # both modes
+        [],  # neither mode
+        ["--input", "rows.jsonl", "--passage", "p"],
+        ["--question", "q", "--passage", "p", "--output", "x.jsonl"],
+    ],
+)
 def test_usage_errors_are_argparse_errors(exported, args, capsys):
     out, _ = exported
     with pytest.raises(SystemExit) as exc:
@@ -169,4 +201,3 @@ def test_an_ort_export_predicts_too(tmp_path, exported):
     write_jsonl(source, rows)
     assert main(["predict", str(ort), "--input", str(source), "--output", str(target)]) == 0
     assert [json.loads(line)["label"] for line in target.read_text().splitlines()] == torch_answers
-

@@ -57,23 +57,43 @@ def stored_attr(path: Path, table: str, key: str) -> list[Any]:
 
 def test_legacy_trials_read_through_the_records(legacy):
     records = [trial_record(t) for t in legacy.get_trials()]
-    assert [(r.number, r.state) for r in records] == [(0, TrialState.COMPLETE), (1, TrialState.COMPLETE),
-                                                      (2, TrialState.COMPLETE), (3, TrialState.COMPLETE),
-                                                      (4, TrialState.FAIL)]
+    assert [(r.number, r.state) for r in records] == [
+        (0, TrialState.COMPLETE),
+        (1, TrialState.COMPLETE),
+        (2, TrialState.COMPLETE),
+        (3, TrialState.COMPLETE),
+        (4, TrialState.FAIL),
+    ]
     first = records[0]
-    assert first.recipe == Recipe(prune_ratio=0.5, quant_dtype="fp32", skip_prob=0.5, rank=4,
-                                  temperature=3.8909882815030876, alpha=0.43006491129546665,
-                                  prune_kind="unstructured")
+    assert first.recipe == Recipe(
+        prune_ratio=0.5,
+        quant_dtype="fp32",
+        skip_prob=0.5,
+        rank=4,
+        temperature=3.8909882815030876,
+        alpha=0.43006491129546665,
+        prune_kind="unstructured",
+    )
     assert first.accuracy == pytest.approx(0.7916666865348816)
     assert first.speedup == pytest.approx(1.2682112632651763) == first.values[1]
     assert first.latency_p50_ms == pytest.approx(0.4710925000068755)
     assert first.reference_p50_ms == pytest.approx(0.5974599999944985)
     assert (first.f1, first.layers, first.kept_layers, first.parameters, first.size_bytes, first.degenerate) == (
-        pytest.approx(0.8837209302325582), 1, (0,), 984194, 3949126, True)
+        pytest.approx(0.8837209302325582),
+        1,
+        (0,),
+        984194,
+        3949126,
+        True,
+    )
     assert first.hardware_key == "ace0d14677f2" and first.fingerprint().cpu_model == "Intel(R) Xeon(R) Processor"
     # every number as the database holds it, for every COMPLETE trial
-    values = {(n, i): v for n, i, v in stored("SELECT t.number, v.objective, v.value FROM trial_values v "
-                                              "JOIN trials t USING (trial_id)")}
+    values = {
+        (n, i): v
+        for n, i, v in stored(
+            "SELECT t.number, v.objective, v.value FROM trial_values v JOIN trials t USING (trial_id)"
+        )
+    }
     for r in records[:4]:
         assert r.values == (values[(r.number, 0)], values[(r.number, 1)])
         assert r.speedup == r.values[1] and r.recipe is not None and r.fail_reason is None
@@ -99,13 +119,25 @@ def test_legacy_fail_reason(legacy):
 def test_legacy_study_record(legacy):
     record = study_record(legacy)
     assert record.teacher == TeacherRecord(
-        path="/tmp/legacy/run/cache/teachers/798eb662f8b7d5fd", key="798eb662f8b7d5fd",
-        base_model="/tmp/legacy/run/model", accuracy=pytest.approx(0.7916666865348816),
-        f1=pytest.approx(0.8837209302325582), latency_p50_ms=pytest.approx(0.5532779999981585),
-        latency_p90_ms=pytest.approx(0.6898420000140959), hardware_key="ace0d14677f2", parameters=999138,
-        size_bytes=4012328)
-    assert record.data == DataRecord(source="/tmp/legacy/run/data", train_rows=64, validation_rows=24, test_rows=24,
-                                     majority_rate=pytest.approx(0.7916666666666666), max_length=64)
+        path="/tmp/legacy/run/cache/teachers/798eb662f8b7d5fd",
+        key="798eb662f8b7d5fd",
+        base_model="/tmp/legacy/run/model",
+        accuracy=pytest.approx(0.7916666865348816),
+        f1=pytest.approx(0.8837209302325582),
+        latency_p50_ms=pytest.approx(0.5532779999981585),
+        latency_p90_ms=pytest.approx(0.6898420000140959),
+        hardware_key="ace0d14677f2",
+        parameters=999138,
+        size_bytes=4012328,
+    )
+    assert record.data == DataRecord(
+        source="/tmp/legacy/run/data",
+        train_rows=64,
+        validation_rows=24,
+        test_rows=24,
+        majority_rate=pytest.approx(0.7916666666666666),
+        max_length=64,
+    )
     assert record.constraints == ConstraintsRecord(None, 0.7, "> 0.792 (majority class)")
     assert record.artifact_dir == "/tmp/legacy/run/study-artifacts"
     assert record.config["name"] == "legacy" and record.latency["objective"] == "speedup"
@@ -119,13 +151,33 @@ def test_a_trial_record_round_trips(tmp_path):
     trial = study.ask()
     recipe = Recipe(prune_ratio=0.25, quant_dtype="int8", skip_prob=0.5, rank=0.5, temperature=3.0, alpha=0.7)
     written = TrialRecord(
-        number=trial.number, state=TrialState.COMPLETE, values=(0.8, 2.5), recipe=recipe,
-        recipe_dict=recipe.to_dict(), f1=0.75, latency_p50_ms=4.0, latency_p90_ms=4.5, latency_cv=0.02,
-        speedup=2.5, speedup_cv=0.03, reference_p50_ms=10.0, hardware={"cpu_model": "x"}, hardware_key="abc",
-        parameters=100, nonzero_parameters=90, size_bytes=1000, layers=2, kept_layers=(0, 2), distill_steps=6,
-        distill_final_loss=0.5, degenerate=False, early_stopped={"step": 3, "accuracy_on_check_rows": 0.5,
-                                                                "floor": 0.6},
-        throughput_rows_per_s=50.0, seconds=1.5, constraints={"min_accuracy": 0.1, "max_latency_ms": -1.0})
+        number=trial.number,
+        state=TrialState.COMPLETE,
+        values=(0.8, 2.5),
+        recipe=recipe,
+        recipe_dict=recipe.to_dict(),
+        f1=0.75,
+        latency_p50_ms=4.0,
+        latency_p90_ms=4.5,
+        latency_cv=0.02,
+        speedup=2.5,
+        speedup_cv=0.03,
+        reference_p50_ms=10.0,
+        hardware={"cpu_model": "x"},
+        hardware_key="abc",
+        parameters=100,
+        nonzero_parameters=90,
+        size_bytes=1000,
+        layers=2,
+        kept_layers=(0, 2),
+        distill_steps=6,
+        distill_final_loss=0.5,
+        degenerate=False,
+        early_stopped={"step": 3, "accuracy_on_check_rows": 0.5, "floor": 0.6},
+        throughput_rows_per_s=50.0,
+        seconds=1.5,
+        constraints={"min_accuracy": 0.1, "max_latency_ms": -1.0},
+    )
     write_recipe(trial, recipe)
     write_trial_record(trial, written)
     study.tell(trial, [0.8, 2.5])
@@ -143,16 +195,31 @@ def test_a_trial_record_round_trips(tmp_path):
 
 def test_a_study_record_round_trips_and_partial_writes_keep_the_rest(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'rt.db'}", directions=["maximize", "maximize"])
-    first = StudyRecord(teacher=TeacherRecord(path="/t", key="k", accuracy=0.9, parameters=5),
-                        data=DataRecord(source="d", train_rows=1, majority_rate=0.6), artifact_dir="/a",
-                        config={"name": "n"}, search_space={"quant_dtype": "int8"})
+    first = StudyRecord(
+        teacher=TeacherRecord(path="/t", key="k", accuracy=0.9, parameters=5),
+        data=DataRecord(source="d", train_rows=1, majority_rate=0.6),
+        artifact_dir="/a",
+        config={"name": "n"},
+        search_space={"quant_dtype": "int8"},
+    )
     write_study_record(study, first)
-    write_study_record(study, StudyRecord(constraints=ConstraintsRecord(0.5, None, 0.5),
-                                          teacher_artifacts=TeacherArtifacts("k", {"config.json": "id"})))
+    write_study_record(
+        study,
+        StudyRecord(
+            constraints=ConstraintsRecord(0.5, None, 0.5),
+            teacher_artifacts=TeacherArtifacts("k", {"config.json": "id"}),
+        ),
+    )
     read = study_record(optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path / 'rt.db'}"))
-    assert read == StudyRecord(teacher=first.teacher, data=first.data, artifact_dir="/a", config={"name": "n"},
-                               search_space={"quant_dtype": "int8"}, constraints=ConstraintsRecord(0.5, None, 0.5),
-                               teacher_artifacts=TeacherArtifacts("k", {"config.json": "id"}))
+    assert read == StudyRecord(
+        teacher=first.teacher,
+        data=first.data,
+        artifact_dir="/a",
+        config={"name": "n"},
+        search_space={"quant_dtype": "int8"},
+        constraints=ConstraintsRecord(0.5, None, 0.5),
+        teacher_artifacts=TeacherArtifacts("k", {"config.json": "id"}),
+    )
     [teacher] = stored_attr(tmp_path / "rt.db", "study_user_attributes", "teacher")  # all fields, None as null
     assert teacher["accuracy"] == 0.9 and teacher["f1"] is None
 
@@ -162,7 +229,9 @@ def test_a_trial_with_only_the_legacy_constraint_list_is_read_from_it():
     for accuracy, legacy in ((0.9, [0.0, 0.5]), (0.8, [-0.1, 0.0])):
         study.add_trial(optuna.trial.create_trial(values=[accuracy, 1.0], user_attrs={"constraints": legacy}))
     assert [trial_record(t).constraints for t in study.get_trials()] == [
-        {"min_accuracy": 0.0, "max_latency_ms": 0.5}, {"min_accuracy": -0.1, "max_latency_ms": 0.0}]
+        {"min_accuracy": 0.0, "max_latency_ms": 0.5},
+        {"min_accuracy": -0.1, "max_latency_ms": 0.0},
+    ]
     assert [is_feasible(t) for t in study.get_trials()] == [False, True]
     assert [t.number for t in pareto_trials(study)] == [1]
 

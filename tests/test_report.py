@@ -84,8 +84,13 @@ def chromium_driver(chromium):
         _unavailable("no chromedriver on PATH")
     options = Options()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
@@ -101,29 +106,56 @@ def report_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
     then what other workers might report: a feasible trial more accurate and slower than all of them (so the front
     has two points, whatever the tiny model learned), two infeasible ones that would dominate, and a FAIL."""
     folder = tmp_path_factory.mktemp("report-study")
-    space = {"prune_ratio": {"choices": [0.0, 0.5]}, "quant_dtype": {"choices": ["fp32", "int8"]},
-             "skip_prob": {"choices": [0.0, 0.5]}, "temperature": {"low": 1.0, "high": 4.0}}  # rank, alpha: fixed
-    config = load_study_config(write_study_yaml(folder, tiny_model_dir, synthetic_data_dir, n_trials=4,
-                                                search_space=space, constraints={"min_accuracy": 0.0},
-                                                early_stop={"after": None}))
+    space = {
+        "prune_ratio": {"choices": [0.0, 0.5]},
+        "quant_dtype": {"choices": ["fp32", "int8"]},
+        "skip_prob": {"choices": [0.0, 0.5]},
+        "temperature": {"low": 1.0, "high": 4.0},
+    }  # rank, alpha: fixed
+    config = load_study_config(
+        write_study_yaml(
+            folder,
+            tiny_model_dir,
+            synthetic_data_dir,
+            n_trials=4,
+            search_space=space,
+            constraints={"min_accuracy": 0.0},
+            early_stop={"after": None},
+        )
+    )
     study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
     real = study.get_trials()
     assert len(real) == 4 and all(t.state == TrialState.COMPLETE and is_feasible(t) for t in real)
     best_accuracy = max(t.values[0] for t in real)
     best_speedup = max(t.values[1] for t in real)
-    study.add_trial(optuna.trial.create_trial(
-        params=real[-1].params, distributions=real[-1].distributions,
-        values=[min(1.0, best_accuracy + 0.02), min(t.values[1] for t in real) / 2],
-        user_attrs=real[-1].user_attrs, constraints={"min_accuracy": -0.1, "max_latency_ms": 0.0},
-        system_attrs={k: v for k, v in real[-1].system_attrs.items() if k.startswith("artifacts:")}))  # its files
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=real[-1].params,
+            distributions=real[-1].distributions,
+            values=[min(1.0, best_accuracy + 0.02), min(t.values[1] for t in real) / 2],
+            user_attrs=real[-1].user_attrs,
+            constraints={"min_accuracy": -0.1, "max_latency_ms": 0.0},
+            system_attrs={k: v for k, v in real[-1].system_attrs.items() if k.startswith("artifacts:")},
+        )
+    )  # its files
     for i, source in enumerate(real[:2]):  # would dominate everything, but breaks the accuracy floor
-        study.add_trial(optuna.trial.create_trial(
-            params=source.params, distributions=source.distributions,
-            values=[min(1.0, best_accuracy + 0.05 * (i + 1)), best_speedup * (2 + i)],
-            user_attrs=source.user_attrs, constraints={"min_accuracy": 0.3, "max_latency_ms": 0.0}))
-    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params=real[0].params,
-                                              distributions=real[0].distributions,
-                                              user_attrs={"fail_reason": "RuntimeError: loss became nan"}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=source.params,
+                distributions=source.distributions,
+                values=[min(1.0, best_accuracy + 0.05 * (i + 1)), best_speedup * (2 + i)],
+                user_attrs=source.user_attrs,
+                constraints={"min_accuracy": 0.3, "max_latency_ms": 0.0},
+            )
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.FAIL,
+            params=real[0].params,
+            distributions=real[0].distributions,
+            user_attrs={"fail_reason": "RuntimeError: loss became nan"},
+        )
+    )
     return config, study, folder
 
 
@@ -151,10 +183,13 @@ def test_report_renders_in_chromium_without_console_errors(report_study, report,
     driver = chromium_driver
     driver.get(report.out.resolve().as_uri())
     # every figure drawn: each graph div holds its SVG, and the front's points are there
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
-        "const g = Array.from(document.querySelectorAll('.plotly-graph-div'));"
-        "return g.length > 0 && g.every(x => x.querySelector('svg.main-svg'))"
-        f" && document.querySelectorAll({FEASIBLE_POINTS!r}).length > 0;"))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script(
+            "const g = Array.from(document.querySelectorAll('.plotly-graph-div'));"
+            "return g.length > 0 && g.every(x => x.querySelector('svg.main-svg'))"
+            f" && document.querySelectorAll({FEASIBLE_POINTS!r}).length > 0;"
+        )
+    )
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
 
@@ -163,12 +198,15 @@ def test_report_renders_in_chromium_without_console_errors(report_study, report,
 
     # points drawn in the DOM, per trace (plotly classes each trace's group "trace<uid>")
     assert count(FEASIBLE_POINTS) == len(feasible)
-    assert count("#pareto-front .scatterlayer .trace.traceinfeasible .points path.point") == len(complete) - len(feasible)
+    assert count("#pareto-front .scatterlayer .trace.traceinfeasible .points path.point") == len(complete) - len(
+        feasible
+    )
     assert count("#pareto-front .scatterlayer .trace.traceteacher .points path.point") == 1
     assert count("#pareto-front .scatterlayer .trace.tracefront .points path.point") == 0  # a line, no markers
     assert count("#pareto-front .scatterlayer .trace.tracefront path.js-line") == 1
-    stars = driver.execute_script("return document.getElementById('pareto-front').data[0].marker.symbol"
-                                  ".filter(s => s === 'star').length;")
+    stars = driver.execute_script(
+        "return document.getElementById('pareto-front').data[0].marker.symbol.filter(s => s === 'star').length;"
+    )
     assert stars == len(pareto_trials(study))
     # the other sections drew too: a figure per varying knob, importance, latency boxes
     assert count("[id^='knob-'] svg.main-svg") >= 1
@@ -186,7 +224,7 @@ def test_report_is_self_contained_with_plotly_js_once(report):
 def test_header_names_study_teacher_data_hardware_and_counts(report_study, report):
     _, study, _ = report_study
     page = _html(report)
-    header = page[page.index("<header>"):page.index("</header>")]
+    header = page[page.index("<header>") : page.index("</header>")]
     record, first = study_record(study), trial_record(study.get_trials()[0])
     assert "tiny" in header and f"{record.teacher.accuracy:.3f}" in header
     assert f"{record.data.validation_rows} validation rows" in header
@@ -218,9 +256,14 @@ def test_without_a_browser_the_png_is_skipped_with_one_warning(report_study, tmp
     assert main(["report", "--study", "tiny", "--storage", config.storage, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     warnings = captured.err.strip().splitlines()
-    assert len(warnings) == 1 and "PNG of the front skipped" in warnings[0] and "apt-get install chromium" in warnings[0]
+    assert (
+        len(warnings) == 1 and "PNG of the front skipped" in warnings[0] and "apt-get install chromium" in warnings[0]
+    )
     assert out.is_file() and not out.with_suffix(".png").exists()
-    assert captured.out.strip() == f"report: 7 trials (5 feasible, {len(pareto_trials(report_study[1]))} on the front) -> {out}"
+    assert (
+        captured.out.strip()
+        == f"report: 7 trials (5 feasible, {len(pareto_trials(report_study[1]))} on the front) -> {out}"
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary files left
 
 
@@ -235,7 +278,9 @@ def test_pareto_figure_traces_and_axes(report_study):
     assert traces["front"].mode == "lines"
     front = pareto_trials(study)
     assert len(front) >= 2  # the fixture's accurate, slow trial and at least one real one
-    assert {p for p in zip(traces["front"].x, traces["front"].y)} >= {(t.values[1], t.values[0]) for t in front}
+    assert {p for p in zip(traces["front"].x, traces["front"].y, strict=True)} >= {
+        (t.values[1], t.values[0]) for t in front
+    }
     assert list(traces["teacher"].x) == [1.0]  # the speed-up of the teacher over itself
     assert "speed-up" in fig.layout.xaxis.title.text and "↑" in fig.layout.xaxis.title.text
     hover = [row[1] for row in traces["feasible"].customdata]
@@ -249,9 +294,14 @@ def test_pareto_figure_of_a_latency_ms_study(report_study):
     teacher = study_record(study).teacher
     write_study_record(ms, StudyRecord(teacher=teacher))
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
-        ms.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions,
-                                               values=[t.values[0], trial_record(t).latency_p50_ms],
-                                               user_attrs=t.user_attrs))
+        ms.add_trial(
+            optuna.trial.create_trial(
+                params=t.params,
+                distributions=t.distributions,
+                values=[t.values[0], trial_record(t).latency_p50_ms],
+                user_attrs=t.user_attrs,
+            )
+        )
     fig = pareto_figure(ms)
     assert "p50 latency ms" in fig.layout.xaxis.title.text and "↓" in fig.layout.xaxis.title.text
     teacher_trace = next(t for t in fig.data if t.uid == "teacher")
@@ -300,7 +350,7 @@ def test_with_one_trial_the_report_explains_why_there_is_no_importance(report_st
 def test_front_table_lists_exactly_the_front(report_study, report):
     _, study, _ = report_study
     page = _html(report)
-    table = page[page.index('<table id="front-table">'):page.index("</table>")]
+    table = page[page.index('<table id="front-table">') : page.index("</table>")]
     rows = re.findall(r'<tr[^>]*data-trial="([^"]+)"', table)
     assert rows[0] == "teacher"
     front = [t.number for t in pareto_trials(study)]

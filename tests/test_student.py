@@ -14,8 +14,15 @@ from latencysolver.models.student import compress, load_student, save_student
 @pytest.fixture()
 def teacher():
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
     return BertForSequenceClassification(config).eval()
 
 
@@ -83,10 +90,14 @@ def test_save_and_load_give_the_same_logits(teacher, tmp_path):
 
 
 @pytest.mark.parametrize("family", ["BERT", "RoBERTa", "ALBERT", "DistilBERT"])
-@pytest.mark.parametrize("recipe", [
-    Recipe(prune_ratio=0.5, prune_kind="structured", skip_prob=0.5, rank=0.5, quant_dtype="int8"),
-    Recipe(prune_ratio=0.5, skip_prob=0.5, skip_mode="stochastic", rank=4),
-], ids=["structured+skip+rank-fraction+int8", "magnitude+layerdrop+rank"])
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        Recipe(prune_ratio=0.5, prune_kind="structured", skip_prob=0.5, rank=0.5, quant_dtype="int8"),
+        Recipe(prune_ratio=0.5, skip_prob=0.5, skip_mode="stochastic", rank=4),
+    ],
+    ids=["structured+skip+rank-fraction+int8", "magnitude+layerdrop+rank"],
+)
 def test_every_family_goes_through_compress_save_load(family, recipe, tmp_path):
     """The trial pipeline on each architecture: the saved student comes back with the same logits."""
     from tests.test_architectures import tiny_model

@@ -43,7 +43,7 @@ def fresh_study(study_yaml, tmp_path):
 
 def test_three_trials_with_both_objectives_in_sqlite(finished_study):
     config, _, _ = finished_study
-    assert config.storage.startswith("sqlite:///") and Path(config.storage[len("sqlite:///"):]).is_file()
+    assert config.storage.startswith("sqlite:///") and Path(config.storage[len("sqlite:///") :]).is_file()
     study = optuna.load_study(study_name="tiny", storage=config.storage)  # read back from the file
     trials = study.get_trials()
     assert len(trials) == 3
@@ -81,8 +81,7 @@ def test_raw_latency_samples_are_a_trial_artifact(finished_study, tmp_path):
         storage = optuna.storages.get_storage(config.storage)
         meta = {m.filename: m for m in get_all_artifact_meta(trial, storage=storage)}["latency_samples.json"]
         target = tmp_path / f"samples-{trial.number}.json"
-        download_artifact(artifact_store=artifact_store_of(study), artifact_id=meta.artifact_id,
-                          file_path=str(target))
+        download_artifact(artifact_store=artifact_store_of(study), artifact_id=meta.artifact_id, file_path=str(target))
         record = json.loads(target.read_text())
         model, reference = record["model"]["samples_ms"], record["reference"]["samples_ms"]
         assert len(model) == len(reference) == n
@@ -93,19 +92,20 @@ def test_raw_latency_samples_are_a_trial_artifact(finished_study, tmp_path):
         assert a.latency_p50_ms == record["model"]["p50_ms"] == statistics.median(ordered)
         assert a.latency_p90_ms == record["model"]["p90_ms"] == ordered[round(0.9 * (n - 1))]
         assert a.reference_p50_ms == statistics.median(reference)
-        means = [statistics.fmean(model[i:i + rows]) for i in range(0, n, rows)]
+        means = [statistics.fmean(model[i : i + rows]) for i in range(0, n, rows)]
         assert a.latency_cv == pytest.approx(statistics.pstdev(means) / statistics.fmean(means))
         # the speed-up is the median ratio of paired calls: teacher and student on the same input, back to back
-        ratios = [r / m for m, r in zip(model, reference)]
+        ratios = [r / m for m, r in zip(model, reference, strict=True)]
         assert record["speedup"] == pytest.approx(statistics.median(ratios))
-        per_pass = [statistics.median(ratios[i:i + rows]) for i in range(0, n, rows)]
+        per_pass = [statistics.median(ratios[i : i + rows]) for i in range(0, n, rows)]
         assert a.speedup_cv == pytest.approx(statistics.pstdev(per_pass) / statistics.fmean(per_pass))
         assert record["hardware"]["threads"] == config.latency.threads
 
 
 def test_latency_ms_objective_minimizes_milliseconds(study_yaml, tmp_path):
-    config = load_study_config(study_yaml(latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 1,
-                                                   "objective": "latency_ms"}))
+    config = load_study_config(
+        study_yaml(latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 1, "objective": "latency_ms"})
+    )
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     assert study.metric_names == ["accuracy", "latency_ms"]
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
@@ -132,8 +132,7 @@ def test_front_mixing_hardware_fingerprints_warns(fresh_study, capsys):
     assert hardware_warning(study) is None
     # a worker on another machine adds a trial that joins the front (most accurate, slowest)
     attrs = dict(study.best_trials[0].user_attrs, hardware_key="othermachine")
-    study.add_trial(optuna.trial.create_trial(
-        params={}, distributions={}, values=[1.0, 1e-6], user_attrs=attrs))
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[1.0, 1e-6], user_attrs=attrs))
     assert len(study.best_trials) >= 2
     warning = hardware_warning(study)
     assert warning is not None and "2 different hardware fingerprints" in warning and "othermachine" in warning
@@ -169,7 +168,11 @@ def test_pareto_lists_exactly_the_best_trials(finished_study, capsys):
     assert sorted(r["trial"] for r in front_rows(study)) == sorted(t.number for t in study.best_trials)
     assert main(["pareto", "--study", "tiny", "--storage", config.storage]) == 0
     out = capsys.readouterr().out
-    printed = {int(line.split("│")[1]) for line in out.splitlines() if line.startswith("│") and line.split("│")[1].strip().isdigit()}
+    printed = {
+        int(line.split("│")[1])
+        for line in out.splitlines()
+        if line.startswith("│") and line.split("│")[1].strip().isdigit()
+    }
     assert printed == {t.number for t in study.best_trials}
 
 
@@ -187,8 +190,12 @@ def test_export_round_trip_predicts_what_the_trial_predicted(finished_study, tmp
     config, _, study = finished_study
     trial = pick_best(study)
     out = tmp_path / "exported"
-    assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trial.number),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trial.number), "--out", str(out)]
+        )
+        == 0
+    )
     for name in ("model.safetensors", "config.json", "student.json", "tokenizer.json", "README.md", "metrics.json"):
         assert (out / name).is_file(), name
     model = load(out)
@@ -206,8 +213,25 @@ def test_bench_an_export_uses_its_own_data(finished_study, tmp_path, capsys):
     out = tmp_path / "exported"
     assert main(["export", "--study", "tiny", "--storage", config.storage, "--best", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["bench", str(out), "--threads", "1", "--rows", "4", "--repeats", "1", "--batch-size", "0",
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(out),
+                "--threads",
+                "1",
+                "--rows",
+                "4",
+                "--repeats",
+                "1",
+                "--batch-size",
+                "0",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "p50, batch 1" in printed and "throughput" not in printed
     assert str(config.data.source) in printed  # the rows came from the study's own data
@@ -217,8 +241,22 @@ def test_exported_int8_model_is_quantized_and_layers_match(finished_study, tmp_p
     config, _, study = finished_study
     for trial in study.get_trials():
         out = tmp_path / f"t{trial.number}"
-        assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trial.number),
-                     "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "export",
+                    "--study",
+                    "tiny",
+                    "--storage",
+                    config.storage,
+                    "--trial",
+                    str(trial.number),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         model = load(out).model
         quantized = sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
         record = trial_record(trial)
@@ -245,16 +283,25 @@ def test_load_existing_study_names_missing_study(finished_study):
 def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys):
     config, _, study = fresh_study
     # another worker reports a trial that beats everything on both objectives but breaks a constraint
-    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[1.0, 1e6],
-                                              user_attrs=study.get_trials()[0].user_attrs,
-                                              constraints={"min_accuracy": 0.3, "max_latency_ms": 0.0}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={},
+            distributions={},
+            values=[1.0, 1e6],
+            user_attrs=study.get_trials()[0].user_attrs,
+            constraints={"min_accuracy": 0.3, "max_latency_ms": 0.0},
+        )
+    )
     cheat = study.get_trials()[-1].number
     assert cheat not in [t.number for t in pareto_trials(study)] and cheat not in [t.number for t in study.best_trials]
     assert pick_best(study, tolerance=1.0).number != cheat
     assert main(["pareto", "--study", "tiny", "--storage", config.storage]) == 0
     out = capsys.readouterr().out
-    printed = {int(line.split("│")[1]) for line in out.splitlines()
-               if line.startswith("│") and line.split("│")[1].strip().isdigit()}
+    printed = {
+        int(line.split("│")[1])
+        for line in out.splitlines()
+        if line.startswith("│") and line.split("│")[1].strip().isdigit()
+    }
     assert cheat not in printed and printed
     assert f"infeasible and left out (trials [{cheat}])" in out
     assert out.count("no latency ceiling") == 1 and "none ms" not in out  # the tiny study sets no ceiling
@@ -298,9 +345,13 @@ def test_every_trial_records_degeneracy_and_constraints(finished_study):
 
 
 def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp_path):
-    config = load_study_config(study_yaml(distillation={"steps": 6, "batch_size": 8},
-                                          constraints={"min_accuracy": 1.0},  # unreachable: every check fails
-                                          early_stop={"after": 0.5, "rows": 8}))
+    config = load_study_config(
+        study_yaml(
+            distillation={"steps": 6, "batch_size": 8},
+            constraints={"min_accuracy": 1.0},  # unreachable: every check fails
+            early_stop={"after": 0.5, "rows": 8},
+        )
+    )
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE  # partial results are kept
@@ -312,8 +363,13 @@ def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp
 
 
 def test_without_a_failing_check_trials_run_their_full_budget(study_yaml, tmp_path):
-    config = load_study_config(study_yaml(distillation={"steps": 6, "batch_size": 8},
-                                          constraints={"min_accuracy": 0.0}, early_stop={"after": 0.5, "rows": 8}))
+    config = load_study_config(
+        study_yaml(
+            distillation={"steps": 6, "batch_size": 8},
+            constraints={"min_accuracy": 0.0},
+            early_stop={"after": 0.5, "rows": 8},
+        )
+    )
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     for t in study.get_trials():
         r = trial_record(t)

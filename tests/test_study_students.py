@@ -34,10 +34,17 @@ def mixed_run(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
     from tests.conftest import write_study_yaml
 
     folder = tmp_path_factory.mktemp("mixed")
-    config = load_study_config(write_study_yaml(
-        folder, tiny_model_dir, synthetic_data_dir, search_space=SPACE, n_trials=8,
-        cnn={"embed_dim": 16, "channels": 8, "kernel_sizes": [3]},
-        cnn_distillation={"steps": 3, "batch_size": 8, "learning_rate": 2.0e-3}))
+    config = load_study_config(
+        write_study_yaml(
+            folder,
+            tiny_model_dir,
+            synthetic_data_dir,
+            search_space=SPACE,
+            n_trials=8,
+            cnn={"embed_dim": 16, "channels": 8, "kernel_sizes": [3]},
+            cnn_distillation={"steps": 3, "batch_size": 8, "learning_rate": 2.0e-3},
+        )
+    )
     from latencysolver.search import objective
 
     calls = []
@@ -105,8 +112,22 @@ def test_each_export_predicts_what_its_trial_predicted(mixed_study, tmp_path, sy
             continue
         seen.add(kind)
         out = tmp_path / f"t{trial.number}"
-        assert main(["export", "--study", "tiny", "--storage", config.storage, "--trial", str(trial.number),
-                     "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "export",
+                    "--study",
+                    "tiny",
+                    "--storage",
+                    config.storage,
+                    "--trial",
+                    str(trial.number),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         clf = load(out)
         # every export ships an ONNX graph: int8 exactly when the trial is int8 (tests/test_export.py checks the graph)
         onnx = json.loads((out / "metrics.json").read_text())["onnx"]

@@ -19,8 +19,16 @@ def headless_model_dir(tmp_path_factory, tiny_model_dir):
     """A tiny encoder saved WITHOUT a classification head, like a real pretrained checkpoint."""
     folder = tmp_path_factory.mktemp("headless")
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
     return folder
 

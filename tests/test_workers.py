@@ -23,8 +23,7 @@ from latencysolver.results.records import trial_record
 from latencysolver.search.workers import count_trials
 from tests.conftest import write_study_yaml
 
-CHEAP = {"distillation": {"steps": 1, "batch_size": 8},
-         "latency": {"rows": 2, "warmup": 1, "repeats": 1, "threads": 1}}
+CHEAP = {"distillation": {"steps": 1, "batch_size": 8}, "latency": {"rows": 2, "warmup": 1, "repeats": 1, "threads": 1}}
 
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
@@ -39,8 +38,14 @@ def cli(*args: str, **kwargs) -> subprocess.Popen:
     if ignored:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return subprocess.Popen([sys.executable, "-m", "latencysolver", *args], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+        return subprocess.Popen(
+            [sys.executable, "-m", "latencysolver", *args],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            **kwargs,
+        )
     finally:
         if ignored:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -73,8 +78,11 @@ def wait_for_running(url: str, timeout: float = 120, *, with_attr: str | None = 
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            running = [t for t in load(url).get_trials() if t.state == TrialState.RUNNING
-                       and (with_attr is None or with_attr in t.user_attrs)]
+            running = [
+                t
+                for t in load(url).get_trials()
+                if t.state == TrialState.RUNNING and (with_attr is None or with_attr in t.user_attrs)
+            ]
         except KeyError:  # the study is not created yet
             running = []
         if running:
@@ -93,12 +101,19 @@ def test_two_local_workers_on_sqlite_warn_and_finish_exactly(tmp_path, tiny_mode
 
 
 @pytest.mark.slow  # worker processes each loading torch: 35-70 s alone on 2 cores
-def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_path, tiny_model_dir,
-                                                           synthetic_data_dir):
-    path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=60, storage=postgres_url,
-                            artifacts=str(tmp_path / "artifacts"), **CHEAP)
-    out = finish(cli("run", str(path), "--workers", "3", "--no-progress", "--cache-dir", str(tmp_path / "cache")),
-                 timeout=600)
+def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_path, tiny_model_dir, synthetic_data_dir):
+    path = write_study_yaml(
+        tmp_path,
+        tiny_model_dir,
+        synthetic_data_dir,
+        n_trials=60,
+        storage=postgres_url,
+        artifacts=str(tmp_path / "artifacts"),
+        **CHEAP,
+    )
+    out = finish(
+        cli("run", str(path), "--workers", "3", "--no-progress", "--cache-dir", str(tmp_path / "cache")), timeout=600
+    )
     assert "starting 3 local workers" in out and "SQLite" not in out
     study = load(postgres_url)
     assert_consistent(study, 60)
@@ -108,13 +123,24 @@ def test_three_workers_on_postgresql_run_exactly_60_trials(postgres_url, tmp_pat
 
 
 @pytest.mark.slow  # worker processes each loading torch: 35-70 s alone on 2 cores
-def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tmp_path, tiny_model_dir,
-                                                                 synthetic_data_dir):
-    slow = {"distillation": {"steps": 400, "batch_size": 8},  # long enough to be killed mid-trial
-            "early_stop": {"after": None}, "latency": CHEAP["latency"],
-            "workers": {"heartbeat_interval": 1, "grace_period": 3, "max_retry": 1}}
-    path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=2, storage=postgres_url,
-                            artifacts=str(tmp_path / "artifacts"), **slow)
+def test_a_killed_workers_trial_is_retried_with_the_same_params(
+    postgres_url, tmp_path, tiny_model_dir, synthetic_data_dir
+):
+    slow = {
+        "distillation": {"steps": 400, "batch_size": 8},  # long enough to be killed mid-trial
+        "early_stop": {"after": None},
+        "latency": CHEAP["latency"],
+        "workers": {"heartbeat_interval": 1, "grace_period": 3, "max_retry": 1},
+    }
+    path = write_study_yaml(
+        tmp_path,
+        tiny_model_dir,
+        synthetic_data_dir,
+        n_trials=2,
+        storage=postgres_url,
+        artifacts=str(tmp_path / "artifacts"),
+        **slow,
+    )
     cache = str(tmp_path / "cache")
     first = cli("run", str(path), "--no-progress", "--cache-dir", cache)
     # killed once every knob is suggested ("recipe" is set right after): a worker killed between two suggestions
@@ -137,13 +163,22 @@ def test_a_killed_workers_trial_is_retried_with_the_same_params(postgres_url, tm
     assert_consistent(study, 2)
 
 
-def test_ctrl_c_fails_the_running_trial_and_exits_cleanly(postgres_url, tmp_path, tiny_model_dir,
-                                                         synthetic_data_dir):
+def test_ctrl_c_fails_the_running_trial_and_exits_cleanly(postgres_url, tmp_path, tiny_model_dir, synthetic_data_dir):
     # far more steps than the test waits for: Ctrl-C lands mid-distillation, not between two trials
-    slow = {"distillation": {"steps": 20000, "batch_size": 8}, "early_stop": {"after": None},
-            "latency": CHEAP["latency"]}
-    path = write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=3, storage=postgres_url,
-                            artifacts=str(tmp_path / "artifacts"), **slow)
+    slow = {
+        "distillation": {"steps": 20000, "batch_size": 8},
+        "early_stop": {"after": None},
+        "latency": CHEAP["latency"],
+    }
+    path = write_study_yaml(
+        tmp_path,
+        tiny_model_dir,
+        synthetic_data_dir,
+        n_trials=3,
+        storage=postgres_url,
+        artifacts=str(tmp_path / "artifacts"),
+        **slow,
+    )
     process = cli("run", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"))
     wait_for_running(postgres_url)
     process.send_signal(signal.SIGINT)
@@ -179,8 +214,9 @@ def test_worker_on_missing_study_is_one_line(tmp_path, capsys):
     assert not Path(tmp_path / "none.db").exists()
 
 
-def test_a_worker_elsewhere_copies_the_teacher_instead_of_fine_tuning(tmp_path, tiny_model_dir, synthetic_data_dir,
-                                                                      capsys):
+def test_a_worker_elsewhere_copies_the_teacher_instead_of_fine_tuning(
+    tmp_path, tiny_model_dir, synthetic_data_dir, capsys
+):
     """Another machine: the recorded teacher folder is not on its disk, and its cache is empty."""
     import shutil
 
