@@ -205,6 +205,63 @@ def test_split_files_do_not_pick_up_similar_names(tmp_path, synthetic_data_dir):
     assert len(data.train) == 64
 
 
+def test_only_the_readme_layouts_are_read(tmp_path, synthetic_data_dir):
+    # issue 16: train.jsonl + train_old.jsonl + backup/train.jsonl were merged into one 3x train split
+    folder = tmp_path / "with-leftovers"
+    shutil.copytree(synthetic_data_dir, folder)
+    rows = _read_jsonl(folder / "train.jsonl")
+    _write_jsonl(folder / "train_old.jsonl", rows[:28])
+    _write_jsonl(folder / "train.jsonl.bak.jsonl", rows[:5])
+    _write_jsonl(folder / "backup" / "train.jsonl", rows)
+    _write_jsonl(folder / "backup" / "data" / "train-00000-of-00001.jsonl", rows)
+    data = load_boolq(str(folder))
+    assert len(data.train) == 64
+    assert data.train == load_boolq(str(synthetic_data_dir)).train
+
+
+def test_sharded_parquet_in_the_folder_and_in_data(tmp_path, synthetic_data_dir):
+    pd = pytest.importorskip("pandas")
+    for where in ("", "data"):
+        folder = tmp_path / f"shards-{where or 'top'}"
+        (folder / where).mkdir(parents=True, exist_ok=True)
+        for split in ("train", "validation"):
+            rows = _read_jsonl(synthetic_data_dir / f"{split}.jsonl")
+            half = len(rows) // 2
+            for i, part in enumerate((rows[:half], rows[half:])):
+                pd.DataFrame(part).to_parquet(folder / where / f"{split}-{i:05d}-of-00002.parquet")
+        pd.DataFrame(rows[:3]).to_parquet(folder / where / "train-old.parquet")  # not a shard name: ignored
+        data = load_boolq(str(folder))
+        assert data.train == load_boolq(str(synthetic_data_dir)).train
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["train.parquet", "data/train-00000-of-00001.parquet", "train-00000-of-00001.parquet", "train.json"],
+)
+def test_two_layouts_for_one_split_are_refused(tmp_path, synthetic_data_dir, extra):
+    pd = pytest.importorskip("pandas")
+    folder = tmp_path / "ambiguous"
+    shutil.copytree(synthetic_data_dir, folder)
+    (folder / extra).parent.mkdir(parents=True, exist_ok=True)
+    rows = _read_jsonl(folder / "train.jsonl")
+    if extra.endswith(".parquet"):
+        pd.DataFrame(rows).to_parquet(folder / extra)
+    else:
+        _write_jsonl(folder / extra, rows)
+    message = _one_line_error(str(folder), str(folder), "'train'", "train.jsonl", extra)
+    assert "ambiguous" in message
+
+
+def test_missing_shard_is_refused(tmp_path, synthetic_data_dir):
+    pd = pytest.importorskip("pandas")
+    folder = tmp_path / "one-shard-missing"
+    shutil.copytree(synthetic_data_dir, folder)
+    (folder / "train.jsonl").unlink()
+    rows = _read_jsonl(synthetic_data_dir / "train.jsonl")
+    pd.DataFrame(rows).to_parquet(folder / "train-00000-of-00002.parquet")
+    _one_line_error(str(folder), "train-00001-of-00002.parquet", "missing")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------------------

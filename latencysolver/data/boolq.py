@@ -7,6 +7,7 @@ Rows come out normalized to ``question``, ``passage``, ``title`` (may be empty) 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,16 +64,51 @@ def _looks_local(source: str) -> bool:
     return os.path.exists(source) or source.startswith((".", "/", "~")) or os.sep + os.sep in source
 
 
+_SHARD = re.compile(r"(?P<split>[a-z]+)-(?P<index>\d+)-of-(?P<count>\d+)\.parquet")
+
+
 def _split_files(folder: Path, split: str) -> list[Path]:
-    """``train.jsonl``, ``train-00000-of-00001.parquet``, ``data/train-*.parquet`` … one format per split."""
-    found = sorted(p for p in folder.rglob(f"{split}*") if p.suffix in _EXTENSIONS and p.is_file())
-    # ``train`` must not pick up ``training_notes.json``: the name goes on with nothing, '-', '.' or '_'.
-    found = [p for p in found if p.name[len(split)] in "-._"]
-    formats = {_EXTENSIONS[p.suffix] for p in found}
-    if len(formats) > 1:
-        names = ", ".join(p.name for p in found)
-        raise DataError(f"{folder}: split '{split}' is in several formats ({names}); keep one")
-    return found
+    """The files of one split, in exactly one of the README's layouts, or [] when there is none.
+
+    ``train.jsonl`` (or ``train.json``), ``train.parquet``, ``train-00000-of-0000N.parquet`` and
+    ``data/train-00000-of-0000N.parquet``: nothing else is read (not ``train_old.jsonl``, not
+    ``backup/train.jsonl``).  A folder with the split in two layouts is refused, naming them, rather than merged.
+    """
+    layouts: list[list[Path]] = [
+        [p] for p in (folder / f"{split}.jsonl", folder / f"{split}.json", folder / f"{split}.parquet") if p.is_file()
+    ]
+    for where in (folder, folder / "data"):
+        shards = sorted(_shards(where, split))
+        if shards:
+            layouts.append(shards)
+    if len(layouts) > 1:
+        names = ", ".join(str(p.relative_to(folder)) for files in layouts for p in files)
+        raise DataError(f"{folder}: split '{split}' is ambiguous, it is in several files ({names}); keep one layout")
+    if not layouts:
+        return []
+    files = layouts[0]
+    matches = [m for m in (_SHARD.fullmatch(p.name) for p in files) if m]
+    if matches:  # shards: all of ``-of-N``, none missing
+        counts = sorted({m.group("count") for m in matches})
+        if len(counts) > 1:
+            raise DataError(f"{files[0].parent}: split '{split}' has shards of different counts ({', '.join(counts)})")
+        count = counts[0]
+        present = {int(m.group("index")) for m in matches}
+        missing = [i for i in range(int(count)) if i not in present]
+        if missing:
+            shard = f"{split}-{missing[0]:0{len(count)}d}-of-{count}.parquet"
+            raise DataError(f"{files[0].parent}: split '{split}': shard {shard} is missing")
+    return files
+
+
+def _shards(folder: Path, split: str) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [
+        p
+        for p in folder.glob(f"{split}-*.parquet")
+        if p.is_file() and (m := _SHARD.fullmatch(p.name)) and m.group("split") == split
+    ]
 
 
 def _load_local(folder: Path) -> dict[str, list[dict]]:
@@ -90,7 +126,10 @@ def _load_local(folder: Path) -> dict[str, list[dict]]:
         files = _split_files(folder, split)
         if not files:
             if split in REQUIRED_SPLITS:
-                raise DataError(f"{folder}: no '{split}' split (expected {split}.jsonl or {split}*.parquet)")
+                raise DataError(
+                    f"{folder}: no '{split}' split (expected {split}.jsonl, {split}.parquet, "
+                    f"{split}-00000-of-0000N.parquet or data/{split}-00000-of-0000N.parquet)"
+                )
             continue
         kind = _EXTENSIONS[files[0].suffix]
         try:
