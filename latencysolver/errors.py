@@ -18,9 +18,31 @@ nothing else is caught there.  The tree::
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 _UNSET: Any = object()
+
+SHOWN_CHARS = 80  # the most of a value a message shows
+MESSAGE_CHARS = 1000  # and the most of any ConfigError message (a backstop for values not passed through shown)
+
+# Bounded like the cut below, so a huge value is never repr'd in full first; for one whose repr fits in
+# SHOWN_CHARS it gives exactly repr(value).
+_REPR = reprlib.Repr()
+_REPR.maxlevel = _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 40
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = SHOWN_CHARS
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for a message: at most ``limit`` characters, cut with '...'."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clip(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """A message of one line, at most ``limit`` characters."""
+    message = " ".join(message.splitlines()) if "\n" in message else message
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 class LatencySolverError(Exception):
@@ -35,7 +57,7 @@ class ConfigError(LatencySolverError):
     """
 
     def __init__(self, message: str, *, file: str | None = None, key: str | None = None, value: Any = _UNSET):
-        super().__init__(message)
+        super().__init__(clip(message))
         self.file = file
         self.key = key
         self.value = value

@@ -153,6 +153,18 @@ def test_1_malformed_yaml_names_file_and_line(tmp_path, where):
     assert_nothing_created(tmp_path)
 
 
+def test_1_alias_bomb_is_refused_in_one_short_line(tmp_path):
+    # issue 16: ~500 bytes of nested aliases grew to 2 GB and died of MemoryError
+    levels = [f"&l0 [{', '.join(['lol'] * 9)}]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    study = tmp_path / "bomb.yaml"
+    study.write_text(f"name: tiny\nsearch_space: {{alpha: 0.5}}\nn_trials: [{', '.join(levels)}]\n")
+    code, err = cli_process(["run", study, "--storage", sqlite_url(tmp_path)], tmp_path)
+    line = error_line(code, err)
+    assert line.startswith(f"{study}: refused YAML"), line
+    assert len(err) < 400, err[:400]
+    assert_nothing_created(tmp_path)
+
+
 # ------------------------------------------------------------------------------------------------ 2. unknown knob
 
 

@@ -379,3 +379,93 @@ def test_new_knobs_name_their_allowed_values():
         parse_search_space({"architecture": "lstm"}, "s.yaml")
     with pytest.raises(ConfigError, match=r"s.yaml: quant_dtype.choices: .*got 'ort-fp16'"):
         parse_search_space({"quant_dtype": {"choices": ["ort-fp16"]}}, "s.yaml")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Hostile YAML (issue 16): alias bombs, long values
+# --------------------------------------------------------------------------------------------------------------
+
+# nine levels of nine aliases: 9**9 (387 million) strings once expanded, in about 500 bytes
+ALIAS_BOMB = (
+    "n_trials: ["
+    + ", ".join([f"&l0 [{', '.join(['lol'] * 9)}]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)])
+    + "]\n"
+)
+
+
+def _load_in_a_child(path: Path, loader: str = "load_study_config") -> str:
+    """Load ``path`` in a child process with 1 GB of address space and 60 s; its stdout: the error or 'loaded'."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        f"from latencysolver.config.study import {loader} as load\n"
+        "from latencysolver.errors import ConfigError\n"
+        "try:\n"
+        "    load(sys.argv[1])\n"
+        "except ConfigError as exc:\n"
+        "    print(str(exc)[:2000])\n"
+        "else:\n"
+        "    print('loaded')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+@pytest.mark.parametrize("where", ["study", "search space"])
+def test_alias_bomb_is_refused_fast(tmp_path, where):
+    import time
+
+    if where == "study":
+        path = _study(tmp_path, ALIAS_BOMB)
+        loader = "load_study_config"
+    else:
+        path = _write(tmp_path, "space.yaml", "temperature: 2.0\n" + ALIAS_BOMB.replace("n_trials", "alpha"))
+        loader = "load_search_space"
+    assert path.stat().st_size < 600
+    start = time.monotonic()
+    message = _load_in_a_child(path, loader)
+    assert time.monotonic() - start < 20  # the child's start-up included; the refusal itself is instant
+    assert message.startswith(f"{path}: "), message
+    assert "alias" in message and "\n" not in message and len(message) < 300, message
+
+
+def test_recursive_alias_is_refused(tmp_path):
+    path = _study(tmp_path, "n_trials: &a [1, *a]\n")
+    _error(load_study_config, path, "recursive alias")
+
+
+def test_a_shallower_bomb_does_not_print_megabytes(tmp_path):
+    # 9**6 (531,441) strings: past the bound too; before, a 3.5 MB "one-line" message
+    levels = [f"&l0 [{', '.join(['lol'] * 9)}]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 6)]
+    path = _study(tmp_path, f"n_trials: [{', '.join(levels)}]\n")
+    message = _load_in_a_child(path)
+    assert len(message) < 300, message[:300]
+
+
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ("n_trials: " + "x" * 100_000 + "\n", "n_trials"),
+        ("sampler: {name: " + "y" * 5000 + "}\n", "sampler.name"),
+        ("latency: " + "[" + ", ".join(["12345"] * 3000) + "]\n", "latency"),
+        ("cnn: {kernel_sizes: [" + ", ".join(["4"] * 3000) + "]}\n", "cnn.kernel_sizes"),
+    ],
+    ids=["string", "literal", "list", "field-check"],
+)
+def test_a_long_value_is_shown_truncated(tmp_path, extra, key):
+    path = _study(tmp_path, extra)
+    message = _error(load_study_config, path, key)
+    assert len(message) < 250, message[:400]
+    assert "..." in message
+
+
+def test_a_long_value_in_a_search_space_is_shown_truncated(tmp_path):
+    path = _write(tmp_path, "space.yaml", "alpha: " + "z" * 10_000 + "\n")
+    message = _error(load_search_space, path, "alpha")
+    assert len(message) < 250, message[:400]

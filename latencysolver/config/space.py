@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from latencysolver.config.knobs import KNOB, KNOB_NAMES, is_number
-from latencysolver.errors import ConfigError
+from latencysolver.errors import ConfigError, shown
 
 # --------------------------------------------------------------------------------------------------------------
 # Search space: one entry per knob, each either fixed, a numeric range, or a list of choices.
@@ -114,7 +114,7 @@ def _parse_knob(name: str, raw: Any, source: str, key_prefix: str = "") -> Knob:
     if not isinstance(raw, dict):
         raw = _coerce_number(raw)
         if not ok(raw):
-            raise _fail(source, key, f"expected {wanted}, got {raw!r}", raw)
+            raise _fail(source, key, f"expected {wanted}, got {shown(raw)}", raw)
         return Fixed(raw)
     if "choices" in raw:
         extra = _first_unknown(raw, {"choices"})
@@ -122,18 +122,18 @@ def _parse_knob(name: str, raw: Any, source: str, key_prefix: str = "") -> Knob:
             raise _fail(source, f"{key}.{extra[0]}", "unknown key next to 'choices' (allowed: choices)", extra[1])
         values = raw["choices"]
         if not isinstance(values, list):
-            raise _fail(source, f"{key}.choices", f"expected a list, got {values!r}", values)
+            raise _fail(source, f"{key}.choices", f"expected a list, got {shown(values)}", values)
         if not values:
             raise _fail(source, f"{key}.choices", "empty list, a knob needs at least one choice", values)
         values = [_coerce_number(v) for v in values]
         for v in values:
             if not ok(v):
-                raise _fail(source, f"{key}.choices", f"expected each choice to be {wanted}, got {v!r}", v)
+                raise _fail(source, f"{key}.choices", f"expected each choice to be {wanted}, got {shown(v)}", v)
         if len(set(map(repr, values))) != len(values):
-            raise _fail(source, f"{key}.choices", f"duplicate choices in {values!r}", values)
+            raise _fail(source, f"{key}.choices", f"duplicate choices in {shown(values)}", values)
         return Choices(tuple(values))
     if kind == "categorical":
-        raise _fail(source, key, f"expected {wanted} or {{choices: [...]}}, got {raw!r}", raw)
+        raise _fail(source, key, f"expected {wanted} or {{choices: [...]}}, got {shown(raw)}", raw)
     unknown = _first_unknown(raw, {"low", "high", "step", "log"})
     if unknown:
         raise _fail(source, f"{key}.{unknown[0]}", "unknown key (allowed: choices, low, high, step, log)", unknown[1])
@@ -143,19 +143,19 @@ def _parse_knob(name: str, raw: Any, source: str, key_prefix: str = "") -> Knob:
     low, high = _coerce_number(raw["low"]), _coerce_number(raw["high"])
     for bound, v in (("low", low), ("high", high)):
         if not ok(v) or not is_number(v):  # a range is numeric even where a choice may be "off"
-            raise _fail(source, f"{key}.{bound}", f"expected a number for a range bound ({wanted}), got {v!r}", v)
+            raise _fail(source, f"{key}.{bound}", f"expected a number for a range bound ({wanted}), got {shown(v)}", v)
     if low > high:
         raise _fail(source, key, f"empty range, low <= high must hold, but got (low={low}, high={high})", (low, high))
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise _fail(source, f"{key}.log", f"expected true or false, got {log!r}", log)
+        raise _fail(source, f"{key}.log", f"expected true or false, got {shown(log)}", log)
     step = _coerce_number(raw.get("step"))
     if step is not None and not (is_number(step) and step > 0):
-        raise _fail(source, f"{key}.step", f"expected a number > 0, got {step!r}", step)
+        raise _fail(source, f"{key}.step", f"expected a number > 0, got {shown(step)}", step)
     if log and step is not None:
         raise _fail(source, key, f"'step' and 'log: true' cannot be combined, got step={step}", step)
     if log and low <= 0:
-        raise _fail(source, f"{key}.low", f"a log range needs low > 0, got {low!r}", low)
+        raise _fail(source, f"{key}.low", f"a log range needs low > 0, got {shown(low)}", low)
     if kind == "rank":  # integer bounds: absolute ranks; fractional bounds: fractions of full rank
         if isinstance(low, int) != isinstance(high, int):
             raise _fail(
@@ -168,7 +168,7 @@ def _parse_knob(name: str, raw: Any, source: str, key_prefix: str = "") -> Knob:
         kind = "int" if isinstance(low, int) else "float"
     if kind == "int":
         if step is not None and not isinstance(step, int):
-            raise _fail(source, f"{key}.step", f"expected an integer, got {step!r}", step)
+            raise _fail(source, f"{key}.step", f"expected an integer, got {shown(step)}", step)
         return IntRange(int(low), int(high), int(step or 1), log)
     return FloatRange(float(low), float(high), None if step is None else float(step), log)
 
@@ -200,7 +200,7 @@ def _check_positive(obj: Any, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, but got {value!r}")
+            raise ValueError(f"{name} must be > 0, but got {shown(value)}")
 
 
 def _coerce_number(value: Any) -> Any:
@@ -216,13 +216,81 @@ def _coerce_number(value: Any) -> Any:
     return value
 
 
+MAX_YAML_VALUES = 10_000  # values in one file once its aliases are expanded (a study has a few dozen)
+MAX_YAML_DEPTH = 50  # levels of nesting (a study has three)
+
+
+class _Refused(yaml.YAMLError):
+    """A YAML file this loader will not build: too large once expanded, too deep, recursive."""
+
+    def __init__(self, message: str, mark: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses alias bombs ("billion laughs"), recursive aliases and deep nesting.
+
+    Aliases share one node, so composing a bomb is cheap; what explodes is any code that walks or prints the
+    value.  So the composed document is measured as if every alias were expanded, before anything is built.
+    """
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Size and depth of the document with aliases expanded, computed once per node (iteratively)."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) of its expansion
+    open_nodes: set[int] = set()  # the nodes whose expansion is being measured: an alias back to one is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            measured = [sizes[id(child)] for child in _children(node)]
+            values = 1 + sum(m[0] for m in measured)
+            depth = 1 + max((m[1] for m in measured), default=0)
+            where = node.start_mark
+            if values > MAX_YAML_VALUES:
+                raise _Refused(
+                    f"too large: more than {MAX_YAML_VALUES:,} values once its aliases are expanded "
+                    f"(nested aliases, as in a 'billion laughs' file?)",
+                    where,
+                )
+            if depth > MAX_YAML_DEPTH:
+                raise _Refused(f"nested deeper than {MAX_YAML_DEPTH} levels", where)
+            sizes[key] = (values, depth)
+        elif key in open_nodes:
+            raise _Refused("recursive alias (a value that contains itself)", node.start_mark)
+        elif key not in sizes:
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
+        raise ConfigError(f"{path}: file not found", file=str(path))
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader
+    except _Refused as exc:
+        line = f" at line {exc.mark.line + 1}" if exc.mark else ""
+        raise ConfigError(f"{path}: refused YAML{line}: {exc.message}", file=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML{line}: {problem}") from None
+        raise ConfigError(f"{path}: malformed YAML{line}: {problem}", file=str(path)) from None

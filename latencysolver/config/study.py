@@ -25,7 +25,7 @@ from latencysolver.config.space import (
     load_search_space,
     parse_search_space,
 )
-from latencysolver.errors import ConfigError, FieldError
+from latencysolver.errors import ConfigError, FieldError, shown
 
 # --------------------------------------------------------------------------------------------------------------
 # Study config
@@ -37,7 +37,7 @@ def _check_positive(obj: Any, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if value is not None and not value > 0:
-            raise FieldError(name, f"{name} must be > 0, but got {value!r}", value)
+            raise FieldError(name, f"{name} must be > 0, but got {shown(value)}", value)
 
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -72,7 +72,7 @@ class TrainConfig:
         _check_positive(self, "epochs", "steps", "batch_size", "learning_rate")
         if not 0 <= self.warmup_ratio < 1:
             raise FieldError(
-                "warmup_ratio", f"warmup_ratio must be in [0, 1), but got {self.warmup_ratio!r}", self.warmup_ratio
+                "warmup_ratio", f"warmup_ratio must be in [0, 1), but got {shown(self.warmup_ratio)}", self.warmup_ratio
             )
 
 
@@ -93,7 +93,7 @@ class LatencyConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "threads", "rows", "repeats", "throughput_batch_size")
         if self.warmup < 0:
-            raise FieldError("warmup", f"warmup must be >= 0, but got {self.warmup!r}", self.warmup)
+            raise FieldError("warmup", f"warmup must be >= 0, but got {shown(self.warmup)}", self.warmup)
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,11 @@ class CNNStudentConfig:
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
             raise FieldError(
                 "kernel_sizes",
-                f"kernel_sizes must be odd positive integers, but got {list(self.kernel_sizes)!r}",
+                f"kernel_sizes must be odd positive integers, but got {shown(list(self.kernel_sizes))}",
                 list(self.kernel_sizes),
             )
         if not 0 <= self.dropout < 1:
-            raise FieldError("dropout", f"dropout must be in [0, 1), but got {self.dropout!r}", self.dropout)
+            raise FieldError("dropout", f"dropout must be in [0, 1), but got {shown(self.dropout)}", self.dropout)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class ConstraintsConfig:
     def __post_init__(self) -> None:
         if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
             raise FieldError(
-                "min_accuracy", f"min_accuracy must be in [0, 1], but got {self.min_accuracy!r}", self.min_accuracy
+                "min_accuracy", f"min_accuracy must be in [0, 1], but got {shown(self.min_accuracy)}", self.min_accuracy
             )
         _check_positive(self, "max_latency_ms")
 
@@ -149,7 +149,7 @@ class EarlyStopConfig:
 
     def __post_init__(self) -> None:
         if self.after is not None and not 0 < self.after < 1:
-            raise FieldError("after", f"after must be in (0, 1) or null, but got {self.after!r}", self.after)
+            raise FieldError("after", f"after must be in (0, 1) or null, but got {shown(self.after)}", self.after)
         _check_positive(self, "rows")
 
 
@@ -167,11 +167,11 @@ class WorkersConfig:
             raise FieldError(
                 "grace_period",
                 f"grace_period must be > heartbeat_interval, but got "
-                f"{self.grace_period!r} <= {self.heartbeat_interval!r}",
+                f"{shown(self.grace_period)} <= {shown(self.heartbeat_interval)}",
                 self.grace_period,
             )
         if self.max_retry < 0:
-            raise FieldError("max_retry", f"max_retry must be >= 0, but got {self.max_retry!r}", self.max_retry)
+            raise FieldError("max_retry", f"max_retry must be >= 0, but got {shown(self.max_retry)}", self.max_retry)
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ class StudyConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "n_trials")
         if not self.name or not isinstance(self.name, str):
-            raise FieldError("name", f"name must be a non-empty string, but got {self.name!r}", self.name)
+            raise FieldError("name", f"name must be a non-empty string, but got {shown(self.name)}", self.name)
 
 
 def _at(file: str, key: str) -> str:
@@ -230,7 +230,7 @@ def _build(cls: type, raw: Any, file: str, prefix: str = "") -> Any:
     key = prefix.rstrip(".") or None
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{_at(file, prefix.rstrip('.'))}: expected a mapping, got {raw!r}", file=file, key=key, value=raw
+            f"{_at(file, prefix.rstrip('.'))}: expected a mapping, got {shown(raw)}", file=file, key=key, value=raw
         )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.name != "config_file"}
@@ -265,7 +265,7 @@ def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
     if origin is Literal:
         if value not in typing.get_args(hint):
             raise ConfigError(
-                f"{where}: expected one of {list(typing.get_args(hint))}, got {value!r}",
+                f"{where}: expected one of {list(typing.get_args(hint))}, got {shown(value)}",
                 file=file,
                 key=key,
                 value=value,
@@ -275,25 +275,27 @@ def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
         return _build(hint, value, file, f"{key}.")
     if origin is tuple:  # tuple[int, ...]: a YAML list
         if not isinstance(value, list) or not value:
-            raise ConfigError(f"{where}: expected a non-empty list, got {value!r}", file=file, key=key, value=value)
+            raise ConfigError(
+                f"{where}: expected a non-empty list, got {shown(value)}", file=file, key=key, value=value
+            )
         return tuple(_convert(typing.get_args(hint)[0], v, file, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}", file=file, key=key, value=value)
+            raise ConfigError(f"{where}: expected true or false, got {shown(value)}", file=file, key=key, value=value)
         return value
     if hint is int:
         value = _coerce_number(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}", file=file, key=key, value=value)
+            raise ConfigError(f"{where}: expected an integer, got {shown(value)}", file=file, key=key, value=value)
         return value
     if hint is float:
         value = _coerce_number(value)
         if not _is_number(value):
-            raise ConfigError(f"{where}: expected a number, got {value!r}", file=file, key=key, value=value)
+            raise ConfigError(f"{where}: expected a number, got {shown(value)}", file=file, key=key, value=value)
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}", file=file, key=key, value=value)
+            raise ConfigError(f"{where}: expected a string, got {shown(value)}", file=file, key=key, value=value)
         return value
     raise TypeError(f"no YAML conversion for {hint!r}")  # a programming error, not user input
 
@@ -323,7 +325,7 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
         space_path = (path.parent / space_raw).resolve()
         if not space_path.is_file():
             raise ConfigError(
-                f"{path}: search_space: file not found: {space_raw!r} (looked at {space_path})",
+                f"{path}: search_space: file not found: {shown(space_raw)} (looked at {space_path})",
                 file=str(path),
                 key="search_space",
                 value=space_raw,
@@ -372,7 +374,7 @@ def apply_overrides(
     if n_trials is not None:
         if n_trials < 1:
             raise ConfigError(
-                f"--trials: expected a positive integer, got {n_trials!r}", key="--trials", value=n_trials
+                f"--trials: expected a positive integer, got {shown(n_trials)}", key="--trials", value=n_trials
             )
         config = dataclasses.replace(config, n_trials=n_trials)
     if model is not None:
