@@ -150,3 +150,46 @@ def test_asking_an_existing_study_for_another_objective_changes_nothing(study_ya
     last = err
     assert "optimizes ['accuracy', 'speedup']" in last and "latency_ms" in last
     assert _studies(storage) == before
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["export", "--study", "s", "--best", "--tolerance", "-0.1", "--out", "x"], "--tolerance: must be >= 0"),
+        (["export", "--study", "s", "--best", "--tolerance", "nan", "--out", "x"], "--tolerance: must be >= 0"),
+        (["bench", "no-such-model", "--max-length", "0"], "--max-length must be > 0, but got 0"),
+        (["bench", "no-such-model", "--max-length", "-3"], "--max-length must be > 0, but got -3"),
+        (["run", "no-such-study.yaml", "--workers", "0"], "--workers: expected a positive integer, got 0"),
+        (["run", "no-such-study.yaml", "--workers", "-2"], "--workers: expected a positive integer, got -2"),
+    ],
+    ids=["tolerance-negative", "tolerance-nan", "max-length-0", "max-length-negative", "workers-0", "workers-neg"],
+)
+def test_unchecked_options_are_checked(tmp_path, capsys, monkeypatch, args, expected):
+    # issue 16: these went on to fail elsewhere (or not at all)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(
+        [*args, "--storage", f"sqlite:///{tmp_path / 'study.db'}"] if args[0] == "export" else args, capsys
+    )
+    assert code == 1, err
+    assert len(err.splitlines()) == 1, err
+    assert expected in err, err
+    assert_nothing_written(tmp_path)
+
+
+def test_more_threads_than_cpus_is_a_warning(tmp_path, capsys, monkeypatch, study_yaml):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    many = (os.cpu_count() or 1) + 1
+    code, err = run_cli(["bench", str(tmp_path / "no-such-model"), "--threads", str(many)], capsys)
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 2, err  # the warning, then the missing model
+    assert lines[0].startswith("latencysolver: warning: --threads") and f"{many} threads" in lines[0], err
+    assert f"{os.cpu_count()} CPUs" in lines[0]
+
+    path = study_yaml(latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": many})
+    code, err = run_cli(["run", str(path), "--data", str(tmp_path / "no-such-data")], capsys)
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 2, err
+    assert lines[0].startswith(f"latencysolver: warning: {path}: latency.threads"), err
+    assert "data folder not found" in lines[1]

@@ -469,3 +469,30 @@ def test_a_long_value_in_a_search_space_is_shown_truncated(tmp_path):
     path = _write(tmp_path, "space.yaml", "alpha: " + "z" * 10_000 + "\n")
     message = _error(load_search_space, path, "alpha")
     assert len(message) < 250, message[:400]
+
+
+@pytest.mark.parametrize(
+    "extra, key, line, first",
+    [
+        ("n_trials: 3\nsampler: {name: tpe}\nn_trials: 30\n", "n_trials", 4, 2),
+        ("distillation:\n  steps: 10\n  batch_size: 8\n  steps: 1000\n", "steps", 5, 3),
+        ("sampler: {name: tpe, seed: 1, seed: 2}\n", "seed", 2, 2),
+    ],
+    ids=["top-level", "nested", "flow"],
+)
+def test_duplicate_keys_are_an_error(tmp_path, extra, key, line, first):
+    # issue 16: the last one silently won
+    path = _study(tmp_path, extra)
+    message = _error(load_study_config, path, f"duplicate key '{key}'", f"line {line}", f"first at line {first}")
+    assert message.startswith(f"{path}: ")
+
+
+def test_duplicate_key_in_a_search_space_file(tmp_path):
+    path = _write(tmp_path, "space.yaml", "alpha: 0.5\ntemperature: 2.0\nalpha: 0.9\n")
+    _error(load_search_space, path, "duplicate key 'alpha'", "line 3")
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    path = _study(tmp_path, "teacher: &t {steps: 10, batch_size: 8}\ndistillation: {<<: *t, steps: 20}\n", "s.yaml")
+    config = load_study_config(path)
+    assert config.distillation.steps == 20 and config.distillation.batch_size == 8

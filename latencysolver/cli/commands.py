@@ -8,11 +8,28 @@ import os
 import sys
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr: the run goes on."""
+    print(f"latencysolver: warning: {message}", file=sys.stderr)
+
+
+def warn_threads(threads: int, where: str) -> None:
+    """More threads than CPUs oversubscribes the machine, and the latencies measured are not the model's."""
+    cpus = os.cpu_count()
+    if cpus and threads > cpus:
+        warn(f"{where}: {threads} threads on a machine with {cpus} CPUs; latencies measured so are inflated")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from latencysolver.config.study import load_study_config
+    from latencysolver.errors import ConfigError
     from latencysolver.search.preparation import RunOptions
     from latencysolver.search.run import run_study
 
+    if args.workers < 1:
+        raise ConfigError(
+            f"--workers: expected a positive integer, got {args.workers}", key="--workers", value=args.workers
+        )
     config = load_study_config(
         args.config,
         data=args.data,
@@ -21,6 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         model=args.model,
         keep_slow_settings=args.keep_slow_settings,
     )
+    warn_threads(config.latency.threads, f"{config.config_file}: latency.threads")
     study = run_study(
         config,
         RunOptions(
@@ -120,12 +138,19 @@ def print_front(study) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from latencysolver.errors import ConfigError
     from latencysolver.results.front import get_trial
     from latencysolver.results.records import trial_record
     from latencysolver.results.selection import select_best, select_under_latency
     from latencysolver.results.storage import open_existing_study
     from latencysolver.ship.export import export_trial
 
+    if not args.tolerance >= 0:  # NaN too
+        raise ConfigError(
+            f"--tolerance: must be >= 0 (accuracy below the teacher's), but got {args.tolerance}",
+            key="--tolerance",
+            value=args.tolerance,
+        )
     opened = open_existing_study(args.study, args.storage)
     study = opened.study
     if args.best:
@@ -224,6 +249,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"bench: --batch-size must be >= 0, but got {args.batch_size}", key="--batch-size", value=args.batch_size
         )
+    if args.max_length is not None and args.max_length < 1:
+        raise ConfigError(
+            f"bench: --max-length must be > 0, but got {args.max_length}", key="--max-length", value=args.max_length
+        )
+    warn_threads(config.threads, "--threads")
     target = load_target(args.model, args.max_length)
     reference = load_target(args.reference, target.max_length) if args.reference else None
     result = bench(

@@ -221,12 +221,12 @@ MAX_YAML_DEPTH = 50  # levels of nesting (a study has three)
 
 
 class _Refused(yaml.YAMLError):
-    """A YAML file this loader will not build: too large once expanded, too deep, recursive."""
+    """A YAML file this loader will not build: too large once expanded, too deep, recursive, a duplicate key."""
 
-    def __init__(self, message: str, mark: Any = None):
+    def __init__(self, message: str, key: Any = None):
         super().__init__(message)
-        self.message = message
-        self.mark = mark
+        self.message = message  # the ConfigError's, less the file name
+        self.key = key
 
 
 class _Loader(yaml.SafeLoader):
@@ -240,6 +240,23 @@ class _Loader(yaml.SafeLoader):
         node = super().compose_document()
         _check_expanded_size(node)
         return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Duplicate keys are an error (PyYAML keeps the last); a merge (``<<: *base``) may still be overridden."""
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                earlier = first.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if earlier is not None:
+                raise _Refused(f"duplicate key {shown(key)} at line {line} (first at line {earlier})", key=key)
+            first[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -263,18 +280,19 @@ def _check_expanded_size(root: yaml.Node) -> None:
             measured = [sizes[id(child)] for child in _children(node)]
             values = 1 + sum(m[0] for m in measured)
             depth = 1 + max((m[1] for m in measured), default=0)
-            where = node.start_mark
+            where = f"refused YAML at line {node.start_mark.line + 1}"
             if values > MAX_YAML_VALUES:
                 raise _Refused(
-                    f"too large: more than {MAX_YAML_VALUES:,} values once its aliases are expanded "
-                    f"(nested aliases, as in a 'billion laughs' file?)",
-                    where,
+                    f"{where}: too large: more than {MAX_YAML_VALUES:,} values once its aliases are expanded "
+                    f"(nested aliases, as in a 'billion laughs' file?)"
                 )
             if depth > MAX_YAML_DEPTH:
-                raise _Refused(f"nested deeper than {MAX_YAML_DEPTH} levels", where)
+                raise _Refused(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels")
             sizes[key] = (values, depth)
         elif key in open_nodes:
-            raise _Refused("recursive alias (a value that contains itself)", node.start_mark)
+            raise _Refused(
+                f"refused YAML at line {node.start_mark.line + 1}: recursive alias (a value that contains itself)"
+            )
         elif key not in sizes:
             open_nodes.add(key)
             stack.append((node, True))
@@ -287,8 +305,8 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader
     except _Refused as exc:
-        line = f" at line {exc.mark.line + 1}" if exc.mark else ""
-        raise ConfigError(f"{path}: refused YAML{line}: {exc.message}", file=str(path)) from None
+        key = None if exc.key is None else str(exc.key)
+        raise ConfigError(f"{path}: {exc.message}", file=str(path), key=key) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
