@@ -165,6 +165,24 @@ def test_1_alias_bomb_is_refused_in_one_short_line(tmp_path):
     assert_nothing_created(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"name: caf\xe9\nsearch_space: {alpha: 0.5}\n", "not UTF-8 text: byte 0xe9 at line 1"),
+        (b"name: tiny\nsearch_space: " + b"[" * 5000 + b"]" * 5000 + b"\n", "refused YAML: nested too deeply"),
+        (b"name: tiny\nsearch_space: {alpha: 0.5}\nname: other\n", "duplicate key 'name' at line 3"),
+    ],
+    ids=["not-utf8", "deeply-nested", "duplicate-key"],
+)
+def test_1_unreadable_study_yaml_is_one_line(tmp_path, capfd, content, expected):
+    study = tmp_path / "bad.yaml"
+    study.write_bytes(content + f"storage: {sqlite_url(tmp_path)}\n".encode())
+    code, err = cli(["run", study, "--cache-dir", tmp_path / "cache"], capfd)
+    line = error_line(code, err)
+    assert line.startswith(f"{study}: ") and expected in line, line
+    assert_nothing_created(tmp_path)
+
+
 # ------------------------------------------------------------------------------------------------ 2. unknown knob
 
 

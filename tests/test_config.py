@@ -496,3 +496,17 @@ def test_merge_keys_may_still_be_overridden(tmp_path):
     path = _study(tmp_path, "teacher: &t {steps: 10, batch_size: 8}\ndistillation: {<<: *t, steps: 20}\n", "s.yaml")
     config = load_study_config(path)
     assert config.distillation.steps == 20 and config.distillation.batch_size == 8
+
+
+def test_non_utf8_study_file_names_file_and_line(tmp_path):
+    path = _study(tmp_path, "name: caf\xe9\n")
+    path.write_bytes(path.read_bytes().replace("caf\xe9".encode(), b"caf\xe9"))  # latin-1, not UTF-8
+    _error(load_study_config, path, "not UTF-8", "line 2")
+
+
+@pytest.mark.parametrize("opening, closing", [("[", "]"), ("{a: ", "}")], ids=["lists", "mappings"])
+def test_deeply_nested_yaml_is_one_line(tmp_path, opening, closing):
+    # issue 16: a RecursionError of 3,000 lines
+    path = _study(tmp_path, "n_trials: " + opening * 5000 + "1" + closing * 5000 + "\n")
+    message = _error(load_study_config, path, "nested")
+    assert len(message) < 300

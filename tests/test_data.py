@@ -323,6 +323,29 @@ def test_empty_split(tmp_path, synthetic_data_dir):
     _one_line_error(str(folder), "validation")
 
 
+@pytest.mark.parametrize(
+    "bad, needles",
+    [
+        (b'{"question": "caf\xe9", "passage": "p", "label": true}', ("train.jsonl:3: ", "not UTF-8")),
+        (
+            b'{"question": ' + b"[" * 100_000 + b"]" * 100_000 + b', "passage": "p", "label": true}',
+            ("train.jsonl:3: ", "nested too deeply"),
+        ),
+        (b'{"question": "q", "passage": "p" "label": true}', ("train.jsonl:3: ", "not JSON", "column 34")),
+    ],
+    ids=["not-utf8", "deeply-nested", "bad-json"],
+)
+def test_bad_jsonl_line_is_named_by_file_and_line(tmp_path, synthetic_data_dir, bad, needles):
+    # issue 16: a UnicodeDecodeError traceback; a depth error without its line; the line of a bad JSON row only
+    # in a second library line
+    folder = tmp_path / "bad-line"
+    shutil.copytree(synthetic_data_dir, folder)
+    lines = (folder / "train.jsonl").read_bytes().splitlines(keepends=True)
+    (folder / "train.jsonl").write_bytes(b"".join(lines[:2]) + bad + b"\n" + b"".join(lines[3:]))
+    message = _one_line_error(str(folder), str(folder / "train.jsonl"), *needles)
+    assert len(message) < 300, message[:400]
+
+
 def test_limit_that_leaves_no_rows_is_an_error(synthetic_data_dir):
     # limit 0 is refused by DataConfig; load_boolq itself reports the empty split
     with pytest.raises(DataError, match="'train' has no rows"):

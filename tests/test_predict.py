@@ -201,3 +201,25 @@ def test_an_ort_export_predicts_too(tmp_path, exported):
     write_jsonl(source, rows)
     assert main(["predict", str(ort), "--input", str(source), "--output", str(target)]) == 0
     assert [json.loads(line)["label"] for line in target.read_text().splitlines()] == torch_answers
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        ('{"question": ' + "[" * 100_000 + "]" * 100_000 + ', "passage": "x"}', r":2: nested too deeply"),
+        ('{"question": "x", "passage": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}", r":2: nested too deeply"),
+    ],
+    ids=["lists", "objects"],
+)
+def test_deeply_nested_line_is_named_by_file_and_line(tmp_path, bad, expected):
+    # issue 16: a RecursionError of 3,000 lines; the FILE:LINE message was never reached
+    from latencysolver.errors import DataError
+    from latencysolver.ship.predict import read_rows
+
+    source = tmp_path / "rows.jsonl"
+    source.write_text('{"question": "q", "passage": "p"}\n' + bad + "\n")
+    with pytest.raises(DataError) as info:
+        read_rows(source)
+    message = str(info.value)
+    assert message.startswith(f"{source}:2: ") and "\n" not in message and len(message) < 200, message[:300]
+    assert re.search(expected, message), message

@@ -302,8 +302,19 @@ def _check_expanded_size(root: yaml.Node) -> None:
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found", file=str(path))
+    data = path.read_bytes()
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        number = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {number} (save the file as UTF-8)",
+            file=str(path),
+        ) from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader
+    except RecursionError:  # the composer recurses once per level: thousands of '[' or '{'
+        raise ConfigError(f"{path}: refused YAML: nested too deeply", file=str(path)) from None
     except _Refused as exc:
         key = None if exc.key is None else str(exc.key)
         raise ConfigError(f"{path}: {exc.message}", file=str(path), key=key) from None

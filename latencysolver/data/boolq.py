@@ -132,12 +132,37 @@ def _load_local(folder: Path) -> dict[str, list[dict]]:
                 )
             continue
         kind = _EXTENSIONS[files[0].suffix]
+        if kind == "json":
+            _check_json_lines(files[0])
         try:
             ds = datasets.load_dataset(kind, data_files=[str(p) for p in files], split="train")
         except Exception as exc:  # noqa: BLE001 - datasets raises many types for unreadable files
             raise DataError(f"{files[0]}: cannot read {kind} file: {first_line(exc)}") from None
         out[split] = ds.to_list()
     return out
+
+
+def _check_json_lines(path: Path) -> None:
+    """Each line UTF-8 and JSON, else a ``DataError`` "FILE:LINE: ..." (datasets names neither, or only in a log)."""
+    import json
+
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            where = f"{path}:{number}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise DataError(f"{where}: nested too deeply (JSON of thousands of levels)") from None
 
 
 def _load_hub(name: str) -> dict[str, list[dict]]:

@@ -105,6 +105,8 @@ def read_rows(path: str | Path) -> list[InputRow]:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:  # thousands of '[' or '{'
+                raise DataError(f"{where}: nested too deeply (JSON of thousands of levels)") from None
             if not isinstance(obj, dict):
                 raise DataError(
                     f"{where}: expected a JSON object with 'question' and 'passage', got {type(obj).__name__}"
