@@ -416,3 +416,29 @@ def test_9_worker_on_an_empty_file_lists_no_studies(tmp_path, capfd):
     line = error_line(code, err)
     assert line.endswith("(studies there: [])"), line
     assert db.stat().st_size == 0  # Optuna would have written its schema into it
+
+
+# ------------------------------------------------------------------------------------------------ 10. misleading
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["run", "{study}", "--data", ""], "data: empty"),
+        (["run", "{study}", "--model", "./no-such-model"], "model: './no-such-model': no such folder"),
+        (["run", "{study}", "--model", "{tmp}/models/no-such-model"], "/models/no-such-model': no such folder"),
+        (["run", "{tmp}"], "is a folder, not a YAML file"),
+        (["bench", "./no-such-model"], "model: './no-such-model': no such folder"),
+    ],
+    ids=["empty-data", "relative-model", "absolute-model", "study-is-a-folder", "bench-relative-model"],
+)
+def test_10_messages_that_misled(study_yaml, tmp_path, capfd, args, expected):
+    # issue 16: "list index out of range", "Repo id must be in the form ...", "file not found" for a folder
+    study = study_yaml() if "{study}" in args else None
+    args = [a.replace("{study}", str(study)).replace("{tmp}", str(tmp_path)) for a in args]
+    code, err = cli([*args, "--cache-dir", tmp_path / "cache"], capfd)
+    line = error_line(code, err)
+    assert expected in line, line
+    for misleading in ("list index", "Repo id", "file not found"):
+        assert misleading not in line, line
+    assert_nothing_created(tmp_path)

@@ -510,3 +510,18 @@ def test_deeply_nested_yaml_is_one_line(tmp_path, opening, closing):
     path = _study(tmp_path, "n_trials: " + opening * 5000 + "1" + closing * 5000 + "\n")
     message = _error(load_study_config, path, "nested")
     assert len(message) < 300
+
+
+def test_a_folder_given_as_the_study_file_is_named_a_folder(tmp_path):
+    # issue 16: "file not found" for a path that is there, but a folder
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    message = _error(load_study_config, folder, "is a folder, not a YAML file")
+    assert "not found" not in message
+
+
+def test_a_folder_given_as_the_search_space_is_named_a_folder(tmp_path):
+    (tmp_path / "spaces").mkdir()
+    path = _write(tmp_path, "s.yaml", "search_space: spaces\n")
+    message = _error(load_study_config, path, "search_space", "is a folder, not a YAML file")
+    assert "not found" not in message

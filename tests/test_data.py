@@ -346,6 +346,23 @@ def test_bad_jsonl_line_is_named_by_file_and_line(tmp_path, synthetic_data_dir, 
     assert len(message) < 300, message[:400]
 
 
+@pytest.mark.parametrize("content", ["", "\n\n  \n"], ids=["empty", "blank-lines"])
+def test_empty_train_file(tmp_path, synthetic_data_dir, content):
+    # issue 16: "cannot read json file: StopIteration"
+    folder = tmp_path / "empty-train"
+    shutil.copytree(synthetic_data_dir, folder)
+    (folder / "train.jsonl").write_text(content)
+    message = _one_line_error(str(folder), str(folder / "train.jsonl"), "'train'", "no rows")
+    assert "StopIteration" not in message and "corresponds to no data" not in message
+
+
+@pytest.mark.parametrize("source", ["", "   "])
+def test_empty_source_is_named_empty(source):
+    # issue 16: "list index out of range" from the hub client for --data ""
+    message = _one_line_error(source, "data: empty")
+    assert "list index" not in message
+
+
 def test_limit_that_leaves_no_rows_is_an_error(synthetic_data_dir):
     # limit 0 is refused by DataConfig; load_boolq itself reports the empty split
     with pytest.raises(DataError, match="'train' has no rows"):

@@ -300,6 +300,8 @@ def _check_expanded_size(root: yaml.Node) -> None:
 
 
 def _read_yaml(path: Path) -> Any:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML file", file=str(path))
     if not path.is_file():
         raise ConfigError(f"{path}: file not found", file=str(path))
     data = path.read_bytes()

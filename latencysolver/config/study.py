@@ -323,6 +323,13 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
         )
     if isinstance(space_raw, str):
         space_path = (path.parent / space_raw).resolve()
+        if space_path.is_dir():
+            raise ConfigError(
+                f"{path}: search_space: {shown(space_raw)} is a folder, not a YAML file (looked at {space_path})",
+                file=str(path),
+                key="search_space",
+                value=space_raw,
+            )
         if not space_path.is_file():
             raise ConfigError(
                 f"{path}: search_space: file not found: {shown(space_raw)} (looked at {space_path})",

@@ -53,6 +53,8 @@ def load_boolq(
     source: str, *, limit_train: int | None = None, limit_validation: int | None = None, limit_test: int | None = None
 ) -> BoolQData:
     """Load and normalize BoolQ; limits keep the first N rows of a split (for quick runs and tests)."""
+    if not source.strip():
+        raise DataError("data: empty (expected a local folder or a hub dataset name such as 'google/boolq')")
     raw = _load_local(Path(source)) if _looks_local(source) else _load_hub(source)
     limits = {"train": limit_train, "validation": limit_validation, "test": limit_test}
     splits = {name: _normalize(rows, source, name, limits[name]) for name, rows in raw.items()}
@@ -132,8 +134,8 @@ def _load_local(folder: Path) -> dict[str, list[dict]]:
                 )
             continue
         kind = _EXTENSIONS[files[0].suffix]
-        if kind == "json":
-            _check_json_lines(files[0])
+        if kind == "json" and not _check_json_lines(files[0]):
+            raise DataError(f"{files[0]}: split '{split}' has no rows (the file is empty)")
         try:
             ds = datasets.load_dataset(kind, data_files=[str(p) for p in files], split="train")
         except Exception as exc:  # noqa: BLE001 - datasets raises many types for unreadable files
@@ -142,9 +144,12 @@ def _load_local(folder: Path) -> dict[str, list[dict]]:
     return out
 
 
-def _check_json_lines(path: Path) -> None:
-    """Each line UTF-8 and JSON, else a ``DataError`` "FILE:LINE: ..." (datasets names neither, or only in a log)."""
+def _check_json_lines(path: Path) -> int:
+    """How many rows: each line UTF-8 and JSON, else a ``DataError`` "FILE:LINE: ..." (datasets names neither,
+    or only in a log line)."""
     import json
+
+    rows = 0
 
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
@@ -163,6 +168,8 @@ def _check_json_lines(path: Path) -> None:
                 raise DataError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
             except RecursionError:
                 raise DataError(f"{where}: nested too deeply (JSON of thousands of levels)") from None
+            rows += 1
+    return rows
 
 
 def _load_hub(name: str) -> dict[str, list[dict]]:

