@@ -201,6 +201,27 @@ class TeacherArtifacts:
 
 
 @dataclass(frozen=True)
+class BindingRecord:
+    """What a study's trials are scored against, recorded when it is created: resuming it with another data set,
+    teacher or search space would mix incomparable trials in one front, so ``run`` refuses that."""
+
+    data_fingerprint: str | None = None  # content hash of the train and validation splits
+    teacher_key: str | None = None
+    search_space: dict[str, Any] | None = None  # as configured, before hardware gating
+
+    def differences(self, other: BindingRecord) -> list[str]:
+        """The fields recorded in both that differ, in words ("data", "teacher", "search space")."""
+        fields = (("data_fingerprint", "data"), ("teacher_key", "teacher"), ("search_space", "search space"))
+        return [
+            words
+            for name, words in fields
+            if getattr(self, name) is not None
+            and getattr(other, name) is not None
+            and getattr(self, name) != getattr(other, name)
+        ]
+
+
+@dataclass(frozen=True)
 class StudyRecord:
     """The study's user attrs; each None where the study does not record it (not made by ``run``, say).
 
@@ -220,6 +241,7 @@ class StudyRecord:
     hardware: dict[str, Any] | None = None  # the machine that measured the teacher
     hardware_probe: dict[str, Any] | None = None
     teacher_artifacts: TeacherArtifacts | None = None
+    binding: BindingRecord | None = None  # None: a study made before 0.2, bound to nothing
 
     def fingerprint(self) -> HardwareFingerprint | None:
         return _fingerprint(self.hardware)
@@ -230,6 +252,7 @@ _TYPED = {
     "data": DataRecord,
     "constraints": ConstraintsRecord,
     "teacher_artifacts": TeacherArtifacts,
+    "binding": BindingRecord,
 }
 
 

@@ -24,6 +24,7 @@ from latencysolver.cache import cache_root
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import Choices, SearchSpace
 from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
+from latencysolver.data.boolq import BoolQData
 from latencysolver.errors import StorageError, first_line
 from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
 from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
@@ -36,6 +37,7 @@ from latencysolver.models.teacher import Teacher
 from latencysolver.results.dashboard import save_study_note
 from latencysolver.results.front import hardware_warning
 from latencysolver.results.records import (
+    BindingRecord,
     ConstraintsRecord,
     DataRecord,
     StudyRecord,
@@ -46,6 +48,7 @@ from latencysolver.results.records import (
     write_study_record,
 )
 from latencysolver.results.storage import check_storage, default_artifact_dir, load_existing_study, shown_url
+from latencysolver.search.binding import check_binding, recorded
 from latencysolver.search.objective import (
     TrialContext,
     make_objective,
@@ -61,7 +64,17 @@ Log = Callable[[str], None]
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
     check_storage(config.storage)
-    prepared = prepare(config, options, log)
+    # a study is bound to its data, teacher and search space: refuse another before anything is trained or written
+    existing = recorded(config)
+    space = config.search_space.to_dict()
+    check_binding(config, existing, BindingRecord(search_space=space))
+
+    def check_data(loaded: BoolQData) -> None:
+        check_binding(config, existing, BindingRecord(data_fingerprint=loaded.fingerprint()), loaded.source)
+
+    prepared = prepare(config, options, log, check_data=check_data)
+    binding = BindingRecord(data_fingerprint=prepared.data.fingerprint(), teacher_key=prepared.teacher.key)
+    check_binding(config, existing, binding)
     data, validation, teacher, pad_id = prepared.data, prepared.validation, prepared.teacher, prepared.pad_id
     majority = data.validation.majority_rate()
     inputs = latency_inputs(validation, config.latency, pad_id)
@@ -109,7 +122,8 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
             ),
             artifact_dir=str(artifact_dir),
             config_file=config.config_file,
-            search_space=config.search_space.to_dict(),
+            search_space=space,
+            binding=dataclasses.replace(binding, search_space=space),
         ),
     )
     config = dataclasses.replace(config, search_space=_gated_space(study, config, teacher.model, inputs, hardware, log))
@@ -217,7 +231,15 @@ def join_study(
     elif teacher_path is None:
         fetched = _fetch_teacher(study, cache_root(options.cache_dir), log)
         teacher_path = str(fetched) if fetched else None
-    prepared = prepare(config, dataclasses.replace(options, teacher_path=teacher_path), log)
+    prepared = prepare(
+        config,
+        dataclasses.replace(options, teacher_path=teacher_path),
+        log,
+        # the recorded data folder, read on this machine: refuse it if it holds other rows than the study's
+        check_data=lambda loaded: check_binding(
+            config, record, BindingRecord(data_fingerprint=loaded.fingerprint()), loaded.source
+        ),
+    )
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     hardware = hardware_fingerprint(config.latency.threads, model_device(prepared.teacher.model).type)
     config = dataclasses.replace(
