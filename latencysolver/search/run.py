@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
 import time
 import warnings
@@ -18,6 +19,7 @@ from pathlib import Path
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.cache import cache_root
@@ -56,7 +58,7 @@ from latencysolver.search.objective import (
     objectives,
 )
 from latencysolver.search.preparation import Prepared, RunOptions, prepare
-from latencysolver.search.workers import count_trials, open_storage, spawn_workers, sqlite_warning, work
+from latencysolver.search.workers import Terminated, count_trials, open_storage, spawn_workers, sqlite_warning, work
 from latencysolver.training.evaluate import predict_logits, scores
 
 Log = Callable[[str], None]
@@ -166,7 +168,10 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
     processes = spawn_workers(options.workers, config.name, config.storage, extra)
     try:
         codes = [p.wait() for p in processes]
-    except KeyboardInterrupt:  # Ctrl-C reaches the workers too (same process group); wait for their clean exit
+    except KeyboardInterrupt as exc:  # Ctrl-C reaches the workers too (same process group); wait for their clean exit
+        if isinstance(exc, Terminated):  # SIGTERM does not: pass it on
+            for p in processes:
+                p.send_signal(signal.SIGTERM)
         codes = [p.wait() for p in processes]
         raise
     if any(codes):
@@ -265,6 +270,9 @@ def _work(
 ) -> optuna.Study:
     storage = open_storage(config.storage, config.workers)
     study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=_make_sampler(config))
+    with warnings.catch_warnings():  # a trial whose worker died is failed (and its retry queued) before the count
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
     counts = count_trials(study)
     if counts.taken >= config.n_trials and not counts.waiting:
         log(f"study {config.name!r}: all {config.n_trials} trials already finished or running; nothing to run")
