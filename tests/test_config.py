@@ -185,14 +185,14 @@ def test_negative_n_trials(tmp_path):
 
 
 def test_tpe_startup_trials_reach_the_sampler(tmp_path):
-    from latencysolver.search.run import _make_sampler
+    from latencysolver.search.suggest import make_sampler
 
     path = _study(tmp_path, "sampler: {name: tpe, seed: 1, startup_trials: 4}\n")
     config = load_study_config(path)
     assert config.sampler.startup_trials == 4
-    assert _make_sampler(config)._n_startup_trials == 4
+    assert make_sampler(config)._n_startup_trials == 4
     default = load_study_config(_study(tmp_path, "sampler: {name: tpe}\n"))
-    assert _make_sampler(default)._n_startup_trials == 10  # Optuna's own default
+    assert make_sampler(default)._n_startup_trials == 10  # Optuna's own default
     _error(
         load_study_config, _study(tmp_path, "sampler: {name: tpe, startup_trials: 0}\n"), "sampler.startup_trials", "0"
     )

@@ -426,3 +426,40 @@ def test_a_study_recorded_without_a_binding_is_not_refused(fresh_study, study_ya
     other = write_synthetic_boolq(tmp_path / "other-data", {"train": 64, "validation": 24}, seed=7)
     study = run_study(load_study_config(study_yaml(), data=str(other)), options, log=lambda _: None)
     assert len(study.get_trials()) == 3
+
+
+def test_a_resumed_study_samples_afresh_and_a_new_one_repeats(study_yaml, tmp_path):
+    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+    first = run_study(load_study_config(study_yaml(n_trials=2)), options, log=lambda _: None)
+    resumed = run_study(load_study_config(study_yaml(n_trials=4)), options, log=lambda _: None)
+    params = [t.params for t in resumed.get_trials()]
+    assert len(params) == 4 and params[2] not in params[:2] and params[3] not in params[:2]
+    assert study_record(resumed).sampler_seeds == [0, 2 * 1_000_003]  # the seed of each run, derived and recorded
+    # from scratch, the same study samples the same recipes: the derived seeds keep it reproducible
+    again = run_study(
+        load_study_config(study_yaml(n_trials=2, storage=f"sqlite:///{tmp_path / 'again.db'}")),
+        options,
+        log=lambda _: None,
+    )
+    assert [t.params for t in again.get_trials()] == [t.params for t in first.get_trials()[:2]]
+
+
+def test_a_trial_failed_by_ctrl_c_is_not_a_finished_trial(study_yaml, tmp_path, monkeypatch):
+    import latencysolver.search.run as run_module
+    from latencysolver.results.records import write_fail_reason
+
+    def interrupted(study, storage, objective, n_trials, **kwargs):
+        with pytest.warns(UserWarning, match="Heartbeat"):
+            trial = study.ask()
+        write_fail_reason(trial, "interrupted (Ctrl-C): the worker stopped")
+        study.tell(trial, state=TrialState.FAIL)
+        raise KeyboardInterrupt
+
+    config = load_study_config(study_yaml(n_trials=2))
+    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(run_module, "work", interrupted)
+        run_study(config, options, log=lambda _: None)
+    study = run_study(config, options, log=lambda _: None)
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]

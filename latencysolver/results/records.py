@@ -154,6 +154,15 @@ def write_fail_reason(trial: optuna.Trial, reason: str) -> None:
     trial.set_user_attr("fail_reason", reason[:500])
 
 
+INTERRUPTED = "interrupted"  # a fail_reason starting with it: Ctrl-C or SIGTERM stopped the worker, not the recipe
+
+
+def was_interrupted(trial: FrozenTrial) -> bool:
+    """A FAIL that the recipe did not cause: its worker was stopped (``work`` wrote the reason)."""
+    reason = trial.user_attrs.get("fail_reason")
+    return trial.state == TrialState.FAIL and isinstance(reason, str) and reason.startswith(INTERRUPTED)
+
+
 # ------------------------------------------------------------------------------------------------ the study
 
 
@@ -242,6 +251,7 @@ class StudyRecord:
     hardware_probe: dict[str, Any] | None = None
     teacher_artifacts: TeacherArtifacts | None = None
     binding: BindingRecord | None = None  # None: a study made before 0.2, bound to nothing
+    sampler_seeds: list[int] | None = None  # the sampler seed of each run and joining worker, in order
 
     def fingerprint(self) -> HardwareFingerprint | None:
         return _fingerprint(self.hardware)

@@ -31,7 +31,7 @@ from latencysolver.errors import StorageError, first_line
 from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
 from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_latency, model_device, throughput_inputs
-from latencysolver.locks import file_lock
+from latencysolver.locks import file_lock, storage_lock
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
 from latencysolver.models.teacher import MARKER as TEACHER_MARKER
@@ -58,6 +58,7 @@ from latencysolver.search.objective import (
     objectives,
 )
 from latencysolver.search.preparation import Prepared, RunOptions, prepare
+from latencysolver.search.suggest import make_sampler, run_seed
 from latencysolver.search.workers import Terminated, count_trials, open_storage, spawn_workers, sqlite_warning, work
 from latencysolver.training.evaluate import predict_logits, scores
 
@@ -251,11 +252,9 @@ def join_study(
         config, search_space=_gated_space(study, config, prepared.teacher.model, inputs, hardware, log)
     )
     # Each worker samples with its own seed: the same seed in every process would propose the same trials.
-    if config.sampler.seed is not None:
-        config = dataclasses.replace(
-            config, sampler=dataclasses.replace(config.sampler, seed=config.sampler.seed + os.getpid())
-        )
-    return _work(study, config, prepared, inputs, hardware, options, log, max_trials=max_trials)
+    return _work(
+        study, config, prepared, inputs, hardware, options, log, max_trials=max_trials, seed_offset=os.getpid()
+    )
 
 
 def _work(
@@ -267,9 +266,10 @@ def _work(
     options: RunOptions,
     log: Log,
     max_trials: int | None = None,
+    seed_offset: int = 0,
 ) -> optuna.Study:
     storage = open_storage(config.storage, config.workers)
-    study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=_make_sampler(config))
+    study = optuna.load_study(study_name=study.study_name, storage=storage)
     with warnings.catch_warnings():  # a trial whose worker died is failed (and its retry queued) before the count
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         fail_stale_trials(study)
@@ -277,6 +277,13 @@ def _work(
     if counts.taken >= config.n_trials and not counts.waiting:
         log(f"study {config.name!r}: all {config.n_trials} trials already finished or running; nothing to run")
         return study
+    # a resumed study (or a joining worker) samples afresh: re-seeded as its first run, it would repeat its recipes
+    seed = run_seed(config.sampler.seed, len(study.get_trials(deepcopy=False)), seed_offset)
+    if seed is not None:
+        with storage_lock(storage.engine, f"latencysolver:{study.study_name}"):  # workers append at the same time
+            write_study_record(study, StudyRecord(sampler_seeds=[*(study_record(study).sampler_seeds or []), seed]))
+    sampler = make_sampler(dataclasses.replace(config, sampler=dataclasses.replace(config.sampler, seed=seed)))
+    study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=sampler)
     log(
         f"study {config.name!r}: {counts.finished} trials finished, {counts.running} running; "
         f"working towards {config.n_trials} (storage {shown_url(config.storage)})"
@@ -359,7 +366,7 @@ def _gated_space(
 
 
 def _create_or_resume(config: StudyConfig) -> optuna.Study:
-    sampler = _make_sampler(config)
+    sampler = make_sampler(config)
     names, directions = objectives(config.latency.objective)
     try:
         study = optuna.create_study(
@@ -381,18 +388,6 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
     return study
-
-
-def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
-    """TPE and NSGA-II read the constraints each trial sets (``trial.set_constraint``); random search ignores them."""
-    seed = config.sampler.seed
-    if config.sampler.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if config.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if config.sampler.startup_trials is None:
-        return optuna.samplers.TPESampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.sampler.startup_trials)
 
 
 def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, FrozenTrial], None]:

@@ -5,7 +5,7 @@ Each worker runs this loop until the study has its ``n_trials`` (finished, and n
     fail stale trials  (a RUNNING trial whose worker stopped sending heartbeats for ``grace_period`` seconds is
                         marked FAIL; RetryHeartbeatStaleTrialCallback enqueues a retry, same parameters)
     under the study's storage lock:
-        count   finished (COMPLETE, PRUNED, and FAIL unless retried) + RUNNING + WAITING (enqueued retries)
+        count   finished (COMPLETE, PRUNED, and FAIL unless retried or interrupted) + RUNNING + WAITING (retries)
         stop    if that reaches n_trials and nothing waits
         ask     a trial (a waiting retry first, else a new one from the sampler)
     run it, sending heartbeats from a thread; tell the result (an exception, Ctrl-C or SIGTERM: FAIL, with the
@@ -38,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.study import WorkersConfig
 from latencysolver.locks import storage_lock
-from latencysolver.results.records import write_fail_reason
+from latencysolver.results.records import INTERRUPTED, was_interrupted, write_fail_reason
 
 Log = Callable[[str], None]
 
@@ -74,7 +74,7 @@ def sqlite_warning(url: str, processes: int) -> str | None:
 
 @dataclass(frozen=True)
 class Counts:
-    finished: int  # COMPLETE + PRUNED + FAIL that no retry replaces
+    finished: int  # COMPLETE + PRUNED + FAIL that no retry replaces (a trial failed by Ctrl-C or SIGTERM is no result)
     running: int
     waiting: int
 
@@ -89,7 +89,8 @@ def count_trials(study: optuna.Study) -> Counts:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
     finished = sum(
-        t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and t.number not in retried)
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.number not in retried and not was_interrupted(t))
         for t in trials
     )
     return Counts(
@@ -148,9 +149,6 @@ def _interrupt(pending: list[int]) -> KeyboardInterrupt:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into the Ctrl-C path by the CLI's run and worker (no user error: the CLI exits 143)."""
-
-
-INTERRUPTED = "interrupted"  # a trial's fail_reason starts with it when Ctrl-C or SIGTERM stopped its worker
 
 
 def _signal_name(exc: KeyboardInterrupt) -> str:
