@@ -198,6 +198,24 @@ def test_tpe_startup_trials_reach_the_sampler(tmp_path):
     )
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_an_out_of_range_sampler_seed_is_refused(tmp_path, seed):
+    # NumPy seeds are in [0, 2**32): -1 crashed `run` in the sampler, and 2**32 - 1 + a worker's pid crashed `worker`
+    path = _study(tmp_path, f"sampler: {{name: tpe, seed: {seed}}}\n")
+    _error(load_study_config, path, "sampler.seed", str(seed), "[0, 4294967295]")
+
+
+def test_the_largest_seed_still_gives_every_worker_a_valid_seed(tmp_path):
+    from latencysolver.search.suggest import make_sampler, run_seed
+
+    config = load_study_config(_study(tmp_path, f"sampler: {{name: tpe, seed: {2**32 - 1}}}\n"))
+    for trials, offset in ((0, 0), (0, 4_194_304), (17, 99_999)):
+        seed = run_seed(config.sampler.seed, trials, offset)
+        assert seed is not None and 0 <= seed < 2**32
+        sampler = config.sampler
+        make_sampler(dataclasses.replace(config, sampler=dataclasses.replace(sampler, seed=seed)))  # NumPy accepts
+
+
 def test_nested_range_check_names_the_dotted_key(tmp_path):
     path = _study(tmp_path, "teacher: {warmup_ratio: 1.5}\n")
     _error(load_study_config, path, "teacher.warmup_ratio", "1.5")
