@@ -185,17 +185,35 @@ def test_negative_n_trials(tmp_path):
 
 
 def test_tpe_startup_trials_reach_the_sampler(tmp_path):
-    from latencysolver.search.run import _make_sampler
+    from latencysolver.search.suggest import make_sampler
 
     path = _study(tmp_path, "sampler: {name: tpe, seed: 1, startup_trials: 4}\n")
     config = load_study_config(path)
     assert config.sampler.startup_trials == 4
-    assert _make_sampler(config)._n_startup_trials == 4
+    assert make_sampler(config)._n_startup_trials == 4
     default = load_study_config(_study(tmp_path, "sampler: {name: tpe}\n"))
-    assert _make_sampler(default)._n_startup_trials == 10  # Optuna's own default
+    assert make_sampler(default)._n_startup_trials == 10  # Optuna's own default
     _error(
         load_study_config, _study(tmp_path, "sampler: {name: tpe, startup_trials: 0}\n"), "sampler.startup_trials", "0"
     )
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_an_out_of_range_sampler_seed_is_refused(tmp_path, seed):
+    # NumPy seeds are in [0, 2**32): -1 crashed `run` in the sampler, and 2**32 - 1 + a worker's pid crashed `worker`
+    path = _study(tmp_path, f"sampler: {{name: tpe, seed: {seed}}}\n")
+    _error(load_study_config, path, "sampler.seed", str(seed), "[0, 4294967295]")
+
+
+def test_the_largest_seed_still_gives_every_worker_a_valid_seed(tmp_path):
+    from latencysolver.search.suggest import make_sampler, run_seed
+
+    config = load_study_config(_study(tmp_path, f"sampler: {{name: tpe, seed: {2**32 - 1}}}\n"))
+    for trials, offset in ((0, 0), (0, 4_194_304), (17, 99_999)):
+        seed = run_seed(config.sampler.seed, trials, offset)
+        assert seed is not None and 0 <= seed < 2**32
+        sampler = config.sampler
+        make_sampler(dataclasses.replace(config, sampler=dataclasses.replace(sampler, seed=seed)))  # NumPy accepts
 
 
 def test_nested_range_check_names_the_dotted_key(tmp_path):

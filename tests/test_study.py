@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import yaml
 from optuna.trial import TrialState
 
 from latencysolver import load
@@ -374,3 +375,91 @@ def test_without_a_failing_check_trials_run_their_full_budget(study_yaml, tmp_pa
     for t in study.get_trials():
         r = trial_record(t)
         assert r.distill_steps == 6 and r.early_stopped is None
+
+
+def _attrs(url: str) -> dict:
+    return optuna.load_study(study_name="tiny", storage=url).user_attrs
+
+
+def test_resuming_with_other_data_is_refused_before_anything_is_rewritten(fresh_study, study_yaml, tmp_path):
+    from latencysolver.errors import StorageError
+    from tests.conftest import write_synthetic_boolq
+
+    config, options, _ = fresh_study
+    before = _attrs(config.storage)
+    other = write_synthetic_boolq(tmp_path / "other-data", {"train": 64, "validation": 24}, seed=7)
+    lines: list[str] = []
+    more = load_study_config(study_yaml(n_trials=5), data=str(other))
+    with pytest.raises(StorageError) as caught:
+        run_study(more, options, log=lines.append)
+    message = str(caught.value)
+    assert "\n" not in message and "another data" in message and str(other) in message
+    assert "teacher" not in message.split("(")[0] and "new study name" in message
+    assert not [line for line in lines if "fine-tuning" in line]  # refused before the teacher was trained
+    assert _attrs(config.storage) == before  # neither the data record nor the teacher baseline was touched
+    assert len(optuna.load_study(study_name="tiny", storage=config.storage).get_trials()) == 3
+
+
+def test_resuming_with_another_search_space_or_teacher_is_refused(fresh_study, study_yaml):
+    from latencysolver.errors import StorageError
+
+    config, options, _ = fresh_study
+    before = _attrs(config.storage)
+    space = dict(yaml.safe_load(Path(config.config_file).read_text())["search_space"], rank={"choices": ["off", 8]})
+    with pytest.raises(StorageError, match=r"another search space \(search space: rank changed\)"):
+        run_study(load_study_config(study_yaml(search_space=space)), options, log=lambda _: None)
+    teacher = {"epochs": 2, "batch_size": 16, "learning_rate": 1.0e-3}
+    with pytest.raises(StorageError, match="another teacher"):
+        run_study(load_study_config(study_yaml(teacher=teacher)), options, log=lambda _: None)
+    assert _attrs(config.storage) == before
+
+
+def test_a_study_recorded_without_a_binding_is_not_refused(fresh_study, study_yaml, tmp_path):
+    import sqlite3
+
+    from tests.conftest import write_synthetic_boolq
+
+    config, options, _ = fresh_study
+    assert study_record(load_existing_study("tiny", config.storage)).binding is not None
+    with sqlite3.connect(config.storage[len("sqlite:///") :]) as db:  # as a study written before the binding
+        db.execute("DELETE FROM study_user_attributes WHERE key = 'binding'")
+    other = write_synthetic_boolq(tmp_path / "other-data", {"train": 64, "validation": 24}, seed=7)
+    study = run_study(load_study_config(study_yaml(), data=str(other)), options, log=lambda _: None)
+    assert len(study.get_trials()) == 3
+
+
+def test_a_resumed_study_samples_afresh_and_a_new_one_repeats(study_yaml, tmp_path):
+    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+    first = run_study(load_study_config(study_yaml(n_trials=2)), options, log=lambda _: None)
+    resumed = run_study(load_study_config(study_yaml(n_trials=4)), options, log=lambda _: None)
+    params = [t.params for t in resumed.get_trials()]
+    assert len(params) == 4 and params[2] not in params[:2] and params[3] not in params[:2]
+    assert study_record(resumed).sampler_seeds == [0, 2 * 1_000_003]  # the seed of each run, derived and recorded
+    # from scratch, the same study samples the same recipes: the derived seeds keep it reproducible
+    again = run_study(
+        load_study_config(study_yaml(n_trials=2, storage=f"sqlite:///{tmp_path / 'again.db'}")),
+        options,
+        log=lambda _: None,
+    )
+    assert [t.params for t in again.get_trials()] == [t.params for t in first.get_trials()[:2]]
+
+
+def test_a_trial_failed_by_ctrl_c_is_not_a_finished_trial(study_yaml, tmp_path, monkeypatch):
+    import latencysolver.search.run as run_module
+    from latencysolver.results.records import write_fail_reason
+
+    def interrupted(study, storage, objective, n_trials, **kwargs):
+        with pytest.warns(UserWarning, match="Heartbeat"):
+            trial = study.ask()
+        write_fail_reason(trial, "interrupted (Ctrl-C): the worker stopped")
+        study.tell(trial, state=TrialState.FAIL)
+        raise KeyboardInterrupt
+
+    config = load_study_config(study_yaml(n_trials=2))
+    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(run_module, "work", interrupted)
+        run_study(config, options, log=lambda _: None)
+    study = run_study(config, options, log=lambda _: None)
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]

@@ -261,3 +261,59 @@ def test_ctrl_c_while_asking_fails_the_new_trial(tmp_path, monkeypatch):
     assert [t.state for t in trials] == [TrialState.FAIL]
     assert "interrupted" in trial_record(trials[0]).fail_reason
     assert signal.getsignal(signal.SIGINT) == before  # the worker's handler is gone again
+
+
+def test_a_stale_last_trial_is_failed_and_retried_before_the_count(study_yaml, tmp_path, monkeypatch):
+    # n_trials 1 and trial 0's worker killed mid-trial: the count must not take the dead RUNNING trial as "taken"
+    import latencysolver.search.run as run_module
+    from latencysolver.search.preparation import RunOptions
+
+    def killed_mid_trial(study, storage, objective, n_trials, **kwargs):
+        with pytest.warns(UserWarning, match="Heartbeat"):
+            study.ask()  # RUNNING, with a heartbeat, and then the worker dies (kill -9): nobody tells the storage
+        storage.record_heartbeat(
+            storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), 0)
+        )
+        return 1
+
+    config = load_study_config(
+        study_yaml(n_trials=1, workers={"heartbeat_interval": 1, "grace_period": 2, "max_retry": 1}, **CHEAP)
+    )
+    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "work", killed_mid_trial)
+        run_module.run_study(config, options, log=lambda _: None)
+    assert [t.state for t in load(config.storage).get_trials()] == [TrialState.RUNNING]
+    time.sleep(3)  # past the grace period
+    lines: list[str] = []
+    run_module.run_study(config, options, log=lines.append)
+    trials = load(config.storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], lines
+    assert not [line for line in lines if "nothing to run" in line]
+    assert_consistent(load(config.storage), 1)
+
+
+def test_sigterm_fails_the_running_trial_and_exits_143(postgres_url, tmp_path, tiny_model_dir, synthetic_data_dir):
+    slow = {
+        "distillation": {"steps": 20000, "batch_size": 8},  # SIGTERM lands mid-distillation
+        "early_stop": {"after": None},
+        "latency": CHEAP["latency"],
+    }
+    path = write_study_yaml(
+        tmp_path,
+        tiny_model_dir,
+        synthetic_data_dir,
+        n_trials=3,
+        storage=postgres_url,
+        artifacts=str(tmp_path / "artifacts"),
+        **slow,
+    )
+    process = cli("run", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"))
+    wait_for_running(postgres_url)
+    process.send_signal(signal.SIGTERM)
+    out = finish(process, timeout=60)
+    assert process.returncode == 143, out[-2000:]
+    assert "latencysolver: terminated" in out and "Traceback" not in out
+    trials = load(postgres_url).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL], out[-2000:]
+    assert trial_record(trials[0]).fail_reason.startswith("interrupted (SIGTERM)")

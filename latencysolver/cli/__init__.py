@@ -12,10 +12,12 @@ __all__ = ["STORAGE_ENV", "_BEST_RULES", "build_parser", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 done; 1 a user error (``LatencySolverError``: one line on stderr); 2 a usage error (argparse
-    exits with it before any work); 130 interrupted by Ctrl-C.  Anything else is a bug and keeps its traceback."""
+    exits with it before any work); 130 interrupted by Ctrl-C; 143 by SIGTERM (run, worker).  Anything else is a
+    bug and keeps its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from latencysolver.errors import LatencySolverError
+    from latencysolver.search.workers import Terminated
 
     _quiet_libraries()
     try:
@@ -23,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except LatencySolverError as exc:
         print(f"latencysolver: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("latencysolver: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("latencysolver: interrupted", file=sys.stderr)
         return 130

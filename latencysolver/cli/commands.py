@@ -5,7 +5,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler, ``kill``, a container stop) takes the Ctrl-C path: the running trial is failed."""
+    from latencysolver.search.workers import Terminated
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def warn(message: str) -> None:
@@ -39,12 +57,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         keep_slow_settings=args.keep_slow_settings,
     )
     warn_threads(config.latency.threads, f"{config.config_file}: latency.threads")
-    study = run_study(
-        config,
-        RunOptions(
-            cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress, workers=args.workers
-        ),
-    )
+    with _sigterm_as_interrupt():
+        study = run_study(
+            config,
+            RunOptions(
+                cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress, workers=args.workers
+            ),
+        )
     print_front(study)
     return 0
 
@@ -62,12 +81,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     warning = sqlite_warning(args.storage, processes=2)
     if warning:
         print(warning.replace("2 processes", "a worker process"), file=sys.stderr)
-    join_study(
-        args.study,
-        args.storage,
-        RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress),
-        max_trials=args.trials,
-    )
+    with _sigterm_as_interrupt():
+        join_study(
+            args.study,
+            args.storage,
+            RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress),
+            max_trials=args.trials,
+        )
     return 0
 
 

@@ -174,6 +174,9 @@ class WorkersConfig:
             raise FieldError("max_retry", f"max_retry must be >= 0, but got {shown(self.max_retry)}", self.max_retry)
 
 
+SEED_MAX = 2**32 - 1  # NumPy's RandomState, behind every Optuna sampler, takes seeds in [0, 2**32)
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     name: Literal["tpe", "nsga2", "random"] = "tpe"
@@ -184,6 +187,8 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "startup_trials")
+        if self.seed is not None and not 0 <= self.seed <= SEED_MAX:
+            raise FieldError("seed", f"seed must be in [0, {SEED_MAX}] or null, but got {self.seed!r}", self.seed)
 
 
 @dataclass(frozen=True)

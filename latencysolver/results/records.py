@@ -154,6 +154,15 @@ def write_fail_reason(trial: optuna.Trial, reason: str) -> None:
     trial.set_user_attr("fail_reason", reason[:500])
 
 
+INTERRUPTED = "interrupted"  # a fail_reason starting with it: Ctrl-C or SIGTERM stopped the worker, not the recipe
+
+
+def was_interrupted(trial: FrozenTrial) -> bool:
+    """A FAIL that the recipe did not cause: its worker was stopped (``work`` wrote the reason)."""
+    reason = trial.user_attrs.get("fail_reason")
+    return trial.state == TrialState.FAIL and isinstance(reason, str) and reason.startswith(INTERRUPTED)
+
+
 # ------------------------------------------------------------------------------------------------ the study
 
 
@@ -201,6 +210,27 @@ class TeacherArtifacts:
 
 
 @dataclass(frozen=True)
+class BindingRecord:
+    """What a study's trials are scored against, recorded when it is created: resuming it with another data set,
+    teacher or search space would mix incomparable trials in one front, so ``run`` refuses that."""
+
+    data_fingerprint: str | None = None  # content hash of the train and validation splits
+    teacher_key: str | None = None
+    search_space: dict[str, Any] | None = None  # as configured, before hardware gating
+
+    def differences(self, other: BindingRecord) -> list[str]:
+        """The fields recorded in both that differ, in words ("data", "teacher", "search space")."""
+        fields = (("data_fingerprint", "data"), ("teacher_key", "teacher"), ("search_space", "search space"))
+        return [
+            words
+            for name, words in fields
+            if getattr(self, name) is not None
+            and getattr(other, name) is not None
+            and getattr(self, name) != getattr(other, name)
+        ]
+
+
+@dataclass(frozen=True)
 class StudyRecord:
     """The study's user attrs; each None where the study does not record it (not made by ``run``, say).
 
@@ -220,6 +250,8 @@ class StudyRecord:
     hardware: dict[str, Any] | None = None  # the machine that measured the teacher
     hardware_probe: dict[str, Any] | None = None
     teacher_artifacts: TeacherArtifacts | None = None
+    binding: BindingRecord | None = None  # None: a study made before 0.2, bound to nothing
+    sampler_seeds: list[int] | None = None  # the sampler seed of each run and joining worker, in order
 
     def fingerprint(self) -> HardwareFingerprint | None:
         return _fingerprint(self.hardware)
@@ -230,6 +262,7 @@ _TYPED = {
     "data": DataRecord,
     "constraints": ConstraintsRecord,
     "teacher_artifacts": TeacherArtifacts,
+    "binding": BindingRecord,
 }
 
 

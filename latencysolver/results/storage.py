@@ -102,6 +102,24 @@ def open_existing_study(name: str, storage: str) -> OpenedStudy:
         raise StorageError(f"--storage {shown!r}: cannot read studies: {first_line(exc)}") from None
 
 
+def find_study(name: str, storage: str) -> optuna.Study | None:
+    """The study if the storage holds it, else None; a SQLite file that does not hold it is left as it was."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(storage)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return None
+    names = _sqlite_study_names(storage)
+    if names is not None and name not in names:
+        return None
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - a database Optuna cannot read (another schema, say): any error
+        raise StorageError(f"--storage {shown_url(storage)!r}: cannot open study {name!r}: {first_line(exc)}") from None
+
+
 def _sqlite_study_names(url: str) -> list[str] | None:
     """Study names in a SQLite storage, read without writing; None for other databases."""
     import sqlite3

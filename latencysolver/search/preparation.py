@@ -45,8 +45,15 @@ class Prepared:
     cache_root: Path
 
 
-def prepare(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> Prepared:
-    """Load and encode the data, then fine-tune (or load the cached) teacher; writes nothing to storage."""
+def prepare(
+    config: StudyConfig,
+    options: RunOptions = RunOptions(),
+    log: Log = print,
+    check_data: Callable[[BoolQData], None] | None = None,
+) -> Prepared:
+    """Load and encode the data, then fine-tune (or load the cached) teacher; writes nothing to storage.
+
+    ``check_data`` sees the data as soon as it is loaded: it may refuse it before the teacher is trained."""
     data = load_boolq(
         config.data.source,
         limit_train=config.data.limit_train,
@@ -57,6 +64,8 @@ def prepare(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = 
         f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
         f"(majority class {data.validation.majority_rate():.1%} of validation)"
     )
+    if check_data is not None:
+        check_data(data)
     root = cache_root(options.cache_dir)
     tokenizer = load_tokenizer(config.model)
     pad_id = tokenizer.pad_token_id or 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
 import time
 import warnings
@@ -18,17 +19,19 @@ from pathlib import Path
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.cache import cache_root
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import Choices, SearchSpace
 from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
+from latencysolver.data.boolq import BoolQData
 from latencysolver.errors import StorageError, first_line
 from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
 from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_latency, model_device, throughput_inputs
-from latencysolver.locks import file_lock
+from latencysolver.locks import file_lock, storage_lock
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
 from latencysolver.models.teacher import MARKER as TEACHER_MARKER
@@ -36,6 +39,7 @@ from latencysolver.models.teacher import Teacher
 from latencysolver.results.dashboard import save_study_note
 from latencysolver.results.front import hardware_warning
 from latencysolver.results.records import (
+    BindingRecord,
     ConstraintsRecord,
     DataRecord,
     StudyRecord,
@@ -46,6 +50,7 @@ from latencysolver.results.records import (
     write_study_record,
 )
 from latencysolver.results.storage import check_storage, default_artifact_dir, load_existing_study, shown_url
+from latencysolver.search.binding import check_binding, recorded
 from latencysolver.search.objective import (
     TrialContext,
     make_objective,
@@ -53,7 +58,8 @@ from latencysolver.search.objective import (
     objectives,
 )
 from latencysolver.search.preparation import Prepared, RunOptions, prepare
-from latencysolver.search.workers import count_trials, open_storage, spawn_workers, sqlite_warning, work
+from latencysolver.search.suggest import make_sampler, run_seed
+from latencysolver.search.workers import Terminated, count_trials, open_storage, spawn_workers, sqlite_warning, work
 from latencysolver.training.evaluate import predict_logits, scores
 
 Log = Callable[[str], None]
@@ -61,7 +67,17 @@ Log = Callable[[str], None]
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
     check_storage(config.storage)
-    prepared = prepare(config, options, log)
+    # a study is bound to its data, teacher and search space: refuse another before anything is trained or written
+    existing = recorded(config)
+    space = config.search_space.to_dict()
+    check_binding(config, existing, BindingRecord(search_space=space))
+
+    def check_data(loaded: BoolQData) -> None:
+        check_binding(config, existing, BindingRecord(data_fingerprint=loaded.fingerprint()), loaded.source)
+
+    prepared = prepare(config, options, log, check_data=check_data)
+    binding = BindingRecord(data_fingerprint=prepared.data.fingerprint(), teacher_key=prepared.teacher.key)
+    check_binding(config, existing, binding)
     data, validation, teacher, pad_id = prepared.data, prepared.validation, prepared.teacher, prepared.pad_id
     majority = data.validation.majority_rate()
     inputs = latency_inputs(validation, config.latency, pad_id)
@@ -109,7 +125,8 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
             ),
             artifact_dir=str(artifact_dir),
             config_file=config.config_file,
-            search_space=config.search_space.to_dict(),
+            search_space=space,
+            binding=dataclasses.replace(binding, search_space=space),
         ),
     )
     config = dataclasses.replace(config, search_space=_gated_space(study, config, teacher.model, inputs, hardware, log))
@@ -152,7 +169,10 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
     processes = spawn_workers(options.workers, config.name, config.storage, extra)
     try:
         codes = [p.wait() for p in processes]
-    except KeyboardInterrupt:  # Ctrl-C reaches the workers too (same process group); wait for their clean exit
+    except KeyboardInterrupt as exc:  # Ctrl-C reaches the workers too (same process group); wait for their clean exit
+        if isinstance(exc, Terminated):  # SIGTERM does not: pass it on
+            for p in processes:
+                p.send_signal(signal.SIGTERM)
         codes = [p.wait() for p in processes]
         raise
     if any(codes):
@@ -217,18 +237,24 @@ def join_study(
     elif teacher_path is None:
         fetched = _fetch_teacher(study, cache_root(options.cache_dir), log)
         teacher_path = str(fetched) if fetched else None
-    prepared = prepare(config, dataclasses.replace(options, teacher_path=teacher_path), log)
+    prepared = prepare(
+        config,
+        dataclasses.replace(options, teacher_path=teacher_path),
+        log,
+        # the recorded data folder, read on this machine: refuse it if it holds other rows than the study's
+        check_data=lambda loaded: check_binding(
+            config, record, BindingRecord(data_fingerprint=loaded.fingerprint()), loaded.source
+        ),
+    )
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     hardware = hardware_fingerprint(config.latency.threads, model_device(prepared.teacher.model).type)
     config = dataclasses.replace(
         config, search_space=_gated_space(study, config, prepared.teacher.model, inputs, hardware, log)
     )
     # Each worker samples with its own seed: the same seed in every process would propose the same trials.
-    if config.sampler.seed is not None:
-        config = dataclasses.replace(
-            config, sampler=dataclasses.replace(config.sampler, seed=config.sampler.seed + os.getpid())
-        )
-    return _work(study, config, prepared, inputs, hardware, options, log, max_trials=max_trials)
+    return _work(
+        study, config, prepared, inputs, hardware, options, log, max_trials=max_trials, seed_offset=os.getpid()
+    )
 
 
 def _work(
@@ -240,13 +266,24 @@ def _work(
     options: RunOptions,
     log: Log,
     max_trials: int | None = None,
+    seed_offset: int = 0,
 ) -> optuna.Study:
     storage = open_storage(config.storage, config.workers)
-    study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=_make_sampler(config))
+    study = optuna.load_study(study_name=study.study_name, storage=storage)
+    with warnings.catch_warnings():  # a trial whose worker died is failed (and its retry queued) before the count
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
     counts = count_trials(study)
     if counts.taken >= config.n_trials and not counts.waiting:
         log(f"study {config.name!r}: all {config.n_trials} trials already finished or running; nothing to run")
         return study
+    # a resumed study (or a joining worker) samples afresh: re-seeded as its first run, it would repeat its recipes
+    seed = run_seed(config.sampler.seed, len(study.get_trials(deepcopy=False)), seed_offset)
+    if seed is not None:
+        with storage_lock(storage.engine, f"latencysolver:{study.study_name}"):  # workers append at the same time
+            write_study_record(study, StudyRecord(sampler_seeds=[*(study_record(study).sampler_seeds or []), seed]))
+    sampler = make_sampler(dataclasses.replace(config, sampler=dataclasses.replace(config.sampler, seed=seed)))
+    study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=sampler)
     log(
         f"study {config.name!r}: {counts.finished} trials finished, {counts.running} running; "
         f"working towards {config.n_trials} (storage {shown_url(config.storage)})"
@@ -329,7 +366,7 @@ def _gated_space(
 
 
 def _create_or_resume(config: StudyConfig) -> optuna.Study:
-    sampler = _make_sampler(config)
+    sampler = make_sampler(config)
     names, directions = objectives(config.latency.objective)
     try:
         study = optuna.create_study(
@@ -351,18 +388,6 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
     return study
-
-
-def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
-    """TPE and NSGA-II read the constraints each trial sets (``trial.set_constraint``); random search ignores them."""
-    seed = config.sampler.seed
-    if config.sampler.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if config.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if config.sampler.startup_trials is None:
-        return optuna.samplers.TPESampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.sampler.startup_trials)
 
 
 def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, FrozenTrial], None]:

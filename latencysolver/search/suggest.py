@@ -9,6 +9,30 @@ import optuna
 from latencysolver.config.knobs import KNOBS
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import Choices, Fixed, FloatRange, IntRange, SearchSpace
+from latencysolver.config.study import StudyConfig
+
+SEED_STRIDE = 1_000_003  # a prime: the seeds of successive resumes never meet the study seed's neighbours
+
+
+def run_seed(seed: int | None, trials_so_far: int, offset: int = 0) -> int | None:
+    """The sampler seed of one ``run`` or ``worker``: the study seed for a new study, so that a study is
+    reproducible from scratch; derived from the trials so far (and the worker's ``offset``) on a resume, which
+    would otherwise propose its first recipes again.  Always in [0, 2**32), what NumPy accepts."""
+    if seed is None:
+        return None
+    return (seed + SEED_STRIDE * trials_so_far + offset) % 2**32
+
+
+def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """TPE and NSGA-II read the constraints each trial sets (``trial.set_constraint``); random search ignores them."""
+    seed = config.sampler.seed
+    if config.sampler.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if config.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler.startup_trials is None:
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.sampler.startup_trials)
 
 
 def suggest_recipe(trial: optuna.Trial, space: SearchSpace) -> Recipe:

@@ -5,13 +5,14 @@ Each worker runs this loop until the study has its ``n_trials`` (finished, and n
     fail stale trials  (a RUNNING trial whose worker stopped sending heartbeats for ``grace_period`` seconds is
                         marked FAIL; RetryHeartbeatStaleTrialCallback enqueues a retry, same parameters)
     under the study's storage lock:
-        count   finished (COMPLETE, PRUNED, and FAIL unless retried) + RUNNING + WAITING (enqueued retries)
+        count   finished (COMPLETE, PRUNED, and FAIL unless retried or interrupted) + RUNNING + WAITING (retries)
         stop    if that reaches n_trials and nothing waits
         ask     a trial (a waiting retry first, else a new one from the sampler)
-    run it, sending heartbeats from a thread; tell the result (an exception or Ctrl-C: FAIL, with the reason)
+    run it, sending heartbeats from a thread; tell the result (an exception, Ctrl-C or SIGTERM: FAIL, with the
+    reason)
 
-A Ctrl-C that lands while the trial is being asked for is held until ask() has returned, so the new trial is
-failed too instead of staying RUNNING until its heartbeat goes stale.
+A Ctrl-C (or SIGTERM) that lands while the trial is being asked for is held until ask() has returned, so the new
+trial is failed too instead of staying RUNNING until its heartbeat goes stale.
 
 The lock makes the count exact: N workers never overshoot ``n_trials`` by starting a trial at the same moment.
 It is held for milliseconds, not for the trial.  Nothing here schedules work: the sampler and the storage are
@@ -37,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.study import WorkersConfig
 from latencysolver.locks import storage_lock
-from latencysolver.results.records import write_fail_reason
+from latencysolver.results.records import INTERRUPTED, was_interrupted, write_fail_reason
 
 Log = Callable[[str], None]
 
@@ -73,7 +74,7 @@ def sqlite_warning(url: str, processes: int) -> str | None:
 
 @dataclass(frozen=True)
 class Counts:
-    finished: int  # COMPLETE + PRUNED + FAIL that no retry replaces
+    finished: int  # COMPLETE + PRUNED + FAIL that no retry replaces (a trial failed by Ctrl-C or SIGTERM is no result)
     running: int
     waiting: int
 
@@ -88,7 +89,8 @@ def count_trials(study: optuna.Study) -> Counts:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
     finished = sum(
-        t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and t.number not in retried)
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.number not in retried and not was_interrupted(t))
         for t in trials
     )
     return Counts(
@@ -119,17 +121,38 @@ class _Heartbeat:
 
 @contextmanager
 def _sigint_deferred() -> Iterator[list[int]]:
-    """Inside the block a Ctrl-C is only recorded (the yielded list is non-empty afterwards); outside the main
-    thread, where Python cannot install signal handlers, nothing changes."""
+    """Inside the block a Ctrl-C or SIGTERM is only recorded (the yielded list holds its number afterwards); outside
+    the main thread, where Python cannot install signal handlers, nothing changes."""
     pending: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield pending
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _DEFERRED}
     try:
         yield pending
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(pending: list[int]) -> KeyboardInterrupt:
+    """What the held signal would have raised: SIGTERM is ``Terminated`` where the CLI turned it into one."""
+    if signal.SIGTERM in pending and signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+        return Terminated()
+    if signal.SIGTERM in pending:  # nobody handles SIGTERM here: it ends the process, as it would have
+        os.kill(os.getpid(), signal.SIGTERM)
+    return KeyboardInterrupt()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the Ctrl-C path by the CLI's run and worker (no user error: the CLI exits 143)."""
+
+
+def _signal_name(exc: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
 
 
 def work(
@@ -163,7 +186,7 @@ def work(
                     trial = study.ask()
         if trial is None:
             if pending:
-                raise KeyboardInterrupt
+                raise _interrupt(pending)
             if counts.running == 0:
                 break
             # Every trial is taken, but some still run.  If a worker died, its trial goes stale after the
@@ -173,14 +196,14 @@ def work(
         heartbeat = None
         try:
             if pending:
-                raise KeyboardInterrupt
+                raise _interrupt(pending)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             heartbeat = _Heartbeat(storage, trial_id, interval)
             values = objective(trial)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if heartbeat is not None:
                 heartbeat.stop()
-            write_fail_reason(trial, "interrupted (Ctrl-C): the worker stopped")
+            write_fail_reason(trial, f"{INTERRUPTED} ({_signal_name(exc)}): the worker stopped")
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception:  # noqa: BLE001 - any error in a trial fails that trial only; the objective recorded why

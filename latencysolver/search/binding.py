@@ -1,0 +1,48 @@
+"""A study is bound to its data, its teacher and its search space: resuming it with another one is refused.
+
+Trials scored on another validation set, against another teacher or in another space cannot share one Pareto
+front.  ``run`` records the binding when it creates the study, and checks each part as soon as it is known: the
+search space before anything is loaded, the data right after loading (before the teacher is fine-tuned), the
+teacher before its baseline is written.  A study made before the binding existed is not refused.
+"""
+
+from __future__ import annotations
+
+from latencysolver.config.study import StudyConfig
+from latencysolver.errors import StorageError
+from latencysolver.results.records import BindingRecord, StudyRecord, study_record
+from latencysolver.results.storage import find_study, shown_url
+
+
+def recorded(config: StudyConfig) -> StudyRecord | None:
+    """The existing study's record (None for a new study), read without creating anything."""
+    study = find_study(config.name, config.storage)
+    return study_record(study) if study is not None else None
+
+
+def check_binding(config: StudyConfig, record: StudyRecord | None, now: BindingRecord, source: str = "") -> None:
+    """Raise ``StorageError`` naming what differs between the study's binding and ``now`` (its set fields)."""
+    bound = record.binding if record is not None else None
+    if bound is None:
+        return
+    differ = bound.differences(now)
+    if not differ:
+        return
+    details = []
+    if "data" in differ:
+        was = record.data.source if record is not None and record.data is not None else None
+        details.append(
+            f"data: scored on {was!r} (splits hash {str(bound.data_fingerprint)[:12]}), "
+            f"now {source or config.data.source!r} (hash {str(now.data_fingerprint)[:12]})"
+        )
+    if "teacher" in differ:
+        details.append(f"teacher: {bound.teacher_key}, now {now.teacher_key}")
+    if "search space" in differ:
+        old, new = bound.search_space or {}, now.search_space or {}
+        knobs = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        details.append(f"search space: {', '.join(knobs)} changed")
+    raise StorageError(
+        f"study {config.name!r} in {shown_url(config.storage)!r} was run with another "
+        f"{' and '.join(differ)} ({'; '.join(details)}); resuming it would mix trials scored differently in "
+        f"one front: give this run a new study name (name: in {config.config_file or 'the study YAML'})"
+    )
