@@ -201,3 +201,43 @@ def test_an_ort_export_predicts_too(tmp_path, exported):
     write_jsonl(source, rows)
     assert main(["predict", str(ort), "--input", str(source), "--output", str(target)]) == 0
     assert [json.loads(line)["label"] for line in target.read_text().splitlines()] == torch_answers
+
+
+def copy_export(out, target):
+    target.mkdir()
+    for path in out.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["fingerprint", "older-export"])
+def test_an_export_without_its_tokenizer_is_refused_in_one_line(exported, tmp_path, capsys, recorded):
+    """Issue 16: with tokenizer*.json deleted, AutoTokenizer built a 5-token vocabulary and predict still answered.
+
+    An export records its tokenizer's size and hash; one made before has the size checked against config.json.
+    """
+    from latencysolver.errors import ModelError
+    from latencysolver.ship.bench import load_target
+
+    out, _ = exported
+    broken = copy_export(out, tmp_path / "no-tokenizer")
+    student = json.loads((broken / "student.json").read_text())
+    assert student["tokenizer"]["vocab_size"] == len(load(out).tokenizer.get_vocab())
+    if not recorded:
+        del student["tokenizer"]
+        (broken / "student.json").write_text(json.dumps(student))
+        assert load(broken).predict(["is it"], ["it is true"])  # an intact older export still loads
+    deleted = [p.name for p in broken.glob("tokenizer*.json")]
+    assert deleted
+    for name in deleted:
+        (broken / name).unlink()
+    with pytest.raises(ModelError, match="tokenizer"):
+        load(broken)
+    with pytest.raises(ModelError, match="tokenizer"):
+        load_target(str(broken))
+    capsys.readouterr()
+    assert main(["predict", str(broken), "--question", "is the river fact real", "--passage", "it is true"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and str(broken) in err[0] and "tokenizer" in err[0], err
+    assert "Traceback" not in captured.err and captured.out == ""

@@ -35,7 +35,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from latencysolver.config.recipe import Recipe
-from latencysolver.errors import DataError, StorageError
+from latencysolver.errors import DataError, StorageError, first_line
 from latencysolver.models.loading import load_tokenizer
 from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
 from latencysolver.results.records import (
@@ -103,6 +103,7 @@ def export_trial(
             raise StorageError(f"study {study.study_name!r}: user attr 'teacher' names no path or base_model")
         tokenizer = load_tokenizer(source)
         tokenizer.save_pretrained(staging)
+        record_tokenizer(staging, tokenizer)
         onnx = write_onnx(staging, recipe, tokenizer)
         log(f"onnx: {ONNX_FILE} is {onnx['precision']} ({onnx['how']})")
         test, onnx_test, why_not = evaluate_test(study, staging, data, progress)
@@ -129,6 +130,19 @@ def export_trial(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def record_tokenizer(folder: Path, tokenizer: Any) -> None:
+    """Add the shipped tokenizer's fingerprint to ``student.json``: ``latencysolver.load`` refuses any other."""
+    from latencysolver.ship.inference import TOKENIZER_KEY, tokenizer_fingerprint
+
+    path = folder / STUDENT_JSON
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"trial artifact {STUDENT_JSON}: unreadable: {first_line(exc)}") from None
+    info[TOKENIZER_KEY] = tokenizer_fingerprint(tokenizer)
+    path.write_text(json.dumps(info, indent=2))
 
 
 # ------------------------------------------------------------------------------------------------ ONNX
