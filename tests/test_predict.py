@@ -241,3 +241,60 @@ def test_an_export_without_its_tokenizer_is_refused_in_one_line(exported, tmp_pa
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and str(broken) in err[0] and "tokenizer" in err[0], err
     assert "Traceback" not in captured.err and captured.out == ""
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _edit_json(path, change):
+    obj = json.loads(path.read_text())
+    change(obj)
+    path.write_text(json.dumps(obj))
+
+
+CORRUPTIONS = {
+    "truncated-weights": ("model.safetensors", lambda f: _truncate(f / "model.safetensors")),
+    "student-json-not-json": ("student.json", lambda f: (f / "student.json").write_text('{"recipe": {')),
+    "student-json-a-list": ("student.json", lambda f: (f / "student.json").write_text("[1, 2]")),
+    "student-json-no-recipe": ("student.json", lambda f: _edit_json(f / "student.json", lambda s: s.pop("recipe"))),
+    "student-json-no-low-rank": (
+        "student.json",
+        lambda f: _edit_json(f / "student.json", lambda s: s.pop("low_rank")),
+    ),
+    "student-json-bad-recipe": (
+        "student.json",
+        lambda f: _edit_json(f / "student.json", lambda s: s["recipe"].update(quant_dtype="int4")),
+    ),
+    "student-json-bad-max-length": (
+        "student.json",
+        lambda f: _edit_json(f / "student.json", lambda s: s.update(max_length="long")),
+    ),
+    "config-json-not-json": ("config.json", lambda f: (f / "config.json").write_text("{")),
+    "tokenizer-json-not-json": ("tokenizer.json", lambda f: (f / "tokenizer.json").write_text("{")),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+@pytest.mark.parametrize("command", ["predict", "bench"])
+def test_a_corrupted_export_is_one_line_naming_the_file(exported, tmp_path, capsys, corruption, command):
+    """Issue 16: truncated weights, a malformed student.json: exit 1, one line naming the file, no traceback."""
+    from latencysolver.errors import ModelError
+
+    out, data = exported
+    name, corrupt = CORRUPTIONS[corruption]
+    broken = copy_export(out, tmp_path / "broken")
+    corrupt(broken)
+    with pytest.raises(ModelError, match=re.escape(str(broken / name))):
+        load(broken)
+    capsys.readouterr()
+    args = (
+        ["predict", str(broken), "--question", "is the river fact real", "--passage", "it is true"]
+        if command == "predict"
+        else ["bench", str(broken), "--data", str(data), "--rows", "2", "--warmup", "0", "--repeats", "1"]
+    )
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and str(broken / name) in err[0], err
+    assert "Traceback" not in captured.err

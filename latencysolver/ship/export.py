@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import download_artifact, get_all_artifact_meta
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
@@ -92,6 +93,7 @@ def export_trial(
         missing.append(ONNX_FILE)
     if missing:
         raise StorageError(f"trial {trial.number}: artifact {missing[0]!r} is missing from the study's artifact store")
+    check_artifact_files(store, metas, trial.number, artifacts or study_record(study).artifact_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-export-", dir=out.parent))
     try:
@@ -130,6 +132,19 @@ def export_trial(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def check_artifact_files(store: FileSystemArtifactStore, metas: dict[str, Any], number: int, folder: Any) -> None:
+    """Every file the trial recorded is in the artifact folder (a ``StorageError`` naming the first that is not)."""
+    order = [*(name for name in REQUIRED if name in metas), *sorted(set(metas) - set(REQUIRED))]
+    for name in order:
+        try:
+            store.open_reader(metas[name].artifact_id).close()
+        except (ArtifactNotFound, OSError):
+            raise StorageError(
+                f"artifact folder {str(folder)!r}: trial {number}'s {name!r} (artifact id "
+                f"{metas[name].artifact_id}) is not there; pass --artifacts with the study's artifact folder"
+            ) from None
 
 
 def record_tokenizer(folder: Path, tokenizer: Any) -> None:

@@ -12,7 +12,7 @@ import torch
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.data.batches import encode_pairs, eval_batches
-from latencysolver.errors import ModelError
+from latencysolver.errors import ModelError, first_line
 from latencysolver.models.cnn import CNN_JSON
 from latencysolver.models.student import STUDENT_JSON, load_student
 
@@ -56,12 +56,21 @@ def load(folder: str | Path) -> CompressedClassifier:
 
     folder = Path(folder)
     student = load_student(folder)
+    max_length = student.info.get("max_length", 256)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ModelError(f"{folder / STUDENT_JSON}: 'max_length' must be a positive integer, got {max_length!r}")
+    for path in sorted({*folder.glob("tokenizer*.json"), *folder.glob("special_tokens_map.json")}):
+        try:
+            json.loads(path.read_text())
+        except (ValueError, OSError) as exc:
+            raise ModelError(f"{path}: not a readable tokenizer file: {first_line(exc)}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - a tokenizer folder can fail in many ways; each means no tokenizer
-        raise ModelError(f"{folder}: no tokenizer in the export folder ({exc.__class__.__name__})") from None
+        raise ModelError(
+            f"{folder}: no tokenizer in the export folder ({exc.__class__.__name__}: {first_line(exc)})"
+        ) from None
     check_tokenizer(folder, tokenizer, student.info)
-    max_length = int(student.info.get("max_length", 256))
     return CompressedClassifier(
         model=student.model, tokenizer=tokenizer, recipe=student.recipe, max_length=max_length, info=student.info
     )
