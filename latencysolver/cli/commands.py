@@ -269,12 +269,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from latencysolver.errors import StorageError
-    from latencysolver.results.dashboard import artifact_folders, refresh_notes, serve
+    from latencysolver.results.dashboard import artifact_folders, check_address, refresh_notes, serve
     from latencysolver.results.storage import check_storage, shown_url
 
     check_storage(args.storage, must_exist=True)
     if args.artifacts and not os.path.isdir(args.artifacts):
         raise StorageError(f"--artifacts {args.artifacts!r}: no such folder")
+    check_address(args.host, args.port)  # before the notes are written: a failure leaves the storage as it was
     artifacts = artifact_folders(args.storage, args.artifacts)
     studies = refresh_notes(args.storage)
     folders = ", ".join(str(f) for f in artifacts.folders) if artifacts else "none found (trial files not shown)"
