@@ -70,6 +70,38 @@ def test_bad_storage_url(study_yaml, tmp_path, capsys, url, expected):
     assert_nothing_written(tmp_path)
 
 
+SECRET_URLS = [
+    "postgresql+psycopg://127.0.0.1:1/db?password=secretpw",
+    "postgresql+psycopg:///db?host=127.0.0.1&port=1&user=u&password=secretpw",
+    "postgresql+psycopg://u:secretpw@127.0.0.1:1/db?sslpassword=secretpw&api_token=secretpw",
+    "postgresql+psycopg://u:secretpw@127.0.0.1:notaport/db?password=secretpw",  # unparseable: port not a number
+]
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_no_form_of_password_is_printed(study_yaml, tmp_path, capsys, url):
+    """Issue 16: a password in the query string was printed in clear."""
+    from latencysolver.results.storage import shown_url
+
+    assert "secretpw" not in shown_url(url) and "***" in shown_url(url)
+    code, err = run_cli(["run", str(study_yaml()), "--storage", url, "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "secretpw" not in err and "***" in err, err
+    for command in (["pareto", "--study", "x"], ["export", "--study", "x", "--trial", "0", "--out", "o"]):
+        code, err = run_cli([*command, "--storage", url], capsys)
+        assert code == 1 and "secretpw" not in err and "***" in err, err
+
+
+def test_the_storage_default_from_the_environment_is_masked_in_help(monkeypatch, capsys):
+    from latencysolver.cli import STORAGE_ENV
+
+    monkeypatch.setenv(STORAGE_ENV, SECRET_URLS[2])
+    with pytest.raises(SystemExit):
+        main(["pareto", "--help"])
+    out = capsys.readouterr().out
+    assert "secretpw" not in out and "127.0.0.1" in out
+
+
 def test_pareto_on_missing_storage_creates_nothing(tmp_path, capsys):
     code, err = run_cli(["pareto", "--study", "x", "--storage", f"sqlite:///{tmp_path / 'study.db'}"], capsys)
     assert code == 1 and "no such database file" in err

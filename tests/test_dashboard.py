@@ -165,3 +165,42 @@ def test_dashboard_bad_input_is_one_line(finished_study, tmp_path, capsys, extra
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("latencysolver: error:") and expected in err[0]
     assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.mark.parametrize(
+    "address, expected",
+    [
+        (["--port", "0"], "--port"),
+        (["--port", "70000"], "--port"),
+        (["--port", "-1"], "--port"),
+        (["--port", "BUSY"], "cannot listen"),
+        (["--host", "no-such-host.invalid"], "--host 'no-such-host.invalid'"),
+    ],
+    ids=["port-0", "port-too-big", "port-negative", "port-busy", "host-unresolvable"],
+)
+def test_dashboard_bad_address_is_one_line_and_writes_nothing(
+    finished_study, tmp_path, capsys, monkeypatch, address, expected
+):
+    """Issue 16: a bad or busy port, or a host that does not resolve, gave a traceback after every study's note in
+    the storage had been rewritten.  The address is checked first; the storage file stays byte for byte the same."""
+    import hashlib
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    config, _ = finished_study
+    db = tmp_path / "copy.db"
+    shutil.copyfile(make_url(config.storage).database, db)
+    before = hashlib.md5(db.read_bytes()).hexdigest()
+    served = []  # a server that starts would block this test; record it instead
+    monkeypatch.setattr("latencysolver.results.dashboard.serve", lambda *args: served.append(args))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = [str(busy.getsockname()[1]) if a == "BUSY" else a for a in address]
+        assert main(["dashboard", "--storage", f"sqlite:///{db}", *address]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latencysolver: error:") and expected in err[0], captured.err
+    assert "Traceback" not in captured.err and "optuna-dashboard on" not in captured.out
+    assert hashlib.md5(db.read_bytes()).hexdigest() == before and served == []

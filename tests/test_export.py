@@ -240,6 +240,46 @@ def test_no_test_split_is_reported_not_fatal(exports, tmp_path, capsys):
     assert (out / "model.onnx").is_file()
 
 
+@pytest.mark.parametrize("missing", ["model.safetensors", "predictions.json", "config.json"])
+def test_artifacts_folder_without_the_trials_files_is_one_line(exports, tmp_path, capsys, missing):
+    """Issue 16: `export --artifacts DIR` where DIR lacks the trial's files: one line naming the file."""
+    import shutil
+
+    from optuna.artifacts import get_all_artifact_meta
+
+    config, study, trials, _ = exports
+    trial = trials["fp32"]
+    metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=optuna.storages.get_storage(config.storage))}
+    folder = tmp_path / "artifacts"
+    if missing == "model.safetensors":  # an empty folder: the first file looked for is the weights
+        folder.mkdir()
+    else:
+        shutil.copytree(study_record(study).artifact_dir, folder)
+        (folder / metas[missing].artifact_id).unlink()
+    out = tmp_path / "out"
+    code = main(
+        [
+            "export",
+            "--study",
+            "tiny",
+            "--storage",
+            config.storage,
+            "--trial",
+            str(trial.number),
+            "--out",
+            str(out),
+            "--artifacts",
+            str(folder),
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert repr(missing) in lines[0] and str(folder) in lines[0], lines[0]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["artifacts"]
+
+
 def test_unreadable_data_override_is_one_line_and_writes_nothing(exports, tmp_path, capsys):
     config, _, trials, _ = exports
     out = tmp_path / "out"

@@ -223,3 +223,100 @@ def test_deeply_nested_line_is_named_by_file_and_line(tmp_path, bad, expected):
     message = str(info.value)
     assert message.startswith(f"{source}:2: ") and "\n" not in message and len(message) < 200, message[:300]
     assert re.search(expected, message), message
+
+
+def copy_export(out, target):
+    target.mkdir()
+    for path in out.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["fingerprint", "older-export"])
+def test_an_export_without_its_tokenizer_is_refused_in_one_line(exported, tmp_path, capsys, recorded):
+    """Issue 16: with tokenizer*.json deleted, AutoTokenizer built a 5-token vocabulary and predict still answered.
+
+    An export records its tokenizer's size and hash; one made before has the size checked against config.json.
+    """
+    from latencysolver.errors import ModelError
+    from latencysolver.ship.bench import load_target
+
+    out, _ = exported
+    broken = copy_export(out, tmp_path / "no-tokenizer")
+    student = json.loads((broken / "student.json").read_text())
+    assert student["tokenizer"]["vocab_size"] == len(load(out).tokenizer.get_vocab())
+    if not recorded:
+        del student["tokenizer"]
+        (broken / "student.json").write_text(json.dumps(student))
+        assert load(broken).predict(["is it"], ["it is true"])  # an intact older export still loads
+    deleted = [p.name for p in broken.glob("tokenizer*.json")]
+    assert deleted
+    for name in deleted:
+        (broken / name).unlink()
+    with pytest.raises(ModelError, match="tokenizer"):
+        load(broken)
+    with pytest.raises(ModelError, match="tokenizer"):
+        load_target(str(broken))
+    capsys.readouterr()
+    assert main(["predict", str(broken), "--question", "is the river fact real", "--passage", "it is true"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and str(broken) in err[0] and "tokenizer" in err[0], err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _edit_json(path, change):
+    obj = json.loads(path.read_text())
+    change(obj)
+    path.write_text(json.dumps(obj))
+
+
+CORRUPTIONS = {
+    "truncated-weights": ("model.safetensors", lambda f: _truncate(f / "model.safetensors")),
+    "student-json-not-json": ("student.json", lambda f: (f / "student.json").write_text('{"recipe": {')),
+    "student-json-a-list": ("student.json", lambda f: (f / "student.json").write_text("[1, 2]")),
+    "student-json-no-recipe": ("student.json", lambda f: _edit_json(f / "student.json", lambda s: s.pop("recipe"))),
+    "student-json-no-low-rank": (
+        "student.json",
+        lambda f: _edit_json(f / "student.json", lambda s: s.pop("low_rank")),
+    ),
+    "student-json-bad-recipe": (
+        "student.json",
+        lambda f: _edit_json(f / "student.json", lambda s: s["recipe"].update(quant_dtype="int4")),
+    ),
+    "student-json-bad-max-length": (
+        "student.json",
+        lambda f: _edit_json(f / "student.json", lambda s: s.update(max_length="long")),
+    ),
+    "config-json-not-json": ("config.json", lambda f: (f / "config.json").write_text("{")),
+    "tokenizer-json-not-json": ("tokenizer.json", lambda f: (f / "tokenizer.json").write_text("{")),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+@pytest.mark.parametrize("command", ["predict", "bench"])
+def test_a_corrupted_export_is_one_line_naming_the_file(exported, tmp_path, capsys, corruption, command):
+    """Issue 16: truncated weights, a malformed student.json: exit 1, one line naming the file, no traceback."""
+    from latencysolver.errors import ModelError
+
+    out, data = exported
+    name, corrupt = CORRUPTIONS[corruption]
+    broken = copy_export(out, tmp_path / "broken")
+    corrupt(broken)
+    with pytest.raises(ModelError, match=re.escape(str(broken / name))):
+        load(broken)
+    capsys.readouterr()
+    args = (
+        ["predict", str(broken), "--question", "is the river fact real", "--passage", "it is true"]
+        if command == "predict"
+        else ["bench", str(broken), "--data", str(data), "--rows", "2", "--warmup", "0", "--repeats", "1"]
+    )
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and str(broken / name) in err[0], err
+    assert "Traceback" not in captured.err

@@ -236,6 +236,29 @@ def test_a_worker_elsewhere_copies_the_teacher_instead_of_fine_tuning(
     assert count_trials(load(url)).finished == 1  # the study's target (run --trials 1) was already met
 
 
+def test_spawned_workers_get_the_storage_url_outside_their_command_line(capfd):
+    """Issue 16: `run --workers N` put the storage URL, password included, on the workers' command line (`ps`)."""
+    from latencysolver.cli import STORAGE_ENV
+    from latencysolver.search.workers import spawn_workers
+
+    url = "postgresql+psycopg://u:secretpw@127.0.0.1:1/db?password=secretpw"
+    (proc,) = spawn_workers(1, "tiny", url, ["--no-progress"])
+    try:
+        argv: list[bytes] = []
+        for _ in range(100):  # what `ps` shows; read until it is there (a process being set up shows nothing)
+            argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+            if b"worker" in argv:
+                break
+            time.sleep(0.05)
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        code = proc.wait(timeout=120)
+    assert b"worker" in argv and not any(b"secretpw" in arg for arg in argv), argv
+    assert f"{STORAGE_ENV}={url}".encode() in environ
+    err = capfd.readouterr().err  # the worker reached for that storage, and did not print the password either
+    assert code == 1 and "cannot connect" in err and "127.0.0.1:1" in err and "secretpw" not in err, err
+
+
 def test_ctrl_c_while_asking_fails_the_new_trial(tmp_path, monkeypatch):
     # The window the subprocess test above rarely hits: the signal lands after ask() has stored the trial as
     # RUNNING but before the worker holds it.  Without the deferral the trial would stay RUNNING.

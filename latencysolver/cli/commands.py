@@ -319,17 +319,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from latencysolver.errors import StorageError
-    from latencysolver.results.dashboard import artifact_folders, refresh_notes, serve
-    from latencysolver.results.storage import check_storage
+    from latencysolver.results.dashboard import artifact_folders, check_address, refresh_notes, serve
+    from latencysolver.results.storage import check_storage, shown_url
 
     check_storage(args.storage, must_exist=True)
     if args.artifacts and not os.path.isdir(args.artifacts):
         raise StorageError(f"--artifacts {args.artifacts!r}: no such folder")
+    check_address(args.host, args.port)  # before the notes are written: a failure leaves the storage as it was
     artifacts = artifact_folders(args.storage, args.artifacts)
     studies = refresh_notes(args.storage)
     folders = ", ".join(str(f) for f in artifacts.folders) if artifacts else "none found (trial files not shown)"
     print(
-        f"optuna-dashboard on http://{args.host}:{args.port}  (storage {args.storage}; {len(studies)} "
+        f"optuna-dashboard on http://{args.host}:{args.port}  (storage {shown_url(args.storage)}; {len(studies)} "
         f"studies, notes refreshed; artifacts {folders}); Ctrl-C stops it",
         flush=True,
     )

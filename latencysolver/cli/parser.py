@@ -6,14 +6,15 @@ import argparse
 import os
 
 import latencysolver.cli.commands as commands
-from latencysolver.config.study import DEFAULT_STORAGE
+from latencysolver.config.study import DEFAULT_STORAGE, STORAGE_ENV
+from latencysolver.results.storage import shown_url
 
-STORAGE_ENV = "LATENCYSOLVER_STORAGE"
 _BEST_RULES = ("near-teacher", "max-accuracy", "min-latency", "knee")  # latencysolver.results.selection.RULES
 
 
 def build_parser() -> argparse.ArgumentParser:
     default_storage = os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
+    shown_default = shown_url(default_storage)  # the environment's URL may carry a password
     parser = argparse.ArgumentParser(
         prog="latencysolver", description="Search compression recipes for the fastest accurate BoolQ model."
     )
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="join a study that `run` created and run its trials (any machine)")
     worker.add_argument("--study", required=True)
-    worker.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    worker.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
     worker.add_argument(
         "--trials",
         type=int,
@@ -56,12 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pareto = sub.add_parser("pareto", help="print the Pareto front of a study")
     pareto.add_argument("--study", required=True)
-    pareto.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    pareto.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
     pareto.set_defaults(handler=commands.cmd_pareto)
 
     export = sub.add_parser("export", help="write one trial's model, tokenizer and card to a folder")
     export.add_argument("--study", required=True)
-    export.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    export.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, help="trial number")
     which.add_argument(
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one self-contained HTML page of a study (front, knobs, importance, latency) and a PNG of the front",
     )
     report.add_argument("--study", required=True)
-    report.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    report.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
     report.add_argument("--out", required=True, metavar="REPORT.html", help="the HTML file to write")
     image = report.add_mutually_exclusive_group()
     image.add_argument(
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=commands.cmd_bench)
 
     dash = sub.add_parser("dashboard", help="optuna-dashboard on the same storage and artifacts")
-    dash.add_argument("--storage", default=default_storage, help=f"default {default_storage}")
+    dash.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
     dash.add_argument("--artifacts", help="artifact folder (default: the one the studies recorded)")
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8080)

@@ -41,6 +41,7 @@ def _check_positive(obj: Any, *names: str) -> None:
 
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+STORAGE_ENV = "LATENCYSOLVER_STORAGE"  # the default --storage; how `run --workers` hands workers the URL
 DEFAULT_STORAGE = "sqlite:///latencysolver.db"
 
 

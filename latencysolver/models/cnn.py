@@ -199,9 +199,17 @@ def load_cnn(folder: str | Path) -> CNNClassifier:
     for name in (WEIGHTS, CNN_JSON):
         if not (folder / name).is_file():
             raise ModelError(f"{folder}: not a latencysolver CNN folder ({name} is missing)")
+    from safetensors import SafetensorError
+
     try:
         model = CNNClassifier(CNNConfig.from_dict(json.loads((folder / CNN_JSON).read_text())))
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelError(f"{folder / CNN_JSON}: cannot rebuild the CNN: {first_line(exc)}") from None
+    try:
         load_model(model, str(folder / WEIGHTS), strict=True)
-    except (ValueError, TypeError, RuntimeError, OSError) as exc:  # JSONDecodeError is a ValueError
-        raise ModelError(f"{folder}: cannot rebuild the CNN: {first_line(exc)}") from None
+    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
+        raise ModelError(
+            f"{folder / WEIGHTS}: cannot rebuild the CNN from these weights (truncated, or not the shapes "
+            f"{CNN_JSON} says): {first_line(exc)}"
+        ) from None
     return model.eval()

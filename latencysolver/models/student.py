@@ -44,7 +44,7 @@ from latencysolver.compression import (
 )
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import CNNStudentConfig
-from latencysolver.errors import ModelError, first_line
+from latencysolver.errors import LatencySolverError, ModelError, first_line
 from latencysolver.models.cnn import CNN_JSON, CNNClassifier, CNNConfig, cnn_from_teacher, load_cnn, save_cnn
 
 WEIGHTS = "model.safetensors"
@@ -164,13 +164,7 @@ class LoadedStudent:
 def load_student(folder: str | Path, threads: int = 1) -> LoadedStudent:
     """Rebuild a saved student as it ran in its trial (``threads`` is for onnxruntime sessions)."""
     folder = Path(folder)
-    if not (folder / STUDENT_JSON).is_file():
-        raise ModelError(f"{folder}: not a latencysolver model folder ({STUDENT_JSON} is missing)")
-    try:
-        info = json.loads((folder / STUDENT_JSON).read_text())
-        recipe = Recipe.from_dict(info["recipe"])
-    except (KeyError, ValueError, OSError) as exc:
-        raise ModelError(f"{folder}/{STUDENT_JSON}: unreadable: {first_line(exc)}") from None
+    info, recipe = read_student_json(folder)
     if recipe.backend == "onnxruntime":
         from latencysolver.models.onnx_backend import load_onnx
 
@@ -179,6 +173,26 @@ def load_student(folder: str | Path, threads: int = 1) -> LoadedStudent:
         return LoadedStudent(model=load_onnx(folder / ONNX_FILE, threads=threads), recipe=recipe, info=info)
     model = load_cnn(folder) if recipe.architecture == "cnn" else _load_transformer(folder, info)
     return LoadedStudent(model=quantize(model.eval(), recipe.quant_dtype), recipe=recipe, info=info)
+
+
+def read_student_json(folder: Path) -> tuple[dict[str, Any], Recipe]:
+    """``student.json`` and its recipe; a missing or malformed one is a ``ModelError`` naming the file."""
+    path = folder / STUDENT_JSON
+    if not path.is_file():
+        raise ModelError(f"{folder}: not a latencysolver model folder ({STUDENT_JSON} is missing)")
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ModelError(f"{path}: unreadable: {first_line(exc)}") from None
+    if not isinstance(info, dict):
+        raise ModelError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    if "recipe" not in info:
+        raise ModelError(f"{path}: no 'recipe' key")
+    try:
+        recipe = Recipe.from_dict(info["recipe"])
+    except (LatencySolverError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path}: 'recipe' is unreadable: {first_line(exc)}") from None
+    return info, recipe
 
 
 def load_fp32_student(folder: str | Path) -> nn.Module:
@@ -191,18 +205,37 @@ def load_fp32_student(folder: str | Path) -> nn.Module:
 
 
 def _load_transformer(folder: Path, info: dict[str, Any]) -> nn.Module:
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     for name in (WEIGHTS, "config.json"):
         if not (folder / name).is_file():
             raise ModelError(f"{folder}: not a latencysolver model folder ({name} is missing)")
+    described = folder / STUDENT_JSON
+    if "low_rank" not in info:
+        raise ModelError(f"{described}: no 'low_rank' key (a transformer student's low-rank ranks)")
+    try:
+        low_rank = {str(k): int(v) for k, v in info["low_rank"].items()}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ModelError(f"{described}: 'low_rank' must map layer names to ranks: {first_line(exc)}") from None
     try:
         model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+    except (KeyError, ValueError, TypeError, RuntimeError, OSError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelError(f"{folder / 'config.json'}: cannot build the model: {first_line(exc)}") from None
+    try:
         # order matters: the low-rank skeletons take their widths from the structurally pruned Linears
         restore_structured_shape_(model, info.get("structured", {"blocks": {}}))
-        restore_low_rank_structure_(model, {k: int(v) for k, v in info["low_rank"].items()})
+        restore_low_rank_structure_(model, low_rank)
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise ModelError(
+            f"{described}: 'structured' / 'low_rank' do not fit the model of config.json: {first_line(exc)}"
+        ) from None
+    try:
         load_model(model, str(folder / WEIGHTS), strict=True)
-    except (KeyError, ValueError, RuntimeError, OSError) as exc:
-        raise ModelError(f"{folder}: cannot rebuild the student: {first_line(exc)}") from None
+    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
+        raise ModelError(
+            f"{folder / WEIGHTS}: cannot rebuild the student from these weights (truncated, or not the shapes "
+            f"{STUDENT_JSON} and config.json say): {first_line(exc)}"
+        ) from None
     return model

@@ -21,6 +21,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from latencysolver.errors import ConfigError
 from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.results.records import present, study_record, trial_record
 
@@ -147,6 +148,33 @@ def refresh_notes(storage: str) -> list[str]:
     for name in names:
         save_study_note(optuna.load_study(study_name=name, storage=storage))
     return names
+
+
+def check_address(host: str, port: int) -> None:
+    """The server can listen on ``host:port``: a port in 1..65535, a host that resolves, nothing there already.
+
+    A ``ConfigError`` (one line) otherwise; checked before anything is written to the storage.
+    """
+    import socket
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {port!r}", key="--port", value=port)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ConfigError(f"--host {host!r}: cannot resolve it ({reason})", key="--host", value=host) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(
+                f"--host {host!r} --port {port}: cannot listen there ({exc.strerror or exc}); "
+                "is another server on that port?",
+                key="--port",
+                value=port,
+            ) from None
 
 
 def serve(storage: str, host: str, port: int, artifacts: ArtifactFolders | None) -> None:

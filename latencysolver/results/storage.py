@@ -30,12 +30,11 @@ def check_storage(url: str, *, must_exist: bool = False) -> None:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        hidden = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # no password in the message
         raise StorageError(
-            f"--storage: cannot parse {hidden!r} as a database URL "
+            f"--storage: cannot parse {shown_url(url)!r} as a database URL "
             "(e.g. sqlite:///latencysolver.db or postgresql+psycopg://user:pw@host/db)"
         ) from None
-    shown = parsed.render_as_string(hide_password=True)
+    shown = shown_url(url)
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise StorageError(f"--storage {shown!r}: an in-memory SQLite database keeps nothing; name a file")
@@ -48,12 +47,12 @@ def check_storage(url: str, *, must_exist: bool = False) -> None:
     try:
         engine = create_engine(parsed)
     except (NoSuchModuleError, ImportError) as exc:
-        raise StorageError(f"--storage {shown!r}: unknown database driver: {first_line(exc)}") from None
+        raise StorageError(f"--storage {shown!r}: unknown database driver: {scrub(first_line(exc), url)}") from None
     try:
         with engine.connect():
             pass
     except Exception as exc:  # noqa: BLE001 - each driver raises its own types; any of them means "cannot connect"
-        raise StorageError(f"--storage {shown!r}: cannot connect: {first_line(exc)}") from None
+        raise StorageError(f"--storage {shown!r}: cannot connect: {scrub(first_line(exc), url)}") from None
     finally:
         engine.dispose()
 
@@ -99,7 +98,7 @@ def open_existing_study(name: str, storage: str) -> OpenedStudy:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})") from None
     except Exception as exc:  # noqa: BLE001 - a database Optuna cannot read (another schema, say): any error
-        raise StorageError(f"--storage {shown!r}: cannot read studies: {first_line(exc)}") from None
+        raise StorageError(f"--storage {shown!r}: cannot read studies: {scrub(first_line(exc), storage)}") from None
 
 
 def find_study(name: str, storage: str) -> optuna.Study | None:
@@ -147,7 +146,61 @@ def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileS
     return FileSystemArtifactStore(str(folder))
 
 
-def shown_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+MASK = "***"
+_SECRET_KEYS = {"password", "pass", "passwd", "pwd", "sslpassword", "passphrase"}
+_SECRET_PARTS = ("password", "secret", "token")
+_PLACEHOLDER = "LATENCYSOLVERMASKED"  # rendered as is, unlike "***", which a URL's query would percent-encode
 
-    return make_url(url).render_as_string(hide_password=True)
+
+def is_secret_key(key: str) -> bool:
+    """A query-string key whose value is a credential (``password``, ``sslpassword``, ``api_token`` ...)."""
+    key = key.lower()
+    return key in _SECRET_KEYS or any(part in key for part in _SECRET_PARTS)
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit to print: the password of its user part and every credential in its query string masked.
+
+    A URL SQLAlchemy cannot parse is masked as text (``user:PW@`` and ``KEY=VALUE`` pairs of secret keys).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        return _mask_text(url)
+    query = {key: (_PLACEHOLDER if is_secret_key(key) else value) for key, value in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True).replace(_PLACEHOLDER, MASK)
+
+
+def _mask_text(url: str) -> str:
+    url = re.sub(r"(://[^:/@?#]*:)[^@]*@", rf"\1{MASK}@", url)
+
+    def pair(match: re.Match[str]) -> str:
+        return f"{match[1]}{MASK}" if is_secret_key(match[2]) else match[0]
+
+    return re.sub(r"([?&;]([^=&;#]*)=)([^&;#]*)", pair, url)
+
+
+def secrets_of(url: str) -> list[str]:
+    """The credentials ``url`` carries (user password, secret query values), for scrubbing messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return []
+    found = [parsed.password] if parsed.password else []
+    for key, value in parsed.query.items():
+        if is_secret_key(key):
+            found += [value] if isinstance(value, str) else list(value)
+    return [str(secret) for secret in found if secret]
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's error message, say) with every credential of ``url`` masked."""
+    for secret in sorted(secrets_of(url), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

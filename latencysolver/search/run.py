@@ -165,7 +165,7 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
         *(["--teacher", options.teacher_path] if options.teacher_path else []),
         "--no-progress",
     ]
-    log(f"study {config.name!r}: starting {options.workers} local workers (storage {config.storage})")
+    log(f"study {config.name!r}: starting {options.workers} local workers (storage {shown_url(config.storage)})")
     processes = spawn_workers(options.workers, config.name, config.storage, extra)
     try:
         codes = [p.wait() for p in processes]

@@ -36,7 +36,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from latencysolver.config.study import WorkersConfig
+from latencysolver.config.study import STORAGE_ENV, WorkersConfig
 from latencysolver.locks import storage_lock
 from latencysolver.results.records import INTERRUPTED, was_interrupted, write_fail_reason
 
@@ -221,16 +221,11 @@ def work(
 
 
 def spawn_workers(n: int, study_name: str, storage_url: str, extra_args: list[str]) -> list[subprocess.Popen]:
-    """``n`` local ``latencysolver worker`` processes on the same study (output goes to this terminal)."""
-    command = [
-        sys.executable,
-        "-m",
-        "latencysolver",
-        "worker",
-        "--study",
-        study_name,
-        "--storage",
-        storage_url,
-        *extra_args,
-    ]
-    return [subprocess.Popen(command, env=os.environ.copy()) for _ in range(n)]
+    """``n`` local ``latencysolver worker`` processes on the same study (output goes to this terminal).
+
+    The storage URL reaches them in the environment (``STORAGE_ENV``, the default ``--storage``), not on their
+    command line: any user can read a process's arguments (``ps``), and the URL may carry a password.
+    """
+    command = [sys.executable, "-m", "latencysolver", "worker", "--study", study_name, *extra_args]
+    env = os.environ.copy() | {STORAGE_ENV: storage_url}
+    return [subprocess.Popen(command, env=env) for _ in range(n)]

@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import download_artifact, get_all_artifact_meta
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from latencysolver.config.recipe import Recipe
-from latencysolver.errors import DataError, StorageError
+from latencysolver.errors import DataError, StorageError, first_line
 from latencysolver.models.loading import load_tokenizer
 from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
 from latencysolver.results.records import (
@@ -92,6 +93,7 @@ def export_trial(
         missing.append(ONNX_FILE)
     if missing:
         raise StorageError(f"trial {trial.number}: artifact {missing[0]!r} is missing from the study's artifact store")
+    check_artifact_files(store, metas, trial.number, artifacts or study_record(study).artifact_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-export-", dir=out.parent))
     try:
@@ -103,6 +105,7 @@ def export_trial(
             raise StorageError(f"study {study.study_name!r}: user attr 'teacher' names no path or base_model")
         tokenizer = load_tokenizer(source)
         tokenizer.save_pretrained(staging)
+        record_tokenizer(staging, tokenizer)
         onnx = write_onnx(staging, recipe, tokenizer)
         log(f"onnx: {ONNX_FILE} is {onnx['precision']} ({onnx['how']})")
         test, onnx_test, why_not = evaluate_test(study, staging, data, progress)
@@ -129,6 +132,32 @@ def export_trial(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def check_artifact_files(store: FileSystemArtifactStore, metas: dict[str, Any], number: int, folder: Any) -> None:
+    """Every file the trial recorded is in the artifact folder (a ``StorageError`` naming the first that is not)."""
+    order = [*(name for name in REQUIRED if name in metas), *sorted(set(metas) - set(REQUIRED))]
+    for name in order:
+        try:
+            store.open_reader(metas[name].artifact_id).close()
+        except (ArtifactNotFound, OSError):
+            raise StorageError(
+                f"artifact folder {str(folder)!r}: trial {number}'s {name!r} (artifact id "
+                f"{metas[name].artifact_id}) is not there; pass --artifacts with the study's artifact folder"
+            ) from None
+
+
+def record_tokenizer(folder: Path, tokenizer: Any) -> None:
+    """Add the shipped tokenizer's fingerprint to ``student.json``: ``latencysolver.load`` refuses any other."""
+    from latencysolver.ship.inference import TOKENIZER_KEY, tokenizer_fingerprint
+
+    path = folder / STUDENT_JSON
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"trial artifact {STUDENT_JSON}: unreadable: {first_line(exc)}") from None
+    info[TOKENIZER_KEY] = tokenizer_fingerprint(tokenizer)
+    path.write_text(json.dumps(info, indent=2))
 
 
 # ------------------------------------------------------------------------------------------------ ONNX

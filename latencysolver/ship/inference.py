@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,12 @@ import torch
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.data.batches import encode_pairs, eval_batches
-from latencysolver.errors import ModelError
-from latencysolver.models.student import load_student
+from latencysolver.errors import ModelError, first_line
+from latencysolver.models.cnn import CNN_JSON
+from latencysolver.models.student import STUDENT_JSON, load_student
+
+TOKENIZER_KEY = "tokenizer"  # in an export's student.json: {"vocab_size": n, "vocab_sha256": hex}, written by export
+EMBEDDING_SLACK = 1024  # rows an embedding may have beyond its tokenizer's vocabulary (padded to a multiple)
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,69 @@ def load(folder: str | Path) -> CompressedClassifier:
 
     folder = Path(folder)
     student = load_student(folder)
+    max_length = student.info.get("max_length", 256)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ModelError(f"{folder / STUDENT_JSON}: 'max_length' must be a positive integer, got {max_length!r}")
+    for path in sorted({*folder.glob("tokenizer*.json"), *folder.glob("special_tokens_map.json")}):
+        try:
+            json.loads(path.read_text())
+        except (ValueError, OSError) as exc:
+            raise ModelError(f"{path}: not a readable tokenizer file: {first_line(exc)}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - a tokenizer folder can fail in many ways; each means no tokenizer
-        raise ModelError(f"{folder}: no tokenizer in the export folder ({exc.__class__.__name__})") from None
-    max_length = int(student.info.get("max_length", 256))
+        raise ModelError(
+            f"{folder}: no tokenizer in the export folder ({exc.__class__.__name__}: {first_line(exc)})"
+        ) from None
+    check_tokenizer(folder, tokenizer, student.info)
     return CompressedClassifier(
         model=student.model, tokenizer=tokenizer, recipe=student.recipe, max_length=max_length, info=student.info
     )
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
+    """What identifies a tokenizer's vocabulary: its size and the sha256 of its sorted (token, id) pairs."""
+    vocab = tokenizer.get_vocab()
+    digest = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode("utf-8")).hexdigest()
+    return {"vocab_size": len(vocab), "vocab_sha256": digest}
+
+
+def check_tokenizer(folder: Path, tokenizer: Any, info: dict[str, Any]) -> None:
+    """Refuse a tokenizer that is not the one the student was trained with (``ModelError``, one line).
+
+    An export records its tokenizer's fingerprint in ``student.json``; a folder without one (an export made
+    before, a trial artifact) has its vocabulary size checked against the model's embedding rows instead.
+    """
+    found = tokenizer_fingerprint(tokenizer)
+    restore = "copy the tokenizer files (tokenizer.json, tokenizer_config.json, ...) back from the original export"
+    recorded = info.get(TOKENIZER_KEY)
+    if isinstance(recorded, dict) and "vocab_sha256" in recorded:
+        if recorded.get("vocab_size") != found["vocab_size"]:
+            raise ModelError(
+                f"{folder}: the tokenizer has {found['vocab_size']} tokens but the model was trained with "
+                f"{recorded.get('vocab_size')} (recorded in {STUDENT_JSON}); {restore}"
+            )
+        if recorded["vocab_sha256"] != found["vocab_sha256"]:
+            raise ModelError(
+                f"{folder}: the tokenizer's vocabulary (sha256 {found['vocab_sha256'][:12]}) is not the one the "
+                f"model was trained with (sha256 {str(recorded['vocab_sha256'])[:12]}, recorded in {STUDENT_JSON}); "
+                f"{restore}"
+            )
+        return
+    rows, source = _embedding_rows(folder)
+    if rows is not None and not rows - EMBEDDING_SLACK <= found["vocab_size"] <= rows:
+        raise ModelError(
+            f"{folder}: the tokenizer has {found['vocab_size']} tokens but the model's embedding has {rows} rows "
+            f"({source} vocab_size); {restore}"
+        )
+
+
+def _embedding_rows(folder: Path) -> tuple[int | None, str]:
+    for name in ("config.json", CNN_JSON):
+        try:
+            rows = json.loads((folder / name).read_text()).get("vocab_size")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(rows, int) and not isinstance(rows, bool):
+            return rows, name
+    return None, ""
