@@ -225,3 +225,34 @@ def test_more_threads_than_cpus_is_a_warning(tmp_path, capsys, monkeypatch, stud
     assert code == 1 and len(lines) == 2, err
     assert lines[0].startswith(f"latencysolver: warning: {path}: latency.threads"), err
     assert "data folder not found" in lines[1]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pareto"],
+        ["export", "--best", "--out", "EXPORT"],
+        ["report", "--out", "REPORT.html"],
+        ["worker", "--no-progress"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_plain_optuna_study_is_refused_in_one_line(tmp_path, capsys, command):
+    """Issue 16: `pareto` on a study latencysolver did not create raised KeyError: 'recipe' (later a TypeError)."""
+    import hashlib
+
+    import optuna
+
+    db = tmp_path / "plain.db"
+    storage = f"sqlite:///{db}"
+    study = optuna.create_study(study_name="plain", storage=storage, directions=["maximize", "maximize"])
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=3)
+    before = hashlib.md5(db.read_bytes()).hexdigest()
+    args = [a.replace("EXPORT", str(tmp_path / "out")).replace("REPORT", str(tmp_path / "report")) for a in command]
+    code, err = run_cli([args[0], "--study", "plain", "--storage", storage, *args[1:]], capsys)
+    assert code == 1
+    errors = [line for line in err.splitlines() if not line.startswith("warning:")]  # worker's SQLite warning
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "was not created by `latencysolver run`" in errors[0]
+    assert hashlib.md5(db.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "out").exists() and not (tmp_path / "report.html").exists()

@@ -92,9 +92,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from latencysolver.results.storage import load_existing_study
+    from latencysolver.results.storage import load_existing_study, require_made_by_run
 
-    print_front(load_existing_study(args.study, args.storage))
+    study = load_existing_study(args.study, args.storage)
+    require_made_by_run(study, args.storage)
+    print_front(study)
     return 0
 
 
@@ -162,7 +164,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from latencysolver.results.front import get_trial
     from latencysolver.results.records import trial_record
     from latencysolver.results.selection import select_best, select_under_latency
-    from latencysolver.results.storage import open_existing_study
+    from latencysolver.results.storage import open_existing_study, require_made_by_run
     from latencysolver.ship.export import export_trial
 
     if not args.tolerance >= 0:  # NaN too
@@ -173,6 +175,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     opened = open_existing_study(args.study, args.storage)
     study = opened.study
+    require_made_by_run(study, args.storage)
     if args.best:
         chosen = select_best(study, args.best, args.tolerance)
     elif args.max_latency_ms is not None:
@@ -213,9 +216,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from latencysolver.results.report import write_report
-    from latencysolver.results.storage import open_existing_study
+    from latencysolver.results.storage import open_existing_study, require_made_by_run
 
     opened = open_existing_study(args.study, args.storage)
+    require_made_by_run(opened.study, args.storage)
     result = write_report(
         opened.study, args.out, png=False if args.no_png else args.png, artifacts=args.artifacts, storage=opened.storage
     )

@@ -139,6 +139,16 @@ def _sqlite_study_names(url: str) -> list[str] | None:
         ) from None
 
 
+def require_made_by_run(study: optuna.Study, storage: str) -> None:
+    """Refuse a study that ``latencysolver run`` did not create (a plain Optuna study in the same storage): its
+    trials carry no recipe, no measurements and no teacher, so no command here can read them."""
+    if study_record(study).config is None:
+        raise StorageError(
+            f"study {study.study_name!r} in {shown_url(storage)!r} was not created by `latencysolver run` "
+            "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first"
+        )
+
+
 def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileSystemArtifactStore:
     folder = override or study_record(study).artifact_dir
     if not folder or not Path(folder).is_dir():

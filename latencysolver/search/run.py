@@ -49,7 +49,13 @@ from latencysolver.results.records import (
     trial_record,
     write_study_record,
 )
-from latencysolver.results.storage import check_storage, default_artifact_dir, load_existing_study, shown_url
+from latencysolver.results.storage import (
+    check_storage,
+    default_artifact_dir,
+    load_existing_study,
+    require_made_by_run,
+    shown_url,
+)
 from latencysolver.search.binding import check_binding, recorded
 from latencysolver.search.objective import (
     TrialContext,
@@ -222,13 +228,10 @@ def join_study(
 ) -> optuna.Study:
     """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
     study = load_existing_study(name, storage_url)
+    require_made_by_run(study, storage_url)
     record = study_record(study)
     raw = record.config
-    if not raw:
-        raise StorageError(
-            f"study {name!r} in {shown_url(storage_url)!r} was not created by `latencysolver run` "
-            "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first"
-        )
+    assert raw is not None  # require_made_by_run checked it
     config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url)
     teacher_path = options.teacher_path
     recorded = record.teacher.path if record.teacher else None
