@@ -256,3 +256,34 @@ def test_a_plain_optuna_study_is_refused_in_one_line(tmp_path, capsys, command):
     assert "was not created by `latencysolver run`" in errors[0]
     assert hashlib.md5(db.read_bytes()).hexdigest() == before
     assert not (tmp_path / "out").exists() and not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    "max_length, expected",
+    [
+        (129, "data.max_length: 129 tokens is more than the model takes (128 positions)"),
+        (
+            2,
+            "data.max_length: 2 tokens cannot hold a question-passage pair: at least 5 (3 special tokens and one "
+            "token of each text)",
+        ),
+    ],
+)
+def test_max_length_is_checked_against_the_model_before_anything_runs(
+    tmp_path, capsys, study_yaml, synthetic_data_dir, max_length, expected
+):
+    """Issue 16: 100000 gave a traceback after the teacher fine-tune; 1 or 2 failed late.  The tiny test BERT has
+    128 positions; a BERT pair needs [CLS] q [SEP] p [SEP]."""
+    path = study_yaml(data={"source": str(synthetic_data_dir), "max_length": max_length})
+    code, err = run_cli(["run", str(path), "--cache-dir", str(tmp_path / "cache"), "--no-progress"], capsys)
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err == f"latencysolver: error: {path}: {expected}"
+    assert_nothing_written(tmp_path)
+
+
+def test_bench_max_length_is_checked_against_the_model(tiny_model_dir, capsys):
+    code, err = run_cli(["bench", str(tiny_model_dir), "--max-length", "100000"], capsys)
+    assert code == 1
+    assert (
+        err == "latencysolver: error: bench: --max-length: 100000 tokens is more than the model takes (128 positions)"
+    )

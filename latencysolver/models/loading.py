@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from latencysolver.cache import content_hash, file_digest
-from latencysolver.errors import ModelError, first_line
+from latencysolver.errors import ConfigError, ModelError, first_line
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -71,6 +71,52 @@ def load_tokenizer(name_or_path: str):
     # transformers raises OSError, ValueError, KeyError, ... for a bad model: reported with the first line
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model: cannot load a tokenizer from {name_or_path!r}: {first_line(exc)}") from None
+
+
+def load_model_config(name_or_path: str) -> Any:
+    """The model's ``config.json`` (no weights), or None where it cannot be read; used for checks only."""
+    from transformers import AutoConfig
+
+    location = resolve_model(name_or_path)
+    try:
+        return AutoConfig.from_pretrained(location, local_files_only=os.path.isdir(location))
+    except Exception:  # noqa: BLE001 - only a check reads it; the model's own load reports a real problem
+        return None
+
+
+# RoBERTa-style position ids start after the padding index, so two of their positions are never used
+_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+
+
+def token_limits(tokenizer: Any, model_config: Any = None) -> tuple[int, int | None]:
+    """(shortest, longest) ``max_length`` a question-passage pair can be encoded at: the special tokens of a
+    pair plus one token of each text; the model's position table (or the tokenizer's own limit), if known."""
+    shortest = int(tokenizer.num_special_tokens_to_add(pair=True)) + 2
+    longest = []
+    if isinstance(getattr(tokenizer, "model_max_length", None), int) and tokenizer.model_max_length < 1_000_000:
+        longest.append(int(tokenizer.model_max_length))  # tokenizers without a limit report ~1e30
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if isinstance(positions, int):
+        longest.append(positions - _POSITION_OFFSET.get(getattr(model_config, "model_type", ""), 0))
+    return shortest, min(longest) if longest else None
+
+
+def check_max_length(max_length: int, tokenizer: Any, model_config: Any, where: str, key: str) -> None:
+    """Refuse a token limit the model cannot take (past its position table) or a pair cannot fit (1 or 2)."""
+    shortest, longest = token_limits(tokenizer, model_config)
+    if max_length < shortest:
+        raise ConfigError(
+            f"{where}{key}: {max_length} tokens cannot hold a question-passage pair: at least {shortest} "
+            f"({shortest - 2} special tokens and one token of each text)",
+            key=key,
+            value=max_length,
+        )
+    if longest is not None and max_length > longest:
+        raise ConfigError(
+            f"{where}{key}: {max_length} tokens is more than the model takes ({longest} positions)",
+            key=key,
+            value=max_length,
+        )
 
 
 def load_classifier(name_or_path: str, num_labels: int = 2) -> PreTrainedModel:

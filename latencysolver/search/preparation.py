@@ -15,7 +15,7 @@ from latencysolver.cache import cache_root
 from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit, encode_split
 from latencysolver.data.boolq import BoolQData, load_boolq
-from latencysolver.models.loading import load_tokenizer
+from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
 from latencysolver.models.teacher import Teacher, prepare_teacher
 
 Log = Callable[[str], None]
@@ -68,6 +68,9 @@ def prepare(
         check_data(data)
     root = cache_root(options.cache_dir)
     tokenizer = load_tokenizer(config.model)
+    check_max_length(
+        config.data.max_length, tokenizer, load_model_config(config.model), f"{config.config_file}: ", "data.max_length"
+    )
     pad_id = tokenizer.pad_token_id or 0
     train, validation = (
         encode_split(split, tokenizer, config.data.max_length, root, config.model)

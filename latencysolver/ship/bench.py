@@ -28,7 +28,13 @@ from latencysolver.latency.protocol import (
     model_device,
     throughput_inputs,
 )
-from latencysolver.models.loading import count_parameters, load_classifier, load_tokenizer
+from latencysolver.models.loading import (
+    check_max_length,
+    count_parameters,
+    load_classifier,
+    load_model_config,
+    load_tokenizer,
+)
 
 
 @dataclass
@@ -62,6 +68,9 @@ def load_target(location: str, max_length: int | None = None) -> BenchTarget:
         from latencysolver.ship.inference import load
 
         clf = load(folder)
+        if max_length is not None:
+            model_config = load_model_config(str(folder)) if (folder / "config.json").is_file() else None
+            check_max_length(max_length, clf.tokenizer, model_config, "bench: ", "--max-length")
         metrics = _read_json(folder / "metrics.json")
         return BenchTarget(
             name=str(location),
@@ -76,10 +85,12 @@ def load_target(location: str, max_length: int | None = None) -> BenchTarget:
     if folder.exists() and not folder.is_dir():
         raise ModelError(f"bench: {location!r} is a file; pass an export folder, a model folder or a hub id")
     model = load_classifier(location)
+    tokenizer = load_tokenizer(location)
+    check_max_length(max_length or 256, tokenizer, model.config, "bench: ", "--max-length")
     return BenchTarget(
         name=str(location),
         model=model,
-        tokenizer=load_tokenizer(location),
+        tokenizer=tokenizer,
         max_length=max_length or 256,
         data_source=None,
         parameters=count_parameters(model),
