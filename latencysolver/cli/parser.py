@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timed passes over the sample (default 3)")
     bench.add_argument("--seed", type=int, default=0, help="which rows are sampled (default 0)")
     bench.add_argument("--batch-size", type=int, default=16, help="throughput batch size; 0 skips it (default 16)")
-    bench.add_argument("--max-length", type=int, help="token limit (default: the export's, else 256)")
+    bench.add_argument(
+        "--max-length", type=int, help="token limit (default: the export's, else 256 or the model's limit if lower)"
+    )
     bench.add_argument("--cache-dir", help="cache folder for the tokenized rows")
     bench.set_defaults(handler=commands.cmd_bench)
 

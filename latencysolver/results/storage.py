@@ -139,10 +139,12 @@ def _sqlite_study_names(url: str) -> list[str] | None:
         ) from None
 
 
-def require_made_by_run(study: optuna.Study, storage: str) -> None:
+def require_made_by_run(study: optuna.Study, storage: str, *, to_run_trials: bool = False) -> None:
     """Refuse a study that ``latencysolver run`` did not create (a plain Optuna study in the same storage): its
-    trials carry no recipe, no measurements and no teacher, so no command here can read them."""
-    if study_record(study).config is None:
+    trials carry no recipe, no measurements and no teacher, so no command here can read them.  Reading needs the
+    teacher's record (or the config); running more trials needs the config."""
+    record = study_record(study)
+    if record.config is None and (to_run_trials or record.teacher is None):
         raise StorageError(
             f"study {study.study_name!r} in {shown_url(storage)!r} was not created by `latencysolver run` "
             "(it has no 'config' attribute); start it with `latencysolver run STUDY.yaml` first"

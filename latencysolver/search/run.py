@@ -228,7 +228,7 @@ def join_study(
 ) -> optuna.Study:
     """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
     study = load_existing_study(name, storage_url)
-    require_made_by_run(study, storage_url)
+    require_made_by_run(study, storage_url, to_run_trials=True)
     record = study_record(study)
     raw = record.config
     assert raw is not None  # require_made_by_run checked it

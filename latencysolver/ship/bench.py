@@ -34,6 +34,7 @@ from latencysolver.models.loading import (
     load_classifier,
     load_model_config,
     load_tokenizer,
+    token_limits,
 )
 
 
@@ -86,12 +87,14 @@ def load_target(location: str, max_length: int | None = None) -> BenchTarget:
         raise ModelError(f"bench: {location!r} is a file; pass an export folder, a model folder or a hub id")
     model = load_classifier(location)
     tokenizer = load_tokenizer(location)
-    check_max_length(max_length or 256, tokenizer, model.config, "bench: ", "--max-length")
+    if max_length is None:  # 256, or less where the model takes fewer positions
+        max_length = min(256, token_limits(tokenizer, model.config)[1] or 256)
+    check_max_length(max_length, tokenizer, model.config, "bench: ", "--max-length")
     return BenchTarget(
         name=str(location),
         model=model,
         tokenizer=tokenizer,
-        max_length=max_length or 256,
+        max_length=max_length,
         data_source=None,
         parameters=count_parameters(model),
     )
