@@ -287,3 +287,23 @@ def test_bench_max_length_is_checked_against_the_model(tiny_model_dir, capsys):
     assert (
         err == "latencysolver: error: bench: --max-length: 100000 tokens is more than the model takes (128 positions)"
     )
+
+
+@pytest.mark.parametrize("storage_case", ["folder", "other-directions"])
+def test_storage_checks_come_before_the_teacher_fine_tune(tmp_path, capsys, study_yaml, storage_case):
+    """Issue 16: a folder given as the database, or a stored study with other objectives, was found only after
+    prepare() had fine-tuned a teacher, and left an empty study-artifacts/ folder behind."""
+    import optuna
+
+    if storage_case == "folder":
+        (tmp_path / "study.db").mkdir()
+        expected = "is a folder, not a database file"
+    else:
+        optuna.create_study(
+            study_name="tiny", storage=f"sqlite:///{tmp_path / 'study.db'}", directions=["minimize", "minimize"]
+        )
+        expected = "optimizes ['minimize', 'minimize']"
+    code, err = run_cli(["run", str(study_yaml()), "--cache-dir", str(tmp_path / "cache"), "--no-progress"], capsys)
+    assert code == 1 and len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "cache" / "teachers").exists(), "a teacher was trained"
+    assert not (tmp_path / "study-artifacts").exists(), "an artifact folder was created"

@@ -39,6 +39,8 @@ def check_storage(url: str, *, must_exist: bool = False) -> None:
         if not parsed.database or parsed.database == ":memory:":
             raise StorageError(f"--storage {shown!r}: an in-memory SQLite database keeps nothing; name a file")
         path = Path(parsed.database)
+        if path.is_dir():
+            raise StorageError(f"--storage {shown!r}: {str(path)!r} is a folder, not a database file")
         if must_exist and not path.is_file():
             raise StorageError(f"--storage {shown!r}: no such database file {str(path)!r}")
         if not path.parent.is_dir():

@@ -8,10 +8,13 @@ teacher before its baseline is written.  A study made before the binding existed
 
 from __future__ import annotations
 
+import optuna
+
 from latencysolver.config.study import StudyConfig
 from latencysolver.errors import StorageError
 from latencysolver.results.records import BindingRecord, StudyRecord, study_record
 from latencysolver.results.storage import find_study, shown_url
+from latencysolver.search.objective import objectives
 
 
 def recorded(config: StudyConfig) -> StudyRecord | None:
@@ -46,3 +49,16 @@ def check_binding(config: StudyConfig, record: StudyRecord | None, now: BindingR
         f"{' and '.join(differ)} ({'; '.join(details)}); resuming it would mix trials scored differently in "
         f"one front: give this run a new study name (name: in {config.config_file or 'the study YAML'})"
     )
+
+
+def check_objectives(study: optuna.Study, config: StudyConfig) -> list[str]:
+    """Refuse a stored study that optimizes other objectives than the config asks for; the metric names."""
+    names, directions = objectives(config.latency.objective)
+    found = [d.name.lower() for d in study.directions]
+    if found != directions or (study.metric_names and study.metric_names != names):
+        raise StorageError(
+            f"study {config.name!r} in {shown_url(config.storage)!r} optimizes {study.metric_names or found}, "
+            f"but {config.config_file} asks for {names} (latency.objective: "
+            f"{config.latency.objective}); pick another study name"
+        )
+    return names

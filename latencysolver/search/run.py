@@ -52,11 +52,12 @@ from latencysolver.results.records import (
 from latencysolver.results.storage import (
     check_storage,
     default_artifact_dir,
+    find_study,
     load_existing_study,
     require_made_by_run,
     shown_url,
 )
-from latencysolver.search.binding import check_binding, recorded
+from latencysolver.search.binding import check_binding, check_objectives, recorded
 from latencysolver.search.objective import (
     TrialContext,
     make_objective,
@@ -73,6 +74,9 @@ Log = Callable[[str], None]
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
     check_storage(config.storage)
+    stored = find_study(config.name, config.storage)
+    if stored is not None:  # other objectives: refused before the teacher is fine-tuned
+        check_objectives(stored, config)
     # a study is bound to its data, teacher and search space: refuse another before anything is trained or written
     existing = recorded(config)
     space = config.search_space.to_dict()
@@ -103,9 +107,9 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
             "students distilled from it learn nothing. Fine-tune longer (teacher.epochs) or pass --teacher PATH."
         )
 
+    study = _create_or_resume(config)  # first: a storage that refuses leaves no empty artifact folder behind
     artifact_dir = default_artifact_dir(config)
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    study = _create_or_resume(config)
     write_study_record(
         study,
         StudyRecord(
@@ -370,7 +374,7 @@ def _gated_space(
 
 def _create_or_resume(config: StudyConfig) -> optuna.Study:
     sampler = make_sampler(config)
-    names, directions = objectives(config.latency.objective)
+    _, directions = objectives(config.latency.objective)
     try:
         study = optuna.create_study(
             study_name=config.name, storage=config.storage, sampler=sampler, directions=directions, load_if_exists=True
@@ -379,13 +383,7 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
         raise StorageError(
             f"--storage {shown_url(config.storage)!r}: cannot open study {config.name!r}: {first_line(exc)}"
         ) from None
-    found = [d.name.lower() for d in study.directions]
-    if found != directions or (study.metric_names and study.metric_names != names):
-        raise StorageError(
-            f"study {config.name!r} in {shown_url(config.storage)!r} optimizes {study.metric_names or found}, "
-            f"but {config.config_file} asks for {names} (latency.objective: "
-            f"{config.latency.objective}); pick another study name"
-        )
+    names = check_objectives(study, config)
     if study.metric_names != names:
         with warnings.catch_warnings():  # "experimental since v3.2": stable in practice, and what the dashboard reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
