@@ -117,6 +117,13 @@ def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides)
     return path
 
 
+def export_cli(storage: str, trial: str, out, *extra: str) -> int:
+    """``latencysolver export --study tiny --storage STORAGE --trial N --out OUT [extra...]``: its exit code."""
+    from latencysolver.cli import main
+
+    return main(["export", "--study", "tiny", "--storage", storage, "--trial", trial, "--out", str(out), *extra])
+
+
 @pytest.fixture()
 def study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir):
     """``study_yaml(**overrides)`` writes a tiny study YAML into tmp_path and returns its path."""

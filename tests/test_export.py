@@ -18,7 +18,7 @@ from latencysolver.results.records import is_feasible, study_record, trial_recor
 from latencysolver.results.selection import RULES, SelectionError, pick_best, select_best, select_under_latency
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
-from tests.conftest import write_study_yaml, write_synthetic_boolq
+from tests.conftest import export_cli, write_study_yaml, write_synthetic_boolq
 
 QUANT = ("fp32", "int8", "ort-int8", "bf16")  # one trial each, in this order
 INT8_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "ConvInteger", "DynamicQuantizeMatMul"}
@@ -84,23 +84,7 @@ def exports(tmp_path_factory, tiny_model_dir, study_data):
     outs = {}
     for dtype, trial in trials.items():
         out = folder / f"export-{dtype}"
-        assert (
-            main(
-                [
-                    "export",
-                    "--study",
-                    "tiny",
-                    "--storage",
-                    config.storage,
-                    "--trial",
-                    str(trial.number),
-                    "--out",
-                    str(out),
-                    "--no-progress",
-                ]
-            )
-            == 0
-        )
+        assert export_cli(config.storage, str(trial.number), str(out), "--no-progress") == 0
         outs[dtype] = out
     return config, study, trials, outs
 
@@ -215,23 +199,7 @@ def test_no_test_split_is_reported_not_fatal(exports, tmp_path, capsys):
     no_test = write_synthetic_boolq(tmp_path / "data", {"train": 8, "validation": 8})
     out = tmp_path / "out"
     assert (
-        main(
-            [
-                "export",
-                "--study",
-                "tiny",
-                "--storage",
-                config.storage,
-                "--trial",
-                str(trials["fp32"].number),
-                "--out",
-                str(out),
-                "--data",
-                str(no_test),
-                "--no-progress",
-            ]
-        )
-        == 0
+        export_cli(config.storage, str(trials["fp32"].number), str(out), "--data", str(no_test), "--no-progress") == 0
     )
     assert "test: not measured" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
@@ -257,22 +225,7 @@ def test_artifacts_folder_without_the_trials_files_is_one_line(exports, tmp_path
         shutil.copytree(study_record(study).artifact_dir, folder)
         (folder / metas[missing].artifact_id).unlink()
     out = tmp_path / "out"
-    code = main(
-        [
-            "export",
-            "--study",
-            "tiny",
-            "--storage",
-            config.storage,
-            "--trial",
-            str(trial.number),
-            "--out",
-            str(out),
-            "--artifacts",
-            str(folder),
-            "--no-progress",
-        ]
-    )
+    code = export_cli(config.storage, str(trial.number), str(out), "--artifacts", str(folder), "--no-progress")
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
@@ -283,21 +236,8 @@ def test_artifacts_folder_without_the_trials_files_is_one_line(exports, tmp_path
 def test_unreadable_data_override_is_one_line_and_writes_nothing(exports, tmp_path, capsys):
     config, _, trials, _ = exports
     out = tmp_path / "out"
-    code = main(
-        [
-            "export",
-            "--study",
-            "tiny",
-            "--storage",
-            config.storage,
-            "--trial",
-            str(trials["fp32"].number),
-            "--out",
-            str(out),
-            "--data",
-            str(tmp_path / "missing"),
-            "--no-progress",
-        ]
+    code = export_cli(
+        config.storage, str(trials["fp32"].number), str(out), "--data", str(tmp_path / "missing"), "--no-progress"
     )
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "data folder not found" in err

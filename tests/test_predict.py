@@ -13,7 +13,7 @@ from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
-from tests.conftest import write_study_yaml, write_synthetic_boolq
+from tests.conftest import export_cli, write_study_yaml, write_synthetic_boolq
 
 # the data and teacher of tests/test_export.py, and its cache folder: one teacher fine-tune per session
 TEACHER = {"epochs": 6, "batch_size": 16, "learning_rate": 1.0e-2}
@@ -39,23 +39,7 @@ def exported(tmp_path_factory, tiny_model_dir):
     cache = str(tmp_path_factory.getbasetemp() / "export-predict-cache")
     run_study(config, RunOptions(cache_dir=cache, progress=False), log=lambda _: None)
     out = folder / "export"
-    assert (
-        main(
-            [
-                "export",
-                "--study",
-                "tiny",
-                "--storage",
-                config.storage,
-                "--trial",
-                "0",
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert export_cli(config.storage, "0", str(out), "--no-progress") == 0
     return out, data
 
 

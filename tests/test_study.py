@@ -21,7 +21,7 @@ from latencysolver.results.selection import pick_best
 from latencysolver.results.storage import load_existing_study
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
-from tests.conftest import write_study_yaml
+from tests.conftest import export_cli, write_study_yaml
 
 
 @pytest.fixture(scope="module")
@@ -242,22 +242,7 @@ def test_exported_int8_model_is_quantized_and_layers_match(finished_study, tmp_p
     config, _, study = finished_study
     for trial in study.get_trials():
         out = tmp_path / f"t{trial.number}"
-        assert (
-            main(
-                [
-                    "export",
-                    "--study",
-                    "tiny",
-                    "--storage",
-                    config.storage,
-                    "--trial",
-                    str(trial.number),
-                    "--out",
-                    str(out),
-                ]
-            )
-            == 0
-        )
+        assert export_cli(config.storage, str(trial.number), str(out)) == 0
         model = load(out).model
         quantized = sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
         record = trial_record(trial)

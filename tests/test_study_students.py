@@ -14,6 +14,7 @@ from latencysolver.config.study import load_study_config
 from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
+from tests.conftest import export_cli
 
 SPACE = {
     "architecture": {"choices": ["transformer", "cnn"]},
@@ -112,22 +113,7 @@ def test_each_export_predicts_what_its_trial_predicted(mixed_study, tmp_path, sy
             continue
         seen.add(kind)
         out = tmp_path / f"t{trial.number}"
-        assert (
-            main(
-                [
-                    "export",
-                    "--study",
-                    "tiny",
-                    "--storage",
-                    config.storage,
-                    "--trial",
-                    str(trial.number),
-                    "--out",
-                    str(out),
-                ]
-            )
-            == 0
-        )
+        assert export_cli(config.storage, str(trial.number), str(out)) == 0
         clf = load(out)
         # every export ships an ONNX graph: int8 exactly when the trial is int8 (tests/test_export.py checks the graph)
         onnx = json.loads((out / "metrics.json").read_text())["onnx"]

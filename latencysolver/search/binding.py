@@ -12,15 +12,9 @@ import optuna
 
 from latencysolver.config.study import StudyConfig
 from latencysolver.errors import StorageError
-from latencysolver.results.records import BindingRecord, StudyRecord, study_record
-from latencysolver.results.storage import find_study, shown_url
+from latencysolver.results.records import BindingRecord, StudyRecord
+from latencysolver.results.storage import shown_url
 from latencysolver.search.objective import objectives
-
-
-def recorded(config: StudyConfig) -> StudyRecord | None:
-    """The existing study's record (None for a new study), read without creating anything."""
-    study = find_study(config.name, config.storage)
-    return study_record(study) if study is not None else None
 
 
 def check_binding(config: StudyConfig, record: StudyRecord | None, now: BindingRecord, source: str = "") -> None:

@@ -57,7 +57,7 @@ from latencysolver.results.storage import (
     require_made_by_run,
     shown_url,
 )
-from latencysolver.search.binding import check_binding, check_objectives, recorded
+from latencysolver.search.binding import check_binding, check_objectives
 from latencysolver.search.objective import (
     TrialContext,
     make_objective,
@@ -78,7 +78,7 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     if stored is not None:  # other objectives: refused before the teacher is fine-tuned
         check_objectives(stored, config)
     # a study is bound to its data, teacher and search space: refuse another before anything is trained or written
-    existing = recorded(config)
+    existing = study_record(stored) if stored is not None else None
     space = config.search_space.to_dict()
     check_binding(config, existing, BindingRecord(search_space=space))
 
