@@ -8,11 +8,12 @@ nothing else is caught there.  The tree::
     │   └── FieldError          one field of a config dataclass out of range (also a ValueError)
     ├── DataError               a data folder or hub dataset that cannot be used
     ├── StorageError            a storage URL that cannot be reached, or a study that is not in it
+    ├── OutputError             a file or folder that cannot be written (the path and the OS's reason)
     ├── ModelError              a model that cannot be loaded
     │   └── CompressionRefused  a compression pass that cannot act on this architecture (also a ValueError)
     ├── ResultsError            a finished study's results cannot give what was asked
     │   ├── SelectionError      no trial satisfies the selection rule (--best, --max-latency-ms)
-    │   └── ReportError         an output path the report cannot write, or a study it cannot describe
+    │   └── ReportError         a study the report cannot describe, or an --out folder that does not exist
     └── TrialFailure            inside a trial only: the trial is recorded as FAIL, the study goes on
 """
 
@@ -88,6 +89,12 @@ class StorageError(LatencySolverError):
     """A storage URL that cannot be parsed or reached, or a study that is not in it."""
 
 
+class OutputError(LatencySolverError):
+    """A path latencysolver must write (an export, a report, predictions, the cache, the artifact folder, the
+    SQLite file's folder) that is under a file, read-only, or on a full disk: the message names the path and the
+    operating system's reason."""
+
+
 class ModelError(LatencySolverError):
     """A model id or path that cannot be loaded, or a cached checkpoint that is corrupted."""
 
@@ -108,7 +115,8 @@ class SelectionError(ResultsError):
 
 
 class ReportError(ResultsError):
-    """An output path that cannot be written, or a study the report cannot describe."""
+    """A study the report cannot describe, or an ``--out`` folder that does not exist (``OutputError``: one that
+    cannot be written)."""
 
 
 class TrialFailure(LatencySolverError):

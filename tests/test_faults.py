@@ -9,6 +9,7 @@ import torch
 from optuna.trial import TrialState
 
 from latencysolver.config.study import load_study_config
+from latencysolver.errors import OutputError
 from latencysolver.results.records import trial_record
 from latencysolver.search import objective
 from latencysolver.search.preparation import RunOptions
@@ -32,7 +33,6 @@ def _fail_first(real, exc: BaseException):
     [
         ("distill", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of memory"),
         ("to_runnable", RuntimeError("ONNX export failed: unsupported operator"), "ONNX export failed"),
-        ("upload_artifact", OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
     ],
 )
 def test_a_fault_fails_only_its_trial(study_yaml, tmp_path, monkeypatch, target, exc, reason):
@@ -45,3 +45,20 @@ def test_a_fault_fails_only_its_trial(study_yaml, tmp_path, monkeypatch, target,
     assert reason in records[0].fail_reason
     assert records[0].f1 is None  # its results were never recorded as if it had finished
     assert all(r.f1 is not None for r in records[1:])
+
+
+def test_a_full_disk_stops_the_run_and_its_trial_runs_again_on_resume(study_yaml, tmp_path, monkeypatch):
+    """Every later trial would fail the same way: the run stops with one OutputError naming the folder, and its
+    trial is failed as interrupted (not the recipe's fault), so the resumed study still ends with n_trials."""
+    real = objective.upload_artifact
+    monkeypatch.setattr(
+        objective, "upload_artifact", _fail_first(real, OSError(errno.ENOSPC, "No space left on device"))
+    )
+    config = load_study_config(study_yaml(n_trials=2))
+    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+    with pytest.raises(OutputError, match="artifacts folder .*study-artifacts.*: cannot write: No space left"):
+        run_study(config, options, log=lambda _: None)
+    monkeypatch.setattr(objective, "upload_artifact", real)
+    trials = run_study(config, options, log=lambda _: None).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trial_record(trials[0]).fail_reason.startswith("interrupted (cannot write): artifacts folder")

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "latencysolver"
 
 # lowest first; the foundation modules (errors, cache, locks) are imported by every layer
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "cache", "locks"),
+    ("errors", "cache", "locks", "files"),
     ("config",),
     ("data",),
     ("compression",),

@@ -20,12 +20,11 @@ from optuna.trial import TrialState
 
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
-from latencysolver.errors import StorageError
+from latencysolver.errors import OutputError, StorageError
 from latencysolver.results.figures import (
     PNG_HEIGHT,
     PNG_SCALE,
     PNG_WIDTH,
-    ReportError,
     importance_figure,
     knob_figures,
     pareto_figure,
@@ -394,6 +393,6 @@ def test_library_errors_are_latencysolver_errors(report_study, tmp_path):
     config, study, _ = report_study
     with pytest.raises(StorageError, match="artifact folder"):
         write_report(study, tmp_path / "r.html", png=False, artifacts=str(tmp_path / "gone"), storage=config.storage)
-    with pytest.raises(ReportError, match="is a folder"):
+    with pytest.raises(OutputError, match="is a folder"):
         write_report(study, tmp_path, png=False, storage=config.storage)
     assert list(tmp_path.iterdir()) == []

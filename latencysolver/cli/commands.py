@@ -322,8 +322,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from latencysolver.errors import StorageError
-    from latencysolver.results.dashboard import artifact_folders, check_address, refresh_notes, serve
+    from latencysolver.errors import OutputError, StorageError
+    from latencysolver.results.dashboard import artifact_folders, check_address, refresh_notes, serve, study_names
     from latencysolver.results.storage import check_storage, shown_url
 
     check_storage(args.storage, must_exist=True)
@@ -331,11 +331,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise StorageError(f"--artifacts {args.artifacts!r}: no such folder")
     check_address(args.host, args.port)  # before the notes are written: a failure leaves the storage as it was
     artifacts = artifact_folders(args.storage, args.artifacts)
-    studies = refresh_notes(args.storage)
+    try:
+        check_storage(args.storage, must_exist=True, writable=True)
+        studies, notes = refresh_notes(args.storage), "notes refreshed"
+    except OutputError as exc:  # a read-only database can still be browsed; its notes stay as they were
+        print(f"warning: {exc}; the study notes are not refreshed", file=sys.stderr)
+        studies, notes = study_names(args.storage), "notes not refreshed"
     folders = ", ".join(str(f) for f in artifacts.folders) if artifacts else "none found (trial files not shown)"
     print(
         f"optuna-dashboard on http://{args.host}:{args.port}  (storage {shown_url(args.storage)}; {len(studies)} "
-        f"studies, notes refreshed; artifacts {folders}); Ctrl-C stops it",
+        f"studies, {notes}; artifacts {folders}); Ctrl-C stops it",
         flush=True,
     )
     serve(args.storage, args.host, args.port, artifacts)

@@ -7,6 +7,7 @@ step computes without making the order deterministic.
 
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import torch
 
 from latencysolver.cache import content_hash
 from latencysolver.data.boolq import BoolQSplit
+from latencysolver.files import atomic_file, writing
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,15 @@ def encode_split(
                 path.unlink(missing_ok=True)
     encoded = encode_pairs(tokenizer, split.question, split.passage, max_length, labels=split.label)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        buffer = io.BytesIO()  # into memory first: on a full disk torch.save's own error hides the reason
         torch.save(
-            {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids, "labels": encoded.labels}, tmp
+            {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids, "labels": encoded.labels},
+            buffer,
         )
-        tmp.replace(path)
+        with writing(path.parent, "cache folder"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, "cache folder") as tmp:
+            tmp.write_bytes(buffer.getvalue())
     return encoded
 
 

@@ -12,11 +12,13 @@ half-written entry.  ``--teacher PATH`` skips the fine-tune and uses an existing
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,10 +27,11 @@ from latencysolver.cache import content_hash
 from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.errors import ModelError, first_line
+from latencysolver.files import atomic_file, remove_stale_staging, writing
 from latencysolver.locks import file_lock
 from latencysolver.models.loading import load_classifier, load_tokenizer, model_fingerprint
 from latencysolver.training.evaluate import predict_logits
-from latencysolver.training.loop import cross_entropy_loss, train
+from latencysolver.training.loop import TrainResult, cross_entropy_loss, train
 
 MARKER = "teacher.json"
 LABELS = {0: "no", 1: "yes"}
@@ -75,6 +78,8 @@ def prepare_teacher(
         path = cache_root / "teachers" / key
         # Workers on this machine share the cache: the first fine-tunes, the others wait here and load it.
         with file_lock(cache_root / "teachers" / f"{key}.lock"):
+            # under the lock no other process writes this key: a `.<key>-*` staging folder is a killed one's leftover
+            remove_stale_staging(path.parent, f".{key}-")
             if (path / MARKER).is_file():
                 model = _load_checkpoint(path)
                 log(f"teacher: cached fine-tune {path}")
@@ -115,32 +120,39 @@ def _fine_tune(
         desc="teacher fine-tune",
         progress=progress,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    with writing(path.parent, "cache folder"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
-        model.save_pretrained(staging)
-        load_tokenizer(config.model).save_pretrained(staging)
-        (staging / MARKER).write_text(
-            json.dumps(
-                {
-                    "base_model": config.model,
-                    "training": dataclasses.asdict(config.teacher),
-                    "max_length": config.data.max_length,
-                    "steps": result.steps,
-                    "final_loss": result.final_loss,
-                    "seconds": round(result.seconds, 1),
-                },
-                indent=2,
-            )
-        )
-        if path.exists():  # an entry without a marker: left by a crash before the marker was written
-            shutil.rmtree(path)
-        staging.rename(path)
+        with writing(path.parent, "cache folder"):
+            _save_teacher(config, model, result, staging)
+            if path.exists():  # an entry without a marker: left by a crash before the marker was written
+                shutil.rmtree(path)
+            staging.rename(path)
     except BaseException:  # any failure, Ctrl-C included: no half-written staging folder is left; re-raised
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log(f"teacher: fine-tuned in {result.seconds / 60:.1f} min (final loss {result.final_loss:.3f}) -> {path}")
     return model
+
+
+def _save_teacher(config: StudyConfig, model: Any, result: TrainResult, staging: Path) -> None:
+    """The fine-tuned model (a transformers model), its tokenizer and the marker (last: its presence means complete)."""
+    model.save_pretrained(staging)
+    load_tokenizer(config.model).save_pretrained(staging)
+    (staging / MARKER).write_text(
+        json.dumps(
+            {
+                "base_model": config.model,
+                "training": dataclasses.asdict(config.teacher),
+                "max_length": config.data.max_length,
+                "steps": result.steps,
+                "final_loss": result.final_loss,
+                "seconds": round(result.seconds, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 def _train_logits(
@@ -157,8 +169,10 @@ def _train_logits(
                 f"teacher logits cache {path} is corrupted ({first_line(exc)}); delete it to rebuild"
             ) from None
     logits = predict_logits(model, train_split, pad_id=pad_id, desc="teacher logits (train)", progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(logits, tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    torch.save(logits, buffer)  # into memory: on a full disk torch.save's own error hides the reason
+    with writing(path.parent, "cache folder"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "cache folder") as tmp:
+        tmp.write_bytes(buffer.getvalue())
     return logits

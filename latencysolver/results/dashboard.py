@@ -142,9 +142,13 @@ def artifact_folders(storage: str, override: str | None = None) -> ArtifactFolde
     return ArtifactFolders(folders) if folders else None
 
 
+def study_names(storage: str) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+
 def refresh_notes(storage: str) -> list[str]:
     """Write the note of every study in the storage; returns the study names."""
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    names = study_names(storage)
     for name in names:
         save_study_note(optuna.load_study(study_name=name, storage=storage))
     return names

@@ -13,8 +13,6 @@ import datetime
 import html
 import importlib.util
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +23,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.errors import ReportError, first_line
+from latencysolver.files import atomic_file, check_writable
 from latencysolver.results.figures import (
     PNG_HEIGHT,
     PNG_SCALE,
@@ -271,31 +270,10 @@ network needed.</p></footer>
 
 
 def _writable(path: Path, flag: str) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise ReportError(f"{flag} {str(path)!r}: is a folder; name a file")
+    path = check_writable(path, flag, folder=False)  # a folder, a path under a file, a read-only folder
     if not path.parent.is_dir():
         raise ReportError(f"{flag} {str(path)!r}: folder {str(path.parent)!r} does not exist")
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` into a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the page is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C included: no half-written page is left behind, then re-raise
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 PNG_FIX = "install Chromium for kaleido (apt-get install chromium) or point BROWSER_PATH at a Chrome/Chromium binary"
@@ -324,12 +302,8 @@ def write_png(fig: go.Figure, png: Path) -> str | None:
     reason = _browser_missing()
     if reason is None:
         try:
-            _atomic_write(
-                png,
-                lambda tmp: fig.write_image(
-                    str(tmp), format="png", width=PNG_WIDTH, height=PNG_HEIGHT, scale=PNG_SCALE
-                ),
-            )
+            with atomic_file(png, "--png") as tmp:
+                fig.write_image(str(tmp), format="png", width=PNG_WIDTH, height=PNG_HEIGHT, scale=PNG_SCALE)
             return None
         except RuntimeError as exc:  # kaleido: ChromeNotFoundError, BrowserFailedError (plotly wraps some)
             reason = f"{first_line(exc)}; {PNG_FIX}"
@@ -358,7 +332,8 @@ def write_report(
     front = pareto_trials(study)
     samples = load_latency_samples(study, front, artifacts, storage=storage)
     page = render_html(study, samples)
-    _atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    with atomic_file(out, "--out") as tmp:
+        tmp.write_text(page, encoding="utf-8")
     warnings = []
     if png_path is not None:
         warning = write_png(pareto_figure(study), png_path)

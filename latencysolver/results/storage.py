@@ -6,23 +6,31 @@ anything is trained or any row is written to storage.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 
 from latencysolver.config.study import StudyConfig
-from latencysolver.errors import StorageError, first_line
+from latencysolver.errors import OutputError, StorageError, first_line
+from latencysolver.files import atomic_file, check_writable
 from latencysolver.results.records import study_record
 
 # ------------------------------------------------------------------------------------------------ storage
 
 
-def check_storage(url: str, *, must_exist: bool = False) -> None:
-    """Parse and reach the storage without writing to it; a SQLite file is only created by the study itself."""
+def check_storage(url: str, *, must_exist: bool = False, writable: bool = False) -> None:
+    """Parse and reach the storage without writing to it; a SQLite file is only created by the study itself.
+
+    ``writable``: a SQLite file (or the folder it is to be made in) must be writable, for commands that write
+    trials or notes; a read-only file or folder is refused here rather than by a failed commit after the work.
+    """
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -43,6 +51,10 @@ def check_storage(url: str, *, must_exist: bool = False) -> None:
             raise StorageError(f"--storage {shown!r}: {str(path)!r} is a folder, not a database file")
         if must_exist and not path.is_file():
             raise StorageError(f"--storage {shown!r}: no such database file {str(path)!r}")
+        if writable:  # a path under a file, a read-only folder: SQLite also writes a journal beside the file
+            check_writable(path, f"--storage {shown!r}: database", folder=False)
+            if path.is_file() and not os.access(path, os.W_OK):
+                raise OutputError(f"--storage {shown!r}: database {str(path)!r} is read-only")
         if not path.parent.is_dir():
             raise StorageError(f"--storage {shown!r}: folder {str(path.parent)!r} does not exist")
         return
@@ -153,11 +165,25 @@ def require_made_by_run(study: optuna.Study, storage: str, *, to_run_trials: boo
         )
 
 
-def artifact_store_of(study: optuna.Study, override: str | None = None) -> FileSystemArtifactStore:
+class AtomicArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store whose writes go to a temporary file renamed into place: a full disk or
+    a killed process never leaves a truncated artifact under its id (one a worker would copy as the teacher).
+    A failed write is one ``OutputError`` naming the folder and the OS's reason."""
+
+    def __init__(self, folder: str | Path):
+        super().__init__(str(folder))
+        self.folder = Path(folder)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        with atomic_file(self.folder / artifact_id, "artifacts folder", self.folder) as tmp, open(tmp, "wb") as sink:
+            shutil.copyfileobj(content_body, sink)
+
+
+def artifact_store_of(study: optuna.Study, override: str | None = None) -> AtomicArtifactStore:
     folder = override or study_record(study).artifact_dir
     if not folder or not Path(folder).is_dir():
         raise StorageError(f"study {study.study_name!r}: artifact folder {folder!r} not found (pass --artifacts)")
-    return FileSystemArtifactStore(str(folder))
+    return AtomicArtifactStore(folder)
 
 
 MASK = "***"

@@ -19,13 +19,14 @@ from typing import Any, Literal
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
 from latencysolver.compression import encoder_layers
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import ConstraintsConfig, StudyConfig
 from latencysolver.data.batches import EncodedSplit
+from latencysolver.files import writing
 from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.latency.protocol import PairedLatency, measure_paired, measure_throughput
 from latencysolver.models.loading import count_parameters, nonzero_parameters
@@ -39,6 +40,7 @@ from latencysolver.results.records import (
     write_recipe,
     write_trial_record,
 )
+from latencysolver.results.storage import AtomicArtifactStore
 from latencysolver.search.suggest import suggest_recipe
 from latencysolver.training.distillation import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
@@ -63,7 +65,7 @@ class TrialContext:
     train: EncodedSplit
     validation: EncodedSplit
     latency_inputs: list[dict[str, torch.Tensor]]
-    artifact_store: FileSystemArtifactStore
+    artifact_store: AtomicArtifactStore
     hardware: HardwareFingerprint
     throughput_inputs: list[dict[str, torch.Tensor]] | None = None
     majority_rate: float = 0.0  # of the validation split
@@ -231,8 +233,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 json.dumps({"split": "validation", "predictions": logits.argmax(dim=-1).tolist()})
             )
             (folder / LATENCY_SAMPLES).write_text(json.dumps(latency_record(paired, ctx.hardware)))
-            for name in (*files, PREDICTIONS, LATENCY_SAMPLES):
-                upload_artifact(artifact_store=ctx.artifact_store, file_path=str(folder / name), study_or_trial=trial)
+            with writing(ctx.artifact_store.folder, "artifacts folder"):
+                for name in (*files, PREDICTIONS, LATENCY_SAMPLES):
+                    upload_artifact(
+                        artifact_store=ctx.artifact_store, file_path=str(folder / name), study_or_trial=trial
+                    )
         # Optuna 5's constraint mechanism (constraints_func is deprecated): TPE and NSGA-II learn from them,
         # the dashboard shows the trial as infeasible, and study.best_trials leaves it out.
         write_trial_record(trial, dataclasses.replace(record, seconds=round(time.perf_counter() - start, 1)))

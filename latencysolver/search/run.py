@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import signal
 import tempfile
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
@@ -28,14 +26,13 @@ from latencysolver.config.space import Choices, SearchSpace
 from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
 from latencysolver.data.boolq import BoolQData
 from latencysolver.errors import StorageError, first_line
+from latencysolver.files import check_writable, writing
 from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
 from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_latency, model_device, throughput_inputs
-from latencysolver.locks import file_lock, storage_lock
+from latencysolver.locks import storage_lock
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
-from latencysolver.models.teacher import MARKER as TEACHER_MARKER
-from latencysolver.models.teacher import Teacher
 from latencysolver.results.dashboard import save_study_note
 from latencysolver.results.front import hardware_warning
 from latencysolver.results.records import (
@@ -43,13 +40,13 @@ from latencysolver.results.records import (
     ConstraintsRecord,
     DataRecord,
     StudyRecord,
-    TeacherArtifacts,
     TeacherRecord,
     study_record,
     trial_record,
     write_study_record,
 )
 from latencysolver.results.storage import (
+    AtomicArtifactStore,
     check_storage,
     default_artifact_dir,
     find_study,
@@ -65,6 +62,7 @@ from latencysolver.search.objective import (
     objectives,
 )
 from latencysolver.search.preparation import Prepared, RunOptions, prepare
+from latencysolver.search.sharing import check_output_folders, fetch_teacher, share_teacher
 from latencysolver.search.suggest import make_sampler, run_seed
 from latencysolver.search.workers import Terminated, count_trials, open_storage, spawn_workers, sqlite_warning, work
 from latencysolver.training.evaluate import predict_logits, scores
@@ -73,7 +71,8 @@ Log = Callable[[str], None]
 
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
-    check_storage(config.storage)
+    check_storage(config.storage, writable=True)
+    check_output_folders(config, options)
     stored = find_study(config.name, config.storage)
     if stored is not None:  # other objectives: refused before the teacher is fine-tuned
         check_objectives(stored, config)
@@ -109,7 +108,8 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
 
     study = _create_or_resume(config)  # first: a storage that refuses leaves no empty artifact folder behind
     artifact_dir = default_artifact_dir(config)
-    artifact_dir.mkdir(parents=True, exist_ok=True)
+    with writing(artifact_dir, "artifacts folder"):
+        artifact_dir.mkdir(parents=True, exist_ok=True)
     write_study_record(
         study,
         StudyRecord(
@@ -159,7 +159,7 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
             hardware=hardware.to_dict(),
         ),
     )
-    _share_teacher(study, teacher, FileSystemArtifactStore(str(artifact_dir)))
+    share_teacher(study, teacher, AtomicArtifactStore(artifact_dir))
     save_study_note(study)
     if options.workers > 1:
         return _run_local_workers(study, config, options, log)
@@ -193,56 +193,26 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
     return optuna.load_study(study_name=config.name, storage=config.storage)
 
 
-def _share_teacher(study: optuna.Study, teacher: Teacher, store: FileSystemArtifactStore) -> None:
-    """Put the fine-tuned teacher in the study's artifact store once, for workers on other machines."""
-    shared = study_record(study).teacher_artifacts
-    if shared is not None and shared.key == teacher.key:
-        return
-    files = {
-        p.name: upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=study)
-        for p in sorted(teacher.path.iterdir())
-        if p.is_file()
-    }
-    write_study_record(study, StudyRecord(teacher_artifacts=TeacherArtifacts(teacher.key, files)))
-
-
-def _fetch_teacher(study: optuna.Study, root: Path, log: Log) -> Path | None:
-    """A worker on a machine without the teacher: copy it from the artifact store into this cache, once."""
-    record = study_record(study)
-    shared, artifact_dir = record.teacher_artifacts, record.artifact_dir
-    if not shared or not artifact_dir or not Path(artifact_dir).is_dir():
-        return None  # nothing shared: prepare() fine-tunes it here (under the cache lock)
-    target = root / "teachers" / shared.key
-    with file_lock(root / "teachers" / f"{shared.key}.lock"):
-        if (target / TEACHER_MARKER).is_file():
-            return target
-        store = FileSystemArtifactStore(artifact_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        for name, artifact_id in shared.files.items():
-            download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(staging / name))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    log(f"teacher: copied from the study's artifact store -> {target}")
-    return target
-
-
 def join_study(
     name: str, storage_url: str, options: RunOptions = RunOptions(), log: Log = print, max_trials: int | None = None
 ) -> optuna.Study:
     """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
+    check_storage(storage_url, must_exist=True, writable=True)  # a worker writes trials: a read-only file is refused
     study = load_existing_study(name, storage_url)
     require_made_by_run(study, storage_url, to_run_trials=True)
     record = study_record(study)
     raw = record.config
     assert raw is not None  # require_made_by_run checked it
     config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url)
+    check_writable(cache_root(options.cache_dir), "--cache-dir" if options.cache_dir else "cache folder", folder=True)
+    if record.artifact_dir:
+        check_writable(record.artifact_dir, "artifacts folder", folder=True)
     teacher_path = options.teacher_path
     recorded = record.teacher.path if record.teacher else None
     if teacher_path is None and recorded and Path(recorded).is_dir():
         teacher_path = recorded  # the same machine, or a shared file system: never fine-tune it again
     elif teacher_path is None:
-        fetched = _fetch_teacher(study, cache_root(options.cache_dir), log)
+        fetched = fetch_teacher(study, cache_root(options.cache_dir), log)
         teacher_path = str(fetched) if fetched else None
     prepared = prepare(
         config,
@@ -296,6 +266,8 @@ def _work(
         f"working towards {config.n_trials} (storage {shown_url(config.storage)})"
     )
     artifact_dir = study_record(study).artifact_dir or str(default_artifact_dir(config))
+    with writing(artifact_dir, "artifacts folder"):
+        Path(artifact_dir).mkdir(parents=True, exist_ok=True)
     validation, pad_id = prepared.validation, prepared.pad_id
     ctx = TrialContext(
         config=config,
@@ -304,7 +276,7 @@ def _work(
         train=prepared.train,
         validation=validation,
         latency_inputs=inputs,
-        artifact_store=FileSystemArtifactStore(artifact_dir),
+        artifact_store=AtomicArtifactStore(artifact_dir),
         hardware=hardware,
         throughput_inputs=(
             throughput_inputs(validation, config.latency, config.latency.throughput_batch_size, pad_id)

@@ -37,6 +37,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.study import STORAGE_ENV, WorkersConfig
+from latencysolver.errors import OutputError
 from latencysolver.locks import storage_lock
 from latencysolver.results.records import INTERRUPTED, was_interrupted, write_fail_reason
 
@@ -204,6 +205,12 @@ def work(
             if heartbeat is not None:
                 heartbeat.stop()
             write_fail_reason(trial, f"{INTERRUPTED} ({_signal_name(exc)}): the worker stopped")
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except OutputError as exc:  # a folder that cannot be written stops the worker: every next trial would fail
+            if heartbeat is not None:
+                heartbeat.stop()
+            write_fail_reason(trial, f"{INTERRUPTED} (cannot write): {exc}")  # not the recipe's fault: run it again
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception:  # noqa: BLE001 - any error in a trial fails that trial only; the objective recorded why

@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.errors import DataError, StorageError, first_line
+from latencysolver.files import check_writable, writing
 from latencysolver.models.loading import load_tokenizer
 from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
 from latencysolver.results.records import (
@@ -76,7 +77,7 @@ def export_trial(
     ``selection`` (rule and reason, from ``latencysolver.selection``) is recorded in the card; ``log`` gets one
     line per thing the export measured.
     """
-    out = Path(out)
+    out = check_writable(out, "--out", folder=True)  # under a file, read-only: refused before any work
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / STUDENT_JSON).is_file())):
         raise StorageError(f"--out {str(out)!r}: folder exists and is not an earlier export; pick an empty one")
     store = artifact_store_of(study, artifacts)
@@ -94,19 +95,22 @@ def export_trial(
     if missing:
         raise StorageError(f"trial {trial.number}: artifact {missing[0]!r} is missing from the study's artifact store")
     check_artifact_files(store, metas, trial.number, artifacts or study_record(study).artifact_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-export-", dir=out.parent))
+    with writing(out, "--out"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-export-", dir=out.parent))
     try:
-        for name, meta in metas.items():  # the student's own files (+ model.onnx), predictions, latency samples
-            download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(staging / name))
+        with writing(out, "--out"):  # the trial's files copied out of the artifact store
+            for name, meta in metas.items():  # the student's own files (+ model.onnx), predictions, latency samples
+                download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(staging / name))
         teacher = study_record(study).teacher or TeacherRecord()
         source = teacher.path if Path(teacher.path or "").is_dir() else teacher.base_model
         if source is None:
             raise StorageError(f"study {study.study_name!r}: user attr 'teacher' names no path or base_model")
         tokenizer = load_tokenizer(source)
-        tokenizer.save_pretrained(staging)
-        record_tokenizer(staging, tokenizer)
-        onnx = write_onnx(staging, recipe, tokenizer)
+        with writing(out, "--out"):
+            tokenizer.save_pretrained(staging)
+            record_tokenizer(staging, tokenizer)
+            onnx = write_onnx(staging, recipe, tokenizer)
         log(f"onnx: {ONNX_FILE} is {onnx['precision']} ({onnx['how']})")
         test, onnx_test, why_not = evaluate_test(study, staging, data, progress)
         if test is None:
@@ -124,11 +128,12 @@ def export_trial(
                     f"the exported model on {onnx_test['agreement_with_model']:.1%} of rows"
                 )
         metrics = _metrics(study, trial, onnx, test, why_not, selection)
-        (staging / METRICS).write_text(json.dumps(metrics, indent=2))
-        (staging / CARD).write_text(_card(metrics))
-        out.mkdir(parents=True, exist_ok=True)
-        for path in sorted(staging.iterdir()):
-            os.replace(path, out / path.name)
+        with writing(out, "--out"):
+            (staging / METRICS).write_text(json.dumps(metrics, indent=2))
+            (staging / CARD).write_text(_card(metrics))
+            out.mkdir(parents=True, exist_ok=True)
+            for path in sorted(staging.iterdir()):  # renames in one folder: they need no space
+                os.replace(path, out / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from latencysolver.errors import DataError, ModelError
+from latencysolver.files import atomic_file, check_writable
 from latencysolver.models.student import STUDENT_JSON
 from latencysolver.ship.inference import CompressedClassifier, Prediction, load
 
@@ -188,35 +187,31 @@ def predict_file(
     """Predict ``rows``; write JSON lines to ``output`` (atomically), or to ``stdout`` when it is None."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    labelled = correct = 0
     target = Path(output) if output is not None else None
-    tmp_name = None
-    if target is not None:
-        if target.is_dir():
-            raise DataError(f"--output {str(target)!r}: is a folder; name a file")
-        if not target.parent.is_dir():
-            raise DataError(f"--output {str(target)!r}: folder {str(target.parent)!r} does not exist")
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent)
-        sink: TextIO = os.fdopen(fd, "w")
-    else:
+    if target is None:
         import sys
 
-        sink = stdout or sys.stdout
-    try:
-        for row, prediction in predict_rows(clf, rows, batch_size, progress):
-            item = record(row, prediction)
-            if not math.isfinite(item["probability"]):
-                raise ModelError(f"line {row.line}: the model returned a non-finite probability")
-            sink.write(json.dumps(item) + "\n")
-            if row.label is not None:
-                labelled += 1
-                correct += int(row.label == prediction.answer)
-        if tmp_name is not None and target is not None:
-            sink.close()
-            os.replace(tmp_name, target)
-            tmp_name = None
-    finally:
-        if tmp_name is not None:
-            sink.close()
-            Path(tmp_name).unlink(missing_ok=True)
+        labelled, correct = _write_predictions(clf, rows, batch_size, progress, stdout or sys.stdout)
+        return PredictSummary(rows=len(rows), labelled=labelled, correct=correct, output=None)
+    check_writable(target, "--output", folder=False)  # a folder, a path under a file, a read-only folder
+    if not target.parent.is_dir():
+        raise DataError(f"--output {str(target)!r}: folder {str(target.parent)!r} does not exist")
+    with atomic_file(target, "--output") as tmp, open(tmp, "w") as sink:
+        labelled, correct = _write_predictions(clf, rows, batch_size, progress, sink)
     return PredictSummary(rows=len(rows), labelled=labelled, correct=correct, output=target)
+
+
+def _write_predictions(
+    clf: CompressedClassifier, rows: list[InputRow], batch_size: int, progress: bool, sink: TextIO
+) -> tuple[int, int]:
+    """One JSON line per row into ``sink``; returns (labelled rows, correctly answered labelled rows)."""
+    labelled = correct = 0
+    for row, prediction in predict_rows(clf, rows, batch_size, progress):
+        item = record(row, prediction)
+        if not math.isfinite(item["probability"]):
+            raise ModelError(f"line {row.line}: the model returned a non-finite probability")
+        sink.write(json.dumps(item) + "\n")
+        if row.label is not None:
+            labelled += 1
+            correct += int(row.label == prediction.answer)
+    return labelled, correct

@@ -1,0 +1,262 @@
+"""Issue 16 item 14: every path latencysolver writes, under a file, read-only, and on a full disk.
+
+Each row is one output path: ``export --out``, ``report --out``, ``predict --output``, ``run --cache-dir``, the
+study's ``artifacts:`` folder, and the SQLite file's folder.  Each condition must give exit code 1, one
+``latencysolver: error:`` line naming the path and the operating system's reason, no traceback, and nothing
+half-written there.
+
+* under a file: in this process, through ``latencysolver.cli.main``;
+* read-only: a child process in its own mount namespace where the folder is a read-only tmpfs (root ignores file
+  modes, not a read-only mount); as a non-root user, a ``chmod 555`` folder instead;
+* full disk: the folder is a small tmpfs in the child's mount namespace, listed from inside it after the command
+  (the tmpfs goes with the namespace); without mount namespaces, a file-size limit (``RLIMIT_FSIZE``) makes every
+  write past 256 KiB fail instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latencysolver.cli import main
+from tests.conftest import write_study_yaml
+
+ERROR = "latencysolver: error: "
+FULL_SIZE = "256k"  # the tmpfs: room for the small cache files, not for a teacher, an export or a report
+LISTING = "=== listing ==="
+
+
+def _can_mount() -> bool:
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt && umount /mnt"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+MOUNTS = os.geteuid() == 0 and _can_mount()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+    """A tiny finished study (1 trial) and its export: what export, report and predict read."""
+    root = tmp_path_factory.mktemp("outputs")
+    os.chmod(root, 0o777)  # the non-root fallback makes folders inside it
+    path = write_study_yaml(root, tiny_model_dir, synthetic_data_dir, n_trials=1)
+    common = ["--cache-dir", str(root / "cache"), "--no-progress"]
+    assert main(["run", str(path), *common]) == 0
+    storage = f"sqlite:///{root / 'study.db'}"
+    assert main(["export", "--study", "tiny", "--storage", storage, "--trial", "0", "--out", str(root / "exp")]) == 0
+    rows = [json.loads(line) for line in (synthetic_data_dir / "validation.jsonl").read_text().splitlines()]
+    (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 200))  # ~430 KB of predictions
+    return {"root": root, "yaml": path, "storage": storage, "model": tiny_model_dir, "data": synthetic_data_dir}
+
+
+def command(kind: str, study: dict, target: Path, scratch: Path) -> list[str]:
+    """The CLI arguments that write ``target`` (a path inside the folder under test)."""
+    storage = study["storage"]
+    if kind == "export --out":
+        return ["export", "--study", "tiny", "--storage", storage, "--trial", "0", "--out", str(target / "exp")]
+    if kind == "report --out":
+        return ["report", "--study", "tiny", "--storage", storage, "--out", str(target / "r.html")]
+    if kind == "predict --output":
+        out = str(target / "p.jsonl")
+        return ["predict", str(study["root"] / "exp"), "--input", str(study["root"] / "rows.jsonl"), "--output", out]
+    fresh = write_study_yaml(scratch, study["model"], study["data"], n_trials=1)  # a new study: nothing cached
+    run = ["run", str(fresh), "--no-progress"]
+    if kind == "run --cache-dir":
+        return [*run, "--cache-dir", str(target / "cache")]
+    cache = ["--cache-dir", str(scratch / "cache")]
+    if kind == "artifacts: folder":
+        config = yaml.safe_load(fresh.read_text())
+        fresh.write_text(yaml.safe_dump({**config, "artifacts": str(target / "art")}))
+        return [*run, *cache]
+    assert kind == "storage folder"
+    return [*run, *cache, "--storage", f"sqlite:///{target / 's.db'}"]
+
+
+KINDS = ["export --out", "report --out", "predict --output", "run --cache-dir", "artifacts: folder", "storage folder"]
+
+
+def one_error_line(code: int, err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith(ERROR), err
+    assert sum(line.startswith(ERROR) for line in lines) == 1, err
+    assert code == 1, f"exit code {code}:\n{err}"
+    return lines[-1][len(ERROR) :]
+
+
+def scratch_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    os.chmod(tmp_path, 0o777)
+    os.chmod(folder, 0o777)
+    return folder
+
+
+def storage_digest(url: str) -> str:
+    return hashlib.sha256(Path(url.removeprefix("sqlite:///")).read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ under a file
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_path_under_a_file_is_refused_before_any_work(study, tmp_path, capfd, kind, monkeypatch):
+    monkeypatch.setenv("LATENCYSOLVER_CACHE", str(tmp_path / "default-cache"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    scratch = scratch_dir(tmp_path)
+    before = storage_digest(study["storage"])
+    capfd.readouterr()
+    code = main(command(kind, study, blocker / "sub", scratch))
+    line = one_error_line(code, capfd.readouterr().err)
+    assert str(blocker / "sub") in line and f"{str(blocker)!r} is a file, not a folder" in line, line
+    assert blocker.read_text() == "not a folder\n"
+    assert storage_digest(study["storage"]) == before
+    assert {p.name for p in scratch.iterdir()} <= {"study.yaml"}, "a refused run created something"
+    assert not (tmp_path / "default-cache").exists()
+
+
+# ------------------------------------------------------------------------------------------------ read-only, full
+
+
+def child(args: list[str], folder: Path, mode: str, cwd: Path) -> tuple[int, str, list[str]]:
+    """``python -m latencysolver ARGS`` with ``folder`` read-only or full; (exit code, stderr, files left there)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LATENCYSOLVER_CACHE": str(cwd / "c")}
+    env.pop("LATENCYSOLVER_STORAGE", None)
+    cli = shlex.join([sys.executable, "-m", "latencysolver", *args])
+    listing = f"echo {LISTING} >&2; find {shlex.quote(str(folder))} -mindepth 1 -printf '%P\\n' >&2"
+    folder.mkdir(exist_ok=True)
+    preexec = None
+    if MOUNTS:
+        options = "ro" if mode == "read-only" else f"size={FULL_SIZE}"
+        mount = f"mount -t tmpfs -o {options} tmpfs {shlex.quote(str(folder))}"
+        script = f"{mount} && {{ {cli}; rc=$?; {listing}; exit $rc; }}"
+        argv = ["unshare", "-m", "bash", "-c", script]
+    else:
+        if mode == "read-only":
+            if os.geteuid() == 0:
+                pytest.skip("root without mount namespaces: no folder is read-only to root")
+            folder.chmod(0o555)
+        else:
+            preexec = _file_size_limit
+        argv = ["bash", "-c", f"{cli}; rc=$?; {listing}; exit $rc"]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, cwd=cwd, env=env, timeout=300, check=False, preexec_fn=preexec
+    )
+    folder.chmod(0o755)
+    err, _, files = proc.stderr.partition(LISTING + "\n")
+    return proc.returncode, err, sorted(f for f in files.splitlines() if f)
+
+
+def _file_size_limit() -> None:
+    limit = 256 * 1024
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as ENOSPC would
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+REASONS = {
+    "read-only": ("Read-only file system", "Permission denied"),
+    "full": ("No space left on device", "File too large"),
+}
+
+
+@pytest.mark.parametrize("mode", ["read-only", "full"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_read_only_or_full_folder_is_one_line_and_leaves_nothing_half_written(study, tmp_path, kind, mode):
+    scratch = scratch_dir(tmp_path)
+    folder = tmp_path / "target"
+    before = storage_digest(study["storage"])
+    code, err, left = child(command(kind, study, folder, scratch), folder, mode, tmp_path)
+    line = one_error_line(code, err)
+    assert str(folder) in line, line
+    assert any(reason in line for reason in REASONS[mode]), line
+    assert storage_digest(study["storage"]) == before
+    if mode == "read-only":  # refused before any work: nothing trained, nothing in storage
+        assert left == []
+        assert {p.name for p in scratch.iterdir()} <= {"study.yaml"}, "a refused run created something"
+        return
+    # a full disk: no temporary file, no staging folder, and no file that a later reader would take as whole
+    assert not [f for f in left if Path(f).name.startswith(".")], left
+    whole = {
+        "export --out": lambda f: False,  # the export folder only appears complete
+        "report --out": lambda f: False,
+        "predict --output": lambda f: False,
+        "run --cache-dir": lambda f: "teachers/" not in f or f.endswith(".lock"),  # no teacher, whole or part
+        "artifacts: folder": lambda f: f == "art",  # the teacher's files were removed when one did not fit
+        "storage folder": lambda f: f in ("s.db", "s-artifacts", "s.db.lock"),
+    }[kind]
+    assert all(whole(f) for f in left), left
+    if kind == "artifacts: folder":  # and the study does not record a teacher that is not there
+        from latencysolver.results.records import study_record
+        from latencysolver.results.storage import load_existing_study
+
+        stored = load_existing_study("tiny", f"sqlite:///{scratch / 'study.db'}")
+        assert study_record(stored).teacher_artifacts is None
+
+
+# ------------------------------------------------------------------------------------------------ item 17
+
+
+def test_a_killed_teacher_save_leaves_no_staging_folder_for_ever(study, tmp_path, capfd):
+    """kill -9 during the teacher's save leaves ``teachers/.<key>-xxxx``; the next run that takes the key's lock
+    removes it (no live process can be writing it then)."""
+    teachers = study["root"] / "cache" / "teachers"
+    (key,) = [p.name for p in teachers.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    stale = teachers / f".{key}-k1ll3d"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"\0" * 100)
+    other = teachers / ".0123456789abcdef-notmine"  # another key's: its own lock guards it, left alone
+    other.mkdir()
+    fresh = write_study_yaml(tmp_path, study["model"], study["data"], n_trials=1)
+    assert main(["run", str(fresh), "--cache-dir", str(study["root"] / "cache"), "--no-progress"]) == 0
+    assert "teacher: cached fine-tune" in capfd.readouterr().out
+    assert not stale.exists()
+    assert other.is_dir()
+
+
+@pytest.mark.parametrize("command_name", ["run", "worker"])
+def test_a_read_only_database_is_named_before_any_work(study, tmp_path, command_name):
+    """Not Optuna's "exceeding max length" after the teacher fine-tune: the read-only file, at once."""
+    db = tmp_path / "ro" / "study.db"
+    db.parent.mkdir()
+    url = f"sqlite:///{db}"
+    args = (
+        ["run", str(study["yaml"]), "--storage", url, "--trials", "2", "--no-progress"]
+        if command_name == "run"
+        else ["worker", "--study", "tiny", "--storage", url, "--no-progress"]
+    )
+    cli = shlex.join([sys.executable, "-m", "latencysolver", *args])
+    source = study["root"] / "study.db"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LATENCYSOLVER_CACHE": str(tmp_path / "c")}
+    if MOUNTS:  # the database on a read-only mount (root writes through file modes)
+        folder = shlex.quote(str(db.parent))
+        script = (
+            f"mount -t tmpfs tmpfs {folder} && cp {shlex.quote(str(source))} {folder}/ && "
+            f"mount -o remount,ro {folder} && {cli}"
+        )
+        argv = ["unshare", "-m", "bash", "-c", script]
+    elif os.geteuid() != 0:
+        db.write_bytes(source.read_bytes())
+        db.chmod(0o444)
+        argv = ["bash", "-c", cli]
+    else:
+        pytest.skip("root without mount namespaces: no database is read-only to root")
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False)
+    line = one_error_line(proc.returncode, proc.stderr)
+    assert str(db) in line and ("read-only" in line.lower() or "Permission denied" in line), line
+    assert "teacher" not in proc.stdout, "the check came after the work"
+    assert not (tmp_path / "c").exists()
