@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),
     ("models",),
     ("latency",),
+    ("stats",),
     ("results",),
     ("search",),
     ("ship",),

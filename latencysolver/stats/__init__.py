@@ -1,0 +1,41 @@
+"""Statistics of accuracies measured on a fixed validation split: plain numpy and scipy, no Optuna, no torch.
+
+``intervals.py``
+    ``Interval`` and the Wilson interval of one model's accuracy (``accuracy_interval``); ``correct_of`` turns
+    predictions and labels into per-row correctness.
+``paired.py``
+    A student against the teacher on the same rows (``paired_difference`` → ``PairedComparison``): the
+    difference with Newcombe's (1998) method-10 interval, the discordant counts, the exact McNemar p-value,
+    the one-sided lower bound and the non-inferiority decision.
+``margins.py``
+    The approximate standard error of a paired difference and the margin a split of ``n`` rows can resolve.
+``seeds.py``
+    Seed repeats as mean ± sample sd (``summarize`` → ``SeedSummary``).
+
+All accuracies, differences and margins are shares (0.01 is one point), not percentages.
+"""
+
+from latencysolver.stats.intervals import Interval, accuracy_interval, correct_of, wilson_interval
+from latencysolver.stats.margins import resolvable_margin, standard_error_of_difference
+from latencysolver.stats.paired import (
+    PairedComparison,
+    mcnemar_exact_p,
+    newcombe_paired_interval,
+    paired_difference,
+)
+from latencysolver.stats.seeds import SeedSummary, summarize
+
+__all__ = [
+    "Interval",
+    "PairedComparison",
+    "SeedSummary",
+    "accuracy_interval",
+    "correct_of",
+    "mcnemar_exact_p",
+    "newcombe_paired_interval",
+    "paired_difference",
+    "resolvable_margin",
+    "standard_error_of_difference",
+    "summarize",
+    "wilson_interval",
+]

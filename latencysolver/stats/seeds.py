@@ -1,0 +1,61 @@
+"""Seed repeats of one configuration (``confirm``): the spread a different seed gives, as mean ± sd.
+
+The sd is the sample standard deviation (``ddof=1``, the n - 1 denominator): the spread one expects between
+two runs of the same configuration with different seeds.  It is not the standard error of the mean (sd /
+sqrt(n)), and with three seeds it is itself rough (its own relative SE is about 1 / sqrt(2(n - 1)) = 50%).
+With one value there is no spread to estimate, and sd is reported as 0.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """``n`` values (one per seed): their mean, sample sd (0.0 when n == 1), smallest and largest."""
+
+    n: int
+    mean: float
+    sd: float
+    min: float
+    max: float
+
+    def describe(self) -> str:
+        """``"0.684 ± 0.012 (n=3)"``: mean ± sample sd, 3 decimals."""
+        return f"{self.mean:.3f} ± {self.sd:.3f} (n={self.n})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "mean": self.mean, "sd": self.sd, "min": self.min, "max": self.max}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SeedSummary:
+        return cls(
+            n=int(data["n"]),
+            mean=float(data["mean"]),
+            sd=float(data["sd"]),
+            min=float(data["min"]),
+            max=float(data["max"]),
+        )
+
+
+def summarize(values: Sequence[float]) -> SeedSummary:
+    """Mean, sample sd (``ddof=1``; 0.0 for a single value), min and max of ``values``; refuses an empty list
+    and values that are not finite."""
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"summarize needs a non-empty, one-dimensional list of numbers, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("summarize: every value must be a finite number (no nan or inf)")
+    sd = float(np.std(array, ddof=1)) if array.size > 1 else 0.0
+    return SeedSummary(
+        n=int(array.size),
+        mean=float(np.mean(array)),
+        sd=sd,
+        min=float(array.min()),
+        max=float(array.max()),
+    )
