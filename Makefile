@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install  ## `run` prints the Pareto front at its end; then the best trial's export and the HTML report
 	$(BIN)/latencysolver run $(STUDY) --data $(DATA)
-	$(BIN)/latencysolver export --study boolq-quick --best --out $(OUT)
+	$(BIN)/latencysolver export --study boolq-quick --best --fallback knee --out $(OUT)
 	$(BIN)/latencysolver report --study boolq-quick --out $(OUT)-report.html
 
 # PostgreSQL for the tests that run several worker processes on one study: a LATENCYSOLVER_TEST_POSTGRES

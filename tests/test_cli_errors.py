@@ -193,8 +193,26 @@ def test_asking_an_existing_study_for_another_objective_changes_nothing(study_ya
         (["bench", "no-such-model", "--max-length", "-3"], "--max-length must be > 0, but got -3"),
         (["run", "no-such-study.yaml", "--workers", "0"], "--workers: expected a positive integer, got 0"),
         (["run", "no-such-study.yaml", "--workers", "-2"], "--workers: expected a positive integer, got -2"),
+        (["export", "--study", "s", "--best", "--margin", "-0.01", "--out", "x"], "--margin: must be >= 0"),
+        (["export", "--study", "s", "--best", "--margin", "nan", "--out", "x"], "--margin: must be >= 0"),
+        (
+            ["export", "--study", "s", "--best", "--confidence", "0.4", "--out", "x"],
+            "--confidence: must be in (0.5, 1)",
+        ),
+        (["export", "--study", "s", "--best", "--confidence", "1", "--out", "x"], "--confidence: must be in (0.5, 1)"),
     ],
-    ids=["tolerance-negative", "tolerance-nan", "max-length-0", "max-length-negative", "workers-0", "workers-neg"],
+    ids=[
+        "tolerance-negative",
+        "tolerance-nan",
+        "max-length-0",
+        "max-length-negative",
+        "workers-0",
+        "workers-neg",
+        "margin-negative",
+        "margin-nan",
+        "confidence-low",
+        "confidence-1",
+    ],
 )
 def test_unchecked_options_are_checked(tmp_path, capsys, monkeypatch, args, expected):
     # issue 16: these went on to fail elsewhere (or not at all)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 
 from latencysolver import load
 from latencysolver.cli import main
@@ -18,6 +19,7 @@ from latencysolver.results.records import is_feasible, study_record, trial_recor
 from latencysolver.results.selection import RULES, SelectionError, pick_best, select_best, select_under_latency
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
+from latencysolver.stats import wilson_interval
 from tests.conftest import export_cli, write_study_yaml, write_synthetic_boolq
 
 QUANT = ("fp32", "int8", "ort-int8", "bf16")  # one trial each, in this order
@@ -183,7 +185,14 @@ def test_card_reports_the_test_split_accuracy(exports, study_data):
         assert metrics["test"]["accuracy"] == pytest.approx(accuracy, abs=1e-9), dtype
         assert metrics["test"]["f1"] == pytest.approx(f1, abs=1e-9), dtype
         card = (out / "README.md").read_text()
-        assert re.search(rf"\| test accuracy \| {accuracy:.4f} \|", card), dtype
+        wilson = wilson_interval(round(accuracy * len(rows)), len(rows))  # issue 17: the interval, recomputed
+        assert metrics["test"]["accuracy_interval"]["low"] == pytest.approx(wilson.low, abs=1e-12)
+        assert metrics["test"]["accuracy_interval"]["high"] == pytest.approx(wilson.high, abs=1e-12)
+        assert re.search(rf"\| test accuracy \| {accuracy:.4f} \[{wilson.low:.3f}, {wilson.high:.3f}\] \|", card), dtype
+        vs = metrics["test"]["vs_teacher"]  # paired with the teacher's own answers on the same test rows
+        assert vs["student_accuracy"] == pytest.approx(accuracy, abs=1e-12)
+        assert vs["teacher_accuracy"] == pytest.approx(teacher_test_accuracy(study, rows), abs=1e-12)
+        assert "| vs teacher on test (points, paired) |" in card
         # validation (from the search), teacher, hardware, recipe and data are on the card too
         trial = trials[dtype]
         assert f"{trial.values[0]:.4f}" in card and trial_record(trial).hardware_key in card
@@ -298,6 +307,9 @@ def hand_made(
     return study
 
 
+FRONT_RULES = [r for r in RULES if r != "non-inferior"]  # the rules over the front; non-inferior: its own test
+
+
 # A front of four trials, the same in both directions (speed-up = 20 ms / p50), plus a dominated trial (4)
 # and an infeasible one (5) that beats everything on both objectives.
 #   trial  accuracy  speed-up  p50 ms
@@ -320,7 +332,7 @@ FRONT = [
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_each_rule_picks_its_trial_and_never_an_infeasible_one(direction):
     study = hand_made(direction, FRONT)
-    picked = {rule: select_best(study, rule).trial.number for rule in RULES}
+    picked = {rule: select_best(study, rule).trial.number for rule in FRONT_RULES}
     assert picked == {"near-teacher": 1, "max-accuracy": 0, "min-latency": 3, "knee": 1}
     assert pick_best(study).number == 1  # study.pick_best is near-teacher
     assert select_best(study, "near-teacher", tolerance=0.0).trial.number == 0  # only the teacher's own accuracy
@@ -348,7 +360,7 @@ def test_knee_on_a_known_front_in_both_directions():
 def test_ties_are_broken_the_documented_way():
     # two trials with the very same objectives: every rule picks the lower trial number
     twins = [(0.7, 2.0, 5.0), (0.7, 2.0, 5.0)]
-    for rule in RULES:
+    for rule in FRONT_RULES:
         assert select_best(hand_made("maximize", twins), rule).trial.number == 0
     # a two-trial front: both ends are at distance 1 from the ideal point, the knee is the more accurate one
     assert select_best(hand_made("maximize", [(0.6, 4.0, 2.0), (0.7, 2.0, 5.0)]), "knee").trial.number == 1
@@ -360,7 +372,7 @@ def test_ties_are_broken_the_documented_way():
 
 def test_no_feasible_trial_or_none_under_the_bound_is_an_error():
     only_infeasible = hand_made("maximize", [(0.9, 9.0, 1.0, False)])
-    for rule in RULES:
+    for rule in FRONT_RULES:
         with pytest.raises(SelectionError, match="no completed feasible trials"):
             select_best(only_infeasible, rule)
     with pytest.raises(SelectionError, match="no completed feasible trials"):
@@ -401,3 +413,83 @@ def test_cli_selection_options_are_exclusive_and_checked(tmp_path, capsys):
             main(base + extra)
         assert exc.value.code == 2
         assert "usage:" in capsys.readouterr().err
+
+
+def paired_trials(direction: str, trials: list[tuple], storage: str | None = None) -> optuna.Study:
+    """``trials``: (speed-up, student_only, teacher_only, feasible) on 500 rows where the teacher is right on 350;
+    each trial's paired record is computed from those counts by ``latencysolver.stats``."""
+    from latencysolver.stats import paired_difference
+
+    study = optuna.create_study(study_name="paired", storage=storage, directions=["maximize", direction])
+    study.set_user_attr("teacher", {"accuracy": 0.70})
+    for speedup, student_only, teacher_only, feasible in trials:
+        teacher = [True] * 350 + [False] * 150
+        student = list(teacher)
+        for i in range(teacher_only):  # rows the teacher gets right and the student wrong
+            student[i] = False
+        for i in range(student_only):  # rows the teacher gets wrong and the student right
+            student[350 + i] = True
+        paired = paired_difference(student, teacher)
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[paired.student_accuracy, speedup if direction == "maximize" else 20 / speedup],
+                user_attrs={
+                    "recipe": {"quant_dtype": "int8"},
+                    "latency_p50_ms": 20 / speedup,
+                    "speedup": speedup,
+                    "vs_teacher": paired.to_dict(),
+                },
+                constraints={"min_accuracy": 0.0, "max_latency_ms": 0.0 if feasible else 0.5},
+            )
+        )
+    return study
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_non_inferior_picks_the_fastest_trial_the_rows_can_vouch_for(direction):
+    # trial 0: 9x, 10 points down on 60 discordant rows: bound far below -0.04, rejected though fastest
+    # trial 1: 6x, 1 point down on 5 discordant rows (narrow): bound about -0.025 > -0.04, picked
+    # trial 2: 3x, the teacher's accuracy on 2 discordant rows: qualifies, but slower than 1
+    # trial 3: 12x, the teacher's accuracy, infeasible: never picked
+    study = paired_trials(direction, [(9.0, 5, 55, True), (6.0, 0, 5, True), (3.0, 1, 1, True), (12.0, 0, 0, False)])
+    bounds = [trial_record(t).paired().lower_bound(0.95) for t in study.trials]
+    assert bounds[0] < -0.04 < bounds[1] and bounds[2] > -0.04
+    chosen = select_best(study, "non-inferior", margin=0.04, confidence=0.95)
+    assert chosen.trial.number == 1 and chosen.rule == "non-inferior"
+    assert select_best(study, "non-inferior", margin=0.2).trial.number == 0  # a wide margin lets the 9x one in
+    with pytest.raises(SelectionError, match=r"the closest is trial 2 with -0\.0"):
+        select_best(study, "non-inferior", margin=0.001)
+
+
+def test_non_inferior_through_the_cli_exits_1_or_falls_back(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'paired.db'}"
+    paired_trials("maximize", [(9.0, 5, 55, True), (6.0, 0, 5, True)], storage)
+    args = ["export", "--study", "paired", "--storage", storage, "--best", "--margin", "0.001", "--out"]
+    from latencysolver.cli import main
+
+    assert main([*args, str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the closest is trial 1" in err[0]
+    assert not (tmp_path / "a").exists()
+
+
+def teacher_test_accuracy(study: optuna.Study, rows: list[dict]) -> float:
+    """The study's teacher on ``rows``, through transformers alone (not latencysolver's evaluation)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from latencysolver.results.records import study_record
+
+    folder = study_record(study).teacher.path
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    enc = tokenizer(
+        [r["question"] for r in rows],
+        [r["passage"] for r in rows],
+        truncation="only_second",
+        max_length=64,
+        padding=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        predicted = model(**enc).logits.argmax(-1).tolist()
+    return float(np.mean([bool(p) == bool(r["label"]) for p, r in zip(predicted, rows, strict=True)]))

@@ -54,7 +54,21 @@ def test_two_trial_study_on_shared_boolq_with_packaged_minilm(tmp_path, capsys):
 
     export = tmp_path / "export"
     assert (
-        main(["export", "--study", "integration", "--storage", study["storage"], "--best", "--out", str(export)]) == 0
+        main(
+            [
+                "export",
+                "--study",
+                "integration",
+                "--storage",
+                study["storage"],
+                "--best",
+                "--fallback",
+                "knee",
+                "--out",
+                str(export),
+            ]
+        )
+        == 0
     )
     model = load(export)
     validation = load_boolq(str(SHARED_DATA), limit_validation=32).validation

@@ -212,7 +212,7 @@ def test_export_round_trip_predicts_what_the_trial_predicted(finished_study, tmp
 def test_bench_an_export_uses_its_own_data(finished_study, tmp_path, capsys):
     config, _, _ = finished_study
     out = tmp_path / "exported"
-    assert main(["export", "--study", "tiny", "--storage", config.storage, "--best", "--out", str(out)]) == 0
+    assert main(["export", "--study", "tiny", "--storage", config.storage, "--best", "knee", "--out", str(out)]) == 0
     capsys.readouterr()
     assert (
         main(

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
 import signal
 import sys
@@ -104,19 +106,22 @@ def print_front(study) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from latencysolver.results.front import front_rows, hardware_warning
+    from latencysolver.results.front import front_rows, hardware_warning, interval_text
     from latencysolver.results.records import is_feasible, present, study_record
 
     record = study_record(study)
     teacher = present(record.teacher)
     objective = "speed-up ↑" if study.directions[1].name == "MAXIMIZE" else "latency ↓"
     table = Table(title=f"Pareto front of study {study.study_name!r} (accuracy ↑, {objective})")
-    for name in ("trial", "accuracy", "F1", "p50 ms", "speed-up", "layers", "params", "size MB", "recipe"):
+    columns = ("trial", "accuracy", "95% CI", "vs teacher (pts)", "F1", "p50 ms", "speed-up", "layers", "params")
+    for name in (*columns, "size MB", "recipe"):
         table.add_column(name, justify="left" if name == "recipe" else "right")
     if teacher:
         table.add_row(
             "teacher",
             f"{teacher['accuracy']:.3f}",
+            interval_text(record.teacher.interval() if record.teacher else None),
+            "",
             f"{teacher['f1']:.3f}",
             f"{teacher['latency_p50_ms']:.2f}",
             "1.00x",
@@ -132,6 +137,8 @@ def print_front(study) -> None:
         table.add_row(
             str(r["trial"]),
             f"{r['accuracy']:.3f}",
+            r["accuracy_interval"],
+            r["vs_teacher"],
             f"{r['f1']:.3f}",
             f"{r['latency_ms']:.2f}",
             f"{r['speedup']:.2f}x{cv}",
@@ -160,7 +167,7 @@ def print_front(study) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from latencysolver.errors import ConfigError
+    from latencysolver.errors import ConfigError, SelectionError
     from latencysolver.results.front import get_trial
     from latencysolver.results.records import trial_record
     from latencysolver.results.selection import select_best, select_under_latency
@@ -173,18 +180,32 @@ def cmd_export(args: argparse.Namespace) -> int:
             key="--tolerance",
             value=args.tolerance,
         )
+    if not (args.margin >= 0 and math.isfinite(args.margin)):
+        raise ConfigError(f"--margin: must be >= 0, but got {args.margin}", key="--margin", value=args.margin)
+    if not 0.5 < args.confidence < 1:  # NaN too
+        raise ConfigError(
+            f"--confidence: must be in (0.5, 1), but got {args.confidence}", key="--confidence", value=args.confidence
+        )
     opened = open_existing_study(args.study, args.storage)
     study = opened.study
     require_made_by_run(study, args.storage)
     if args.best:
-        chosen = select_best(study, args.best, args.tolerance)
+        try:
+            chosen = select_best(study, args.best, args.tolerance, args.margin, args.confidence)
+        except SelectionError as exc:
+            if not args.fallback or args.best != "non-inferior":
+                raise
+            print(f"{exc}; falling back to --best {args.fallback}", file=sys.stderr)
+            fallback = select_best(study, args.fallback, args.tolerance)
+            chosen = dataclasses.replace(fallback, reason=f"no trial was non-inferior; {fallback.reason}")
     elif args.max_latency_ms is not None:
         chosen = select_under_latency(study, args.max_latency_ms)
     else:
         chosen = None
     trial = chosen.trial if chosen else get_trial(study, args.trial)
+    fell_back = chosen is not None and args.best and chosen.rule != args.best
     option = (
-        f"--best {args.best}"
+        f"--best {args.best}" + (f" --fallback {args.fallback}" if fell_back else "")
         if args.best
         else f"--max-latency-ms {args.max_latency_ms:g}"
         if chosen

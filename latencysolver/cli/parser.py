@@ -9,7 +9,13 @@ import latencysolver.cli.commands as commands
 from latencysolver.config.study import DEFAULT_STORAGE, STORAGE_ENV
 from latencysolver.results.storage import shown_url
 
-_BEST_RULES = ("near-teacher", "max-accuracy", "min-latency", "knee")  # latencysolver.results.selection.RULES
+_BEST_RULES = (
+    "non-inferior",
+    "max-accuracy",
+    "min-latency",
+    "knee",
+    "near-teacher",
+)  # latencysolver.results.selection.RULES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,10 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--best",
         nargs="?",
-        const="near-teacher",
+        const="non-inferior",
         choices=_BEST_RULES,
         metavar="RULE",
-        help="a rule over the feasible Pareto front: near-teacher (default: the fastest trial within "
+        help="non-inferior (default): the fastest feasible trial whose one-sided --confidence lower bound of "
+        "the paired validation-accuracy difference to the teacher is above -MARGIN; or a rule over the "
+        "feasible Pareto front: near-teacher (the fastest trial within "
         "--tolerance accuracy of the teacher, else the most accurate), max-accuracy (ties: "
         "faster), min-latency (ties: more accurate), knee (the trial nearest, in Euclidean "
         "distance, to the ideal point (1, 1) once accuracy and the latency objective are each "
@@ -89,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.01,
         help="accuracy below the teacher allowed by --best near-teacher (default 0.01)",
+    )
+    export.add_argument(
+        "--margin", type=float, default=0.04, help="accuracy loss allowed by --best non-inferior (default 0.04)"
+    )
+    export.add_argument(
+        "--confidence", type=float, default=0.95, help="one-sided confidence of --best non-inferior (default 0.95)"
+    )
+    export.add_argument(
+        "--fallback",
+        choices=[r for r in _BEST_RULES if r != "non-inferior"],
+        metavar="RULE",
+        help="when no trial is non-inferior, pick by this rule instead of exiting with an error",
     )
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")

@@ -23,6 +23,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from latencysolver.errors import ConfigError
 from latencysolver.latency.hardware import HardwareFingerprint
+from latencysolver.results.front import interval_text
 from latencysolver.results.records import present, study_record, trial_record
 
 # What each latency objective is called on the dashboard's axes (the study's metric names are the short keys).
@@ -48,10 +49,17 @@ def study_note(study: optuna.Study) -> str:
             "",
             "| base model | validation accuracy | F1 | p50 latency (batch 1) | parameters |",
             "| --- | --- | --- | --- | --- |",
-            f"| `{teacher.get('base_model')}` | {teacher.get('accuracy', float('nan')):.3f} | "
+            f"| `{teacher.get('base_model')}` | {teacher.get('accuracy', float('nan')):.3f} "
+            f"{interval_text(record.teacher.interval() if record.teacher else None)} | "
             f"{teacher.get('f1', float('nan')):.3f} | {teacher.get('latency_p50_ms', float('nan')):.2f} ms | "
             f"{teacher.get('parameters', 0):,} |",
         ]
+    lines += [
+        "",
+        "Each trial's validation accuracy carries a 95% interval (Wilson) and its paired difference to the "
+        "teacher on the same rows (Newcombe's interval, in points): the trial's user attrs `accuracy_interval` "
+        "and `vs_teacher`.",
+    ]
     if data:
         lines += [
             "",

@@ -26,8 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 from latencysolver.config.knobs import KNOB, KNOB_NAMES
 from latencysolver.config.recipe import Recipe
 from latencysolver.errors import ReportError, first_line
-from latencysolver.results.front import pareto_trials
-from latencysolver.results.records import is_feasible, present, study_record, trial_record
+from latencysolver.results.front import difference_text, interval_text, pareto_trials
+from latencysolver.results.records import TrialRecord, is_feasible, present, study_record, trial_record
 
 # The knobs in the order the page shows them (the knob table's); a knob a later recipe adds comes after these.
 KNOB_ORDER = KNOB_NAMES
@@ -99,12 +99,36 @@ def _recipe_text(trial: FrozenTrial) -> str:
 
 
 def _hover(trials: Sequence[FrozenTrial], axis: LatencyAxis, what: str) -> dict[str, Any]:
+    records = [trial_record(t) for t in trials]
     return {
-        "customdata": [[t.number, _recipe_text(t)] for t in trials],
+        "customdata": [
+            [t.number, _recipe_text(t), interval_text(r.interval()), difference_text(r.paired())]
+            for t, r in zip(trials, records, strict=True)
+        ],
         "hovertemplate": (
-            "trial %{customdata[0]}<br>%{customdata[1]}<br>accuracy %{y:.3f}<br>"
+            "trial %{customdata[0]}<br>%{customdata[1]}<br>accuracy %{y:.3f} (95% CI %{customdata[2]})<br>"
+            "vs teacher %{customdata[3]} points (paired, 95% CI)<br>"
             f"{axis.short} %{{x:.2f}}<extra>{what}</extra>"
         ),
+        **_error_bars(trials, records),
+    }
+
+
+def _error_bars(trials: Sequence[FrozenTrial], records: Sequence[TrialRecord]) -> dict[str, Any]:
+    """Each trial's 95% accuracy interval (Wilson, validation rows) as a vertical error bar; none recorded: none."""
+    intervals = [r.interval() for r in records]
+    if not any(intervals):
+        return {}
+    return {
+        "error_y": {
+            "type": "data",
+            "symmetric": False,
+            "array": [i.high - t.values[0] if i else 0.0 for t, i in zip(trials, intervals, strict=True)],
+            "arrayminus": [t.values[0] - i.low if i else 0.0 for t, i in zip(trials, intervals, strict=True)],
+            "thickness": 1,
+            "width": 3,
+            "color": "#888888",
+        }
     }
 
 

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.errors import StorageError
 from latencysolver.results.records import is_feasible, trial_record
+from latencysolver.stats import Interval, PairedComparison
 
 # ------------------------------------------------------------------------------------------------ results
 
@@ -84,6 +85,8 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
             {
                 "trial": t.number,
                 "accuracy": t.values[0],
+                "accuracy_interval": interval_text(r.interval()),
+                "vs_teacher": difference_text(r.paired()),
                 "f1": r.f1,
                 "latency_ms": r.latency_p50_ms,
                 "speedup": r.speedup,
@@ -96,3 +99,16 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def interval_text(interval: Interval | None) -> str:
+    """``[0.654, 0.735]``; ``n/a`` when not recorded (a study made before 0.2)."""
+    return interval.describe(estimate=False) if interval is not None else "n/a"
+
+
+def difference_text(paired: PairedComparison | None) -> str:
+    """The paired difference to the teacher with its 95% interval, in points: ``-2.0 [-5.7, +1.7]``."""
+    if paired is None:
+        return "n/a"
+    i = paired.difference_interval
+    return f"{100 * paired.difference:+.1f} [{100 * i.low:+.1f}, {100 * i.high:+.1f}]"

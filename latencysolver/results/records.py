@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from latencysolver.config.recipe import Recipe
 from latencysolver.errors import StorageError, first_line
 from latencysolver.latency.hardware import HardwareFingerprint
+from latencysolver.stats import Interval, PairedComparison
 
 # Every trial uploads these; the student's own files (``save_student``) and model.onnx come on top.
 PREDICTIONS = "predictions.json"
@@ -73,6 +74,10 @@ class TrialRecord:
     early_stopped: dict[str, Any] | None = None  # {"step", "accuracy_on_check_rows", "floor"}
     throughput_rows_per_s: float | None = None
     seconds: float | None = None
+    # on the validation rows (issue 17): Interval.to_dict() of the accuracy (Wilson), PairedComparison.to_dict()
+    # against the teacher's predictions on the same rows; None for a trial stopped early or made before 0.2
+    accuracy_interval: dict[str, Any] | None = None
+    vs_teacher: dict[str, Any] | None = None
     fail_reason: str | None = None
     constraints: dict[str, float] = dataclasses.field(default_factory=dict)  # name -> value, <= 0 is met
 
@@ -87,6 +92,23 @@ class TrialRecord:
     def fingerprint(self) -> HardwareFingerprint | None:
         """The measuring machine, or None when not recorded or recorded by another version."""
         return _fingerprint(self.hardware)
+
+    def interval(self) -> Interval | None:
+        """The 95% interval of the validation accuracy, or None when not recorded (or unreadable)."""
+        return _from_dict(Interval, self.accuracy_interval)
+
+    def paired(self) -> PairedComparison | None:
+        """This trial against the teacher on the same validation rows, or None when not recorded."""
+        return _from_dict(PairedComparison, self.vs_teacher)
+
+
+def _from_dict(cls: Any, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return cls.from_dict(raw)
+    except (KeyError, TypeError, ValueError):  # another version's shape: shown as not recorded
+        return None
 
 
 # the measurements run_trial writes, each under its own field name (the 0.1.0 keys)
@@ -180,6 +202,10 @@ class TeacherRecord:
     hardware_key: str | None = None
     parameters: int | None = None
     size_bytes: int | None = None
+    accuracy_interval: dict[str, Any] | None = None  # Interval.to_dict() on the validation rows
+
+    def interval(self) -> Interval | None:
+        return _from_dict(Interval, self.accuracy_interval)
 
 
 @dataclass(frozen=True)
@@ -252,6 +278,7 @@ class StudyRecord:
     teacher_artifacts: TeacherArtifacts | None = None
     binding: BindingRecord | None = None  # None: a study made before 0.2, bound to nothing
     sampler_seeds: list[int] | None = None  # the sampler seed of each run and joining worker, in order
+    teacher_predictions: list[int] | None = None  # the teacher's class per validation row: trials pair with it
 
     def fingerprint(self) -> HardwareFingerprint | None:
         return _fingerprint(self.hardware)

@@ -36,9 +36,10 @@ from latencysolver.results.figures import (
     latency_axis,
     pareto_figure,
 )
-from latencysolver.results.front import front_rows, hardware_warning, pareto_trials
+from latencysolver.results.front import front_rows, hardware_warning, interval_text, pareto_trials
 from latencysolver.results.records import LATENCY_SAMPLES, is_feasible, present, study_record, trial_record
 from latencysolver.results.samples import LatencySamples, latency_figure, load_latency_samples
+from latencysolver.stats import Interval
 
 
 def _e(value: Any) -> str:
@@ -51,7 +52,8 @@ def _num(value: Any, fmt: str) -> str:
 
 def front_table_html(study: optuna.Study) -> str:
     """The front (``front_rows``) as a plain table, the teacher first."""
-    columns = ("trial", "accuracy", "F1", "p50 ms", "speed-up", "layers", "parameters", "size MB", "recipe")
+    columns: tuple[str, ...] = ("trial", "accuracy", "95% CI", "vs teacher (points, 95% CI)", "F1", "p50 ms")
+    columns = (*columns, "speed-up", "layers", "parameters", "size MB", "recipe")
     head = "".join(f"<th>{c}</th>" for c in columns)
     rows = []
     teacher = present(study_record(study).teacher)
@@ -59,6 +61,8 @@ def front_table_html(study: optuna.Study) -> str:
         cells = (
             "teacher",
             _num(teacher.get("accuracy"), ".3f"),
+            interval_text(_teacher_interval(study)),
+            "",
             _num(teacher.get("f1"), ".3f"),
             _num(teacher.get("latency_p50_ms"), ".2f"),
             "1.00x",
@@ -74,6 +78,8 @@ def front_table_html(study: optuna.Study) -> str:
         cells = (
             r["trial"],
             _num(r["accuracy"], ".3f"),
+            r["accuracy_interval"],
+            r["vs_teacher"],
             _num(r.get("f1"), ".3f"),
             _num(r.get("latency_ms"), ".2f"),
             speedup,
@@ -86,6 +92,11 @@ def front_table_html(study: optuna.Study) -> str:
     if len(rows) == (1 if teacher else 0):
         rows.append(f'<tr><td colspan="{len(columns)}">(no completed feasible trials yet)</td></tr>')
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+
+
+def _teacher_interval(study: optuna.Study) -> Interval | None:
+    teacher = study_record(study).teacher
+    return teacher.interval() if teacher else None
 
 
 def _hardware_lines(trials: Sequence[FrozenTrial]) -> list[str]:

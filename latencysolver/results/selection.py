@@ -7,8 +7,17 @@ objective: a larger speed-up (``latency.objective: speedup``, maximized) or fewe
 (``latency_ms``, minimized).  Ties are broken the same way everywhere: more accurate, then faster, then the
 lower trial number, so a rule always returns one trial and the same one every time.
 
+    non-inferior   (the default of ``--best``) the fastest feasible trial that is non-inferior to the teacher:
+                   the one-sided lower confidence bound (``confidence``, default 95%) of its paired difference
+                   in validation accuracy to the teacher (Newcombe's interval, same rows) is above ``-margin``
+                   (default 0.04: on 500 rows with 18% of them discordant, a student exactly as accurate as
+                   the teacher has a bound of about -0.031, see ``latencysolver.stats.margins``).  Looks at
+                   every feasible trial, not only the front: a trial off the front by a noisy point estimate
+                   may be the fastest one the data can vouch for.  None qualifies: a ``SelectionError`` naming
+                   the trial with the highest bound
     near-teacher   the fastest front trial within ``tolerance`` accuracy of the teacher's validation
-                   accuracy; if none is that close, the most accurate front trial (the default of ``--best``)
+                   accuracy; if none is that close, the most accurate front trial (a distance 500 rows cannot
+                   resolve: kept for studies made before 0.2, which record no paired statistics)
     max-accuracy   the most accurate front trial (ties: the faster)
     min-latency    the fastest front trial (ties: the more accurate)
     knee           the front trial closest (Euclidean) to the ideal point after scaling each objective to
@@ -34,9 +43,13 @@ from latencysolver.errors import SelectionError
 from latencysolver.results.front import feasible_trials, pareto_trials
 from latencysolver.results.records import study_record, trial_record
 
-RULES: tuple[str, ...] = ("near-teacher", "max-accuracy", "min-latency", "knee")
-DEFAULT_RULE = "near-teacher"
+RULES: tuple[str, ...] = ("non-inferior", "max-accuracy", "min-latency", "knee", "near-teacher")
+DEFAULT_RULE = "non-inferior"
+DEFAULT_MARGIN = 0.04
+DEFAULT_CONFIDENCE = 0.95
 RULE_HELP = {
+    "non-inferior": "fastest feasible trial whose one-sided lower confidence bound of the paired accuracy "
+    "difference to the teacher is above -margin",
     "near-teacher": "fastest front trial within --tolerance accuracy of the teacher, else the most accurate",
     "max-accuracy": "most accurate front trial (ties: the faster)",
     "min-latency": "fastest front trial (ties: the more accurate)",
@@ -81,6 +94,39 @@ def near_teacher(
         if close:
             return min_latency(close, minimize)
     return max_accuracy(front, minimize)
+
+
+def non_inferior(
+    feasible: Sequence[FrozenTrial], minimize: bool, margin: float, confidence: float
+) -> FrozenTrial | None:
+    qualified = [t for t in feasible if (p := trial_record(t).paired()) and p.is_noninferior(margin, confidence)]
+    return min_latency(qualified, minimize) if qualified else None
+
+
+def _select_non_inferior(study: optuna.Study, margin: float, confidence: float) -> Selection:
+    feasible, minimize = feasible_trials(study), minimizes_latency(study)
+    if not feasible:
+        raise SelectionError(f"study {study.study_name!r} has no completed feasible trials yet")
+    bounds = {t.number: p.lower_bound(confidence) for t in feasible if (p := trial_record(t).paired())}
+    if not bounds:
+        raise SelectionError(
+            f"--best non-inferior: no trial of {study.study_name!r} records its paired difference to the teacher "
+            "(a study made before 0.2); use --best knee or --best near-teacher"
+        )
+    rule = f"one-sided {confidence:.0%} lower bound of the paired difference to the teacher > -{margin:g}"
+    trial = non_inferior(feasible, minimize, margin, confidence)
+    if trial is None:
+        closest = max(bounds, key=lambda n: (bounds[n], -n))
+        raise SelectionError(
+            f"--best non-inferior: no feasible trial of {study.study_name!r} has a {rule}; the closest is trial "
+            f"{closest} with {bounds[closest]:+.3f} (widen --margin, or pass --fallback RULE)"
+        )
+    qualified = sum(bounds.get(t.number, -math.inf) > -margin for t in feasible)
+    return Selection(
+        trial,
+        "non-inferior",
+        f"the fastest of {qualified} feasible trials with a {rule} (this one: {bounds[trial.number]:+.3f})",
+    )
 
 
 def knee_distances(front: Sequence[FrozenTrial], minimize: bool) -> dict[int, float]:
@@ -128,10 +174,18 @@ def _front(study: optuna.Study) -> list[FrozenTrial]:
     return front
 
 
-def select_best(study: optuna.Study, rule: str = DEFAULT_RULE, tolerance: float = 0.01) -> Selection:
-    """One of ``RULES`` applied to the feasible Pareto front of ``study``."""
+def select_best(
+    study: optuna.Study,
+    rule: str = DEFAULT_RULE,
+    tolerance: float = 0.01,
+    margin: float = DEFAULT_MARGIN,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Selection:
+    """One of ``RULES``: ``non-inferior`` over the feasible trials, the others over the feasible Pareto front."""
     if rule not in RULES:
         raise ValueError(f"--best: rule must be one of {', '.join(RULES)}, but got {rule!r}")
+    if rule == "non-inferior":
+        return _select_non_inferior(study, margin, confidence)
     front, minimize = _front(study), minimizes_latency(study)
     if rule == "near-teacher":
         recorded = study_record(study).teacher

@@ -42,6 +42,7 @@ from latencysolver.results.records import (
 )
 from latencysolver.results.storage import AtomicArtifactStore
 from latencysolver.search.suggest import suggest_recipe
+from latencysolver.stats import accuracy_interval, correct_of, paired_difference
 from latencysolver.training.distillation import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
 
@@ -71,6 +72,7 @@ class TrialContext:
     majority_rate: float = 0.0  # of the validation split
     pad_id: int = 0
     progress: bool = True
+    teacher_predictions: torch.Tensor | None = None  # the teacher's class per validation row: the paired statistics
 
 
 def model_size_bytes(model: Any) -> int:
@@ -215,6 +217,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 distill_steps=student.steps,
                 distill_final_loss=student.final_loss,
                 degenerate=bool(quality.accuracy <= ctx.majority_rate or predicted.unique().numel() < 2),
+                **validation_statistics(predicted, ctx),
                 early_stopped=early_stopped,
                 throughput_rows_per_s=throughput,
                 constraints=dict(zip(CONSTRAINT_NAMES, constraints, strict=True)),
@@ -245,6 +248,17 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
         write_fail_reason(trial, f"{type(exc).__name__}: {exc}")
         raise
     return quality.accuracy, (paired.speedup if ctx.config.latency.objective == "speedup" else latency.p50_ms)
+
+
+def validation_statistics(predicted: torch.Tensor, ctx: TrialContext) -> dict[str, Any]:
+    """The accuracy's 95% interval, and the paired comparison with the teacher on the same rows (when known)."""
+    labels = list(ctx.validation.labels)
+    correct = correct_of(predicted.tolist(), labels)
+    out: dict[str, Any] = {"accuracy_interval": accuracy_interval(correct).to_dict()}
+    if ctx.teacher_predictions is not None and len(ctx.teacher_predictions) == len(correct):
+        teacher = correct_of(ctx.teacher_predictions.tolist(), labels)
+        out["vs_teacher"] = paired_difference(correct, teacher).to_dict()
+    return out
 
 
 def constraint_values(

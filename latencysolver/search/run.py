@@ -65,6 +65,7 @@ from latencysolver.search.preparation import Prepared, RunOptions, prepare
 from latencysolver.search.sharing import check_output_folders, fetch_teacher, share_teacher
 from latencysolver.search.suggest import make_sampler, run_seed
 from latencysolver.search.workers import Terminated, count_trials, open_storage, spawn_workers, sqlite_warning, work
+from latencysolver.stats import accuracy_interval, correct_of
 from latencysolver.training.evaluate import predict_logits, scores
 
 Log = Callable[[str], None]
@@ -90,14 +91,17 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     data, validation, teacher, pad_id = prepared.data, prepared.validation, prepared.teacher, prepared.pad_id
     majority = data.validation.majority_rate()
     inputs = latency_inputs(validation, config.latency, pad_id)
-    teacher_quality = scores(
-        predict_logits(teacher.model, validation, pad_id=pad_id, desc="teacher evaluate", progress=options.progress),
-        validation.labels,
+    teacher_logits = predict_logits(
+        teacher.model, validation, pad_id=pad_id, desc="teacher evaluate", progress=options.progress
     )
+    teacher_quality = scores(teacher_logits, validation.labels)
+    teacher_predictions = teacher_logits.argmax(dim=-1).tolist()
+    teacher_interval = accuracy_interval(correct_of(teacher_predictions, list(validation.labels)))
     teacher_latency = measure_latency(teacher.model, inputs, config.latency)
     hardware = hardware_fingerprint(config.latency.threads, model_device(teacher.model).type)
     log(
-        f"teacher: validation accuracy {teacher_quality.accuracy:.3f}, F1 {teacher_quality.f1:.3f}, "
+        f"teacher: validation accuracy {teacher_quality.accuracy:.3f} {teacher_interval.describe(estimate=False)}, "
+        f"F1 {teacher_quality.f1:.3f}, "
         f"latency p50 {teacher_latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)"
     )
     if teacher_quality.accuracy <= majority + 0.005:
@@ -124,7 +128,9 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
                 hardware_key=hardware.key,
                 parameters=count_parameters(teacher.model),
                 size_bytes=model_size_bytes(teacher.model),
+                accuracy_interval=teacher_interval.to_dict(),
             ),
+            teacher_predictions=teacher_predictions,
             data=DataRecord(
                 source=data.source,
                 train_rows=len(data.train),
@@ -286,6 +292,7 @@ def _work(
         pad_id=pad_id,
         progress=options.progress,
         majority_rate=prepared.data.validation.majority_rate(),
+        teacher_predictions=_teacher_predictions(study, len(validation)),
     )
     log(f"latency: {hardware.describe()} [{hardware.key}]")
     work(
@@ -301,6 +308,12 @@ def _work(
     if warning:
         log(warning)
     return study
+
+
+def _teacher_predictions(study: optuna.Study, rows: int) -> torch.Tensor | None:
+    """The teacher's validation predictions that ``run`` recorded (None for a study made before 0.2)."""
+    recorded = study_record(study).teacher_predictions
+    return torch.tensor(recorded) if isinstance(recorded, list) and len(recorded) == rows else None
 
 
 def _gated_space(

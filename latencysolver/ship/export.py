@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -35,13 +34,13 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from latencysolver.config.recipe import Recipe
 from latencysolver.errors import DataError, StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.models.loading import load_tokenizer
 from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
 from latencysolver.results.records import (
     PREDICTIONS,
+    StudyRecord,
     TeacherRecord,
     TrialRecord,
     present,
@@ -49,7 +48,9 @@ from latencysolver.results.records import (
     trial_record,
 )
 from latencysolver.results.storage import artifact_store_of
+from latencysolver.ship.card import card
 from latencysolver.ship.onnx_files import write_onnx
+from latencysolver.stats import accuracy_interval, correct_of, paired_difference
 
 REQUIRED = (WEIGHTS, STUDENT_JSON, PREDICTIONS)
 METRICS = "metrics.json"
@@ -130,7 +131,7 @@ def export_trial(
         metrics = _metrics(study, trial, onnx, test, why_not, selection)
         with writing(out, "--out"):
             (staging / METRICS).write_text(json.dumps(metrics, indent=2))
-            (staging / CARD).write_text(_card(metrics))
+            (staging / CARD).write_text(card(metrics))
             out.mkdir(parents=True, exist_ok=True)
             for path in sorted(staging.iterdir()):  # renames in one folder: they need no space
                 os.replace(path, out / path.name)
@@ -203,8 +204,15 @@ def evaluate_test(
     pad_id = clf.tokenizer.pad_token_id or 0
     logits = predict_logits(clf.model, encoded, pad_id=pad_id, desc="test evaluate", progress=progress)
     quality = scores(logits, encoded.labels)
+    labels = list(encoded.labels)
+    correct = correct_of(logits.argmax(-1).tolist(), labels)
+    teacher = _teacher_test_predictions(record, encoded, pad_id, progress)
     test = {
         "accuracy": quality.accuracy,
+        "accuracy_interval": accuracy_interval(correct).to_dict(),
+        "vs_teacher": (
+            paired_difference(correct, correct_of(teacher, labels)).to_dict() if teacher is not None else None
+        ),
         "f1": quality.f1,
         "rows": len(split),
         "source": str(source),
@@ -221,6 +229,19 @@ def evaluate_test(
     onnx_quality = scores(onnx_logits, encoded.labels)
     agreement = (onnx_logits.argmax(-1) == logits.argmax(-1)).float().mean().item()
     return test, {"accuracy": onnx_quality.accuracy, "f1": onnx_quality.f1, "agreement_with_model": agreement}, None
+
+
+def _teacher_test_predictions(record: StudyRecord, encoded: Any, pad_id: int, progress: bool) -> list[int] | None:
+    """The study's teacher on the same test rows (for the paired difference), when its folder is on this machine."""
+    from latencysolver.models.loading import load_classifier
+    from latencysolver.training.evaluate import predict_logits
+
+    path = record.teacher.path if record.teacher else None
+    if not path or not Path(path).is_dir():
+        return None
+    teacher = load_classifier(path)
+    logits = predict_logits(teacher, encoded, pad_id=pad_id, desc="teacher test evaluate", progress=progress)
+    return logits.argmax(-1).tolist()
 
 
 # ------------------------------------------------------------------------------------------------ metrics, card
@@ -261,6 +282,8 @@ def _metrics(
         },
         "validation": {
             "accuracy": trial.values[0],
+            "accuracy_interval": a.accuracy_interval,
+            "vs_teacher": a.vs_teacher,
             "f1": a.f1,
             "rows": data.get("validation_rows"),
             "measured": "during the search, on the trial's own model",
@@ -288,89 +311,3 @@ def _metrics(
     if test is None:
         metrics["test_unavailable"] = why_not
     return metrics
-
-
-def _f(value: Any, spec: str = ".4f", suffix: str = "") -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return f"{value:{spec}}{suffix}"
-    return "n/a"
-
-
-def _card(m: dict) -> str:
-    recipe = Recipe.from_dict(m["recipe"])
-    teacher, data, lat, test, onnx = m["teacher"] or {}, m["data"] or {}, m["latency"], m["test"], m["onnx"]
-    hardware = lat.get("hardware") or {}
-    selection = m.get("selection")
-    chosen = ""
-    if selection:
-        reason = f": {selection['reason']}" if selection.get("reason") else ""
-        chosen = f"\nSelected with `{selection.get('option') or selection.get('rule')}`{reason}.\n"
-    cv = f" ±{lat['speedup_cv']:.0%}" if isinstance(lat.get("speedup_cv"), (int, float)) else ""
-    if test is not None:
-        test_rows = f"| test accuracy | {_f(test['accuracy'])} | |\n| test F1 (yes) | {_f(test['f1'])} | |\n"
-        test_text = (
-            f"Test: {test['rows']} rows of the `test` split of `{test['source']}` (majority class "
-            f"{_f(test['majority_rate'], '.1%')}), measured at export time by loading this folder with "
-            "`latencysolver.load`; the search never saw them."
-        )
-    else:
-        test_rows = "| test accuracy | not measured | |\n"
-        test_text = f"Test: not measured — {m.get('test_unavailable')}."
-    onnx_test = onnx.get("test") or {}
-    onnx_line = ""
-    if onnx_test.get("same_as_model"):
-        onnx_line = " It is the model `latencysolver.load` runs for this trial, so the figures above are its own."
-    elif "agreement_with_model" in onnx_test:
-        onnx_line = (
-            f" On the test rows it scores accuracy {_f(onnx_test['accuracy'])}, F1 {_f(onnx_test['f1'])}, "
-            f"and gives the same answer as the torch model on {_f(onnx_test['agreement_with_model'], '.1%')}"
-            " of them."
-        )
-    return f"""# BoolQ yes/no classifier — latencysolver study `{m["study"]}`, trial {m["trial"]}
-
-Compressed from a fine-tuned `{teacher.get("base_model")}` teacher by latencysolver.
-{chosen}
-| | this model | teacher |
-| --- | --- | --- |
-| validation accuracy | {_f(m["validation"]["accuracy"])} | {_f(teacher.get("accuracy"))} |
-| validation F1 (yes) | {_f(m["validation"]["f1"])} | {_f(teacher.get("f1"))} |
-{test_rows}| latency p50, batch 1 | {_f(lat["p50_ms"], ".2f", " ms")} | {_f(teacher.get("latency_p50_ms"), ".2f", " ms")} |
-| latency p90, batch 1 | {_f(lat["p90_ms"], ".2f", " ms")} | {_f(teacher.get("latency_p90_ms"), ".2f", " ms")} |
-| paired speed-up | {_f(lat["speedup_vs_teacher"], ".2f", "x")}{cv} | 1.00x |
-| parameters (nonzero) | {_f(m["parameters"], ",")} ({_f(m["nonzero_parameters"], ",")}) | {_f(teacher.get("parameters"), ",")} |
-| size (serialized state dict) | {_f((m["size_bytes"] or 0) / 1e6, ".1f", " MB")} | {_f((teacher.get("size_bytes") or 0) / 1e6, ".1f", " MB")} |
-| encoder layers | {m["layers"]} | |
-
-Recipe: `{recipe.describe()}` (`quant_dtype` {recipe.quant_dtype}, {recipe.backend} backend)
-
-Latency: batch 1, {lat.get("threads")} threads, {lat.get("rows")} fixed validation rows, {lat.get("warmup")} warm-up
-pass(es), {lat.get("repeats")} timed passes; measured during the search on the machine that ran the trial, interleaved
-call by call with the fp32 teacher (the speed-up is the median ratio of those paired calls). Milliseconds hold only for
-this hardware: {hardware.get("describe") or "not recorded"} [`{hardware.get("key") or "unknown"}`].
-
-Validation: {data.get("validation_rows")} rows, measured during the search (the search chose among trials by it).
-{test_text}
-
-Teacher: `{teacher.get("base_model")}` fine-tuned on the train split; validation accuracy {_f(teacher.get("accuracy"), ".3f")},
-F1 {_f(teacher.get("f1"), ".3f")}, latency p50 {_f(teacher.get("latency_p50_ms"), ".2f", " ms")} on the same machine.
-
-Data: `{data.get("source")}` ({data.get("train_rows")} train / {data.get("validation_rows")} validation /
-{data.get("test_rows")} test rows, max length {data.get("max_length")}; majority class
-{_f(data.get("majority_rate"), ".1%")} of validation). Accuracy on a local split of the BoolQ dev set is not
-comparable to published BoolQ dev accuracies.
-
-ONNX: `{onnx["file"]}` is {onnx["precision"]} — {onnx["how"]}.{onnx_line}
-
-Load it:
-
-```python
-import latencysolver
-clf = latencysolver.load("path/to/this/folder")
-clf.predict(["is the sky blue"], ["The sky is blue on a clear day."])
-```
-
-or `latencysolver predict path/to/this/folder --question "is the sky blue" --passage "..."`, or run `{onnx["file"]}`
-in onnxruntime (int64 inputs {", ".join(f"`{name}`" for name in onnx.get("inputs", []))}; output `logits`).
-
-BoolQ: Clark et al., NAACL 2019, CC BY-SA 3.0.
-"""

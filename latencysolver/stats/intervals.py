@@ -56,9 +56,10 @@ class Interval:
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
 
-    def describe(self) -> str:
-        """``"0.696 [0.654, 0.735]"``: the estimate and the bounds, 3 decimals."""
-        return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
+    def describe(self, estimate: bool = True) -> str:
+        """``"0.696 [0.654, 0.735]"``: the estimate and the bounds, 3 decimals (``estimate=False``: the bounds)."""
+        bounds = f"[{self.low:.3f}, {self.high:.3f}]"
+        return f"{self.estimate:.3f} {bounds}" if estimate else bounds
 
     def to_dict(self) -> dict[str, Any]:
         """Plain floats and a string: JSON as it is."""
