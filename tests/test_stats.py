@@ -276,7 +276,8 @@ def test_summarize():
     assert summary.mean == pytest.approx(statistics.mean(values), abs=1e-15)
     assert summary.sd == pytest.approx(statistics.stdev(values), abs=1e-15)
     assert (summary.min, summary.max) == (0.672, 0.696)
-    assert summary.describe() == "0.684 ± 0.012 (n=3)"
+    assert summary.describe(n=True) == "0.684 ± 0.012 (n=3)"
+    assert summary.describe(scale=100, digits=1, suffix="%") == "68.4% ± 1.2%"
     assert SeedSummary.from_dict(json.loads(json.dumps(summary.to_dict()))) == summary
 
 

@@ -93,6 +93,46 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from latencysolver.search.confirm import confirm
+    from latencysolver.search.preparation import RunOptions
+
+    with _sigterm_as_interrupt():
+        repeats = confirm(
+            args.study,
+            args.storage,
+            trials=args.trials,
+            front=args.front,
+            seeds=args.seeds,
+            options=RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress),
+        )
+    table = Table(title=f"Seed repeats of study {args.study!r} (mean ± sd over seeds)")
+    for name in ("trial", "search val", "val", "test", "test vs teacher (pts)", "speed-up", "n", "recipe"):
+        table.add_column(name, justify="left" if name == "recipe" else "right")
+    for r in repeats:
+        table.add_row(
+            str(r.trial),
+            f"{r.search_accuracy:.3f}",
+            r.validation.describe() if r.validation else "n/a",
+            r.test.describe() if r.test else "n/a",
+            r.test_vs_teacher.describe(scale=100, digits=1) if r.test_vs_teacher else "n/a",
+            r.speedup.describe(digits=2, suffix="x") if r.speedup else "n/a",
+            f"{r.finished}" + (f" ({r.failed} failed)" if r.failed else ""),
+            r.recipe,
+        )
+    Console(width=200).print(table)
+    curse = [r.search_accuracy - r.validation.mean for r in repeats if r.validation]
+    if curse:
+        print(
+            f"search-time validation scores exceed their seed means by {sum(curse) / len(curse):+.3f} on average "
+            f"(the winner's curse; per recipe {', '.join(f'{c:+.3f}' for c in curse)})"
+        )
+    return 0
+
+
 def cmd_pareto(args: argparse.Namespace) -> int:
     from latencysolver.results.storage import load_existing_study, require_made_by_run
 
@@ -172,6 +212,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from latencysolver.results.records import trial_record
     from latencysolver.results.selection import select_best, select_under_latency
     from latencysolver.results.storage import open_existing_study, require_made_by_run
+    from latencysolver.search.confirm import find_repeats
     from latencysolver.ship.export import export_trial
 
     if not args.tolerance >= 0:  # NaN too
@@ -218,6 +259,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         "rule": chosen.rule if chosen else "trial",
         "reason": chosen.reason if chosen else None,
     }
+    repeated = [r for r in find_repeats(study, args.storage) if r.trial == trial.number]
     out = export_trial(
         study,
         trial,
@@ -228,6 +270,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         selection=selection,
         progress=not args.no_progress,
         log=print,
+        repeats=repeated[0].to_dict() if repeated else None,
     )
     record = trial_record(trial)
     p50, speedup = (float("nan") if v is None else v for v in (record.latency_p50_ms, record.speedup))

@@ -61,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-progress", action="store_true")
     worker.set_defaults(handler=commands.cmd_worker)
 
+    confirm = sub.add_parser(
+        "confirm", help="re-run chosen recipes with new seeds (a sibling study NAME:confirm): mean ± sd"
+    )
+    confirm.add_argument("--study", required=True)
+    confirm.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
+    chosen = confirm.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--trials", type=_trial_list, help="search trial numbers, comma-separated: 3,7,12")
+    chosen.add_argument("--front", action="store_true", help="every trial of the feasible Pareto front")
+    confirm.add_argument("--seeds", type=int, default=3, help="repeats per recipe, each with a new seed (default 3)")
+    confirm.add_argument("--teacher", help="fine-tuned checkpoint folder (default: the study's, else the cache)")
+    confirm.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
+    confirm.add_argument("--no-progress", action="store_true")
+    confirm.set_defaults(handler=commands.cmd_confirm)
+
     pareto = sub.add_parser("pareto", help="print the Pareto front of a study")
     pareto.add_argument("--study", required=True)
     pareto.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
@@ -181,3 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int, default=8080)
     dash.set_defaults(handler=commands.cmd_dashboard)
     return parser
+
+
+def _trial_list(text: str) -> list[int]:
+    """``3,7,12`` -> [3, 7, 12] (argparse turns the ValueError into a usage error naming the option)."""
+    numbers = [int(part) for part in text.split(",") if part.strip()]
+    if not numbers or any(n < 0 for n in numbers):
+        raise ValueError(text)
+    return sorted(set(numbers))

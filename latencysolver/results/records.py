@@ -78,6 +78,12 @@ class TrialRecord:
     # against the teacher's predictions on the same rows; None for a trial stopped early or made before 0.2
     accuracy_interval: dict[str, Any] | None = None
     vs_teacher: dict[str, Any] | None = None
+    # a seed repeat (``latencysolver confirm``): the search trial it repeats, and the test split, which only
+    # repeats and exports measure (the test split checks, it never selects)
+    repeat_of: int | None = None
+    test_accuracy: float | None = None
+    test_accuracy_interval: dict[str, Any] | None = None
+    test_vs_teacher: dict[str, Any] | None = None
     fail_reason: str | None = None
     constraints: dict[str, float] = dataclasses.field(default_factory=dict)  # name -> value, <= 0 is met
 
@@ -279,6 +285,7 @@ class StudyRecord:
     binding: BindingRecord | None = None  # None: a study made before 0.2, bound to nothing
     sampler_seeds: list[int] | None = None  # the sampler seed of each run and joining worker, in order
     teacher_predictions: list[int] | None = None  # the teacher's class per validation row: trials pair with it
+    repeats_of: str | None = None  # a `latencysolver confirm` study: the search study whose trials it repeats
 
     def fingerprint(self) -> HardwareFingerprint | None:
         return _fingerprint(self.hardware)

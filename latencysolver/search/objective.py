@@ -73,6 +73,9 @@ class TrialContext:
     pad_id: int = 0
     progress: bool = True
     teacher_predictions: torch.Tensor | None = None  # the teacher's class per validation row: the paired statistics
+    # seed repeats (`latencysolver confirm`) are also measured on the test split, paired with the teacher there
+    test: EncodedSplit | None = None
+    teacher_test_predictions: torch.Tensor | None = None
 
 
 def model_size_bytes(model: Any) -> int:
@@ -218,6 +221,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 distill_final_loss=student.final_loss,
                 degenerate=bool(quality.accuracy <= ctx.majority_rate or predicted.unique().numel() < 2),
                 **validation_statistics(predicted, ctx),
+                **test_statistics(runnable, trial, ctx),
                 early_stopped=early_stopped,
                 throughput_rows_per_s=throughput,
                 constraints=dict(zip(CONSTRAINT_NAMES, constraints, strict=True)),
@@ -258,6 +262,25 @@ def validation_statistics(predicted: torch.Tensor, ctx: TrialContext) -> dict[st
     if ctx.teacher_predictions is not None and len(ctx.teacher_predictions) == len(correct):
         teacher = correct_of(ctx.teacher_predictions.tolist(), labels)
         out["vs_teacher"] = paired_difference(correct, teacher).to_dict()
+    return out
+
+
+def test_statistics(runnable: Any, trial: optuna.Trial, ctx: TrialContext) -> dict[str, Any]:
+    """A seed repeat's accuracy on the test split, its interval, and its paired difference to the teacher there."""
+    repeat_of = trial.user_attrs.get("repeat_of")
+    if not isinstance(repeat_of, int) or ctx.test is None:
+        return {}
+    logits = predict_logits(runnable, ctx.test, pad_id=ctx.pad_id, desc="test evaluate", progress=ctx.progress)
+    labels = list(ctx.test.labels)
+    correct = correct_of(logits.argmax(dim=-1).tolist(), labels)
+    out: dict[str, Any] = {
+        "repeat_of": repeat_of,
+        "test_accuracy": float(correct.mean()),
+        "test_accuracy_interval": accuracy_interval(correct).to_dict(),
+    }
+    if ctx.teacher_test_predictions is not None:
+        teacher = correct_of(ctx.teacher_test_predictions.tolist(), labels)
+        out["test_vs_teacher"] = paired_difference(correct, teacher).to_dict()
     return out
 
 

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from latencysolver.cache import cache_root
 from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit, encode_split
 from latencysolver.data.boolq import BoolQData, load_boolq
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
 from latencysolver.models.teacher import Teacher, prepare_teacher
+from latencysolver.training.evaluate import predict_logits
 
 Log = Callable[[str], None]
 
@@ -95,3 +98,19 @@ def prepare(
         pad_id=pad_id,
         cache_root=root,
     )
+
+
+def prepare_test_split(
+    prepared: Prepared, config: StudyConfig, options: RunOptions, log: Log
+) -> tuple[EncodedSplit, torch.Tensor] | None:
+    """Seed repeats are checked on the test split: it encoded, and the teacher's answers on it (for pairing)."""
+    if prepared.data.test is None:
+        log(f"note: {prepared.data.source} has no test split: the repeats are measured on validation only")
+        return None
+    test = encode_split(
+        prepared.data.test, prepared.tokenizer, config.data.max_length, prepared.cache_root, config.model
+    )
+    logits = predict_logits(
+        prepared.teacher.model, test, pad_id=prepared.pad_id, desc="teacher test evaluate", progress=options.progress
+    )
+    return test, logits.argmax(dim=-1)

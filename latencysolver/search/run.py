@@ -24,6 +24,7 @@ from latencysolver.cache import cache_root
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import Choices, SearchSpace
 from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
+from latencysolver.data.batches import EncodedSplit
 from latencysolver.data.boolq import BoolQData
 from latencysolver.errors import StorageError, first_line
 from latencysolver.files import check_writable, writing
@@ -61,7 +62,7 @@ from latencysolver.search.objective import (
     model_size_bytes,
     objectives,
 )
-from latencysolver.search.preparation import Prepared, RunOptions, prepare
+from latencysolver.search.preparation import Prepared, RunOptions, prepare, prepare_test_split
 from latencysolver.search.sharing import check_output_folders, fetch_teacher, share_teacher
 from latencysolver.search.suggest import make_sampler, run_seed
 from latencysolver.search.workers import Terminated, count_trials, open_storage, spawn_workers, sqlite_warning, work
@@ -209,7 +210,7 @@ def join_study(
     record = study_record(study)
     raw = record.config
     assert raw is not None  # require_made_by_run checked it
-    config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url)
+    config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url, name=name)
     check_writable(cache_root(options.cache_dir), "--cache-dir" if options.cache_dir else "cache folder", folder=True)
     if record.artifact_dir:
         check_writable(record.artifact_dir, "artifacts folder", folder=True)
@@ -236,7 +237,16 @@ def join_study(
     )
     # Each worker samples with its own seed: the same seed in every process would propose the same trials.
     return _work(
-        study, config, prepared, inputs, hardware, options, log, max_trials=max_trials, seed_offset=os.getpid()
+        study,
+        config,
+        prepared,
+        inputs,
+        hardware,
+        options,
+        log,
+        max_trials=max_trials,
+        seed_offset=os.getpid(),
+        test=prepare_test_split(prepared, config, options, log) if record.repeats_of else None,
     )
 
 
@@ -250,6 +260,7 @@ def _work(
     log: Log,
     max_trials: int | None = None,
     seed_offset: int = 0,
+    test: tuple[EncodedSplit, torch.Tensor] | None = None,
 ) -> optuna.Study:
     storage = open_storage(config.storage, config.workers)
     study = optuna.load_study(study_name=study.study_name, storage=storage)
@@ -293,6 +304,8 @@ def _work(
         progress=options.progress,
         majority_rate=prepared.data.validation.majority_rate(),
         teacher_predictions=_teacher_predictions(study, len(validation)),
+        test=test[0] if test else None,
+        teacher_test_predictions=test[1] if test else None,
     )
     log(f"latency: {hardware.describe()} [{hardware.key}]")
     work(
@@ -302,6 +315,7 @@ def _work(
         config.n_trials,
         max_trials=max_trials,
         callbacks=(_summary_callback(log, time.perf_counter()),),
+        only_enqueued=bool(study_record(study).repeats_of),
     )
     save_study_note(study)  # now with the fingerprints of the trials' machines
     warning = hardware_warning(study)
@@ -381,12 +395,14 @@ def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, Froze
         r = trial_record(trial)
         seconds = r.seconds or (trial.duration.total_seconds() if trial.duration else 0.0)
         what = Recipe.from_dict(r.recipe_dict).describe() if r.recipe_dict else ""
+        of, seed = trial.user_attrs.get("repeat_of"), trial.user_attrs.get("seed")
+        repeat = f" (repeat of trial {of}, seed {seed})" if of is not None else ""
         if trial.state == TrialState.COMPLETE:
             log(
-                f"trial {trial.number:>3}  acc {trial.values[0]:.3f}  {r.latency_p50_ms:7.2f} ms  "
+                f"trial {trial.number:>3}{repeat}  acc {trial.values[0]:.3f}  {r.latency_p50_ms:7.2f} ms  "
                 f"{r.speedup:4.1f}x ±{r.speedup_cv:.0%}  {what}  [{seconds:.0f}s]"
             )
         else:
-            log(f"trial {trial.number:>3}  {trial.state.name}  {r.fail_reason or ''}  {what}")
+            log(f"trial {trial.number:>3}{repeat}  {trial.state.name}  {r.fail_reason or ''}  {what}")
 
     return callback

@@ -63,4 +63,6 @@ def suggest_recipe(trial: optuna.Trial, space: SearchSpace) -> Recipe:
         for spec in KNOBS
         if spec.name in values and spec.applies(architecture)
     }
-    return Recipe(seed=trial.number, **recipe)
+    # a seed repeat (`latencysolver confirm`) carries its own seed; a search trial's seed is its number
+    seed = trial.user_attrs.get("seed")
+    return Recipe(seed=seed if isinstance(seed, int) else trial.number, **recipe)

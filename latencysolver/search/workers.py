@@ -164,8 +164,12 @@ def work(
     *,
     max_trials: int | None = None,
     callbacks: tuple[Callable[[optuna.Study, FrozenTrial], None], ...] = (),
+    only_enqueued: bool = False,
 ) -> int:
-    """Run trials until the study has ``n_trials`` (or this worker ran ``max_trials``); returns how many ran."""
+    """Run trials until the study has ``n_trials`` (or this worker ran ``max_trials``); returns how many ran.
+
+    ``only_enqueued``: run the WAITING (enqueued) trials only, never ask the sampler for a new one (the seed
+    repeats of ``latencysolver confirm``: each is a fixed recipe)."""
     ran = 0
     study_id = storage.get_study_id_from_name(study.study_name)
     interval = storage.heartbeat_interval
@@ -180,7 +184,7 @@ def work(
         # Ctrl-C while asking waits until the trial is in hand, so it can be failed rather than left RUNNING
         with _sigint_deferred() as pending, storage_lock(storage.engine, lock_name):
             counts = count_trials(study)
-            full = counts.waiting == 0 and counts.taken >= n_trials
+            full = counts.waiting == 0 and (counts.taken >= n_trials or only_enqueued)
             if not full:
                 with warnings.catch_warnings():  # "heartbeat is meant for optimize()": _Heartbeat does it here
                     warnings.simplefilter("ignore", UserWarning)

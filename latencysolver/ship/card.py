@@ -11,7 +11,7 @@ from typing import Any
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.results.front import difference_text
-from latencysolver.stats import Interval, PairedComparison
+from latencysolver.stats import Interval, PairedComparison, SeedSummary
 
 
 def _f(value: Any, spec: str = ".4f", suffix: str = "") -> str:
@@ -38,6 +38,25 @@ def _paired(raw: Any) -> str:
         return "n/a"
     return (
         f"{difference_text(paired)}, same answer on {paired.agreement:.1%} of rows, McNemar p = {paired.mcnemar_p:.2g}"
+    )
+
+
+def _repeats(raw: Any) -> str:
+    """The seed repeats' line, or a pointer to ``latencysolver confirm`` when there are none."""
+    if not raw or not raw.get("validation"):
+        return (
+            "Seed repeats: none (the validation score above is one seed's, picked among many: "
+            "`latencysolver confirm --study NAME --trials N` measures its spread)."
+        )
+
+    def figure(key: str, scale: float = 1.0, digits: int = 3) -> str:
+        value = raw.get(key)
+        return SeedSummary.from_dict(value).describe(scale=scale, digits=digits) if value else "n/a"
+
+    return (
+        f"Seed repeats (`latencysolver confirm`, {raw['validation']['n']} new seeds, mean ± sd): validation "
+        f"{figure('validation')}, test {figure('test')}, paired difference to the teacher on test "
+        f"{figure('test_vs_teacher', 100, 1)} points, speed-up {figure('speedup', 1, 2)}x."
     )
 
 
@@ -100,6 +119,7 @@ this hardware: {hardware.get("describe") or "not recorded"} [`{hardware.get("key
 
 Validation: {data.get("validation_rows")} rows, measured during the search (the search chose among trials by it).
 {test_text}
+{_repeats(m.get("repeats"))}
 
 Teacher: `{teacher.get("base_model")}` fine-tuned on the train split; validation accuracy {_f(teacher.get("accuracy"), ".3f")},
 F1 {_f(teacher.get("f1"), ".3f")}, latency p50 {_f(teacher.get("latency_p50_ms"), ".2f", " ms")} on the same machine.

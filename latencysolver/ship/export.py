@@ -72,6 +72,7 @@ def export_trial(
     selection: dict[str, Any] | None = None,
     progress: bool = True,
     log: Log = lambda _: None,
+    repeats: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``trial`` of ``study`` to ``out``; ``data`` overrides the study's data source for the test split.
 
@@ -129,6 +130,7 @@ def export_trial(
                     f"the exported model on {onnx_test['agreement_with_model']:.1%} of rows"
                 )
         metrics = _metrics(study, trial, onnx, test, why_not, selection)
+        metrics["repeats"] = repeats  # `latencysolver confirm`'s seed repeats of this recipe, when it ran
         with writing(out, "--out"):
             (staging / METRICS).write_text(json.dumps(metrics, indent=2))
             (staging / CARD).write_text(card(metrics))

@@ -25,9 +25,10 @@ class SeedSummary:
     min: float
     max: float
 
-    def describe(self) -> str:
-        """``"0.684 ± 0.012 (n=3)"``: mean ± sample sd, 3 decimals."""
-        return f"{self.mean:.3f} ± {self.sd:.3f} (n={self.n})"
+    def describe(self, *, scale: float = 1.0, digits: int = 3, suffix: str = "", n: bool = False) -> str:
+        """``"0.684 ± 0.012"``: mean ± sample sd (each times ``scale``), ``digits`` decimals; ``n``: ``(n=3)``."""
+        text = f"{self.mean * scale:.{digits}f}{suffix} ± {self.sd * scale:.{digits}f}{suffix}"
+        return f"{text} (n={self.n})" if n else text
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "mean": self.mean, "sd": self.sd, "min": self.min, "max": self.max}

@@ -1,0 +1,202 @@
+"""``latencysolver confirm``: seed repeats of chosen recipes, as trials of a sibling study in the same storage.
+
+A search keeps the trials whose one validation score came out high, so the front's scores overstate what its
+recipes give (the winner's curse).  A repeat re-runs a recipe with a new ``Recipe.seed`` (the distillation data
+order, LayerDrop, the stochastic skip choice) and measures it on validation and on the test split, paired with
+the teacher's answers on the same rows.  Repeats are the trials of the study ``<name>:confirm``: each carries the
+number of the search trial it repeats (user attr ``repeat_of``) and its seed, so they neither feed the search's
+sampler nor sit on its front, and ``latencysolver worker --study <name>:confirm`` runs them on other machines like
+any trial.  Resuming enqueues only the repeats that are missing (a repeat stopped by Ctrl-C runs again).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from latencysolver.config.recipe import Recipe
+from latencysolver.errors import ConfigError, SelectionError
+from latencysolver.results.front import get_trial, pareto_trials
+from latencysolver.results.records import StudyRecord, trial_record, was_interrupted, write_study_record
+from latencysolver.results.storage import find_study, load_existing_study, require_made_by_run
+from latencysolver.search.preparation import RunOptions
+from latencysolver.stats import PairedComparison, SeedSummary, summarize
+
+Log = Callable[[str], None]
+SUFFIX = ":confirm"
+REPEAT_SEED_BASE = 1_000_000  # above any search trial's number: a repeat never reuses the search's own seed
+
+
+def confirm_study_name(name: str) -> str:
+    return f"{name}{SUFFIX}"
+
+
+def repeat_seed(trial_number: int, k: int) -> int:
+    """The seed of repeat ``k`` (1, 2, ...) of search trial ``trial_number``: distinct for every pair."""
+    return REPEAT_SEED_BASE + 1000 * trial_number + k
+
+
+@dataclass(frozen=True)
+class RecipeRepeats:
+    """One recipe: its search-time figures and the seed repeats' mean ± sd."""
+
+    trial: int
+    recipe: str
+    search_accuracy: float  # the validation score the search selected it by
+    search_speedup: float | None
+    validation: SeedSummary | None  # None: no repeat finished
+    test: SeedSummary | None
+    speedup: SeedSummary | None
+    test_vs_teacher: SeedSummary | None  # the repeats' paired differences to the teacher on test
+    finished: int
+    failed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON for an export's metrics: the summaries as ``SeedSummary.to_dict()`` (None where absent)."""
+        out: dict[str, Any] = {
+            "trial": self.trial,
+            "recipe": self.recipe,
+            "search_accuracy": self.search_accuracy,
+            "search_speedup": self.search_speedup,
+            "finished": self.finished,
+            "failed": self.failed,
+        }
+        for key in ("validation", "test", "speedup", "test_vs_teacher"):
+            summary = getattr(self, key)
+            out[key] = summary.to_dict() if summary else None
+        return out
+
+
+def chosen_trials(study: optuna.Study, trials: Sequence[int] | None, front: bool) -> list[FrozenTrial]:
+    """The search trials to repeat: ``trials`` by number (each COMPLETE), or the feasible Pareto front."""
+    if front:
+        chosen = sorted(pareto_trials(study), key=lambda t: t.number)
+        if not chosen:
+            raise SelectionError(f"study {study.study_name!r} has no completed feasible trials to confirm")
+        return chosen
+    return [get_trial(study, number) for number in trials or []]  # each one COMPLETE, or a one-line refusal
+
+
+def sibling_study(study: optuna.Study, storage: str) -> optuna.Study:
+    """``<name>:confirm`` in the same storage, with the search study's records (config, teacher, data, binding)."""
+    name = confirm_study_name(study.study_name)
+    sibling = optuna.create_study(study_name=name, storage=storage, directions=study.directions, load_if_exists=True)
+    if study.metric_names and sibling.metric_names != study.metric_names:
+        with warnings.catch_warnings():  # "experimental since v3.2": stable in practice, and what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sibling.set_metric_names(study.metric_names)
+    for key, value in study.user_attrs.items():
+        if key != "sampler_seeds":
+            sibling.set_user_attr(key, value)
+    write_study_record(sibling, StudyRecord(repeats_of=study.study_name))
+    return sibling
+
+
+def enqueue_repeats(sibling: optuna.Study, originals: Sequence[FrozenTrial], seeds: int) -> int:
+    """Enqueue the repeats that no trial of ``sibling`` holds yet (or only as an interrupted FAIL); returns how
+    many.  Sets the sibling's ``n_trials`` to every repeat asked for so far, so its workers stop there."""
+    held, wanted = set(), set()
+    for t in sibling.get_trials(deepcopy=False):
+        pair = (t.user_attrs.get("repeat_of"), t.user_attrs.get("seed"))
+        wanted.add(pair)
+        if not was_interrupted(t):
+            held.add(pair)
+    added = 0
+    for original in originals:
+        for k in range(1, seeds + 1):
+            pair = (original.number, repeat_seed(original.number, k))
+            wanted.add(pair)
+            if pair not in held:
+                sibling.enqueue_trial(original.params, user_attrs={"repeat_of": pair[0], "seed": pair[1]})
+                held.add(pair)
+                added += 1
+    config = dict(sibling.user_attrs.get("config") or {})
+    config["n_trials"] = len(wanted)
+    write_study_record(sibling, StudyRecord(config=config))
+    return added
+
+
+def summarize_repeats(study: optuna.Study, sibling: optuna.Study | None) -> list[RecipeRepeats]:
+    """One ``RecipeRepeats`` per search trial that has repeats, in trial order."""
+    if sibling is None:
+        return []
+    groups: dict[int, list[FrozenTrial]] = {}
+    for t in sibling.get_trials(deepcopy=False):
+        number = t.user_attrs.get("repeat_of")
+        if isinstance(number, int) and not was_interrupted(t):
+            groups.setdefault(number, []).append(t)
+    out = []
+    for number in sorted(groups):
+        original = get_trial(study, number)
+        done = [t for t in groups[number] if t.state == TrialState.COMPLETE]
+        records = [trial_record(t) for t in done]
+        original_record = trial_record(original)
+        differences = [p.difference for r in records if (p := _paired(r.test_vs_teacher)) is not None]
+        out.append(
+            RecipeRepeats(
+                trial=number,
+                recipe=Recipe.from_dict(original_record.recipe_dict).describe() if original_record.recipe_dict else "",
+                search_accuracy=original.values[0],
+                search_speedup=original_record.speedup,
+                validation=_summary([t.values[0] for t in done]),
+                test=_summary([r.test_accuracy for r in records if r.test_accuracy is not None]),
+                speedup=_summary([r.speedup for r in records if r.speedup is not None]),
+                test_vs_teacher=_summary(differences),
+                finished=len(done),
+                failed=sum(t.state == TrialState.FAIL for t in groups[number]),
+            )
+        )
+    return out
+
+
+def _summary(values: list[float]) -> SeedSummary | None:
+    return summarize(values) if values else None
+
+
+def _paired(raw: object) -> PairedComparison | None:
+    return PairedComparison.from_dict(raw) if isinstance(raw, dict) else None
+
+
+def find_repeats(study: optuna.Study, storage: str) -> list[RecipeRepeats]:
+    """The repeat figures of ``study``'s trials, when ``confirm`` ran on it ([] otherwise)."""
+    return summarize_repeats(study, find_study(confirm_study_name(study.study_name), storage))
+
+
+def confirm(
+    name: str,
+    storage: str,
+    *,
+    trials: Sequence[int] | None = None,
+    front: bool = False,
+    seeds: int = 3,
+    options: RunOptions = RunOptions(),
+    log: Log = print,
+) -> list[RecipeRepeats]:
+    """Repeat the chosen trials of study ``name`` with ``seeds`` new seeds each; returns every recipe's figures."""
+    from latencysolver.search.run import join_study
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds: expected a positive integer, got {seeds}", key="--seeds", value=seeds)
+    study = load_existing_study(name, storage)
+    require_made_by_run(study, storage, to_run_trials=True)
+    if study_is_a_confirm_study(study):
+        raise ConfigError(f"--study {name!r} holds seed repeats already; name the search study", key="--study")
+    originals = chosen_trials(study, trials, front)
+    sibling = sibling_study(study, storage)
+    added = enqueue_repeats(sibling, originals, seeds)
+    log(
+        f"confirm: {len(originals)} recipes x {seeds} seeds of study {name!r}: {added} repeats to run "
+        f"(study {sibling.study_name!r})"
+    )
+    join_study(sibling.study_name, storage, options, log)
+    wanted = {t.number for t in originals}
+    return [r for r in summarize_repeats(study, load_existing_study(sibling.study_name, storage)) if r.trial in wanted]
+
+
+def study_is_a_confirm_study(study: optuna.Study) -> bool:
+    return bool(study.user_attrs.get("repeats_of"))

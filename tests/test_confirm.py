@@ -1,0 +1,116 @@
+"""Issue 17: ``latencysolver confirm`` re-runs chosen recipes with new seeds in a sibling study ``NAME:confirm``."""
+
+from __future__ import annotations
+
+import statistics
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from latencysolver.cli import main
+from latencysolver.config.study import load_study_config
+from latencysolver.results.records import trial_record
+from latencysolver.search.confirm import (
+    enqueue_repeats,
+    find_repeats,
+    repeat_seed,
+    sibling_study,
+)
+from latencysolver.search.preparation import RunOptions
+from latencysolver.search.run import run_study
+from tests.conftest import write_study_yaml
+
+
+@pytest.fixture()
+def searched(tmp_path, tiny_model_dir, synthetic_data_dir, monkeypatch):
+    monkeypatch.setenv("LATENCYSOLVER_CACHE", str(tmp_path / "cache"))
+    config = load_study_config(write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=2))
+    study = run_study(config, RunOptions(progress=False), log=lambda _: None)
+    return study, config.storage
+
+
+def repeats_of(storage: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="tiny:confirm", storage=storage).get_trials()
+
+
+def test_confirm_runs_n_seeded_repeats_linked_to_their_trial_and_reports_mean_and_sd(searched, capsys):
+    study, storage = searched
+    before = [(t.number, t.state, t.values) for t in study.get_trials()]
+    args = ["confirm", "--study", "tiny", "--storage", storage, "--trials", "0,1", "--seeds", "2", "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    trials = repeats_of(storage)
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    originals = {t.number: t for t in study.get_trials()}
+    for t in trials:
+        record = trial_record(t)
+        assert record.repeat_of in (0, 1)
+        assert t.params == originals[record.repeat_of].params  # the same recipe ...
+        assert record.recipe.seed == t.user_attrs["seed"]  # ... with its own seed
+        assert record.test_accuracy is not None and record.test_vs_teacher is not None  # confirmed: test measured
+    seeds = [t.user_attrs["seed"] for t in trials]
+    assert sorted(seeds) == sorted(repeat_seed(n, k) for n in (0, 1) for k in (1, 2))
+    assert len(set(seeds)) == 4 and not set(seeds) & {0, 1}
+    # the search study is untouched: no new trial, the repeats are not on its front
+    after = optuna.load_study(study_name="tiny", storage=storage)
+    assert [(t.number, t.state, t.values) for t in after.get_trials()] == before
+    # mean ± sd recomputed from the repeats themselves
+    summaries = {r.trial: r for r in find_repeats(after, storage)}
+    for number in (0, 1):
+        values = [t.values[0] for t in trials if t.user_attrs["repeat_of"] == number]
+        tests = [trial_record(t).test_accuracy for t in trials if t.user_attrs["repeat_of"] == number]
+        assert summaries[number].validation.mean == pytest.approx(statistics.mean(values))
+        assert summaries[number].validation.sd == pytest.approx(statistics.stdev(values))
+        assert summaries[number].test.mean == pytest.approx(statistics.mean(tests))
+        assert summaries[number].search_accuracy == originals[number].values[0]
+        assert summaries[number].validation.describe() in out
+    assert "winner's curse" in out
+
+
+def test_resuming_confirm_adds_only_the_missing_repeats(searched, capsys):
+    study, storage = searched
+    base = ["confirm", "--study", "tiny", "--storage", storage, "--trials", "0", "--no-progress"]
+    assert main([*base, "--seeds", "2"]) == 0
+    assert main([*base, "--seeds", "2"]) == 0  # nothing missing: nothing run
+    assert len(repeats_of(storage)) == 2
+    assert main([*base, "--seeds", "3"]) == 0  # one more seed
+    trials = repeats_of(storage)
+    assert [t.user_attrs["seed"] for t in trials] == [repeat_seed(0, k) for k in (1, 2, 3)]
+
+
+def test_a_worker_runs_the_enqueued_repeats_and_never_asks_the_sampler(searched, capsys):
+    study, storage = searched
+    sibling = sibling_study(study, storage)
+    assert enqueue_repeats(sibling, [study.trials[1]], seeds=2) == 2
+    assert main(["worker", "--study", "tiny:confirm", "--storage", storage, "--no-progress"]) == 0
+    trials = repeats_of(storage)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert [t.user_attrs["repeat_of"] for t in trials] == [1, 1]
+
+
+def test_confirm_refuses_bad_requests_in_one_line(searched, capsys):
+    study, storage = searched
+    assert main(["confirm", "--study", "tiny", "--storage", storage, "--trials", "7", "--no-progress"]) == 1
+    assert "has no trial 7" in capsys.readouterr().err
+    args = ["confirm", "--study", "tiny", "--storage", storage, "--front", "--seeds", "0"]
+    assert main(args) == 1
+    assert "--seeds: expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_export_shows_the_repeat_figures_when_they_exist(searched, tmp_path, capsys):
+    import json
+
+    study, storage = searched
+    export = ["export", "--study", "tiny", "--storage", storage, "--trial", "0", "--no-progress", "--out"]
+    assert main([*export, str(tmp_path / "before")]) == 0
+    assert json.loads((tmp_path / "before" / "metrics.json").read_text())["repeats"] is None
+    assert "Seed repeats: none" in (tmp_path / "before" / "README.md").read_text()
+    confirm = ["confirm", "--study", "tiny", "--storage", storage, "--trials", "0", "--seeds", "2", "--no-progress"]
+    assert main(confirm) == 0
+    assert main([*export, str(tmp_path / "after")]) == 0
+    repeats = json.loads((tmp_path / "after" / "metrics.json").read_text())["repeats"]
+    values = [t.values[0] for t in repeats_of(storage)]
+    assert repeats["trial"] == 0 and repeats["validation"]["n"] == 2
+    assert repeats["validation"]["mean"] == pytest.approx(statistics.mean(values))
+    assert "Seed repeats (`latencysolver confirm`, 2 new seeds" in (tmp_path / "after" / "README.md").read_text()
