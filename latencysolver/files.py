@@ -9,7 +9,8 @@ a SQLite file's folder) goes through these:
   wrapped: safetensors' "(os error 28)") becomes one ``OutputError`` naming the path.  ``torch.save`` loses the
   errno on a full disk ("unexpected pos 576 vs 534"): save into a buffer and write its bytes instead.
 * ``atomic_file(path, what)`` hands out a temporary file beside ``path`` and renames it into place only when the
-  block ends cleanly; a full disk, an error or Ctrl-C removes it, so a reader never sees a truncated file.
+  block ends cleanly; a full disk, an error or Ctrl-C removes it, so a reader never sees a truncated file.  A
+  ``path`` that is a device or a FIFO (``/dev/stdout``) is written in place.
 * ``remove_stale_staging(folder, prefix)`` deletes the temporary folders a killed process left behind; call it
   only where no live process can be writing them (under the lock that guards them).
 """
@@ -96,6 +97,10 @@ def atomic_file(path: str | Path, what: str, named: str | Path | None = None) ->
     """A temporary file beside ``path`` for the block to write; renamed onto ``path`` when the block ends cleanly,
     removed otherwise (Ctrl-C included).  I/O failures become an ``OutputError`` naming ``named`` (or ``path``)."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # /dev/stdout, a FIFO: written in place; a
+        with writing(path if named is None else named, what):  # rename would replace the device node itself
+            yield path
+        return
     with writing(path if named is None else named, what):
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)

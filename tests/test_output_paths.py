@@ -260,3 +260,25 @@ def test_a_read_only_database_is_named_before_any_work(study, tmp_path, command_
     assert str(db) in line and ("read-only" in line.lower() or "Permission denied" in line), line
     assert "teacher" not in proc.stdout, "the check came after the work"
     assert not (tmp_path / "c").exists()
+
+
+def test_predict_output_to_a_fifo_writes_in_place_and_leaves_the_fifo(study, tmp_path, capfd):
+    """A device or FIFO (``/dev/stdout``) is written in place: renaming a temporary file onto it would replace the
+    node itself (as root, ``--output /dev/null`` would have left a regular file at /dev/null)."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    rows = study["root"] / "rows.jsonl"
+    args = ["predict", str(study["root"] / "exp"), "--input", str(rows), "--output", str(fifo), "--no-progress"]
+    assert main(args) == 0
+    reader.join(timeout=60)
+    assert stat.S_ISFIFO(fifo.stat().st_mode), "the FIFO was replaced by a file"
+    lines = received[0].splitlines()
+    assert len(lines) == len(rows.read_text().splitlines())
+    assert json.loads(lines[0])["answer"] in ("yes", "no")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.fifo"]  # no temporary file beside it
