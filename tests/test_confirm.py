@@ -49,6 +49,10 @@ def test_confirm_runs_n_seeded_repeats_linked_to_their_trial_and_reports_mean_an
         assert t.params == originals[record.repeat_of].params  # the same recipe ...
         assert record.recipe.seed == t.user_attrs["seed"]  # ... with its own seed
         assert record.test_accuracy is not None and record.test_vs_teacher is not None  # confirmed: test measured
+    # the new seed reaches the distillation (data order, dropout): no repeat ends at its search trial's loss
+    for t in trials:
+        original_loss = trial_record(originals[t.user_attrs["repeat_of"]]).distill_final_loss
+        assert trial_record(t).distill_final_loss != original_loss
     seeds = [t.user_attrs["seed"] for t in trials]
     assert sorted(seeds) == sorted(repeat_seed(n, k) for n in (0, 1) for k in (1, 2))
     assert len(set(seeds)) == 4 and not set(seeds) & {0, 1}

@@ -119,13 +119,13 @@ def _select_non_inferior(study: optuna.Study, margin: float, confidence: float) 
         closest = max(bounds, key=lambda n: (bounds[n], -n))
         raise SelectionError(
             f"--best non-inferior: no feasible trial of {study.study_name!r} has a {rule}; the closest is trial "
-            f"{closest} with {bounds[closest]:+.3f} (widen --margin, or pass --fallback RULE)"
+            f"{closest} with {bounds[closest]:+.4f} (widen --margin, or pass --fallback RULE)"
         )
     qualified = sum(bounds.get(t.number, -math.inf) > -margin for t in feasible)
     return Selection(
         trial,
         "non-inferior",
-        f"the fastest of {qualified} feasible trials with a {rule} (this one: {bounds[trial.number]:+.3f})",
+        f"the fastest of {qualified} feasible trials with a {rule} (this one: {bounds[trial.number]:+.4f})",
     )
 
 

@@ -121,8 +121,19 @@ def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, floa
     return should_stop
 
 
-def train_student(ctx: TrialContext, recipe: Recipe) -> TrainedStudent:
-    """Compress the teacher (or build a CNN) and distill the teacher's cached logits into it."""
+def train_student(ctx: TrialContext, recipe: Recipe, *, reseed: bool = False) -> TrainedStudent:
+    """Compress the teacher (or build a CNN) and distill the teacher's cached logits into it.
+
+    ``reseed`` (a seed repeat of ``latencysolver confirm``): the distillation's data order and dropout are seeded
+    with ``recipe.seed`` instead of the study's ``distillation.seed``, so a repeat differs from its search trial
+    even when nothing else in the recipe is random (deterministic skip, no LayerDrop)."""
+    if reseed:
+        config = dataclasses.replace(
+            ctx.config,
+            distillation=dataclasses.replace(ctx.config.distillation, seed=recipe.seed),
+            cnn_distillation=dataclasses.replace(ctx.config.cnn_distillation, seed=recipe.seed),
+        )
+        ctx = dataclasses.replace(ctx, config=config)
     if recipe.architecture == "cnn":
         model = cnn_student(ctx.teacher_model, ctx.config.cnn, ctx.config.data.max_length, recipe.seed)
         seen: dict[str, float] = {}
@@ -175,7 +186,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            student = train_student(ctx, recipe)
+            student = train_student(ctx, recipe, reseed=isinstance(trial.user_attrs.get("repeat_of"), int))
             model = student.model
             # accuracy and latency are measured on the model as it ships: quantized, or in onnxruntime
             runnable = to_runnable(

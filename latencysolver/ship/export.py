@@ -38,6 +38,7 @@ from latencysolver.errors import DataError, StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.models.loading import load_tokenizer
 from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
+from latencysolver.results.front import difference_text
 from latencysolver.results.records import (
     PREDICTIONS,
     StudyRecord,
@@ -50,7 +51,7 @@ from latencysolver.results.records import (
 from latencysolver.results.storage import artifact_store_of
 from latencysolver.ship.card import card
 from latencysolver.ship.onnx_files import write_onnx
-from latencysolver.stats import accuracy_interval, correct_of, paired_difference
+from latencysolver.stats import Interval, PairedComparison, accuracy_interval, correct_of, paired_difference
 
 REQUIRED = (WEIGHTS, STUDENT_JSON, PREDICTIONS)
 METRICS = "metrics.json"
@@ -118,9 +119,13 @@ def export_trial(
         if test is None:
             log(f"test: not measured: {why_not}")
         else:
+            vs = PairedComparison.from_dict(test["vs_teacher"]) if test.get("vs_teacher") else None
             log(
-                f"test: accuracy {test['accuracy']:.3f}, F1 {test['f1']:.3f} on {test['rows']} rows of "
-                f"{test['source']} (majority class {test['majority_rate']:.1%}) [{test['seconds']:.1f}s]"
+                f"test: accuracy {test['accuracy']:.3f} "
+                f"{Interval.from_dict(test['accuracy_interval']).describe(estimate=False)}, F1 {test['f1']:.3f} on "
+                f"{test['rows']} rows of {test['source']} (majority class {test['majority_rate']:.1%})"
+                + (f"; vs the teacher on the same rows {difference_text(vs)} points (paired)" if vs else "")
+                + f" [{test['seconds']:.1f}s]"
             )
         if onnx_test is not None:
             onnx["test"] = onnx_test
