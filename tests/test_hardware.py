@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+
+import pytest
 
 from latencysolver.latency.hardware import SPEED_FLAGS, cpu_info, hardware_fingerprint
 
@@ -47,3 +50,20 @@ def test_key_is_stable_and_changes_with_threads_or_cpu():
     assert a.key == b.key and len(a.key) == 12
     assert hardware_fingerprint(threads=1).key != a.key
     assert dataclasses.replace(a, cpu_model="another CPU").key != a.key
+
+
+@pytest.mark.parametrize(("load", "warned"), [(5.0, True), (2.0, False), (0.3, False)])
+def test_run_warns_once_when_the_machine_looks_busy(study_yaml, tmp_path, monkeypatch, load, warned):
+    """Issue 17: a load average above the latency threads (2 here) is named once, before the trials."""
+    from latencysolver.config.study import load_study_config
+    from latencysolver.search.preparation import RunOptions
+    from latencysolver.search.run import run_study
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    lines: list[str] = []
+    config = load_study_config(study_yaml(n_trials=1, latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 2}))
+    run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lines.append)
+    busy = [line for line in lines if "looks busy" in line]
+    assert len(busy) == (1 if warned else 0), lines
+    if warned:
+        assert f"load average {load:.1f}" in busy[0] and "2 threads" in busy[0]

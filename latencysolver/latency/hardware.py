@@ -112,3 +112,20 @@ def hardware_fingerprint(threads: int, device: str = "cpu") -> HardwareFingerpri
         transformers=_version("transformers"),
         python=platform.python_version(),
     )
+
+
+def busy_warning(threads: int) -> str | None:
+    """A warning when the machine looks busy: a 1-minute load average above the ``threads`` a measurement uses.
+
+    Under oversubscription a long call is preempted more often than a short one, so even the paired speed-up is
+    biased, not cancelled (a demo beside two other jobs on 2 cores recorded 30.9x ±23% for a 3.3x student)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return None
+    if load <= threads:
+        return None
+    return (
+        f"warning: this machine looks busy (load average {load:.1f} over the last minute, latency measured with "
+        f"{threads} threads): other jobs bias the speed-ups, not only the milliseconds; measure on a quiet machine"
+    )

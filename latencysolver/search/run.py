@@ -29,7 +29,7 @@ from latencysolver.data.boolq import BoolQData
 from latencysolver.errors import StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
-from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
+from latencysolver.latency.hardware import HardwareFingerprint, busy_warning, hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_latency, model_device, throughput_inputs
 from latencysolver.locks import storage_lock
 from latencysolver.models.loading import count_parameters
@@ -308,6 +308,9 @@ def _work(
         teacher_test_predictions=test[1] if test else None,
     )
     log(f"latency: {hardware.describe()} [{hardware.key}]")
+    warning = busy_warning(config.latency.threads)
+    if warning:
+        log(warning)
     work(
         study,
         storage,
