@@ -20,7 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# Chromium as for `make test` (below): the report's PNG needs it; `make demo BROWSER_INSTALL=0` skips the install
 demo: install  ## `run` prints the Pareto front at its end; then the best trial's export and the HTML report
+	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh || echo "no Chromium: the report's PNG will be skipped"; fi
 	$(BIN)/latencysolver run $(STUDY) --data $(DATA)
 	$(BIN)/latencysolver export --study boolq-quick --best --fallback knee --out $(OUT)
 	$(BIN)/latencysolver report --study boolq-quick --out $(OUT)-report.html

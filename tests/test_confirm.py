@@ -11,12 +11,8 @@ from optuna.trial import TrialState
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.results.records import trial_record
-from latencysolver.search.confirm import (
-    enqueue_repeats,
-    find_repeats,
-    repeat_seed,
-    sibling_study,
-)
+from latencysolver.results.repeats import find_repeats
+from latencysolver.search.confirm import enqueue_repeats, repeat_seed, sibling_study
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
@@ -110,6 +106,9 @@ def test_export_shows_the_repeat_figures_when_they_exist(searched, tmp_path, cap
     assert main([*export, str(tmp_path / "before")]) == 0
     assert json.loads((tmp_path / "before" / "metrics.json").read_text())["repeats"] is None
     assert "Seed repeats: none" in (tmp_path / "before" / "README.md").read_text()
+    report = ["report", "--study", "tiny", "--storage", storage, "--out"]
+    assert main([*report, str(tmp_path / "before.html")]) == 0
+    assert 'id="repeats-table"' not in (tmp_path / "before.html").read_text()
     confirm = ["confirm", "--study", "tiny", "--storage", storage, "--trials", "0", "--seeds", "2", "--no-progress"]
     assert main(confirm) == 0
     assert main([*export, str(tmp_path / "after")]) == 0
@@ -118,3 +117,6 @@ def test_export_shows_the_repeat_figures_when_they_exist(searched, tmp_path, cap
     assert repeats["trial"] == 0 and repeats["validation"]["n"] == 2
     assert repeats["validation"]["mean"] == pytest.approx(statistics.mean(values))
     assert "Seed repeats (`latencysolver confirm`, 2 new seeds" in (tmp_path / "after" / "README.md").read_text()
+    assert main([*report, str(tmp_path / "after.html")]) == 0  # and the report has the repeats' table
+    page = (tmp_path / "after.html").read_text()
+    assert 'id="repeats-table"' in page and f"{statistics.mean(values):.3f} ± " in page

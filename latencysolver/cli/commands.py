@@ -210,9 +210,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from latencysolver.errors import ConfigError, SelectionError
     from latencysolver.results.front import get_trial
     from latencysolver.results.records import trial_record
+    from latencysolver.results.repeats import find_repeats
     from latencysolver.results.selection import select_best, select_under_latency
     from latencysolver.results.storage import open_existing_study, require_made_by_run
-    from latencysolver.search.confirm import find_repeats
     from latencysolver.ship.export import export_trial
 
     if not args.tolerance >= 0:  # NaN too

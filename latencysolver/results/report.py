@@ -38,6 +38,7 @@ from latencysolver.results.figures import (
 )
 from latencysolver.results.front import front_rows, hardware_warning, interval_text, pareto_trials
 from latencysolver.results.records import LATENCY_SAMPLES, is_feasible, present, study_record, trial_record
+from latencysolver.results.repeats import RecipeRepeats, find_repeats
 from latencysolver.results.samples import LatencySamples, latency_figure, load_latency_samples
 from latencysolver.stats import Interval
 
@@ -92,6 +93,36 @@ def front_table_html(study: optuna.Study) -> str:
     if len(rows) == (1 if teacher else 0):
         rows.append(f'<tr><td colspan="{len(columns)}">(no completed feasible trials yet)</td></tr>')
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+
+
+def repeats_html(repeats: Sequence[RecipeRepeats]) -> str:
+    """The seed repeats of ``latencysolver confirm`` as a table section; empty when it never ran."""
+    if not repeats:
+        return ""
+    head = "".join(
+        f"<th>{c}</th>"
+        for c in ("trial", "search-time validation", "validation", "test", "test vs teacher (points)", "speed-up")
+    )
+    rows = []
+    for r in repeats:
+        cells = (
+            r.trial,
+            f"{r.search_accuracy:.3f}",
+            r.validation.describe(n=True) if r.validation else "n/a",
+            r.test.describe() if r.test else "n/a",
+            r.test_vs_teacher.describe(scale=100, digits=1) if r.test_vs_teacher else "n/a",
+            r.speedup.describe(digits=2, suffix="x") if r.speedup else "n/a",
+        )
+        rows.append(f'<tr data-trial="{r.trial}">' + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    return (
+        '<section><h2>Seed repeats</h2><p class="note">Each recipe re-run with new seeds by <code>latencysolver '
+        "confirm</code> (mean ± sd over seeds): the search picked it by one noisy validation score, the repeats "
+        'show what the recipe gives.</p><table id="repeats-table"><thead><tr>'
+        + head
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></section>"
+    )
 
 
 def _teacher_interval(study: optuna.Study) -> Interval | None:
@@ -212,7 +243,7 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name)
 
 
-def render_html(study: optuna.Study, samples: LatencySamples) -> str:
+def render_html(study: optuna.Study, samples: LatencySamples, repeats: Sequence[RecipeRepeats] = ()) -> str:
     """The whole page as one string: plotly.js inline once, every figure a div that calls Plotly.newPlot."""
     from plotly.offline import get_plotlyjs
 
@@ -260,6 +291,7 @@ constraint (accuracy floor or latency ceiling) and are left out of it.</p>
 <section><h2>The front</h2>
 {front_table_html(study)}
 </section>
+{repeats_html(repeats)}
 <section><h2>Accuracy vs latency, by knob</h2>
 <p class="note">Every completed trial, coloured by one knob at a time (× = infeasible; n/a = the knob cannot matter
 for that trial). Knobs that took one value in every trial are left out.</p>
@@ -342,7 +374,7 @@ def write_report(
     latency_axis(study)  # a study with the wrong number of objectives stops here
     front = pareto_trials(study)
     samples = load_latency_samples(study, front, artifacts, storage=storage)
-    page = render_html(study, samples)
+    page = render_html(study, samples, find_repeats(study, storage))
     with atomic_file(out, "--out") as tmp:
         tmp.write_text(page, encoding="utf-8")
     warnings = []
