@@ -85,7 +85,8 @@ def latency_axis(study: optuna.Study) -> LatencyAxis:
     return LatencyAxis(metric, "p50 latency ms (batch 1) ↓", "p50 ms", teacher.get("latency_p50_ms"))
 
 
-def _complete(study: optuna.Study) -> list[FrozenTrial]:
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's COMPLETE trials (feasible or not), in trial order."""
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
@@ -153,7 +154,7 @@ def _front_line(front: Sequence[FrozenTrial], axis: LatencyAxis) -> tuple[list[f
 def pareto_figure(study: optuna.Study) -> go.Figure:
     """Every COMPLETE trial, feasible and infeasible apart; the feasible front starred and joined; the teacher."""
     axis = latency_axis(study)
-    complete = _complete(study)
+    complete = complete_trials(study)
     feasible = [t for t in complete if is_feasible(t)]
     infeasible = [t for t in complete if not is_feasible(t)]
     front = pareto_trials(study)
@@ -236,14 +237,15 @@ def _active_knob_value(recipe: dict[str, Any], name: str) -> Any:
     return spec.to_yaml(recipe.get(name))
 
 
-def _is_number(value: Any) -> bool:
+def is_numeric(value: Any) -> bool:
+    """An int or a float, NaN and inf included (the page formats them), but not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def knob_values(study: optuna.Study) -> dict[str, list[tuple[FrozenTrial, Any]]]:
     """Per knob that takes more than one value over the COMPLETE trials: (trial, value or NA), in KNOB_ORDER."""
-    recipes = {t.number: recipe for t in _complete(study) if (recipe := trial_record(t).recipe_dict)}
-    trials = [t for t in _complete(study) if t.number in recipes]
+    recipes = {t.number: recipe for t in complete_trials(study) if (recipe := trial_record(t).recipe_dict)}
+    trials = [t for t in complete_trials(study) if t.number in recipes]
     names = [k for k in KNOB_ORDER if any(k in recipes[t.number] for t in trials)]
     names += sorted({k for t in trials for k in recipes[t.number]} - set(names) - set(NOT_KNOBS))
     knobs = {}
@@ -267,7 +269,7 @@ def knob_figures(study: optuna.Study) -> dict[str, go.Figure]:
         def symbols(trials):
             return ["circle" if is_feasible(t) else "x" for t in trials]
 
-        if all(_is_number(v) for _, v in active):
+        if all(is_numeric(v) for _, v in active):
             trials = [t for t, _ in active]
             fig.add_trace(
                 go.Scatter(
@@ -332,7 +334,7 @@ class ImportanceUnavailable(Exception):
 
 def param_importances(study: optuna.Study, index: int) -> dict[str, float]:
     """fANOVA importance (seeded) of each sampled knob for objective ``index``, over the COMPLETE trials."""
-    complete = _complete(study)
+    complete = complete_trials(study)
     if len(complete) < 2:
         raise ImportanceUnavailable(f"knob importance needs at least 2 completed trials; the study has {len(complete)}")
     varying = {

@@ -29,9 +29,9 @@ from latencysolver.results.figures import (
     PNG_SCALE,
     PNG_WIDTH,
     ReportResult,
-    _complete,
-    _is_number,
+    complete_trials,
     importance_figure,
+    is_numeric,
     knob_figures,
     latency_axis,
     pareto_figure,
@@ -48,7 +48,7 @@ def _e(value: Any) -> str:
 
 
 def _num(value: Any, fmt: str) -> str:
-    return format(value, fmt) if _is_number(value) else ""
+    return format(value, fmt) if is_numeric(value) else ""
 
 
 def front_table_html(study: optuna.Study) -> str:
@@ -74,8 +74,8 @@ def front_table_html(study: optuna.Study) -> str:
         )
         rows.append('<tr class="teacher" data-trial="teacher">' + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     for r in front_rows(study):
-        cv = f" ±{r['speedup_cv']:.0%}" if _is_number(r.get("speedup_cv")) else ""
-        speedup = f"{r['speedup']:.2f}x{cv}" if _is_number(r.get("speedup")) else ""
+        cv = f" ±{r['speedup_cv']:.0%}" if is_numeric(r.get("speedup_cv")) else ""
+        speedup = f"{r['speedup']:.2f}x{cv}" if is_numeric(r.get("speedup")) else ""
         cells = (
             r["trial"],
             _num(r["accuracy"], ".3f"),
@@ -201,7 +201,7 @@ def header_html(study: optuna.Study) -> str:
         items.append(
             (
                 "constraints",
-                f"accuracy {'at least ' if _is_number(floor) else ''}{floor}, "
+                f"accuracy {'at least ' if is_numeric(floor) else ''}{floor}, "
                 + (f"p50 latency at most {ceiling} ms" if ceiling else "no latency ceiling"),
             )
         )
@@ -383,7 +383,7 @@ def write_report(
         if warning:
             warnings.append(warning)
             png_path = None
-    complete = _complete(study)
+    complete = complete_trials(study)
     feasible = sum(is_feasible(t) for t in complete)
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     return ReportResult(
