@@ -107,7 +107,15 @@ def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides)
         "n_trials": 3,
         "teacher": {"epochs": 1, "batch_size": 16, "learning_rate": 1.0e-3},
         "distillation": {"steps": 3, "batch_size": 8},
-        "latency": {"rows": 4, "warmup": 1, "repeats": 2, "threads": 1},
+        # the stability bounds are off: a tiny model's 0.5 ms calls are noise-bound; test_latency_stability.py sets them
+        "latency": {
+            "rows": 4,
+            "warmup": 1,
+            "repeats": 2,
+            "threads": 1,
+            "max_speedup_cv": None,
+            "max_reference_drift": None,
+        },
         # a timing decides gating; tests that are not about gating keep the space they wrote (test_gating.py is)
         "drop_slow_settings": False,
     }

@@ -18,6 +18,7 @@ from latencysolver.models.student import load_student
 from latencysolver.results.front import feasible_trials
 from latencysolver.results.records import study_record, trial_record
 from latencysolver.results.storage import artifact_store_of
+from latencysolver.stats import wilson_interval
 from latencysolver.training.evaluate import predict_logits, scores
 from tests.conftest import REPO
 
@@ -118,7 +119,164 @@ def test_benchmark_end_to_end(tmp_path, tiny_model_dir, synthetic_data_dir, stud
     assert study_record(random_study).config["sampler"]["name"] == "random"
     assert study_record(study).config["sampler"]["name"] == "tpe"
     ref = saved["hypervolume"]["reference_point"]
-    for s, key in ((study, "main"), (random_study, "random")):
+    for s, key in ((study, "tpe"), (random_study, "random")):
         points = [(t.values[0], t.values[1]) for t in feasible_trials(s)]
-        assert saved["hypervolume"][key] == pytest.approx(bench.hypervolume(points, (ref["accuracy"], ref["speedup"])))
-    assert [t["met"] for t in saved["targets"]][3] is True  # seconds, not hours
+        (arm,) = saved["hypervolume"]["by_sampler"][key]
+        assert arm["hypervolume"] == pytest.approx(bench.hypervolume(points, (ref["accuracy"], ref["speedup"])))
+    assert saved["targets"][-1]["met"] is True  # seconds, not hours
+    # one sampler seed: no spread, so no lead is called either way
+    hv_target = saved["targets"][2]
+    assert hv_target["met"] is None and "one seed has no spread" in hv_target["detail"]
+
+    # intervals and paired differences, recomputed from the stored predictions
+    teacher = saved["baselines"][0]
+    assert teacher["val_vs_teacher"] is None
+    assert teacher["val_interval"]["estimate"] == pytest.approx(teacher["val_accuracy"])
+    labels = load_boolq(str(synthetic_data_dir)).validation.label
+    teacher_predictions = study_record(study).teacher_predictions
+    for row in saved["front"]:
+        trial = study.trials[row["trial"]]
+        folder = tmp_path / f"trial-{trial.number}"
+        predicted = json.loads((folder / "predictions.json").read_text())["predictions"]
+        correct = [int(p == y) for p, y in zip(predicted, labels, strict=True)]
+        teacher_correct = [int(p == y) for p, y in zip(teacher_predictions, labels, strict=True)]
+        assert row["val_interval"] == wilson_interval(sum(correct), len(correct)).to_dict()
+        vs = row["val_vs_teacher"]
+        assert vs["student_only"] == sum(c and not t for c, t in zip(correct, teacher_correct, strict=True))
+        assert vs["teacher_only"] == sum(t and not c for c, t in zip(correct, teacher_correct, strict=True))
+        assert row["val_vs_ort_int8"] is not None and row["test_vs_teacher"] is not None
+
+
+def _row(name, val, test, speedup, *, vs_teacher=None, vs_int8=None, repeats=None):
+    return bench.Row(
+        name=name,
+        recipe="",
+        val_accuracy=val,
+        test_accuracy=test,
+        p50_ms=1.0,
+        speedup=speedup,
+        speedup_cv=0.0,
+        parameters=1,
+        size_bytes=1,
+        trial=0,
+        val_vs_teacher=vs_teacher,
+        val_vs_ort_int8=vs_int8,
+        repeats=repeats,
+    )
+
+
+def _paired(student_only, teacher_only, n=500, both_correct=300):
+    """A paired comparison on ``n`` rows with the given discordant counts."""
+    from latencysolver.stats import paired_difference
+
+    student = [1] * both_correct + [1] * student_only + [0] * teacher_only
+    teacher = [1] * both_correct + [0] * student_only + [1] * teacher_only
+    rest = n - len(student)
+    return paired_difference(student + [0] * rest, teacher + [0] * rest).to_dict()
+
+
+def test_the_speed_target_needs_speed_a_seed_mean_test_and_a_validation_bound():
+    teacher = _row("fp32 torch teacher", 0.70, 0.66, 1.0)
+    tight = _paired(10, 10)  # 4% discordant: bound about -1.2 points, above -2
+    wide = _paired(40, 40)  # 16% discordant: bound about -3.5 points
+    seeds = {"test": {"n": 3, "mean": 0.645, "sd": 0.01, "min": 0.64, "max": 0.65}}
+    # 9x, test from 3 seeds 1.5 points below the teacher, a tight validation difference: met
+    met = bench.speed_target([_row("trial 1", 0.70, 0.60, 9.0, vs_teacher=tight, repeats=seeds)], teacher)
+    assert met.met is True and "test 0.645 (3 seeds; -1.5 pts)" in met.detail
+    # the same with a wide validation interval: not met, and the closest is named with its bound
+    wide_row = _row("trial 2", 0.70, 0.66, 9.0, vs_teacher=wide)
+    missed = bench.speed_target([wide_row], teacher)
+    assert missed.met is False and "closest: trial 2" in missed.detail and "pass --confirm N" in missed.detail
+    # the single search-time test accuracy is used without repeats; 7x is too slow whatever the accuracy
+    assert bench.speed_target([_row("trial 3", 0.70, 0.66, 7.0, vs_teacher=tight)], teacher).met is False
+
+
+def test_the_int8_target_is_faster_and_non_inferior_to_the_ort_int8_teacher():
+    int8 = _row("ORT int8 teacher", 0.70, 0.65, 2.5)
+    assert bench.int8_target([_row("trial 1", 0.69, 0.6, 3.0, vs_int8=_paired(12, 10))], int8).met is True
+    wide = bench.int8_target([_row("trial 1", 0.69, 0.6, 3.0, vs_int8=_paired(40, 45))], int8)
+    assert wide.met is False and "comes closest" in wide.detail
+    slow = bench.int8_target([_row("trial 1", 0.71, 0.6, 2.0, vs_int8=_paired(10, 5))], int8)
+    assert slow.met is False and "no front recipe is faster" in slow.detail
+
+
+def test_a_hypervolume_lead_smaller_than_the_seed_spread_is_no_lead():
+    # TPE 0.50 ± 0.05, random 0.45 ± 0.01 over 3 seeds: the lead 0.05 is not above the sd 0.05
+    noisy = bench.hypervolume_target("tpe", [0.45, 0.50, 0.55], [0.44, 0.45, 0.46])
+    assert noisy.met is False and "no lead" in noisy.detail
+    clear = bench.hypervolume_target("tpe", [0.59, 0.60, 0.61], [0.44, 0.45, 0.46])
+    assert clear.met is True
+    assert bench.hypervolume_target("tpe", [0.6], [0.4]).met is None
+
+
+def test_recipes_are_read_back_from_a_description():
+    from latencysolver.config.recipe import Recipe
+
+    recipe = Recipe(
+        prune_ratio=0.3, prune_kind="structured", quant_dtype="ort-int8", skip_prob=0.5, rank=0.5, temperature=7.65
+    )
+    params = bench.params_from_description(recipe.describe())
+    assert params == {
+        "prune_ratio": 0.3,
+        "quant_dtype": "ort-int8",
+        "skip_prob": 0.5,
+        "rank": 0.5,
+        "temperature": 7.65,
+        "alpha": recipe.alpha,
+    }
+    assert bench.params_from_description("prune=0.00 int8 skip=0.67(det) rank=off T=3.01 alpha=0.33")["rank"] == "off"
+
+
+def test_recipes_from_a_results_json_run_again_and_get_seed_repeats(
+    tmp_path, tiny_model_dir, synthetic_data_dir, study_yaml
+):
+    path = study_yaml(
+        n_trials=2,
+        search_space={
+            "prune_ratio": {"choices": [0.0, 0.5]},
+            "prune_kind": "structured",
+            "quant_dtype": {"choices": ["int8", "ort-int8"]},
+            "skip_prob": {"choices": [0.0, 0.5]},
+            "temperature": {"low": 1.0, "high": 4.0},
+            "alpha": {"low": 0.2, "high": 0.8},
+        },
+        constraints={"min_accuracy": 0.0},
+        early_stop={"after": None},
+    )
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(
+        json.dumps(
+            {
+                "front": [
+                    {"name": "trial 4", "recipe": "prune=0.50(str) ort-int8 skip=0.50(det) rank=off T=2.50 alpha=0.40"},
+                    {
+                        "name": "trial 9",
+                        "params": {
+                            "prune_ratio": 0.0,
+                            "quant_dtype": "int8",
+                            "skip_prob": 0.0,
+                            "temperature": 1.5,
+                            "alpha": 0.7,
+                        },
+                    },
+                ]
+            }
+        )
+    )
+    out = tmp_path / "out"
+    args = ["--study", str(path), "--data", str(synthetic_data_dir), "--steps", "2", "--out", str(out)]
+    results = bench.main([*args, "--cache-dir", str(tmp_path / "cache"), "--recipes", str(earlier), "--confirm", "2"])
+    assert results["study"]["name"] == "tiny-recipes"
+    front = results["front"]
+    assert [row["params"]["temperature"] for row in front] == [2.5, 1.5]  # both recipes, in order, as written
+    assert front[0]["params"]["prune_ratio"] == 0.5 and front[1]["params"]["quant_dtype"] == "int8"
+    storage = f"sqlite:///{out / 'study.db'}"
+    repeats = optuna.load_study(study_name="tiny-recipes:confirm", storage=storage).get_trials()
+    assert len(repeats) == 4 and {t.user_attrs["repeat_of"] for t in repeats} == {0, 1}
+    for row in front:
+        assert row["repeats"]["finished"] == 2
+        mine = [t for t in repeats if t.user_attrs["repeat_of"] == row["trial"]]
+        mean = sum(t.values[0] for t in mine) / 2
+        assert row["repeats"]["validation"]["mean"] == pytest.approx(mean)
+    assert "seed mean ± sd" in (out / "results.md").read_text()
+    assert results["hypervolume"]["by_sampler"] == {}  # no search, no sampler comparison

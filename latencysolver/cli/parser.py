@@ -56,9 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="stop after this many trials of this worker (default: until the study has its n_trials)",
     )
-    worker.add_argument("--teacher", help="fine-tuned checkpoint folder (default: the study's, else the cache)")
-    worker.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
-    worker.add_argument("--no-progress", action="store_true")
+    _stored_study_options(worker)
     worker.set_defaults(handler=commands.cmd_worker)
 
     confirm = sub.add_parser(
@@ -70,10 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     chosen.add_argument("--trials", type=_trial_list, help="search trial numbers, comma-separated: 3,7,12")
     chosen.add_argument("--front", action="store_true", help="every trial of the feasible Pareto front")
     confirm.add_argument("--seeds", type=int, default=3, help="repeats per recipe, each with a new seed (default 3)")
-    confirm.add_argument("--teacher", help="fine-tuned checkpoint folder (default: the study's, else the cache)")
-    confirm.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
-    confirm.add_argument("--no-progress", action="store_true")
+    _stored_study_options(confirm)
     confirm.set_defaults(handler=commands.cmd_confirm)
+
+    remeasure = sub.add_parser(
+        "remeasure", help="time trials' stored models again on this machine (default: those flagged unstable)"
+    )
+    remeasure.add_argument("--study", required=True)
+    remeasure.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
+    remeasure.add_argument(
+        "--trials",
+        type=_trial_list,
+        help="trial numbers, comma-separated (default: every trial whose latency is flagged unstable)",
+    )
+    _stored_study_options(remeasure)
+    remeasure.set_defaults(handler=commands.cmd_remeasure)
 
     pareto = sub.add_parser("pareto", help="print the Pareto front of a study")
     pareto.add_argument("--study", required=True)
@@ -195,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int, default=8080)
     dash.set_defaults(handler=commands.cmd_dashboard)
     return parser
+
+
+def _stored_study_options(parser: argparse.ArgumentParser) -> None:
+    """What a command that prepares a stored study's teacher and data on this machine takes (worker, confirm,
+    remeasure)."""
+    parser.add_argument("--teacher", help="fine-tuned checkpoint folder (default: the study's, else the cache)")
+    parser.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
+    parser.add_argument("--no-progress", action="store_true")
 
 
 def _trial_list(text: str) -> list[int]:

@@ -90,11 +90,22 @@ class LatencyConfig:
     # across machines) or the student's absolute p50 in milliseconds (minimize).
     objective: Literal["speedup", "latency_ms"] = "speedup"
     throughput_batch_size: int | None = None  # also measure rows/s at this batch size in each trial
+    # A measurement is unstable when its pair-ratio CV or the teacher's drift from the study's baseline p50 passes
+    # these bounds (null: not checked); it is then taken again, at most ``remeasure_attempts`` more times, after
+    # ``remeasure_wait_s`` seconds (doubling).  Defaults from benchmarks/latency_stability.py; see
+    # latencysolver/latency/stability.py.
+    max_speedup_cv: float | None = 0.10
+    max_reference_drift: float | None = 0.5
+    remeasure_attempts: int = 2
+    remeasure_wait_s: float = 5.0
 
     def __post_init__(self) -> None:
         _check_positive(self, "threads", "rows", "repeats", "throughput_batch_size")
-        if self.warmup < 0:
-            raise FieldError("warmup", f"warmup must be >= 0, but got {shown(self.warmup)}", self.warmup)
+        _check_positive(self, "max_speedup_cv", "max_reference_drift")
+        for name in ("warmup", "remeasure_attempts", "remeasure_wait_s"):
+            value = getattr(self, name)
+            if value < 0:
+                raise FieldError(name, f"{name} must be >= 0, but got {shown(value)}", value)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from latencysolver.errors import ConfigError
 from latencysolver.latency.hardware import HardwareFingerprint
-from latencysolver.results.front import interval_text
+from latencysolver.results.front import interval_text, unstable_trials
 from latencysolver.results.records import present, study_record, trial_record
 
 # What each latency objective is called on the dashboard's axes (the study's metric names are the short keys).
@@ -83,6 +83,14 @@ def study_note(study: optuna.Study) -> str:
             f"Latency protocol: batch 1, {latency.get('threads')} threads, {latency.get('rows')} seeded "
             f"validation rows, {latency.get('warmup')} warm-up and {latency.get('repeats')} timed passes; "
             "speed-up = median ratio of calls interleaved with the fp32 teacher.",
+        ]
+    unstable = [t.number for t in unstable_trials(study)]
+    if unstable:
+        lines += [
+            "",
+            f"**Latency unstable** (measured on a loaded machine, held off the front): trials {unstable}. "
+            f"`latencysolver remeasure --study {study.study_name}` times them again. The dashboard's own Pareto "
+            "plot reads the trials' stored values and still shows them.",
         ]
     constraints = record.constraints
     if constraints:

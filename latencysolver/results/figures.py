@@ -21,12 +21,18 @@ from typing import Any
 import optuna
 import plotly.graph_objects as go
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from latencysolver.config.knobs import KNOB, KNOB_NAMES
 from latencysolver.config.recipe import Recipe
 from latencysolver.errors import ReportError, first_line
-from latencysolver.results.front import difference_text, interval_text, pareto_trials
+from latencysolver.results.front import (
+    completed_trials,
+    difference_text,
+    interval_text,
+    pareto_trials,
+    unstable_trials,
+)
 from latencysolver.results.records import TrialRecord, is_feasible, present, study_record, trial_record
 
 # The knobs in the order the page shows them (the knob table's); a knob a later recipe adds comes after these.
@@ -86,8 +92,8 @@ def latency_axis(study: optuna.Study) -> LatencyAxis:
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's COMPLETE trials (feasible or not), in trial order."""
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    """The study's COMPLETE trials (feasible or not), in trial order, each with its latest latency."""
+    return completed_trials(study)
 
 
 def _recipe_text(trial: FrozenTrial) -> str:
@@ -155,8 +161,9 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
     """Every COMPLETE trial, feasible and infeasible apart; the feasible front starred and joined; the teacher."""
     axis = latency_axis(study)
     complete = complete_trials(study)
-    feasible = [t for t in complete if is_feasible(t)]
-    infeasible = [t for t in complete if not is_feasible(t)]
+    unstable = {t.number for t in unstable_trials(study)}
+    feasible = [t for t in complete if is_feasible(t) and t.number not in unstable]
+    infeasible = [t for t in complete if not is_feasible(t) or t.number in unstable]
     front = pareto_trials(study)
     on_front = {t.number for t in front}
     fig = go.Figure()
@@ -179,7 +186,7 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
     fig.add_trace(
         go.Scatter(
             uid="infeasible",
-            name="infeasible trials (constraints not met)",
+            name="infeasible trials (constraints not met)" + (", or latency unstable" if unstable else ""),
             mode="markers",
             x=[t.values[1] for t in infeasible],
             y=[t.values[0] for t in infeasible],

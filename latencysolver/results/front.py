@@ -1,12 +1,11 @@
-"""Orchestration: check inputs, build what every trial shares once, then run or resume the Optuna study.
-
-Order matters for "nothing half-written": the config, the storage URL and the data are all checked before
-anything is trained or any row is written to storage.
-"""
+"""The trials that count, and the front they make: COMPLETE trials with their latest latency (a
+``latencysolver remeasure`` applied), the feasible ones among them (constraints met, latency not flagged
+unstable), and their Pareto front; plus the tables' text for intervals and paired differences."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import deepcopy
 from typing import Any
 
 import optuna
@@ -14,7 +13,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.errors import StorageError
-from latencysolver.results.records import is_feasible, trial_record
+from latencysolver.results.records import CONSTRAINT_NAMES, is_feasible, study_record, trial_record
 from latencysolver.stats import Interval, PairedComparison
 
 # ------------------------------------------------------------------------------------------------ results
@@ -26,8 +25,54 @@ def _slowness(study: optuna.Study) -> Callable[[FrozenTrial], float]:
     return lambda t: t.values[1] if minimize else -t.values[1]
 
 
+# the latency fields ``latencysolver remeasure`` measures again (``StudyRecord.remeasured``)
+REMEASURED_FIELDS = (
+    "speedup",
+    "speedup_cv",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_cv",
+    "reference_p50_ms",
+    "hardware",
+    "hardware_key",
+    "latency_stability",
+)
+
+
+def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The COMPLETE trials, each with its latest latency: a trial that ``latencysolver remeasure`` timed again
+    is returned as a copy carrying those figures (its speed-up or p50 objective, its latency user attrs and its
+    latency ceiling constraint); the stored trial is left as it is."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    remeasured = study_record(study).remeasured or {}
+    return [
+        _with_remeasurement(t, study, remeasured[str(t.number)]) if str(t.number) in remeasured else t for t in trials
+    ]
+
+
+def _with_remeasurement(trial: FrozenTrial, study: optuna.Study, figures: dict[str, Any]) -> FrozenTrial:
+    copy = deepcopy(trial)  # the stored trial (shared by get_trials(deepcopy=False)) stays as it is
+    copy.user_attrs = {**trial.user_attrs, **{k: figures[k] for k in REMEASURED_FIELDS if k in figures}}
+    minimize = study.directions[1] == StudyDirection.MINIMIZE
+    new = figures.get("latency_p50_ms" if minimize else "speedup")
+    if isinstance(new, (int, float)):
+        copy.values = [copy.values[0], float(new)]
+    old_ms, new_ms = trial.user_attrs.get("latency_p50_ms"), figures.get("latency_p50_ms")
+    ceiling = f"constraints:{CONSTRAINT_NAMES[1]}"  # how Optuna's set_constraint stores it (FrozenTrial.constraints)
+    if ceiling in copy.system_attrs and isinstance(old_ms, (int, float)) and isinstance(new_ms, (int, float)):
+        copy.system_attrs[ceiling] = copy.system_attrs[ceiling] + float(new_ms) - float(old_ms)  # p50 - max ms
+    return copy
+
+
 def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+    """COMPLETE trials (with their latest latency) whose constraints are met and whose latency is not flagged
+    unstable: a figure taken under load ranks nothing until ``latencysolver remeasure`` has timed it again."""
+    return [t for t in completed_trials(study) if is_feasible(t) and not trial_record(t).latency_unstable]
+
+
+def unstable_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials whose latest latency measurement is flagged unstable."""
+    return [t for t in completed_trials(study) if trial_record(t).latency_unstable]
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -74,7 +119,7 @@ def get_trial(study: optuna.Study, number: int) -> FrozenTrial:
     trial = trials[number]
     if trial.state != TrialState.COMPLETE:
         raise StorageError(f"--trial: trial {number} of {study.study_name!r} is {trial.state.name}, not COMPLETE")
-    return trial
+    return next(t for t in completed_trials(study) if t.number == number)  # with its latest latency
 
 
 def front_rows(study: optuna.Study) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from latencysolver.config.recipe import Recipe
 from latencysolver.errors import StorageError, first_line
 from latencysolver.latency.hardware import HardwareFingerprint
+from latencysolver.latency.stability import StabilityCheck
 from latencysolver.stats import Interval, PairedComparison
 
 # Every trial uploads these; the student's own files (``save_student``) and model.onnx come on top.
@@ -84,6 +85,9 @@ class TrialRecord:
     test_accuracy: float | None = None
     test_accuracy_interval: dict[str, Any] | None = None
     test_vs_teacher: dict[str, Any] | None = None
+    # StabilityCheck.to_dict() of the kept latency measurement; an unstable one keeps the trial off the front
+    # and out of --best until `latencysolver remeasure` times it again (None: a trial made before the check)
+    latency_stability: dict[str, Any] | None = None
     fail_reason: str | None = None
     constraints: dict[str, float] = dataclasses.field(default_factory=dict)  # name -> value, <= 0 is met
 
@@ -106,6 +110,15 @@ class TrialRecord:
     def paired(self) -> PairedComparison | None:
         """This trial against the teacher on the same validation rows, or None when not recorded."""
         return _from_dict(PairedComparison, self.vs_teacher)
+
+    def stability(self) -> StabilityCheck | None:
+        return _from_dict(StabilityCheck, self.latency_stability)
+
+    @property
+    def latency_unstable(self) -> bool:
+        """The latency check found the kept measurement unstable (and no remeasurement has cleared it)."""
+        check = self.stability()
+        return check is not None and not check.stable
 
 
 def _from_dict(cls: Any, raw: Any) -> Any:
@@ -286,6 +299,9 @@ class StudyRecord:
     sampler_seeds: list[int] | None = None  # the sampler seed of each run and joining worker, in order
     teacher_predictions: list[int] | None = None  # the teacher's class per validation row: trials pair with it
     repeats_of: str | None = None  # a `latencysolver confirm` study: the search study whose trials it repeats
+    # `latencysolver remeasure`: trial number (as a string) -> the trial's latency fields measured again; a
+    # finished trial's own attrs cannot change, so readers apply these (``front.completed_trials``)
+    remeasured: dict[str, dict[str, Any]] | None = None
 
     def fingerprint(self) -> HardwareFingerprint | None:
         return _fingerprint(self.hardware)

@@ -36,7 +36,7 @@ from latencysolver.results.figures import (
     latency_axis,
     pareto_figure,
 )
-from latencysolver.results.front import front_rows, hardware_warning, interval_text, pareto_trials
+from latencysolver.results.front import front_rows, hardware_warning, interval_text, pareto_trials, unstable_trials
 from latencysolver.results.records import LATENCY_SAMPLES, is_feasible, present, study_record, trial_record
 from latencysolver.results.repeats import RecipeRepeats, find_repeats
 from latencysolver.results.samples import LatencySamples, latency_figure, load_latency_samples
@@ -192,7 +192,12 @@ def header_html(study: optuna.Study) -> str:
             f"{len(trials)} in all: {len(complete)} complete ({len(feasible)} feasible, "
             f"{len(complete) - len(feasible)} infeasible), {len(failed)} failed"
             + (f", {other} running, waiting or pruned" if other else "")
-            + f"; {len(front)} on the feasible Pareto front",
+            + f"; {len(front)} on the feasible Pareto front"
+            + (
+                f"; latency unstable, held off it: trials {held}"
+                if (held := [t.number for t in unstable_trials(study)])
+                else ""
+            ),
         )
     )
     if bounds:

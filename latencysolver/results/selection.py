@@ -1,8 +1,9 @@
 """Which trial to ship: selection rules over a finished study's feasible trials.
 
-Every rule looks only at COMPLETE trials whose constraints are met (``study.feasible_trials``); an infeasible
-trial is never chosen.  The four ``--best`` rules pick from the Pareto front of those trials
-(``study.pareto_trials``); ``--max-latency-ms`` picks from all of them.  "Faster" follows the study's second
+Every rule looks only at COMPLETE trials whose constraints are met and whose latency is not flagged unstable
+(``front.feasible_trials``, with ``latencysolver remeasure``'s figures applied); an infeasible or unstable trial is
+never chosen.  The four ``--best`` rules pick from the Pareto front of those trials
+(``front.pareto_trials``); ``--max-latency-ms`` picks from all of them.  "Faster" follows the study's second
 objective: a larger speed-up (``latency.objective: speedup``, maximized) or fewer milliseconds
 (``latency_ms``, minimized).  Ties are broken the same way everywhere: more accurate, then faster, then the
 lower trial number, so a rule always returns one trial and the same one every time.
@@ -40,8 +41,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from latencysolver.errors import SelectionError
-from latencysolver.results.front import feasible_trials, pareto_trials
-from latencysolver.results.records import study_record, trial_record
+from latencysolver.results.front import feasible_trials, pareto_trials, unstable_trials
+from latencysolver.results.records import is_feasible, study_record, trial_record
 
 RULES: tuple[str, ...] = ("non-inferior", "max-accuracy", "min-latency", "knee", "near-teacher")
 DEFAULT_RULE = "non-inferior"
@@ -106,7 +107,7 @@ def non_inferior(
 def _select_non_inferior(study: optuna.Study, margin: float, confidence: float) -> Selection:
     feasible, minimize = feasible_trials(study), minimizes_latency(study)
     if not feasible:
-        raise SelectionError(f"study {study.study_name!r} has no completed feasible trials yet")
+        raise SelectionError(nothing_to_select(study))
     bounds = {t.number: p.lower_bound(confidence) for t in feasible if (p := trial_record(t).paired())}
     if not bounds:
         raise SelectionError(
@@ -163,6 +164,18 @@ def _p50(trial: FrozenTrial) -> float | None:
 # ------------------------------------------------------------------------------------------------ on a study
 
 
+def nothing_to_select(study: optuna.Study) -> str:
+    """The one line for a study with no trial any rule may pick; it names the trials held back as unstable."""
+    held = [t.number for t in unstable_trials(study) if is_feasible(t)]
+    if not held:
+        return f"study {study.study_name!r} has no completed feasible trials yet"
+    return (
+        f"study {study.study_name!r} has no completed feasible trial with a stable latency: trials {held} were "
+        f"measured unstable (a loaded machine?); run `latencysolver remeasure --study {study.study_name}` on a "
+        "quieter machine"
+    )
+
+
 def minimizes_latency(study: optuna.Study) -> bool:
     return study.directions[1] == StudyDirection.MINIMIZE
 
@@ -170,7 +183,7 @@ def minimizes_latency(study: optuna.Study) -> bool:
 def _front(study: optuna.Study) -> list[FrozenTrial]:
     front = pareto_trials(study)
     if not front:
-        raise SelectionError(f"study {study.study_name!r} has no completed feasible trials yet")
+        raise SelectionError(nothing_to_select(study))
     return front
 
 
@@ -220,7 +233,7 @@ def select_under_latency(study: optuna.Study, max_latency_ms: float) -> Selectio
     """The most accurate feasible COMPLETE trial with ``latency_p50_ms <= max_latency_ms``."""
     feasible = feasible_trials(study)
     if not feasible:
-        raise SelectionError(f"study {study.study_name!r} has no completed feasible trials yet")
+        raise SelectionError(nothing_to_select(study))
     minimize = minimizes_latency(study)
     trial = under_latency(feasible, minimize, max_latency_ms)
     if trial is None:

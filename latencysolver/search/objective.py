@@ -28,7 +28,8 @@ from latencysolver.config.study import ConstraintsConfig, StudyConfig
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.files import writing
 from latencysolver.latency.hardware import HardwareFingerprint
-from latencysolver.latency.protocol import PairedLatency, measure_paired, measure_throughput
+from latencysolver.latency.protocol import PairedLatency, measure_throughput
+from latencysolver.latency.stability import measure_checked
 from latencysolver.models.loading import count_parameters, nonzero_parameters
 from latencysolver.models.student import ONNX_FILE, cnn_student, compress, save_student, to_runnable
 from latencysolver.results.records import (
@@ -76,6 +77,8 @@ class TrialContext:
     # seed repeats (`latencysolver confirm`) are also measured on the test split, paired with the teacher there
     test: EncodedSplit | None = None
     teacher_test_predictions: torch.Tensor | None = None
+    # the teacher's quiet p50 on this hardware: a trial's paired teacher p50 far above it means a loaded machine
+    baseline_reference_ms: float | None = None
 
 
 def model_size_bytes(model: Any) -> int:
@@ -194,7 +197,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             )
             logits = predict_logits(runnable, ctx.validation, pad_id=ctx.pad_id, progress=ctx.progress)
             quality = scores(logits, ctx.validation.labels)
-            paired = measure_paired(runnable, ctx.teacher_model, ctx.latency_inputs, ctx.config.latency)
+            paired, stability = measure_checked(
+                runnable, ctx.teacher_model, ctx.latency_inputs, ctx.config.latency, ctx.baseline_reference_ms
+            )
             latency = paired.model
             predicted = logits.argmax(dim=-1)
             constraints = constraint_values(ctx.config.constraints, ctx.majority_rate, quality.accuracy, latency.p50_ms)
@@ -234,6 +239,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 **validation_statistics(predicted, ctx),
                 **test_statistics(runnable, trial, ctx),
                 early_stopped=early_stopped,
+                latency_stability=stability.to_dict(),
                 throughput_rows_per_s=throughput,
                 constraints=dict(zip(CONSTRAINT_NAMES, constraints, strict=True)),
             )

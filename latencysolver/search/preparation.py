@@ -1,8 +1,5 @@
-"""Orchestration: check inputs, build what every trial shares once, then run or resume the Optuna study.
-
-Order matters for "nothing half-written": the config, the storage URL and the data are all checked before
-anything is trained or any row is written to storage.
-"""
+"""What a study (or a benchmark) needs before its first trial: the data, loaded and encoded; the fine-tuned
+teacher with its train logits; the test split for seed repeats; the teacher's baseline latency on this machine."""
 
 from __future__ import annotations
 
@@ -14,14 +11,26 @@ from typing import Any
 import torch
 
 from latencysolver.cache import cache_root
-from latencysolver.config.study import StudyConfig
+from latencysolver.config.study import LatencyConfig, StudyConfig
 from latencysolver.data.batches import EncodedSplit, encode_split
 from latencysolver.data.boolq import BoolQData, load_boolq
+from latencysolver.latency.protocol import measure_latency
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
 from latencysolver.models.teacher import Teacher, prepare_teacher
+from latencysolver.results.records import TeacherRecord
 from latencysolver.training.evaluate import predict_logits
 
 Log = Callable[[str], None]
+
+
+def baseline_reference_ms(
+    teacher: TeacherRecord | None, model: torch.nn.Module, inputs: list, config: LatencyConfig, key: str
+) -> float:
+    """The teacher's p50 that trials' paired teacher p50s are checked against (``latency/stability.py``): the one
+    ``run`` recorded when this machine has the same hardware fingerprint ``key``, else measured here now."""
+    if teacher is not None and teacher.hardware_key == key and teacher.latency_p50_ms:
+        return teacher.latency_p50_ms
+    return measure_latency(model, inputs, config).p50_ms
 
 
 # ------------------------------------------------------------------------------------------------ run

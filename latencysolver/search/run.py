@@ -18,10 +18,8 @@ from pathlib import Path
 import optuna
 import torch
 from optuna.storages import fail_stale_trials
-from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.cache import cache_root
-from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import Choices, SearchSpace
 from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
 from latencysolver.data.batches import EncodedSplit
@@ -43,7 +41,6 @@ from latencysolver.results.records import (
     StudyRecord,
     TeacherRecord,
     study_record,
-    trial_record,
     write_study_record,
 )
 from latencysolver.results.storage import (
@@ -62,10 +59,24 @@ from latencysolver.search.objective import (
     model_size_bytes,
     objectives,
 )
-from latencysolver.search.preparation import Prepared, RunOptions, prepare, prepare_test_split
+from latencysolver.search.preparation import (
+    Prepared,
+    RunOptions,
+    baseline_reference_ms,
+    prepare,
+    prepare_test_split,
+)
 from latencysolver.search.sharing import check_output_folders, fetch_teacher, share_teacher
 from latencysolver.search.suggest import make_sampler, run_seed
-from latencysolver.search.workers import Terminated, count_trials, open_storage, spawn_workers, sqlite_warning, work
+from latencysolver.search.workers import (
+    Terminated,
+    count_trials,
+    open_storage,
+    spawn_workers,
+    sqlite_warning,
+    summary_callback,
+    work,
+)
 from latencysolver.stats import accuracy_interval, correct_of
 from latencysolver.training.evaluate import predict_logits, scores
 
@@ -200,13 +211,12 @@ def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpt
     return optuna.load_study(study_name=config.name, storage=config.storage)
 
 
-def join_study(
-    name: str, storage_url: str, options: RunOptions = RunOptions(), log: Log = print, max_trials: int | None = None
-) -> optuna.Study:
-    """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
-    check_storage(storage_url, must_exist=True, writable=True)  # a worker writes trials: a read-only file is refused
-    study = load_existing_study(name, storage_url)
-    require_made_by_run(study, storage_url, to_run_trials=True)
+def prepare_stored(
+    study: optuna.Study, storage_url: str, options: RunOptions, log: Log
+) -> tuple[StudyConfig, Prepared]:
+    """The stored study's config, and its data and teacher on this machine: the teacher's recorded folder when it
+    is here, else the copy in the study's artifact store, else fine-tuned (``worker``, ``remeasure``)."""
+    name = study.study_name
     record = study_record(study)
     raw = record.config
     assert raw is not None  # require_made_by_run checked it
@@ -230,6 +240,18 @@ def join_study(
             config, record, BindingRecord(data_fingerprint=loaded.fingerprint()), loaded.source
         ),
     )
+    return config, prepared
+
+
+def join_study(
+    name: str, storage_url: str, options: RunOptions = RunOptions(), log: Log = print, max_trials: int | None = None
+) -> optuna.Study:
+    """``latencysolver worker``: run trials of a study that ``run`` created, from this or another machine."""
+    check_storage(storage_url, must_exist=True, writable=True)  # a worker writes trials: a read-only file is refused
+    study = load_existing_study(name, storage_url)
+    require_made_by_run(study, storage_url, to_run_trials=True)
+    record = study_record(study)
+    config, prepared = prepare_stored(study, storage_url, options, log)
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     hardware = hardware_fingerprint(config.latency.threads, model_device(prepared.teacher.model).type)
     config = dataclasses.replace(
@@ -306,6 +328,9 @@ def _work(
         teacher_predictions=_teacher_predictions(study, len(validation)),
         test=test[0] if test else None,
         teacher_test_predictions=test[1] if test else None,
+        baseline_reference_ms=baseline_reference_ms(
+            study_record(study).teacher, prepared.teacher.model, inputs, config.latency, hardware.key
+        ),
     )
     log(f"latency: {hardware.describe()} [{hardware.key}]")
     warning = busy_warning(config.latency.threads)
@@ -317,7 +342,7 @@ def _work(
         make_objective(ctx),
         config.n_trials,
         max_trials=max_trials,
-        callbacks=(_summary_callback(log, time.perf_counter()),),
+        callbacks=(summary_callback(log, time.perf_counter()),),
         only_enqueued=bool(study_record(study).repeats_of),
     )
     save_study_note(study)  # now with the fingerprints of the trials' machines
@@ -391,21 +416,3 @@ def _create_or_resume(config: StudyConfig) -> optuna.Study:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
     return study
-
-
-def _summary_callback(log: Log, started: float) -> Callable[[optuna.Study, FrozenTrial], None]:
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        r = trial_record(trial)
-        seconds = r.seconds or (trial.duration.total_seconds() if trial.duration else 0.0)
-        what = Recipe.from_dict(r.recipe_dict).describe() if r.recipe_dict else ""
-        of, seed = trial.user_attrs.get("repeat_of"), trial.user_attrs.get("seed")
-        repeat = f" (repeat of trial {of}, seed {seed})" if of is not None else ""
-        if trial.state == TrialState.COMPLETE:
-            log(
-                f"trial {trial.number:>3}{repeat}  acc {trial.values[0]:.3f}  {r.latency_p50_ms:7.2f} ms  "
-                f"{r.speedup:4.1f}x ±{r.speedup_cv:.0%}  {what}  [{seconds:.0f}s]"
-            )
-        else:
-            log(f"trial {trial.number:>3}{repeat}  {trial.state.name}  {r.fail_reason or ''}  {what}")
-
-    return callback

@@ -36,10 +36,11 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import STORAGE_ENV, WorkersConfig
 from latencysolver.errors import OutputError
 from latencysolver.locks import storage_lock
-from latencysolver.results.records import INTERRUPTED, was_interrupted, write_fail_reason
+from latencysolver.results.records import INTERRUPTED, trial_record, was_interrupted, write_fail_reason
 
 Log = Callable[[str], None]
 
@@ -240,3 +241,29 @@ def spawn_workers(n: int, study_name: str, storage_url: str, extra_args: list[st
     command = [sys.executable, "-m", "latencysolver", "worker", "--study", study_name, *extra_args]
     env = os.environ.copy() | {STORAGE_ENV: storage_url}
     return [subprocess.Popen(command, env=env) for _ in range(n)]
+
+
+def summary_callback(log: Callable[[str], None], started: float) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """One line per finished trial (and one more when its latency is flagged unstable)."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        r = trial_record(trial)
+        seconds = r.seconds or (trial.duration.total_seconds() if trial.duration else 0.0)
+        what = Recipe.from_dict(r.recipe_dict).describe() if r.recipe_dict else ""
+        of, seed = trial.user_attrs.get("repeat_of"), trial.user_attrs.get("seed")
+        repeat = f" (repeat of trial {of}, seed {seed})" if of is not None else ""
+        if trial.state == TrialState.COMPLETE:
+            log(
+                f"trial {trial.number:>3}{repeat}  acc {trial.values[0]:.3f}  {r.latency_p50_ms:7.2f} ms  "
+                f"{r.speedup:4.1f}x ±{r.speedup_cv:.0%}  {what}  [{seconds:.0f}s]"
+            )
+        else:
+            log(f"trial {trial.number:>3}{repeat}  {trial.state.name}  {r.fail_reason or ''}  {what}")
+        check = r.stability()
+        if check is not None and not check.stable:
+            log(
+                f"      latency {check.describe()}: off the front and out of --best until "
+                f"`latencysolver remeasure --study {study.study_name} --trials {trial.number}` on a quieter machine"
+            )
+
+    return callback
