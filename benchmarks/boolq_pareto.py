@@ -63,6 +63,7 @@ from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import load_student, to_runnable
 from latencysolver.results.front import completed_trials, difference_text, feasible_trials, pareto_trials
 from latencysolver.results.records import PREDICTIONS, trial_record
+from latencysolver.results.repeats import confirm_study_name
 from latencysolver.results.storage import artifact_store_of
 from latencysolver.search.confirm import confirm
 from latencysolver.search.objective import model_size_bytes, objectives
@@ -75,6 +76,7 @@ from latencysolver.stats import (
     accuracy_interval,
     correct_of,
     paired_difference,
+    seed_pooled_difference,
     summarize,
 )
 from latencysolver.training.evaluate import predict_logits
@@ -129,6 +131,10 @@ class Row:
     test_vs_teacher: dict[str, Any] | None = None
     val_vs_ort_int8: dict[str, Any] | None = None  # against the ORT int8 teacher (the Optimum recipe)
     repeats: dict[str, Any] | None = None  # --confirm / --recipes: RecipeRepeats.to_dict() of its seed repeats
+    # the seed repeats' mean paired difference to the fp32 teacher with its 95% interval over rows
+    # (stats.seed_pooled_difference; Interval.to_dict())
+    repeats_val_vs_teacher: dict[str, Any] | None = None
+    repeats_test_vs_teacher: dict[str, Any] | None = None
     val_predictions: list[int] | None = None  # per row; used for the paired figures, not written to results.json
     test_predictions: list[int] | None = None
 
@@ -271,6 +277,8 @@ def params_from_description(text: str) -> dict[str, Any]:
             out["skip_prob"] = float(value.split("(")[0])
         elif key == "rank":
             out["rank"] = value if value == "off" else float(value) if "." in value else int(value)
+        elif key == "tokens":
+            out["max_tokens"] = int(value)
         elif key in ("T", "alpha", "hidden"):
             out[{"T": "temperature", "hidden": "hidden_weight"}.get(key, key)] = float(value)
     return out
@@ -404,6 +412,42 @@ def front_rows(
                 )
             )
     return rows
+
+
+def pool_repeats(
+    front: list[Row],
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    prepared: Prepared,
+    test: EncodedSplit | None,
+    teacher: Row,
+    threads: int,
+) -> None:
+    """Each front recipe's seed repeats pooled against the fp32 teacher on the same rows: validation from each
+    repeat's stored predictions, test from its stored student run here (``stats.seed_pooled_difference``)."""
+    sibling = optuna.load_study(study_name=confirm_study_name(study.study_name), storage=storage)
+    finished = sibling.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    splits = {"val": prepared.validation, "test": test}
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in front:
+            mine = [t for t in finished if t.user_attrs.get("repeat_of") == row.trial]
+            if not mine:
+                continue
+            seen: dict[str, list[list[int]]] = {"val": [], "test": []}
+            for t in mine:
+                folder = download_trial(sibling, storage, t, Path(tmp) / f"{row.trial}-{t.number}")
+                seen["val"].append(json.loads((folder / PREDICTIONS).read_text())["predictions"])
+                if test is not None:
+                    seen["test"].append(predictions(load_student(folder, threads=threads).model, test, prepared.pad_id))
+            for key, split in splits.items():
+                reference = getattr(teacher, f"{key}_predictions")
+                if split is None or reference is None or not seen[key]:
+                    continue
+                labels = list(split.labels)
+                pooled = seed_pooled_difference(
+                    [correct_of(p, labels) for p in seen[key]], correct_of(reference, labels)
+                )
+                setattr(row, f"repeats_{key}_vs_teacher", pooled.to_dict())
 
 
 # ------------------------------------------------------------------------------------------------ hypervolume
@@ -607,7 +651,8 @@ REPEAT_COLUMNS = (
     "seeds",
     "val, seed mean ± sd",
     "test, seed mean ± sd",
-    "test vs teacher, seeds (pts)",
+    "val vs teacher, seed-pooled (pts) [95% CI]",
+    "test vs teacher, seed-pooled (pts) [95% CI]",
     "speed-up, seeds",
 )
 
@@ -646,11 +691,18 @@ def repeat_cells(row: Row) -> tuple[str, ...]:
     def summary(key: str, **style: Any) -> str:
         return SeedSummary.from_dict(r[key]).describe(**style) if r.get(key) else "n/a"
 
+    def pooled(raw: dict[str, Any] | None) -> str:
+        if not raw:
+            return "n/a"
+        i = Interval.from_dict(raw)
+        return f"{100 * i.estimate:+.1f} [{100 * i.low:+.1f}, {100 * i.high:+.1f}]"
+
     return (
         f"{r['finished']}" + (f" ({r['failed']} failed)" if r["failed"] else ""),
         summary("validation"),
         summary("test"),
-        summary("test_vs_teacher", scale=100, digits=1),
+        pooled(row.repeats_val_vs_teacher),
+        pooled(row.repeats_test_vs_teacher),
         summary("speedup", digits=2, suffix="x"),
     )
 
@@ -913,6 +965,9 @@ def run(args: argparse.Namespace, out: Path, clock: Clock) -> dict[str, Any]:
     study = optuna.load_study(study_name=study.study_name, storage=storage)
     chosen = completed_trials(study) if args.recipes else None
     front = front_rows(study, storage, test, prepared.pad_id, config.latency.threads, trials=chosen)
+    if args.recipes:  # say which recipe of the earlier run each trial runs again
+        for row, (name, _) in zip(front, recipes, strict=False):
+            row.name = f"{name}, run again as trial {row.trial}"
     clock.done("test predictions of the front")
     if args.confirm and front:
         repeats = confirm(
@@ -927,6 +982,8 @@ def run(args: argparse.Namespace, out: Path, clock: Clock) -> dict[str, Any]:
         for row in front:
             row.repeats = by_trial.get(row.trial)
         clock.done(f"{args.confirm} seed repeats of {len(front)} recipes")
+        pool_repeats(front, study, storage, prepared, test, baselines[0], config.latency.threads)
+        clock.done("seed-pooled paired differences")
     rows = baselines + front
     add_statistics(rows, prepared.validation, test)
 

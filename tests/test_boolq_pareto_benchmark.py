@@ -278,5 +278,9 @@ def test_recipes_from_a_results_json_run_again_and_get_seed_repeats(
         mine = [t for t in repeats if t.user_attrs["repeat_of"] == row["trial"]]
         mean = sum(t.values[0] for t in mine) / 2
         assert row["repeats"]["validation"]["mean"] == pytest.approx(mean)
+        # pooled over seeds against the teacher on the same rows: the mean of the seeds' own differences
+        pooled = row["repeats_val_vs_teacher"]
+        assert pooled["estimate"] == pytest.approx(mean - results["baselines"][0]["val_accuracy"], abs=1e-6)
+        assert pooled["low"] <= pooled["estimate"] <= pooled["high"] and row["repeats_test_vs_teacher"]
     assert "seed mean ± sd" in (out / "results.md").read_text()
     assert results["hypervolume"]["by_sampler"] == {}  # no search, no sampler comparison

@@ -288,3 +288,24 @@ def test_summarize_edges():
         summarize([])
     with pytest.raises(ValueError, match="finite"):
         summarize([0.7, float("nan")])
+
+
+def test_the_seed_pooled_difference_against_a_hand_computation():
+    from latencysolver.stats import seed_pooled_difference
+
+    teacher = [1, 1, 0, 0]
+    seeds = [[1, 0, 1, 0], [1, 1, 1, 0]]
+    # per row: share of seeds right minus the teacher: [0, -0.5, 1, 0]; mean 0.125 (= mean of 0 and +0.25, each
+    # seed's own difference); sample sd sqrt(1.1875 / 3) = 0.629153; half-width 1.959964 * 0.629153 / 2
+    interval = seed_pooled_difference(seeds, teacher)
+    assert interval.estimate == pytest.approx(0.125)
+    half = 1.959964 * (1.1875 / 3) ** 0.5 / 2
+    assert interval.low == pytest.approx(0.125 - half, abs=1e-6) and interval.high == pytest.approx(
+        0.125 + half, abs=1e-6
+    )
+    assert interval.method == "seed-pooled-paired-normal"
+    # every seed exactly the teacher: a zero difference with a zero-width interval
+    same = seed_pooled_difference([teacher, teacher, teacher], teacher)
+    assert (same.low, same.estimate, same.high) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="one or more seeds"):
+        seed_pooled_difference([[1, 0]], teacher)

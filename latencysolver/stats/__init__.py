@@ -10,7 +10,8 @@
 ``margins.py``
     The approximate standard error of a paired difference and the margin a split of ``n`` rows can resolve.
 ``seeds.py``
-    Seed repeats as mean ± sample sd (``summarize`` → ``SeedSummary``).
+    Seed repeats as mean ± sample sd (``summarize`` → ``SeedSummary``), and a recipe's seed-mean paired
+    difference to the teacher with an interval over rows (``seed_pooled_difference``).
 
 All accuracies, differences and margins are shares (0.01 is one point), not percentages.
 """
@@ -23,7 +24,7 @@ from latencysolver.stats.paired import (
     newcombe_paired_interval,
     paired_difference,
 )
-from latencysolver.stats.seeds import SeedSummary, summarize
+from latencysolver.stats.seeds import SeedSummary, seed_pooled_difference, summarize
 
 __all__ = [
     "Interval",
@@ -35,6 +36,7 @@ __all__ = [
     "newcombe_paired_interval",
     "paired_difference",
     "resolvable_margin",
+    "seed_pooled_difference",
     "standard_error_of_difference",
     "summarize",
     "wilson_interval",

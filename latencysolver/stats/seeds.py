@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+from scipy.stats import norm
+
+from latencysolver.stats.intervals import Interval, as_correct, check_confidence
 
 
 @dataclass(frozen=True)
@@ -60,3 +64,29 @@ def summarize(values: Sequence[float]) -> SeedSummary:
         min=float(array.min()),
         max=float(array.max()),
     )
+
+
+SEED_POOLED = "seed-pooled-paired-normal"
+
+
+def seed_pooled_difference(
+    student_correct: Sequence[ArrayLike], teacher_correct: ArrayLike, confidence: float = 0.95
+) -> Interval:
+    """A recipe run with several seeds against the teacher on the same rows: its seed-mean paired difference
+    with an interval for the rows' sampling.
+
+    Per row ``i``: ``d_i`` = the share of the seeds that got row ``i`` right minus whether the teacher did
+    (``d_i`` in [-1, 1]).  The estimate is the mean of ``d_i`` (equal to the mean over seeds of each seed's own
+    accuracy difference); the interval is ``mean ± z·sd(d)/sqrt(n)`` (normal approximation over the ``n`` rows,
+    sample sd).  It answers "how far is this recipe, averaged over seeds, from the teacher on rows like these",
+    which neither a single seed's Newcombe interval (one seed's luck) nor the sd over three seeds (no row
+    sampling) does.  With one seed it is the Wald interval of the paired difference."""
+    check_confidence(confidence)
+    seeds = [as_correct(c, "student_correct") for c in student_correct]
+    teacher = as_correct(teacher_correct, "teacher_correct")
+    if not seeds or any(len(s) != len(teacher) for s in seeds) or len(teacher) < 2:
+        raise ValueError("seed_pooled_difference: one or more seeds, each with the teacher's rows (n >= 2)")
+    d = np.mean(np.stack(seeds).astype(float), axis=0) - teacher.astype(float)
+    mean = float(d.mean())
+    half = float(norm.ppf(0.5 + confidence / 2) * d.std(ddof=1) / np.sqrt(len(d)))
+    return Interval(estimate=mean, low=mean - half, high=mean + half, confidence=confidence, method=SEED_POOLED)
