@@ -8,7 +8,8 @@ exactly as a trial would (``objective.train_student``: compress, distill with th
 converts it to its precision/backend (``student.to_runnable``), and measures on the validation split:
 accuracy, p50 latency at batch 1 and the paired speed-up over the fp32 torch teacher (latency protocol of the
 study YAML), parameters and size.  Precision-only settings change no weights, so they are applied to the
-teacher without distillation.
+teacher without distillation.  ``max_tokens`` settings cut every row (question whole, passage shortened) for the
+student, as a trial does (``objective.for_recipe``), while the teacher it is paired with reads the full rows.
 
 First, on a tiny random BERT (4 layers, hidden 256, FFN 1024), the latency of 50% FFN pruning (structured,
 heads kept) against the unpruned model: does removing neurons really cut time?
@@ -36,7 +37,7 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
-from latencysolver.search.objective import TrialContext, model_size_bytes, train_student
+from latencysolver.search.objective import TrialContext, for_recipe, model_size_bytes, train_student
 from latencysolver.search.preparation import RunOptions, prepare
 from latencysolver.training.evaluate import predict_logits, scores
 
@@ -56,6 +57,17 @@ SETTINGS: dict[str, Recipe] = {
     "int8 dynamic (onnxruntime)": Recipe(quant_dtype="ort-int8"),
     "cnn student fp32": Recipe(architecture="cnn", **DISTILL),
     "cnn student int8 (onnxruntime)": Recipe(architecture="cnn", quant_dtype="ort-int8", **DISTILL),
+    # the sequence length (issue 18): the teacher read shorter without retraining, then a small int8 student
+    # (3 of 6 layers, structured 0.5, onnxruntime int8) at the full length and shorter, each distilled at it
+    "max_tokens 128 (teacher, no retraining)": Recipe(max_tokens=128),
+    "max_tokens 96 (teacher, no retraining)": Recipe(max_tokens=96),
+    "max_tokens 64 (teacher, no retraining)": Recipe(max_tokens=64),
+    **{
+        f"small int8 student, {'full length' if n is None else f'max_tokens {n}'}": Recipe(
+            skip_prob=0.5, prune_ratio=0.5, prune_kind="structured", quant_dtype="ort-int8", max_tokens=n, **DISTILL
+        )
+        for n in (None, 128, 96, 64)
+    },
 }
 
 
@@ -136,15 +148,21 @@ def main() -> None:
             if args.only and not any(part in name for part in args.only):
                 continue
             start = time.perf_counter()
+            trial_ctx = for_recipe(ctx, recipe)  # max_tokens: every row cut, the teacher still timed at full length
             changes_weights = recipe.architecture == "cnn" or recipe.prune_ratio or recipe.skip_prob or recipe.rank
-            model = train_student(ctx, recipe).model if changes_weights else teacher
+            model = train_student(trial_ctx, recipe).model if changes_weights else teacher
             runnable = to_runnable(
-                model, recipe.quant_dtype, inputs[0], Path(tmp) / name.replace(" ", "_"), protocol.threads
+                model,
+                recipe.quant_dtype,
+                trial_ctx.latency_inputs[0],
+                Path(tmp) / name.replace(" ", "_").replace(",", ""),
+                protocol.threads,
             )
             accuracy = scores(
-                predict_logits(runnable, validation, pad_id=prepared.pad_id, progress=False), validation.labels
+                predict_logits(runnable, trial_ctx.validation, pad_id=prepared.pad_id, progress=False),
+                validation.labels,
             ).accuracy
-            paired = measure_paired(runnable, teacher, inputs, protocol)
+            paired = measure_paired(runnable, teacher, trial_ctx.latency_inputs, protocol, reference_inputs=inputs)
             rows.append(
                 (
                     name,

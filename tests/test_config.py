@@ -331,6 +331,7 @@ def test_to_dict_round_trips_repo_spaces(name):
         "temperature",
         "alpha",
         "hidden_weight",
+        "max_tokens",
     }
     assert parse_search_space(as_dict, "round-trip") == space
     # and through YAML text, as a user would copy it into a file

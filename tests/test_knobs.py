@@ -30,7 +30,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def _example(spec) -> object:
     """A valid value of the knob other than its default, so a test sees it arrive."""
-    candidates = [*spec.choices, 0.25, 4, 3.0]
+    candidates = [*spec.choices, 0.25, 4, 3.0, 64]
     return next(v for v in candidates if spec.valid(v) and v != spec.default)
 
 

@@ -112,7 +112,7 @@ def loaded_study(tmp_path, tiny_model_dir, synthetic_data_dir, monkeypatch):
     real_paired, real_timed = stability.measure_paired, protocol._timed
     measured = []
 
-    def paired_under_load(model, reference, inputs, config):
+    def paired_under_load(model, reference, inputs, config, reference_inputs=None):
         measured.append(model)
 
         def timed(m, x):
@@ -121,7 +121,7 @@ def loaded_study(tmp_path, tiny_model_dir, synthetic_data_dir, monkeypatch):
 
         monkeypatch.setattr(protocol, "_timed", timed)
         try:
-            return real_paired(model, reference, inputs, config)
+            return real_paired(model, reference, inputs, config, reference_inputs)
         finally:
             monkeypatch.setattr(protocol, "_timed", real_timed)
 

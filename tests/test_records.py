@@ -241,3 +241,14 @@ def test_an_unreadable_study_attr_is_one_line_naming_key_and_value():
     study.set_user_attr("teacher_artifacts", {"files": {}})  # no key
     with pytest.raises(StorageError, match=r"^study user attr 'teacher_artifacts' = \{'files': \{\}\}: "):
         study_record(study)
+
+
+def test_a_space_recorded_before_a_knob_existed_binds_like_todays_space_with_its_default():
+    from latencysolver.config.space import SearchSpace
+    from latencysolver.results.records import BindingRecord
+
+    today = SearchSpace().to_dict()
+    older = {k: v for k, v in today.items() if k != "max_tokens"}  # stored before max_tokens was a knob
+    assert BindingRecord(search_space=older).differences(BindingRecord(search_space=today)) == []
+    searched = dict(today, max_tokens={"choices": ["full", 64]})
+    assert BindingRecord(search_space=older).differences(BindingRecord(search_space=searched)) == ["search space"]

@@ -21,6 +21,8 @@ SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
 PRUNE_KINDS: tuple[str, ...] = ("unstructured", "structured")
 STUDENT_ARCHITECTURES: tuple[str, ...] = ("transformer", "cnn")
 RANK_OFF = "off"  # how a search space writes ``rank: None``
+FULL_LENGTH = "full"  # how a search space writes ``max_tokens: None``: the study's data.max_length
+MIN_TOKENS = 16  # room for the specials, a question and some passage
 RANK_RULE = "a positive integer or a fraction in (0, 1)"
 
 
@@ -208,6 +210,17 @@ KNOBS: tuple[KnobSpec, ...] = (
         "of layers it replaces (layers 0, 3 of 6 → the teacher's layers 2 and 5; under LayerDrop only the final "
         "outputs). The teacher runs forward once per step for it, without gradients; 0 = off",
         applies_to="transformer",
+    ),
+    KnobSpec(
+        "max_tokens",
+        "int",
+        None,
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= MIN_TOKENS,
+        f"an integer >= {MIN_TOKENS}",
+        "the student reads at most this many tokens: the question whole, the passage cut (BoolQ passages run to "
+        "the study's `data.max_length`). Training, evaluation, the latency rows, the export, `predict` and `load` "
+        "alike; the teacher it is paired against keeps the full length. `full` = `data.max_length`",
+        off=FULL_LENGTH,
     ),
 )
 KNOB: dict[str, KnobSpec] = {spec.name: spec for spec in KNOBS}

@@ -43,6 +43,7 @@ class Recipe:
     prune_kind: PruneKind = KNOB["prune_kind"].default
     architecture: StudentArchitecture = KNOB["architecture"].default
     hidden_weight: float = KNOB["hidden_weight"].default
+    max_tokens: int | None = KNOB["max_tokens"].default  # None: the study's data.max_length
 
     def __post_init__(self) -> None:
         for spec in KNOBS:  # one rule per knob, the same the search-space parser applies
@@ -75,6 +76,8 @@ class Recipe:
         distill = f"T={self.temperature:.2f} alpha={self.alpha:.2f}"
         if self.hidden_weight > 0:
             distill += f" hidden={self.hidden_weight:.2g}"
+        if self.max_tokens is not None:
+            distill += f" tokens={self.max_tokens}"
         if self.architecture == "cnn":
             return f"cnn {self.quant_dtype} {distill}"
         rank = "off" if self.rank is None else str(self.rank)

@@ -73,6 +73,14 @@ class SearchSpace:
     temperature: Knob = Fixed(KNOB["temperature"].yaml_default)
     alpha: Knob = Fixed(KNOB["alpha"].yaml_default)
     hidden_weight: Knob = Fixed(KNOB["hidden_weight"].yaml_default)
+    max_tokens: Knob = Fixed(KNOB["max_tokens"].yaml_default)
+
+    def values_of(self, name: str) -> tuple[Any, ...]:
+        """What a knob's entry names: its fixed value, its choices, or a range's bounds."""
+        knob = getattr(self, name)
+        if isinstance(knob, Fixed):
+            return (knob.value,)
+        return knob.values if isinstance(knob, Choices) else (knob.low, knob.high)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

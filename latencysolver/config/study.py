@@ -231,6 +231,15 @@ class StudyConfig:
         _check_positive(self, "n_trials")
         if not self.name or not isinstance(self.name, str):
             raise FieldError("name", f"name must be a non-empty string, but got {shown(self.name)}", self.name)
+        values = self.search_space.values_of("max_tokens")  # a student cannot read more than the rows hold
+        longer = [v for v in values if _is_number(v) and v > self.data.max_length]
+        if longer:
+            raise FieldError(
+                "search_space.max_tokens",
+                f"max_tokens {longer[0]} is above data.max_length {self.data.max_length}: the rows are cut there; "
+                "use full (or a smaller number)",
+                longer[0],
+            )
 
 
 def _at(file: str, key: str) -> str:

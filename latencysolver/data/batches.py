@@ -92,6 +92,33 @@ def encode_pairs(tokenizer, questions, passages, max_length: int, labels=None) -
     )
 
 
+def truncate(split: EncodedSplit, max_tokens: int) -> EncodedSplit:
+    """Each row cut to ``max_tokens``: its first ``max_tokens - 1`` tokens and its last one (the closing
+    separator).  On rows encoded with ``encode_pairs`` (passage cut first) this equals encoding them at
+    ``max_tokens``: the question and its separator stay whole and the passage loses its tail."""
+    if max_tokens < 2:
+        raise ValueError(f"max_tokens must be >= 2, but got {max_tokens}")
+
+    def cut(row: tuple[int, ...]) -> tuple[int, ...]:
+        return row if len(row) <= max_tokens else row[: max_tokens - 1] + row[-1:]
+
+    types = None if split.token_type_ids is None else tuple(cut(t) for t in split.token_type_ids)
+    return EncodedSplit(input_ids=tuple(cut(ids) for ids in split.input_ids), token_type_ids=types, labels=split.labels)
+
+
+def truncate_inputs(inputs: dict[str, torch.Tensor], max_tokens: int) -> dict[str, torch.Tensor]:
+    """A batch of one (as the latency rows are) cut the same way as ``truncate``; shorter rows as they are."""
+    width = next(iter(inputs.values())).shape[1]
+    if width <= max_tokens:
+        return inputs
+    out = {}
+    for key, tensor in inputs.items():
+        if tensor.shape[0] != 1:
+            raise ValueError(f"truncate_inputs cuts batches of one row, got {tensor.shape[0]} rows")
+        out[key] = torch.cat([tensor[:, : max_tokens - 1], tensor[:, -1:]], dim=1)
+    return out
+
+
 def collate(split: EncodedSplit, indices: list[int], pad_id: int = 0) -> Batch:
     width = max(len(split.input_ids[i]) for i in indices)
     ids = torch.full((len(indices), width), pad_id, dtype=torch.long)

@@ -201,10 +201,22 @@ def measure_latency(model: Runnable, inputs: list[Inputs], config: LatencyConfig
     return _stats(samples, pass_means, config.threads, len(inputs))
 
 
-def measure_paired(model: Runnable, reference: Runnable, inputs: list[Inputs], config: LatencyConfig) -> PairedLatency:
-    """Model and reference interleaved call by call on the same inputs; the speed-up is the median pair ratio."""
+def measure_paired(
+    model: Runnable,
+    reference: Runnable,
+    inputs: list[Inputs],
+    config: LatencyConfig,
+    reference_inputs: list[Inputs] | None = None,
+) -> PairedLatency:
+    """Model and reference interleaved call by call on the same inputs; the speed-up is the median pair ratio.
+
+    ``reference_inputs``: the same rows as the reference reads them, where the model reads fewer tokens of each
+    (a ``max_tokens`` student against the teacher at the study's full length); default ``inputs``."""
+    if reference_inputs is not None and len(reference_inputs) != len(inputs):
+        raise ValueError(f"{len(reference_inputs)} reference inputs for {len(inputs)} model inputs")
     with _threads(config.threads, model, reference):
-        model_inputs, reference_inputs = _prepare(model, inputs), _prepare(reference, inputs)
+        model_inputs = _prepare(model, inputs)
+        reference_inputs = _prepare(reference, inputs if reference_inputs is None else reference_inputs)
         for x, y in zip(model_inputs * config.warmup, reference_inputs * config.warmup, strict=True):
             model(**x)
             reference(**y)

@@ -90,6 +90,7 @@ def measure_checked(
     config: LatencyConfig,
     baseline_ms: float | None,
     *,
+    reference_inputs: list[Inputs] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[PairedLatency, StabilityCheck]:
     """``measure_paired``, repeated while it passes a bound (see the module docstring); returns the kept
@@ -100,7 +101,7 @@ def measure_checked(
         if n:
             sleep(wait)
             wait *= 2
-        paired = measure_paired(model, reference, inputs, config)
+        paired = measure_paired(model, reference, inputs, config, reference_inputs)
         found = problems(paired, baseline_ms, config)
         attempts.append((paired, found))
         if not found:

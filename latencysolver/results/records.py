@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.recipe import Recipe
+from latencysolver.config.space import SearchSpace
 from latencysolver.errors import StorageError, first_line
 from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.latency.stability import StabilityCheck
@@ -271,8 +272,16 @@ class BindingRecord:
             for name, words in fields
             if getattr(self, name) is not None
             and getattr(other, name) is not None
-            and getattr(self, name) != getattr(other, name)
+            and _comparable(name, getattr(self, name)) != _comparable(name, getattr(other, name))
         ]
+
+
+def _comparable(name: str, value: Any) -> Any:
+    """A recorded search space with every knob it does not name at the table's default: a space stored before a
+    knob existed (``max_tokens``, say) is the same space as today's with that knob fixed at its default."""
+    if name != "search_space" or not isinstance(value, dict):
+        return value
+    return {**SearchSpace().to_dict(), **value}
 
 
 @dataclass(frozen=True)

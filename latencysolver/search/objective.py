@@ -25,10 +25,10 @@ from optuna.trial import TrialState
 from latencysolver.compression import encoder_layers
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import ConstraintsConfig, StudyConfig
-from latencysolver.data.batches import EncodedSplit
+from latencysolver.data.batches import EncodedSplit, truncate, truncate_inputs
 from latencysolver.files import writing
 from latencysolver.latency.hardware import HardwareFingerprint
-from latencysolver.latency.protocol import PairedLatency, measure_throughput
+from latencysolver.latency.protocol import PairedLatency, measure_throughput, throughput_inputs
 from latencysolver.latency.stability import measure_checked
 from latencysolver.models.loading import count_parameters, nonzero_parameters
 from latencysolver.models.student import ONNX_FILE, cnn_student, compress, save_student, to_runnable
@@ -124,6 +124,33 @@ def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, floa
     return should_stop
 
 
+def student_length(config: StudyConfig, recipe: Recipe) -> int:
+    """How many tokens the student reads: the recipe's ``max_tokens``, else the study's ``data.max_length``."""
+    return min(recipe.max_tokens or config.data.max_length, config.data.max_length)
+
+
+def for_recipe(ctx: TrialContext, recipe: Recipe) -> TrialContext:
+    """``ctx`` as the recipe's student reads it: every split and latency row cut to ``max_tokens`` (the teacher's
+    cached train logits stay those of the full rows: the student learns to answer from less)."""
+    n = student_length(ctx.config, recipe)
+    if n >= ctx.config.data.max_length:
+        return ctx
+    validation = truncate(ctx.validation, n)
+    latency = ctx.config.latency
+    return dataclasses.replace(
+        ctx,
+        train=truncate(ctx.train, n),
+        validation=validation,
+        latency_inputs=[truncate_inputs(x, n) for x in ctx.latency_inputs],
+        throughput_inputs=(
+            throughput_inputs(validation, latency, latency.throughput_batch_size, ctx.pad_id)
+            if ctx.throughput_inputs and latency.throughput_batch_size
+            else None
+        ),
+        test=truncate(ctx.test, n) if ctx.test is not None else None,
+    )
+
+
 def train_student(ctx: TrialContext, recipe: Recipe, *, reseed: bool = False) -> TrainedStudent:
     """Compress the teacher (or build a CNN) and distill the teacher's cached logits into it.
 
@@ -138,7 +165,7 @@ def train_student(ctx: TrialContext, recipe: Recipe, *, reseed: bool = False) ->
         )
         ctx = dataclasses.replace(ctx, config=config)
     if recipe.architecture == "cnn":
-        model = cnn_student(ctx.teacher_model, ctx.config.cnn, ctx.config.data.max_length, recipe.seed)
+        model = cnn_student(ctx.teacher_model, ctx.config.cnn, student_length(ctx.config, recipe), recipe.seed)
         seen: dict[str, float] = {}
         trained = distill(
             model,
@@ -186,6 +213,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     start = time.perf_counter()
     recipe = suggest_recipe(trial, ctx.config.search_space)
     write_recipe(trial, recipe)
+    full_length_rows = ctx.latency_inputs  # the teacher's latency rows: it runs at the study's length
+    ctx = for_recipe(ctx, recipe)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -198,7 +227,12 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             logits = predict_logits(runnable, ctx.validation, pad_id=ctx.pad_id, progress=ctx.progress)
             quality = scores(logits, ctx.validation.labels)
             paired, stability = measure_checked(
-                runnable, ctx.teacher_model, ctx.latency_inputs, ctx.config.latency, ctx.baseline_reference_ms
+                runnable,
+                ctx.teacher_model,
+                ctx.latency_inputs,
+                ctx.config.latency,
+                ctx.baseline_reference_ms,
+                reference_inputs=full_length_rows,
             )
             latency = paired.model
             predicted = logits.argmax(dim=-1)
@@ -248,7 +282,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 recipe,
                 student.kept_layers,
                 folder,
-                extra={"max_length": ctx.config.data.max_length, "base_model": ctx.config.model},
+                extra={"max_length": student_length(ctx.config, recipe), "base_model": ctx.config.model},
             )
             if recipe.backend == "onnxruntime":
                 shutil.copyfile(runnable.path, folder / ONNX_FILE)

@@ -23,6 +23,7 @@ import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.storages import RDBStorage
 
+from latencysolver.data.batches import truncate_inputs
 from latencysolver.errors import SelectionError
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, model_device
@@ -86,8 +87,13 @@ def remeasure(
                 download_artifact(
                     artifact_store=store, artifact_id=meta.artifact_id, file_path=f"{tmp}/{meta.filename}"
                 )
-            model = load_student(Path(tmp), threads=config.latency.threads).model
-            paired, check = measure_checked(model, teacher, inputs, config.latency, baseline)
+            student = load_student(Path(tmp), threads=config.latency.threads)
+            length = student.info.get("max_length")  # a max_tokens student reads fewer tokens than the teacher
+            cut = isinstance(length, int) and length < config.data.max_length
+            rows = [truncate_inputs(x, int(length)) for x in inputs] if cut and length else inputs
+            paired, check = measure_checked(
+                student.model, teacher, rows, config.latency, baseline, reference_inputs=inputs
+            )
         figures: dict[str, Any] = {
             "speedup": paired.speedup,
             "speedup_cv": paired.speedup_cv,
