@@ -17,9 +17,9 @@ A measurement showing either is taken again after ``remeasure_wait_s`` seconds (
 ran fastest (the least loaded one) is kept and reported unstable: the trial keeps its figures with the flag, sits
 off the front and out of ``--best`` until ``latencysolver remeasure`` times its stored model again.
 
-Default bounds, from ``benchmarks/latency_stability.py`` (quiet and ``--load 2`` runs on a 2-core AMD EPYC, see
-benchmarks/README.md): quiet rounds read a pair CV of at most a few percent and a drift within about ±10%;
-loaded rounds read CVs of tens of percent and drifts of +50% and more.
+Default bounds, from ``benchmarks/latency_stability.py`` (quiet, ``--load 1`` and ``--load 2`` runs on a 2-core
+AMD EPYC, see benchmarks/README.md): quiet rounds read a pair CV of 0.3-0.7% and a drift of +3% to +7%; loaded
+rounds read CVs of 1-26% and drifts of +146% to +389%.
 """
 
 from __future__ import annotations
@@ -78,9 +78,6 @@ def problems(paired: PairedLatency, baseline_ms: float | None, config: LatencyCo
             f"(bound +{config.max_reference_drift:.0%})"
         )
     return tuple(found)
-
-
-Measure = Callable[[], PairedLatency]
 
 
 def measure_checked(

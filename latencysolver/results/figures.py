@@ -91,11 +91,6 @@ def latency_axis(study: optuna.Study) -> LatencyAxis:
     return LatencyAxis(metric, "p50 latency ms (batch 1) ↓", "p50 ms", teacher.get("latency_p50_ms"))
 
 
-def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's COMPLETE trials (feasible or not), in trial order, each with its latest latency."""
-    return completed_trials(study)
-
-
 def _recipe_text(trial: FrozenTrial) -> str:
     record = trial_record(trial)
     if not record.recipe_dict:
@@ -160,7 +155,7 @@ def _front_line(front: Sequence[FrozenTrial], axis: LatencyAxis) -> tuple[list[f
 def pareto_figure(study: optuna.Study) -> go.Figure:
     """Every COMPLETE trial, feasible and infeasible apart; the feasible front starred and joined; the teacher."""
     axis = latency_axis(study)
-    complete = complete_trials(study)
+    complete = completed_trials(study)
     unstable = {t.number for t in unstable_trials(study)}
     feasible = [t for t in complete if is_feasible(t) and t.number not in unstable]
     infeasible = [t for t in complete if not is_feasible(t) or t.number in unstable]
@@ -251,8 +246,9 @@ def is_numeric(value: Any) -> bool:
 
 def knob_values(study: optuna.Study) -> dict[str, list[tuple[FrozenTrial, Any]]]:
     """Per knob that takes more than one value over the COMPLETE trials: (trial, value or NA), in KNOB_ORDER."""
-    recipes = {t.number: recipe for t in complete_trials(study) if (recipe := trial_record(t).recipe_dict)}
-    trials = [t for t in complete_trials(study) if t.number in recipes]
+    complete = completed_trials(study)
+    recipes = {t.number: recipe for t in complete if (recipe := trial_record(t).recipe_dict)}
+    trials = [t for t in complete if t.number in recipes]
     names = [k for k in KNOB_ORDER if any(k in recipes[t.number] for t in trials)]
     names += sorted({k for t in trials for k in recipes[t.number]} - set(names) - set(NOT_KNOBS))
     knobs = {}
@@ -341,7 +337,7 @@ class ImportanceUnavailable(Exception):
 
 def param_importances(study: optuna.Study, index: int) -> dict[str, float]:
     """fANOVA importance (seeded) of each sampled knob for objective ``index``, over the COMPLETE trials."""
-    complete = complete_trials(study)
+    complete = completed_trials(study)
     if len(complete) < 2:
         raise ImportanceUnavailable(f"knob importance needs at least 2 completed trials; the study has {len(complete)}")
     varying = {

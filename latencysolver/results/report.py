@@ -29,14 +29,20 @@ from latencysolver.results.figures import (
     PNG_SCALE,
     PNG_WIDTH,
     ReportResult,
-    complete_trials,
     importance_figure,
     is_numeric,
     knob_figures,
     latency_axis,
     pareto_figure,
 )
-from latencysolver.results.front import front_rows, hardware_warning, interval_text, pareto_trials, unstable_trials
+from latencysolver.results.front import (
+    completed_trials,
+    front_rows,
+    hardware_warning,
+    interval_text,
+    pareto_trials,
+    unstable_trials,
+)
 from latencysolver.results.records import LATENCY_SAMPLES, is_feasible, present, study_record, trial_record
 from latencysolver.results.repeats import RecipeRepeats, find_repeats
 from latencysolver.results.samples import LatencySamples, latency_figure, load_latency_samples
@@ -388,7 +394,7 @@ def write_report(
         if warning:
             warnings.append(warning)
             png_path = None
-    complete = complete_trials(study)
+    complete = completed_trials(study)
     feasible = sum(is_feasible(t) for t in complete)
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     return ReportResult(

@@ -30,7 +30,7 @@ from latencysolver.latency.protocol import latency_inputs, model_device
 from latencysolver.latency.stability import StabilityCheck, measure_checked
 from latencysolver.locks import storage_lock
 from latencysolver.models.student import load_student
-from latencysolver.results.front import completed_trials, get_trial, unstable_trials
+from latencysolver.results.front import get_trial, unstable_trials
 from latencysolver.results.records import StudyRecord, study_record, trial_record, write_study_record
 from latencysolver.results.storage import (
     artifact_store_of,
@@ -71,7 +71,6 @@ def remeasure(
     chosen = [get_trial(study, n) for n in trials] if trials else unstable_trials(study)
     if not chosen:
         raise SelectionError(f"study {name!r} has no trial whose latency is flagged unstable; name some with --trials")
-    latest = {t.number: t for t in completed_trials(study)}
     config, prepared = prepare_stored(study, storage, options, log)
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     teacher = prepared.teacher.model
@@ -89,8 +88,9 @@ def remeasure(
                 )
             student = load_student(Path(tmp), threads=config.latency.threads)
             length = student.info.get("max_length")  # a max_tokens student reads fewer tokens than the teacher
-            cut = isinstance(length, int) and length < config.data.max_length
-            rows = [truncate_inputs(x, int(length)) for x in inputs] if cut and length else inputs
+            rows = inputs
+            if isinstance(length, int) and length < config.data.max_length:
+                rows = [truncate_inputs(x, length) for x in inputs]
             paired, check = measure_checked(
                 student.model, teacher, rows, config.latency, baseline, reference_inputs=inputs
             )
@@ -107,7 +107,7 @@ def remeasure(
             "remeasured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         _record(study, lock_storage, trial.number, figures)
-        before = trial_record(latest.get(trial.number, trial)).speedup
+        before = trial_record(trial).speedup  # get_trial and unstable_trials give each trial's latest figures
         done.append(Remeasurement(trial.number, before, paired.speedup, paired.model.p50_ms, check))
         log(
             f"trial {trial.number:>3}  {before or float('nan'):.2f}x -> {paired.speedup:.2f}x ±{paired.speedup_cv:.0%}"
