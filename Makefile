@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto clean
+.PHONY: install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean
 
 install: $(VENV)/.installed
 
@@ -75,6 +75,12 @@ bench-workers: install  ## per-trial storage overhead, SQLite vs PostgreSQL, and
 bench-pareto: install  ## issue 7: the study against the teacher, ORT fp32/int8 and torch int8, vs random search (TRIALS=N per study)
 	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
 	$(PY) benchmarks/boolq_pareto.py --data $(DATA) $(if $(TRIALS),--trials $(TRIALS))
+
+bench-elastic: install  ## issue 18: elastic slices against the same recipes distilled alone (~1 h with the elastic training)
+	$(PY) benchmarks/elastic_slices.py --data $(DATA)
+
+bench-search: install  ## issue 18: hypervolume against wall-clock time, elastic vs per-trial, TPE vs random (ARMS=..., resumable)
+	$(PY) benchmarks/search_efficiency.py --data $(DATA) $(if $(ARMS),--arms $(ARMS))
 
 clean:
 	rm -rf $(VENV) exported latencysolver.db latencysolver-artifacts .pytest_cache

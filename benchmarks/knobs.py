@@ -4,12 +4,12 @@
                                          [--data ../shared/data/boolq-dev-split] [--only NAME ...]
 
 Loads (or fine-tunes once, about 8 minutes) the study's teacher, then for each setting below builds the student
-exactly as a trial would (``objective.train_student``: compress, distill with the study's budget, finalize),
+exactly as a trial would (``students.train_student``: compress, distill with the study's budget, finalize),
 converts it to its precision/backend (``student.to_runnable``), and measures on the validation split:
 accuracy, p50 latency at batch 1 and the paired speed-up over the fp32 torch teacher (latency protocol of the
 study YAML), parameters and size.  Precision-only settings change no weights, so they are applied to the
 teacher without distillation.  ``max_tokens`` settings cut every row (question whole, passage shortened) for the
-student, as a trial does (``objective.for_recipe``), while the teacher it is paired with reads the full rows.
+student, as a trial does (``students.for_recipe``), while the teacher it is paired with reads the full rows.
 
 First, on a tiny random BERT (4 layers, hidden 256, FFN 1024), the latency of 50% FFN pruning (structured,
 heads kept) against the unpruned model: does removing neurons really cut time?
@@ -37,8 +37,9 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
-from latencysolver.search.objective import TrialContext, for_recipe, model_size_bytes, train_student
+from latencysolver.search.objective import model_size_bytes
 from latencysolver.search.preparation import RunOptions, prepare
+from latencysolver.search.students import TrialContext, for_recipe, train_student
 from latencysolver.training.evaluate import predict_logits, scores
 
 DISTILL = {"temperature": 2.0, "alpha": 0.5}

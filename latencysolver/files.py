@@ -13,6 +13,8 @@ a SQLite file's folder) goes through these:
   ``path`` that is a device or a FIFO (``/dev/stdout``) is written in place.
 * ``remove_stale_staging(folder, prefix)`` deletes the temporary folders a killed process left behind; call it
   only where no live process can be writing them (under the lock that guards them).
+* ``publish_folder(path, write)`` builds a cache entry (the teacher, the elastic student) in a staging folder and
+  renames it into place, so an interrupted build leaves no half-written entry.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -130,3 +132,22 @@ def remove_stale_staging(folder: Path, prefix: str) -> list[Path]:
 def glob_escape(text: str) -> str:
     """``text`` with glob's special characters escaped (``glob.escape`` for a name, not a path)."""
     return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def publish_folder(path: Path, write: Callable[[Path], None], what: str = "cache folder") -> None:
+    """Build a folder in a temporary sibling with ``write(staging)``, then rename it to ``path``.
+
+    Any failure (Ctrl-C included) removes the staging folder, so ``path`` is either absent or complete; an entry
+    already at ``path`` (one a crash left without its marker file) is replaced.  Callers hold the entry's lock."""
+    with writing(path.parent, what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        with writing(path.parent, what):
+            write(staging)
+            if path.exists():
+                shutil.rmtree(path)
+            staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latencysolver.config.study import TrainConfig
+from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import EncodedSplit, collate, encode_pairs
 from latencysolver.errors import ModelError
 from latencysolver.models.cnn import (

@@ -19,7 +19,8 @@ from latencysolver.config.space import (
     load_search_space,
     parse_search_space,
 )
-from latencysolver.config.study import StudyConfig, TrainConfig, load_study_config
+from latencysolver.config.study import StudyConfig, load_study_config
+from latencysolver.config.training import TrainConfig
 from latencysolver.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,7 +317,7 @@ def test_overrides_apply_after_validation(tmp_path):
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["quick.yaml", "full.yaml"])
+@pytest.mark.parametrize("name", ["quick.yaml", "full.yaml", "elastic.yaml"])
 def test_to_dict_round_trips_repo_spaces(name):
     space = load_search_space(REPO / "search_spaces" / name)
     as_dict = space.to_dict()
@@ -332,6 +333,7 @@ def test_to_dict_round_trips_repo_spaces(name):
         "alpha",
         "hidden_weight",
         "max_tokens",
+        "recovery_steps",
     }
     assert parse_search_space(as_dict, "round-trip") == space
     # and through YAML text, as a user would copy it into a file

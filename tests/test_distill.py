@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from latencysolver.config.study import TrainConfig
+from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import EncodedSplit, encode_split, eval_batches
 from latencysolver.data.boolq import BoolQSplit
 from latencysolver.errors import TrialFailure

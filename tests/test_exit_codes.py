@@ -13,7 +13,8 @@ import pytest
 import latencysolver.cli.commands as commands
 from latencysolver import errors
 from latencysolver.cli import main
-from latencysolver.config.study import LatencyConfig, TrainConfig, load_study_config
+from latencysolver.config.study import LatencyConfig, load_study_config
+from latencysolver.config.training import TrainConfig
 from latencysolver.errors import (
     CompressionRefused,
     ConfigError,

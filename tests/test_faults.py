@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from latencysolver.config.study import load_study_config
 from latencysolver.errors import OutputError
 from latencysolver.results.records import trial_record
-from latencysolver.search import objective
+from latencysolver.search import objective, students
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 
@@ -36,7 +36,8 @@ def _fail_first(real, exc: BaseException):
     ],
 )
 def test_a_fault_fails_only_its_trial(study_yaml, tmp_path, monkeypatch, target, exc, reason):
-    monkeypatch.setattr(objective, target, _fail_first(getattr(objective, target), exc))
+    module = students if target == "distill" else objective  # where the trial looks the function up
+    monkeypatch.setattr(module, target, _fail_first(getattr(module, target), exc))
     config = load_study_config(study_yaml(n_trials=3))
     study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
     trials = study.get_trials()

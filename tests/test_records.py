@@ -18,8 +18,8 @@ from latencysolver.results.front import feasible_trials, front_rows, pareto_tria
 from latencysolver.results.records import (
     ConstraintsRecord,
     DataRecord,
+    SharedFolder,
     StudyRecord,
-    TeacherArtifacts,
     TeacherRecord,
     TrialRecord,
     is_feasible,
@@ -207,7 +207,7 @@ def test_a_study_record_round_trips_and_partial_writes_keep_the_rest(tmp_path):
         study,
         StudyRecord(
             constraints=ConstraintsRecord(0.5, None, 0.5),
-            teacher_artifacts=TeacherArtifacts("k", {"config.json": "id"}),
+            teacher_artifacts=SharedFolder("k", {"config.json": "id"}),
         ),
     )
     read = study_record(optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path / 'rt.db'}"))
@@ -218,7 +218,7 @@ def test_a_study_record_round_trips_and_partial_writes_keep_the_rest(tmp_path):
         config={"name": "n"},
         search_space={"quant_dtype": "int8"},
         constraints=ConstraintsRecord(0.5, None, 0.5),
-        teacher_artifacts=TeacherArtifacts("k", {"config.json": "id"}),
+        teacher_artifacts=SharedFolder("k", {"config.json": "id"}),
     )
     [teacher] = stored_attr(tmp_path / "rt.db", "study_user_attributes", "teacher")  # all fields, None as null
     assert teacher["accuracy"] == 0.9 and teacher["f1"] is None

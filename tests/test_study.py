@@ -310,12 +310,24 @@ def test_constraint_values_follow_optunas_sign_convention():
     from latencysolver.config.study import ConstraintsConfig
     from latencysolver.search.objective import constraint_values
 
-    default = ConstraintsConfig()  # must beat the majority rate, no latency bound
-    assert constraint_values(default, 0.62, 0.70, 5.0)[0] < 0 and constraint_values(default, 0.62, 0.70, 5.0)[1] == 0
-    assert constraint_values(default, 0.62, 0.62, 5.0)[0] > 0  # exactly the majority class: degenerate
-    explicit = ConstraintsConfig(min_accuracy=0.65, max_latency_ms=4.0)
-    assert constraint_values(explicit, 0.62, 0.65, 4.0) == [0.0, 0.0]  # bounds themselves are feasible
-    assert constraint_values(explicit, 0.62, 0.64, 4.5) == pytest.approx([0.01, 0.5])
+    default = ConstraintsConfig()  # must beat the majority rate, no latency bound, no speed-up floor
+    values = constraint_values(default, 0.62, 0.70, 5.0, 2.0)
+    assert (
+        values["min_accuracy"] < 0
+        and values["max_latency_ms"] == 0
+        and set(values) == {"min_accuracy", "max_latency_ms"}
+    )
+    assert constraint_values(default, 0.62, 0.62, 5.0, 2.0)["min_accuracy"] > 0  # exactly the majority: degenerate
+    explicit = ConstraintsConfig(min_accuracy=0.65, max_latency_ms=4.0, min_speedup=3.0)
+    # the bounds themselves are feasible
+    assert constraint_values(explicit, 0.62, 0.65, 4.0, 3.0) == {
+        "min_accuracy": 0.0,
+        "max_latency_ms": 0.0,
+        "min_speedup": 0.0,
+    }
+    assert constraint_values(explicit, 0.62, 0.64, 4.5, 2.5) == pytest.approx(
+        {"min_accuracy": 0.01, "max_latency_ms": 0.5, "min_speedup": 0.5}
+    )
 
 
 def test_every_trial_records_degeneracy_and_constraints(finished_study):

@@ -46,17 +46,17 @@ def mixed_run(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
             cnn_distillation={"steps": 3, "batch_size": 8, "learning_rate": 2.0e-3},
         )
     )
-    from latencysolver.search import objective
+    from latencysolver.search import students
 
     calls = []
-    real = objective.distill
+    real = students.distill
 
     def spy(*args, **kwargs):
         calls.append((kwargs.get("hidden_weight", 0.0), kwargs.get("hidden_layers")))
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(objective, "distill", spy)
+        patch.setattr(students, "distill", spy)
         study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
     return config, study, calls
 

@@ -1,7 +1,8 @@
 """Config: everything a user writes, turned into typed, frozen dataclasses once, at the edge.  ``knobs.py`` is
 the knob table (each knob declared once: kind, valid values, default, family, when it is not sampled);
 ``space.py`` a search space (each knob fixed, a range or choices); ``study.py`` the study file (data, teacher,
-distillation, latency, constraints, workers, sampler); ``recipe.py`` the ``Recipe`` of one trial.  A bad file
+distillation, latency, constraints, workers, sampler); ``training.py`` the training budgets and what each trial
+mode can honour; ``convert.py`` the YAML-to-dataclass converter; ``recipe.py`` the ``Recipe`` of one trial.  A bad file
 fails with a ``ConfigError`` naming the file, the key and the value.  Past this package no code sees YAML."""
 
 from latencysolver.config.knobs import KNOB, KNOB_NAMES, KNOBS, KnobSpec, knob_table_markdown
@@ -12,12 +13,12 @@ from latencysolver.config.study import (
     DataConfig,
     LatencyConfig,
     StudyConfig,
-    TrainConfig,
     WorkersConfig,
     config_from_dict,
     config_to_dict,
     load_study_config,
 )
+from latencysolver.config.training import ElasticConfig, TrainConfig
 
 __all__ = [
     "KNOB",
@@ -26,6 +27,7 @@ __all__ = [
     "Choices",
     "ConstraintsConfig",
     "DataConfig",
+    "ElasticConfig",
     "Fixed",
     "FloatRange",
     "IntRange",

@@ -222,6 +222,16 @@ KNOBS: tuple[KnobSpec, ...] = (
         "alike; the teacher it is paired against keeps the full length. `full` = `data.max_length`",
         off=FULL_LENGTH,
     ),
+    KnobSpec(
+        "recovery_steps",
+        "int",
+        0,
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "an integer >= 0",
+        "`trial_mode: elastic` only: distillation steps that recover the sliced sub-network (with `temperature`, "
+        "`alpha` and `hidden_weight`) before it is measured; 0 = the slice as the elastic student trained it",
+        applies_to="transformer",
+    ),
 )
 KNOB: dict[str, KnobSpec] = {spec.name: spec for spec in KNOBS}
 KNOB_NAMES: tuple[str, ...] = tuple(KNOB)

@@ -44,6 +44,7 @@ class Recipe:
     architecture: StudentArchitecture = KNOB["architecture"].default
     hidden_weight: float = KNOB["hidden_weight"].default
     max_tokens: int | None = KNOB["max_tokens"].default  # None: the study's data.max_length
+    recovery_steps: int = KNOB["recovery_steps"].default  # trial_mode elastic only
 
     def __post_init__(self) -> None:
         for spec in KNOBS:  # one rule per knob, the same the search-space parser applies
@@ -78,6 +79,8 @@ class Recipe:
             distill += f" hidden={self.hidden_weight:.2g}"
         if self.max_tokens is not None:
             distill += f" tokens={self.max_tokens}"
+        if self.recovery_steps:
+            distill += f" recovery={self.recovery_steps}"
         if self.architecture == "cnn":
             return f"cnn {self.quant_dtype} {distill}"
         rank = "off" if self.rank is None else str(self.rank)

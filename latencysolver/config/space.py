@@ -74,6 +74,7 @@ class SearchSpace:
     alpha: Knob = Fixed(KNOB["alpha"].yaml_default)
     hidden_weight: Knob = Fixed(KNOB["hidden_weight"].yaml_default)
     max_tokens: Knob = Fixed(KNOB["max_tokens"].yaml_default)
+    recovery_steps: Knob = Fixed(KNOB["recovery_steps"].yaml_default)
 
     def values_of(self, name: str) -> tuple[Any, ...]:
         """What a knob's entry names: its fixed value, its choices, or a range's bounds."""

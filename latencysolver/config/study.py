@@ -11,33 +11,24 @@ Past this module no code sees a dict from YAML.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
+from latencysolver.config.convert import build
 from latencysolver.config.space import (
     SearchSpace,
-    _coerce_number,
     _is_number,
     _read_yaml,
     load_search_space,
     parse_search_space,
 )
+from latencysolver.config.training import ElasticConfig, TrainConfig, _check_positive, check_trial_mode
 from latencysolver.errors import ConfigError, FieldError, shown
 
 # --------------------------------------------------------------------------------------------------------------
 # Study config
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _check_positive(obj: Any, *names: str) -> None:
-    """``FieldError`` naming the first of ``names`` (attributes of ``obj``) that is set but not > 0."""
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None and not value > 0:
-            raise FieldError(name, f"{name} must be > 0, but got {shown(value)}", value)
 
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -55,26 +46,6 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "max_length", "limit_train", "limit_validation", "limit_test")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimizer budget for one training run (teacher fine-tune or one trial's distillation)."""
-
-    epochs: float = 1.0  # fractional epochs are fine; ``steps`` wins when set
-    steps: int | None = None
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "epochs", "steps", "batch_size", "learning_rate")
-        if not 0 <= self.warmup_ratio < 1:
-            raise FieldError(
-                "warmup_ratio", f"warmup_ratio must be in [0, 1), but got {shown(self.warmup_ratio)}", self.warmup_ratio
-            )
 
 
 @dataclass(frozen=True)
@@ -140,13 +111,16 @@ class ConstraintsConfig:
 
     min_accuracy: float | None = None
     max_latency_ms: float | None = None
+    # the paired speed-up over the fp32 teacher a trial must reach; measured before any training, so a trial below
+    # it is recorded infeasible without being trained.  null = no bound.
+    min_speedup: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
             raise FieldError(
                 "min_accuracy", f"min_accuracy must be in [0, 1], but got {shown(self.min_accuracy)}", self.min_accuracy
             )
-        _check_positive(self, "max_latency_ms")
+        _check_positive(self, "max_latency_ms", "min_speedup")
 
 
 @dataclass(frozen=True)
@@ -225,6 +199,10 @@ class StudyConfig:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    # per-trial: each trial compresses and distills its own student; elastic: each trial slices one elastic student
+    # trained once (``elastic``), then optionally recovers for ``recovery_steps`` (a knob)
+    trial_mode: Literal["per-trial", "elastic"] = "per-trial"
+    elastic: ElasticConfig = field(default_factory=ElasticConfig)
     config_file: str = "<memory>"  # the YAML file it came from, for messages
 
     def __post_init__(self) -> None:
@@ -240,90 +218,7 @@ class StudyConfig:
                 "use full (or a smaller number)",
                 longer[0],
             )
-
-
-def _at(file: str, key: str) -> str:
-    """The message prefix "FILE: KEY" ("FILE" where no key applies)."""
-    return f"{file}: {key}" if key else file
-
-
-def _build(cls: type, raw: Any, file: str, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a YAML mapping, checking keys and types.
-
-    ``file`` names the source in messages and in the ``ConfigError``; ``prefix`` is the dotted path of ``raw``
-    within it ("" at the top, "distillation." below), so each error's ``key`` is the full dotted path.
-    """
-    key = prefix.rstrip(".") or None
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{_at(file, prefix.rstrip('.'))}: expected a mapping, got {shown(raw)}", file=file, key=key, value=raw
-        )
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.name != "config_file"}
-    unknown = sorted(map(str, set(raw) - names))
-    if unknown:
-        raise ConfigError(
-            f"{file}: {prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})",
-            file=file,
-            key=f"{prefix}{unknown[0]}",
-        )
-    kwargs = {name: _convert(hints[name], value, file, f"{prefix}{name}") for name, value in raw.items()}
-    try:
-        return cls(**kwargs)
-    except FieldError as exc:  # a range check in __post_init__: "<name> must be ..., but got ..."
-        raise ConfigError(
-            f"{file}: {prefix}{exc.key}: {exc}", file=file, key=f"{prefix}{exc.key}", value=exc.value
-        ) from None
-    except TypeError as exc:  # a missing required key
-        raise ConfigError(f"{_at(file, prefix.rstrip('.'))}: {exc}", file=file, key=key) from None
-
-
-def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
-    """``value`` as type ``hint``; ``key`` is its dotted path in ``file`` (``cnn.kernel_sizes[1]``)."""
-    where = f"{file}: {key}"
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        hint = next(o for o in options if o is not type(None))
-        origin = typing.get_origin(hint)
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(
-                f"{where}: expected one of {list(typing.get_args(hint))}, got {shown(value)}",
-                file=file,
-                key=key,
-                value=value,
-            )
-        return value
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, file, f"{key}.")
-    if origin is tuple:  # tuple[int, ...]: a YAML list
-        if not isinstance(value, list) or not value:
-            raise ConfigError(
-                f"{where}: expected a non-empty list, got {shown(value)}", file=file, key=key, value=value
-            )
-        return tuple(_convert(typing.get_args(hint)[0], v, file, f"{key}[{i}]") for i, v in enumerate(value))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {shown(value)}", file=file, key=key, value=value)
-        return value
-    if hint is int:
-        value = _coerce_number(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {shown(value)}", file=file, key=key, value=value)
-        return value
-    if hint is float:
-        value = _coerce_number(value)
-        if not _is_number(value):
-            raise ConfigError(f"{where}: expected a number, got {shown(value)}", file=file, key=key, value=value)
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {shown(value)}", file=file, key=key, value=value)
-        return value
-    raise TypeError(f"no YAML conversion for {hint!r}")  # a programming error, not user input
+        check_trial_mode(self.trial_mode, self.search_space)
 
 
 def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
@@ -369,7 +264,7 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     data_raw = raw.get("data")
     if isinstance(data_raw, str):  # shorthand: ``data: path/or/hub-name``
         raw["data"] = {"source": data_raw}
-    config = _build(StudyConfig, {**raw, "search_space": {}}, str(path))
+    config = build(StudyConfig, {**raw, "search_space": {}}, str(path))
     config = dataclasses.replace(config, search_space=space, config_file=str(path))
     return apply_overrides(config, **overrides)
 
@@ -387,7 +282,7 @@ def config_from_dict(raw: dict[str, Any], source: str) -> StudyConfig:
     raw = dict(raw)
     config_file = raw.pop("config_file", source)
     space = parse_search_space(raw.pop("search_space", {}), source, "search_space.")
-    config = _build(StudyConfig, {**raw, "search_space": {}}, source)
+    config = build(StudyConfig, {**raw, "search_space": {}}, source)
     return dataclasses.replace(config, search_space=space, config_file=config_file)
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from latencysolver.config.study import TrainConfig
+from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.errors import ModelError, first_line
 from latencysolver.training.distillation import distill

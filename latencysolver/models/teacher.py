@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from latencysolver.cache import content_hash
 from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.errors import ModelError, first_line
-from latencysolver.files import atomic_file, remove_stale_staging, writing
+from latencysolver.files import atomic_file, publish_folder, remove_stale_staging, writing
 from latencysolver.locks import file_lock
 from latencysolver.models.loading import load_classifier, load_tokenizer, model_fingerprint
 from latencysolver.training.evaluate import predict_logits
@@ -120,18 +118,7 @@ def _fine_tune(
         desc="teacher fine-tune",
         progress=progress,
     )
-    with writing(path.parent, "cache folder"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        with writing(path.parent, "cache folder"):
-            _save_teacher(config, model, result, staging)
-            if path.exists():  # an entry without a marker: left by a crash before the marker was written
-                shutil.rmtree(path)
-            staging.rename(path)
-    except BaseException:  # any failure, Ctrl-C included: no half-written staging folder is left; re-raised
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    publish_folder(path, lambda staging: _save_teacher(config, model, result, staging))
     log(f"teacher: fine-tuned in {result.seconds / 60:.1f} min (final loss {result.final_loss:.3f}) -> {path}")
     return model
 

@@ -23,7 +23,7 @@ from latencysolver.stats import Interval, PairedComparison
 # Every trial uploads these; the student's own files (``save_student``) and model.onnx come on top.
 PREDICTIONS = "predictions.json"
 LATENCY_SAMPLES = "latency_samples.json"
-CONSTRAINT_NAMES = ("min_accuracy", "max_latency_ms")
+CONSTRAINT_NAMES = ("min_accuracy", "max_latency_ms", "min_speedup")  # the last only where a study sets it
 LEGACY_CONSTRAINTS = "constraints"  # the user-attr list 0.1.0 wrote beside set_constraint; read, never written
 
 
@@ -74,6 +74,9 @@ class TrialRecord:
     distill_final_loss: float | None = None
     degenerate: bool | None = None
     early_stopped: dict[str, Any] | None = None  # {"step", "accuracy_on_check_rows", "floor"}
+    # latency first: {"speedup", "min_speedup"} of a trial below constraints.min_speedup, recorded untrained
+    rejected_before_training: dict[str, Any] | None = None
+    elastic: dict[str, Any] | None = None  # trial_mode elastic: {"key", "heads", "neurons", "layers", "recovery_steps"}
     throughput_rows_per_s: float | None = None
     seconds: float | None = None
     # on the validation rows (issue 17): Interval.to_dict() of the accuracy (Wilson), PairedComparison.to_dict()
@@ -248,8 +251,9 @@ class ConstraintsRecord:
 
 
 @dataclass(frozen=True)
-class TeacherArtifacts:
-    """The teacher's files in the artifact store, for workers on other machines: file name -> artifact id."""
+class SharedFolder:
+    """A cached folder's files in the artifact store (the teacher, the elastic student), for workers on other
+    machines: its cache key, and file name -> artifact id."""
 
     key: str
     files: dict[str, str]
@@ -303,7 +307,8 @@ class StudyRecord:
     latency: dict[str, Any] | None = None
     hardware: dict[str, Any] | None = None  # the machine that measured the teacher
     hardware_probe: dict[str, Any] | None = None
-    teacher_artifacts: TeacherArtifacts | None = None
+    teacher_artifacts: SharedFolder | None = None
+    elastic_artifacts: SharedFolder | None = None  # trial_mode elastic: the elastic student
     binding: BindingRecord | None = None  # None: a study made before 0.2, bound to nothing
     sampler_seeds: list[int] | None = None  # the sampler seed of each run and joining worker, in order
     teacher_predictions: list[int] | None = None  # the teacher's class per validation row: trials pair with it
@@ -320,7 +325,8 @@ _TYPED = {
     "teacher": TeacherRecord,
     "data": DataRecord,
     "constraints": ConstraintsRecord,
-    "teacher_artifacts": TeacherArtifacts,
+    "teacher_artifacts": SharedFolder,
+    "elastic_artifacts": SharedFolder,
     "binding": BindingRecord,
 }
 

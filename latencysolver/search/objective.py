@@ -1,4 +1,5 @@
-"""The Optuna objective: one trial = one recipe → one compressed, distilled, measured student.
+"""The Optuna objective: one trial = one recipe → one student (``students.py``: compressed and distilled, or sliced
+from the elastic student), timed before it is trained, then evaluated and stored.
 
 ``suggest.suggest_recipe`` is the only code that calls ``trial.suggest_*``.  Everything after it works on plain models
 and dataclasses; this module only wires them together and writes the trial's results and artifacts.
@@ -13,7 +14,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,16 +22,13 @@ import torch
 from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
-from latencysolver.compression import encoder_layers
-from latencysolver.config.recipe import Recipe
-from latencysolver.config.study import ConstraintsConfig, StudyConfig
-from latencysolver.data.batches import EncodedSplit, truncate, truncate_inputs
+from latencysolver.config.study import ConstraintsConfig
 from latencysolver.files import writing
 from latencysolver.latency.hardware import HardwareFingerprint
-from latencysolver.latency.protocol import PairedLatency, measure_throughput, throughput_inputs
+from latencysolver.latency.protocol import PairedLatency, measure_throughput
 from latencysolver.latency.stability import measure_checked
 from latencysolver.models.loading import count_parameters, nonzero_parameters
-from latencysolver.models.student import ONNX_FILE, cnn_student, compress, save_student, to_runnable
+from latencysolver.models.student import ONNX_FILE, save_student, to_runnable
 from latencysolver.results.records import (
     CONSTRAINT_NAMES,
     LATENCY_SAMPLES,
@@ -41,10 +38,18 @@ from latencysolver.results.records import (
     write_recipe,
     write_trial_record,
 )
-from latencysolver.results.storage import AtomicArtifactStore
+from latencysolver.search.students import (
+    TrainedStudent,
+    TrialContext,
+    accuracy_floor,
+    elastic_description,
+    for_recipe,
+    student_length,
+    train_student,
+    untrained_student,
+)
 from latencysolver.search.suggest import suggest_recipe
 from latencysolver.stats import accuracy_interval, correct_of, paired_difference
-from latencysolver.training.distillation import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
 
 
@@ -57,30 +62,6 @@ def objectives(latency_objective: str) -> tuple[list[str], list[Literal["maximiz
     raise ValueError(f"latency objective must be 'speedup' or 'latency_ms', but got {latency_objective!r}")
 
 
-@dataclass
-class TrialContext:
-    """What every trial of a study shares; built once per ``run``."""
-
-    config: StudyConfig
-    teacher_model: torch.nn.Module
-    teacher_train_logits: torch.Tensor
-    train: EncodedSplit
-    validation: EncodedSplit
-    latency_inputs: list[dict[str, torch.Tensor]]
-    artifact_store: AtomicArtifactStore
-    hardware: HardwareFingerprint
-    throughput_inputs: list[dict[str, torch.Tensor]] | None = None
-    majority_rate: float = 0.0  # of the validation split
-    pad_id: int = 0
-    progress: bool = True
-    teacher_predictions: torch.Tensor | None = None  # the teacher's class per validation row: the paired statistics
-    # seed repeats (`latencysolver confirm`) are also measured on the test split, paired with the teacher there
-    test: EncodedSplit | None = None
-    teacher_test_predictions: torch.Tensor | None = None
-    # the teacher's quiet p50 on this hardware: a trial's paired teacher p50 far above it means a loaded machine
-    baseline_reference_ms: float | None = None
-
-
 def model_size_bytes(model: Any) -> int:
     """Bytes of the serialized state dict (int8 packed weights count as int8, bf16 as two bytes), or of the
     onnxruntime graph file."""
@@ -91,152 +72,49 @@ def model_size_bytes(model: Any) -> int:
     return buffer.tell()
 
 
-@dataclass
-class TrainedStudent:
-    model: torch.nn.Module  # fp32, finalized, eval mode
-    kept_layers: tuple[int, ...]  # teacher layers kept (empty for a CNN)
-    steps: int
-    final_loss: float
-    early_stop_accuracy: float | None = None  # set when the early check stopped distillation
-
-
-def accuracy_floor(ctx: TrialContext) -> float:
-    floor = ctx.config.constraints.min_accuracy
-    return ctx.majority_rate if floor is None else floor
-
-
-def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, float]):
-    """``should_stop`` for distill(): at ``early_stop.after`` of the steps, a quick look at validation rows."""
-    rule = ctx.config.early_stop
-    after = rule.after
-    if after is None:
-        return None
-    rows = ctx.validation.head(rule.rows)
-
-    def should_stop(step: int, total: int) -> bool:
-        if step != max(1, round(after * total)):
-            return False
-        accuracy = scores(predict_logits(model, rows, pad_id=ctx.pad_id, progress=False), rows.labels).accuracy
-        model.train()
-        seen["accuracy"] = accuracy
-        return accuracy <= accuracy_floor(ctx)
-
-    return should_stop
-
-
-def student_length(config: StudyConfig, recipe: Recipe) -> int:
-    """How many tokens the student reads: the recipe's ``max_tokens``, else the study's ``data.max_length``."""
-    return min(recipe.max_tokens or config.data.max_length, config.data.max_length)
-
-
-def for_recipe(ctx: TrialContext, recipe: Recipe) -> TrialContext:
-    """``ctx`` as the recipe's student reads it: every split and latency row cut to ``max_tokens`` (the teacher's
-    cached train logits stay those of the full rows: the student learns to answer from less)."""
-    n = student_length(ctx.config, recipe)
-    if n >= ctx.config.data.max_length:
-        return ctx
-    validation = truncate(ctx.validation, n)
-    latency = ctx.config.latency
-    return dataclasses.replace(
-        ctx,
-        train=truncate(ctx.train, n),
-        validation=validation,
-        latency_inputs=[truncate_inputs(x, n) for x in ctx.latency_inputs],
-        throughput_inputs=(
-            throughput_inputs(validation, latency, latency.throughput_batch_size, ctx.pad_id)
-            if ctx.throughput_inputs and latency.throughput_batch_size
-            else None
-        ),
-        test=truncate(ctx.test, n) if ctx.test is not None else None,
-    )
-
-
-def train_student(ctx: TrialContext, recipe: Recipe, *, reseed: bool = False) -> TrainedStudent:
-    """Compress the teacher (or build a CNN) and distill the teacher's cached logits into it.
-
-    ``reseed`` (a seed repeat of ``latencysolver confirm``): the distillation's data order and dropout are seeded
-    with ``recipe.seed`` instead of the study's ``distillation.seed``, so a repeat differs from its search trial
-    even when nothing else in the recipe is random (deterministic skip, no LayerDrop)."""
-    if reseed:
-        config = dataclasses.replace(
-            ctx.config,
-            distillation=dataclasses.replace(ctx.config.distillation, seed=recipe.seed),
-            cnn_distillation=dataclasses.replace(ctx.config.cnn_distillation, seed=recipe.seed),
-        )
-        ctx = dataclasses.replace(ctx, config=config)
-    if recipe.architecture == "cnn":
-        model = cnn_student(ctx.teacher_model, ctx.config.cnn, student_length(ctx.config, recipe), recipe.seed)
-        seen: dict[str, float] = {}
-        trained = distill(
-            model,
-            ctx.train,
-            ctx.teacher_train_logits,
-            ctx.config.cnn_distillation,
-            recipe.temperature,
-            recipe.alpha,
-            pad_id=ctx.pad_id,
-            progress=ctx.progress,
-            should_stop=_early_check(ctx, model, seen),
-        )
-        return TrainedStudent(
-            model.eval(), (), trained.steps, trained.final_loss, seen["accuracy"] if trained.stopped_early else None
-        )
-    student = compress(ctx.teacher_model, recipe)
-    seen = {}
-    hidden_layers = None  # with LayerDrop (or no hidden-state term): only the final outputs are compared
-    if recipe.hidden_weight > 0 and not student.layerdrop:
-        hidden_layers = hidden_targets(student.kept_layers, len(encoder_layers(ctx.teacher_model)))
-    trained = distill(
-        student.model,
-        ctx.train,
-        ctx.teacher_train_logits,
-        ctx.config.distillation,
-        recipe.temperature,
-        recipe.alpha,
-        pad_id=ctx.pad_id,
-        progress=ctx.progress,
-        should_stop=_early_check(ctx, student.model, seen),
-        hidden_weight=recipe.hidden_weight,
-        teacher=ctx.teacher_model,
-        hidden_layers=hidden_layers,
-    )
-    return TrainedStudent(
-        student.finalize(),
-        student.kept_layers,
-        trained.steps,
-        trained.final_loss,
-        seen["accuracy"] if trained.stopped_early else None,
-    )
-
-
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     start = time.perf_counter()
     recipe = suggest_recipe(trial, ctx.config.search_space)
     write_recipe(trial, recipe)
     full_length_rows = ctx.latency_inputs  # the teacher's latency rows: it runs at the study's length
     ctx = for_recipe(ctx, recipe)
+    threads = ctx.config.latency.threads
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            student = train_student(ctx, recipe, reseed=isinstance(trial.user_attrs.get("repeat_of"), int))
-            model = student.model
-            # accuracy and latency are measured on the model as it ships: quantized, or in onnxruntime
-            runnable = to_runnable(
-                model, recipe.quant_dtype, ctx.latency_inputs[0], folder / "onnx", ctx.config.latency.threads
-            )
-            logits = predict_logits(runnable, ctx.validation, pad_id=ctx.pad_id, progress=ctx.progress)
-            quality = scores(logits, ctx.validation.labels)
+            # Latency first: the speed-up depends only on the architecture and the backend, so it is measured on
+            # the untrained shape, and a trial below constraints.min_speedup is recorded without being trained.
+            shape, kept = untrained_student(ctx, recipe)
+            shape_runnable = to_runnable(shape, recipe.quant_dtype, ctx.latency_inputs[0], folder / "shape", threads)
             paired, stability = measure_checked(
-                runnable,
+                shape_runnable,
                 ctx.teacher_model,
                 ctx.latency_inputs,
                 ctx.config.latency,
                 ctx.baseline_reference_ms,
                 reference_inputs=full_length_rows,
             )
+            floor = ctx.config.constraints.min_speedup
+            rejected = {"speedup": paired.speedup, "min_speedup": floor} if floor and paired.speedup < floor else None
+            if rejected:
+                student, runnable = TrainedStudent(shape, kept, 0, None), shape_runnable
+            else:
+                repeat = isinstance(trial.user_attrs.get("repeat_of"), int)
+                student = train_student(ctx, recipe, reseed=repeat, start=shape if ctx.elastic else None)
+                # accuracy is measured on the model as it ships: quantized, or in onnxruntime
+                runnable = (
+                    shape_runnable
+                    if student.model is shape and student.steps == 0  # an elastic slice without recovery
+                    else to_runnable(student.model, recipe.quant_dtype, ctx.latency_inputs[0], folder / "onnx", threads)
+                )
+            model = student.model
+            logits = predict_logits(runnable, ctx.validation, pad_id=ctx.pad_id, progress=ctx.progress)
+            quality = scores(logits, ctx.validation.labels)
             latency = paired.model
             predicted = logits.argmax(dim=-1)
-            constraints = constraint_values(ctx.config.constraints, ctx.majority_rate, quality.accuracy, latency.p50_ms)
+            constraints = constraint_values(
+                ctx.config.constraints, ctx.majority_rate, quality.accuracy, latency.p50_ms, paired.speedup
+            )
             early_stopped = None
             if student.early_stop_accuracy is not None:  # hopeless at the check: infeasible, whatever it reached
                 early_stopped = {
@@ -244,7 +122,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                     "accuracy_on_check_rows": student.early_stop_accuracy,
                     "floor": accuracy_floor(ctx),
                 }
-                constraints[0] = max(constraints[0], 1e-6)
+            if early_stopped or rejected:  # never feasible, whatever a later remeasurement says of its speed
+                constraints["min_accuracy"] = max(constraints["min_accuracy"], 1e-6)
             throughput = (
                 measure_throughput(runnable, ctx.throughput_inputs, ctx.config.latency).rows_per_second
                 if ctx.throughput_inputs
@@ -273,9 +152,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 **validation_statistics(predicted, ctx),
                 **test_statistics(runnable, trial, ctx),
                 early_stopped=early_stopped,
+                rejected_before_training=rejected,
+                elastic=elastic_description(ctx, recipe),
                 latency_stability=stability.to_dict(),
                 throughput_rows_per_s=throughput,
-                constraints=dict(zip(CONSTRAINT_NAMES, constraints, strict=True)),
+                constraints=constraints,
             )
             files = save_student(
                 model,
@@ -336,15 +217,19 @@ def test_statistics(runnable: Any, trial: optuna.Trial, ctx: TrialContext) -> di
 
 
 def constraint_values(
-    constraints: ConstraintsConfig, majority_rate: float, accuracy: float, p50_ms: float
-) -> list[float]:
-    """Optuna's convention: each value <= 0 means satisfied.  [accuracy floor, latency ceiling]."""
+    constraints: ConstraintsConfig, majority_rate: float, accuracy: float, p50_ms: float, speedup: float
+) -> dict[str, float]:
+    """Optuna's convention: each value <= 0 means satisfied.  The accuracy floor and the latency ceiling always;
+    the speed-up floor when the study sets one (older trials without it read as meeting it)."""
     if constraints.min_accuracy is None:  # must beat always answering the majority class
         floor = majority_rate - accuracy + 1e-9
     else:
         floor = constraints.min_accuracy - accuracy
     ceiling = p50_ms - constraints.max_latency_ms if constraints.max_latency_ms is not None else 0.0
-    return [floor, ceiling]
+    values = dict(zip(CONSTRAINT_NAMES, (floor, ceiling), strict=False))
+    if constraints.min_speedup is not None:
+        values["min_speedup"] = constraints.min_speedup - speedup
+    return values
 
 
 def latency_record(paired: PairedLatency, hardware: HardwareFingerprint) -> dict[str, Any]:

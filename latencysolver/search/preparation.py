@@ -15,6 +15,7 @@ from latencysolver.config.study import LatencyConfig, StudyConfig
 from latencysolver.data.batches import EncodedSplit, encode_split
 from latencysolver.data.boolq import BoolQData, load_boolq
 from latencysolver.latency.protocol import measure_latency
+from latencysolver.models.elastic import ElasticStudent, prepare_elastic
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
 from latencysolver.models.teacher import Teacher, prepare_teacher
 from latencysolver.results.records import TeacherRecord
@@ -55,6 +56,7 @@ class Prepared:
     tokenizer: Any
     pad_id: int
     cache_root: Path
+    elastic: ElasticStudent | None = None  # trial_mode elastic
 
 
 def prepare(
@@ -63,7 +65,8 @@ def prepare(
     log: Log = print,
     check_data: Callable[[BoolQData], None] | None = None,
 ) -> Prepared:
-    """Load and encode the data, then fine-tune (or load the cached) teacher; writes nothing to storage.
+    """Load and encode the data, then fine-tune (or load the cached) teacher, and in elastic mode train (or load)
+    the elastic student; writes nothing to storage.
 
     ``check_data`` sees the data as soon as it is loaded: it may refuse it before the teacher is trained."""
     data = load_boolq(
@@ -98,7 +101,20 @@ def prepare(
         progress=options.progress,
         log=log,
     )
+    elastic = None
+    if config.trial_mode == "elastic":
+        elastic = prepare_elastic(
+            config,
+            teacher,
+            train,
+            data.train.fingerprint(),
+            root,
+            pad_id=pad_id,
+            progress=options.progress,
+            log=log,
+        )
     return Prepared(
+        elastic=elastic,
         data=data,
         train=train,
         validation=validation,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import tempfile
 import time
 import warnings
@@ -53,12 +52,7 @@ from latencysolver.results.storage import (
     shown_url,
 )
 from latencysolver.search.binding import check_binding, check_objectives
-from latencysolver.search.objective import (
-    TrialContext,
-    make_objective,
-    model_size_bytes,
-    objectives,
-)
+from latencysolver.search.objective import make_objective, model_size_bytes, objectives
 from latencysolver.search.preparation import (
     Prepared,
     RunOptions,
@@ -66,14 +60,19 @@ from latencysolver.search.preparation import (
     prepare,
     prepare_test_split,
 )
-from latencysolver.search.sharing import check_output_folders, fetch_teacher, share_teacher
+from latencysolver.search.sharing import (
+    check_output_folders,
+    fetch_elastic,
+    fetch_teacher,
+    share_elastic,
+    share_teacher,
+)
+from latencysolver.search.students import TrialContext
 from latencysolver.search.suggest import make_sampler, run_seed
 from latencysolver.search.workers import (
-    Terminated,
     count_trials,
     open_storage,
-    spawn_workers,
-    sqlite_warning,
+    run_local_workers,
     summary_callback,
     work,
 )
@@ -178,37 +177,12 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
         ),
     )
     share_teacher(study, teacher, AtomicArtifactStore(artifact_dir))
+    if prepared.elastic is not None:
+        share_elastic(study, prepared.elastic, AtomicArtifactStore(artifact_dir))
     save_study_note(study)
     if options.workers > 1:
-        return _run_local_workers(study, config, options, log)
+        return run_local_workers(study, config, options, log)
     return _work(study, config, prepared, inputs, hardware, options, log)
-
-
-def _run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOptions, log: Log) -> optuna.Study:
-    warning = sqlite_warning(config.storage, options.workers)
-    if warning:
-        log(warning)
-    extra = [
-        *(["--cache-dir", options.cache_dir] if options.cache_dir else []),
-        *(["--teacher", options.teacher_path] if options.teacher_path else []),
-        "--no-progress",
-    ]
-    log(f"study {config.name!r}: starting {options.workers} local workers (storage {shown_url(config.storage)})")
-    processes = spawn_workers(options.workers, config.name, config.storage, extra)
-    try:
-        codes = [p.wait() for p in processes]
-    except KeyboardInterrupt as exc:  # Ctrl-C reaches the workers too (same process group); wait for their clean exit
-        if isinstance(exc, Terminated):  # SIGTERM does not: pass it on
-            for p in processes:
-                p.send_signal(signal.SIGTERM)
-        codes = [p.wait() for p in processes]
-        raise
-    if any(codes):
-        raise StorageError(
-            f"study {config.name!r}: {sum(c != 0 for c in codes)} of {len(codes)} workers "
-            f"exited with an error (exit codes {codes})"
-        )
-    return optuna.load_study(study_name=config.name, storage=config.storage)
 
 
 def prepare_stored(
@@ -231,6 +205,8 @@ def prepare_stored(
     elif teacher_path is None:
         fetched = fetch_teacher(study, cache_root(options.cache_dir), log)
         teacher_path = str(fetched) if fetched else None
+    if config.trial_mode == "elastic":  # into this cache, where prepare() finds it instead of training it
+        fetch_elastic(study, cache_root(options.cache_dir), log)
     prepared = prepare(
         config,
         dataclasses.replace(options, teacher_path=teacher_path),
@@ -328,6 +304,7 @@ def _work(
         teacher_predictions=_teacher_predictions(study, len(validation)),
         test=test[0] if test else None,
         teacher_test_predictions=test[1] if test else None,
+        elastic=prepared.elastic,
         baseline_reference_ms=baseline_reference_ms(
             study_record(study).teacher, prepared.teacher.model, inputs, config.latency, hardware.key
         ),

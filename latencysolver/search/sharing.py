@@ -1,13 +1,12 @@
-"""The study's teacher in its artifact store: ``run`` shares it once, a worker on another machine copies it.
+"""The study's teacher (and elastic student) in its artifact store: ``run`` shares each once, a worker on another
+machine copies it.
 
 Both sides go through temporary files and folders renamed into place, and both run their cache side under the
-teacher's file lock, so a full disk or a killed process leaves neither a truncated artifact nor half a teacher.
+entry's file lock, so a full disk or a killed process leaves neither a truncated artifact nor half a folder.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,11 +15,13 @@ from optuna.artifacts import download_artifact, upload_artifact
 
 from latencysolver.cache import cache_root
 from latencysolver.config.study import StudyConfig
-from latencysolver.files import check_writable, remove_stale_staging, writing
+from latencysolver.files import check_writable, publish_folder, remove_stale_staging
 from latencysolver.locks import file_lock
+from latencysolver.models.elastic import MARKER as ELASTIC_MARKER
+from latencysolver.models.elastic import ElasticStudent
 from latencysolver.models.teacher import MARKER as TEACHER_MARKER
 from latencysolver.models.teacher import Teacher
-from latencysolver.results.records import StudyRecord, TeacherArtifacts, study_record, write_study_record
+from latencysolver.results.records import SharedFolder, StudyRecord, study_record, write_study_record
 from latencysolver.results.storage import AtomicArtifactStore, default_artifact_dir
 from latencysolver.search.preparation import RunOptions
 
@@ -34,48 +35,65 @@ def check_output_folders(config: StudyConfig, options: RunOptions) -> None:
 
 
 def share_teacher(study: optuna.Study, teacher: Teacher, store: AtomicArtifactStore) -> None:
-    """Put the fine-tuned teacher in the study's artifact store once, for workers on other machines.
+    """Put the fine-tuned teacher in the study's artifact store once, for workers on other machines."""
+    _share(study, "teacher_artifacts", teacher.key, teacher.path, store)
 
-    Recorded only once every file is in: a failed copy (a full disk) removes the files it wrote, so no worker ever
-    copies part of a teacher."""
-    shared = study_record(study).teacher_artifacts
-    if shared is not None and shared.key == teacher.key:
+
+def share_elastic(study: optuna.Study, elastic: ElasticStudent, store: AtomicArtifactStore) -> None:
+    """The same for the elastic student of ``trial_mode: elastic``."""
+    _share(study, "elastic_artifacts", elastic.key, elastic.path, store)
+
+
+def fetch_teacher(study: optuna.Study, root: Path, log: Log) -> Path | None:
+    """A worker on a machine without the teacher: copy it from the artifact store into this cache, once."""
+    return _fetch(study, "teacher_artifacts", root / "teachers", TEACHER_MARKER, "teacher", log)
+
+
+def fetch_elastic(study: optuna.Study, root: Path, log: Log) -> Path | None:
+    """A worker on a machine without the elastic student: copy it into this cache (``prepare_elastic`` finds it)."""
+    return _fetch(study, "elastic_artifacts", root / "elastic", ELASTIC_MARKER, "elastic student", log)
+
+
+def _share(study: optuna.Study, attr: str, key: str, folder: Path, store: AtomicArtifactStore) -> None:
+    """Recorded only once every file is in: a failed copy (a full disk) removes the files it wrote, so no worker
+    ever copies part of a folder."""
+    shared = getattr(study_record(study), attr)
+    if shared is not None and shared.key == key:
         return
     files: dict[str, str] = {}
     try:
-        for p in sorted(teacher.path.iterdir()):
+        for p in sorted(folder.iterdir()):
             if p.is_file():
                 files[p.name] = upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=study)
     except BaseException:
         for artifact_id in files.values():
             store.remove(artifact_id)
         raise
-    write_study_record(study, StudyRecord(teacher_artifacts=TeacherArtifacts(teacher.key, files)))
+    folder_record = SharedFolder(key, files)
+    write_study_record(
+        study,
+        StudyRecord(teacher_artifacts=folder_record)
+        if attr == "teacher_artifacts"
+        else StudyRecord(elastic_artifacts=folder_record),
+    )
 
 
-def fetch_teacher(study: optuna.Study, root: Path, log: Log) -> Path | None:
-    """A worker on a machine without the teacher: copy it from the artifact store into this cache, once."""
+def _fetch(study: optuna.Study, attr: str, cache: Path, marker: str, what: str, log: Log) -> Path | None:
     record = study_record(study)
-    shared, artifact_dir = record.teacher_artifacts, record.artifact_dir
+    shared, artifact_dir = getattr(record, attr), record.artifact_dir
     if not shared or not artifact_dir or not Path(artifact_dir).is_dir():
-        return None  # nothing shared: prepare() fine-tunes it here (under the cache lock)
-    target = root / "teachers" / shared.key
-    with file_lock(root / "teachers" / f"{shared.key}.lock"):
-        remove_stale_staging(target.parent, f".{target.name}-")  # a killed copy's leftovers (no one else is copying)
-        if (target / TEACHER_MARKER).is_file():
+        return None  # nothing shared: it is built here (under the cache lock)
+    target = cache / shared.key
+    with file_lock(cache / f"{shared.key}.lock"):
+        remove_stale_staging(cache, f".{target.name}-")  # a killed copy's leftovers (no one else is copying)
+        if (target / marker).is_file():
             return target
         store = AtomicArtifactStore(artifact_dir)
-        with writing(target.parent, "cache folder"):
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            with writing(target.parent, "cache folder"):
-                for name, artifact_id in shared.files.items():
-                    download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(staging / name))
-                if target.exists():
-                    shutil.rmtree(target)
-                staging.rename(target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    log(f"teacher: copied from the study's artifact store -> {target}")
+
+        def download(staging: Path) -> None:
+            for name, artifact_id in shared.files.items():
+                download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(staging / name))
+
+        publish_folder(target, download)
+    log(f"{what}: copied from the study's artifact store -> {target}")
     return target

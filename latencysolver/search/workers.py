@@ -37,10 +37,12 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.recipe import Recipe
-from latencysolver.config.study import STORAGE_ENV, WorkersConfig
-from latencysolver.errors import OutputError
+from latencysolver.config.study import STORAGE_ENV, StudyConfig, WorkersConfig
+from latencysolver.errors import OutputError, StorageError
 from latencysolver.locks import storage_lock
 from latencysolver.results.records import INTERRUPTED, trial_record, was_interrupted, write_fail_reason
+from latencysolver.results.storage import shown_url
+from latencysolver.search.preparation import RunOptions
 
 Log = Callable[[str], None]
 
@@ -267,3 +269,31 @@ def summary_callback(log: Callable[[str], None], started: float) -> Callable[[op
             )
 
     return callback
+
+
+def run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOptions, log: Log) -> optuna.Study:
+    """``run --workers N``: N ``latencysolver worker`` processes on this machine; waits for them all."""
+    warning = sqlite_warning(config.storage, options.workers)
+    if warning:
+        log(warning)
+    extra = [
+        *(["--cache-dir", options.cache_dir] if options.cache_dir else []),
+        *(["--teacher", options.teacher_path] if options.teacher_path else []),
+        "--no-progress",
+    ]
+    log(f"study {config.name!r}: starting {options.workers} local workers (storage {shown_url(config.storage)})")
+    processes = spawn_workers(options.workers, config.name, config.storage, extra)
+    try:
+        codes = [p.wait() for p in processes]
+    except KeyboardInterrupt as exc:  # Ctrl-C reaches the workers too (same process group); wait for their clean exit
+        if isinstance(exc, Terminated):  # SIGTERM does not: pass it on
+            for p in processes:
+                p.send_signal(signal.SIGTERM)
+        codes = [p.wait() for p in processes]
+        raise
+    if any(codes):
+        raise StorageError(
+            f"study {config.name!r}: {sum(c != 0 for c in codes)} of {len(codes)} workers "
+            f"exited with an error (exit codes {codes})"
+        )
+    return optuna.load_study(study_name=config.name, storage=config.storage)

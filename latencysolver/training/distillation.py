@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from latencysolver.config.study import TrainConfig
+from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import Batch, EncodedSplit
 from latencysolver.training.loop import TrainResult, train
 

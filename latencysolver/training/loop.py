@@ -18,12 +18,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from latencysolver.config.study import TrainConfig
+from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import Batch, EncodedSplit, train_batches
 from latencysolver.errors import TrialFailure
 
 # (the model's output: ``.logits``, and ``.hidden_states`` when ``train(hidden_states=True)``; the batch) → loss
 LossFn = Callable[[Any, Batch], torch.Tensor]
+# (the model, the batch) → loss: for a step that runs the model more than once (the elastic student's sandwich)
+ModelLossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,20 @@ def train(
     model: nn.Module,
     split: EncodedSplit,
     config: TrainConfig,
-    loss_fn: LossFn,
+    loss_fn: LossFn | None,
     *,
     pad_id: int = 0,
     desc: str = "train",
     progress: bool = True,
     should_stop: Callable[[int, int], bool] | None = None,
     hidden_states: bool = False,
+    model_loss: ModelLossFn | None = None,
 ) -> TrainResult:
     """``should_stop(step, total)`` is asked after each step (1-based); True ends training there.
-    ``hidden_states`` asks the model for every layer's output too (Hugging Face ``output_hidden_states``)."""
+    ``hidden_states`` asks the model for every layer's output too (Hugging Face ``output_hidden_states``).
+    ``model_loss`` replaces the one forward pass and ``loss_fn`` when a step runs the model itself."""
+    if (loss_fn is None) == (model_loss is None):
+        raise ValueError("train() needs exactly one of loss_fn and model_loss")
     from transformers import get_linear_schedule_with_warmup
 
     forward_kwargs = {"output_hidden_states": True} if hidden_states else {}
@@ -74,7 +80,11 @@ def train(
     bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False, dynamic_ncols=True)
     for step in bar:
         batch = next(batches)
-        loss = loss_fn(model(**batch.inputs, **forward_kwargs), batch)
+        if model_loss is not None:
+            loss = model_loss(model, batch)
+        else:
+            assert loss_fn is not None  # checked above
+            loss = loss_fn(model(**batch.inputs, **forward_kwargs), batch)
         if not torch.isfinite(loss):
             bar.close()
             model.eval()

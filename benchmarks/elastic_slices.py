@@ -1,0 +1,196 @@
+"""Is a slice of the elastic student as good as the same recipe distilled alone? (issue 18)
+
+    .venv/bin/python benchmarks/elastic_slices.py [--config studies/boolq-elastic.yaml]
+        [--data ../shared/data/boolq-dev-split] [--recovery 0,50] [--alone-steps 300,600] [--cache-dir DIR]
+        [--out benchmarks/results/elastic_slices]
+
+Trains (or loads the cached) elastic student of the study, then for each recipe below: the slice as the elastic
+student left it and after each ``--recovery`` number of distillation steps (``students.train_student`` in elastic
+mode, exactly as a trial), and the same recipe distilled alone from the teacher for each ``--alone-steps``
+(``students.train_student`` in per-trial mode; the elastic training's own step count is the equal-steps
+comparison).  Each student is converted to its backend and scored on validation and test (Wilson 95% intervals,
+paired difference to the fp32 teacher on the same rows), and timed paired against the fp32 torch teacher.
+Writes ``results.md`` and ``results.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from optuna.artifacts import FileSystemArtifactStore
+
+from latencysolver.config.recipe import Recipe
+from latencysolver.config.study import load_study_config
+from latencysolver.data.batches import encode_split
+from latencysolver.latency.hardware import hardware_fingerprint
+from latencysolver.latency.protocol import latency_inputs, measure_paired
+from latencysolver.models.elastic import training_seconds
+from latencysolver.models.student import to_runnable
+from latencysolver.search.preparation import RunOptions, prepare
+from latencysolver.search.students import TrialContext, train_student, untrained_student
+from latencysolver.stats import accuracy_interval, correct_of, paired_difference
+from latencysolver.training.evaluate import predict_logits
+
+DISTILL = {"temperature": 2.0, "alpha": 0.5, "prune_kind": "structured"}
+RECIPES: dict[str, Recipe] = {
+    "4 layers, full width, torch int8": Recipe(skip_prob=0.34, quant_dtype="int8", **DISTILL),
+    "3 layers, prune 0.3, ORT int8": Recipe(skip_prob=0.5, prune_ratio=0.3, quant_dtype="ort-int8", **DISTILL),
+    "2 layers, prune 0.5, ORT int8 (the smallest)": Recipe(
+        skip_prob=0.67, prune_ratio=0.5, quant_dtype="ort-int8", **DISTILL
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(REPO / "studies" / "boolq-elastic.yaml"))
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "boolq-dev-split"))
+    parser.add_argument("--recovery", default="0,50", help="recovery steps of the slices, comma-separated")
+    parser.add_argument("--alone-steps", default="300,600", help="distillation steps of the recipes alone ('' none)")
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "elastic_slices"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    config = load_study_config(args.config, data=args.data)
+    protocol = config.latency
+    hardware = hardware_fingerprint(protocol.threads).describe()
+    print(f"hardware: {hardware}", flush=True)
+    prepared = prepare(config, RunOptions(cache_dir=args.cache_dir, progress=False))
+    assert prepared.elastic is not None  # the config is an elastic study
+    teacher, pad_id = prepared.teacher.model.eval(), prepared.pad_id
+    test = encode_split(
+        prepared.data.test, prepared.tokenizer, config.data.max_length, prepared.cache_root, config.model
+    )
+    splits = {"validation": prepared.validation, "test": test}
+    teacher_correct = {
+        name: correct_of(
+            predict_logits(teacher, split, pad_id=pad_id, progress=False).argmax(-1).tolist(), split.labels
+        )
+        for name, split in splits.items()
+    }
+    inputs = latency_inputs(prepared.validation, protocol, pad_id)
+    rows: list[dict] = []
+
+    def score(name: str, kind: str, model, recipe: Recipe, seconds: float, folder: Path) -> None:
+        runnable = to_runnable(model, recipe.quant_dtype, inputs[0], folder, protocol.threads)
+        row = {"recipe": name, "student": kind, "seconds": round(seconds, 1)}
+        for split_name, split in splits.items():
+            predicted = predict_logits(runnable, split, pad_id=pad_id, progress=False).argmax(-1).tolist()
+            correct = correct_of(predicted, split.labels)
+            row[split_name] = accuracy_interval(correct).to_dict()
+            row[f"{split_name}_vs_teacher"] = paired_difference(correct, teacher_correct[split_name]).to_dict()
+        row["speedup"] = measure_paired(runnable, teacher, inputs, protocol).speedup
+        rows.append(row)
+        print(f"  {name} / {kind}: {describe(row)}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = TrialContext(
+            config=config,
+            teacher_model=teacher,
+            teacher_train_logits=prepared.teacher.train_logits,
+            train=prepared.train,
+            validation=prepared.validation,
+            latency_inputs=inputs,
+            artifact_store=FileSystemArtifactStore(tmp),
+            hardware=hardware_fingerprint(protocol.threads),
+            pad_id=pad_id,
+            progress=False,
+            elastic=prepared.elastic,
+        )
+        for name, recipe in RECIPES.items():
+            for steps in (int(s) for s in args.recovery.split(",") if s):
+                start = time.perf_counter()
+                sliced = dataclasses.replace(recipe, recovery_steps=steps)
+                model = train_student(ctx, sliced, start=untrained_student(ctx, sliced)[0]).model
+                score(
+                    name,
+                    f"elastic slice, recovery {steps}",
+                    model,
+                    recipe,
+                    time.perf_counter() - start,
+                    Path(tmp) / f"e{steps}{name[:1]}",
+                )
+            for steps in (int(s) for s in args.alone_steps.split(",") if s):
+                start = time.perf_counter()
+                alone = dataclasses.replace(
+                    ctx,
+                    elastic=None,
+                    config=dataclasses.replace(
+                        config, distillation=dataclasses.replace(config.distillation, steps=steps)
+                    ),
+                )
+                model = train_student(alone, recipe).model
+                score(
+                    name,
+                    f"distilled alone, {steps} steps",
+                    model,
+                    recipe,
+                    time.perf_counter() - start,
+                    Path(tmp) / f"a{steps}{name[:1]}",
+                )
+
+    elastic_seconds = training_seconds(prepared.elastic.path)
+    text = markdown(rows, hardware, config.elastic.steps, elastic_seconds)
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "hardware": hardware,
+                "elastic": dataclasses.asdict(config.elastic),
+                "elastic_training_seconds": elastic_seconds,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
+    print(text)
+
+
+def interval(a: dict) -> str:
+    return f"{a['estimate']:.3f} [{a['low']:.3f}, {a['high']:.3f}]"
+
+
+def describe(row: dict) -> str:
+    return (
+        f"validation {interval(row['validation'])}, test {interval(row['test'])}, {row['speedup']:.2f}x, "
+        f"{row['seconds']:.0f} s"
+    )
+
+
+def markdown(rows: list[dict], hardware: str, elastic_steps: int, elastic_seconds: float | None) -> str:
+    minutes = "?" if elastic_seconds is None else f"{elastic_seconds / 60:.0f}"
+    lines = [
+        f"# Elastic slices against the same recipes distilled alone\n\nHost: {hardware}.  Elastic student: "
+        f"{elastic_steps} steps, trained once in {minutes} min.  Accuracy with its Wilson 95% interval; the "
+        "difference to the fp32 teacher on the same rows with its paired 95% interval (Newcombe), in points.\n",
+        "| recipe | student | validation | vs teacher | test | vs teacher | speed-up | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        cells = []
+        for split in ("validation", "test"):
+            d = r[f"{split}_vs_teacher"]
+            band = d["difference_interval"]
+            cells += [
+                interval(r[split]),
+                f"{100 * d['difference']:+.1f} [{100 * band['low']:+.1f}, {100 * band['high']:+.1f}]",
+            ]
+        lines.append(
+            f"| {r['recipe']} | {r['student']} | {' | '.join(cells)} | {r['speedup']:.2f}x | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

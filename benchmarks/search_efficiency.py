@@ -1,0 +1,228 @@
+"""Hypervolume against wall-clock time: elastic trials against per-trial ones, TPE against random search (issue 18).
+
+    .venv/bin/python benchmarks/search_efficiency.py [--data ../shared/data/boolq-dev-split]
+        [--arms elastic-tpe,elastic-random,per-trial-tpe,per-trial-random] [--seeds 0,1,2] [--trials 30]
+        [--minutes 90] [--out benchmarks/results/search_efficiency] [--cache-dir DIR] [--progress] [--report-only]
+
+Each arm and sampler seed is one study (``ARM-sSEED``) in ``--out/study.db``, run by ``run_study`` with the arm's
+YAML (``studies/boolq-elastic.yaml`` or ``studies/boolq-pareto.yaml``, the sampler and its seed replaced).  A study
+already there is resumed up to ``--trials``, so an interrupted run continues where it stopped.
+
+The clock of a study is the sum of its trials' wall times (start to finish, as Optuna stored them), plus, for an
+elastic arm, the one elastic training (its ``elastic.json``), which every elastic arm pays once; the teacher's
+fine-tune is shared by both modes and left out.  After each trial, the hypervolume of the feasible trials so far in
+(validation accuracy, speed-up), above the reference (the validation majority rate, 1.0x).  Per arm: trials per
+hour, the median trial time, the hypervolume at ``--minutes`` and at the end, as mean ± sd over seeds.
+
+Writes ``results.md``, ``results.json`` and ``hypervolume.png`` (and ``.html``) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import optuna
+from boolq_pareto import hypervolume
+
+from latencysolver.cache import cache_root
+from latencysolver.config.study import load_study_config
+from latencysolver.latency.hardware import hardware_fingerprint
+from latencysolver.models.elastic import training_seconds
+from latencysolver.results.front import feasible_trials
+from latencysolver.results.records import study_record
+from latencysolver.search.preparation import RunOptions
+from latencysolver.search.run import run_study
+
+ARMS = {
+    "elastic-tpe": ("studies/boolq-elastic.yaml", "tpe"),
+    "elastic-random": ("studies/boolq-elastic.yaml", "random"),
+    "per-trial-tpe": ("studies/boolq-pareto.yaml", "tpe"),
+    "per-trial-random": ("studies/boolq-pareto.yaml", "random"),
+}
+
+
+def curve(study: optuna.Study, setup_seconds: float, reference: tuple[float, float]) -> list[dict[str, float]]:
+    """After each finished trial (in the order they finished): the clock and the hypervolume of the feasible ones."""
+    finished = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.datetime_complete and t.datetime_start),
+        key=lambda t: t.datetime_complete,
+    )
+    feasible = {t.number: (t.values[0], t.values[1]) for t in feasible_trials(study)}
+    clock, points, out = setup_seconds, [], []
+    for t in finished:
+        clock += (t.datetime_complete - t.datetime_start).total_seconds()
+        if t.number in feasible:
+            points.append(feasible[t.number])
+        out.append({"trial": t.number, "seconds": clock, "hypervolume": hypervolume(points, reference)})
+    return out
+
+
+def at(points: list[dict[str, float]], seconds: float) -> float:
+    """The hypervolume reached by ``seconds`` on the clock (0 before the first trial ends)."""
+    reached = [p["hypervolume"] for p in points if p["seconds"] <= seconds]
+    return reached[-1] if reached else 0.0
+
+
+def run_arm(arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    yaml_path, sampler = ARMS[arm]
+    storage = f"sqlite:///{out / 'study.db'}"
+    config = load_study_config(REPO / yaml_path, data=args.data, storage=storage, n_trials=args.trials)
+    config = dataclasses.replace(
+        config,
+        name=f"{arm}-s{seed}",
+        artifacts=str(out / "study-artifacts"),
+        sampler=dataclasses.replace(config.sampler, name=sampler, seed=seed),
+    )
+    if args.report_only:  # the studies as they are: an interrupted run's finished trials
+        study = optuna.load_study(study_name=config.name, storage=storage)
+    else:
+        study = run_study(config, RunOptions(cache_dir=args.cache_dir, progress=args.progress))
+    record = study_record(study)
+    setup = 0.0
+    if record.elastic_artifacts is not None:
+        setup = training_seconds(cache_root(args.cache_dir) / "elastic" / record.elastic_artifacts.key) or 0.0
+    reference = (record.data.majority_rate, 1.0)
+    points = curve(study, setup, reference)
+    durations = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in study.get_trials(deepcopy=False)
+        if t.datetime_complete and t.datetime_start
+    ]
+    return {
+        "arm": arm,
+        "seed": seed,
+        "trials": len(durations),
+        "feasible": len(feasible_trials(study)),
+        "setup_seconds": setup,
+        "median_trial_seconds": statistics.median(durations) if durations else None,
+        "trials_per_hour": 3600 * len(durations) / sum(durations) if durations else None,
+        "clock_seconds": points[-1]["seconds"] if points else setup,
+        "hypervolume_at_budget": at(points, args.minutes * 60),
+        "hypervolume_final": points[-1]["hypervolume"] if points else 0.0,
+        "curve": points,
+    }
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.4f} (one seed)"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, hardware: str) -> str:
+    lines = [
+        f"# Search efficiency (benchmarks/search_efficiency.py)\n\nHost: {hardware}.  Hypervolume of the feasible "
+        f"trials in (validation accuracy, speed-up over the fp32 torch teacher), reference (majority rate, 1.0x); "
+        f"the clock sums the trials' wall times, plus the elastic training for elastic arms.\n",
+        f"| arm | seed | trials | feasible | median s/trial | trials/h | clock min | HV at {args.minutes} min "
+        "| HV final |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        median = "—" if r["median_trial_seconds"] is None else f"{r['median_trial_seconds']:.0f}"
+        per_hour = "—" if r["trials_per_hour"] is None else f"{r['trials_per_hour']:.0f}"
+        lines.append(
+            f"| {r['arm']} | {r['seed']} | {r['trials']} | {r['feasible']} | {median} | {per_hour} | "
+            f"{r['clock_seconds'] / 60:.0f} | {r['hypervolume_at_budget']:.4f} | {r['hypervolume_final']:.4f} |"
+        )
+    lines += ["", f"| arm | seeds | trials/h | HV at {args.minutes} min (mean ± sd) | HV final (mean ± sd) |"]
+    lines.append("| --- | --- | --- | --- | --- |")
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        mine = [r for r in runs if r["arm"] == arm]
+        per_hour = [r["trials_per_hour"] for r in mine if r["trials_per_hour"]]
+        lines.append(
+            f"| {arm} | {len(mine)} | {statistics.mean(per_hour):.0f} | "
+            f"{spread([r['hypervolume_at_budget'] for r in mine])} | {spread([r['hypervolume_final'] for r in mine])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figure(runs: list[dict[str, Any]], out: Path, minutes: float) -> str | None:
+    import plotly.graph_objects as go
+
+    colours = {
+        "elastic-tpe": "#1f77b4",
+        "elastic-random": "#aec7e8",
+        "per-trial-tpe": "#d62728",
+        "per-trial-random": "#ff9896",
+    }
+    fig = go.Figure()
+    for r in runs:
+        fig.add_trace(
+            go.Scatter(
+                x=[0, *(p["seconds"] / 60 for p in r["curve"])],
+                y=[0, *(p["hypervolume"] for p in r["curve"])],
+                mode="lines+markers",
+                line={"shape": "hv", "color": colours.get(r["arm"])},
+                marker={"size": 4},
+                name=f"{r['arm']} seed {r['seed']}",
+            )
+        )
+    fig.add_vline(x=minutes, line_dash="dot", annotation_text=f"{minutes} min")
+    fig.update_layout(
+        title="Hypervolume against wall-clock time (elastic arms include the one elastic training)",
+        xaxis_title="minutes",
+        yaxis_title="hypervolume (accuracy × speed-up above majority, 1.0x)",
+    )
+    fig.write_html(str(out / "hypervolume.html"), include_plotlyjs=True)
+    try:
+        fig.write_image(str(out / "hypervolume.png"), width=1000, height=600, scale=2)
+    except Exception as exc:  # noqa: BLE001 - kaleido needs Chromium and raises its own error types
+        return f"warning: hypervolume.png not written (kaleido: {type(exc).__name__}: {str(exc).strip()[:200]})"
+    return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "boolq-dev-split"))
+    parser.add_argument("--arms", default="elastic-tpe,elastic-random", help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--seeds", default="0,1,2", help="sampler seeds, comma-separated")
+    parser.add_argument("--trials", type=int, default=30, help="trials per study")
+    parser.add_argument("--minutes", type=float, default=90.0, help="the wall-clock budget the hypervolume is read at")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "search_efficiency"))
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="run no trial: tabulate the studies in --out")
+    args = parser.parse_args(argv)
+    unknown = [a for a in args.arms.split(",") if a not in ARMS]
+    if unknown:
+        parser.error(f"--arms: unknown arm {unknown[0]!r} (known: {', '.join(ARMS)})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    runs = []
+    for seed in (int(s) for s in args.seeds.split(",")):  # seed by seed: an interrupted run leaves every arm alike
+        for arm in args.arms.split(","):
+            print(f"[{time.perf_counter() - start:6.0f}s] {arm}, sampler seed {seed}", flush=True)
+            runs.append(run_arm(arm, seed, args, out))
+    hardware = hardware_fingerprint(2, "cpu").describe()
+    text = markdown(runs, args, hardware)
+    warning = figure(runs, out, args.minutes)
+    (out / "results.md").write_text(text + (f"\n{warning}\n" if warning else ""))
+    (out / "results.json").write_text(
+        json.dumps({"hardware": hardware, "arguments": vars(args), "runs": runs}, indent=1)
+    )
+    print(text)
+    return runs
+
+
+if __name__ == "__main__":
+    main()

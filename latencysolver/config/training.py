@@ -1,0 +1,120 @@
+"""Training budgets: one training run's optimizer settings, the elastic student's, and the knob values each trial
+mode can honour (checked when a study file is read)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from latencysolver.config.space import SearchSpace, _is_number
+from latencysolver.errors import FieldError, shown
+
+
+def _check_positive(obj: Any, *names: str) -> None:
+    """``FieldError`` naming the first of ``names`` (attributes of ``obj``) that is set but not > 0."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not value > 0:
+            raise FieldError(name, f"{name} must be > 0, but got {shown(value)}", value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer budget for one training run (teacher fine-tune or one trial's distillation)."""
+
+    epochs: float = 1.0  # fractional epochs are fine; ``steps`` wins when set
+    steps: int | None = None
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "epochs", "steps", "batch_size", "learning_rate")
+        if not 0 <= self.warmup_ratio < 1:
+            raise FieldError(
+                "warmup_ratio", f"warmup_ratio must be in [0, 1), but got {shown(self.warmup_ratio)}", self.warmup_ratio
+            )
+
+
+@dataclass(frozen=True)
+class ElasticConfig:
+    """The elastic student of ``trial_mode: elastic`` (latencysolver/models/elastic.py), trained once per teacher,
+    data and these settings, then cached.  Each step distills the teacher's cached logits into the full network,
+    the smallest one the search space can ask for, and ``random_subnetworks`` random ones between (the sandwich
+    rule), their losses summed.  The first ``width_first`` of the steps keep every layer (progressive shrinking:
+    width, then depth)."""
+
+    steps: int = 600
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    random_subnetworks: int = 2
+    width_first: float = 0.3
+    importance: Literal["magnitude", "gradient"] = "gradient"  # how heads and neurons are ranked before training
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "steps", "batch_size", "learning_rate", "temperature")
+        for name, low, high in (("width_first", 0.0, 1.0), ("alpha", 0.0, 1.0), ("warmup_ratio", 0.0, 0.99)):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise FieldError(name, f"{name} must be in [{low}, {high}], but got {shown(value)}", value)
+        if self.random_subnetworks < 0:
+            raise FieldError(
+                "random_subnetworks",
+                f"random_subnetworks must be >= 0, but got {shown(self.random_subnetworks)}",
+                self.random_subnetworks,
+            )
+
+    def training(self) -> TrainConfig:
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            warmup_ratio=self.warmup_ratio,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+        )
+
+
+def check_trial_mode(mode: str, space: SearchSpace) -> None:
+    """The knob values a trial mode cannot honour, refused with the key to change."""
+
+    if mode == "per-trial":
+        if space.values_of("recovery_steps") != (0,):
+            raise FieldError(
+                "search_space.recovery_steps",
+                "recovery_steps is the recovery distillation of trial_mode: elastic; a per-trial study distills every "
+                "student for distillation.steps (remove the knob, or set trial_mode: elastic)",
+                space.values_of("recovery_steps"),
+            )
+        return
+    rules = (
+        ("architecture", "cnn", None, "an elastic student is the teacher's own encoder: no cnn trials"),
+        (
+            "prune_kind",
+            "unstructured",
+            "prune_ratio",
+            "an elastic trial keeps a prefix of whole heads and neurons: set prune_kind: structured",
+        ),
+        (
+            "skip_mode",
+            "stochastic",
+            "skip_prob",
+            "an elastic trial keeps the layers of the deterministic rule: set skip_mode: deterministic",
+        ),
+    )
+    for name, value, gate, why in rules:
+        if value in space.values_of(name) and (gate is None or _can_be_positive(space, gate)):
+            raise FieldError(
+                f"search_space.{name}", f"{name} {value} cannot be searched in trial_mode elastic: {why}", value
+            )
+
+
+def _can_be_positive(space: SearchSpace, name: str) -> bool:
+    return any(_is_number(v) and v > 0 for v in space.values_of(name))

@@ -1,0 +1,149 @@
+"""The elastic student of ``trial_mode: elastic``: built once per (teacher, train data, elastic settings, smallest
+sub-network), cached like the teacher.
+
+    teacher copy → rewire (heads and neurons by importance) → sandwich-rule distillation → cache
+
+Cache layout under ``cache_root()``: ``elastic/<key>/``, a Hugging Face model folder of the teacher's own shape
+(rewiring permutes, it removes nothing) and ``elastic.json``, written last.  Workers on one machine share it under
+the entry's file lock; ``search/sharing.py`` puts it in the study's artifact store for workers elsewhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from latencysolver.cache import content_hash
+from latencysolver.compression.elastic import ElasticShape, SubNetwork, elastic_shape, rewire_, subnetwork
+from latencysolver.config.space import SearchSpace
+from latencysolver.config.study import StudyConfig
+from latencysolver.data.batches import EncodedSplit, train_batches
+from latencysolver.errors import ModelError
+from latencysolver.files import publish_folder, remove_stale_staging
+from latencysolver.locks import file_lock
+from latencysolver.models.loading import load_classifier
+from latencysolver.models.teacher import Teacher
+from latencysolver.training.elastic import train_elastic
+
+MARKER = "elastic.json"
+IMPORTANCE_BATCHES = 8  # labelled train batches the gradient importance is summed over
+
+
+@dataclass(frozen=True)
+class ElasticStudent:
+    path: Path
+    key: str
+    model: nn.Module  # eval mode; every trial slices it (``compression.elastic.slice_model``), none changes it
+    shape: ElasticShape
+    smallest: SubNetwork
+
+
+def smallest_subnetwork(space: SearchSpace, shape: ElasticShape) -> SubNetwork:
+    """The narrowest and shallowest sub-network the search space can ask for: its largest prune ratio and skip."""
+    ratio = max(float(v) for v in space.values_of("prune_ratio"))
+    skip = max(float(v) for v in space.values_of("skip_prob"))
+    return subnetwork(shape, ratio, skip)
+
+
+def elastic_key(config: StudyConfig, teacher_key: str, train_fingerprint: str, smallest: SubNetwork) -> str:
+    return content_hash(
+        "elastic-v1",
+        teacher_key,
+        train_fingerprint,
+        config.data.max_length,
+        dataclasses.asdict(config.elastic),
+        dataclasses.asdict(smallest),
+    )
+
+
+def prepare_elastic(
+    config: StudyConfig,
+    teacher: Teacher,
+    train_split: EncodedSplit,
+    train_fingerprint: str,
+    cache_root: Path,
+    *,
+    pad_id: int = 0,
+    progress: bool = True,
+    log=print,
+) -> ElasticStudent:
+    """The cached elastic student for this study, trained here (under the cache lock) when it is not cached."""
+    shape = elastic_shape(teacher.model)  # refuses, naming the family, a model it cannot slice
+    smallest = smallest_subnetwork(config.search_space, shape)
+    key = elastic_key(config, teacher.key, train_fingerprint, smallest)
+    path = cache_root / "elastic" / key
+    with file_lock(cache_root / "elastic" / f"{key}.lock"):
+        remove_stale_staging(path.parent, f".{key}-")
+        if (path / MARKER).is_file():
+            log(f"elastic student: cached {path}")
+            return ElasticStudent(path, key, _load(path), shape, smallest)
+        model = _build(config, teacher, train_split, smallest, path, pad_id=pad_id, progress=progress, log=log)
+    return ElasticStudent(path, key, model, shape, smallest)
+
+
+def _load(path: Path) -> nn.Module:
+    try:
+        return load_classifier(str(path))
+    except ModelError as exc:
+        raise ModelError(f"elastic student {path} cannot be loaded ({exc}); delete the folder to rebuild it") from None
+
+
+def _build(
+    config: StudyConfig,
+    teacher: Teacher,
+    train_split: EncodedSplit,
+    smallest: SubNetwork,
+    path: Path,
+    *,
+    pad_id: int,
+    progress: bool,
+    log,
+) -> nn.Module:
+    settings = config.elastic
+    model = copy.deepcopy(teacher.model)
+    batches = None
+    if settings.importance == "gradient":
+        labelled = train_batches(train_split, settings.batch_size, settings.seed, pad_id)
+        batches = [b.inputs | {"labels": b.labels} for b in itertools.islice(labelled, IMPORTANCE_BATCHES)]
+    rewire_(model, settings.importance, batches)
+    log(
+        f"elastic student: training once for {settings.steps} steps (sub-networks down to {smallest.describe()}, "
+        f"{2 + settings.random_subnetworks} per step); cached for later runs"
+    )
+    result = train_elastic(
+        model, train_split, teacher.train_logits, settings, smallest, pad_id=pad_id, progress=progress
+    )
+
+    def write(staging: Path) -> None:
+        model.save_pretrained(staging)  # type: ignore[operator]  # a transformers model (nn.Module types it Tensor)
+        (staging / MARKER).write_text(
+            json.dumps(
+                {
+                    "teacher_key": teacher.key,
+                    "elastic": dataclasses.asdict(settings),
+                    "smallest": dataclasses.asdict(smallest),
+                    "steps": result.steps,
+                    "final_loss": result.final_loss,
+                    "seconds": round(result.seconds, 1),
+                },
+                indent=2,
+            )
+        )
+
+    publish_folder(path, write)
+    log(f"elastic student: trained in {result.seconds / 60:.1f} min (final loss {result.final_loss:.3f}) -> {path}")
+    return model.eval()
+
+
+def training_seconds(path: Path) -> float | None:
+    """How long the cached elastic student took to train (its ``elastic.json``), for the benchmark's clock."""
+    try:
+        return float(json.loads((path / MARKER).read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,234 @@
+"""How a trial gets its student, in each trial mode; what every trial of a study shares (``TrialContext``).
+
+    per-trial:  copy(teacher) → compress (recipe) → distill (distillation.steps) → finalize
+    elastic:    slice(elastic student) (prune ratio → width prefix, skip → depth) → low rank → recover
+                (``recovery_steps``, 0 allowed)
+
+Both modes first build the student's *shape* untrained (``untrained_student``): its latency depends only on the
+architecture and the backend, so ``run_trial`` measures it before any training and skips the training of a trial
+that cannot reach ``constraints.min_speedup``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from latencysolver.compression import encoder_layers, factorize_
+from latencysolver.compression.elastic import slice_model, subnetwork
+from latencysolver.config.recipe import Recipe
+from latencysolver.config.study import StudyConfig
+from latencysolver.config.training import TrainConfig
+from latencysolver.data.batches import EncodedSplit, truncate, truncate_inputs
+from latencysolver.latency.hardware import HardwareFingerprint
+from latencysolver.latency.protocol import throughput_inputs
+from latencysolver.models.elastic import ElasticStudent
+from latencysolver.models.student import cnn_student, compress
+from latencysolver.results.storage import AtomicArtifactStore
+from latencysolver.training.distillation import distill, hidden_targets
+from latencysolver.training.evaluate import predict_logits, scores
+from latencysolver.training.loop import TrainResult
+
+
+@dataclass
+class TrialContext:
+    """What every trial of a study shares; built once per ``run``."""
+
+    config: StudyConfig
+    teacher_model: torch.nn.Module
+    teacher_train_logits: torch.Tensor
+    train: EncodedSplit
+    validation: EncodedSplit
+    latency_inputs: list[dict[str, torch.Tensor]]
+    artifact_store: AtomicArtifactStore
+    hardware: HardwareFingerprint
+    throughput_inputs: list[dict[str, torch.Tensor]] | None = None
+    majority_rate: float = 0.0  # of the validation split
+    pad_id: int = 0
+    progress: bool = True
+    teacher_predictions: torch.Tensor | None = None  # the teacher's class per validation row: the paired statistics
+    # seed repeats (`latencysolver confirm`) are also measured on the test split, paired with the teacher there
+    test: EncodedSplit | None = None
+    teacher_test_predictions: torch.Tensor | None = None
+    # the teacher's quiet p50 on this hardware: a trial's paired teacher p50 far above it means a loaded machine
+    baseline_reference_ms: float | None = None
+    elastic: ElasticStudent | None = None  # trial_mode elastic: the student every trial slices
+
+
+@dataclass
+class TrainedStudent:
+    model: torch.nn.Module  # fp32, finalized, eval mode
+    kept_layers: tuple[int, ...]  # teacher layers kept (empty for a CNN)
+    steps: int
+    final_loss: float | None  # None: not trained (an elastic slice without recovery, a trial rejected on latency)
+    early_stop_accuracy: float | None = None  # set when the early check stopped distillation
+
+
+def accuracy_floor(ctx: TrialContext) -> float:
+    floor = ctx.config.constraints.min_accuracy
+    return ctx.majority_rate if floor is None else floor
+
+
+def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, float]):
+    """``should_stop`` for distill(): at ``early_stop.after`` of the steps, a quick look at validation rows."""
+    rule = ctx.config.early_stop
+    after = rule.after
+    if after is None:
+        return None
+    rows = ctx.validation.head(rule.rows)
+
+    def should_stop(step: int, total: int) -> bool:
+        if step != max(1, round(after * total)):
+            return False
+        accuracy = scores(predict_logits(model, rows, pad_id=ctx.pad_id, progress=False), rows.labels).accuracy
+        model.train()
+        seen["accuracy"] = accuracy
+        return accuracy <= accuracy_floor(ctx)
+
+    return should_stop
+
+
+def student_length(config: StudyConfig, recipe: Recipe) -> int:
+    """How many tokens the student reads: the recipe's ``max_tokens``, else the study's ``data.max_length``."""
+    return min(recipe.max_tokens or config.data.max_length, config.data.max_length)
+
+
+def for_recipe(ctx: TrialContext, recipe: Recipe) -> TrialContext:
+    """``ctx`` as the recipe's student reads it: every split and latency row cut to ``max_tokens`` (the teacher's
+    cached train logits stay those of the full rows: the student learns to answer from less)."""
+    n = student_length(ctx.config, recipe)
+    if n >= ctx.config.data.max_length:
+        return ctx
+    validation = truncate(ctx.validation, n)
+    latency = ctx.config.latency
+    return dataclasses.replace(
+        ctx,
+        train=truncate(ctx.train, n),
+        validation=validation,
+        latency_inputs=[truncate_inputs(x, n) for x in ctx.latency_inputs],
+        throughput_inputs=(
+            throughput_inputs(validation, latency, latency.throughput_batch_size, ctx.pad_id)
+            if ctx.throughput_inputs and latency.throughput_batch_size
+            else None
+        ),
+        test=truncate(ctx.test, n) if ctx.test is not None else None,
+    )
+
+
+def reseeded(ctx: TrialContext, recipe: Recipe) -> TrialContext:
+    """A seed repeat of ``latencysolver confirm``: the distillation's data order and dropout are seeded with
+    ``recipe.seed`` instead of the study's ``distillation.seed``, so a repeat differs from its search trial even
+    when nothing else in the recipe is random (deterministic skip, no LayerDrop)."""
+    config = dataclasses.replace(
+        ctx.config,
+        distillation=dataclasses.replace(ctx.config.distillation, seed=recipe.seed),
+        cnn_distillation=dataclasses.replace(ctx.config.cnn_distillation, seed=recipe.seed),
+    )
+    return dataclasses.replace(ctx, config=config)
+
+
+def untrained_student(ctx: TrialContext, recipe: Recipe) -> tuple[nn.Module, tuple[int, ...]]:
+    """The trial's student before any training, finalized (masks baked in, skipped layers gone), in eval mode,
+    with the teacher layers it keeps: the shape its latency is measured on.  In elastic mode it is also where the
+    trial starts from."""
+    if recipe.architecture == "cnn":
+        return cnn_student(ctx.teacher_model, ctx.config.cnn, student_length(ctx.config, recipe), recipe.seed), ()
+    if ctx.elastic is not None:
+        sub = subnetwork(ctx.elastic.shape, recipe.prune_ratio, recipe.skip_prob)
+        model = slice_model(ctx.elastic.model, sub)
+        if recipe.rank is not None:
+            factorize_(model, recipe.rank)  # the truncated SVD of the sliced Linears
+        return model.eval(), sub.layers
+    student = compress(ctx.teacher_model, recipe)
+    return student.finalize(), student.kept_layers
+
+
+def train_student(
+    ctx: TrialContext, recipe: Recipe, *, reseed: bool = False, start: nn.Module | None = None
+) -> TrainedStudent:
+    """Per-trial mode: compress the teacher (or build a CNN) and distill the teacher's cached logits into it.
+    Elastic mode: ``start`` (the slice from ``untrained_student``) recovers for ``recipe.recovery_steps``."""
+    if reseed:
+        ctx = reseeded(ctx, recipe)
+    if ctx.elastic is not None and recipe.architecture != "cnn":
+        return _recover(ctx, recipe, start)
+    if recipe.architecture == "cnn":
+        model = cnn_student(ctx.teacher_model, ctx.config.cnn, student_length(ctx.config, recipe), recipe.seed)
+        seen: dict[str, float] = {}
+        trained = _distill(ctx, recipe, model, ctx.config.cnn_distillation, should_stop=_early_check(ctx, model, seen))
+        return TrainedStudent(
+            model.eval(), (), trained.steps, trained.final_loss, seen["accuracy"] if trained.stopped_early else None
+        )
+    student = compress(ctx.teacher_model, recipe)
+    seen = {}
+    hidden_layers = None  # with LayerDrop (or no hidden-state term): only the final outputs are compared
+    if recipe.hidden_weight > 0 and not student.layerdrop:
+        hidden_layers = hidden_targets(student.kept_layers, len(encoder_layers(ctx.teacher_model)))
+    trained = _distill(
+        ctx,
+        recipe,
+        student.model,
+        ctx.config.distillation,
+        should_stop=_early_check(ctx, student.model, seen),
+        hidden_weight=recipe.hidden_weight,
+        teacher=ctx.teacher_model,
+        hidden_layers=hidden_layers,
+    )
+    return TrainedStudent(
+        student.finalize(),
+        student.kept_layers,
+        trained.steps,
+        trained.final_loss,
+        seen["accuracy"] if trained.stopped_early else None,
+    )
+
+
+def _recover(ctx: TrialContext, recipe: Recipe, start: nn.Module | None) -> TrainedStudent:
+    """An elastic trial: the slice as the elastic student trained it, then ``recovery_steps`` of distillation with
+    the recipe's temperature, alpha and hidden-state weight (the study's ``distillation`` optimizer settings)."""
+    model, kept = untrained_student(ctx, recipe) if start is None else (start, _elastic_layers(ctx, recipe))
+    if recipe.recovery_steps == 0:
+        return TrainedStudent(model.eval(), kept, 0, None)
+    hidden_layers = hidden_targets(kept, len(encoder_layers(ctx.teacher_model))) if recipe.hidden_weight > 0 else None
+    trained = _distill(
+        ctx,
+        recipe,
+        model,
+        dataclasses.replace(ctx.config.distillation, steps=recipe.recovery_steps),
+        hidden_weight=recipe.hidden_weight,
+        teacher=ctx.teacher_model,
+        hidden_layers=hidden_layers,
+    )
+    return TrainedStudent(model.eval(), kept, trained.steps, trained.final_loss)
+
+
+def _distill(ctx: TrialContext, recipe: Recipe, model: nn.Module, budget: TrainConfig, **extra: Any) -> TrainResult:
+    """The teacher's cached logits into ``model``, at the recipe's temperature and alpha."""
+    return distill(
+        model,
+        ctx.train,
+        ctx.teacher_train_logits,
+        budget,
+        recipe.temperature,
+        recipe.alpha,
+        pad_id=ctx.pad_id,
+        progress=ctx.progress,
+        **extra,
+    )
+
+
+def _elastic_layers(ctx: TrialContext, recipe: Recipe) -> tuple[int, ...]:
+    assert ctx.elastic is not None  # elastic mode only
+    return subnetwork(ctx.elastic.shape, recipe.prune_ratio, recipe.skip_prob).layers
+
+
+def elastic_description(ctx: TrialContext, recipe: Recipe) -> dict[str, Any] | None:
+    """What an elastic trial sliced, for its record (None in per-trial mode)."""
+    if ctx.elastic is None or recipe.architecture == "cnn":
+        return None
+    sub = subnetwork(ctx.elastic.shape, recipe.prune_ratio, recipe.skip_prob)
+    return {"key": ctx.elastic.key, **dataclasses.asdict(sub), "recovery_steps": recipe.recovery_steps}

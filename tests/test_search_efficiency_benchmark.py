@@ -1,0 +1,62 @@
+"""benchmarks/search_efficiency.py: the clock and the hypervolume after each trial, on a hand-made study."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import sys
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from tests.conftest import REPO
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("search_efficiency")
+T0 = datetime.datetime(2026, 12, 3, 6, 0, 0)
+
+
+def _trial(start: float, seconds: float, accuracy: float, speedup: float, floor: float) -> optuna.trial.FrozenTrial:
+    trial = create_trial(
+        state=TrialState.COMPLETE,
+        values=[accuracy, speedup],
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+        system_attrs={"constraints:min_accuracy": floor},
+    )
+    trial.datetime_start = T0 + datetime.timedelta(seconds=start)
+    trial.datetime_complete = trial.datetime_start + datetime.timedelta(seconds=seconds)
+    return trial
+
+
+def test_the_clock_adds_setup_and_trial_times_and_the_hypervolume_counts_feasible_trials_only():
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    # (start, seconds, accuracy, speed-up, accuracy constraint): the second is infeasible
+    for start, seconds, accuracy, speedup, floor in [
+        (0, 30, 0.7, 2.0, -0.1),
+        (40, 20, 0.9, 9.0, 0.1),
+        (70, 60, 0.65, 4.0, -0.1),
+    ]:
+        study.add_trial(_trial(start, seconds, accuracy, speedup, floor))
+    points = bench.curve(study, 100.0, (0.6, 1.0))
+    assert [p["seconds"] for p in points] == [130.0, 150.0, 210.0]  # setup + the trials' own times, summed
+    # after trial 0: (0.7 - 0.6) * (2 - 1) = 0.1; trial 1 is infeasible; trial 2 adds (0.65 - 0.6) * (4 - 2) = 0.1
+    assert [p["hypervolume"] for p in points] == pytest.approx([0.1, 0.1, 0.2])
+    assert bench.at(points, 120) == 0.0 and bench.at(points, 150) == pytest.approx(0.1)
+    assert bench.at(points, 1e9) == pytest.approx(0.2)
+
+
+def test_an_unknown_arm_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--arms", "elastic-tpe,fastest"])
+    assert "unknown arm 'fastest'" in capsys.readouterr().err
