@@ -99,7 +99,13 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict[st
         for t in study.get_trials(deepcopy=False)
         if t.datetime_complete and t.datetime_start
     ]
+    without_recovery = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in study.get_trials(deepcopy=False)
+        if t.datetime_complete and t.datetime_start and not t.params.get("recovery_steps")
+    ]
     return {
+        "median_trial_seconds_without_recovery": statistics.median(without_recovery) if without_recovery else None,
         "arm": arm,
         "seed": seed,
         "trials": len(durations),
@@ -127,18 +133,20 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, hardware: str
         f"# Search efficiency (benchmarks/search_efficiency.py)\n\nHost: {hardware}.  Hypervolume of the feasible "
         f"trials in (validation accuracy, speed-up over the fp32 torch teacher), reference (majority rate, 1.0x); "
         f"the clock sums the trials' wall times, plus the elastic training for elastic arms.\n",
-        f"| arm | seed | trials | feasible | median s/trial | trials/h | clock min | HV at {args.minutes} min "
-        "| HV final |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| arm | seed | trials | feasible | median s/trial | median s, recovery 0 | trials/h | clock min "
+        f"| HV at {args.minutes:g} min | HV final |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in runs:
         median = "—" if r["median_trial_seconds"] is None else f"{r['median_trial_seconds']:.0f}"
+        bare = r["median_trial_seconds_without_recovery"]
+        median += f" | {'—' if bare is None else f'{bare:.0f}'}"
         per_hour = "—" if r["trials_per_hour"] is None else f"{r['trials_per_hour']:.0f}"
         lines.append(
             f"| {r['arm']} | {r['seed']} | {r['trials']} | {r['feasible']} | {median} | {per_hour} | "
             f"{r['clock_seconds'] / 60:.0f} | {r['hypervolume_at_budget']:.4f} | {r['hypervolume_final']:.4f} |"
         )
-    lines += ["", f"| arm | seeds | trials/h | HV at {args.minutes} min (mean ± sd) | HV final (mean ± sd) |"]
+    lines += ["", f"| arm | seeds | trials/h | HV at {args.minutes:g} min (mean ± sd) | HV final (mean ± sd) |"]
     lines.append("| --- | --- | --- | --- | --- |")
     for arm in dict.fromkeys(r["arm"] for r in runs):
         mine = [r for r in runs if r["arm"] == arm]

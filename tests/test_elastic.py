@@ -280,3 +280,17 @@ def test_elastic_settings_a_trial_cannot_honour_are_refused(study_yaml, override
     with pytest.raises(ConfigError) as caught:
         load_study_config(study_yaml(**overrides))
     assert caught.value.key == key, str(caught.value)
+
+
+def test_a_worker_elsewhere_copies_the_elastic_student_instead_of_training_it(elastic_run, tmp_path, monkeypatch):
+    from latencysolver.search.run import join_study
+
+    config, study, _, _ = elastic_run
+    monkeypatch.setattr("latencysolver.models.elastic.train_elastic", lambda *a, **k: pytest.fail("trained again"))
+    logs: list[str] = []
+    elsewhere = tmp_path / "other-cache"  # another machine's cache: no elastic student in it
+    join_study(config.name, config.storage, RunOptions(cache_dir=str(elsewhere), progress=False), logs.append, 1)
+    key = study_record(study).elastic_artifacts.key
+    assert any("elastic student: copied from the study's artifact store" in line for line in logs), logs
+    assert (elsewhere / "elastic" / key / "elastic.json").is_file()
+    assert any(f"elastic student: the study's, {elsewhere / 'elastic' / key}" in line for line in logs)

@@ -72,10 +72,19 @@ def prepare_elastic(
     pad_id: int = 0,
     progress: bool = True,
     log=print,
+    path: Path | None = None,
 ) -> ElasticStudent:
-    """The cached elastic student for this study, trained here (under the cache lock) when it is not cached."""
+    """The cached elastic student for this study, trained here (under the cache lock) when it is not cached.
+
+    ``path``: the study's own elastic student, as a worker copied it from the artifact store; loaded as it is (a
+    worker locates the teacher differently, which would change the cache key, not the student)."""
     shape = elastic_shape(teacher.model)  # refuses, naming the family, a model it cannot slice
     smallest = smallest_subnetwork(config.search_space, shape)
+    if path is not None:
+        if not (path / MARKER).is_file():
+            raise ModelError(f"elastic student {path}: not an elastic student folder ({MARKER} is missing)")
+        log(f"elastic student: the study's, {path}")
+        return ElasticStudent(path, path.name, _load(path), shape, smallest)
     key = elastic_key(config, teacher.key, train_fingerprint, smallest)
     path = cache_root / "elastic" / key
     with file_lock(cache_root / "elastic" / f"{key}.lock"):

@@ -43,6 +43,8 @@ class RunOptions:
     teacher_path: str | None = None
     progress: bool = True
     workers: int = 1  # local worker processes `run` starts (1: trials run in this process)
+    # trial_mode elastic: the study's elastic student, copied from its artifact store (``worker``); not retrained
+    elastic_path: str | None = None
 
 
 @dataclass
@@ -112,6 +114,7 @@ def prepare(
             pad_id=pad_id,
             progress=options.progress,
             log=log,
+            path=Path(options.elastic_path) if options.elastic_path else None,
         )
     return Prepared(
         elastic=elastic,

@@ -205,11 +205,13 @@ def prepare_stored(
     elif teacher_path is None:
         fetched = fetch_teacher(study, cache_root(options.cache_dir), log)
         teacher_path = str(fetched) if fetched else None
-    if config.trial_mode == "elastic":  # into this cache, where prepare() finds it instead of training it
-        fetch_elastic(study, cache_root(options.cache_dir), log)
+    elastic_path = options.elastic_path
+    if config.trial_mode == "elastic" and elastic_path is None:  # copied into this cache once, never retrained
+        fetched = fetch_elastic(study, cache_root(options.cache_dir), log)
+        elastic_path = str(fetched) if fetched else None
     prepared = prepare(
         config,
-        dataclasses.replace(options, teacher_path=teacher_path),
+        dataclasses.replace(options, teacher_path=teacher_path, elastic_path=elastic_path),
         log,
         # the recorded data folder, read on this machine: refuse it if it holds other rows than the study's
         check_data=lambda loaded: check_binding(
