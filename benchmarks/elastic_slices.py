@@ -63,11 +63,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     config = load_study_config(args.config, data=args.data)
+    if config.trial_mode != "elastic":  # before the teacher is loaded
+        parser.error(f"--config {args.config}: trial_mode is {config.trial_mode}, not elastic: nothing to slice")
     protocol = config.latency
     hardware = hardware_fingerprint(protocol.threads).describe()
     print(f"hardware: {hardware}", flush=True)
     prepared = prepare(config, RunOptions(cache_dir=args.cache_dir, progress=False))
-    assert prepared.elastic is not None  # the config is an elastic study
+    assert prepared.elastic is not None  # checked below load_study_config
     teacher, pad_id = prepared.teacher.model.eval(), prepared.pad_id
     test = encode_split(
         prepared.data.test, prepared.tokenizer, config.data.max_length, prepared.cache_root, config.model
