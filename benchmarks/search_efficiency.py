@@ -40,15 +40,18 @@ from latencysolver.config.study import load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.models.elastic import training_seconds
 from latencysolver.results.front import feasible_trials
-from latencysolver.results.records import study_record
+from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 
-ARMS = {
-    "elastic-tpe": ("studies/boolq-elastic.yaml", "tpe"),
-    "elastic-random": ("studies/boolq-elastic.yaml", "random"),
-    "per-trial-tpe": ("studies/boolq-pareto.yaml", "tpe"),
-    "per-trial-random": ("studies/boolq-pareto.yaml", "random"),
+RUNGS = (1 / 9, 1 / 3)  # of the 300 distillation steps: 33 and 100
+ARMS = {  # arm: (study YAML, sampler, early_stop changes)
+    "elastic-tpe": ("studies/boolq-elastic.yaml", "tpe", {}),
+    "elastic-random": ("studies/boolq-elastic.yaml", "random", {}),
+    # the per-trial arms record their rung accuracies without stopping on them: the rung fidelity measurement
+    "per-trial-tpe": ("studies/boolq-pareto.yaml", "tpe", {"rungs": RUNGS, "rung_stop": False}),
+    "per-trial-random": ("studies/boolq-pareto.yaml", "random", {"rungs": RUNGS, "rung_stop": False}),
+    "per-trial-tpe-rungs": ("studies/boolq-pareto.yaml", "tpe", {"rungs": RUNGS, "rung_stop": True}),
 }
 
 
@@ -75,7 +78,7 @@ def at(points: list[dict[str, float]], seconds: float) -> float:
 
 
 def run_arm(arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    yaml_path, sampler = ARMS[arm]
+    yaml_path, sampler, early_stop = ARMS[arm]
     storage = f"sqlite:///{out / 'study.db'}"
     config = load_study_config(REPO / yaml_path, data=args.data, storage=storage, n_trials=args.trials)
     config = dataclasses.replace(
@@ -83,6 +86,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict[st
         name=f"{arm}-s{seed}",
         artifacts=str(out / "study-artifacts"),
         sampler=dataclasses.replace(config.sampler, name=sampler, seed=seed),
+        early_stop=dataclasses.replace(config.early_stop, **early_stop),
     )
     if args.report_only:  # the studies as they are: an interrupted run's finished trials
         study = optuna.load_study(study_name=config.name, storage=storage)
@@ -117,7 +121,57 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict[st
         "hypervolume_at_budget": at(points, args.minutes * 60),
         "hypervolume_final": points[-1]["hypervolume"] if points else 0.0,
         "curve": points,
+        "rungs": rung_results(study),
     }
+
+
+def rung_results(study: optuna.Study) -> list[dict[str, Any]]:
+    """Per trial that reached a rung: its rung accuracies, whether a rung stopped it, and its final validation
+    accuracy (None when a check stopped it)."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        record = trial_record(t)
+        if not record.rungs or t.values is None:
+            continue
+        out.append(
+            {
+                "trial": t.number,
+                "rungs": {f"{r['rung']:.4f}": r["accuracy"] for r in record.rungs},
+                "stopped": (record.early_stopped or {}).get("reason"),
+                "final": None if record.early_stopped else t.values[0],
+                "seconds": (t.datetime_complete - t.datetime_start).total_seconds(),
+            }
+        )
+    return out
+
+
+def rung_fidelity(runs: list[dict[str, Any]], resamples: int = 2000) -> list[dict[str, Any]]:
+    """Spearman's rho between each rung's check accuracy and the final validation accuracy, over the trials that
+    ran their whole budget (pooled over arms and seeds), with a 95% percentile bootstrap over trials."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    for r in runs:
+        for t in r.get("rungs") or ():
+            if t["final"] is not None:
+                for rung, accuracy in t["rungs"].items():
+                    pairs.setdefault(rung, []).append((accuracy, t["final"]))
+    out = []
+    rng = np.random.default_rng(0)
+    for rung, xy in sorted(pairs.items()):
+        a = np.array(xy)
+        if len(a) < 4:
+            continue
+        rho = float(spearmanr(a[:, 0], a[:, 1]).statistic)
+        boot = []
+        for _ in range(resamples):
+            sample = a[rng.integers(0, len(a), len(a))]
+            if np.ptp(sample[:, 0]) > 0 and np.ptp(sample[:, 1]) > 0:
+                boot.append(spearmanr(sample[:, 0], sample[:, 1]).statistic)
+        low, high = np.percentile(boot, [2.5, 97.5])
+        out.append({"rung": float(rung), "trials": len(a), "spearman": rho, "low": float(low), "high": float(high)})
+    return out
 
 
 def spread(values: list[float]) -> str:
@@ -155,6 +209,24 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, hardware: str
             f"| {arm} | {len(mine)} | {statistics.mean(per_hour):.0f} | "
             f"{spread([r['hypervolume_at_budget'] for r in mine])} | {spread([r['hypervolume_final'] for r in mine])} |"
         )
+    fidelity = rung_fidelity(runs)
+    if fidelity:
+        lines += [
+            "",
+            "Rung fidelity: Spearman's rho between the accuracy on the check rows at a rung and the final "
+            "validation accuracy, over the trials that ran their whole budget (95% bootstrap over trials).",
+            "",
+            "| rung (of the steps) | trials | Spearman rho [95%] |",
+            "| --- | --- | --- |",
+            *(
+                f"| {f['rung']:.3f} | {f['trials']} | {f['spearman']:.2f} [{f['low']:.2f}, {f['high']:.2f}] |"
+                for f in fidelity
+            ),
+        ]
+    stopped = [t for r in runs for t in r.get("rungs") or () if t["stopped"] == "rung"]
+    if stopped:
+        median = statistics.median(t["seconds"] for t in stopped)
+        lines.append(f"\nStopped at a rung: {len(stopped)} trials (median {median:.0f} s each).")
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +238,7 @@ def figure(runs: list[dict[str, Any]], out: Path, minutes: float) -> str | None:
         "elastic-random": "#aec7e8",
         "per-trial-tpe": "#d62728",
         "per-trial-random": "#ff9896",
+        "per-trial-tpe-rungs": "#2ca02c",
     }
     fig = go.Figure()
     for r in runs:

@@ -14,9 +14,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "latencysolver"
 
-# lowest first; the foundation modules (errors, cache, locks) are imported by every layer
+# lowest first; the foundation modules (errors, cache, locks, files, devices) may be imported by every layer
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "cache", "locks", "files"),
+    ("errors", "cache", "locks", "files", "devices"),
     ("config",),
     ("data",),
     ("compression",),

@@ -23,7 +23,15 @@ from latencysolver.config.space import (
     load_search_space,
     parse_search_space,
 )
-from latencysolver.config.training import ElasticConfig, TrainConfig, _check_positive, check_trial_mode
+from latencysolver.config.training import (
+    DEVICE_SPEC,
+    DeviceConfig,
+    ElasticConfig,
+    TrainConfig,
+    _check_positive,
+    check_latency_device,
+    check_trial_mode,
+)
 from latencysolver.errors import ConfigError, FieldError, shown
 
 # --------------------------------------------------------------------------------------------------------------
@@ -69,8 +77,12 @@ class LatencyConfig:
     max_reference_drift: float | None = 0.5
     remeasure_attempts: int = 2
     remeasure_wait_s: float = 5.0
+    # where latency is timed: the CPU (the deployment target) or a CUDA device (then torch float students only)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or self.device == "auto" or not DEVICE_SPEC.match(self.device):
+            raise FieldError("device", f"device must be cpu, cuda or cuda:N, but got {shown(self.device)}", self.device)
         _check_positive(self, "threads", "rows", "repeats", "throughput_batch_size")
         _check_positive(self, "max_speedup_cv", "max_reference_drift")
         for name in ("warmup", "remeasure_attempts", "remeasure_wait_s"):
@@ -125,18 +137,42 @@ class ConstraintsConfig:
 
 @dataclass(frozen=True)
 class EarlyStopConfig:
-    """Stop a hopeless trial early.  Optuna's pruners do not support two objectives, so the objective itself
-    checks once: after ``after`` of the distillation steps, accuracy on the first ``rows`` validation rows; at
-    or below the accuracy floor (``constraints.min_accuracy``, else the majority rate) the trial stops, and is
-    recorded with its partial results as infeasible.  ``after: null`` turns it off."""
+    """Stop hopeless trials early (per-trial mode).  Optuna's pruners refuse two objectives, so the objective
+    itself looks at the accuracy on the first ``rows`` validation rows during distillation:
+
+    - the floor check: at ``after`` of the steps, at or below the accuracy floor (``constraints.min_accuracy``,
+      else the majority rate) the trial stops.  ``after: null`` turns it off.
+    - rungs (asynchronous successive halving on non-dominated rank, after MO-ASHA): at each fraction in
+      ``rungs``, the trial's (check accuracy, speed-up) is ranked by Pareto dominance among every trial that has
+      reached the same rung; outside the best ``1/reduction_factor`` it stops.  A trial on the rung's front never
+      stops, nor does any trial before ``min_trials`` have reached the rung.  ``rung_stop: false`` records the
+      rung accuracies without stopping anything (to measure first how well they predict the final accuracy).
+
+    A stopped trial is recorded with its partial results as infeasible (``early_stopped``)."""
 
     after: float | None = 0.5
     rows: int = 128
+    rungs: tuple[float, ...] | None = None  # fractions of the distillation steps, increasing; null: no rungs
+    reduction_factor: int = 3
+    min_trials: int = 6
+    rung_stop: bool = True
 
     def __post_init__(self) -> None:
         if self.after is not None and not 0 < self.after < 1:
             raise FieldError("after", f"after must be in (0, 1) or null, but got {shown(self.after)}", self.after)
-        _check_positive(self, "rows")
+        _check_positive(self, "rows", "min_trials")
+        if self.rungs is not None:
+            bad = [r for r in self.rungs if not 0 < r < 1]
+            if bad:
+                raise FieldError("rungs", f"each rung must be in (0, 1), but got {shown(bad[0])}", self.rungs)
+            if list(self.rungs) != sorted(set(self.rungs)):
+                raise FieldError("rungs", f"rungs must increase, but got {list(self.rungs)}", self.rungs)
+        if self.reduction_factor < 2:
+            raise FieldError(
+                "reduction_factor",
+                f"reduction_factor must be >= 2, but got {shown(self.reduction_factor)}",
+                self.reduction_factor,
+            )
 
 
 @dataclass(frozen=True)
@@ -188,6 +224,7 @@ class StudyConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     n_trials: int = 10
     teacher: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3.0))
+    training: DeviceConfig = field(default_factory=DeviceConfig)  # where training runs (auto: a GPU when present)
     distillation: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, learning_rate=1e-4))
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     cnn: CNNStudentConfig = field(default_factory=CNNStudentConfig)
@@ -219,6 +256,14 @@ class StudyConfig:
                 longer[0],
             )
         check_trial_mode(self.trial_mode, self.search_space)
+        check_latency_device(self.latency.device, self.search_space)
+        if self.trial_mode == "elastic" and self.early_stop.rungs:
+            raise FieldError(
+                "early_stop.rungs",
+                "rungs stop a per-trial distillation part-way; an elastic trial only recovers for recovery_steps "
+                "(remove early_stop.rungs, or set trial_mode: per-trial)",
+                list(self.early_stop.rungs),
+            )
 
 
 def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:

@@ -1,8 +1,9 @@
 """Training budgets: one training run's optimizer settings, the elastic student's, and the knob values each trial
-mode can honour (checked when a study file is read)."""
+mode can honour (checked when a study file is read), and where training runs."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,6 +80,41 @@ class ElasticConfig:
             warmup_ratio=self.warmup_ratio,
             weight_decay=self.weight_decay,
             seed=self.seed,
+        )
+
+
+DEVICE_SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")  # training.device; latency.device has no auto
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """``training:`` where the teacher fine-tune, its logits, distillation and the elastic student run
+    (latencysolver/devices.py); latency is timed on ``latency.device`` instead."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; auto = CUDA when torch sees a GPU
+    bf16: bool = True  # bf16 autocast of the forward passes on a CUDA device that supports it
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not DEVICE_SPEC.match(self.device):
+            raise FieldError(
+                "device", f"device must be auto, cpu, cuda or cuda:N, but got {shown(self.device)}", self.device
+            )
+
+
+CUDA_QUANT_DTYPES = ("fp32", "fp16", "bf16")  # what runs on a CUDA device: torch casts, not int8 or onnxruntime
+
+
+def check_latency_device(device: str, space: SearchSpace) -> None:
+    """Timed on CUDA, a student must run there: int8 (dynamic quantization) and onnxruntime (CPU provider) do not."""
+    if device == "cpu":
+        return
+    off = [v for v in space.values_of("quant_dtype") if v not in CUDA_QUANT_DTYPES]
+    if off:
+        raise FieldError(
+            "search_space.quant_dtype",
+            f"quant_dtype {off[0]} does not run on latency.device {device} (int8 and onnxruntime are CPU backends): "
+            f"search {' / '.join(CUDA_QUANT_DTYPES)}, or time on latency.device: cpu",
+            off[0],
         )
 
 

@@ -44,6 +44,13 @@ class Batch:
     inputs: dict[str, torch.Tensor]  # input_ids, attention_mask[, token_type_ids]
     labels: torch.Tensor
 
+    def to(self, device: torch.device) -> Batch:
+        """The inputs and labels on ``device``; ``indices`` stay on the CPU, beside the cached teacher logits."""
+        if device.type == "cpu":
+            return self
+        moved = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
+        return Batch(indices=self.indices, inputs=moved, labels=self.labels.to(device, non_blocking=True))
+
 
 def encode_split(
     split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path | None = None, tokenizer_id: str = ""

@@ -83,7 +83,7 @@ def probe_hardware(
             errors[setting] = f"cannot run here: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             continue
         speedup[setting] = round(measure_paired(runnable, probe, inputs, config).speedup, 3)
-    fingerprint = hardware_fingerprint(latency.threads)
+    fingerprint = hardware_fingerprint(latency.threads, latency.device)
     return ProbeResult(
         hardware_key=fingerprint.key,
         cpu_model=fingerprint.cpu_model,

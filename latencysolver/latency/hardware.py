@@ -41,6 +41,9 @@ class HardwareFingerprint:
     onnxruntime: str
     transformers: str
     python: str
+    # where the students were trained ("cpu", or "cuda: <GPU name>"): recorded, but not part of ``key``, since it
+    # does not change what a millisecond means
+    training_device: str = "cpu"
 
     def to_dict(self) -> dict:
         return asdict(self) | {"cpu_flags": list(self.cpu_flags)}
@@ -53,13 +56,15 @@ class HardwareFingerprint:
     @property
     def key(self) -> str:
         """Short hash of everything that changes what a millisecond means."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        timed = {k: v for k, v in self.to_dict().items() if k != "training_device"}
+        return hashlib.sha256(json.dumps(timed, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> str:
         flags = ",".join(self.cpu_flags) or "none"
         return (
             f"{self.cpu_model} ({self.logical_cpus} CPUs, {self.threads} threads, flags {flags}), "
             f"device {self.device}, torch {self.torch}, onnxruntime {self.onnxruntime}"
+            + (f"; trained on {self.training_device}" if self.training_device != "cpu" else "")
         )
 
 
@@ -95,12 +100,10 @@ def _logical_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def hardware_fingerprint(threads: int, device: str = "cpu") -> HardwareFingerprint:
+def hardware_fingerprint(threads: int, device: str = "cpu", training_device: str = "cpu") -> HardwareFingerprint:
+    """``device`` is where latency is timed, ``training_device`` where the students were trained."""
     model, flags = cpu_info()
-    if device.startswith("cuda"):
-        import torch
-
-        device = f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+    device, training_device = _named(device), _named(training_device)
     return HardwareFingerprint(
         cpu_model=model,
         cpu_flags=tuple(f for f in SPEED_FLAGS if f in flags),
@@ -111,7 +114,17 @@ def hardware_fingerprint(threads: int, device: str = "cpu") -> HardwareFingerpri
         onnxruntime=_version("onnxruntime"),
         transformers=_version("transformers"),
         python=platform.python_version(),
+        training_device=training_device,
     )
+
+
+def _named(device: str) -> str:
+    """ "cpu", or "cuda: <the GPU's name>"."""
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
 
 
 def busy_warning(threads: int) -> str | None:

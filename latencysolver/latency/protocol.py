@@ -11,6 +11,8 @@ One measurement (``measure_latency``)
     int8 model measured after five warm-up calls instead ran its first pass at 14.7 ms against 3.6 ms later),
     then ``repeats`` timed passes over the sample, one ``perf_counter`` interval per call (on CUDA the interval ends
     after ``torch.cuda.synchronize()``).  p50/p90/mean are over all calls; the CV is over the per-pass means.
+    ``latency.device`` (``cpu``, the deployment target, by default; or ``cuda[:N]``) is where the torch models are
+    moved for the measurement, and from where they come back to the CPU after it.
 
 Paired measurement against a reference (``measure_paired``)
     Each call of the model is next to a call of the reference (the fp32 teacher) on the *same* input: A B, B A,
@@ -38,7 +40,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,7 @@ import torch
 
 from latencysolver.config.study import LatencyConfig
 from latencysolver.data.batches import EncodedSplit, collate
+from latencysolver.devices import model_device, on_device, resolve_device
 
 Inputs = dict[str, torch.Tensor]
 # Anything called like a Hugging Face model: ``model(**inputs)``.  An ``nn.Module`` or an onnxruntime wrapper.
@@ -127,13 +130,6 @@ def throughput_inputs(split: EncodedSplit, config: LatencyConfig, batch_size: in
 # --------------------------------------------------------------------------------------------------------------
 
 
-def model_device(model: Runnable) -> torch.device:
-    if isinstance(model, torch.nn.Module):
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
 def _timed(model: Runnable, inputs: Inputs) -> float:
     """Milliseconds for one call; on CUDA the kernels are waited for, not just launched."""
     cuda = next(iter(inputs.values())).is_cuda
@@ -156,6 +152,17 @@ def _threads(threads: int, *models: Runnable) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextmanager
+def _placed(config: LatencyConfig, *models: Runnable) -> Iterator[None]:
+    """The torch models on ``config.device`` for the measurement, back on the CPU after it."""
+    device = resolve_device(config.device, key="latency.device")
+    with ExitStack() as stack:
+        for model in models:
+            if isinstance(model, torch.nn.Module):
+                stack.enter_context(on_device(model, device))
+        yield
 
 
 def _prepare(model: Runnable, inputs: list[Inputs]) -> list[Inputs]:
@@ -188,7 +195,7 @@ def coefficient_of_variation(values: list[float]) -> float:
 
 def measure_latency(model: Runnable, inputs: list[Inputs], config: LatencyConfig) -> LatencyStats:
     """Batch-1 latency of one model on the sample (see the module docstring for the protocol)."""
-    with _threads(config.threads, model):
+    with _placed(config, model), _threads(config.threads, model):
         inputs = _prepare(model, inputs)
         for x in inputs * config.warmup:
             model(**x)
@@ -214,7 +221,7 @@ def measure_paired(
     (a ``max_tokens`` student against the teacher at the study's full length); default ``inputs``."""
     if reference_inputs is not None and len(reference_inputs) != len(inputs):
         raise ValueError(f"{len(reference_inputs)} reference inputs for {len(inputs)} model inputs")
-    with _threads(config.threads, model, reference):
+    with _placed(config, model, reference), _threads(config.threads, model, reference):
         model_inputs = _prepare(model, inputs)
         reference_inputs = _prepare(reference, inputs if reference_inputs is None else reference_inputs)
         for x, y in zip(model_inputs * config.warmup, reference_inputs * config.warmup, strict=True):
@@ -253,7 +260,7 @@ def measure_paired(
 def measure_throughput(model: Runnable, batches: list[Inputs], config: LatencyConfig) -> Throughput:
     """Rows per second over the sample in batches (the median pass); warm-up and threads as for latency."""
     rows = sum(int(next(iter(x.values())).shape[0]) for x in batches)
-    with _threads(config.threads, model):
+    with _placed(config, model), _threads(config.threads, model):
         batches = _prepare(model, batches)
         for x in batches * config.warmup:
             model(**x)

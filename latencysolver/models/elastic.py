@@ -24,6 +24,7 @@ from latencysolver.compression.elastic import ElasticShape, SubNetwork, elastic_
 from latencysolver.config.space import SearchSpace
 from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit, train_batches
+from latencysolver.devices import training_placement
 from latencysolver.errors import ModelError
 from latencysolver.files import publish_folder, remove_stale_staging
 from latencysolver.locks import file_lock
@@ -125,8 +126,16 @@ def _build(
         f"elastic student: training once for {settings.steps} steps (sub-networks down to {smallest.describe()}, "
         f"{2 + settings.random_subnetworks} per step); cached for later runs"
     )
+    placement = training_placement(config)
     result = train_elastic(
-        model, train_split, teacher.train_logits, settings, smallest, pad_id=pad_id, progress=progress
+        model,
+        train_split,
+        teacher.train_logits,
+        settings,
+        smallest,
+        pad_id=pad_id,
+        progress=progress,
+        placement=placement,
     )
 
     def write(staging: Path) -> None:

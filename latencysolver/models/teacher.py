@@ -24,6 +24,7 @@ from torch import nn
 from latencysolver.cache import content_hash
 from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit
+from latencysolver.devices import on_device, training_placement
 from latencysolver.errors import ModelError, first_line
 from latencysolver.files import atomic_file, publish_folder, remove_stale_staging, writing
 from latencysolver.locks import file_lock
@@ -84,7 +85,12 @@ def prepare_teacher(
             else:
                 model = _fine_tune(config, train_split, path, pad_id=pad_id, progress=progress, log=log)
     logits = _train_logits(
-        model, train_split, cache_root / "logits" / f"{key}-{train_fingerprint}.pt", pad_id=pad_id, progress=progress
+        model,
+        train_split,
+        cache_root / "logits" / f"{key}-{train_fingerprint}.pt",
+        pad_id=pad_id,
+        progress=progress,
+        device=training_placement(config).device,
     )
     return Teacher(path=path, key=key, model=model, train_logits=logits)
 
@@ -109,6 +115,7 @@ def _fine_tune(
         f"teacher: fine-tuning {config.model} on {len(train_split)} train rows "
         f"({config.teacher.epochs:g} epochs, batch {config.teacher.batch_size}); cached for later runs"
     )
+    placement = training_placement(config)
     result = train(
         model,
         train_split,
@@ -117,6 +124,7 @@ def _fine_tune(
         pad_id=pad_id,
         desc="teacher fine-tune",
         progress=progress,
+        placement=placement,
     )
     publish_folder(path, lambda staging: _save_teacher(config, model, result, staging))
     log(f"teacher: fine-tuned in {result.seconds / 60:.1f} min (final loss {result.final_loss:.3f}) -> {path}")
@@ -143,7 +151,7 @@ def _save_teacher(config: StudyConfig, model: Any, result: TrainResult, staging:
 
 
 def _train_logits(
-    model: nn.Module, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool
+    model: nn.Module, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool, device: torch.device
 ) -> torch.Tensor:
     if path.is_file():
         try:
@@ -155,7 +163,8 @@ def _train_logits(
             raise ModelError(
                 f"teacher logits cache {path} is corrupted ({first_line(exc)}); delete it to rebuild"
             ) from None
-    logits = predict_logits(model, train_split, pad_id=pad_id, desc="teacher logits (train)", progress=progress)
+    with on_device(model, device):  # CPU tensors out: the cache is the same on every machine
+        logits = predict_logits(model, train_split, pad_id=pad_id, desc="teacher logits (train)", progress=progress)
     buffer = io.BytesIO()
     torch.save(logits, buffer)  # into memory: on a full disk torch.save's own error hides the reason
     with writing(path.parent, "cache folder"):

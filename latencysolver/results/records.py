@@ -73,7 +73,9 @@ class TrialRecord:
     distill_steps: int | None = None
     distill_final_loss: float | None = None
     degenerate: bool | None = None
-    early_stopped: dict[str, Any] | None = None  # {"step", "accuracy_on_check_rows", "floor"}
+    # {"step", "accuracy_on_check_rows", "reason": "floor" | "rung", and "floor" or "rung" (the decision)}
+    early_stopped: dict[str, Any] | None = None
+    rungs: list[dict[str, Any]] | None = None  # per-trial rungs reached: search/rungs.py RungDecision.to_dict()
     # latency first: {"speedup", "min_speedup"} of a trial below constraints.min_speedup, recorded untrained
     rejected_before_training: dict[str, Any] | None = None
     elastic: dict[str, Any] | None = None  # trial_mode elastic: {"key", "heads", "neurons", "layers", "recovery_steps"}

@@ -38,10 +38,10 @@ from latencysolver.results.records import (
     write_recipe,
     write_trial_record,
 )
+from latencysolver.search.rungs import Rungs
 from latencysolver.search.students import (
     TrainedStudent,
     TrialContext,
-    accuracy_floor,
     elastic_description,
     for_recipe,
     student_length,
@@ -96,11 +96,14 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             )
             floor = ctx.config.constraints.min_speedup
             rejected = {"speedup": paired.speedup, "min_speedup": floor} if floor and paired.speedup < floor else None
+            rungs = None
             if rejected:
                 student, runnable = TrainedStudent(shape, kept, 0, None), shape_runnable
             else:
                 repeat = isinstance(trial.user_attrs.get("repeat_of"), int)
-                student = train_student(ctx, recipe, reseed=repeat, start=shape if ctx.elastic else None)
+                rule = ctx.config.early_stop  # a seed repeat is never ranked against the search's trials
+                rungs = Rungs(trial, rule, paired.speedup) if rule.rungs and not repeat and not ctx.elastic else None
+                student = train_student(ctx, recipe, reseed=repeat, start=shape if ctx.elastic else None, rungs=rungs)
                 # accuracy is measured on the model as it ships: quantized, or in onnxruntime
                 runnable = (
                     shape_runnable
@@ -115,13 +118,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             constraints = constraint_values(
                 ctx.config.constraints, ctx.majority_rate, quality.accuracy, latency.p50_ms, paired.speedup
             )
-            early_stopped = None
-            if student.early_stop_accuracy is not None:  # hopeless at the check: infeasible, whatever it reached
-                early_stopped = {
-                    "step": student.steps,
-                    "accuracy_on_check_rows": student.early_stop_accuracy,
-                    "floor": accuracy_floor(ctx),
-                }
+            early_stopped = student.early_stopped  # below the floor, or dominated at a rung: infeasible
             if early_stopped or rejected:  # never feasible, whatever a later remeasurement says of its speed
                 constraints["min_accuracy"] = max(constraints["min_accuracy"], 1e-6)
             throughput = (
@@ -152,6 +149,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 **validation_statistics(predicted, ctx),
                 **test_statistics(runnable, trial, ctx),
                 early_stopped=early_stopped,
+                rungs=rungs.reported if rungs else None,
                 rejected_before_training=rejected,
                 elastic=elastic_description(ctx, recipe),
                 latency_stability=stability.to_dict(),

@@ -14,6 +14,8 @@ from latencysolver.cache import cache_root
 from latencysolver.config.study import LatencyConfig, StudyConfig
 from latencysolver.data.batches import EncodedSplit, encode_split
 from latencysolver.data.boolq import BoolQData, load_boolq
+from latencysolver.devices import resolve_device, training_placement
+from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency.protocol import measure_latency
 from latencysolver.models.elastic import ElasticStudent, prepare_elastic
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
@@ -61,6 +63,12 @@ class Prepared:
     elastic: ElasticStudent | None = None  # trial_mode elastic
 
 
+def study_hardware(config: StudyConfig) -> HardwareFingerprint:
+    """The fingerprint of this machine for ``config``: latency timed on ``latency.device``, students trained on
+    ``training.device``."""
+    return hardware_fingerprint(config.latency.threads, config.latency.device, str(training_placement(config).device))
+
+
 def prepare(
     config: StudyConfig,
     options: RunOptions = RunOptions(),
@@ -71,6 +79,8 @@ def prepare(
     the elastic student; writes nothing to storage.
 
     ``check_data`` sees the data as soon as it is loaded: it may refuse it before the teacher is trained."""
+    placement = training_placement(config)  # a CUDA device this machine lacks: refused before anything runs
+    resolve_device(config.latency.device, file=config.config_file, key="latency.device")
     data = load_boolq(
         config.data.source,
         limit_train=config.data.limit_train,
@@ -89,6 +99,7 @@ def prepare(
         config.data.max_length, tokenizer, load_model_config(config.model), f"{config.config_file}: ", "data.max_length"
     )
     pad_id = tokenizer.pad_token_id or 0
+    log(f"training: on {placement.describe()}")
     train, validation = (
         encode_split(split, tokenizer, config.data.max_length, root, config.model)
         for split in (data.train, data.validation)

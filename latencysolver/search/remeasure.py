@@ -25,8 +25,7 @@ from optuna.storages import RDBStorage
 
 from latencysolver.data.batches import truncate_inputs
 from latencysolver.errors import SelectionError
-from latencysolver.latency.hardware import hardware_fingerprint
-from latencysolver.latency.protocol import latency_inputs, model_device
+from latencysolver.latency.protocol import latency_inputs
 from latencysolver.latency.stability import StabilityCheck, measure_checked
 from latencysolver.locks import storage_lock
 from latencysolver.models.student import load_student
@@ -38,7 +37,7 @@ from latencysolver.results.storage import (
     open_existing_study,
     require_made_by_run,
 )
-from latencysolver.search.preparation import RunOptions, baseline_reference_ms
+from latencysolver.search.preparation import RunOptions, baseline_reference_ms, study_hardware
 from latencysolver.search.workers import open_storage
 
 Log = Callable[[str], None]
@@ -74,7 +73,7 @@ def remeasure(
     config, prepared = prepare_stored(study, storage, options, log)
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     teacher = prepared.teacher.model
-    hardware = hardware_fingerprint(config.latency.threads, model_device(teacher).type)
+    hardware = study_hardware(config)
     baseline = baseline_reference_ms(study_record(study).teacher, teacher, inputs, config.latency, hardware.key)
     log(f"remeasure: {len(chosen)} trial(s) of study {name!r} on {hardware.describe()} [{hardware.key}]")
     store = artifact_store_of(study)

@@ -26,8 +26,8 @@ from latencysolver.data.boolq import BoolQData
 from latencysolver.errors import StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
-from latencysolver.latency.hardware import HardwareFingerprint, busy_warning, hardware_fingerprint
-from latencysolver.latency.protocol import latency_inputs, measure_latency, model_device, throughput_inputs
+from latencysolver.latency.hardware import HardwareFingerprint, busy_warning
+from latencysolver.latency.protocol import latency_inputs, measure_latency, throughput_inputs
 from latencysolver.locks import storage_lock
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
@@ -59,6 +59,7 @@ from latencysolver.search.preparation import (
     baseline_reference_ms,
     prepare,
     prepare_test_split,
+    study_hardware,
 )
 from latencysolver.search.sharing import (
     check_output_folders,
@@ -109,7 +110,7 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     teacher_predictions = teacher_logits.argmax(dim=-1).tolist()
     teacher_interval = accuracy_interval(correct_of(teacher_predictions, list(validation.labels)))
     teacher_latency = measure_latency(teacher.model, inputs, config.latency)
-    hardware = hardware_fingerprint(config.latency.threads, model_device(teacher.model).type)
+    hardware = study_hardware(config)
     log(
         f"teacher: validation accuracy {teacher_quality.accuracy:.3f} {teacher_interval.describe(estimate=False)}, "
         f"F1 {teacher_quality.f1:.3f}, "
@@ -231,7 +232,7 @@ def join_study(
     record = study_record(study)
     config, prepared = prepare_stored(study, storage_url, options, log)
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
-    hardware = hardware_fingerprint(config.latency.threads, model_device(prepared.teacher.model).type)
+    hardware = study_hardware(config)
     config = dataclasses.replace(
         config, search_space=_gated_space(study, config, prepared.teacher.model, inputs, hardware, log)
     )

@@ -24,11 +24,13 @@ from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import StudyConfig
 from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import EncodedSplit, truncate, truncate_inputs
+from latencysolver.devices import training_placement
 from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.latency.protocol import throughput_inputs
 from latencysolver.models.elastic import ElasticStudent
 from latencysolver.models.student import cnn_student, compress
 from latencysolver.results.storage import AtomicArtifactStore
+from latencysolver.search.rungs import Rungs
 from latencysolver.training.distillation import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
 from latencysolver.training.loop import TrainResult
@@ -65,7 +67,9 @@ class TrainedStudent:
     kept_layers: tuple[int, ...]  # teacher layers kept (empty for a CNN)
     steps: int
     final_loss: float | None  # None: not trained (an elastic slice without recovery, a trial rejected on latency)
-    early_stop_accuracy: float | None = None  # set when the early check stopped distillation
+    # set when a check stopped distillation: {"step", "accuracy_on_check_rows", "reason": "floor" | "rung",
+    # and "floor" or the rung's decision}
+    early_stopped: dict[str, Any] | None = None
 
 
 def accuracy_floor(ctx: TrialContext) -> float:
@@ -73,21 +77,29 @@ def accuracy_floor(ctx: TrialContext) -> float:
     return ctx.majority_rate if floor is None else floor
 
 
-def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, float]):
-    """``should_stop`` for distill(): at ``early_stop.after`` of the steps, a quick look at validation rows."""
+def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, Any], rungs: Rungs | None = None):
+    """``should_stop`` for distill(): a look at the first ``early_stop.rows`` validation rows at the floor check
+    (``early_stop.after`` of the steps) and at each rung.  What stopped it goes into ``seen``."""
     rule = ctx.config.early_stop
-    after = rule.after
-    if after is None:
+    if rule.after is None and rungs is None:
         return None
     rows = ctx.validation.head(rule.rows)
 
     def should_stop(step: int, total: int) -> bool:
-        if step != max(1, round(after * total)):
+        floor_check = rule.after is not None and step == max(1, round(rule.after * total))
+        rung = rungs.rung_at(step, total) if rungs is not None else None
+        if not floor_check and rung is None:
             return False
         accuracy = scores(predict_logits(model, rows, pad_id=ctx.pad_id, progress=False), rows.labels).accuracy
         model.train()
-        seen["accuracy"] = accuracy
-        return accuracy <= accuracy_floor(ctx)
+        decision = rungs.reached(rung, step, accuracy) if rungs is not None and rung is not None else None
+        if floor_check and accuracy <= accuracy_floor(ctx):
+            seen.update(step=step, accuracy_on_check_rows=accuracy, reason="floor", floor=accuracy_floor(ctx))
+            return True
+        if decision is not None and decision.stop:
+            seen.update(step=step, accuracy_on_check_rows=accuracy, reason="rung", rung=decision.to_dict())
+            return True
+        return False
 
     return should_stop
 
@@ -148,21 +160,26 @@ def untrained_student(ctx: TrialContext, recipe: Recipe) -> tuple[nn.Module, tup
 
 
 def train_student(
-    ctx: TrialContext, recipe: Recipe, *, reseed: bool = False, start: nn.Module | None = None
+    ctx: TrialContext,
+    recipe: Recipe,
+    *,
+    reseed: bool = False,
+    start: nn.Module | None = None,
+    rungs: Rungs | None = None,
 ) -> TrainedStudent:
-    """Per-trial mode: compress the teacher (or build a CNN) and distill the teacher's cached logits into it.
-    Elastic mode: ``start`` (the slice from ``untrained_student``) recovers for ``recipe.recovery_steps``."""
+    """Per-trial mode: compress the teacher (or build a CNN) and distill the teacher's cached logits into it,
+    checked at ``early_stop.after`` and at ``rungs``.  Elastic mode: ``start`` (the slice from
+    ``untrained_student``) recovers for ``recipe.recovery_steps``."""
     if reseed:
         ctx = reseeded(ctx, recipe)
     if ctx.elastic is not None and recipe.architecture != "cnn":
         return _recover(ctx, recipe, start)
     if recipe.architecture == "cnn":
         model = cnn_student(ctx.teacher_model, ctx.config.cnn, student_length(ctx.config, recipe), recipe.seed)
-        seen: dict[str, float] = {}
-        trained = _distill(ctx, recipe, model, ctx.config.cnn_distillation, should_stop=_early_check(ctx, model, seen))
-        return TrainedStudent(
-            model.eval(), (), trained.steps, trained.final_loss, seen["accuracy"] if trained.stopped_early else None
-        )
+        seen: dict[str, Any] = {}
+        should_stop = _early_check(ctx, model, seen, rungs)
+        trained = _distill(ctx, recipe, model, ctx.config.cnn_distillation, should_stop=should_stop)
+        return TrainedStudent(model.eval(), (), trained.steps, trained.final_loss, seen or None)
     student = compress(ctx.teacher_model, recipe)
     seen = {}
     hidden_layers = None  # with LayerDrop (or no hidden-state term): only the final outputs are compared
@@ -173,7 +190,7 @@ def train_student(
         recipe,
         student.model,
         ctx.config.distillation,
-        should_stop=_early_check(ctx, student.model, seen),
+        should_stop=_early_check(ctx, student.model, seen, rungs),
         hidden_weight=recipe.hidden_weight,
         teacher=ctx.teacher_model,
         hidden_layers=hidden_layers,
@@ -183,7 +200,7 @@ def train_student(
         student.kept_layers,
         trained.steps,
         trained.final_loss,
-        seen["accuracy"] if trained.stopped_early else None,
+        seen or None,
     )
 
 
@@ -217,6 +234,7 @@ def _distill(ctx: TrialContext, recipe: Recipe, model: nn.Module, budget: TrainC
         recipe.alpha,
         pad_id=ctx.pad_id,
         progress=ctx.progress,
+        placement=training_placement(ctx.config),
         **extra,
     )
 

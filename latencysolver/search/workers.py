@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import STORAGE_ENV, StudyConfig, WorkersConfig
+from latencysolver.devices import worker_gpus
 from latencysolver.errors import OutputError, StorageError
 from latencysolver.locks import storage_lock
 from latencysolver.results.records import INTERRUPTED, trial_record, was_interrupted, write_fail_reason
@@ -234,15 +235,21 @@ def work(
     return ran
 
 
-def spawn_workers(n: int, study_name: str, storage_url: str, extra_args: list[str]) -> list[subprocess.Popen]:
+def spawn_workers(
+    n: int, study_name: str, storage_url: str, extra_args: list[str], gpus: list[str | None] | None = None
+) -> list[subprocess.Popen]:
     """``n`` local ``latencysolver worker`` processes on the same study (output goes to this terminal).
 
     The storage URL reaches them in the environment (``STORAGE_ENV``, the default ``--storage``), not on their
-    command line: any user can read a process's arguments (``ps``), and the URL may carry a password.
+    command line: any user can read a process's arguments (``ps``), and the URL may carry a password.  ``gpus[i]``,
+    when set, is worker i's ``CUDA_VISIBLE_DEVICES`` (``devices.worker_gpus``).
     """
     command = [sys.executable, "-m", "latencysolver", "worker", "--study", study_name, *extra_args]
     env = os.environ.copy() | {STORAGE_ENV: storage_url}
-    return [subprocess.Popen(command, env=env) for _ in range(n)]
+    gpus = gpus or [None] * n
+    return [
+        subprocess.Popen(command, env=env if gpu is None else env | {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus[:n]
+    ]
 
 
 def summary_callback(log: Callable[[str], None], started: float) -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -281,8 +288,10 @@ def run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpti
         *(["--teacher", options.teacher_path] if options.teacher_path else []),
         "--no-progress",
     ]
-    log(f"study {config.name!r}: starting {options.workers} local workers (storage {shown_url(config.storage)})")
-    processes = spawn_workers(options.workers, config.name, config.storage, extra)
+    gpus = worker_gpus(config.training.device, options.workers)
+    on = f", GPUs {','.join(g for g in gpus if g)}" if any(gpus) else ""
+    log(f"study {config.name!r}: starting {options.workers} local workers{on} (storage {shown_url(config.storage)})")
+    processes = spawn_workers(options.workers, config.name, config.storage, extra, gpus)
     try:
         codes = [p.wait() for p in processes]
     except KeyboardInterrupt as exc:  # Ctrl-C reaches the workers too (same process group); wait for their clean exit

@@ -24,6 +24,7 @@ while the hidden MSE halved.  It is a knob for the search to try, not a default.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from torch.nn import functional as F
 
 from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import Batch, EncodedSplit
+from latencysolver.devices import Placement, on_device
 from latencysolver.training.loop import TrainResult, train
 
 
@@ -100,10 +102,11 @@ def distill(
     hidden_weight: float = 0.0,
     teacher: nn.Module | None = None,
     hidden_layers: list[int] | None = None,
+    placement: Placement | None = None,
 ) -> TrainResult:
     """Distill into ``student``.  With ``hidden_weight > 0``, ``teacher`` (in eval mode) and ``hidden_layers``
     (``hidden_targets`` of the student's kept layers, or None for the final output only) add the hidden-state
-    term."""
+    term; the teacher then runs on the training device beside the student."""
     if teacher_logits.shape[0] != len(train_split):
         raise ValueError(f"teacher logits cover {teacher_logits.shape[0]} rows, the train split has {len(train_split)}")
     if hidden_weight < 0:
@@ -114,7 +117,8 @@ def distill(
 
     def loss_fn(outputs: Any, batch: Batch) -> torch.Tensor:
         logits = outputs.logits.float()
-        loss = distillation_loss(logits, teacher_logits[batch.indices], batch.labels, temperature, alpha)
+        targets = teacher_logits[batch.indices].to(logits.device)
+        loss = distillation_loss(logits, targets, batch.labels, temperature, alpha)
         if use_hidden:
             assert teacher is not None  # checked above
             with torch.no_grad():
@@ -124,14 +128,17 @@ def distill(
             )
         return loss
 
-    return train(
-        student,
-        train_split,
-        config,
-        loss_fn,
-        pad_id=pad_id,
-        desc="distill",
-        progress=progress,
-        should_stop=should_stop,
-        hidden_states=use_hidden,
-    )
+    placement = placement or Placement()
+    with on_device(teacher, placement.device) if use_hidden and teacher is not None else nullcontext():
+        return train(
+            student,
+            train_split,
+            config,
+            loss_fn,
+            pad_id=pad_id,
+            desc="distill",
+            progress=progress,
+            should_stop=should_stop,
+            hidden_states=use_hidden,
+            placement=placement,
+        )

@@ -28,6 +28,7 @@ from latencysolver.compression.elastic import (
 )
 from latencysolver.config.training import ElasticConfig
 from latencysolver.data.batches import Batch, EncodedSplit
+from latencysolver.devices import Placement
 from latencysolver.training.distillation import distillation_loss
 from latencysolver.training.loop import TrainResult, train
 
@@ -50,6 +51,7 @@ def train_elastic(
     *,
     pad_id: int = 0,
     progress: bool = True,
+    placement: Placement | None = None,
 ) -> TrainResult:
     """Train ``model`` (rewired, in place) so that its sub-networks down to ``smallest`` answer as the teacher."""
     if teacher_logits.shape[0] != len(train_split):
@@ -62,8 +64,8 @@ def train_elastic(
     def step_loss(module: nn.Module, batch: Batch) -> torch.Tensor:
         subs = sandwich(shape, smallest, config.random_subnetworks, generator, depth=done[0] >= width_steps)
         done[0] += 1
-        targets = teacher_logits[batch.indices]
-        total = torch.zeros(())
+        targets = teacher_logits[batch.indices].to(batch.labels.device)
+        total = torch.zeros((), device=batch.labels.device)
         for sub in subs:
             with use_subnetwork(module, sub):
                 logits = module(**batch.inputs).logits.float()
@@ -79,4 +81,5 @@ def train_elastic(
         desc="elastic student",
         progress=progress,
         model_loss=step_loss,
+        placement=placement,
     )

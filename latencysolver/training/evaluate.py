@@ -1,4 +1,4 @@
-"""Accuracy and F1 of a classifier on an encoded split (batched, no gradients, any dtype)."""
+"""Accuracy and F1 of a classifier on an encoded split (batched, no gradients, any dtype, on the model's device)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from latencysolver.data.batches import EncodedSplit, eval_batches
+from latencysolver.devices import model_device
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ def predict_logits(
 ) -> torch.Tensor:
     """fp32 logits of shape (rows, labels), in the split's row order."""
     model.eval()
+    device = model_device(model)
     out: torch.Tensor | None = None
     total = -(-len(split) // batch_size)
     for batch in tqdm(
@@ -47,7 +49,7 @@ def predict_logits(
         leave=False,
         dynamic_ncols=True,
     ):
-        logits = model(**batch.inputs).logits.float()
+        logits = model(**batch.to(device).inputs).logits.float().cpu()
         if out is None:
             out = torch.empty((len(split), logits.shape[-1]))
         out[batch.indices] = logits
