@@ -12,7 +12,7 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 
 from latencysolver.config.study import load_study_config
 from latencysolver.data.batches import encode_split
-from latencysolver.data.boolq import load_boolq
+from latencysolver.data.text import load_data
 from latencysolver.models.loading import load_classifier, load_tokenizer
 from latencysolver.models.student import load_student
 from latencysolver.results.front import feasible_trials
@@ -94,7 +94,7 @@ def test_benchmark_end_to_end(tmp_path, tiny_model_dir, synthetic_data_dir, stud
     config = load_study_config(path, data=str(synthetic_data_dir))
     tokenizer = load_tokenizer(config.model)
     pad_id = tokenizer.pad_token_id or 0
-    test = encode_split(load_boolq(str(synthetic_data_dir)).test, tokenizer, config.data.max_length)
+    test = encode_split(load_data(str(synthetic_data_dir)).test, tokenizer, config.data.max_length)
     teacher = load_classifier(saved["teacher"]["path"]).eval()
     assert saved["baselines"][0]["test_accuracy"] == pytest.approx(_accuracy(teacher, test, pad_id))
 
@@ -132,7 +132,7 @@ def test_benchmark_end_to_end(tmp_path, tiny_model_dir, synthetic_data_dir, stud
     teacher = saved["baselines"][0]
     assert teacher["val_vs_teacher"] is None
     assert teacher["val_interval"]["estimate"] == pytest.approx(teacher["val_accuracy"])
-    labels = load_boolq(str(synthetic_data_dir)).validation.label
+    labels = load_data(str(synthetic_data_dir)).validation.label
     teacher_predictions = study_record(study).teacher_predictions
     for row in saved["front"]:
         trial = study.trials[row["trial"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from latencysolver.data.batches import EncodedSplit, encode_split, eval_batches, train_batches
-from latencysolver.data.boolq import BoolQData, BoolQSplit, load_boolq
+from latencysolver.data.text import TextData, TextSplit, load_data
 from latencysolver.errors import DataError
 
 try:  # tests/ is a package in some checkouts, a plain folder of modules in others
@@ -50,7 +51,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def _one_line_error(source: str, *needles: str) -> str:
     with pytest.raises(DataError) as info:
-        load_boolq(source)
+        load_data(source)
     message = str(info.value)
     assert "\n" not in message, f"message is not one line: {message!r}"
     for needle in needles:
@@ -64,22 +65,22 @@ def _one_line_error(source: str, *needles: str) -> str:
 
 
 def test_local_jsonl_folder(synthetic_data_dir):
-    data = load_boolq(str(synthetic_data_dir))
-    assert isinstance(data, BoolQData) and data.source == str(synthetic_data_dir)
+    data = load_data(str(synthetic_data_dir))
+    assert isinstance(data, TextData) and data.source == str(synthetic_data_dir)
     assert (len(data.train), len(data.validation), len(data.test)) == (64, 24, 24)
     for split, name in ((data.train, "train"), (data.validation, "validation"), (data.test, "test")):
         rows = _read_jsonl(synthetic_data_dir / f"{name}.jsonl")
-        assert isinstance(split, BoolQSplit)
-        assert all(type(v) is bool for v in split.label)
-        assert split.label == tuple(r["label"] for r in rows)
-        assert split.question == tuple(r["question"] for r in rows)  # original order is kept
-        assert split.passage == tuple(r["passage"] for r in rows)
+        assert isinstance(split, TextSplit)
+        assert split.label_names == ("no", "yes") and split.boolq
+        assert split.label == tuple(int(r["label"]) for r in rows)
+        assert split.text == tuple(r["question"] for r in rows)  # original order is kept
+        assert split.text_pair == tuple(r["passage"] for r in rows)
         assert split.title == tuple(r["title"] for r in rows)
     assert 0 < sum(data.train.label) < len(data.train)  # both classes present
 
 
 def test_fingerprints_are_stable_and_content_sensitive(synthetic_data_dir, tmp_path):
-    first, second = load_boolq(str(synthetic_data_dir)), load_boolq(str(synthetic_data_dir))
+    first, second = load_data(str(synthetic_data_dir)), load_data(str(synthetic_data_dir))
     assert first.fingerprint() == second.fingerprint()
     assert first.train.fingerprint() == second.train.fingerprint()
     assert first.train.fingerprint() != first.validation.fingerprint()
@@ -89,7 +90,7 @@ def test_fingerprints_are_stable_and_content_sensitive(synthetic_data_dir, tmp_p
     rows = _read_jsonl(changed / "train.jsonl")
     rows[10]["passage"] += " extra"
     _write_jsonl(changed / "train.jsonl", rows)
-    other = load_boolq(str(changed))
+    other = load_data(str(changed))
     assert other.train.fingerprint() != first.train.fingerprint()
     assert other.validation.fingerprint() == first.validation.fingerprint()
     assert other.fingerprint() != first.fingerprint()
@@ -99,32 +100,32 @@ def test_fingerprints_are_stable_and_content_sensitive(synthetic_data_dir, tmp_p
     rows = _read_jsonl(flipped / "validation.jsonl")
     rows[0]["label"] = not rows[0]["label"]
     _write_jsonl(flipped / "validation.jsonl", rows)
-    assert load_boolq(str(flipped)).fingerprint() != first.fingerprint()
+    assert load_data(str(flipped)).fingerprint() != first.fingerprint()
 
 
 def test_limits_keep_the_first_rows(synthetic_data_dir):
-    full = load_boolq(str(synthetic_data_dir))
-    data = load_boolq(str(synthetic_data_dir), limit_train=10, limit_validation=5, limit_test=3)
+    full = load_data(str(synthetic_data_dir))
+    data = load_data(str(synthetic_data_dir), limit_train=10, limit_validation=5, limit_test=3)
     assert (len(data.train), len(data.validation), len(data.test)) == (10, 5, 3)
-    assert data.train.question == full.train.question[:10]
-    assert data.train.passage == full.train.passage[:10]
+    assert data.train.text == full.train.text[:10]
+    assert data.train.text_pair == full.train.text_pair[:10]
     assert data.validation.label == full.validation.label[:5]
-    assert data.test.passage == full.test.passage[:3]
+    assert data.test.text_pair == full.test.text_pair[:3]
     # a limit larger than the split keeps everything
-    assert len(load_boolq(str(synthetic_data_dir), limit_train=10_000).train) == 64
+    assert len(load_data(str(synthetic_data_dir), limit_train=10_000).train) == 64
 
 
 def test_majority_rate():
-    split = BoolQSplit(
-        question=("q",) * 5, passage=("p",) * 5, title=("",) * 5, label=(True, False, False, True, False)
-    )
+    split = TextSplit(text=("q",) * 5, text_pair=("p",) * 5, label=(1, 0, 0, 1, 0), label_names=("no", "yes"))
     assert split.majority_rate() == pytest.approx(3 / 5)
-    assert BoolQSplit(("q",) * 4, ("p",) * 4, ("",) * 4, (True,) * 4).majority_rate() == 1.0
-    assert BoolQSplit((), (), (), ()).majority_rate() == 0.0
+    assert TextSplit(("q",) * 4, ("p",) * 4, (1,) * 4, ("no", "yes")).majority_rate() == 1.0
+    assert TextSplit((), (), (), ("no", "yes")).majority_rate() == 0.0
+    three = TextSplit(("q",) * 6, None, (0, 1, 2, 2, 1, 2), ("a", "b", "c"))  # three classes: the largest, c
+    assert three.majority_rate() == pytest.approx(3 / 6)
 
 
 def test_majority_rate_of_loaded_split(synthetic_data_dir):
-    data = load_boolq(str(synthetic_data_dir))
+    data = load_data(str(synthetic_data_dir))
     labels = [r["label"] for r in _read_jsonl(synthetic_data_dir / "validation.jsonl")]
     yes = sum(labels)
     assert data.validation.majority_rate() == pytest.approx(max(yes, len(labels) - yes) / len(labels))
@@ -133,8 +134,8 @@ def test_majority_rate_of_loaded_split(synthetic_data_dir):
 def test_answer_alias_column(tmp_path, synthetic_data_dir):
     folder = write_synthetic_boolq(tmp_path / "answer", ROWS, label_key="answer")
     assert "answer" in _read_jsonl(folder / "train.jsonl")[0] and "label" not in _read_jsonl(folder / "train.jsonl")[0]
-    data = load_boolq(str(folder))
-    reference = load_boolq(str(synthetic_data_dir))  # same seed, same rows, only the column name differs
+    data = load_data(str(folder))
+    reference = load_data(str(synthetic_data_dir))  # same seed, same rows, only the column name differs
     assert data.train.label == reference.train.label
     assert data.fingerprint() == reference.fingerprint()
 
@@ -143,10 +144,9 @@ def test_title_is_optional_and_int_labels_are_accepted(tmp_path):
     rows = [{"question": f"q{i}", "passage": f"p{i}", "label": i % 2} for i in range(4)]
     _write_jsonl(tmp_path / "d" / "train.jsonl", rows)
     _write_jsonl(tmp_path / "d" / "validation.jsonl", rows)
-    data = load_boolq(str(tmp_path / "d"))
+    data = load_data(str(tmp_path / "d"))
     assert data.train.title == ("", "", "", "")
-    assert data.train.label == (False, True, False, True)
-    assert all(type(v) is bool for v in data.train.label)
+    assert data.train.label == (0, 1, 0, 1) and data.label_names == ("no", "yes")  # BoolQ's columns: 0/1 is no/yes
     assert data.test is None
 
 
@@ -156,7 +156,7 @@ def test_parquet_loads_like_jsonl(tmp_path, synthetic_data_dir):
     folder.mkdir()
     for split in ("train", "validation", "test"):
         pd.DataFrame(_read_jsonl(synthetic_data_dir / f"{split}.jsonl")).to_parquet(folder / f"{split}.parquet")
-    from_parquet, from_jsonl = load_boolq(str(folder)), load_boolq(str(synthetic_data_dir))
+    from_parquet, from_jsonl = load_data(str(folder)), load_data(str(synthetic_data_dir))
     assert from_parquet.train == from_jsonl.train
     assert from_parquet.validation == from_jsonl.validation
     assert from_parquet.test == from_jsonl.test
@@ -171,8 +171,8 @@ def test_hub_style_parquet_layout(tmp_path, synthetic_data_dir):
     for split in ("train", "validation"):
         rows = _read_jsonl(synthetic_data_dir / f"{split}.jsonl")
         pd.DataFrame(rows).to_parquet(folder / "data" / f"{split}-00000-of-00001.parquet")
-    data = load_boolq(str(folder))
-    reference = load_boolq(str(synthetic_data_dir))
+    data = load_data(str(folder))
+    reference = load_data(str(synthetic_data_dir))
     assert data.train == reference.train and data.validation == reference.validation
     assert data.test is None
 
@@ -192,7 +192,7 @@ def test_local_folder_makes_no_network_request(synthetic_data_dir, monkeypatch):
         raise OSError("no network in tests")
 
     monkeypatch.setattr(socket, "getaddrinfo", record)
-    data = load_boolq(str(synthetic_data_dir))
+    data = load_data(str(synthetic_data_dir))
     assert len(data.train) == 64
     assert lookups == [], f"loading a local folder looked up {lookups}"
 
@@ -201,7 +201,7 @@ def test_split_files_do_not_pick_up_similar_names(tmp_path, synthetic_data_dir):
     folder = tmp_path / "notes"
     shutil.copytree(synthetic_data_dir, folder)
     _write_jsonl(folder / "training_notes.jsonl", [{"note": "not a split"}])
-    data = load_boolq(str(folder))
+    data = load_data(str(folder))
     assert len(data.train) == 64
 
 
@@ -214,9 +214,9 @@ def test_only_the_readme_layouts_are_read(tmp_path, synthetic_data_dir):
     _write_jsonl(folder / "train.jsonl.bak.jsonl", rows[:5])
     _write_jsonl(folder / "backup" / "train.jsonl", rows)
     _write_jsonl(folder / "backup" / "data" / "train-00000-of-00001.jsonl", rows)
-    data = load_boolq(str(folder))
+    data = load_data(str(folder))
     assert len(data.train) == 64
-    assert data.train == load_boolq(str(synthetic_data_dir)).train
+    assert data.train == load_data(str(synthetic_data_dir)).train
 
 
 def test_sharded_parquet_in_the_folder_and_in_data(tmp_path, synthetic_data_dir):
@@ -230,8 +230,8 @@ def test_sharded_parquet_in_the_folder_and_in_data(tmp_path, synthetic_data_dir)
             for i, part in enumerate((rows[:half], rows[half:])):
                 pd.DataFrame(part).to_parquet(folder / where / f"{split}-{i:05d}-of-00002.parquet")
         pd.DataFrame(rows[:3]).to_parquet(folder / where / "train-old.parquet")  # not a shard name: ignored
-        data = load_boolq(str(folder))
-        assert data.train == load_boolq(str(synthetic_data_dir)).train
+        data = load_data(str(folder))
+        assert data.train == load_data(str(synthetic_data_dir)).train
 
 
 @pytest.mark.parametrize(
@@ -308,12 +308,12 @@ def test_label_neither_bool_nor_01(tmp_path, synthetic_data_dir):
     _one_line_error(str(folder), str(folder), "'validation'", "row 3", "label", "got 2")
 
 
-def test_string_labels_are_refused(tmp_path, synthetic_data_dir):
+def test_one_class_in_train_is_refused(tmp_path, synthetic_data_dir):
     folder = tmp_path / "string-label"
     shutil.copytree(synthetic_data_dir, folder)
     rows = [{"question": f"q{i}", "passage": f"p{i}", "label": "yes"} for i in range(4)]
     _write_jsonl(folder / "train.jsonl", rows)
-    _one_line_error(str(folder), str(folder), "'train'", "row 1", "label", "'yes'")
+    _one_line_error(str(folder), str(folder / "train.jsonl"), "'train'", "'label'", "one class only ('yes')")
 
 
 def test_empty_split(tmp_path, synthetic_data_dir):
@@ -364,9 +364,9 @@ def test_empty_source_is_named_empty(source):
 
 
 def test_limit_that_leaves_no_rows_is_an_error(synthetic_data_dir):
-    # limit 0 is refused by DataConfig; load_boolq itself reports the empty split
+    # limit 0 is refused by DataConfig; load_data itself reports the empty split
     with pytest.raises(DataError, match="'train' has no rows"):
-        load_boolq(str(synthetic_data_dir), limit_train=0)
+        load_data(str(synthetic_data_dir), limit_train=0)
 
 
 def test_hub_name_offline_is_a_data_error(monkeypatch):
@@ -393,13 +393,13 @@ def test_shared_boolq_dev_split():
             f"shared BoolQ split missing: expected {SHARED_DATA}/{{train,validation,test}}.jsonl "
             "(see ../shared/data/boolq-dev-split/README.md); CI always has it"
         )
-    data = load_boolq(str(SHARED_DATA))
+    data = load_data(str(SHARED_DATA))
     assert (len(data.train), len(data.validation), len(data.test)) == (2270, 500, 500)
     assert sum(data.train.label) == 1411
     assert sum(data.validation.label) == 311
     assert data.validation.majority_rate() == pytest.approx(311 / 500)
     assert data.test.majority_rate() == pytest.approx(311 / 500)
-    assert all(data.validation.passage) and all(data.validation.question)
+    assert all(data.validation.text_pair) and all(data.validation.text)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -415,15 +415,15 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def small_split() -> BoolQSplit:
+def small_split() -> TextSplit:
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
     # every fourth question is long: cutting it (rather than the passage) would show
     questions = tuple(
         f"is {words[i % 10]} a letter" if i % 4 else "is " + " ".join(words[:5]) + " a letter" for i in range(12)
     )
     passages = tuple(" ".join(words[(i + j) % 10] for j in range(2 + 3 * i)) for i in range(12))  # 2 .. 35 words
-    return BoolQSplit(
-        question=questions, passage=passages, title=("",) * 12, label=tuple(i % 3 == 0 for i in range(12))
+    return TextSplit(
+        text=questions, text_pair=passages, label=tuple(int(i % 3 == 0) for i in range(12)), label_names=("no", "yes")
     )
 
 
@@ -436,7 +436,7 @@ def test_encode_truncates_second_sequence_only(small_split, tokenizer):
     assert min(encoded.lengths()) < max_length  # short rows are not padded
     sep = tokenizer.sep_token_id
     for q, p, ids, types in zip(
-        small_split.question, small_split.passage, encoded.input_ids, encoded.token_type_ids, strict=True
+        small_split.text, small_split.text_pair, encoded.input_ids, encoded.token_type_ids, strict=True
     ):
         assert len(ids) <= max_length
         question_ids = tokenizer(q)["input_ids"]  # [CLS] q [SEP]
@@ -472,12 +472,7 @@ def test_encode_cache(small_split, tokenizer, tmp_path):
         encode_split(small_split, _Raising(tokenizer.vocab_size), 32, cache_dir=tmp_path, tokenizer_id="minilm")
     with pytest.raises(AssertionError, match="tokenizer called"):
         encode_split(small_split, _Raising(tokenizer.vocab_size), 16, cache_dir=tmp_path, tokenizer_id="other")
-    changed = BoolQSplit(
-        small_split.question,
-        small_split.passage,
-        small_split.title,
-        (not small_split.label[0],) + small_split.label[1:],
-    )
+    changed = dataclasses.replace(small_split, label=(1 - small_split.label[0],) + small_split.label[1:])
     with pytest.raises(AssertionError, match="tokenizer called"):
         encode_split(changed, _Raising(tokenizer.vocab_size), 16, cache_dir=tmp_path, tokenizer_id="minilm")
 
@@ -539,11 +534,11 @@ def test_train_batches_are_seeded_and_padded_to_the_longest_row(small_split, tok
 def test_question_longer_than_max_length_is_not_a_bare_exception(tokenizer):
     from latencysolver.errors import LatencySolverError
 
-    split = BoolQSplit(
-        question=("is " + "alpha beta gamma delta " * 4 + "a letter",),
-        passage=("short passage",),
-        title=("",),
-        label=(True,),
+    split = TextSplit(
+        text=("is " + "alpha beta gamma delta " * 4 + "a letter",),
+        text_pair=("short passage",),
+        label=(1,),
+        label_names=("no", "yes"),
     )
     try:
         encoded = encode_split(split, tokenizer, max_length=12)

@@ -10,7 +10,7 @@ import torch
 
 from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import EncodedSplit, encode_split, eval_batches
-from latencysolver.data.boolq import BoolQSplit
+from latencysolver.data.text import TextSplit
 from latencysolver.errors import TrialFailure
 from latencysolver.models.loading import load_classifier, load_tokenizer
 from latencysolver.training.distillation import distill, distillation_loss, hidden_state_loss, hidden_targets
@@ -126,11 +126,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # the tiny model gains nothi
 def encoded_train(synthetic_data_dir, tiny_model_dir) -> EncodedSplit:
     # read the jsonl directly: data loading has its own tests, and ``datasets`` would try the network
     rows = [json.loads(line) for line in (synthetic_data_dir / "train.jsonl").read_text().splitlines()]
-    split = BoolQSplit(
-        question=tuple(r["question"] for r in rows),
-        passage=tuple(r["passage"] for r in rows),
-        title=tuple(r["title"] for r in rows),
-        label=tuple(r["label"] for r in rows),
+    split = TextSplit(
+        text=tuple(r["question"] for r in rows),
+        text_pair=tuple(r["passage"] for r in rows),
+        label=tuple(int(r["label"]) for r in rows),
+        label_names=("no", "yes"),
     )
     return encode_split(split, load_tokenizer(str(tiny_model_dir)), max_length=48)
 

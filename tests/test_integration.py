@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from latencysolver import load
 from latencysolver.cli import main
-from latencysolver.data.boolq import load_boolq
+from latencysolver.data.text import load_data
 from latencysolver.results.records import study_record
 from tests.conftest import REPO, SHARED_DATA
 
@@ -71,6 +71,6 @@ def test_two_trial_study_on_shared_boolq_with_packaged_minilm(tmp_path, capsys):
         == 0
     )
     model = load(export)
-    validation = load_boolq(str(SHARED_DATA), limit_validation=32).validation
-    predicted = [int(p.answer) for p in model.predict(list(validation.question), list(validation.passage))]
+    validation = load_data(str(SHARED_DATA), limit_validation=32).validation
+    predicted = [int(p.answer) for p in model.predict(list(validation.text), list(validation.text_pair))]
     assert predicted == json.loads((export / "predictions.json").read_text())["predictions"]

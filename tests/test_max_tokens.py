@@ -12,7 +12,7 @@ from latencysolver.cli import main
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import load_study_config
 from latencysolver.data.batches import collate, encode_pairs, truncate, truncate_inputs
-from latencysolver.data.boolq import load_boolq
+from latencysolver.data.text import load_data
 from latencysolver.errors import ConfigError
 from latencysolver.models.loading import load_tokenizer
 from latencysolver.results.records import trial_record
@@ -23,9 +23,9 @@ from tests.conftest import export_cli, write_study_yaml
 
 def test_cutting_encoded_rows_equals_encoding_them_shorter(tiny_model_dir, synthetic_data_dir):
     tokenizer = load_tokenizer(str(tiny_model_dir))
-    split = load_boolq(str(synthetic_data_dir)).validation
-    full = encode_pairs(tokenizer, split.question, split.passage, 64, labels=split.label)
-    short = encode_pairs(tokenizer, split.question, split.passage, 16, labels=split.label)
+    split = load_data(str(synthetic_data_dir)).validation
+    full = encode_pairs(tokenizer, split.text, split.text_pair, 64, labels=split.label)
+    short = encode_pairs(tokenizer, split.text, split.text_pair, 16, labels=split.label)
     assert max(full.lengths()) > 16  # the synthetic passages are longer: the cut is exercised
     assert truncate(full, 16) == short  # question whole, passage cut, closing separator kept
     # a batch of one, as the latency rows are: the same cut on tensors
@@ -81,8 +81,8 @@ def test_a_max_tokens_trial_reads_fewer_tokens_everywhere_and_its_export_too(
     clf = latencysolver.load(out)
     assert clf.max_length == 16
     # load() cuts the same way the trial did: it gives the trial's own validation answers back
-    split = load_boolq(str(synthetic_data_dir)).validation
-    answers = clf.logits(list(split.question), list(split.passage)).argmax(dim=-1).tolist()
+    split = load_data(str(synthetic_data_dir)).validation
+    answers = clf.logits(list(split.text), list(split.text_pair)).argmax(dim=-1).tolist()
     assert answers == json.loads((out / "predictions.json").read_text())["predictions"]
     assert (
         main(["predict", str(out), "--question", "is the river fact real", "--passage", "the river fact is true"]) == 0

@@ -8,7 +8,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 
 from latencysolver.config.study import load_study_config
 from latencysolver.data.batches import encode_split
-from latencysolver.data.boolq import load_boolq
+from latencysolver.data.text import load_data
 from latencysolver.errors import ModelError
 from latencysolver.models.teacher import MARKER, prepare_teacher
 from tests.conftest import write_study_yaml
@@ -36,7 +36,7 @@ def headless_model_dir(tmp_path_factory, tiny_model_dir):
 @pytest.fixture()
 def setup(tmp_path, headless_model_dir, synthetic_data_dir):
     config = load_study_config(write_study_yaml(tmp_path, headless_model_dir, synthetic_data_dir))
-    data = load_boolq(str(synthetic_data_dir))
+    data = load_data(str(synthetic_data_dir))
     tokenizer = AutoTokenizer.from_pretrained(headless_model_dir)
     train = encode_split(data.train, tokenizer, config.data.max_length)
     return config, train, data.train.fingerprint()

@@ -240,21 +240,31 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from latencysolver.ship.predict import answer_text, load_export, predict_file, predict_one, read_rows
+    from latencysolver.ship.predict import (
+        answer_text,
+        export_schema,
+        load_export,
+        predict_file,
+        predict_one,
+        read_rows,
+    )
 
-    if args.question is not None and args.passage is None:
-        args.usage_error("--question needs --passage")
-    if args.input is not None and args.passage is not None:
-        args.usage_error("--passage goes with --question, not with --input")
+    schema = export_schema(args.export_dir)
+    if args.text is not None and args.text_pair is None and schema.text_pair is not None:
+        args.usage_error(f"--text needs --text-pair (--passage): this export reads pairs ({schema.text_pair!r})")
+    if args.text is not None and args.text_pair is not None and schema.text_pair is None:
+        args.usage_error(f"--text-pair: this export reads single texts ({schema.text!r})")
+    if args.input is not None and args.text_pair is not None:
+        args.usage_error("--text-pair goes with --text, not with --input")
     if args.input is None and args.output is not None:
         args.usage_error("--output goes with --input")
     if args.batch_size < 1:
         args.usage_error(f"--batch-size must be a positive integer, got {args.batch_size}")
     if args.input is None:
         clf = load_export(args.export_dir)
-        print(answer_text(predict_one(clf, args.question, args.passage)))
+        print(answer_text(predict_one(clf, args.text, args.text_pair)))
         return 0
-    rows = read_rows(args.input)  # every row checked before the model is even loaded
+    rows = read_rows(args.input, schema)  # every row checked before the model is even loaded
     clf = load_export(args.export_dir)
     summary = predict_file(clf, rows, args.output, args.batch_size, progress=not args.no_progress)
     print(summary.describe(), file=sys.stdout if args.output else sys.stderr)

@@ -158,14 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")
     report.set_defaults(handler=commands.cmd_report)
 
-    predict = sub.add_parser("predict", help="answer yes/no questions with an exported model")
+    predict = sub.add_parser("predict", help="classify texts (BoolQ: answer yes/no questions) with an exported model")
     predict.add_argument("export_dir", metavar="EXPORT_DIR", help="a folder written by `latencysolver export`")
     mode = predict.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--question", help="one question (with --passage): prints e.g. 'yes (p=0.873)'")
     mode.add_argument(
-        "--input", metavar="ROWS.jsonl", help="JSON lines with 'question' and 'passage' (and optional 'id', 'label')"
+        "--text", "--question", dest="text", help="one text (BoolQ: the question): prints e.g. 'yes (p=0.873)'"
     )
-    predict.add_argument("--passage", help="the passage the --question is about")
+    mode.add_argument(
+        "--input",
+        metavar="ROWS.jsonl",
+        help="JSON lines with the export's columns (BoolQ: 'question' and 'passage'; optional 'id', 'label')",
+    )
+    predict.add_argument(
+        "--text-pair", "--passage", dest="text_pair", help="the second text of a pair (BoolQ: the passage)"
+    )
     predict.add_argument("--output", metavar="PREDS.jsonl", help="write --input's predictions here (default: stdout)")
     predict.add_argument("--batch-size", type=int, default=32, help="rows per model call (default 32)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")

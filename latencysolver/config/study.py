@@ -45,15 +45,41 @@ DEFAULT_STORAGE = "sqlite:///latencysolver.db"
 
 
 @dataclass(frozen=True)
+class ColumnsConfig:
+    """``data.columns``: which columns hold a row's text, its second text (null: single-text data) and its label.
+    The defaults are BoolQ's (whose hub copy calls the label ``answer``, also accepted)."""
+
+    text: str = "question"
+    text_pair: str | None = "passage"
+    label: str = "label"
+
+    def __post_init__(self) -> None:
+        for name in ("text", "text_pair", "label"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise FieldError(name, f"{name} must name a column, but got {shown(value)}", value)
+        if len({self.text, self.text_pair, self.label} - {None}) < (3 if self.text_pair is not None else 2):
+            raise FieldError("label", "text, text_pair and label must be different columns", self.label)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     source: str = "google/boolq"  # a hub dataset name or a local folder of jsonl/parquet files
     max_length: int = 256
     limit_train: int | None = None
     limit_validation: int | None = None
     limit_test: int | None = None
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    # the class names, in class order; a file's label is one of them or an index into them.  null: no/yes for
+    # true/false labels, 0..K-1 for integers, the sorted names found in train for strings
+    labels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self, "max_length", "limit_train", "limit_validation", "limit_test")
+        if self.labels is not None and (len(set(self.labels)) != len(self.labels) or len(self.labels) < 2):
+            raise FieldError(
+                "labels", f"labels must be at least two different names, but got {list(self.labels)}", self.labels
+            )
 
 
 @dataclass(frozen=True)

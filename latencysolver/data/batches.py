@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from latencysolver.cache import content_hash
-from latencysolver.data.boolq import BoolQSplit
+from latencysolver.data.text import TextSplit
 from latencysolver.files import atomic_file, writing
 
 
@@ -53,7 +53,7 @@ class Batch:
 
 
 def encode_split(
-    split: BoolQSplit, tokenizer, max_length: int, cache_dir: Path | None = None, tokenizer_id: str = ""
+    split: TextSplit, tokenizer, max_length: int, cache_dir: Path | None = None, tokenizer_id: str = ""
 ) -> EncodedSplit:
     """Tokenize (question, passage) pairs to at most ``max_length``; cached by data, tokenizer and length."""
     path = None
@@ -69,7 +69,7 @@ def encode_split(
             # old layout TypeError) is rebuilt, not trusted
             except Exception:  # noqa: BLE001
                 path.unlink(missing_ok=True)
-    encoded = encode_pairs(tokenizer, split.question, split.passage, max_length, labels=split.label)
+    encoded = encode_pairs(tokenizer, split.text, split.text_pair, max_length, labels=split.label)
     if path is not None:
         buffer = io.BytesIO()  # into memory first: on a full disk torch.save's own error hides the reason
         torch.save(
@@ -84,13 +84,18 @@ def encode_split(
 
 
 def encode_pairs(tokenizer, questions, passages, max_length: int, labels=None) -> EncodedSplit:
-    """Cut the passage, never the question (``only_second``); a batch where some question alone exceeds
-    ``max_length`` (the tokenizer refuses those) falls back to ``longest_first``, which trims both."""
-    questions, passages = list(questions), list(passages)
-    try:
-        enc = tokenizer(questions, passages, truncation="only_second", max_length=max_length)
-    except Exception:  # noqa: BLE001 - tokenizers raises a bare Exception("Truncation error: ...")
-        enc = tokenizer(questions, passages, truncation="longest_first", max_length=max_length)
+    """Cut the passage (the second text), never the question (``only_second``); a batch where some question alone
+    exceeds ``max_length`` (the tokenizer refuses those) falls back to ``longest_first``, which trims both.
+    ``passages=None``: single texts, cut at ``max_length``."""
+    questions = list(questions)
+    if passages is None:
+        enc = tokenizer(questions, truncation=True, max_length=max_length)
+    else:
+        passages = list(passages)
+        try:
+            enc = tokenizer(questions, passages, truncation="only_second", max_length=max_length)
+        except Exception:  # noqa: BLE001 - tokenizers raises a bare Exception("Truncation error: ...")
+            enc = tokenizer(questions, passages, truncation="longest_first", max_length=max_length)
     types = enc.get("token_type_ids")
     return EncodedSplit(
         input_ids=tuple(tuple(ids) for ids in enc["input_ids"]),

@@ -119,8 +119,11 @@ def check_max_length(max_length: int, tokenizer: Any, model_config: Any, where: 
         )
 
 
-def load_classifier(name_or_path: str, num_labels: int = 2) -> PreTrainedModel:
-    """An encoder with a (new or fine-tuned) sequence-classification head, in eval mode, fp32."""
+def load_classifier(name_or_path: str, num_labels: int | None = None) -> PreTrainedModel:
+    """An encoder with a (new or fine-tuned) sequence-classification head, in eval mode, fp32.
+
+    ``num_labels=None`` keeps the checkpoint's head (a fine-tuned teacher, a student); a number asks for a head of
+    that many classes, drawn new where the checkpoint's has another size (an encoder fine-tuned on other data)."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -131,8 +134,9 @@ def load_classifier(name_or_path: str, num_labels: int = 2) -> PreTrainedModel:
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity(logging.ERROR)
     try:
+        head = {} if num_labels is None else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
         model = AutoModelForSequenceClassification.from_pretrained(
-            location, num_labels=num_labels, local_files_only=os.path.isdir(location), dtype=torch.float32
+            location, local_files_only=os.path.isdir(location), dtype=torch.float32, **head
         )
     # the same for the model
     except Exception as exc:  # noqa: BLE001

@@ -220,7 +220,14 @@ def _load_transformer(folder: Path, info: dict[str, Any]) -> nn.Module:
     except (AttributeError, TypeError, ValueError) as exc:
         raise ModelError(f"{described}: 'low_rank' must map layer names to ranks: {first_line(exc)}") from None
     try:
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+        raw = json.loads((folder / "config.json").read_text())
+        family = raw.get("latencysolver_model_type")  # an export's config (ship/remote_code.py) under its own type
+        if isinstance(family, str):
+            kept = {k: v for k, v in raw.items() if k not in ("model_type", "auto_map", "architectures")}
+            config = AutoConfig.for_model(family, **kept)
+        else:
+            config = AutoConfig.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_config(config)
     except (KeyError, ValueError, TypeError, RuntimeError, OSError) as exc:  # JSONDecodeError is a ValueError
         raise ModelError(f"{folder / 'config.json'}: cannot build the model: {first_line(exc)}") from None
     try:

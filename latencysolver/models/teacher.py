@@ -24,6 +24,7 @@ from torch import nn
 from latencysolver.cache import content_hash
 from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit
+from latencysolver.data.text import YES_NO
 from latencysolver.devices import on_device, training_placement
 from latencysolver.errors import ModelError, first_line
 from latencysolver.files import atomic_file, publish_folder, remove_stale_staging, writing
@@ -33,7 +34,6 @@ from latencysolver.training.evaluate import predict_logits
 from latencysolver.training.loop import TrainResult, cross_entropy_loss, train
 
 MARKER = "teacher.json"
-LABELS = {0: "no", 1: "yes"}
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,17 @@ def prepare_teacher(
     pad_id: int = 0,
     progress: bool = True,
     log=print,
+    labels: tuple[str, ...] = YES_NO,
 ) -> Teacher:
+    """The fine-tuned teacher (``teacher_path``, else the cache, else fine-tuned now) with ``len(labels)`` classes
+    named ``labels``, and its logits on the train split."""
     if teacher_path is not None:
         path = Path(teacher_path).expanduser()
         if not path.is_dir():
             raise ModelError(f"--teacher: not a folder: {teacher_path!r}")
         key = content_hash("given", model_fingerprint(str(path)))
         model = _load_checkpoint(path)
+        _check_classes(model, labels, f"--teacher {path}")
         log(f"teacher: using the fine-tuned checkpoint {path}")
     else:
         key = teacher_key(config, train_fingerprint)
@@ -83,7 +87,7 @@ def prepare_teacher(
                 model = _load_checkpoint(path)
                 log(f"teacher: cached fine-tune {path}")
             else:
-                model = _fine_tune(config, train_split, path, pad_id=pad_id, progress=progress, log=log)
+                model = _fine_tune(config, train_split, path, pad_id=pad_id, progress=progress, log=log, labels=labels)
     logits = _train_logits(
         model,
         train_split,
@@ -104,13 +108,26 @@ def _load_checkpoint(path: Path) -> nn.Module:
         ) from None
 
 
+def _check_classes(model: nn.Module, labels: tuple[str, ...], what: str) -> None:
+    classes = getattr(model.config, "num_labels", None)
+    if classes != len(labels):
+        raise ModelError(f"{what}: the checkpoint has {classes} classes, the data {len(labels)} ({', '.join(labels)})")
+
+
 def _fine_tune(
-    config: StudyConfig, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool, log
+    config: StudyConfig,
+    train_split: EncodedSplit,
+    path: Path,
+    *,
+    pad_id: int,
+    progress: bool,
+    log,
+    labels: tuple[str, ...],
 ) -> nn.Module:
     torch.manual_seed(config.teacher.seed)  # the new classification head is drawn here: same seed, same teacher
-    model = load_classifier(config.model)
-    model.config.id2label = dict(LABELS)
-    model.config.label2id = {v: k for k, v in LABELS.items()}
+    model = load_classifier(config.model, num_labels=len(labels))
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {name: i for i, name in enumerate(labels)}
     log(
         f"teacher: fine-tuning {config.model} on {len(train_split)} train rows "
         f"({config.teacher.epochs:g} epochs, batch {config.teacher.batch_size}); cached for later runs"
@@ -153,10 +170,11 @@ def _save_teacher(config: StudyConfig, model: Any, result: TrainResult, staging:
 def _train_logits(
     model: nn.Module, train_split: EncodedSplit, path: Path, *, pad_id: int, progress: bool, device: torch.device
 ) -> torch.Tensor:
+    config: Any = model.config  # a PretrainedConfig (nn.Module's __getattr__ would type it Tensor | Module)
     if path.is_file():
         try:
             logits = torch.load(path, weights_only=True)
-            if logits.shape == (len(train_split), 2):
+            if logits.shape == (len(train_split), int(config.num_labels)):
                 return logits
         # torch.load of a damaged file raises RuntimeError, UnpicklingError, EOFError, ...; not a tensor: AttributeError
         except Exception as exc:  # noqa: BLE001

@@ -42,6 +42,7 @@ from latencysolver.search.rungs import Rungs
 from latencysolver.search.students import (
     TrainedStudent,
     TrialContext,
+    data_schema,
     elastic_description,
     for_recipe,
     student_length,
@@ -161,7 +162,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 recipe,
                 student.kept_layers,
                 folder,
-                extra={"max_length": student_length(ctx.config, recipe), "base_model": ctx.config.model},
+                extra={
+                    "max_length": student_length(ctx.config, recipe),
+                    "base_model": ctx.config.model,
+                    **data_schema(ctx),
+                },
             )
             if recipe.backend == "onnxruntime":
                 shutil.copyfile(runnable.path, folder / ONNX_FILE)

@@ -13,7 +13,7 @@ import torch
 from latencysolver.cache import cache_root
 from latencysolver.config.study import LatencyConfig, StudyConfig
 from latencysolver.data.batches import EncodedSplit, encode_split
-from latencysolver.data.boolq import BoolQData, load_boolq
+from latencysolver.data.text import YES_NO, TextData, configured
 from latencysolver.devices import resolve_device, training_placement
 from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency.protocol import measure_latency
@@ -53,7 +53,7 @@ class RunOptions:
 class Prepared:
     """What a study (or a benchmark) needs before its first trial: data, encoded splits and the teacher."""
 
-    data: BoolQData
+    data: TextData
     train: EncodedSplit
     validation: EncodedSplit
     teacher: Teacher
@@ -73,7 +73,7 @@ def prepare(
     config: StudyConfig,
     options: RunOptions = RunOptions(),
     log: Log = print,
-    check_data: Callable[[BoolQData], None] | None = None,
+    check_data: Callable[[TextData], None] | None = None,
 ) -> Prepared:
     """Load and encode the data, then fine-tune (or load the cached) teacher, and in elastic mode train (or load)
     the elastic student; writes nothing to storage.
@@ -81,15 +81,11 @@ def prepare(
     ``check_data`` sees the data as soon as it is loaded: it may refuse it before the teacher is trained."""
     placement = training_placement(config)  # a CUDA device this machine lacks: refused before anything runs
     resolve_device(config.latency.device, file=config.config_file, key="latency.device")
-    data = load_boolq(
-        config.data.source,
-        limit_train=config.data.limit_train,
-        limit_validation=config.data.limit_validation,
-        limit_test=config.data.limit_test,
-    )
+    data = configured(config.data)
+    classes = "" if data.label_names == YES_NO else f", classes {', '.join(data.label_names)}"
     log(
         f"data: {data.source}: {len(data.train)} train / {len(data.validation)} validation rows "
-        f"(majority class {data.validation.majority_rate():.1%} of validation)"
+        f"(majority class {data.validation.majority_rate():.1%} of validation{classes})"
     )
     if check_data is not None:
         check_data(data)
@@ -113,6 +109,7 @@ def prepare(
         pad_id=pad_id,
         progress=options.progress,
         log=log,
+        labels=data.label_names,
     )
     elastic = None
     if config.trial_mode == "elastic":

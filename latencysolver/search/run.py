@@ -22,7 +22,7 @@ from latencysolver.cache import cache_root
 from latencysolver.config.space import Choices, SearchSpace
 from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
 from latencysolver.data.batches import EncodedSplit
-from latencysolver.data.boolq import BoolQData
+from latencysolver.data.text import TextData
 from latencysolver.errors import StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
@@ -94,7 +94,7 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     space = config.search_space.to_dict()
     check_binding(config, existing, BindingRecord(search_space=space))
 
-    def check_data(loaded: BoolQData) -> None:
+    def check_data(loaded: TextData) -> None:
         check_binding(config, existing, BindingRecord(data_fingerprint=loaded.fingerprint()), loaded.source)
 
     prepared = prepare(config, options, log, check_data=check_data)

@@ -244,6 +244,16 @@ def _elastic_layers(ctx: TrialContext, recipe: Recipe) -> tuple[int, ...]:
     return subnetwork(ctx.elastic.shape, recipe.prune_ratio, recipe.skip_prob).layers
 
 
+def data_schema(ctx: TrialContext) -> dict[str, Any]:
+    """What an export reads and answers, for its ``student.json``: the study's columns and the teacher's class
+    names (``predict`` and ``bench`` read them back with ``data.text.recorded_schema``)."""
+    id2label: Any = getattr(ctx.teacher_model.config, "id2label", None) or {0: "no", 1: "yes"}
+    return {
+        "columns": dataclasses.asdict(ctx.config.data.columns),
+        "labels": [str(id2label[k]) for k in sorted(id2label, key=int)],
+    }
+
+
 def elastic_description(ctx: TrialContext, recipe: Recipe) -> dict[str, Any] | None:
     """What an elastic trial sliced, for its record (None in per-trial mode)."""
     if ctx.elastic is None or recipe.architecture == "cnn":

@@ -13,7 +13,7 @@ from torch import nn
 from latencysolver.cache import cache_root
 from latencysolver.config.study import LatencyConfig
 from latencysolver.data.batches import encode_split
-from latencysolver.data.boolq import load_boolq
+from latencysolver.data.text import BOOLQ, YES_NO, Columns, load_data, recorded_schema
 from latencysolver.errors import DataError, ModelError
 from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency.protocol import (
@@ -48,6 +48,8 @@ class BenchTarget:
     max_length: int
     data_source: str | None  # where its study's rows came from, when an export records it
     parameters: int | None
+    columns: Columns = BOOLQ  # which columns of the data it reads (an export records its study's)
+    labels: tuple[str, ...] | None = None  # its class names, when not read from the data (None: as the data says)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,10 @@ def load_target(location: str, max_length: int | None = None) -> BenchTarget:
             model_config = load_model_config(str(folder)) if (folder / "config.json").is_file() else None
             check_max_length(max_length, clf.tokenizer, model_config, "bench: ", "--max-length")
         metrics = _read_json(folder / "metrics.json")
+        columns, labels = recorded_schema(clf.info)
         return BenchTarget(
+            columns=columns,
+            labels=None if labels == YES_NO else labels,
             name=str(location),
             model=clf.model,
             tokenizer=clf.tokenizer,
@@ -122,7 +127,7 @@ def bench(
             f"bench: {target.name!r} records no data source; pass --data (a local BoolQ folder "
             "of jsonl/parquet files, or a hub dataset name) to draw the latency rows from"
         )
-    validation = load_boolq(source).validation
+    validation = load_data(source, columns=target.columns, labels=target.labels).validation
     pad_id = target.tokenizer.pad_token_id or 0
     encoded = encode_split(
         validation,

@@ -70,11 +70,41 @@ def card(m: dict) -> str:
         reason = f": {selection['reason']}" if selection.get("reason") else ""
         chosen = f"\nSelected with `{selection.get('option') or selection.get('rule')}`{reason}.\n"
     cv = f" ±{lat['speedup_cv']:.0%}" if isinstance(lat.get("speedup_cv"), (int, float)) else ""
+    classes = m.get("classes") or ["no", "yes"]
+    columns = m.get("columns") or {"text": "question", "text_pair": "passage", "label": "label"}
+    boolq = classes == ["no", "yes"] and columns == {"text": "question", "text_pair": "passage", "label": "label"}
+    f1 = "F1 (yes)" if boolq else f"F1 ({classes[1]})" if len(classes) == 2 else "F1 (macro)"
+    title = "BoolQ yes/no classifier" if boolq else f"{len(classes)}-class text classifier ({', '.join(classes)})"
+    pair = columns.get("text_pair") is not None
+    example = (
+        '["is the sky blue"], ["The sky is blue on a clear day."]'
+        if boolq
+        else '["a text"]' + (', ["its second text"]' if pair else "")
+    )
+    cli = (
+        '--question "is the sky blue" --passage "..."'
+        if boolq
+        else '--text "a text"' + (' --text-pair "its second text"' if pair else "")
+    )
+    note = (
+        " Accuracy on a local split of the BoolQ dev set is not\ncomparable to published BoolQ dev accuracies."
+        if boolq
+        else ""
+    )
+    reads = (
+        ""
+        if boolq
+        else (
+            f"\nIt reads column `{columns['text']}`"
+            + (f" with `{columns['text_pair']}`" if pair else "")
+            + f" and answers one of {', '.join(f'`{c}`' for c in classes)} (column `{columns['label']}`).\n"
+        )
+    )
     if test is not None:
         test_rows = (
             f"| test accuracy | {_f(test['accuracy'])} {_interval(test.get('accuracy_interval'))} | |\n"
             f"| vs teacher on test (points, paired) | {_paired(test.get('vs_teacher'))} | |\n"
-            f"| test F1 (yes) | {_f(test['f1'])} | |\n"
+            f"| test {f1} | {_f(test['f1'])} | |\n"
         )
         test_text = (
             f"Test: {test['rows']} rows of the `test` split of `{test['source']}` (majority class "
@@ -94,15 +124,15 @@ def card(m: dict) -> str:
             f"and gives the same answer as the torch model on {_f(onnx_test['agreement_with_model'], '.1%')}"
             " of them."
         )
-    return f"""# BoolQ yes/no classifier — latencysolver study `{m["study"]}`, trial {m["trial"]}
+    return f"""# {title} — latencysolver study `{m["study"]}`, trial {m["trial"]}
 
 Compressed from a fine-tuned `{teacher.get("base_model")}` teacher by latencysolver.
-{chosen}
+{reads}{chosen}
 | | this model | teacher |
 | --- | --- | --- |
 | validation accuracy | {_f(m["validation"]["accuracy"])} {_interval(m["validation"].get("accuracy_interval"))} | {_f(teacher.get("accuracy"))} {_interval(teacher.get("accuracy_interval"))} |
 | vs teacher on validation (points, paired) | {_paired(m["validation"].get("vs_teacher"))} | |
-| validation F1 (yes) | {_f(m["validation"]["f1"])} | {_f(teacher.get("f1"))} |
+| validation {f1} | {_f(m["validation"]["f1"])} | {_f(teacher.get("f1"))} |
 {test_rows}| latency p50, batch 1 | {_f(lat["p50_ms"], ".2f", " ms")} | {_f(teacher.get("latency_p50_ms"), ".2f", " ms")} |
 | latency p90, batch 1 | {_f(lat["p90_ms"], ".2f", " ms")} | {_f(teacher.get("latency_p90_ms"), ".2f", " ms")} |
 | paired speed-up | {_f(lat["speedup_vs_teacher"], ".2f", "x")}{cv} | 1.00x |
@@ -126,8 +156,7 @@ F1 {_f(teacher.get("f1"), ".3f")}, latency p50 {_f(teacher.get("latency_p50_ms")
 
 Data: `{data.get("source")}` ({data.get("train_rows")} train / {data.get("validation_rows")} validation /
 {data.get("test_rows")} test rows, max length {data.get("max_length")}; majority class
-{_f(data.get("majority_rate"), ".1%")} of validation). Accuracy on a local split of the BoolQ dev set is not
-comparable to published BoolQ dev accuracies.
+{_f(data.get("majority_rate"), ".1%")} of validation).{note}
 
 ONNX: `{onnx["file"]}` is {onnx["precision"]} — {onnx["how"]}.{onnx_line}
 
@@ -136,11 +165,10 @@ Load it:
 ```python
 import latencysolver
 clf = latencysolver.load("path/to/this/folder")
-clf.predict(["is the sky blue"], ["The sky is blue on a clear day."])
+clf.predict({example})
 ```
 
-or `latencysolver predict path/to/this/folder --question "is the sky blue" --passage "..."`, or run `{onnx["file"]}`
+or `latencysolver predict path/to/this/folder {cli}`, or run `{onnx["file"]}`
 in onnxruntime (int64 inputs {", ".join(f"`{name}`" for name in onnx.get("inputs", []))}; output `logits`).
-
-BoolQ: Clark et al., NAACL 2019, CC BY-SA 3.0.
+{"BoolQ: Clark et al., NAACL 2019, CC BY-SA 3.0." if boolq else ""}
 """

@@ -34,10 +34,11 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
+from latencysolver.data.text import BOOLQ, YES_NO, recorded_schema
 from latencysolver.errors import DataError, StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.models.loading import load_tokenizer
-from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS
+from latencysolver.models.student import ONNX_FILE, STUDENT_JSON, WEIGHTS, load_fp32_student
 from latencysolver.results.front import difference_text
 from latencysolver.results.records import (
     PREDICTIONS,
@@ -51,6 +52,7 @@ from latencysolver.results.records import (
 from latencysolver.results.storage import artifact_store_of
 from latencysolver.ship.card import card
 from latencysolver.ship.onnx_files import write_onnx
+from latencysolver.ship.remote_code import write_remote_code
 from latencysolver.stats import Interval, PairedComparison, accuracy_interval, correct_of, paired_difference
 
 REQUIRED = (WEIGHTS, STUDENT_JSON, PREDICTIONS)
@@ -114,6 +116,8 @@ def export_trial(
             tokenizer.save_pretrained(staging)
             record_tokenizer(staging, tokenizer)
             onnx = write_onnx(staging, recipe, tokenizer)
+            if recipe.architecture != "cnn":  # from_pretrained(folder, trust_remote_code=True) rebuilds it
+                write_remote_code(staging, load_fp32_student(staging))
         log(f"onnx: {ONNX_FILE} is {onnx['precision']} ({onnx['how']})")
         test, onnx_test, why_not = evaluate_test(study, staging, data, progress)
         if test is None:
@@ -136,6 +140,10 @@ def export_trial(
                 )
         metrics = _metrics(study, trial, onnx, test, why_not, selection)
         metrics["repeats"] = repeats  # `latencysolver confirm`'s seed repeats of this recipe, when it ran
+        columns, classes = recorded_schema(json.loads((staging / STUDENT_JSON).read_text()))
+        metrics["columns"], metrics["classes"] = dataclasses.asdict(columns), list(classes)
+        if columns != BOOLQ or classes != YES_NO:  # the BoolQ dev-set note is about BoolQ only
+            metrics["data"].pop("note", None)
         with writing(out, "--out"):
             (staging / METRICS).write_text(json.dumps(metrics, indent=2))
             (staging / CARD).write_text(card(metrics))
@@ -185,8 +193,10 @@ def evaluate_test(
     Returns (test, onnx_test, reason): ``reason`` says why ``test`` is None.  An explicit ``data`` that cannot
     be loaded is an error; the study's own source missing here (another machine) only leaves the test out.
     """
+    from latencysolver.config.convert import build
+    from latencysolver.config.study import DataConfig
     from latencysolver.data.batches import encode_pairs
-    from latencysolver.data.boolq import load_boolq
+    from latencysolver.data.text import configured
     from latencysolver.models.onnx_backend import load_onnx
     from latencysolver.ship.inference import load
     from latencysolver.training.evaluate import predict_logits, scores
@@ -195,9 +205,11 @@ def evaluate_test(
     source = data or (record.data.source if record.data else None)
     if not source:
         return None, None, "the study records no data source (pass --data)"
-    limit = None if data else ((record.config or {}).get("data") or {}).get("limit_test")
+    stored = (record.config or {}).get("data") or {}
+    limit = None if data else stored.get("limit_test")
+    data_config = build(DataConfig, {k: v for k, v in stored.items() if k in ("columns", "labels")}, "the study")
     try:
-        loaded = load_boolq(source, limit_test=limit)
+        loaded = configured(data_config, source, limit_test=limit)
     except DataError as exc:
         if data:
             raise
@@ -207,7 +219,7 @@ def evaluate_test(
     split = loaded.test
     start = time.perf_counter()
     clf = load(folder)
-    encoded = encode_pairs(clf.tokenizer, split.question, split.passage, clf.max_length, labels=split.label)
+    encoded = encode_pairs(clf.tokenizer, split.text, split.text_pair, clf.max_length, labels=split.label)
     pad_id = clf.tokenizer.pad_token_id or 0
     logits = predict_logits(clf.model, encoded, pad_id=pad_id, desc="test evaluate", progress=progress)
     quality = scores(logits, encoded.labels)

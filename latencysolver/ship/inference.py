@@ -1,4 +1,5 @@
-"""``latencysolver.load(folder)``: an exported student, rebuilt and ready to answer yes/no questions."""
+"""``latencysolver.load(folder)``: an exported student, rebuilt and ready to classify texts or text pairs (BoolQ's
+yes/no questions by default)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ EMBEDDING_SLACK = 1024  # rows an embedding may have beyond its tokenizer's voca
 
 @dataclass(frozen=True)
 class Prediction:
-    answer: bool
-    probability: float  # of the predicted answer
+    label: str  # the predicted class's name ("yes" or "no" for BoolQ)
+    probability: float  # of the predicted class
+    index: int  # the predicted class's index
+
+    @property
+    def answer(self) -> bool:
+        """Two classes (BoolQ's no/yes): whether the answer is the second, "yes"."""
+        return self.index == 1
 
 
 @dataclass
@@ -34,25 +41,42 @@ class CompressedClassifier:
     max_length: int
     info: dict[str, Any]
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The class names, in class order: recorded in the export, else the model config's, else no/yes."""
+        recorded = self.info.get("labels")
+        if isinstance(recorded, list) and recorded:
+            return tuple(str(v) for v in recorded)
+        id2label = getattr(getattr(self.model, "config", None), "id2label", None)
+        if isinstance(id2label, dict) and len(id2label) >= 2:
+            return tuple(str(id2label[k]) for k in sorted(id2label, key=int))
+        return ("no", "yes")
+
     @torch.inference_mode()
-    def logits(self, questions: list[str], passages: list[str], batch_size: int = 32) -> torch.Tensor:
-        if len(questions) != len(passages):
-            raise ValueError(f"{len(questions)} questions but {len(passages)} passages")
-        split = encode_pairs(self.tokenizer, questions, passages, self.max_length)
-        out = torch.empty((len(split), 2))
+    def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32) -> torch.Tensor:
+        """fp32 logits (rows, classes) of ``texts`` (BoolQ: the questions) with ``pairs`` (the passages), or of
+        single texts when ``pairs`` is None."""
+        if pairs is not None and len(texts) != len(pairs):
+            raise ValueError(f"{len(texts)} texts but {len(pairs)} text pairs")
+        split = encode_pairs(self.tokenizer, texts, pairs, self.max_length)
+        out = torch.empty((len(split), len(self.labels)))
         pad_id = self.tokenizer.pad_token_id or 0
         for batch in eval_batches(split, batch_size, pad_id):
             out[batch.indices] = self.model(**batch.inputs).logits.float()
         return out
 
-    def predict(self, questions: list[str], passages: list[str], batch_size: int = 32) -> list[Prediction]:
-        probs = self.logits(questions, passages, batch_size).softmax(dim=-1)
-        return [Prediction(answer=bool(p.argmax().item()), probability=float(p.max())) for p in probs]
+    def predict(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32) -> list[Prediction]:
+        probs = self.logits(texts, pairs, batch_size).softmax(dim=-1)
+        names = self.labels
+        return [
+            Prediction(label=names[int(p.argmax())], probability=float(p.max()), index=int(p.argmax())) for p in probs
+        ]
 
 
 def load(folder: str | Path) -> CompressedClassifier:
     """Rebuild an exported (or trial artifact) student with its tokenizer; quantization is re-applied."""
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     folder = Path(folder)
     student = load_student(folder)
@@ -64,12 +88,18 @@ def load(folder: str | Path) -> CompressedClassifier:
             json.loads(path.read_text())
         except (ValueError, OSError) as exc:
             raise ModelError(f"{path}: not a readable tokenizer file: {first_line(exc)}") from None
+    # AutoTokenizer also reads config.json, whose model type (latencysolver_bert: ship/remote_code.py) it does not
+    # know without the folder's code; it falls back to a plain config and warns, which is noise here
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - a tokenizer folder can fail in many ways; each means no tokenizer
         raise ModelError(
             f"{folder}: no tokenizer in the export folder ({exc.__class__.__name__}: {first_line(exc)})"
         ) from None
+    finally:
+        hf_logging.set_verbosity(previous)
     check_tokenizer(folder, tokenizer, student.info)
     return CompressedClassifier(
         model=student.model, tokenizer=tokenizer, recipe=student.recipe, max_length=max_length, info=student.info

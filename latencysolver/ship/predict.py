@@ -1,15 +1,17 @@
-"""``latencysolver predict``: answer yes/no questions with an exported model, one pair or a JSON-lines file.
+"""``latencysolver predict``: classify with an exported model, one row or a JSON-lines file.
 
-Input file: one JSON object per line with string ``question`` and ``passage`` (non-empty); any other keys are
-allowed, ``id`` is carried through to the output, and a ``label`` (or ``answer``) of true/false or 0/1 makes the
-run report its accuracy.  Blank lines are skipped.  Every row is checked before the model runs, and the first
-bad one is reported as ``FILE:LINE: what is wrong``.
+The export says which columns it reads and which classes it answers (``student.json``: ``columns`` and ``labels``,
+from the study's ``data.columns``; BoolQ's ``question``, ``passage``, ``label`` and no/yes when absent).  Input
+file: one JSON object per line with the text column (and the text-pair column, for pair data) as non-empty
+strings; any other keys are allowed, ``id`` is carried through to the output, and a label (a class name, an index,
+or true/false for two classes) makes the run report its accuracy.  Blank lines are skipped.  Every row is checked
+before the model runs, and the first bad one is reported as ``FILE:LINE: what is wrong``.
 
-Output: one JSON object per input row, in input order:
-``{"line": n, "id": ..., "answer": "yes"|"no", "label": true|false, "probability": p}``, where ``line`` is the
-row's line number in the input file, ``label`` the predicted answer as a BoolQ label and ``probability`` that of
-the predicted answer.  An output file is written beside its final name and renamed when complete, so a failed
-run leaves none.
+Output: one JSON object per input row, in input order: ``{"line": n, "id": ..., "label": NAME, "index": k,
+"probability": p}``; for yes/no data (BoolQ) as before, ``{"line", "id", "answer": "yes"|"no", "label":
+true|false, "probability"}``.  ``line`` is the row's line number in the input file and ``probability`` that of the
+predicted class.  An output file is written beside its final name and renamed when complete, so a failed run
+leaves none.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from latencysolver.data.text import BOOLQ, YES_NO, recorded_schema
 from latencysolver.errors import DataError, ModelError
 from latencysolver.files import atomic_file, check_writable
 from latencysolver.models.student import STUDENT_JSON
@@ -32,10 +35,34 @@ CHUNK = 256  # rows per progress step
 @dataclass(frozen=True)
 class InputRow:
     line: int  # 1-based line number in the input file
-    question: str
-    passage: str
+    text: str
+    text_pair: str | None  # None for single-text data
     id: Any = None
-    label: bool | None = None  # the gold answer, when the row has one
+    label: int | None = None  # the gold class index, when the row has one
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What an export reads and answers: its columns and class names (BoolQ's by default)."""
+
+    text: str = BOOLQ.text
+    text_pair: str | None = BOOLQ.text_pair
+    label: str = BOOLQ.label
+    labels: tuple[str, ...] = YES_NO
+
+    @property
+    def yes_no(self) -> bool:
+        return self.labels == YES_NO
+
+
+def export_schema(folder: str | Path) -> Schema:
+    """The columns and class names recorded in an export's ``student.json`` (BoolQ's when it has none)."""
+    try:
+        info = json.loads((Path(folder) / STUDENT_JSON).read_text())
+    except (OSError, ValueError):
+        return Schema()  # load_export reports a missing or broken student.json
+    columns, labels = recorded_schema(info)
+    return Schema(text=columns.text, text_pair=columns.text_pair, label=columns.label, labels=labels)
 
 
 @dataclass(frozen=True)
@@ -75,21 +102,22 @@ def load_export(folder: str | Path) -> CompressedClassifier:
 
 
 def answer_text(prediction: Prediction) -> str:
-    return f"{'yes' if prediction.answer else 'no'} (p={prediction.probability:.3f})"
+    return f"{prediction.label} (p={prediction.probability:.3f})"
 
 
-def predict_one(clf: CompressedClassifier, question: str, passage: str) -> Prediction:
-    for name, value in (("--question", question), ("--passage", passage)):
-        if not value.strip():
+def predict_one(clf: CompressedClassifier, text: str, text_pair: str | None) -> Prediction:
+    for name, value in (("--text", text), ("--text-pair", text_pair)):
+        if value is not None and not value.strip():
             raise DataError(f"{name}: empty text")
-    return clf.predict([question], [passage])[0]
+    return clf.predict([text], None if text_pair is None else [text_pair])[0]
 
 
-def read_rows(path: str | Path) -> list[InputRow]:
+def read_rows(path: str | Path, schema: Schema = Schema()) -> list[InputRow]:
     """Every row of a JSON-lines file, checked; the first bad one raises ``DataError("FILE:LINE: ...")``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--input {str(path)!r}: no such file")
+    keys = [k for k in (schema.text, schema.text_pair) if k is not None]
     rows: list[InputRow] = []
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
@@ -107,10 +135,9 @@ def read_rows(path: str | Path) -> list[InputRow]:
             except RecursionError:  # thousands of '[' or '{'
                 raise DataError(f"{where}: nested too deeply (JSON of thousands of levels)") from None
             if not isinstance(obj, dict):
-                raise DataError(
-                    f"{where}: expected a JSON object with 'question' and 'passage', got {type(obj).__name__}"
-                )
-            for key in ("question", "passage"):
+                wanted = " and ".join(f"'{k}'" for k in keys)
+                raise DataError(f"{where}: expected a JSON object with {wanted}, got {type(obj).__name__}")
+            for key in keys:
                 if key not in obj:
                     raise DataError(f"{where}: missing '{key}'")
                 if not isinstance(obj[key], str):
@@ -120,10 +147,10 @@ def read_rows(path: str | Path) -> list[InputRow]:
             rows.append(
                 InputRow(
                     line=number,
-                    question=obj["question"],
-                    passage=obj["passage"],
+                    text=obj[schema.text],
+                    text_pair=obj[schema.text_pair] if schema.text_pair is not None else None,
                     id=obj.get("id"),
-                    label=_label(obj, where),
+                    label=_label(obj, where, schema),
                 )
             )
     if not rows:
@@ -131,14 +158,20 @@ def read_rows(path: str | Path) -> list[InputRow]:
     return rows
 
 
-def _label(obj: dict, where: str) -> bool | None:
-    key = "label" if "label" in obj else "answer" if "answer" in obj else None
+def _label(obj: dict, where: str, schema: Schema) -> int | None:
+    key = schema.label if schema.label in obj else "answer" if schema == Schema() and "answer" in obj else None
     if key is None or obj[key] is None:
         return None
     value = obj[key]
-    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
-        return bool(value)
-    raise DataError(f"{where}: '{key}' must be true/false or 0/1 (or absent), got {_short(value)}")
+    two = len(schema.labels) == 2
+    if (isinstance(value, bool) and two) or (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(schema.labels)
+    ):
+        return int(value)
+    if isinstance(value, str) and value in schema.labels and not schema.yes_no:
+        return schema.labels.index(value)
+    allowed = "true/false or 0/1" if schema.yes_no else f"one of {list(schema.labels)} or an index into them"
+    raise DataError(f"{where}: '{key}' must be {allowed} (or absent), got {_short(value)}")
 
 
 def _short(value: Any) -> str:
@@ -161,19 +194,18 @@ def predict_rows(
     ) as bar:
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
-            predictions = clf.predict([r.question for r in chunk], [r.passage for r in chunk], batch_size)
+            pairs = None if chunk[0].text_pair is None else [str(r.text_pair) for r in chunk]
+            predictions = clf.predict([r.text for r in chunk], pairs, batch_size)
             bar.update(len(chunk))
             yield from zip(chunk, predictions, strict=True)
 
 
-def record(row: InputRow, prediction: Prediction) -> dict[str, Any]:
-    return {
-        "line": row.line,
-        "id": row.id,
-        "answer": "yes" if prediction.answer else "no",
-        "label": prediction.answer,
-        "probability": round(prediction.probability, 6),
-    }
+def record(row: InputRow, prediction: Prediction, yes_no: bool = True) -> dict[str, Any]:
+    if yes_no:
+        what: dict[str, Any] = {"answer": "yes" if prediction.answer else "no", "label": prediction.answer}
+    else:
+        what = {"label": prediction.label, "index": prediction.index}
+    return {"line": row.line, "id": row.id, **what, "probability": round(prediction.probability, 6)}
 
 
 def predict_file(
@@ -207,11 +239,11 @@ def _write_predictions(
     """One JSON line per row into ``sink``; returns (labelled rows, correctly answered labelled rows)."""
     labelled = correct = 0
     for row, prediction in predict_rows(clf, rows, batch_size, progress):
-        item = record(row, prediction)
+        item = record(row, prediction, clf.labels == YES_NO)
         if not math.isfinite(item["probability"]):
             raise ModelError(f"line {row.line}: the model returned a non-finite probability")
         sink.write(json.dumps(item) + "\n")
         if row.label is not None:
             labelled += 1
-            correct += int(row.label == prediction.answer)
+            correct += int(row.label == prediction.index)
     return labelled, correct

@@ -15,7 +15,7 @@ from latencysolver.devices import model_device
 @dataclass(frozen=True)
 class Scores:
     accuracy: float
-    f1: float  # of the positive ("yes") class
+    f1: float  # two classes: of the positive one (BoolQ's "yes", class 1); more: macro, the mean over classes
 
 
 class Classifier(Protocol):
@@ -61,8 +61,13 @@ def scores(logits: torch.Tensor, labels: torch.Tensor | tuple[int, ...]) -> Scor
     labels = torch.as_tensor(labels)
     pred = logits.argmax(dim=-1)
     accuracy = (pred == labels).float().mean().item()
-    tp = ((pred == 1) & (labels == 1)).sum().item()
-    fp = ((pred == 1) & (labels == 0)).sum().item()
-    fn = ((pred == 0) & (labels == 1)).sum().item()
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return Scores(accuracy=accuracy, f1=f1)
+    classes = int(logits.shape[-1])
+    per_class = [_f1(pred, labels, k) for k in range(classes)]
+    return Scores(accuracy=accuracy, f1=per_class[1] if classes == 2 else sum(per_class) / classes)
+
+
+def _f1(pred: torch.Tensor, labels: torch.Tensor, positive: int) -> float:
+    tp = ((pred == positive) & (labels == positive)).sum().item()
+    fp = ((pred == positive) & (labels != positive)).sum().item()
+    fn = ((pred != positive) & (labels == positive)).sum().item()
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0

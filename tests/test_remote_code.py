@@ -1,0 +1,115 @@
+"""Exports that other tools load (issue 19, item 5): ``transformers`` rebuilds a pruned, a skipped and a low-rank
+student with ``trust_remote_code=True``; without it, the config no longer passes for its family's class; plain
+onnxruntime with the folder's tokenizer gives the card's ONNX accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from latencysolver.config.study import load_study_config
+from latencysolver.models.student import load_fp32_student
+from latencysolver.results.records import trial_record
+from latencysolver.search.preparation import RunOptions
+from latencysolver.search.run import run_study
+from latencysolver.ship.remote_code import CLASS_NAME, MODELING_FILE
+from tests.conftest import export_cli, write_study_yaml
+
+CASES = {  # the knob that changes the student's shape in each export
+    "pruned": {"prune_ratio": 0.5, "skip_prob": 0.0, "rank": "off"},
+    "skipped": {"prune_ratio": 0.0, "skip_prob": 0.5, "rank": "off"},
+    "low-rank": {"prune_ratio": 0.0, "skip_prob": 0.0, "rank": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+    folder = tmp_path_factory.mktemp("remote-code")
+    space = {
+        "prune_ratio": {"choices": [0.0, 0.5]},
+        "prune_kind": "structured",
+        "skip_prob": {"choices": [0.0, 0.5]},
+        "rank": {"choices": ["off", 4]},
+        "quant_dtype": "fp32",
+    }
+    config = load_study_config(
+        write_study_yaml(folder, tiny_model_dir, synthetic_data_dir, search_space=space, n_trials=len(CASES))
+    )
+    pinned = optuna.create_study(study_name="tiny", storage=config.storage, directions=["maximize", "maximize"])
+    for params in CASES.values():
+        pinned.enqueue_trial(params)
+    study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
+    outs = {}
+    for name, trial in zip(CASES, study.get_trials(), strict=True):
+        assert {k: trial_record(trial).recipe_dict[k] for k in CASES[name]} == {
+            k: (None if v == "off" else v) for k, v in CASES[name].items()
+        }
+        out = folder / f"export-{name}"
+        assert export_cli(config.storage, str(trial.number), str(out), "--no-progress") == 0
+        outs[name] = out
+    return outs
+
+
+def _rows(synthetic_data_dir) -> list[dict]:
+    return [json.loads(line) for line in (synthetic_data_dir / "test.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_from_pretrained_with_remote_code_rebuilds_the_student(exports, synthetic_data_dir, case):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = exports[case]
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == [CLASS_NAME] and (out / MODELING_FILE).is_file()
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
+    assert type(model).__name__ == CLASS_NAME
+    shrunk = {
+        "pruned": lambda m: m.bert.encoder.layer[0].attention.self.query.out_features < config["hidden_size"],
+        "skipped": lambda m: len(m.bert.encoder.layer) < 2,
+        "low-rank": lambda m: hasattr(m.bert.encoder.layer[0].attention.self.query, "down"),
+    }
+    assert shrunk[case](model)  # the stated change, as transformers built it
+    reference = load_fp32_student(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    rows = _rows(synthetic_data_dir)[:16]
+    enc = tokenizer([r["question"] for r in rows], [r["passage"] for r in rows], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.allclose(model(**enc).logits, reference(**enc).logits, atol=1e-5)
+
+
+def test_without_remote_code_the_folder_no_longer_passes_for_bert(exports):
+    """transformers 5 would build BertForSequenceClassification and re-initialize every shrunk weight (with only a
+    warning): the export's own model type makes it refuse instead."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = json.loads((exports["pruned"] / "config.json").read_text())
+    assert config["model_type"] == "latencysolver_bert" and config["latencysolver_model_type"] == "bert"
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        AutoModelForSequenceClassification.from_pretrained(exports["pruned"], trust_remote_code=False)
+
+
+def test_plain_onnxruntime_gives_the_cards_onnx_accuracy(exports, synthetic_data_dir):
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    out = exports["pruned"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    card_accuracy = metrics["onnx"]["test"].get("accuracy", metrics["test"]["accuracy"])
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    max_length = json.loads((out / "student.json").read_text())["max_length"]
+    rows = _rows(synthetic_data_dir)
+    answers = []
+    for r in rows:
+        enc = tokenizer(
+            r["question"], r["passage"], truncation="only_second", max_length=max_length, return_tensors="np"
+        )
+        (logits,) = session.run(["logits"], {n: enc[n].astype(np.int64) for n in names})
+        answers.append(int(logits.argmax(-1)[0]))
+    accuracy = np.mean([a == int(r["label"]) for a, r in zip(answers, rows, strict=True)])
+    assert accuracy == pytest.approx(card_accuracy)
