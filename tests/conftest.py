@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "boolq-dev-split"
 
 
-@pytest.fixture(params=["BERT", "RoBERTa", "ALBERT", "DistilBERT"])
+@pytest.fixture(
+    params=["BERT", "RoBERTa", "ALBERT", "DistilBERT", "ELECTRA", "XLM-RoBERTa", "DeBERTa-v2", "ModernBERT"]
+)
 def family(request) -> str:
     """Each architecture family every compression pass must handle (tiny models: tests/test_architectures.py)."""
     return request.param

@@ -19,7 +19,7 @@ from latencysolver.compression.elastic import (
     subnetwork,
     use_subnetwork,
 )
-from latencysolver.compression.structured import _head_scores, _magnitude_stats
+from latencysolver.compression.structured import _block_parts, _magnitude_stats, _unit_scores
 from latencysolver.config.study import load_study_config
 from latencysolver.config.training import ElasticConfig
 from latencysolver.data.batches import EncodedSplit
@@ -36,13 +36,15 @@ HEADS, NEURONS = 4, 64  # the tiny models of tests/test_architectures.py: 4 head
 
 
 def widths(model: torch.nn.Module) -> list[tuple[int, int, int, int]]:
-    """Per block: Q/K/V rows, attention-output columns, FFN-in rows, FFN-out columns."""
+    """Per block: Q/K/V rows, attention-output columns, FFN-in rows, FFN-out columns (per stacked part: ModernBERT's
+    fused [Q; K; V] has three, its gated [input; gate] FFN two)."""
     arch = encoder_family(model, "test")
     out = []
     for _, block in encoder_blocks(model, "test"):
         q, o = block.get_submodule(arch.query), block.get_submodule(arch.attention_output)
         i, f = block.get_submodule(arch.ffn_in), block.get_submodule(arch.ffn_out)
-        out.append((q.out_features, o.in_features, i.out_features, f.in_features))
+        parts = q.out_features // arch.groups("query"), i.out_features // arch.groups("ffn_in")
+        out.append((parts[0], o.in_features, parts[1], f.in_features))
     return out
 
 
@@ -57,17 +59,15 @@ def test_rewired_full_network_gives_the_teachers_logits(family, batch):
     torch.testing.assert_close(logits(slice_model(model, full), batch), before, rtol=0, atol=1e-5)
 
 
-def test_rewiring_puts_the_most_important_heads_first():
-    model = tiny_model("BERT")
+def test_rewiring_puts_the_most_important_heads_first(family):
+    model = tiny_model(family)
     rewire_(model, "magnitude")
     arch = encoder_family(model, "test")
-    for _, block in encoder_blocks(model, "test"):
-        roles = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
-        stats = _magnitude_stats([block.get_submodule(getattr(arch, r)) for r in roles])
-        by_role = dict(zip(roles, stats.values(), strict=True))
-        heads = _head_scores(by_role, 8)
-        neurons = by_role["ffn_in"].sum(1) + by_role["ffn_out"].sum(0)
+    for name, block in encoder_blocks(model, "test"):
+        parts = _block_parts(name, block, arch)
+        heads, neurons = _unit_scores(parts, _magnitude_stats([linear for _, linear in parts]), 8)
         assert torch.all(heads[:-1] >= heads[1:]) and torch.all(neurons[:-1] >= neurons[1:])
+        assert heads.shape == (HEADS,) and neurons.shape == (NEURONS,)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +103,25 @@ def test_running_as_a_subnetwork_equals_its_slice_and_restores_the_model(family,
     assert dict(model.named_modules()).keys() == modules.keys()
     assert all(model.get_submodule(n) is m for n, m in modules.items())
     torch.testing.assert_close(logits(model, batch), full, rtol=0, atol=0)
+
+
+def test_deberta_with_position_projections_of_its_own_runs_as_a_subnetwork(batch):
+    # share_att_key=False: pos_key_proj / pos_query_proj are per head too, and DeBERTa reshapes by its head count,
+    # so a sub-network must narrow them with Q, K, V and tell the attention how many heads it has.
+    model = tiny_model("DeBERTa-v2", share_att_key=False)
+    before = logits(model, batch)
+    rewire_(model, "magnitude")
+    torch.testing.assert_close(logits(model, batch), before, rtol=0, atol=1e-5)
+    sub = SubNetwork(heads=2, neurons=16, layers=(0, 1))
+    sliced = slice_model(model, sub)
+    for _, block in encoder_blocks(sliced, "test"):
+        assert block.attention.self.pos_key_proj.out_features == block.attention.self.pos_query_proj.out_features == 16
+        assert block.attention.self.num_attention_heads == 2
+    with use_subnetwork(model, sub):
+        as_sub = logits(model, batch)
+    torch.testing.assert_close(as_sub, logits(sliced, batch), rtol=0, atol=1e-6)
+    assert all(block.attention.self.num_attention_heads == HEADS for _, block in encoder_blocks(model, "test"))
+    torch.testing.assert_close(logits(model, batch), before, rtol=0, atol=1e-5)
 
 
 def test_random_subnetworks_stay_between_the_smallest_and_the_full_one():

@@ -1,4 +1,5 @@
-"""The ONNX Runtime backend on the tiny BERT of conftest.py, its compressed variants, and a tiny CNN-like student.
+"""The ONNX Runtime backend on the tiny BERT of conftest.py, its compressed variants, a tiny CNN-like student, and
+the tiny random model of every architecture family (tests/test_architectures.py), plain and compressed.
 
 Tolerances, and why:
 - fp32 ORT vs torch: atol 1e-4 on the logits.  Measured max |diff| is 2e-7 to 7e-7 on the trained tiny BERT (logits
@@ -25,6 +26,7 @@ from torch import nn
 
 from latencysolver.compression import (
     drop_layers_,
+    encoder_linears,
     factorize_,
     magnitude_prune_,
     make_pruning_permanent_,
@@ -45,6 +47,8 @@ from latencysolver.models.onnx_backend import (
 )
 from latencysolver.training.evaluate import predict_logits
 from tests.conftest import write_synthetic_boolq
+from tests.test_architectures import logits as torch_logits
+from tests.test_architectures import tiny_model
 
 FP32_ATOL = 1e-4
 INT8_MIN_AGREEMENT = 0.95
@@ -321,3 +325,75 @@ def test_two_input_student_exports_with_only_those_inputs(tmp_path):
         with torch.no_grad():
             expected = model(**{k: inputs[k] for k in example}).logits
         torch.testing.assert_close(clf(**inputs).logits, expected, atol=FP32_ATOL, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every architecture family (tiny random models of tests/test_architectures.py)
+# ---------------------------------------------------------------------------------------------------------
+
+# fp32 on the tiny random models of tests/test_architectures.py (logits 0.01 to 1.5): measured max |ORT - torch|
+# 5e-9 to 5e-7.  The tolerance is relative too, because the BERT-like families' random logits are ~0.01.
+ONNX_ATOL, ONNX_RTOL = 1e-5, 1e-4
+
+
+def _skip_structured_low_rank(model: nn.Module) -> None:
+    # A student as ``compress`` makes it, with the first layer dropped (ModernBERT: the local one stays).
+    drop_layers_(model, [1])
+    structured_prune_(model, 0.5)
+    assert factorize_(model, 4)
+
+
+ONNX_VARIANTS = {"base": lambda model: None, "skip+structured+low-rank": _skip_structured_low_rank}
+
+
+def onnx_inputs(batch: int, length: int, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, 100, (batch, length), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, max(1, length // 2) :] = 0  # ragged: row 0 half padding
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+@pytest.mark.parametrize("variant", list(ONNX_VARIANTS))
+def test_onnx_fp32_matches_torch(family, variant, tmp_path):
+    model = tiny_model(family)
+    ONNX_VARIANTS[variant](model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the exporters' warnings must not escape export_onnx
+        path = export_onnx(model, tmp_path / "model.onnx", onnx_inputs(1, 7, seed=0))
+    clf = load_onnx(path)
+    for seed, (batch, length) in enumerate([(1, 3), (2, 10), (3, 33)]):  # lengths the example did not have
+        inputs = onnx_inputs(batch, length, seed)
+        expected = torch_logits(model, inputs)
+        torch.testing.assert_close(clf(**inputs).logits, expected, atol=ONNX_ATOL, rtol=ONNX_RTOL)
+
+
+def test_onnx_int8_quantizes_the_encoder(family, tmp_path):
+    model = tiny_model(family)
+    int8 = to_backend(model, "onnxruntime", "int8", tmp_path, onnx_inputs(1, 7, seed=0), threads=1)
+    ops = [node.op_type for node in onnx.load(str(int8.path)).graph.node]
+    # every encoder Linear becomes a MatMulInteger (ALBERT's shared block: once), the head's may too
+    assert ops.count("MatMulInteger") >= len(encoder_linears(model))
+    inputs = onnx_inputs(2, 10, seed=1)
+    assert (int8(**inputs).logits - torch_logits(model, inputs)).abs().max() < 0.05
+
+
+@pytest.mark.parametrize(("family", "opset"), [("DeBERTa-v2", 17), ("ModernBERT", 18)])
+def test_the_dynamo_fallback_exports_the_new_attention_kinds(family, opset, tmp_path, monkeypatch):
+    """What runs once torch drops the TorchScript exporter.  ModernBERT's gated FFN splits in two, an opset-18
+    Split that the down-conversion to 17 leaves invalid: its graph stays at opset 18."""
+
+    def gone(*args, **kwargs):
+        raise RuntimeError("TorchScript exporter removed")
+
+    monkeypatch.setattr(onnx_backend, "_export_torchscript", gone)
+    model = tiny_model(family)
+    path = export_onnx(model, tmp_path / "dynamo.onnx", onnx_inputs(1, 7, seed=0))
+    graph = onnx.load(str(path))
+    assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [opset]
+    inputs = onnx_inputs(3, 33, seed=2)
+    torch.testing.assert_close(
+        load_onnx(path)(**inputs).logits, torch_logits(model, inputs), atol=ONNX_ATOL, rtol=ONNX_RTOL
+    )
+    int8 = load_onnx(quantize_onnx_int8(path, tmp_path / "dynamo.int8.onnx"))
+    assert (int8(**inputs).logits - torch_logits(model, inputs)).abs().max() < 0.05

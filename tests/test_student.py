@@ -9,6 +9,7 @@ from transformers import BertConfig, BertForSequenceClassification
 from latencysolver.compression import LowRankLinear, count_quantized_linears, encoder_layers, quantize
 from latencysolver.config.recipe import Recipe
 from latencysolver.models.student import compress, load_student, save_student
+from tests.test_architectures import FAMILIES
 
 
 @pytest.fixture()
@@ -89,7 +90,7 @@ def test_save_and_load_give_the_same_logits(teacher, tmp_path):
     assert torch.equal(loaded.model(**inputs()).logits, expected)
 
 
-@pytest.mark.parametrize("family", ["BERT", "RoBERTa", "ALBERT", "DistilBERT"])
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize(
     "recipe",
     [
@@ -113,3 +114,21 @@ def test_every_family_goes_through_compress_save_load(family, recipe, tmp_path):
         expected = quantize(model, recipe.quant_dtype)(**x).logits
         assert torch.allclose(loaded.model(**x).logits, expected, atol=1e-5)
     assert len(encoder_layers(loaded.model)) == 1
+
+
+def test_a_modernbert_student_without_its_first_layer_saves_and_loads(tmp_path):
+    """Seed 1 keeps layer 1 (local attention, with an attention LayerNorm that a rebuilt block 0 lacks)."""
+    from tests.test_architectures import tiny_model
+
+    teacher = tiny_model("ModernBERT")
+    recipe = Recipe(prune_ratio=0.5, prune_kind="structured", skip_prob=0.5, skip_mode="stochastic", seed=1, rank=4)
+    student = compress(teacher, recipe)
+    model = student.finalize()
+    assert student.kept_layers == (1,) and model.config.layer_types == ["sliding_attention"]
+    save_student(model, recipe, student.kept_layers, tmp_path)
+    assert (tmp_path / "student.json").read_text().count('"first_block_norm": true') == 1
+    loaded = load_student(tmp_path).model
+    assert isinstance(loaded.model.layers[0].attn_norm, torch.nn.LayerNorm)
+    x = {"input_ids": torch.randint(3, 100, (2, 9)), "attention_mask": torch.ones(2, 9, dtype=torch.long)}
+    with torch.no_grad():
+        assert torch.equal(loaded(**x).logits, model(**x).logits)

@@ -10,12 +10,14 @@ weight-sharing NAS for BERT of Klein et al. (TMLR 2024, whittle-org/plm_pruning)
 - ``SubNetwork``: a width prefix (heads and neurons per block) and the kept layers.  Depth follows the
   deterministic layer-skip rule (``kept_layer_indices``), so a skip probability means the same layers in both
   trial modes.
-- ``use_subnetwork``: runs the elastic model *as* a sub-network without copying it.  The six Linears of each block
-  are swapped for views that multiply by the first rows or columns of the shared weights (gradients reach the
-  shared tensors), and the encoder's layer list is swapped for the kept layers, as LayerDrop does.  A narrow
-  sub-network therefore costs what a narrow model costs.  ``slice_model`` makes the same sub-network a model of
-  its own: the structurally pruned shape (``structured_shape``) with the kept layers, which every later pass,
-  ``save_student`` and ``load_student`` already handle.
+- ``use_subnetwork``: runs the elastic model *as* a sub-network without copying it.  The Linears that heads and
+  neurons own (six per block; four in ModernBERT, whose Q, K, V and gated FFN input are fused, where a prefix is
+  taken in each stacked part; eight in DeBERTa with ``share_att_key`` False) are swapped for views that multiply
+  by the first rows or columns of the shared weights (gradients reach the shared tensors), the attention is told
+  its head count where it reshapes by it (DeBERTa), and the encoder's layer list is swapped for the kept layers,
+  as LayerDrop does.  A narrow sub-network therefore costs what a narrow model costs.  ``slice_model`` makes the
+  same sub-network a model of its own: the structurally pruned shape (``structured_shape``) with the kept
+  layers, which every later pass, ``save_student`` and ``load_student`` already handle.
 
 The prefix arithmetic is that of structured pruning: a prune ratio r keeps ``H - min(round(r*H), H-1)`` heads and
 ``F - min(round(r*F), F-1)`` neurons, so a recipe names the same shapes in both trial modes.
@@ -32,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from latencysolver.compression.architectures import EncoderFamily, encoder_blocks, encoder_family
+from latencysolver.compression.architectures import Slot, encoder_blocks, encoder_family
 from latencysolver.compression.layer_skip import (
     _check_repeatable,
     _layers_owner,
@@ -41,14 +43,14 @@ from latencysolver.compression.layer_skip import (
     kept_layer_indices,
 )
 from latencysolver.compression.structured import (
-    _ATTENTION_IN,
-    _block_linears,
-    _check_dense,
-    _head_scores,
-    _keep,
-    _magnitude_stats,
+    IMPORTANCE_KINDS,
+    _block_parts,
+    _importance_stats,
     _set_head_count_,
-    _taylor_stats,
+    _shrink_block_,
+    _unit_index,
+    _unit_scores,
+    _widths,
 )
 
 PASS = "elastic student"
@@ -83,10 +85,7 @@ def elastic_shape(model: nn.Module) -> ElasticShape:
     _, owner, _ = _layers_owner(model, PASS)
     _check_repeatable(arch, owner, PASS)
     head_size = arch.head_size(model.config)
-    widths = set()
-    for name, block in encoder_blocks(model, PASS):
-        linears = _check_dense(name, arch, _block_linears(block, arch))
-        widths.add((linears["query"].out_features // head_size, linears["ffn_in"].out_features))
+    widths = {_widths(_block_parts(name, block, arch), head_size) for name, block in encoder_blocks(model, PASS)}
     if len(widths) != 1:
         raise ValueError(
             f"{PASS}: {arch.name} blocks of different widths {sorted(widths)}: start from an unpruned model"
@@ -143,31 +142,21 @@ def rewire_(
     ``batches`` with labels).  Returns, per block, the old index of each new head and neuron position."""
     arch = encoder_family(model, PASS)
     shape = elastic_shape(model)
-    blocks = [
-        (name, block, _check_dense(name, arch, _block_linears(block, arch)))
-        for name, block in encoder_blocks(model, PASS)
-    ]
-    every_linear = [linear for _, _, linears in blocks for linear in linears.values()]
-    if importance == "magnitude":
-        stats = _magnitude_stats(every_linear)
-    elif importance == "gradient" and batches is not None:
-        stats = _taylor_stats(model, every_linear, batches)
-    else:
+    if importance not in IMPORTANCE_KINDS or (importance == "gradient" and batches is None):
         raise ValueError(f"{PASS}: importance must be 'magnitude', or 'gradient' with batches, but got {importance!r}")
+    blocks = [(name, _block_parts(name, block, arch)) for name, block in encoder_blocks(model, PASS)]
+    stats = _importance_stats(model, [linear for _, parts in blocks for _, linear in parts], importance, batches)
     orders: dict[str, dict[str, list[int]]] = {}
-    for name, _, linears in blocks:
-        block_stats = {role: stats[linear] for role, linear in linears.items()}
-        head_order = torch.argsort(_head_scores(block_stats, shape.head_size), descending=True, stable=True)
-        neuron_order = torch.argsort(
-            block_stats["ffn_in"].sum(1) + block_stats["ffn_out"].sum(0), descending=True, stable=True
-        )
-        rows = (head_order[:, None] * shape.head_size + torch.arange(shape.head_size)).flatten()
-        for role in _ATTENTION_IN:
-            _permute(linears[role], rows, dim=0)
-        _permute(linears["attention_output"], rows, dim=1)
-        _permute(linears["ffn_in"], neuron_order, dim=0)
-        _permute(linears["ffn_out"], neuron_order, dim=1)
-        orders[name] = {"heads": head_order.tolist(), "neurons": neuron_order.tolist()}
+    for name, parts in blocks:
+        head_scores, neuron_scores = _unit_scores(parts, stats, shape.head_size)
+        order = {
+            "head": torch.argsort(head_scores, descending=True, stable=True),
+            "neuron": torch.argsort(neuron_scores, descending=True, stable=True),
+        }
+        totals = {"head": shape.heads, "neuron": shape.neurons}
+        for slot, linear in parts:
+            _permute(linear, _unit_index(order[slot.unit], slot, shape.head_size, totals[slot.unit]), slot.axis)
+        orders[name] = {"heads": order["head"].tolist(), "neurons": order["neuron"].tolist()}
     return orders
 
 
@@ -175,31 +164,28 @@ def rewire_(
 
 
 class _Prefix(nn.Module):
-    """A view of a shared Linear that uses only its first ``rows`` output rows or first ``columns`` input columns."""
+    """A view of a shared Linear that uses only the first ``count`` output rows (``axis=0``) or input columns
+    (``axis=1``) of each of its ``groups`` stacked parts (ModernBERT's [Q; K; V] and [input; gate])."""
 
-    def __init__(self, linear: nn.Linear, rows: int | None = None, columns: int | None = None) -> None:
+    def __init__(self, linear: nn.Linear, axis: int, count: int, groups: int = 1) -> None:
         super().__init__()
         self.linear = linear
-        self.rows, self.columns = rows, columns
+        self.axis, self.count, self.groups = axis, count, groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight: torch.Tensor = self.linear.weight
         bias: torch.Tensor | None = self.linear.bias
-        if self.rows is not None:
-            weight = weight[: self.rows]
-            bias = bias[: self.rows] if bias is not None else None
-        if self.columns is not None:
-            weight = weight[:, : self.columns]
+        if self.axis == 1:
+            return F.linear(x, weight[:, : self.count], bias)
+        weight = weight.view(self.groups, -1, weight.shape[1])[:, : self.count].reshape(-1, weight.shape[1])
+        if bias is not None:
+            bias = bias.view(self.groups, -1)[:, : self.count].reshape(-1)
         return F.linear(x, weight, bias)
 
 
-def _views(arch: EncoderFamily, linears: dict[str, nn.Linear], width: int, neurons: int) -> dict[str, nn.Module]:
-    return {
-        **{role: _Prefix(linears[role], rows=width) for role in _ATTENTION_IN},
-        "attention_output": _Prefix(linears["attention_output"], columns=width),
-        "ffn_in": _Prefix(linears["ffn_in"], rows=neurons),
-        "ffn_out": _Prefix(linears["ffn_out"], columns=neurons),
-    }
+def _view(slot: Slot, linear: nn.Linear, shape: ElasticShape, sub: SubNetwork) -> _Prefix:
+    count = sub.heads * shape.head_size if slot.unit == "head" else sub.neurons
+    return _Prefix(linear, slot.axis, count, slot.groups)
 
 
 @contextmanager
@@ -208,16 +194,14 @@ def use_subnetwork(model: nn.Module, sub: SubNetwork) -> Iterator[nn.Module]:
     shape = elastic_shape(model)
     _check(shape, sub)
     arch, owner, list_name = _layers_owner(model, PASS)
-    blocks = [
-        (block, _check_dense(name, arch, _block_linears(block, arch))) for name, block in encoder_blocks(model, PASS)
-    ]
+    blocks = [(block, _block_parts(name, block, arch)) for name, block in encoder_blocks(model, PASS)]
     full_layers = owner.config.num_hidden_layers if arch.shared else getattr(owner, list_name)
-    width = sub.heads * shape.head_size
     try:
         if (sub.heads, sub.neurons) != (shape.heads, shape.neurons):
-            for block, linears in blocks:
-                for role, view in _views(arch, linears, width, sub.neurons).items():
-                    block.set_submodule(getattr(arch, role), view)
+            for block, parts in blocks:
+                for slot, linear in parts:
+                    block.set_submodule(slot.path, _view(slot, linear, shape, sub))
+                _set_head_count_(block, arch, sub.heads, shape.head_size)
         if len(sub.layers) < shape.layers:
             if arch.shared:
                 owner.config.num_hidden_layers = len(sub.layers)
@@ -225,9 +209,10 @@ def use_subnetwork(model: nn.Module, sub: SubNetwork) -> Iterator[nn.Module]:
                 setattr(owner, list_name, nn.ModuleList(full_layers[i] for i in sub.layers))
         yield model
     finally:
-        for block, linears in blocks:
-            for role, linear in linears.items():
-                block.set_submodule(getattr(arch, role), linear)
+        for block, parts in blocks:
+            for slot, linear in parts:
+                block.set_submodule(slot.path, linear)
+            _set_head_count_(block, arch, shape.heads, shape.head_size)
         if arch.shared:
             owner.config.num_hidden_layers = full_layers
         else:
@@ -240,17 +225,10 @@ def slice_model(model: nn.Module, sub: SubNetwork) -> nn.Module:
     _check(shape, sub)
     student = copy.deepcopy(model)
     arch = encoder_family(student, PASS)
-    width = sub.heads * shape.head_size
     if (sub.heads, sub.neurons) != (shape.heads, shape.neurons):
-        rows, neurons = torch.arange(width), torch.arange(sub.neurons)
-        for _, block in encoder_blocks(student, PASS):
-            linears = _check_dense("", arch, _block_linears(block, arch))
-            for role in _ATTENTION_IN:
-                block.set_submodule(getattr(arch, role), _keep(linears[role], rows, dim=0))
-            block.set_submodule(arch.attention_output, _keep(linears["attention_output"], rows, dim=1))
-            block.set_submodule(arch.ffn_in, _keep(linears["ffn_in"], neurons, dim=0))
-            block.set_submodule(arch.ffn_out, _keep(linears["ffn_out"], neurons, dim=1))
-            _set_head_count_(block, arch, sub.heads, shape.head_size)
+        heads, neurons = torch.arange(sub.heads), torch.arange(sub.neurons)
+        for name, block in encoder_blocks(student, PASS):
+            _shrink_block_(block, arch, _block_parts(name, block, arch), shape.head_size, heads, neurons)
     if len(sub.layers) < shape.layers:
         drop_layers_(student, list(sub.layers))
     return student.eval()

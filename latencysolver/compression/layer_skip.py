@@ -7,7 +7,11 @@ which ones is either a fixed evenly spaced rule ("every other layer" for p = 0.5
 
 Nothing here depends on a layer's forward signature: LayerDrop swaps the encoder's ModuleList for a shorter
 one around each forward pass, and ``drop_layers_`` shortens it for good.  That works for every encoder that
-loops ``for layer in self.layer``: BERT, RoBERTa, MiniLM and DistilBERT.
+loops over its ModuleList: BERT, RoBERTa, MiniLM, DistilBERT, ELECTRA, XLM-RoBERTa, DeBERTa-v2/v3 (its
+relative-position embeddings belong to the encoder and serve every layer, so they stay) and ModernBERT.  A
+ModernBERT layer carries its own attention kind (global, or local with a sliding window) and keeps it; its
+config's per-layer list ``layer_types`` is cut to the kept layers so that the saved config rebuilds them, and a
+kept layer other than 0 keeps its attention LayerNorm (``structured_shape`` records that for reloading).
 
 ALBERT is different: one shared block (group) runs ``config.num_hidden_layers`` times, so a "layer" is a
 repetition and skipping means fewer repetitions of the same weights.  With a single group every repetition
@@ -45,7 +49,7 @@ def _albert_group(i: int, depth: int, groups: int) -> int:
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
     """The transformer blocks of a Hugging Face encoder classifier, one entry per block the encoder runs.
 
-    For BERT, RoBERTa and DistilBERT this is the model's own ModuleList.  For ALBERT it is a new list with the
+    For every family but ALBERT this is the model's own ModuleList.  For ALBERT it is a new list with the
     shared group once per repetition (``len`` is the depth), not a list the model holds.
     """
     arch, owner, list_name = _layers_owner(model, "layer skip")
@@ -184,4 +188,8 @@ def drop_layers_(model: nn.Module, keep: list[int]) -> None:
 
     if not arch.shared:
         setattr(owner, list_name, nn.ModuleList(layers[i] for i in keep))
+    config = getattr(model, "config", None)
+    for field in arch.per_layer_fields:  # ModernBERT's layer_types: the config validates its length
+        if config is not None and isinstance(getattr(config, field, None), list):
+            setattr(config, field, [getattr(config, field)[i] for i in keep])
     _set_depth_(model, owner, len(keep))
