@@ -1,7 +1,7 @@
 """Five minutes on a machine with an NVIDIA GPU: train there, time on the CPU (issue 19).
 
     .venv/bin/python benchmarks/gpu_check.py [--data ../shared/data/boolq-dev-split] [--trials 3] [--steps 30]
-        [--out /tmp/gpu-check] [--cpu-only]
+        [--out /tmp/gpu-check] [--config studies/boolq-quick.yaml] [--cpu-only]
 
 Installs nothing beyond the project (`make install`).  It prints what torch sees, then:
 
@@ -41,7 +41,7 @@ from latencysolver.training.distillation import distill
 
 def step_seconds(prepared, config, placement: Placement, steps: int) -> float:
     """Seconds per distillation step of a 3-layer student (pruned 0.3), after 3 untimed steps."""
-    recipe = Recipe(prune_ratio=0.3, skip_prob=0.5)
+    recipe = Recipe(prune_ratio=0.3, prune_kind="structured", skip_prob=0.5)
     student = compress(prepared.teacher.model, recipe).model
     budget = dataclasses.replace(config.distillation, steps=3)
     distill(
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="timed distillation steps per device")
     parser.add_argument("--out", default="/tmp/gpu-check")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--config", default=str(REPO / "studies" / "boolq-quick.yaml"), help="the study YAML")
     parser.add_argument("--cpu-only", action="store_true", help="check the script where there is no GPU")
     args = parser.parse_args(argv)
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = load_study_config(
-        REPO / "studies" / "boolq-quick.yaml",
+        args.config,
         data=args.data,
         storage=f"sqlite:///{out / 'study.db'}",
         n_trials=args.trials,
