@@ -290,8 +290,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     runs = []
+    stored = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{out / 'study.db'}")}
     for seed in (int(s) for s in args.seeds.split(",")):  # seed by seed: an interrupted run leaves every arm alike
         for arm in args.arms.split(","):
+            if args.report_only and f"{arm}-s{seed}" not in stored:
+                print(f"{arm}, sampler seed {seed}: not run, left out of the report", flush=True)
+                continue
             print(f"[{time.perf_counter() - start:6.0f}s] {arm}, sampler seed {seed}", flush=True)
             runs.append(run_arm(arm, seed, args, out))
     hardware = hardware_fingerprint(2, "cpu").describe()

@@ -60,3 +60,16 @@ def test_an_unknown_arm_is_refused(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--arms", "elastic-tpe,fastest"])
     assert "unknown arm 'fastest'" in capsys.readouterr().err
+
+
+def test_rung_fidelity_is_spearman_over_trials_that_finished():
+    def trial(rung_accuracy: float, final: float | None, stopped: str | None = None) -> dict:
+        return {"rungs": {"0.1111": rung_accuracy}, "final": final, "stopped": stopped, "seconds": 60.0}
+
+    # rung order 1 < 2 < 3 < 4 < 5 and final order the same except the last two swapped: rho = 1 - 6·2/(5·24) = 0.9
+    finished = [trial(0.1, 0.60), trial(0.2, 0.61), trial(0.3, 0.62), trial(0.4, 0.64), trial(0.5, 0.63)]
+    stopped = [trial(0.9, None, "rung"), trial(0.05, None, "floor")]  # no final accuracy: left out
+    (fidelity,) = bench.rung_fidelity([{"rungs": finished + stopped}], resamples=200)
+    assert fidelity["trials"] == 5 and fidelity["rung"] == pytest.approx(0.1111)
+    assert fidelity["spearman"] == pytest.approx(0.9)
+    assert -1.0 <= fidelity["low"] <= 0.9 <= fidelity["high"] <= 1.0
