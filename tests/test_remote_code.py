@@ -113,3 +113,27 @@ def test_plain_onnxruntime_gives_the_cards_onnx_accuracy(exports, synthetic_data
         answers.append(int(logits.argmax(-1)[0]))
     accuracy = np.mean([a == int(r["label"]) for a, r in zip(answers, rows, strict=True)])
     assert accuracy == pytest.approx(card_accuracy)
+
+
+def test_every_family_compressed_loads_through_remote_code(family, tmp_path):
+    """Pruned (heads and neurons), block 0 dropped and factorized, on each family: from_pretrained with the export's
+    code gives the student's logits."""
+    from transformers import AutoModelForSequenceClassification
+
+    from latencysolver.compression import drop_layers_, factorize_, structured_prune_
+    from latencysolver.config.recipe import Recipe
+    from latencysolver.models.student import save_student
+    from latencysolver.ship.remote_code import write_remote_code
+    from tests.test_architectures import tiny_batch, tiny_model
+
+    model = tiny_model(family)
+    structured_prune_(model, 0.5)
+    drop_layers_(model, [1])
+    factorize_(model, 4)
+    model.eval()
+    save_student(model, Recipe(), (1,), tmp_path)
+    write_remote_code(tmp_path, model)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    batch = tiny_batch()
+    with torch.inference_mode():
+        assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-5)

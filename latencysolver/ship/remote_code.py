@@ -33,14 +33,14 @@ from latencysolver.compression.low_rank import LowRankLinear
 
 MODELING_FILE = "modeling_latencysolver.py"
 CLASS_NAME = "LatencySolverForSequenceClassification"
-SHAPES_KEY = "latencysolver_linears"
+SHAPES_KEY = "latencysolver_changes"
 ORIGINAL_TYPE_KEY = "latencysolver_model_type"  # the family's own model_type ("bert"), for latencysolver.load
 
 _TEMPLATE = '''"""The compressed student of a latencysolver export: ``from_pretrained(folder, trust_remote_code=True)``.
 
-Written by latencysolver's export: the family's own class, with the Linears resized to the shapes the student has
-(``{shapes_key}`` in config.json: structurally pruned heads and FFN neurons, low-rank factors).  fp32 weights;
-the trial's quantization is not re-applied here (``latencysolver.load`` does it).
+Written by latencysolver's export: the family's own class, reshaped as the config's ``{shapes_key}`` says (the
+Linears of pruned heads and neurons, low-rank factor pairs, LayerNorms the family builds elsewhere, head counts).
+fp32 weights; the trial's quantization is not re-applied here (``latencysolver.load`` does it).
 """
 
 from torch import nn
@@ -67,37 +67,69 @@ class _LowRank(nn.Module):
         return self.up(self.down(x))
 
 
+def _build(spec):
+    if spec["kind"] == "low_rank":
+        return _LowRank(spec["in"], spec["out"], spec["rank"], spec["bias"])
+    if spec["kind"] == "layer_norm":
+        return nn.LayerNorm(spec["shape"], eps=spec["eps"], bias=spec["bias"])
+    return nn.Linear(spec["in"], spec["out"], bias=spec["bias"])
+
+
 class {class_name}(_Base):
     config_class = LatencySolverConfig
 
     def __init__(self, config):
         super().__init__(config)
-        for name, shape in getattr(config, "{shapes_key}", {{}}).items():
+        changes = getattr(config, "{shapes_key}", {{}})
+        for name, spec in changes.get("modules", {{}}).items():
             owner, _, attribute = name.rpartition(".")
-            parent = self.get_submodule(owner) if owner else self
-            if shape.get("rank"):
-                module = _LowRank(shape["in"], shape["out"], shape["rank"], shape["bias"])
-            else:
-                module = nn.Linear(shape["in"], shape["out"], bias=shape["bias"])
-            setattr(parent, attribute, module)
+            setattr(self.get_submodule(owner) if owner else self, attribute, _build(spec))
+        for name, values in changes.get("attributes", {{}}).items():
+            for attribute, value in values.items():
+                setattr(self.get_submodule(name), attribute, value)
 '''
 
+HEAD_COUNTS = ("num_attention_heads", "n_heads", "num_heads", "all_head_size")  # what attention modules read
 
-def linear_shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
-    """Every Linear (and low-rank pair) of the student's encoder and head, by qualified name: its in and out
-    widths, whether it has a bias, and its rank when factorized."""
-    shapes: dict[str, dict[str, Any]] = {}
+
+def _spec(module: nn.Module) -> dict[str, Any] | None:
+    if isinstance(module, LowRankLinear):
+        return {
+            "kind": "low_rank",
+            "in": module.down.in_features,
+            "out": module.up.out_features,
+            "rank": module.down.out_features,
+            "bias": module.up.bias is not None,
+        }
+    if isinstance(module, nn.Linear):
+        return {"kind": "linear", "in": module.in_features, "out": module.out_features, "bias": module.bias is not None}
+    if isinstance(module, nn.LayerNorm):
+        return {
+            "kind": "layer_norm",
+            "shape": list(module.normalized_shape),
+            "eps": module.eps,
+            "bias": module.bias is not None,
+        }
+    return None
+
+
+def student_changes(model: nn.Module) -> dict[str, Any]:
+    """What the student has that its class, built from its config, does not: the modules of another shape or kind
+    (by qualified name, outermost first) and the head-count attributes of another value."""
+    fresh = dict(type(model)(model.config).named_modules())
+    modules: dict[str, Any] = {}
+    attributes: dict[str, dict[str, int]] = {}
     for name, module in model.named_modules():
-        if isinstance(module, LowRankLinear):
-            shapes[name] = {
-                "in": module.down.in_features,
-                "out": module.up.out_features,
-                "bias": module.up.bias is not None,
-                "rank": module.down.out_features,
-            }
-        elif isinstance(module, nn.Linear) and not any(name.startswith(f"{k}.") for k in shapes):
-            shapes[name] = {"in": module.in_features, "out": module.out_features, "bias": module.bias is not None}
-    return shapes
+        if any(name.startswith(f"{done}.") for done in modules):
+            continue  # inside a module already rebuilt (a low-rank pair's down and up)
+        spec, before = _spec(module), fresh.get(name)
+        if spec is not None and (before is None or _spec(before) != spec):
+            modules[name] = spec
+        counts = {a: getattr(module, a) for a in HEAD_COUNTS if isinstance(getattr(module, a, None), int)}
+        changed = {a: v for a, v in counts.items() if before is not None and getattr(before, a, None) != v}
+        if changed:
+            attributes[name] = changed
+    return {"modules": modules, "attributes": attributes}
 
 
 def write_remote_code(folder: Path, model: nn.Module) -> str:
@@ -119,7 +151,7 @@ def write_remote_code(folder: Path, model: nn.Module) -> str:
             "AutoModelForSequenceClassification": f"{module}.{CLASS_NAME}",
         },
         "latencysolver_base": base,
-        SHAPES_KEY: linear_shapes(model),
+        SHAPES_KEY: student_changes(model),
     }
     code = _TEMPLATE.format(
         base=base,
