@@ -125,9 +125,20 @@ class CNNStudentConfig:
     channels: int = 128  # per kernel size
     kernel_sizes: tuple[int, ...] = (3, 5)
     dropout: float = 0.1
+    # the question and the passage pooled apart and compared (product, difference, a similarity map) before the head
+    pair_aware: bool = False
+    # weight of the representation loss: the CNN's pooled features, through a Linear to the teacher's width, pulled
+    # towards the teacher's pooled representation of each train row (1 - cosine); 0 = off
+    representation_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive(self, "embed_dim", "channels")
+        if self.representation_weight < 0:
+            raise FieldError(
+                "representation_weight",
+                f"representation_weight must be >= 0, but got {shown(self.representation_weight)}",
+                self.representation_weight,
+            )
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
             raise FieldError(
                 "kernel_sizes",

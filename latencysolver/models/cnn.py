@@ -52,6 +52,13 @@ class CNNConfig:
     num_labels: int = 2
     type_vocab_size: int = 2  # segment embeddings (question / passage); 0 turns them off
     max_length: int = 256  # the tokenizer's truncation length it was trained with; the convolutions take any length
+    # pair-aware: question and passage pooled apart by the shared convolutions and compared (see PairFeatures);
+    # the passage starts after the first ``sep_token_id`` when there are no token type ids to say where
+    pair_aware: bool = False
+    sep_token_id: int | None = None
+    # > 0: a Linear from the pooled features to this width (the teacher's), trained towards the teacher's pooled
+    # representation (the representation loss); it plays no part in the logits
+    representation_dim: int = 0
 
     def __post_init__(self) -> None:
         # from_dict hands over a JSON list; keep the dataclass hashable and comparable
@@ -59,6 +66,9 @@ class CNNConfig:
         for name in ("vocab_size", "embed_dim", "channels", "num_labels", "max_length"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("type_vocab_size", self.type_vocab_size, minimum=0)
+        _check_int("representation_dim", self.representation_dim, minimum=0)
+        if self.sep_token_id is not None:
+            _check_int("sep_token_id", self.sep_token_id, minimum=0)
         if not self.kernel_sizes:
             raise ValueError("kernel_sizes must name at least one kernel size, but got ()")
         for k in self.kernel_sizes:
@@ -93,7 +103,8 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 
 class CNNClassifier(nn.Module):
-    """Called like a Hugging Face classifier: ``model(input_ids=..., attention_mask=...).logits``."""
+    """Called like a Hugging Face classifier: ``model(input_ids=..., attention_mask=...).logits``; with
+    ``output_hidden_states=True`` and a ``representation_dim``, ``.hidden_states[-1]`` is the projected features."""
 
     def __init__(self, config: CNNConfig):
         super().__init__()
@@ -104,13 +115,16 @@ class CNNClassifier(nn.Module):
             nn.Conv1d(config.embed_dim, config.channels, k, padding=k // 2) for k in config.kernel_sizes
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.channels * len(config.kernel_sizes), config.num_labels)
+        width = feature_width(config)
+        self.head = nn.Linear(width, config.num_labels)
+        self.project = nn.Linear(width, config.representation_dim) if config.representation_dim else None
 
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
         **ignored: Any,
     ) -> SequenceClassifierOutput:
         x = self.embed(input_ids)  # (batch, time, embed)
@@ -120,9 +134,50 @@ class CNNClassifier(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask.to(x.dtype).unsqueeze(1)  # (batch, 1, time), broadcasts over channels
         x = x.transpose(1, 2) * mask  # (batch, embed, time), padding zeroed: see the module docstring
-        pooled = [(torch.relu(conv(x)) * mask).amax(dim=2) for conv in self.convs]  # each (batch, channels)
-        logits = self.head(self.dropout(torch.cat(pooled, dim=1)))
-        return SequenceClassifierOutput(logits=logits)
+        maps = [torch.relu(conv(x)) * mask for conv in self.convs]  # each (batch, channels, time), >= 0
+        if self.config.pair_aware:
+            second = self._second_segment(input_ids, token_type_ids, mask)
+            features = torch.cat([pair_features(m, mask - second, second) for m in maps], dim=1)
+        else:
+            features = torch.cat([m.amax(dim=2) for m in maps], dim=1)  # each (batch, channels)
+        logits = self.head(self.dropout(features))
+        hidden = (self.project(features),) if output_hidden_states and self.project is not None else None
+        return SequenceClassifierOutput(logits=logits, hidden_states=hidden)
+
+    def _second_segment(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(batch, 1, time): 1 on the passage's tokens (token type 1, or after the first separator), else 0."""
+        if token_type_ids is not None and self.config.type_vocab_size:
+            return token_type_ids.to(mask.dtype).unsqueeze(1) * mask
+        if self.config.sep_token_id is None:
+            raise ValueError("a pair-aware CNN needs token type ids or a sep_token_id to find the second text")
+        is_sep = (input_ids == self.config.sep_token_id).to(mask.dtype)
+        after = ((torch.cumsum(is_sep, dim=1) - is_sep) > 0).to(mask.dtype)  # past the first separator
+        return after.unsqueeze(1) * mask
+
+
+def pair_features(a: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Interaction features of one convolution's activations ``a`` (batch, channels, time; >= 0, padding zero)
+    between the first text's positions and the second's (masks (batch, 1, time)): the max-pooled vectors q and
+    p, their product and absolute difference, and the question-passage similarity map S = a_qᵀ a_p / √channels
+    max-pooled over the passage, then its max and mean over the question's tokens.  (batch, 4·channels + 2).
+
+    As in the module docstring, masks multiply rather than fill with -inf: activations are >= 0, so a zeroed
+    position never wins a max.  S's entries are >= 0 too, so masking S by products of the two masks works the
+    same way; the mean divides by the question's token count."""
+    q = (a * first).amax(dim=2)
+    p = (a * second).amax(dim=2)
+    scale = a.shape[1] ** -0.5
+    similarity = torch.bmm((a * first).transpose(1, 2), a * second) * scale  # (batch, time_q, time_p), >= 0
+    best = similarity.amax(dim=2)  # (batch, time): each question token's best passage match (0 off the question)
+    count = first.sum(dim=2).clamp(min=1.0)  # (batch, 1)
+    return torch.cat([q, p, q * p, (q - p).abs(), best.amax(dim=1, keepdim=True), best.sum(1, keepdim=True) / count], 1)
+
+
+def feature_width(config: CNNConfig) -> int:
+    per_kernel = 4 * config.channels + 2 if config.pair_aware else config.channels
+    return per_kernel * len(config.kernel_sizes)
 
 
 def num_parameters(config: CNNConfig) -> int:
@@ -130,8 +185,10 @@ def num_parameters(config: CNNConfig) -> int:
     e, c = config.embed_dim, config.channels
     embeddings = (config.vocab_size + config.type_vocab_size) * e
     convs = sum(e * c * k + c for k in config.kernel_sizes)
-    head = c * len(config.kernel_sizes) * config.num_labels + config.num_labels
-    return embeddings + convs + head
+    width = feature_width(config)
+    head = width * config.num_labels + config.num_labels
+    project = width * config.representation_dim + config.representation_dim if config.representation_dim else 0
+    return embeddings + convs + head + project
 
 
 @torch.no_grad()

@@ -116,6 +116,10 @@ def cnn_student(teacher: nn.Module, settings: CNNStudentConfig, max_length: int,
         dropout=settings.dropout,
         num_labels=teacher_config.num_labels,
         max_length=max_length,
+        pair_aware=settings.pair_aware,
+        # RoBERTa-like teachers have no token type ids: their separator (</s>, the eos) says where the passage starts
+        sep_token_id=getattr(teacher_config, "sep_token_id", None) or getattr(teacher_config, "eos_token_id", None),
+        representation_dim=teacher_config.hidden_size if settings.representation_weight > 0 else 0,
     )
     return cnn_from_teacher(teacher, config)
 

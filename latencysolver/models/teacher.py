@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from latencysolver.cache import content_hash
 from latencysolver.config.study import StudyConfig
-from latencysolver.data.batches import EncodedSplit
+from latencysolver.data.batches import EncodedSplit, eval_batches
 from latencysolver.data.text import YES_NO
 from latencysolver.devices import on_device, training_placement
 from latencysolver.errors import ModelError, first_line
@@ -41,7 +42,9 @@ class Teacher:
     path: Path  # a Hugging Face folder: model, config and tokenizer
     key: str
     model: nn.Module
-    train_logits: torch.Tensor  # (train rows, 2), fp32
+    train_logits: torch.Tensor  # (train rows, classes), fp32
+    # (train rows, hidden), fp32: the pooled representation a CNN's representation loss learns (when one does)
+    train_representations: torch.Tensor | None = None
 
 
 def teacher_key(config: StudyConfig, train_fingerprint: str) -> str:
@@ -190,3 +193,46 @@ def _train_logits(
     with atomic_file(path, "cache folder") as tmp:
         tmp.write_bytes(buffer.getvalue())
     return logits
+
+
+@torch.inference_mode()
+def teacher_representations(
+    teacher: Teacher,
+    train_split: EncodedSplit,
+    cache_root: Path,
+    train_fingerprint: str,
+    *,
+    pad_id: int,
+    progress: bool,
+    device: torch.device,
+) -> torch.Tensor:
+    """The teacher's pooled representation of every train row, fp32 (rows, hidden): its last hidden state at the
+    first token ([CLS] / <s>, what a BERT-style classification head pools).  Computed once, cached beside the train
+    logits (``representations/<teacher key>-<train fingerprint>.pt``)."""
+    path = cache_root / "representations" / f"{teacher.key}-{train_fingerprint}.pt"
+    if path.is_file():
+        try:
+            cached = torch.load(path, weights_only=True)
+            if cached.shape[0] == len(train_split):
+                return cached
+        except Exception as exc:  # noqa: BLE001 - as for the logits cache
+            raise ModelError(
+                f"teacher representations cache {path} is corrupted ({first_line(exc)}); delete it to rebuild"
+            ) from None
+    out: torch.Tensor | None = None
+    with on_device(teacher.model, device):
+        teacher.model.eval()
+        batches = eval_batches(train_split, 32, pad_id)
+        for batch in tqdm(batches, desc="teacher representations", disable=not progress, leave=False):
+            hidden = teacher.model(**batch.to(device).inputs, output_hidden_states=True).hidden_states[-1][:, 0]
+            if out is None:
+                out = torch.empty((len(train_split), hidden.shape[-1]))
+            out[batch.indices] = hidden.float().cpu()
+    assert out is not None  # a split always has rows
+    buffer = io.BytesIO()
+    torch.save(out, buffer)
+    with writing(path.parent, "cache folder"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "cache folder") as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return out

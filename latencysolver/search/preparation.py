@@ -3,6 +3,7 @@ teacher with its train logits; the test split for seed repeats; the teacher's ba
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerp
 from latencysolver.latency.protocol import measure_latency
 from latencysolver.models.elastic import ElasticStudent, prepare_elastic
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
-from latencysolver.models.teacher import Teacher, prepare_teacher
+from latencysolver.models.teacher import Teacher, prepare_teacher, teacher_representations
 from latencysolver.results.records import TeacherRecord
 from latencysolver.training.evaluate import predict_logits
 
@@ -111,6 +112,17 @@ def prepare(
         log=log,
         labels=data.label_names,
     )
+    if config.cnn.representation_weight > 0 and "cnn" in config.search_space.values_of("architecture"):
+        representations = teacher_representations(
+            teacher,
+            train,
+            root,
+            data.train.fingerprint(),
+            pad_id=pad_id,
+            progress=options.progress,
+            device=placement.device,
+        )
+        teacher = dataclasses.replace(teacher, train_representations=representations)
     elastic = None
     if config.trial_mode == "elastic":
         elastic = prepare_elastic(

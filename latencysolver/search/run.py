@@ -291,6 +291,7 @@ def _work(
         config=config,
         teacher_model=prepared.teacher.model,
         teacher_train_logits=prepared.teacher.train_logits,
+        teacher_train_representations=prepared.teacher.train_representations,
         train=prepared.train,
         validation=validation,
         latency_inputs=inputs,

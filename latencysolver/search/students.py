@@ -59,6 +59,8 @@ class TrialContext:
     # the teacher's quiet p50 on this hardware: a trial's paired teacher p50 far above it means a loaded machine
     baseline_reference_ms: float | None = None
     elastic: ElasticStudent | None = None  # trial_mode elastic: the student every trial slices
+    # cnn.representation_weight > 0: the teacher's pooled representation of each train row (the CNN's extra target)
+    teacher_train_representations: torch.Tensor | None = None
 
 
 @dataclass
@@ -178,7 +180,16 @@ def train_student(
         model = cnn_student(ctx.teacher_model, ctx.config.cnn, student_length(ctx.config, recipe), recipe.seed)
         seen: dict[str, Any] = {}
         should_stop = _early_check(ctx, model, seen, rungs)
-        trained = _distill(ctx, recipe, model, ctx.config.cnn_distillation, should_stop=should_stop)
+        weight = ctx.config.cnn.representation_weight
+        trained = _distill(
+            ctx,
+            recipe,
+            model,
+            ctx.config.cnn_distillation,
+            should_stop=should_stop,
+            representations=ctx.teacher_train_representations if weight > 0 else None,
+            representation_weight=weight,
+        )
         return TrainedStudent(model.eval(), (), trained.steps, trained.final_loss, seen or None)
     student = compress(ctx.teacher_model, recipe)
     seen = {}

@@ -103,10 +103,14 @@ def distill(
     teacher: nn.Module | None = None,
     hidden_layers: list[int] | None = None,
     placement: Placement | None = None,
+    representations: torch.Tensor | None = None,
+    representation_weight: float = 0.0,
 ) -> TrainResult:
     """Distill into ``student``.  With ``hidden_weight > 0``, ``teacher`` (in eval mode) and ``hidden_layers``
     (``hidden_targets`` of the student's kept layers, or None for the final output only) add the hidden-state
-    term; the teacher then runs on the training device beside the student."""
+    term; the teacher then runs on the training device beside the student.  With ``representation_weight > 0``,
+    the student's ``hidden_states[-1]`` (a CNN's projected features) is pulled towards ``representations`` (the
+    teacher's pooled representation of each train row) by ``1 - cosine``."""
     if teacher_logits.shape[0] != len(train_split):
         raise ValueError(f"teacher logits cover {teacher_logits.shape[0]} rows, the train split has {len(train_split)}")
     if hidden_weight < 0:
@@ -114,6 +118,9 @@ def distill(
     use_hidden = hidden_weight > 0
     if use_hidden and teacher is None:
         raise ValueError("hidden-state distillation needs the teacher model")
+    use_representation = representation_weight > 0
+    if use_representation and (representations is None or representations.shape[0] != len(train_split)):
+        raise ValueError("the representation loss needs the teacher's representation of every train row")
 
     def loss_fn(outputs: Any, batch: Batch) -> torch.Tensor:
         logits = outputs.logits.float()
@@ -126,6 +133,11 @@ def distill(
             loss = loss + hidden_weight * hidden_state_loss(
                 outputs.hidden_states, reference, hidden_layers, batch.inputs["attention_mask"]
             )
+        if use_representation:
+            assert representations is not None  # checked above
+            target = representations[batch.indices].to(logits.device).float()
+            similarity = F.cosine_similarity(outputs.hidden_states[-1].float(), target, dim=-1)
+            loss = loss + representation_weight * (1.0 - similarity).mean()
         return loss
 
     placement = placement or Placement()
@@ -139,6 +151,6 @@ def distill(
             desc="distill",
             progress=progress,
             should_stop=should_stop,
-            hidden_states=use_hidden,
+            hidden_states=use_hidden or use_representation,
             placement=placement,
         )
