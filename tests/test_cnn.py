@@ -154,17 +154,11 @@ def test_load_refuses_folders_that_are_not_a_cnn(tmp_path):
         load_cnn(tmp_path)
 
 
-@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning", "ignore:.*axis name.*:UserWarning")  # torch internals
-def test_exports_to_onnx_with_free_batch_and_length(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    model = _small()
-    example = {
-        "input_ids": _ids(2, 8),
-        "attention_mask": torch.ones(2, 8, dtype=torch.long),
-        "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
-    }
+def onnx_session(model: torch.nn.Module, example: dict[str, torch.Tensor], path: Path):
+    """``model`` exported (dynamo, batch and length free) and opened in onnxruntime."""
+    import onnxruntime as ort
+
     batch, time_ = torch.export.Dim("batch"), torch.export.Dim("time")
-    path = tmp_path / "cnn.onnx"
     torch.onnx.export(
         model,
         (),
@@ -174,7 +168,19 @@ def test_exports_to_onnx_with_free_batch_and_length(tmp_path):
         output_names=["logits"],
         dynamic_shapes={k: {0: batch, 1: time_} for k in example},
     )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning", "ignore:.*axis name.*:UserWarning")  # torch internals
+def test_exports_to_onnx_with_free_batch_and_length(tmp_path):
+    pytest.importorskip("onnxruntime")
+    model = _small()
+    example = {
+        "input_ids": _ids(2, 8),
+        "attention_mask": torch.ones(2, 8, dtype=torch.long),
+        "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
+    }
+    session = onnx_session(model, example, tmp_path / "cnn.onnx")
     # another shape than the example, with padding in the second row
     ids = _ids(3, 15, seed=1)
     mask = torch.ones(3, 15, dtype=torch.long)

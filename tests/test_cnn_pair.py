@@ -79,21 +79,11 @@ def test_the_passage_matters_to_a_pair_aware_cnn_through_the_interaction():
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning", "ignore:.*axis name.*:UserWarning")
 def test_pair_aware_cnn_exports_to_onnx(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    from tests.test_cnn import onnx_session
+
+    pytest.importorskip("onnxruntime")
     model = _pair()
-    example = _pair_inputs()
-    batch, time_ = torch.export.Dim("batch"), torch.export.Dim("time")
-    path = tmp_path / "pair.onnx"
-    torch.onnx.export(
-        model,
-        (),
-        str(path),
-        kwargs=example,
-        input_names=list(example),
-        output_names=["logits"],
-        dynamic_shapes={k: {0: batch, 1: time_} for k in example},
-    )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnx_session(model, _pair_inputs(), tmp_path / "pair.onnx")
     inputs = _pair_inputs(rows=3, question=5, passage=9, seed=4)
     inputs["attention_mask"][1, 11:] = 0
     (logits,) = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})
