@@ -130,9 +130,14 @@ class CNNStudentConfig:
     # weight of the representation loss: the CNN's pooled features, through a Linear to the teacher's width, pulled
     # towards the teacher's pooled representation of each train row (1 - cosine); 0 = off
     representation_weight: float = 0.0
+    # teacher-labelled pairs built from each train row (passage windows, sentence deletion and shuffling:
+    # latencysolver/data/augment.py), this many per row, for distillation only; 0 = off (4: the size)
+    augment: int = 0
 
     def __post_init__(self) -> None:
         _check_positive(self, "embed_dim", "channels")
+        if self.augment < 0:
+            raise FieldError("augment", f"augment must be >= 0, but got {shown(self.augment)}", self.augment)
         if self.representation_weight < 0:
             raise FieldError(
                 "representation_weight",

@@ -104,6 +104,16 @@ def encode_pairs(tokenizer, questions, passages, max_length: int, labels=None) -
     )
 
 
+def concat(first: EncodedSplit, second: EncodedSplit) -> EncodedSplit:
+    """The rows of ``first`` then those of ``second`` (both with token type ids, or neither)."""
+    if (first.token_type_ids is None) != (second.token_type_ids is None):
+        raise ValueError("cannot concatenate a split with token type ids and one without")
+    types = None
+    if first.token_type_ids is not None and second.token_type_ids is not None:
+        types = first.token_type_ids + second.token_type_ids
+    return EncodedSplit(first.input_ids + second.input_ids, types, first.labels + second.labels)
+
+
 def truncate(split: EncodedSplit, max_tokens: int) -> EncodedSplit:
     """Each row cut to ``max_tokens``: its first ``max_tokens - 1`` tokens and its last one (the closing
     separator).  On rows encoded with ``encode_pairs`` (passage cut first) this equals encoding them at

@@ -195,6 +195,21 @@ def _train_logits(
     return logits
 
 
+def teacher_logits(
+    teacher: Teacher,
+    split: EncodedSplit,
+    cache_root: Path,
+    fingerprint: str,
+    *,
+    pad_id: int,
+    progress: bool,
+    device: torch.device,
+) -> torch.Tensor:
+    """The teacher's logits on any rows (``fingerprint``: their content hash), cached as its train logits are."""
+    path = cache_root / "logits" / f"{teacher.key}-{fingerprint}.pt"
+    return _train_logits(teacher.model, split, path, pad_id=pad_id, progress=progress, device=device)
+
+
 @torch.inference_mode()
 def teacher_representations(
     teacher: Teacher,

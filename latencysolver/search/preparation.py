@@ -13,6 +13,7 @@ import torch
 
 from latencysolver.cache import cache_root
 from latencysolver.config.study import LatencyConfig, StudyConfig
+from latencysolver.data.augment import augment
 from latencysolver.data.batches import EncodedSplit, encode_split
 from latencysolver.data.text import YES_NO, TextData, configured
 from latencysolver.devices import resolve_device, training_placement
@@ -20,8 +21,9 @@ from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerp
 from latencysolver.latency.protocol import measure_latency
 from latencysolver.models.elastic import ElasticStudent, prepare_elastic
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
-from latencysolver.models.teacher import Teacher, prepare_teacher, teacher_representations
+from latencysolver.models.teacher import Teacher, prepare_teacher, teacher_logits, teacher_representations
 from latencysolver.results.records import TeacherRecord
+from latencysolver.search.students import AugmentedRows
 from latencysolver.training.evaluate import predict_logits
 
 Log = Callable[[str], None]
@@ -62,6 +64,7 @@ class Prepared:
     pad_id: int
     cache_root: Path
     elastic: ElasticStudent | None = None  # trial_mode elastic
+    cnn_extra: AugmentedRows | None = None  # cnn.augment
 
 
 def study_hardware(config: StudyConfig) -> HardwareFingerprint:
@@ -112,7 +115,8 @@ def prepare(
         log=log,
         labels=data.label_names,
     )
-    if config.cnn.representation_weight > 0 and "cnn" in config.search_space.values_of("architecture"):
+    cnn = "cnn" in config.search_space.values_of("architecture")
+    if cnn and config.cnn.representation_weight > 0:
         representations = teacher_representations(
             teacher,
             train,
@@ -123,6 +127,27 @@ def prepare(
             device=placement.device,
         )
         teacher = dataclasses.replace(teacher, train_representations=representations)
+    cnn_extra = None
+    rows = (
+        augment(data.train, config.cnn.augment, seed=config.cnn_distillation.seed)
+        if cnn and config.cnn.augment
+        else None
+    )
+    if rows is not None:
+        log(f"augment: {len(rows)} teacher-labelled pairs from the {len(data.train)} train rows, for the CNN")
+    if rows:  # none when no row has a sentence to drop or a window to cut
+        encoded = encode_split(rows, tokenizer, config.data.max_length, root, config.model)
+        key, progress, device = rows.fingerprint(), options.progress, placement.device
+        logits = teacher_logits(teacher, encoded, root, key, pad_id=pad_id, progress=progress, device=device)
+        cnn_extra = AugmentedRows(
+            split=dataclasses.replace(encoded, labels=tuple(logits.argmax(dim=-1).tolist())),
+            logits=logits,
+            representations=(
+                teacher_representations(teacher, encoded, root, key, pad_id=pad_id, progress=progress, device=device)
+                if config.cnn.representation_weight > 0
+                else None
+            ),
+        )
     elastic = None
     if config.trial_mode == "elastic":
         elastic = prepare_elastic(
@@ -137,6 +162,7 @@ def prepare(
             path=Path(options.elastic_path) if options.elastic_path else None,
         )
     return Prepared(
+        cnn_extra=cnn_extra,
         elastic=elastic,
         data=data,
         train=train,

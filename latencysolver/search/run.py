@@ -292,6 +292,7 @@ def _work(
         teacher_model=prepared.teacher.model,
         teacher_train_logits=prepared.teacher.train_logits,
         teacher_train_representations=prepared.teacher.train_representations,
+        cnn_extra=prepared.cnn_extra,
         train=prepared.train,
         validation=validation,
         latency_inputs=inputs,

@@ -23,7 +23,7 @@ from latencysolver.compression.elastic import slice_model, subnetwork
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import StudyConfig
 from latencysolver.config.training import TrainConfig
-from latencysolver.data.batches import EncodedSplit, truncate, truncate_inputs
+from latencysolver.data.batches import EncodedSplit, concat, truncate, truncate_inputs
 from latencysolver.devices import training_placement
 from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.latency.protocol import throughput_inputs
@@ -34,6 +34,17 @@ from latencysolver.search.rungs import Rungs
 from latencysolver.training.distillation import distill, hidden_targets
 from latencysolver.training.evaluate import predict_logits, scores
 from latencysolver.training.loop import TrainResult
+
+
+@dataclass(frozen=True)
+class AugmentedRows:
+    """``cnn.augment``: the pairs built from the train rows (data/augment.py), labelled by the teacher: its logits
+    (the split's labels are their argmax, for the hard-label term) and, with the representation loss, its pooled
+    representations.  Added to the CNN's distillation only."""
+
+    split: EncodedSplit
+    logits: torch.Tensor
+    representations: torch.Tensor | None = None
 
 
 @dataclass
@@ -61,6 +72,7 @@ class TrialContext:
     elastic: ElasticStudent | None = None  # trial_mode elastic: the student every trial slices
     # cnn.representation_weight > 0: the teacher's pooled representation of each train row (the CNN's extra target)
     teacher_train_representations: torch.Tensor | None = None
+    cnn_extra: AugmentedRows | None = None  # cnn.augment > 0
 
 
 @dataclass
@@ -119,8 +131,10 @@ def for_recipe(ctx: TrialContext, recipe: Recipe) -> TrialContext:
         return ctx
     validation = truncate(ctx.validation, n)
     latency = ctx.config.latency
+    extra = ctx.cnn_extra
     return dataclasses.replace(
         ctx,
+        cnn_extra=dataclasses.replace(extra, split=truncate(extra.split, n)) if extra is not None else None,
         train=truncate(ctx.train, n),
         validation=validation,
         latency_inputs=[truncate_inputs(x, n) for x in ctx.latency_inputs],
@@ -181,13 +195,23 @@ def train_student(
         seen: dict[str, Any] = {}
         should_stop = _early_check(ctx, model, seen, rungs)
         weight = ctx.config.cnn.representation_weight
+        representations = ctx.teacher_train_representations if weight > 0 else None
+        if ctx.cnn_extra is not None:  # the augmented pairs join the train rows (indices past the originals)
+            extra = ctx.cnn_extra
+            ctx = dataclasses.replace(
+                ctx,
+                train=concat(ctx.train, extra.split),
+                teacher_train_logits=torch.cat([ctx.teacher_train_logits, extra.logits]),
+            )
+            if representations is not None and extra.representations is not None:
+                representations = torch.cat([representations, extra.representations])
         trained = _distill(
             ctx,
             recipe,
             model,
             ctx.config.cnn_distillation,
             should_stop=should_stop,
-            representations=ctx.teacher_train_representations if weight > 0 else None,
+            representations=representations,
             representation_weight=weight,
         )
         return TrainedStudent(model.eval(), (), trained.steps, trained.final_loss, seen or None)
