@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean
+.PHONY: bench-cnn gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean
 
 install: $(VENV)/.installed
 
@@ -81,6 +81,9 @@ bench-elastic: install  ## issue 18: elastic slices against the same recipes dis
 
 bench-search: install  ## issue 18: hypervolume against wall-clock time, elastic vs per-trial, TPE vs random (ARMS=..., resumable)
 	$(PY) benchmarks/search_efficiency.py --data $(DATA) $(if $(ARMS),--arms $(ARMS))
+
+bench-cnn: install  ## issue 20: the CNN student with each addition alone and all together, 3 seeds (~20-30 min)
+	$(PY) benchmarks/cnn.py --data $(DATA)
 
 gpu-check: install  ## issue 19: 3 quick trials trained on CUDA, timed on the CPU; step times per device (~5 min on a GPU)
 	$(PY) benchmarks/gpu_check.py --data $(DATA)
