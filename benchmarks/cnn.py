@@ -28,7 +28,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from optuna.artifacts import FileSystemArtifactStore
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import Fixed
@@ -36,8 +35,8 @@ from latencysolver.config.study import StudyConfig, load_study_config
 from latencysolver.data.batches import encode_split
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
-from latencysolver.search.preparation import RunOptions, prepare
-from latencysolver.search.students import TrialContext, train_student
+from latencysolver.search.preparation import RunOptions, prepare, standalone_context
+from latencysolver.search.students import train_student
 from latencysolver.stats import accuracy_interval, correct_of, paired_difference
 from latencysolver.training.evaluate import predict_logits
 
@@ -69,20 +68,7 @@ def run_arm(config: StudyConfig, seeds: list[int], options: RunOptions, tmp: Pat
         for name, s in splits.items()
     }
     inputs = latency_inputs(prepared.validation, config.latency, pad_id)
-    ctx = TrialContext(
-        config=config,
-        teacher_model=teacher,
-        teacher_train_logits=prepared.teacher.train_logits,
-        train=prepared.train,
-        validation=prepared.validation,
-        latency_inputs=inputs,
-        artifact_store=FileSystemArtifactStore(str(tmp)),
-        hardware=hardware_fingerprint(config.latency.threads),
-        pad_id=pad_id,
-        progress=False,
-        teacher_train_representations=prepared.teacher.train_representations,
-        cnn_extra=prepared.cnn_extra,
-    )
+    ctx = standalone_context(config, prepared, inputs, str(tmp))
     runs = []
     for seed in seeds:
         start = time.perf_counter()

@@ -26,7 +26,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from optuna.artifacts import FileSystemArtifactStore
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import load_study_config
@@ -35,8 +34,8 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.elastic import training_seconds
 from latencysolver.models.student import to_runnable
-from latencysolver.search.preparation import RunOptions, prepare
-from latencysolver.search.students import TrialContext, train_student, untrained_student
+from latencysolver.search.preparation import RunOptions, prepare, standalone_context
+from latencysolver.search.students import train_student, untrained_student
 from latencysolver.stats import accuracy_interval, correct_of, paired_difference
 from latencysolver.training.evaluate import predict_logits
 
@@ -97,19 +96,7 @@ def main() -> None:
         print(f"  {name} / {kind}: {describe(row)}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = TrialContext(
-            config=config,
-            teacher_model=teacher,
-            teacher_train_logits=prepared.teacher.train_logits,
-            train=prepared.train,
-            validation=prepared.validation,
-            latency_inputs=inputs,
-            artifact_store=FileSystemArtifactStore(tmp),
-            hardware=hardware_fingerprint(protocol.threads),
-            pad_id=pad_id,
-            progress=False,
-            elastic=prepared.elastic,
-        )
+        ctx = standalone_context(config, prepared, inputs, str(tmp))
         for name, recipe in RECIPES.items():
             for steps in (int(s) for s in args.recovery.split(",") if s):
                 start = time.perf_counter()

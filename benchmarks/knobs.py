@@ -28,7 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch
-from optuna.artifacts import FileSystemArtifactStore
 
 from latencysolver.compression import structured_prune_
 from latencysolver.config.recipe import Recipe
@@ -38,8 +37,8 @@ from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
 from latencysolver.search.objective import model_size_bytes
-from latencysolver.search.preparation import RunOptions, prepare
-from latencysolver.search.students import TrialContext, for_recipe, train_student
+from latencysolver.search.preparation import RunOptions, prepare, standalone_context
+from latencysolver.search.students import for_recipe, train_student
 from latencysolver.training.evaluate import predict_logits, scores
 
 DISTILL = {"temperature": 2.0, "alpha": 0.5}
@@ -133,18 +132,7 @@ def main() -> None:
     ]
 
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = TrialContext(
-            config=config,
-            teacher_model=teacher,
-            teacher_train_logits=prepared.teacher.train_logits,
-            train=prepared.train,
-            validation=validation,
-            latency_inputs=inputs,
-            artifact_store=FileSystemArtifactStore(tmp),
-            hardware=hardware_fingerprint(protocol.threads),
-            pad_id=prepared.pad_id,
-            progress=False,
-        )
+        ctx = standalone_context(config, prepared, inputs, str(tmp))
         for name, recipe in SETTINGS.items():
             if args.only and not any(part in name for part in args.only):
                 continue

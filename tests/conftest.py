@@ -64,6 +64,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
+def load_benchmark(name: str):
+    """``benchmarks/NAME.py`` imported as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_synthetic_boolq(folder: Path, rows: dict[str, int], seed: int = 0, label_key: str = "label") -> Path:
     """A learnable BoolQ look-alike: the answer is yes exactly when the passage says 'true'."""
     rng = random.Random(seed)

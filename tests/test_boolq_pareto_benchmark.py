@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import optuna
 import pytest
@@ -20,18 +18,9 @@ from latencysolver.results.records import study_record, trial_record
 from latencysolver.results.storage import artifact_store_of
 from latencysolver.stats import wilson_interval
 from latencysolver.training.evaluate import predict_logits, scores
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("boolq_pareto", REPO / "benchmarks" / "boolq_pareto.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("boolq_pareto")
 
 
 def test_hypervolume_of_a_hand_made_front():

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
-from tests.conftest import REPO, write_study_yaml
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("cnn_benchmark", REPO / "benchmarks" / "cnn.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark, write_study_yaml
 
 
 def test_every_arm_runs_and_is_tabulated(tmp_path, tiny_model_dir, synthetic_data_dir):
@@ -24,9 +14,9 @@ def test_every_arm_runs_and_is_tabulated(tmp_path, tiny_model_dir, synthetic_dat
     )
     out = tmp_path / "out"
     argv = ["--config", str(path), "--data", str(synthetic_data_dir), "--seeds", "0,1", "--augment", "2"]
-    results = _load().main([*argv, "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    results = load_benchmark("cnn").main([*argv, "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert list(results) == ["base", "pair", "representation", "augment", "all"]
-    for arm, r in results.items():
+    for r in results.values():
         assert [run["seed"] for run in r["runs"]] == [0, 1]
         for run in r["runs"]:
             low, estimate, high = (run["validation"][k] for k in ("low", "estimate", "high"))

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import sys
 
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("search_efficiency")
+bench = load_benchmark("search_efficiency")
 T0 = datetime.datetime(2026, 12, 3, 6, 0, 0)
 
 

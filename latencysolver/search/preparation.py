@@ -23,7 +23,8 @@ from latencysolver.models.elastic import ElasticStudent, prepare_elastic
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
 from latencysolver.models.teacher import Teacher, prepare_teacher, teacher_logits, teacher_representations
 from latencysolver.results.records import TeacherRecord
-from latencysolver.search.students import AugmentedRows
+from latencysolver.results.storage import AtomicArtifactStore
+from latencysolver.search.students import AugmentedRows, TrialContext
 from latencysolver.training.evaluate import predict_logits
 
 Log = Callable[[str], None]
@@ -188,3 +189,24 @@ def prepare_test_split(
         prepared.teacher.model, test, pad_id=prepared.pad_id, desc="teacher test evaluate", progress=options.progress
     )
     return test, logits.argmax(dim=-1)
+
+
+def standalone_context(config: StudyConfig, prepared: Prepared, inputs: list, folder: str) -> TrialContext:
+    """For benchmarks that build students exactly as trials do, outside any study: the prepared teacher, splits,
+    elastic student and CNN targets, latency rows ``inputs``, and an artifact store in ``folder`` (unused by
+    ``train_student``)."""
+    return TrialContext(
+        config=config,
+        teacher_model=prepared.teacher.model.eval(),
+        teacher_train_logits=prepared.teacher.train_logits,
+        train=prepared.train,
+        validation=prepared.validation,
+        latency_inputs=inputs,
+        artifact_store=AtomicArtifactStore(folder),
+        hardware=study_hardware(config),
+        pad_id=prepared.pad_id,
+        progress=False,
+        elastic=prepared.elastic,
+        teacher_train_representations=prepared.teacher.train_representations,
+        cnn_extra=prepared.cnn_extra,
+    )
