@@ -112,7 +112,8 @@ def test_the_representation_loss_pulls_features_towards_the_targets():
         from latencysolver.data.batches import collate
 
         batch = collate(split, list(range(rows)))
-        features = model(**batch.inputs, output_hidden_states=True).hidden_states[-1]
+        with torch.no_grad():
+            features = model(**batch.inputs, output_hidden_states=True).hidden_states[-1]
         return float((1 - torch.nn.functional.cosine_similarity(features, targets, dim=-1)).mean())
 
     config = TrainConfig(steps=60, batch_size=8, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0)
