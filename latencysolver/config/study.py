@@ -28,6 +28,7 @@ from latencysolver.config.training import (
     DeviceConfig,
     ElasticConfig,
     TrainConfig,
+    _check_non_negative,
     _check_positive,
     check_latency_device,
     check_trial_mode,
@@ -111,10 +112,7 @@ class LatencyConfig:
             raise FieldError("device", f"device must be cpu, cuda or cuda:N, but got {shown(self.device)}", self.device)
         _check_positive(self, "threads", "rows", "repeats", "throughput_batch_size")
         _check_positive(self, "max_speedup_cv", "max_reference_drift")
-        for name in ("warmup", "remeasure_attempts", "remeasure_wait_s"):
-            value = getattr(self, name)
-            if value < 0:
-                raise FieldError(name, f"{name} must be >= 0, but got {shown(value)}", value)
+        _check_non_negative(self, "warmup", "remeasure_attempts", "remeasure_wait_s")
 
 
 @dataclass(frozen=True)
@@ -136,14 +134,7 @@ class CNNStudentConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "embed_dim", "channels")
-        if self.augment < 0:
-            raise FieldError("augment", f"augment must be >= 0, but got {shown(self.augment)}", self.augment)
-        if self.representation_weight < 0:
-            raise FieldError(
-                "representation_weight",
-                f"representation_weight must be >= 0, but got {shown(self.representation_weight)}",
-                self.representation_weight,
-            )
+        _check_non_negative(self, "augment", "representation_weight")
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
             raise FieldError(
                 "kernel_sizes",
@@ -234,8 +225,7 @@ class WorkersConfig:
                 f"{shown(self.grace_period)} <= {shown(self.heartbeat_interval)}",
                 self.grace_period,
             )
-        if self.max_retry < 0:
-            raise FieldError("max_retry", f"max_retry must be >= 0, but got {shown(self.max_retry)}", self.max_retry)
+        _check_non_negative(self, "max_retry")
 
 
 SEED_MAX = 2**32 - 1  # NumPy's RandomState, behind every Optuna sampler, takes seeds in [0, 2**32)

@@ -19,6 +19,14 @@ def _check_positive(obj: Any, *names: str) -> None:
             raise FieldError(name, f"{name} must be > 0, but got {shown(value)}", value)
 
 
+def _check_non_negative(obj: Any, *names: str) -> None:
+    """``FieldError`` naming the first of ``names`` (attributes of ``obj``) that is below 0."""
+    for name in names:
+        value = getattr(obj, name)
+        if value < 0:
+            raise FieldError(name, f"{name} must be >= 0, but got {shown(value)}", value)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimizer budget for one training run (teacher fine-tune or one trial's distillation)."""
@@ -65,12 +73,7 @@ class ElasticConfig:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise FieldError(name, f"{name} must be in [{low}, {high}], but got {shown(value)}", value)
-        if self.random_subnetworks < 0:
-            raise FieldError(
-                "random_subnetworks",
-                f"random_subnetworks must be >= 0, but got {shown(self.random_subnetworks)}",
-                self.random_subnetworks,
-            )
+        _check_non_negative(self, "random_subnetworks")
 
     def training(self) -> TrainConfig:
         return TrainConfig(
