@@ -4,13 +4,13 @@
         [--seeds 0,1,2] [--arms base,pair,representation,augment,all] [--augment 4] [--weight 1.0]
         [--out benchmarks/results/cnn] [--cache-dir DIR]
 
-Each arm is the study's ``cnn:`` block with one setting changed (``pair_aware: true``, ``representation_weight``,
-``augment``) or all three; each seed builds and distills the CNN as a trial does (``students.train_student``, the
-seed drawing the CNN's weights and the data order), fp32 torch.  Per arm: validation and test accuracy of every
-seed with its Wilson interval and the paired difference to the teacher on the same rows, the seed mean ± sd, and
-the paired speed-up over the fp32 teacher (seed 0; the shapes of all seeds are the same).  The target (issue 20):
-a CNN ≥ 15x the teacher's speed whose seed-mean accuracy is ≥ 3 points above the majority class on validation and
-on test.  Writes ``results.md`` and ``results.json`` into ``--out``.
+Each arm is the study's ``cnn:`` block with the three additions off (``base``), one of them on (``pair_aware:
+true``, ``representation_weight``, ``augment``) or all three; each seed builds and distills the CNN as a trial does
+(``students.train_student``, the seed drawing the CNN's weights and the data order), fp32 torch. Per arm: validation
+and test accuracy of every seed with its Wilson interval and the paired difference to the teacher on the same rows,
+the seed mean ± sd, and the paired speed-up over the fp32 teacher (seed 0; the shapes of all seeds are the same).
+The target (issue 20): a CNN ≥ 15x the teacher's speed whose seed-mean accuracy is ≥ 3 points above the majority
+class on validation and on test. Writes ``results.md`` and ``results.json`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ ARMS = ("base", "pair", "representation", "augment", "all")
 
 
 def arm_config(config: StudyConfig, arm: str, augment: int, weight: float) -> StudyConfig:
+    off = {"pair_aware": False, "representation_weight": 0.0, "augment": 0}  # each arm says all three
     changes: dict[str, Any] = {
-        "base": {},
-        "pair": {"pair_aware": True},
-        "representation": {"representation_weight": weight},
-        "augment": {"augment": augment},
+        "base": off,
+        "pair": {**off, "pair_aware": True},
+        "representation": {**off, "representation_weight": weight},
+        "augment": {**off, "augment": augment},
         "all": {"pair_aware": True, "representation_weight": weight, "augment": augment},
     }[arm]
     space = dataclasses.replace(config.search_space, architecture=Fixed("cnn"))  # prepare() builds the CNN's targets
@@ -143,18 +144,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"hardware: {hardware}", flush=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict[str, Any] = {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for arm in args.arms.split(","):
             print(f"  {arm}", flush=True)
             config = arm_config(base, arm, args.augment, args.weight)
             results[arm] = run_arm(config, seeds, RunOptions(cache_dir=args.cache_dir, progress=False), Path(tmp))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(results, hardware)
-    (out / "results.md").write_text(text)
-    (out / "results.json").write_text(
-        json.dumps({"hardware": hardware, "arguments": vars(args), "arms": results}, indent=1)
-    )
+            text = markdown(results, hardware)  # after every arm, so an interrupted run keeps the finished arms
+            (out / "results.md").write_text(text)
+            (out / "results.json").write_text(
+                json.dumps({"hardware": hardware, "arguments": vars(args), "arms": results}, indent=1)
+            )
     print(text)
     return results
 
