@@ -9,16 +9,34 @@ import math
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
+
+
+def _inside(frame: FrameType | None, module: str) -> bool:
+    """Whether ``frame`` or a frame that called it runs code of ``module`` (or of a module under it)."""
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(module):
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler, ``kill``, a container stop) takes the Ctrl-C path: the running trial is failed."""
+    """SIGTERM (a scheduler, ``kill``, a container stop) takes the Ctrl-C path: the running trial is failed.
+
+    A SIGTERM that lands while SQLAlchemy's pool returns a connection is sent again 50 ms later instead of raising
+    there: the pool would log the interrupt's traceback ("Exception during reset or similar") before passing it on,
+    and the interrupt is reported once, as ``latencysolver: terminated``."""
     from latencysolver.search.workers import Terminated
 
     def terminate(signum, frame):
+        if _inside(frame, "sqlalchemy.pool"):
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, terminate)
