@@ -7,18 +7,31 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: bench-cnn gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean
+.PHONY: bench-cnn constraints gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean
 
 install: $(VENV)/.installed
 
 # torch is pinned here, not in pyproject: 2.13.0 is the CPU wheel these machines hold on disk; an unpinned
 # torch pulls a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# Every other package at the version in constraints.txt (the set last tested), so a new upstream release cannot
+# break a fresh install between two commits; `make constraints` re-resolves them to the newest releases.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip -c constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' -c constraints.txt
 	touch $@
+
+# A scratch venv with the newest release of everything pyproject.toml admits, frozen into constraints.txt; then
+# run `make lint test test-slow` (they reinstall .venv from it) before committing the new file.
+constraints:
+	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip install -q --upgrade pip
+	.constraints-venv/bin/python -m pip install -q torch==2.13.0
+	.constraints-venv/bin/python -m pip install -q '.[test]'
+	{ sed -n '/^#/p' constraints.txt; .constraints-venv/bin/python -m pip freeze --all \
+	    | grep -vE '^(torch|setuptools|wheel|latencysolver)[= @]'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .constraints-venv
 
 # Chromium as for `make test` (below): the report's PNG needs it; `make demo BROWSER_INSTALL=0` skips the install
 demo: install  ## `run` prints the Pareto front at its end; then the best trial's export and the HTML report

@@ -45,6 +45,7 @@ from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 
 RUNGS = (1 / 9, 1 / 3)  # of the 300 distillation steps: 33 and 100
+SIGNALS = ("accuracy", "auc", "log_likelihood")  # what a rung records on the check rows (early_stop.rung_metric)
 ARMS = {  # arm: (study YAML, sampler, early_stop changes)
     "elastic-tpe": ("studies/boolq-elastic.yaml", "tpe", {}),
     "elastic-random": ("studies/boolq-elastic.yaml", "random", {}),
@@ -126,8 +127,9 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict[st
 
 
 def rung_results(study: optuna.Study) -> list[dict[str, Any]]:
-    """Per trial that reached a rung: its rung accuracies, whether a rung stopped it, and its final validation
-    accuracy (None when a check stopped it)."""
+    """Per trial that reached a rung: its signals at each rung (accuracy, AUC and log-likelihood on the check rows;
+    trials stored before the last two were recorded have only accuracy), whether a rung stopped it, and its final
+    validation accuracy (None when a check stopped it)."""
     out = []
     for t in study.get_trials(deepcopy=False):
         record = trial_record(t)
@@ -136,7 +138,7 @@ def rung_results(study: optuna.Study) -> list[dict[str, Any]]:
         out.append(
             {
                 "trial": t.number,
-                "rungs": {f"{r['rung']:.4f}": r["accuracy"] for r in record.rungs},
+                "rungs": {f"{r['rung']:.4f}": {m: r[m] for m in SIGNALS if m in r} for r in record.rungs},
                 "stopped": (record.early_stopped or {}).get("reason"),
                 "final": None if record.early_stopped else t.values[0],
                 "seconds": (t.datetime_complete - t.datetime_start).total_seconds(),
@@ -146,22 +148,25 @@ def rung_results(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def rung_fidelity(runs: list[dict[str, Any]], resamples: int = 2000) -> list[dict[str, Any]]:
-    """Spearman's rho between each rung's check accuracy and the final validation accuracy, over the trials that
-    ran their whole budget (pooled over arms and seeds), with a 95% percentile bootstrap over trials."""
+    """Spearman's rho between each rung's check signal (each of SIGNALS) and the final validation accuracy, over
+    the trials that ran their whole budget (pooled over arms and seeds), with a 95% percentile bootstrap over
+    trials.  A rung stored as a bare number (results from before AUC and log-likelihood) is its accuracy."""
     import numpy as np
     from scipy.stats import spearmanr
 
-    pairs: dict[str, list[tuple[float, float]]] = {}
+    pairs: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for r in runs:
         for t in r.get("rungs") or ():
             if t["final"] is not None:
-                for rung, accuracy in t["rungs"].items():
-                    pairs.setdefault(rung, []).append((accuracy, t["final"]))
+                for rung, signals in t["rungs"].items():
+                    for metric, value in (signals if isinstance(signals, dict) else {"accuracy": signals}).items():
+                        pairs.setdefault((rung, metric), []).append((value, t["final"]))
     out = []
     rng = np.random.default_rng(0)
-    for rung, xy in sorted(pairs.items()):
+    order = sorted(pairs, key=lambda k: (float(k[0]), SIGNALS.index(k[1])))
+    for (rung, metric), xy in ((k, pairs[k]) for k in order):
         a = np.array(xy)
-        if len(a) < 4:
+        if len(a) < 4 or np.ptp(a[:, 0]) == 0:  # too few, or one value on every trial: it ranks nothing
             continue
         rho = float(spearmanr(a[:, 0], a[:, 1]).statistic)
         boot = []
@@ -170,7 +175,16 @@ def rung_fidelity(runs: list[dict[str, Any]], resamples: int = 2000) -> list[dic
             if np.ptp(sample[:, 0]) > 0 and np.ptp(sample[:, 1]) > 0:
                 boot.append(spearmanr(sample[:, 0], sample[:, 1]).statistic)
         low, high = np.percentile(boot, [2.5, 97.5])
-        out.append({"rung": float(rung), "trials": len(a), "spearman": rho, "low": float(low), "high": float(high)})
+        out.append(
+            {
+                "rung": float(rung),
+                "signal": metric,
+                "trials": len(a),
+                "spearman": rho,
+                "low": float(low),
+                "high": float(high),
+            }
+        )
     return out
 
 
@@ -213,13 +227,15 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, hardware: str
     if fidelity:
         lines += [
             "",
-            "Rung fidelity: Spearman's rho between the accuracy on the check rows at a rung and the final "
-            "validation accuracy, over the trials that ran their whole budget (95% bootstrap over trials).",
+            "Rung fidelity: Spearman's rho between a signal on the check rows at a rung (accuracy; AUC of the "
+            "scores; mean log-likelihood of the true answer) and the final validation accuracy, over the trials "
+            "that ran their whole budget (95% bootstrap over trials).",
             "",
-            "| rung (of the steps) | trials | Spearman rho [95%] |",
-            "| --- | --- | --- |",
+            "| rung (of the steps) | signal | trials | Spearman rho [95%] |",
+            "| --- | --- | --- | --- |",
             *(
-                f"| {f['rung']:.3f} | {f['trials']} | {f['spearman']:.2f} [{f['low']:.2f}, {f['high']:.2f}] |"
+                f"| {f['rung']:.3f} | {f['signal']} | {f['trials']} | "
+                f"{f['spearman']:.2f} [{f['low']:.2f}, {f['high']:.2f}] |"
                 for f in fidelity
             ),
         ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from latencysolver.config.study import load_study_config
@@ -15,6 +17,7 @@ from latencysolver.results.records import trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from latencysolver.search.rungs import RUNGS_ATTR, decide, dominates, nondominated_ranks
+from latencysolver.training.evaluate import log_likelihood, ranking_auc, scores
 
 
 def test_dominance_needs_better_somewhere():
@@ -57,7 +60,7 @@ def test_bad_rungs_name_the_key(study_yaml, early_stop, key, words):
     assert info.value.key == key and words in str(info.value)
 
 
-def _rung_study(study_yaml, tmp_path, others: tuple[float, float], **early_stop):
+def _rung_study(study_yaml, tmp_path, others: tuple[float, float], signals: dict | None = None, **early_stop):
     """Six stored trials at the first rung with (accuracy, speed-up) ``others``, then a real trial ranked against
     them.  (The study is made by a first trial rejected on latency, which reaches no rung.)"""
     rule = {"after": None, "rows": 16, "rungs": [1 / 9, 1 / 3], "reduction_factor": 3, "min_trials": 2}
@@ -68,7 +71,7 @@ def _rung_study(study_yaml, tmp_path, others: tuple[float, float], **early_stop)
     study = run_study(rejecting, options, log=lambda _: None)
     first_rung = config.early_stop.rungs[0]
     for _ in range(6):
-        entry = {"rung": first_rung, "step": 1, "accuracy": others[0], "speedup": others[1]}
+        entry = {"rung": first_rung, "step": 1, "accuracy": others[0], "speedup": others[1], **(signals or {})}
         study.add_trial(
             optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.5, 1.0], user_attrs={RUNGS_ATTR: [entry]})
         )
@@ -105,6 +108,34 @@ def test_record_only_rungs_never_stop(study_yaml, tmp_path):
     r = trial_record(second)
     assert r.distill_steps == 9 and r.early_stopped is None
     assert r.rungs[0]["rank"] == 1 and r.rungs[0]["stop"] is False  # dominated, recorded, not stopped
+
+
+def test_a_rung_ranks_on_its_rung_metric(study_yaml, tmp_path):
+    # the stored trials beat it on accuracy and speed-up, and are worse than any real AUC: ranked on accuracy it
+    # stops (as above), ranked on AUC it is on the rung's front and runs its whole budget
+    impossible = {"auc": -1.0, "log_likelihood": -1e9}
+    _, second = _rung_study(study_yaml, tmp_path, others=(1.0, 1e6), signals=impossible, rung_metric="auc")
+    r = trial_record(second)
+    assert r.distill_steps == 9 and r.early_stopped is None
+    first = r.rungs[0]
+    assert first["metric"] == "auc" and first["rank"] == 0 and first["trials"] == 7
+    assert 0.0 <= first["auc"] <= 1.0 and first["log_likelihood"] < 0.0 and 0.0 <= first["accuracy"] <= 1.0
+
+
+def test_ranking_auc_and_log_likelihood_by_hand():
+    # scores logit[1] - logit[0] for labels 1, 0, 1, 0: of the 4 (yes, no) pairs, 3 are ordered and one tied
+    # (-1.5 against -1.5, half): AUC 3.5 / 4.  Every row answers "no", so the accuracy is the majority rate's 0.5.
+    logits = torch.tensor([[0.0, -0.5], [0.0, -1.5], [0.0, -1.5], [0.0, -3.5]])  # scores -0.5, -1.5, -1.5, -3.5
+    labels = (1, 0, 1, 0)
+    assert scores(logits, labels).accuracy == 0.5
+    assert ranking_auc(logits, labels) == pytest.approx(0.875)
+    assert ranking_auc(logits, (0, 0, 0, 0)) == 0.5  # one class only: no ranking to judge
+    # p(yes) = 3/4 on the first row and 1/2 on the second, the true classes 1 and 0: mean(log 3/4, log 1/2)
+    two = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
+    assert log_likelihood(two, (1, 0)) == pytest.approx((math.log(0.75) + math.log(0.5)) / 2)
+    # three classes, each ranked first by its own probability: one-vs-rest AUC 1
+    three = torch.eye(3)[[0, 1, 2, 0]] * 4.0
+    assert ranking_auc(three, (0, 1, 2, 0)) == pytest.approx(1.0)
 
 
 def test_rungs_are_refused_in_elastic_mode(study_yaml):

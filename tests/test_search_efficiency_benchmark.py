@@ -62,3 +62,20 @@ def test_rung_fidelity_is_spearman_over_trials_that_finished():
     assert fidelity["trials"] == 5 and fidelity["rung"] == pytest.approx(0.1111)
     assert fidelity["spearman"] == pytest.approx(0.9)
     assert -1.0 <= fidelity["low"] <= 0.9 <= fidelity["high"] <= 1.0
+
+
+def test_rung_fidelity_is_per_signal_and_reads_old_bare_accuracies():
+    # AUC ranks the five finished trials exactly as their final accuracy (rho 1); a log-likelihood the same on every
+    # trial ranks nothing and is left out; a stored bare number (results from before the signals) is an accuracy
+    finals = [0.60, 0.61, 0.62, 0.63, 0.64]
+    rows = [
+        {"rungs": {"0.3333": {"accuracy": 0.6, "auc": 0.50 + 0.01 * i, "log_likelihood": -0.7}}, "final": f}
+        for i, f in enumerate(finals)
+    ]
+    rows[4]["rungs"]["0.3333"]["accuracy"] = 0.7
+    old = [{"rungs": {"0.3333": 0.6 + 0.01 * i}, "final": f} for i, f in enumerate(finals)]
+    out = bench.rung_fidelity([{"rungs": rows}, {"rungs": old}], resamples=50)
+    by = {f["signal"]: f for f in out}
+    assert [f["signal"] for f in out] == ["accuracy", "auc"]
+    assert by["auc"]["trials"] == 5 and by["auc"]["spearman"] == pytest.approx(1.0)
+    assert by["accuracy"]["trials"] == 10  # five new rows and five old bare numbers

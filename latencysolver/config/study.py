@@ -182,6 +182,9 @@ class EarlyStopConfig:
       reached the same rung; outside the best ``1/reduction_factor`` it stops.  A trial on the rung's front never
       stops, nor does any trial before ``min_trials`` have reached the rung.  ``rung_stop: false`` records the
       rung accuracies without stopping anything (to measure first how well they predict the final accuracy).
+      ``rung_metric`` is what a rung ranks on the check rows: ``accuracy``, or a continuous signal a student
+      still answering the majority class already has: ``auc`` (how well its scores rank the rows) or
+      ``log_likelihood`` (the mean log-probability of the true answer).  Every rung records all three.
 
     A stopped trial is recorded with its partial results as infeasible (``early_stopped``)."""
 
@@ -191,6 +194,7 @@ class EarlyStopConfig:
     reduction_factor: int = 3
     min_trials: int = 6
     rung_stop: bool = True
+    rung_metric: Literal["accuracy", "auc", "log_likelihood"] = "accuracy"
 
     def __post_init__(self) -> None:
         if self.after is not None and not 0 < self.after < 1:

@@ -134,7 +134,7 @@ def load_classifier(name_or_path: str, num_labels: int | None = None) -> PreTrai
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity(logging.ERROR)
     try:
-        head = {} if num_labels is None else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
+        head: dict[str, Any] = {} if num_labels is None else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
         model = AutoModelForSequenceClassification.from_pretrained(
             location, local_files_only=os.path.isdir(location), dtype=torch.float32, **head
         )

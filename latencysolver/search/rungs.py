@@ -2,13 +2,14 @@
 
 Optuna's pruners refuse multi-objective studies (optuna/optuna#3450), so, as OptunaHub's ``multi_metric_pruner``
 does, the intermediate values live in each trial's user attrs.  At each rung (a fraction of the distillation
-steps) a trial writes its accuracy on the check rows and its speed-up (measured before training: latency
-first) under ``rungs``, reads the same rung's values of every other trial in the storage (running or finished,
-from any worker), and ranks them all by Pareto dominance (non-dominated sorting, as NSGA-II).  The trial goes on
-while its rank is within that of the best ``ceil(n / reduction_factor)``, so a trial on the rung's front always
-goes on; nothing stops before ``min_trials`` trials have reached the rung.  Asynchronous, as ASHA (Li et al.,
-MLSys 2020): a decision never waits for other trials, and early trials are judged against fewer.  The ranking
-follows MO-ASHA (Schmucker et al., 2021), with ties at the cut-off rank kept rather than broken.
+steps) a trial writes its signals on the check rows (accuracy, ranking AUC, log-likelihood) and its speed-up
+(measured before training: latency first) under ``rungs``, reads the same rung's values of every other trial in
+the storage (running or finished, from any worker), and ranks them all by Pareto dominance of
+(``early_stop.rung_metric``, speed-up) (non-dominated sorting, as NSGA-II).  The trial goes on while its rank is
+within that of the best ``ceil(n / reduction_factor)``, so a trial on the rung's front always goes on; nothing
+stops before ``min_trials`` trials have reached the rung.  Asynchronous, as ASHA (Li et al., MLSys 2020): a
+decision never waits for other trials, and early trials are judged against fewer.  The ranking follows MO-ASHA
+(Schmucker et al., 2021), with ties at the cut-off rank kept rather than broken.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class RungDecision:
     rung: float  # the fraction of the distillation steps
     step: int
     accuracy: float  # on the check rows (early_stop.rows)
+    auc: float  # of the scores on the check rows (training.evaluate.ranking_auc)
+    log_likelihood: float  # mean log-probability of the true answer on the check rows
+    metric: str  # which of the three the rank is on (early_stop.rung_metric)
     speedup: float
     rank: int  # non-dominated rank among the ``trials`` that reached the rung, this one included
     trials: int
@@ -72,15 +76,18 @@ def decide(
     return ranks[-1], kept, ranks[-1] > cutoff
 
 
-def rung_points(trials: Sequence[optuna.trial.FrozenTrial], rung: float, exclude: int) -> list[tuple[float, float]]:
-    """(accuracy, speed-up) of every trial but ``exclude`` that reported ``rung``."""
+def rung_points(
+    trials: Sequence[optuna.trial.FrozenTrial], rung: float, exclude: int, metric: str = "accuracy"
+) -> list[tuple[float, float]]:
+    """(``metric``, speed-up) of every trial but ``exclude`` that reported ``rung`` (and ``metric``: trials stored
+    before a signal was recorded have only their accuracy)."""
     out = []
     for t in trials:
         if t.number == exclude:
             continue
         for entry in t.user_attrs.get(RUNGS_ATTR) or ():
-            if entry.get("rung") == rung:
-                out.append((float(entry["accuracy"]), float(entry["speedup"])))
+            if entry.get("rung") == rung and metric in entry:
+                out.append((float(entry[metric]), float(entry["speedup"])))
     return out
 
 
@@ -101,17 +108,22 @@ class Rungs:
                 return rung
         return None
 
-    def reached(self, rung: float, step: int, accuracy: float) -> RungDecision:
-        """Rank this trial among those at ``rung``, and store the decision where the other trials will read it."""
+    def reached(self, rung: float, step: int, signals: dict[str, float]) -> RungDecision:
+        """Rank this trial among those at ``rung`` by its ``signals`` (accuracy, auc, log_likelihood on the check
+        rows), and store the decision where the other trials will read it."""
+        metric = self.config.rung_metric
         trials = self.trial.study.get_trials(deepcopy=False)
-        others = rung_points(trials, rung, exclude=self.trial.number)
+        others = rung_points(trials, rung, exclude=self.trial.number, metric=metric)
         rank, kept, stop = decide(
-            (accuracy, self.speedup), others, self.config.reduction_factor, self.config.min_trials
+            (signals[metric], self.speedup), others, self.config.reduction_factor, self.config.min_trials
         )
         decision = RungDecision(
             rung=rung,
             step=step,
-            accuracy=accuracy,
+            accuracy=signals["accuracy"],
+            auc=signals["auc"],
+            log_likelihood=signals["log_likelihood"],
+            metric=metric,
             speedup=self.speedup,
             rank=rank,
             trials=len(others) + 1,

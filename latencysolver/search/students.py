@@ -32,7 +32,7 @@ from latencysolver.models.student import cnn_student, compress
 from latencysolver.results.storage import AtomicArtifactStore
 from latencysolver.search.rungs import Rungs
 from latencysolver.training.distillation import distill, hidden_targets
-from latencysolver.training.evaluate import predict_logits, scores
+from latencysolver.training.evaluate import log_likelihood, predict_logits, ranking_auc, scores
 from latencysolver.training.loop import TrainResult
 
 
@@ -104,9 +104,17 @@ def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, Any]
         rung = rungs.rung_at(step, total) if rungs is not None else None
         if not floor_check and rung is None:
             return False
-        accuracy = scores(predict_logits(model, rows, pad_id=ctx.pad_id, progress=False), rows.labels).accuracy
+        logits = predict_logits(model, rows, pad_id=ctx.pad_id, progress=False)
+        accuracy = scores(logits, rows.labels).accuracy
         model.train()
-        decision = rungs.reached(rung, step, accuracy) if rungs is not None and rung is not None else None
+        decision = None
+        if rungs is not None and rung is not None:
+            signals = {
+                "accuracy": accuracy,
+                "auc": ranking_auc(logits, rows.labels),
+                "log_likelihood": log_likelihood(logits, rows.labels),
+            }
+            decision = rungs.reached(rung, step, signals)
         if floor_check and accuracy <= accuracy_floor(ctx):
             seen.update(step=step, accuracy_on_check_rows=accuracy, reason="floor", floor=accuracy_floor(ctx))
             return True

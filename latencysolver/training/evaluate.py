@@ -66,6 +66,35 @@ def scores(logits: torch.Tensor, labels: torch.Tensor | tuple[int, ...]) -> Scor
     return Scores(accuracy=accuracy, f1=per_class[1] if classes == 2 else sum(per_class) / classes)
 
 
+def ranking_auc(logits: torch.Tensor, labels: torch.Tensor | tuple[int, ...]) -> float:
+    """The area under the ROC curve of the model's scores: for two classes, the chance that a random row of class 1
+    scores above a random row of class 0 on ``logit[1] - logit[0]`` (ties count half, the Mann-Whitney U); for
+    more, the mean of each class against the rest on its softmax probability.  0.5 where a class is absent.
+
+    A continuous signal where accuracy has none: a student that still answers the majority class on every row can
+    already rank the rows (the rung check of per-trial mode reads it)."""
+    labels = torch.as_tensor(labels)
+    classes = int(logits.shape[-1])
+    if classes == 2:
+        return _auc(logits[:, 1] - logits[:, 0], labels == 1)
+    probs = logits.float().softmax(dim=-1)
+    return sum(_auc(probs[:, k], labels == k) for k in range(classes)) / classes
+
+
+def _auc(score: torch.Tensor, positive: torch.Tensor) -> float:
+    pos, neg = score[positive].double(), score[~positive].double()
+    if not len(pos) or not len(neg):
+        return 0.5
+    above = (pos[:, None] > neg[None, :]).sum().item() + 0.5 * (pos[:, None] == neg[None, :]).sum().item()
+    return above / (len(pos) * len(neg))
+
+
+def log_likelihood(logits: torch.Tensor, labels: torch.Tensor | tuple[int, ...]) -> float:
+    """The mean log-probability the model gives the true class (the negative cross-entropy, in nats)."""
+    labels = torch.as_tensor(labels)
+    return logits.float().log_softmax(dim=-1).gather(1, labels[:, None]).mean().item()
+
+
 def _f1(pred: torch.Tensor, labels: torch.Tensor, positive: int) -> float:
     tp = ((pred == positive) & (labels == positive)).sum().item()
     fp = ((pred == positive) & (labels != positive)).sum().item()
