@@ -59,7 +59,7 @@ test: install
 	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
 	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) \
 	    .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
-	    $(PY) -m pytest -q -m "not slow" tests
+	    $(PY) -m pytest -q -m "not slow" --durations=15 tests
 
 pg-start:  ## the throwaway PostgreSQL test server (installs it with apt-get as root if missing)
 	.ci/postgres.sh start

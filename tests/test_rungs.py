@@ -62,8 +62,10 @@ def test_bad_rungs_name_the_key(study_yaml, early_stop, key, words):
 
 def _rung_study(study_yaml, tmp_path, others: tuple[float, float], signals: dict | None = None, **early_stop):
     """Six stored trials at the first rung with (accuracy, speed-up) ``others``, then a real trial ranked against
-    them.  (The study is made by a first trial rejected on latency, which reaches no rung.)"""
+    them (on accuracy unless ``rung_metric`` says otherwise).  (The study is made by a first trial rejected on
+    latency, which reaches no rung.)"""
     rule = {"after": None, "rows": 16, "rungs": [1 / 9, 1 / 3], "reduction_factor": 3, "min_trials": 2}
+    rule["rung_metric"] = "accuracy"  # the stored trials carry an accuracy; the AUC test below sets its own
     path = study_yaml(distillation={"steps": 9, "batch_size": 8}, early_stop={**rule, **early_stop}, n_trials=1)
     config = load_study_config(path)
     options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)

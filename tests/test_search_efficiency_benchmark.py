@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import optuna
 import pytest
@@ -73,9 +74,27 @@ def test_rung_fidelity_is_per_signal_and_reads_old_bare_accuracies():
         for i, f in enumerate(finals)
     ]
     rows[4]["rungs"]["0.3333"]["accuracy"] = 0.7
-    old = [{"rungs": {"0.3333": 0.6 + 0.01 * i}, "final": f} for i, f in enumerate(finals)]
+    old = [{"rungs": {"0.3333": 0.5 + 0.01 * i}, "final": f} for i, f in enumerate(finals)]
     out = bench.rung_fidelity([{"rungs": rows}, {"rungs": old}], resamples=50)
     by = {f["signal"]: f for f in out}
     assert [f["signal"] for f in out] == ["accuracy", "auc"]
     assert by["auc"]["trials"] == 5 and by["auc"]["spearman"] == pytest.approx(1.0)
     assert by["accuracy"]["trials"] == 10  # five new rows and five old bare numbers
+    # a study that repeats the same recipes (another arm, same sampler seed) adds nothing
+    again = bench.rung_fidelity([{"rungs": rows}, {"rungs": old}, {"rungs": [dict(t) for t in rows]}], resamples=50)
+    assert [f["trials"] for f in again] == [10, 5]
+    # ... nor does one stored before the signals (a bare accuracy) whose rung and final accuracies are the same
+    bare = [{"rungs": {k: v["accuracy"] for k, v in t["rungs"].items()}, "final": t["final"]} for t in rows]
+    assert [f["trials"] for f in bench.rung_fidelity([{"rungs": rows}, {"rungs": bare}], resamples=50)] == [5, 5]
+    # whichever comes first: the bare copy does not hide the new one's AUC
+    assert [f["trials"] for f in bench.rung_fidelity([{"rungs": bare}, {"rungs": rows}], resamples=50)] == [5, 5]
+
+
+def test_runs_of_an_earlier_invocation_are_kept_unless_run_again(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    assert bench.kept_runs(path, []) == []  # nothing written yet
+    earlier = [{"arm": "elastic-tpe", "seed": 0, "n": 1}, {"arm": "per-trial-tpe", "seed": 0, "n": 2}]
+    path.write_text(json.dumps({"runs": earlier}))
+    now = [{"arm": "per-trial-tpe", "seed": 0, "n": 3}, {"arm": "per-trial-random", "seed": 0, "n": 4}]
+    assert bench.kept_runs(path, now) == [earlier[0]]  # the re-run replaces the stored per-trial-tpe seed 0
+    assert "elastic-tpe, sampler seed 0: kept from" in capsys.readouterr().out
