@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -38,7 +38,7 @@ import optuna
 from boolq_pareto import hypervolume
 
 from latencysolver.cache import cache_root
-from latencysolver.config.study import load_study_config
+from latencysolver.config.study import RungMetric, load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.models.elastic import training_seconds
 from latencysolver.results.front import feasible_trials
@@ -47,7 +47,7 @@ from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 
 RUNGS = (1 / 9, 1 / 3)  # of the 300 distillation steps: 33 and 100
-SIGNALS = ("accuracy", "auc", "log_likelihood")  # what a rung records on the check rows (early_stop.rung_metric)
+SIGNALS = get_args(RungMetric)  # what a rung records on the check rows: accuracy, auc, log_likelihood
 ARMS = {  # arm: (study YAML, sampler, early_stop changes)
     "elastic-tpe": ("studies/boolq-elastic.yaml", "tpe", {}),
     "elastic-random": ("studies/boolq-elastic.yaml", "random", {}),
@@ -169,12 +169,12 @@ def rung_fidelity(runs: list[dict[str, Any]], resamples: int = 2000) -> list[dic
         for t in r.get("rungs") or ():
             if t["final"] is None:
                 continue
+            rungs = {k: v if isinstance(v, dict) else {"accuracy": v} for k, v in t["rungs"].items()}
             # arms with one sampler seed share their first (random start-up) recipes, and training is deterministic:
             # the same trial in two studies has the same rung accuracies and final accuracy, and counts once per signal
-            accuracies = {k: v["accuracy"] if isinstance(v, dict) else v for k, v in t["rungs"].items()}
-            trial = (t["final"], json.dumps(accuracies, sort_keys=True))
-            for rung, signals in t["rungs"].items():
-                for metric, value in (signals if isinstance(signals, dict) else {"accuracy": signals}).items():
+            trial = (t["final"], json.dumps({k: v["accuracy"] for k, v in rungs.items()}, sort_keys=True))
+            for rung, signals in rungs.items():
+                for metric, value in signals.items():
                     if (trial, rung, metric) not in seen:
                         seen.add((trial, rung, metric))
                         pairs.setdefault((rung, metric), []).append((value, t["final"]))

@@ -52,6 +52,7 @@ def test_the_keep_rule():
         ({"rungs": [0.0, 0.5]}, "early_stop.rungs", "(0, 1)"),
         ({"rungs": [0.5], "reduction_factor": 1}, "early_stop.reduction_factor", ">= 2"),
         ({"rungs": [0.5], "min_trials": 0}, "early_stop.min_trials", "> 0"),
+        ({"rungs": [0.5], "rung_metric": "loss"}, "early_stop.rung_metric", "expected one of"),
     ],
 )
 def test_bad_rungs_name_the_key(study_yaml, early_stop, key, words):

@@ -170,6 +170,10 @@ class ConstraintsConfig:
         _check_positive(self, "max_latency_ms", "min_speedup")
 
 
+# what a rung records on its check rows (all three), and ranks on (one): search/rungs.py
+RungMetric = Literal["accuracy", "auc", "log_likelihood"]
+
+
 @dataclass(frozen=True)
 class EarlyStopConfig:
     """Stop hopeless trials early (per-trial mode).  Optuna's pruners refuse two objectives, so the objective
@@ -195,7 +199,7 @@ class EarlyStopConfig:
     reduction_factor: int = 3
     min_trials: int = 6
     rung_stop: bool = True
-    rung_metric: Literal["accuracy", "auc", "log_likelihood"] = "auc"  # measured: benchmarks/README.md
+    rung_metric: RungMetric = "auc"  # measured: benchmarks/README.md
 
     def __post_init__(self) -> None:
         if self.after is not None and not 0 < self.after < 1:

@@ -77,7 +77,7 @@ def decide(
 
 
 def rung_points(
-    trials: Sequence[optuna.trial.FrozenTrial], rung: float, exclude: int, metric: str = "accuracy"
+    trials: Sequence[optuna.trial.FrozenTrial], rung: float, exclude: int, metric: str
 ) -> list[tuple[float, float]]:
     """(``metric``, speed-up) of every trial but ``exclude`` that reported ``rung`` (and ``metric``: trials stored
     before a signal was recorded have only their accuracy)."""

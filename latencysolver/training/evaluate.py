@@ -67,32 +67,32 @@ def scores(logits: torch.Tensor, labels: torch.Tensor | tuple[int, ...]) -> Scor
 
 
 def ranking_auc(logits: torch.Tensor, labels: torch.Tensor | tuple[int, ...]) -> float:
-    """The area under the ROC curve of the model's scores: for two classes, the chance that a random row of class 1
-    scores above a random row of class 0 on ``logit[1] - logit[0]`` (ties count half, the Mann-Whitney U); for
-    more, the mean of each class against the rest on its softmax probability.  0.5 where a class is absent.
+    """The area under the ROC curve of the model's scores (scikit-learn's ``roc_auc_score``): for two classes, the
+    chance that a random row of class 1 scores above a random row of class 0 on ``logit[1] - logit[0]`` (ties count
+    half); for more, the mean of each class against the rest on its softmax probability.  0.5 where a class is
+    absent (no ranking to judge).
 
     A continuous signal where accuracy has none: a student that still answers the majority class on every row can
     already rank the rows (the rung check of per-trial mode reads it)."""
-    labels = torch.as_tensor(labels)
+    from sklearn.metrics import roc_auc_score
+
+    truth = torch.as_tensor(labels)
     classes = int(logits.shape[-1])
     if classes == 2:
-        return _auc(logits[:, 1] - logits[:, 0], labels == 1)
-    probs = logits.float().softmax(dim=-1)
-    return sum(_auc(probs[:, k], labels == k) for k in range(classes)) / classes
-
-
-def _auc(score: torch.Tensor, positive: torch.Tensor) -> float:
-    pos, neg = score[positive].double(), score[~positive].double()
-    if not len(pos) or not len(neg):
-        return 0.5
-    above = (pos[:, None] > neg[None, :]).sum().item() + 0.5 * (pos[:, None] == neg[None, :]).sum().item()
-    return above / (len(pos) * len(neg))
+        columns = [(truth == 1, logits[:, 1] - logits[:, 0])]
+    else:
+        probs = logits.float().softmax(dim=-1)
+        columns = [(truth == k, probs[:, k]) for k in range(classes)]
+    areas = [
+        roc_auc_score(positive.numpy(), score.double().numpy()) if 0 < int(positive.sum()) < len(positive) else 0.5
+        for positive, score in columns
+    ]
+    return float(sum(areas) / len(areas))
 
 
 def log_likelihood(logits: torch.Tensor, labels: torch.Tensor | tuple[int, ...]) -> float:
     """The mean log-probability the model gives the true class (the negative cross-entropy, in nats)."""
-    labels = torch.as_tensor(labels)
-    return logits.float().log_softmax(dim=-1).gather(1, labels[:, None]).mean().item()
+    return -torch.nn.functional.cross_entropy(logits.float(), torch.as_tensor(labels)).item()
 
 
 def _f1(pred: torch.Tensor, labels: torch.Tensor, positive: int) -> float:
