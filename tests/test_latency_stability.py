@@ -15,7 +15,7 @@ from latencysolver.cli import main
 from latencysolver.config.study import LatencyConfig, load_study_config
 from latencysolver.latency.stability import StabilityCheck, measure_checked, problems
 from latencysolver.results.front import completed_trials, feasible_trials, pareto_trials, unstable_trials
-from latencysolver.results.records import study_record, trial_record
+from latencysolver.results.records import ConstraintsRecord, StudyRecord, study_record, trial_record, write_study_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
@@ -171,3 +171,22 @@ def test_remeasure_clears_the_flag_when_the_calls_are_stable(loaded_study, capsy
     # nothing flagged any more: a second call says so and exits non-zero
     assert main(["remeasure", "--study", "tiny", "--storage", storage, "--no-progress"]) == 1
     assert "no trial whose latency is flagged unstable" in capsys.readouterr().err
+
+
+def test_a_slower_remeasurement_moves_a_set_ceiling_and_no_other(loaded_study, monkeypatch):
+    study, storage, _ = loaded_study
+    first_ms = {t.number: trial_record(t).latency_p50_ms for t in completed_trials(study)}
+    real_timed = protocol._timed
+    # the machine is quiet but slower overall: both models' calls take 2x + 1 ms, the ratio stays stable
+    monkeypatch.setattr(protocol, "_timed", lambda m, x: 2 * real_timed(m, x) + 1.0)
+    assert main(["remeasure", "--study", "tiny", "--storage", storage, "--no-progress"]) == 0
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    # the study set no latency ceiling: its stored 0.0 stays, however much slower the student now reads
+    assert all(t.constraints["max_latency_ms"] == 0.0 for t in completed_trials(study))
+    assert [t.number for t in pareto_trials(study)] != []
+    # had the study set a ceiling (each trial exactly at it: the stored 0.0), the value moves with p50 and turns > 0
+    write_study_record(study, StudyRecord(constraints=ConstraintsRecord(min_accuracy=0.0, max_latency_ms=1.0)))
+    for t in completed_trials(study):
+        moved = trial_record(t).latency_p50_ms - first_ms[t.number]
+        assert moved > 0.0 and t.constraints["max_latency_ms"] == pytest.approx(moved)
+    assert feasible_trials(study) == []

@@ -15,12 +15,14 @@ from optuna.trial import TrialState
 from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
+from latencysolver.data.text import TextSplit
 from latencysolver.results.front import front_rows, pareto_trials
 from latencysolver.results.records import is_feasible, study_record, trial_record
 from latencysolver.results.selection import pick_best
 from latencysolver.results.storage import load_existing_study
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
+from latencysolver.training.evaluate import scores
 from tests.conftest import export_cli, write_study_yaml
 
 
@@ -318,6 +320,13 @@ def test_constraint_values_follow_optunas_sign_convention():
         and set(values) == {"min_accuracy", "max_latency_ms"}
     )
     assert constraint_values(default, 0.62, 0.62, 5.0, 2.0)["min_accuracy"] > 0  # exactly the majority: degenerate
+    # a model answering the majority class on 19 of 24 rows scores exactly the majority rate (a float32 mean read
+    # 0.79166669 > 19/24 and passed the floor)
+    labels = (1,) * 19 + (0,) * 5
+    majority = TextSplit(("q",) * 24, ("p",) * 24, labels, ("no", "yes")).majority_rate()
+    accuracy = scores(torch.tensor([[0.0, 1.0]] * 24), labels).accuracy
+    assert accuracy == majority == 19 / 24
+    assert constraint_values(default, majority, accuracy, 5.0, 2.0)["min_accuracy"] > 0
     explicit = ConstraintsConfig(min_accuracy=0.65, max_latency_ms=4.0, min_speedup=3.0)
     # the bounds themselves are feasible
     assert constraint_values(explicit, 0.62, 0.65, 4.0, 3.0) == {
@@ -338,7 +347,8 @@ def test_every_trial_records_degeneracy_and_constraints(finished_study):
         assert isinstance(degenerate, bool)
         if t.values[0] <= majority:
             assert degenerate
-        assert (t.constraints["min_accuracy"] > 0) == (t.values[0] <= majority)
+        assert degenerate == (t.values[0] <= majority)  # the majority rate exactly is degenerate too
+        assert t.constraints["min_accuracy"] == pytest.approx(0.0 - t.values[0])  # the tiny study's floor is 0
         assert t.system_attrs  # set_constraint stored them where samplers and the dashboard look
 
 

@@ -42,26 +42,44 @@ REMEASURED_FIELDS = (
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The COMPLETE trials, each with its latest latency: a trial that ``latencysolver remeasure`` timed again
     is returned as a copy carrying those figures (its speed-up or p50 objective, its latency user attrs and its
-    latency ceiling constraint); the stored trial is left as it is."""
+    latency constraints); the stored trial is left as it is."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    remeasured = study_record(study).remeasured or {}
+    record = study_record(study)
+    remeasured = record.remeasured or {}
+    # a study ``run`` made without a ceiling stores its value as 0.0, which a slower re-measurement must not move
+    has_ceiling = record.constraints is None or record.constraints.max_latency_ms is not None
     return [
-        _with_remeasurement(t, study, remeasured[str(t.number)]) if str(t.number) in remeasured else t for t in trials
+        _with_remeasurement(t, study, remeasured[str(t.number)], has_ceiling) if str(t.number) in remeasured else t
+        for t in trials
     ]
 
 
-def _with_remeasurement(trial: FrozenTrial, study: optuna.Study, figures: dict[str, Any]) -> FrozenTrial:
+def _with_remeasurement(
+    trial: FrozenTrial, study: optuna.Study, figures: dict[str, Any], has_ceiling: bool
+) -> FrozenTrial:
     copy = deepcopy(trial)  # the stored trial (shared by get_trials(deepcopy=False)) stays as it is
     copy.user_attrs = {**trial.user_attrs, **{k: figures[k] for k in REMEASURED_FIELDS if k in figures}}
     minimize = study.directions[1] == StudyDirection.MINIMIZE
     new = figures.get("latency_p50_ms" if minimize else "speedup")
     if isinstance(new, (int, float)):
         copy.values = [copy.values[0], float(new)]
-    old_ms, new_ms = trial.user_attrs.get("latency_p50_ms"), figures.get("latency_p50_ms")
-    ceiling = f"constraints:{CONSTRAINT_NAMES[1]}"  # how Optuna's set_constraint stores it (FrozenTrial.constraints)
-    if ceiling in copy.system_attrs and isinstance(old_ms, (int, float)) and isinstance(new_ms, (int, float)):
-        copy.system_attrs[ceiling] = copy.system_attrs[ceiling] + float(new_ms) - float(old_ms)  # p50 - max ms
+    # Optuna's set_constraint stores each value as a system attr (read back as FrozenTrial.constraints)
+    ceiling, floor = (f"constraints:{name}" for name in CONSTRAINT_NAMES[1:])
+    if has_ceiling:
+        _shift(copy.system_attrs, ceiling, _change(trial, figures, "latency_p50_ms"))  # p50 - max ms
+    _shift(copy.system_attrs, floor, -_change(trial, figures, "speedup"))  # min speed-up - speed-up
     return copy
+
+
+def _change(trial: FrozenTrial, figures: dict[str, Any], field: str) -> float:
+    """How much ``latencysolver remeasure`` moved one figure (0.0 when either figure is missing)."""
+    old, new = trial.user_attrs.get(field), figures.get(field)
+    return float(new) - float(old) if isinstance(old, (int, float)) and isinstance(new, (int, float)) else 0.0
+
+
+def _shift(system_attrs: dict[str, Any], key: str, change: float) -> None:
+    if key in system_attrs:
+        system_attrs[key] = system_attrs[key] + change
 
 
 def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
