@@ -345,8 +345,6 @@ def test_every_trial_records_degeneracy_and_constraints(finished_study):
     for t in study.get_trials():
         degenerate = trial_record(t).degenerate
         assert isinstance(degenerate, bool)
-        if t.values[0] <= majority:
-            assert degenerate
         assert degenerate == (t.values[0] <= majority)  # the majority rate exactly is degenerate too
         assert t.constraints["min_accuracy"] == pytest.approx(0.0 - t.values[0])  # the tiny study's floor is 0
         assert t.system_attrs  # set_constraint stored them where samplers and the dashboard look
