@@ -7,7 +7,8 @@
 
 Each arm and sampler seed is one study (``ARM-sSEED``) in ``--out/study.db``, run by ``run_study`` with the arm's
 YAML (``studies/boolq-elastic.yaml`` or ``studies/boolq-pareto.yaml``, the sampler and its seed replaced).  A study
-already there is resumed up to ``--trials``, so an interrupted run continues where it stopped.
+already there is resumed up to ``--trials``, so an interrupted run continues where it stopped: Ctrl-C or SIGTERM
+fails the running trial, which the resumed run does not count.
 
 The clock of a study is the sum of its trials' wall times (start to finish, as Optuna stored them), plus, for an
 elastic arm, the one elastic training (its ``elastic.json``), which every elastic arm pays once; the teacher's
@@ -45,6 +46,7 @@ from latencysolver.results.front import feasible_trials
 from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
+from latencysolver.search.workers import Terminated, sigterm_as_interrupt
 
 RUNGS = (1 / 9, 1 / 3)  # of the 300 distillation steps: 33 and 100
 SIGNALS = get_args(RungMetric)  # what a rung records on the check rows: accuracy, auc, log_likelihood
@@ -100,7 +102,8 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict[st
     if args.report_only:  # the studies as they are: an interrupted run's finished trials
         study = optuna.load_study(study_name=config.name, storage=storage)
     else:
-        study = run_study(config, RunOptions(cache_dir=args.cache_dir, progress=args.progress))
+        with sigterm_as_interrupt():  # a SIGTERM fails the running trial (a resumed run does not count it)
+            study = run_study(config, RunOptions(cache_dir=args.cache_dir, progress=args.progress))
     record = study_record(study)
     setup = 0.0
     if record.elastic_artifacts is not None:
@@ -357,4 +360,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Terminated:
+        sys.exit("search_efficiency: terminated (SIGTERM); the running trial is recorded FAIL, rerun to resume")

@@ -345,17 +345,16 @@ def test_sigterm_fails_the_running_trial_and_exits_143(postgres_url, tmp_path, t
 def test_sigterm_inside_the_connection_pool_waits_until_it_is_left():
     """A SIGTERM that lands in SQLAlchemy's pool code is sent again shortly after instead of raising there (where
     the pool would log the interrupt's traceback); outside it, it raises ``Terminated`` as always."""
-    from latencysolver.cli.commands import _sigterm_as_interrupt
-    from latencysolver.search.workers import Terminated
+    from latencysolver.search.workers import Terminated, sigterm_as_interrupt
 
     # a function whose code runs as module sqlalchemy.pool.fake: the signal arrives while it runs
     namespace = {"__name__": "sqlalchemy.pool.fake", "os": os, "signal": signal}
     exec("def give_back():\n    os.kill(os.getpid(), signal.SIGTERM)\n    return 'returned'\n", namespace)
     finished = []
-    with _sigterm_as_interrupt(), pytest.raises(Terminated):
+    with sigterm_as_interrupt(), pytest.raises(Terminated):
         finished.append(namespace["give_back"]())
         time.sleep(5)  # the signal comes again within 50 ms and raises here
     assert finished == ["returned"]
-    with _sigterm_as_interrupt(), pytest.raises(Terminated):  # elsewhere: at once
+    with sigterm_as_interrupt(), pytest.raises(Terminated):  # elsewhere: at once
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)

@@ -7,43 +7,7 @@ import argparse
 import dataclasses
 import math
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
-
-
-def _inside(frame: FrameType | None, module: str) -> bool:
-    """Whether ``frame`` or a frame that called it runs code of ``module`` (or of a module under it)."""
-    while frame is not None:
-        if str(frame.f_globals.get("__name__", "")).startswith(module):
-            return True
-        frame = frame.f_back
-    return False
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler, ``kill``, a container stop) takes the Ctrl-C path: the running trial is failed.
-
-    A SIGTERM that lands while SQLAlchemy's pool returns a connection is sent again 50 ms later instead of raising
-    there: the pool would log the interrupt's traceback ("Exception during reset or similar") before passing it on,
-    and the interrupt is reported once, as ``latencysolver: terminated``."""
-    from latencysolver.search.workers import Terminated
-
-    def terminate(signum, frame):
-        if _inside(frame, "sqlalchemy.pool"):
-            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
-            return
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def warn(message: str) -> None:
@@ -63,6 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from latencysolver.errors import ConfigError
     from latencysolver.search.preparation import RunOptions
     from latencysolver.search.run import run_study
+    from latencysolver.search.workers import sigterm_as_interrupt
 
     if args.workers < 1:
         raise ConfigError(
@@ -77,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         keep_slow_settings=args.keep_slow_settings,
     )
     warn_threads(config.latency.threads, f"{config.config_file}: latency.threads")
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         study = run_study(
             config,
             RunOptions(
@@ -94,7 +59,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from latencysolver.errors import ConfigError
     from latencysolver.search.preparation import RunOptions
     from latencysolver.search.run import join_study
-    from latencysolver.search.workers import sqlite_warning
+    from latencysolver.search.workers import sigterm_as_interrupt, sqlite_warning
 
     if args.trials is not None and args.trials < 1:
         raise ConfigError(
@@ -103,7 +68,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     warning = sqlite_warning(args.storage, processes=2)
     if warning:
         print(warning.replace("2 processes", "a worker process"), file=sys.stderr)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         join_study(
             args.study,
             args.storage,
@@ -117,8 +82,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from latencysolver.cli.tables import print_repeats
     from latencysolver.search.confirm import confirm
     from latencysolver.search.preparation import RunOptions
+    from latencysolver.search.workers import sigterm_as_interrupt
 
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         repeats = confirm(
             args.study,
             args.storage,
@@ -134,8 +100,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 def cmd_remeasure(args: argparse.Namespace) -> int:
     from latencysolver.search.preparation import RunOptions
     from latencysolver.search.remeasure import remeasure
+    from latencysolver.search.workers import sigterm_as_interrupt
 
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         done = remeasure(
             args.study,
             args.storage,

@@ -31,6 +31,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -154,6 +155,36 @@ def _interrupt(pending: list[int]) -> KeyboardInterrupt:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into the Ctrl-C path by the CLI's run and worker (no user error: the CLI exits 143)."""
+
+
+def _inside(frame: FrameType | None, module: str) -> bool:
+    """Whether ``frame`` or a frame that called it runs code of ``module`` (or of a module under it)."""
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(module):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler, ``kill``, a container stop) takes the Ctrl-C path: the running trial is failed.
+
+    A SIGTERM that lands while SQLAlchemy's pool returns a connection is sent again 50 ms later instead of raising
+    there: the pool would log the interrupt's traceback ("Exception during reset or similar") before passing it on,
+    and the interrupt is reported once, as ``latencysolver: terminated``."""
+
+    def terminate(signum, frame):
+        if _inside(frame, "sqlalchemy.pool"):
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _signal_name(exc: KeyboardInterrupt) -> str:
