@@ -1,8 +1,8 @@
 """Is a slice of the elastic student as good as the same recipe distilled alone? (issue 18)
 
     .venv/bin/python benchmarks/elastic_slices.py [--config studies/boolq-elastic.yaml]
-        [--data ../shared/data/boolq-dev-split] [--recovery 0,50] [--alone-steps 300,600] [--cache-dir DIR]
-        [--out benchmarks/results/elastic_slices]
+        [--data ../shared/data/boolq-dev-split] [--recovery 0,50] [--alone-steps 300,600] [--recipes 1,2,3]
+        [--cache-dir DIR] [--out benchmarks/results/elastic_slices]
 
 Trains (or loads the cached) elastic student of the study, then for each recipe below: the slice as the elastic
 student left it and after each ``--recovery`` number of distillation steps (``students.train_student`` in elastic
@@ -55,9 +55,18 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "boolq-dev-split"))
     parser.add_argument("--recovery", default="0,50", help="recovery steps of the slices, comma-separated")
     parser.add_argument("--alone-steps", default="300,600", help="distillation steps of the recipes alone ('' none)")
+    parser.add_argument(
+        "--recipes",
+        default=",".join(str(i) for i in range(1, len(RECIPES) + 1)),
+        help="which recipes, by number: " + "; ".join(f"{i} {name}" for i, name in enumerate(RECIPES, 1)),
+    )
     parser.add_argument("--cache-dir")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "elastic_slices"))
     args = parser.parse_args()
+    numbers = [int(n) for n in args.recipes.split(",")] if args.recipes.replace(",", "").isdigit() else []
+    if not numbers or not all(1 <= n <= len(RECIPES) for n in numbers):
+        parser.error(f"--recipes {args.recipes}: expected numbers from 1 to {len(RECIPES)}, comma-separated")
+    chosen = {name: recipe for i, (name, recipe) in enumerate(RECIPES.items(), 1) if i in numbers}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -97,7 +106,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ctx = standalone_context(config, prepared, inputs, str(tmp))
-        for name, recipe in RECIPES.items():
+        for name, recipe in chosen.items():
             for steps in (int(s) for s in args.recovery.split(",") if s):
                 start = time.perf_counter()
                 sliced = dataclasses.replace(recipe, recovery_steps=steps)
