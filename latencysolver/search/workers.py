@@ -154,7 +154,7 @@ def _interrupt(pending: list[int]) -> KeyboardInterrupt:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into the Ctrl-C path by the CLI's run and worker (no user error: the CLI exits 143)."""
+    """SIGTERM, turned into the Ctrl-C path by ``sigterm_as_interrupt`` (no user error: the CLI exits 143)."""
 
 
 def _inside(frame: FrameType | None, module: str) -> bool:
@@ -172,7 +172,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     A SIGTERM that lands while SQLAlchemy's pool returns a connection is sent again 50 ms later instead of raising
     there: the pool would log the interrupt's traceback ("Exception during reset or similar") before passing it on,
-    and the interrupt is reported once, as ``latencysolver: terminated``."""
+    and the interrupt is reported once by the caller (the CLI: ``latencysolver: terminated``).  Used by the CLI's
+    run, worker, confirm and remeasure, and by ``benchmarks/search_efficiency.py``."""
 
     def terminate(signum, frame):
         if _inside(frame, "sqlalchemy.pool"):
