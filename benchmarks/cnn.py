@@ -88,7 +88,7 @@ def run_arm(config: StudyConfig, seeds: list[int], options: RunOptions, tmp: Pat
         print(f"    seed {seed}: " + ", ".join(f"{n} {run[n]['estimate']:.3f}" for n in splits), flush=True)
     return {
         "majority": {n: max(s.labels.count(k) for k in set(s.labels)) / len(s) for n, s in splits.items()},
-        "extra_rows": len(prepared.cnn_extra.split) if prepared.cnn_extra is not None else 0,
+        "extra_rows": len(prepared.augmented.split) if prepared.augmented is not None else 0,
         "runs": runs,
     }
 

@@ -136,6 +136,8 @@ def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides)
         },
         # a timing decides gating; tests that are not about gating keep the space they wrote (test_gating.py is)
         "drop_slow_settings": False,
+        # the usual-recipe trials would come first in every tiny study; tests/test_usual_recipes.py runs them
+        "usual_recipes": False,
     }
     study.update(overrides)
     path = folder / "study.yaml"

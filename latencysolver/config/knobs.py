@@ -17,6 +17,9 @@ KnobKind = Literal["float", "int", "categorical", "rank"]
 
 # The quantization knob also picks the backend: plain names run in torch, ``ort-*`` in onnxruntime.
 QUANT_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8", "ort-fp32", "ort-int8")
+# What a user gets without any search: the teacher as is in onnxruntime, torch int8, and onnxruntime int8
+# (Optimum's recipe).  Every study runs them first (``usual_recipes``).
+USUAL_RECIPES: tuple[str, ...] = ("ort-fp32", "int8", "ort-int8")
 SKIP_MODES: tuple[str, ...] = ("deterministic", "stochastic")
 PRUNE_KINDS: tuple[str, ...] = ("unstructured", "structured")
 STUDENT_ARCHITECTURES: tuple[str, ...] = ("transformer", "cnn")
@@ -209,6 +212,19 @@ KNOBS: tuple[KnobSpec, ...] = (
         "each kept layer's output is pulled, by masked MSE, towards the teacher's output at the end of the block "
         "of layers it replaces (layers 0, 3 of 6 → the teacher's layers 2 and 5; under LayerDrop only the final "
         "outputs). The teacher runs forward once per step for it, without gradients; 0 = off",
+        applies_to="transformer",
+    ),
+    KnobSpec(
+        "attention_weight",
+        "float",
+        0.0,
+        lambda v: is_number(v) and v >= 0,
+        "a number >= 0",
+        "weight of a self-attention relation loss (MiniLMv2, `latencysolver/training/relations.py`): each kept "
+        "layer's query-query, key-key and value-value relations (softmax of A·Aᵀ per relation head, tokens × "
+        "tokens, so pruned widths need no projection) are pulled by KL towards those of the teacher layer the "
+        "hidden-state term maps it to (under LayerDrop the last layers only). Shares the teacher's forward pass "
+        "with `hidden_weight`; 0 = off",
         applies_to="transformer",
     ),
     KnobSpec(

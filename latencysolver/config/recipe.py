@@ -45,6 +45,7 @@ class Recipe:
     hidden_weight: float = KNOB["hidden_weight"].default
     max_tokens: int | None = KNOB["max_tokens"].default  # None: the study's data.max_length
     recovery_steps: int = KNOB["recovery_steps"].default  # trial_mode elastic only
+    attention_weight: float = KNOB["attention_weight"].default
 
     def __post_init__(self) -> None:
         for spec in KNOBS:  # one rule per knob, the same the search-space parser applies
@@ -77,6 +78,8 @@ class Recipe:
         distill = f"T={self.temperature:.2f} alpha={self.alpha:.2f}"
         if self.hidden_weight > 0:
             distill += f" hidden={self.hidden_weight:.2g}"
+        if self.attention_weight > 0:
+            distill += f" attention={self.attention_weight:.2g}"
         if self.max_tokens is not None:
             distill += f" tokens={self.max_tokens}"
         if self.recovery_steps:

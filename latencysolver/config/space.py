@@ -73,6 +73,7 @@ class SearchSpace:
     temperature: Knob = Fixed(KNOB["temperature"].yaml_default)
     alpha: Knob = Fixed(KNOB["alpha"].yaml_default)
     hidden_weight: Knob = Fixed(KNOB["hidden_weight"].yaml_default)
+    attention_weight: Knob = Fixed(KNOB["attention_weight"].yaml_default)
     max_tokens: Knob = Fixed(KNOB["max_tokens"].yaml_default)
     recovery_steps: Knob = Fixed(KNOB["recovery_steps"].yaml_default)
 

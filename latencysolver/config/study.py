@@ -24,13 +24,17 @@ from latencysolver.config.space import (
     parse_search_space,
 )
 from latencysolver.config.training import (
+    AUGMENT_KINDS,
     DEVICE_SPEC,
+    SEED_MAX,
     DeviceConfig,
     ElasticConfig,
     TrainConfig,
     _check_non_negative,
     _check_positive,
     check_latency_device,
+    check_seed,
+    check_some_of,
     check_trial_mode,
 )
 from latencysolver.errors import ConfigError, FieldError, shown
@@ -74,9 +78,19 @@ class DataConfig:
     # the class names, in class order; a file's label is one of them or an index into them.  null: no/yes for
     # true/false labels, 0..K-1 for integers, the sorted names found in train for strings
     labels: tuple[str, ...] | None = None
+    # Teacher-labelled rows built from each train row (latencysolver/data/augment.py), this many per row, for the
+    # distillation of every student (per-trial, elastic, CNN, retrained); never evaluated on.  0 = off.  The
+    # teacher labels them once, cached and shared with workers like the teacher.
+    augment: int = 0
+    # which generators take turns (null: every one that applies to the data; ``repair`` needs text pairs)
+    augment_kinds: tuple[str, ...] | None = None
+    augment_seed: int = 0
 
     def __post_init__(self) -> None:
         _check_positive(self, "max_length", "limit_train", "limit_validation", "limit_test")
+        _check_non_negative(self, "augment")
+        check_seed(self, "augment_seed")
+        check_some_of(self, "augment_kinds", AUGMENT_KINDS)
         if self.labels is not None and (len(set(self.labels)) != len(self.labels) or len(self.labels) < 2):
             raise FieldError(
                 "labels", f"labels must be at least two different names, but got {list(self.labels)}", self.labels
@@ -239,9 +253,6 @@ class WorkersConfig:
         _check_non_negative(self, "max_retry")
 
 
-SEED_MAX = 2**32 - 1  # NumPy's RandomState, behind every Optuna sampler, takes seeds in [0, 2**32)
-
-
 @dataclass(frozen=True)
 class SamplerConfig:
     name: Literal["tpe", "nsga2", "random"] = "tpe"
@@ -276,6 +287,10 @@ class StudyConfig:
     # Probe once per study what each quant_dtype setting buys here, and search only those at least as fast as
     # fp32 (latencysolver/gating.py).  false keeps them, for people who want to see them measured.
     drop_slow_settings: bool = True
+    # The study's first trials are the usual recipes, so its front always holds them: the teacher as is, untrained,
+    # in each of ``USUAL_RECIPES`` the hardware probe keeps (an evaluation and a latency measurement each; they
+    # count towards n_trials).  Timed on CUDA there are none: they are CPU backends.
+    usual_recipes: bool = True
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)

@@ -27,6 +27,29 @@ def _check_non_negative(obj: Any, *names: str) -> None:
             raise FieldError(name, f"{name} must be >= 0, but got {shown(value)}", value)
 
 
+SEED_MAX = 2**32 - 1  # NumPy's RandomState, behind every Optuna sampler, takes seeds in [0, 2**32)
+
+
+def check_seed(obj: Any, *names: str) -> None:
+    """``FieldError`` naming the first of ``names`` that is not a seed every RNG here takes: [0, SEED_MAX]."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not 0 <= value <= SEED_MAX:
+            raise FieldError(name, f"{name} must be in [0, {SEED_MAX}], but got {shown(value)}", value)
+
+
+def check_some_of(obj: Any, name: str, allowed: tuple[str, ...]) -> None:
+    """``FieldError`` unless the list ``name`` is null or a non-empty selection from ``allowed``."""
+    value = getattr(obj, name)
+    if value is not None and (not value or any(v not in allowed for v in value)):
+        bad = next((v for v in value if v not in allowed), list(value))
+        raise FieldError(name, f"{name} must be some of {list(allowed)}, but got {shown(bad)}", list(value))
+
+
+# data.augment's generators, in the order they take turns (latencysolver/data/augment.py says what each does)
+AUGMENT_KINDS: tuple[str, ...] = ("window", "delete", "shuffle", "repair", "neighbour", "mask", "drop")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimizer budget for one training run (teacher fine-tune or one trial's distillation)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from latencysolver.config.knobs import QUANT_DTYPES
+from latencysolver.config.knobs import QUANT_DTYPES, USUAL_RECIPES
 from latencysolver.config.space import Choices, Fixed, SearchSpace
 from latencysolver.config.study import LatencyConfig
 from latencysolver.latency.hardware import hardware_fingerprint
@@ -92,6 +92,12 @@ def probe_hardware(
         speedup=speedup,
         errors=errors,
     )
+
+
+def usual_settings(probe: ProbeResult, keep_slow: bool) -> tuple[str, ...]:
+    """The usual recipes' settings that ran on the probe, less the slow ones unless ``keep_slow``."""
+    slow = probe.slow()
+    return tuple(s for s in USUAL_RECIPES if s in probe.speedup and (keep_slow or s not in slow))
 
 
 def gate_space(space: SearchSpace, probe: ProbeResult) -> tuple[SearchSpace, dict[str, str]]:

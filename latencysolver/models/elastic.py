@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from latencysolver.cache import content_hash
@@ -74,11 +75,14 @@ def prepare_elastic(
     progress: bool = True,
     log=print,
     path: Path | None = None,
+    train_logits: torch.Tensor | None = None,
 ) -> ElasticStudent:
     """The cached elastic student for this study, trained here (under the cache lock) when it is not cached.
 
     ``path``: the study's own elastic student, as a worker copied it from the artifact store; loaded as it is (a
-    worker locates the teacher differently, which would change the cache key, not the student)."""
+    worker locates the teacher differently, which would change the cache key, not the student).  ``train_logits``:
+    the teacher's logits on ``train_split`` when it is more than the teacher's train rows (the augmented rows
+    joined to them); ``train_fingerprint`` then names both."""
     shape = elastic_shape(teacher.model)  # refuses, naming the family, a model it cannot slice
     smallest = smallest_subnetwork(config.search_space, shape)
     if path is not None:
@@ -93,7 +97,8 @@ def prepare_elastic(
         if (path / MARKER).is_file():
             log(f"elastic student: cached {path}")
             return ElasticStudent(path, key, _load(path), shape, smallest)
-        model = _build(config, teacher, train_split, smallest, path, pad_id=pad_id, progress=progress, log=log)
+        logits = teacher.train_logits if train_logits is None else train_logits
+        model = _build(config, teacher, train_split, logits, smallest, path, pad_id=pad_id, progress=progress, log=log)
     return ElasticStudent(path, key, model, shape, smallest)
 
 
@@ -108,6 +113,7 @@ def _build(
     config: StudyConfig,
     teacher: Teacher,
     train_split: EncodedSplit,
+    train_logits: torch.Tensor,
     smallest: SubNetwork,
     path: Path,
     *,
@@ -130,7 +136,7 @@ def _build(
     result = train_elastic(
         model,
         train_split,
-        teacher.train_logits,
+        train_logits,
         settings,
         smallest,
         pad_id=pad_id,

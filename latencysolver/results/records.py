@@ -94,6 +94,11 @@ class TrialRecord:
     # StabilityCheck.to_dict() of the kept latency measurement; an unstable one keeps the trial off the front
     # and out of --best until `latencysolver remeasure` times it again (None: a trial made before the check)
     latency_stability: dict[str, Any] | None = None
+    # one of the usual recipes every study starts with: the teacher as is, in this quant_dtype, untrained
+    baseline: str | None = None
+    # the student's distillation left it worse on the check rows than its untrained start, which it kept:
+    # {"start_accuracy_on_check_rows", "trained_accuracy_on_check_rows", "steps"}
+    kept_start: dict[str, Any] | None = None
     fail_reason: str | None = None
     constraints: dict[str, float] = dataclasses.field(default_factory=dict)  # name -> value, <= 0 is met
 
@@ -179,6 +184,17 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         constraints=constraint_values(trial),
         **measured,
     )
+
+
+def baseline_of(trial: optuna.Trial | FrozenTrial) -> str | None:
+    """The quant_dtype of a usual-recipe trial (enqueued with it), None for a searched one."""
+    value = trial.user_attrs.get("baseline")
+    return value if isinstance(value, str) else None
+
+
+def enqueue_baseline(study: optuna.Study, quant_dtype: str) -> None:
+    """A usual-recipe trial: no parameters to sample, the teacher as is in ``quant_dtype``."""
+    study.enqueue_trial({}, user_attrs={"baseline": quant_dtype}, skip_if_exists=False)
 
 
 def write_recipe(trial: optuna.Trial, recipe: Recipe) -> None:
@@ -311,6 +327,7 @@ class StudyRecord:
     hardware_probe: dict[str, Any] | None = None
     teacher_artifacts: SharedFolder | None = None
     elastic_artifacts: SharedFolder | None = None  # trial_mode elastic: the elastic student
+    augment_artifacts: SharedFolder | None = None  # data.augment: the teacher's labels of the augmented rows
     binding: BindingRecord | None = None  # None: a study made before 0.2, bound to nothing
     sampler_seeds: list[int] | None = None  # the sampler seed of each run and joining worker, in order
     teacher_predictions: list[int] | None = None  # the teacher's class per validation row: trials pair with it
@@ -329,6 +346,7 @@ _TYPED = {
     "constraints": ConstraintsRecord,
     "teacher_artifacts": SharedFolder,
     "elastic_artifacts": SharedFolder,
+    "augment_artifacts": SharedFolder,
     "binding": BindingRecord,
 }
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from latencysolver.errors import ConfigError, SelectionError
 from latencysolver.results.front import get_trial, pareto_trials
-from latencysolver.results.records import StudyRecord, was_interrupted, write_study_record
+from latencysolver.results.records import StudyRecord, baseline_of, was_interrupted, write_study_record
 from latencysolver.results.repeats import RecipeRepeats, confirm_study_name, summarize_repeats
 from latencysolver.results.storage import load_existing_study, require_made_by_run
 from latencysolver.search.preparation import RunOptions
@@ -73,7 +74,10 @@ def enqueue_repeats(sibling: optuna.Study, originals: Sequence[FrozenTrial], see
             pair = (original.number, repeat_seed(original.number, k))
             wanted.add(pair)
             if pair not in held:
-                sibling.enqueue_trial(original.params, user_attrs={"repeat_of": pair[0], "seed": pair[1]})
+                attrs: dict[str, Any] = {"repeat_of": pair[0], "seed": pair[1]}
+                if baseline_of(original) is not None:  # a usual recipe: the teacher as is again, on the test rows
+                    attrs["baseline"] = baseline_of(original)
+                sibling.enqueue_trial(original.params, user_attrs=attrs)
                 held.add(pair)
                 added += 1
     config = dict(sibling.user_attrs.get("config") or {})

@@ -22,6 +22,7 @@ import torch
 from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
+from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import ConstraintsConfig
 from latencysolver.files import writing
 from latencysolver.latency.hardware import HardwareFingerprint
@@ -34,6 +35,7 @@ from latencysolver.results.records import (
     LATENCY_SAMPLES,
     PREDICTIONS,
     TrialRecord,
+    baseline_of,
     write_fail_reason,
     write_recipe,
     write_trial_record,
@@ -42,10 +44,13 @@ from latencysolver.search.rungs import Rungs
 from latencysolver.search.students import (
     TrainedStudent,
     TrialContext,
+    check_accuracy,
     data_schema,
     elastic_description,
     for_recipe,
+    keep_the_better,
     student_length,
+    teacher_as_is,
     train_student,
     untrained_student,
 )
@@ -75,7 +80,12 @@ def model_size_bytes(model: Any) -> int:
 
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     start = time.perf_counter()
-    recipe = suggest_recipe(trial, ctx.config.search_space)
+    baseline = baseline_of(trial)  # a usual recipe: nothing to sample, nothing to train
+    recipe = (
+        Recipe.from_dict({"quant_dtype": baseline, "seed": trial.number})
+        if baseline
+        else suggest_recipe(trial, ctx.config.search_space)
+    )
     write_recipe(trial, recipe)
     full_length_rows = ctx.latency_inputs  # the teacher's latency rows: it runs at the study's length
     ctx = for_recipe(ctx, recipe)
@@ -85,7 +95,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             folder = Path(tmp)
             # Latency first: the speed-up depends only on the architecture and the backend, so it is measured on
             # the untrained shape, and a trial below constraints.min_speedup is recorded without being trained.
-            shape, kept = untrained_student(ctx, recipe)
+            shape, kept = teacher_as_is(ctx) if baseline else untrained_student(ctx, recipe)
             shape_runnable = to_runnable(shape, recipe.quant_dtype, ctx.latency_inputs[0], folder / "shape", threads)
             paired, stability = measure_checked(
                 shape_runnable,
@@ -98,13 +108,16 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             floor = ctx.config.constraints.min_speedup
             rejected = {"speedup": paired.speedup, "min_speedup": floor} if floor and paired.speedup < floor else None
             rungs = None
-            if rejected:
+            if rejected or baseline:
                 student, runnable = TrainedStudent(shape, kept, 0, None), shape_runnable
             else:
                 repeat = isinstance(trial.user_attrs.get("repeat_of"), int)
                 rule = ctx.config.early_stop  # a seed repeat is never ranked against the search's trials
                 rungs = Rungs(trial, rule, paired.speedup) if rule.rungs and not repeat and not ctx.elastic else None
+                start_accuracy = check_accuracy(ctx, shape) if recipe.architecture != "cnn" else None
                 student = train_student(ctx, recipe, reseed=repeat, start=shape if ctx.elastic else None, rungs=rungs)
+                if start_accuracy is not None and student.early_stopped is None:
+                    student = keep_the_better(ctx, recipe, student, start_accuracy)
                 # accuracy is measured on the model as it ships: quantized, or in onnxruntime
                 runnable = (
                     shape_runnable
@@ -155,6 +168,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 elastic=elastic_description(ctx, recipe),
                 latency_stability=stability.to_dict(),
                 throughput_rows_per_s=throughput,
+                baseline=baseline,
+                kept_start=student.kept_start,
                 constraints=constraints,
             )
             files = save_student(

@@ -11,17 +11,25 @@ from typing import Any
 
 import torch
 
-from latencysolver.cache import cache_root
+from latencysolver.cache import cache_root, content_hash
 from latencysolver.config.study import LatencyConfig, StudyConfig
-from latencysolver.data.augment import augment
-from latencysolver.data.batches import EncodedSplit, encode_split
+from latencysolver.data.augment import (
+    SENTENCE_KINDS,
+    Vocabulary,
+    applicable_kinds,
+    augment,
+    embedding_neighbours,
+    vocabulary_words,
+)
+from latencysolver.data.batches import EncodedSplit, concat, encode_split
 from latencysolver.data.text import YES_NO, TextData, configured
 from latencysolver.devices import resolve_device, training_placement
 from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency.protocol import measure_latency
+from latencysolver.models.augmented import label_rows
 from latencysolver.models.elastic import ElasticStudent, prepare_elastic
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
-from latencysolver.models.teacher import Teacher, prepare_teacher, teacher_logits, teacher_representations
+from latencysolver.models.teacher import Teacher, prepare_teacher, teacher_representations
 from latencysolver.results.records import TeacherRecord
 from latencysolver.results.storage import AtomicArtifactStore
 from latencysolver.search.students import AugmentedRows, TrialContext
@@ -51,6 +59,8 @@ class RunOptions:
     workers: int = 1  # local worker processes `run` starts (1: trials run in this process)
     # trial_mode elastic: the study's elastic student, copied from its artifact store (``worker``); not retrained
     elastic_path: str | None = None
+    # data.augment: the teacher's labels of the augmented rows, copied from the study's artifact store (``worker``)
+    augmented_path: str | None = None
 
 
 @dataclass
@@ -65,7 +75,7 @@ class Prepared:
     pad_id: int
     cache_root: Path
     elastic: ElasticStudent | None = None  # trial_mode elastic
-    cnn_extra: AugmentedRows | None = None  # cnn.augment
+    augmented: AugmentedRows | None = None  # data.augment (or cnn.augment, for the CNN only)
 
 
 def study_hardware(config: StudyConfig) -> HardwareFingerprint:
@@ -128,42 +138,28 @@ def prepare(
             device=placement.device,
         )
         teacher = dataclasses.replace(teacher, train_representations=representations)
-    cnn_extra = None
-    rows = (
-        augment(data.train, config.cnn.augment, seed=config.cnn_distillation.seed)
-        if cnn and config.cnn.augment
-        else None
-    )
-    if rows is not None:
-        log(f"augment: {len(rows)} teacher-labelled pairs from the {len(data.train)} train rows, for the CNN")
-    if rows:  # none when no row has a sentence to drop or a window to cut
-        encoded = encode_split(rows, tokenizer, config.data.max_length, root, config.model)
-        key, progress, device = rows.fingerprint(), options.progress, placement.device
-        logits = teacher_logits(teacher, encoded, root, key, pad_id=pad_id, progress=progress, device=device)
-        cnn_extra = AugmentedRows(
-            split=dataclasses.replace(encoded, labels=tuple(logits.argmax(dim=-1).tolist())),
-            logits=logits,
-            representations=(
-                teacher_representations(teacher, encoded, root, key, pad_id=pad_id, progress=progress, device=device)
-                if config.cnn.representation_weight > 0
-                else None
-            ),
-        )
+    augmented = prepare_augmented(config, data, teacher, tokenizer, root, options, log, cnn=cnn)
     elastic = None
     if config.trial_mode == "elastic":
+        elastic_train, fingerprint, logits = train, data.train.fingerprint(), None
+        if augmented is not None and augmented.every_student:  # the elastic student trains on the pairs too
+            elastic_train = concat(train, augmented.split)
+            fingerprint = content_hash(fingerprint, augmented.key)
+            logits = torch.cat([teacher.train_logits, augmented.logits])
         elastic = prepare_elastic(
             config,
             teacher,
-            train,
-            data.train.fingerprint(),
+            elastic_train,
+            fingerprint,
             root,
             pad_id=pad_id,
             progress=options.progress,
             log=log,
             path=Path(options.elastic_path) if options.elastic_path else None,
+            train_logits=logits,
         )
     return Prepared(
-        cnn_extra=cnn_extra,
+        augmented=augmented,
         elastic=elastic,
         data=data,
         train=train,
@@ -172,6 +168,78 @@ def prepare(
         tokenizer=tokenizer,
         pad_id=pad_id,
         cache_root=root,
+    )
+
+
+def prepare_augmented(
+    config: StudyConfig,
+    data: TextData,
+    teacher: Teacher,
+    tokenizer: Any,
+    root: Path,
+    options: RunOptions,
+    log: Log,
+    *,
+    cnn: bool,
+) -> AugmentedRows | None:
+    """``data.augment`` rows for every student; else, when the space has the CNN, ``cnn.augment`` rows for the CNN
+    alone (its sentence-level generators, seeded by ``cnn_distillation.seed``); None when neither is set.  Built
+    here (seconds), labelled by the teacher once (cached; a worker uses the study's copy)."""
+    settings = config.data
+    if settings.augment:
+        factor, seed, every_student = settings.augment, settings.augment_seed, True
+        kinds = applicable_kinds(settings.augment_kinds, data.train.text_pair is not None)
+    elif cnn and config.cnn.augment:
+        factor, seed, every_student, kinds = config.cnn.augment, config.cnn_distillation.seed, False, SENTENCE_KINDS
+    else:
+        return None
+    vocabulary = None
+    if {"neighbour", "mask"} & set(kinds):
+        embeddings = teacher.model.get_input_embeddings().weight  # type: ignore[operator]  # a transformers model
+        neighbours = (
+            embedding_neighbours(tokenizer, embeddings, vocabulary_words(data.train)) if "neighbour" in kinds else {}
+        )
+        vocabulary = Vocabulary(neighbours, getattr(tokenizer, "mask_token", None))
+    rows = augment(data.train, factor, seed=seed, kinds=kinds, vocabulary=vocabulary)
+    whom = "every student" if every_student else "the CNN"
+    log(
+        f"augment: {len(rows)} teacher-labelled rows from the {len(data.train)} train rows "
+        f"({', '.join(kinds)}), for {whom}"
+    )
+    if not rows:  # no row had anything to vary
+        return None
+    placement = training_placement(config)
+    encoded = encode_split(rows, tokenizer, config.data.max_length, root, config.model)
+    labelled = label_rows(
+        teacher,
+        encoded,
+        rows.fingerprint(),
+        root,
+        pad_id=tokenizer.pad_token_id or 0,
+        progress=options.progress,
+        device=placement.device,
+        path=Path(options.augmented_path) if options.augmented_path else None,
+    )
+    if labelled.seconds is not None:
+        log(f"augment: labelled by the teacher in {labelled.seconds / 60:.1f} min -> {labelled.path}")
+    representations = None
+    if cnn and config.cnn.representation_weight > 0:
+        representations = teacher_representations(
+            teacher,
+            encoded,
+            root,
+            rows.fingerprint(),
+            pad_id=tokenizer.pad_token_id or 0,
+            progress=options.progress,
+            device=placement.device,
+        )
+    return AugmentedRows(
+        split=dataclasses.replace(encoded, labels=tuple(labelled.logits.argmax(dim=-1).tolist())),
+        logits=labelled.logits,
+        representations=representations,
+        every_student=every_student,
+        key=labelled.key,
+        path=labelled.path,
     )
 
 
@@ -208,5 +276,5 @@ def standalone_context(config: StudyConfig, prepared: Prepared, inputs: list, fo
         progress=False,
         elastic=prepared.elastic,
         teacher_train_representations=prepared.teacher.train_representations,
-        cnn_extra=prepared.cnn_extra,
+        augmented=prepared.augmented,
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -19,18 +18,16 @@ import torch
 from optuna.storages import fail_stale_trials
 
 from latencysolver.cache import cache_root
-from latencysolver.config.space import Choices, SearchSpace
 from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.data.text import TextData
 from latencysolver.errors import StorageError, first_line
 from latencysolver.files import check_writable, writing
-from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, probe_hardware
+from latencysolver.latency.gating import usual_settings
 from latencysolver.latency.hardware import HardwareFingerprint, busy_warning
 from latencysolver.latency.protocol import latency_inputs, measure_latency, throughput_inputs
 from latencysolver.locks import storage_lock
 from latencysolver.models.loading import count_parameters
-from latencysolver.models.student import to_runnable
 from latencysolver.results.dashboard import save_study_note
 from latencysolver.results.front import hardware_warning
 from latencysolver.results.records import (
@@ -61,10 +58,13 @@ from latencysolver.search.preparation import (
     prepare_test_split,
     study_hardware,
 )
+from latencysolver.search.probe import enqueue_usual_recipes, gated_space
 from latencysolver.search.sharing import (
     check_output_folders,
+    fetch_augmented,
     fetch_elastic,
     fetch_teacher,
+    share_augmented,
     share_elastic,
     share_teacher,
 )
@@ -157,7 +157,8 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
             binding=dataclasses.replace(binding, search_space=space),
         ),
     )
-    config = dataclasses.replace(config, search_space=_gated_space(study, config, teacher.model, inputs, hardware, log))
+    gated, probe = gated_space(study, config, teacher.model, inputs, hardware, log)
+    config = dataclasses.replace(config, search_space=gated)
     write_study_record(
         study,
         StudyRecord(
@@ -180,6 +181,10 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
     share_teacher(study, teacher, AtomicArtifactStore(artifact_dir))
     if prepared.elastic is not None:
         share_elastic(study, prepared.elastic, AtomicArtifactStore(artifact_dir))
+    if prepared.augmented is not None and prepared.augmented.path is not None:
+        share_augmented(study, prepared.augmented, AtomicArtifactStore(artifact_dir))
+    if config.usual_recipes and config.latency.device == "cpu":
+        enqueue_usual_recipes(study, config, usual_settings(probe, keep_slow=not config.drop_slow_settings), log)
     save_study_note(study)
     if options.workers > 1:
         return run_local_workers(study, config, options, log)
@@ -210,9 +215,15 @@ def prepare_stored(
     if config.trial_mode == "elastic" and elastic_path is None:  # copied into this cache once, never retrained
         fetched = fetch_elastic(study, cache_root(options.cache_dir), log)
         elastic_path = str(fetched) if fetched else None
+    augmented_path = options.augmented_path
+    if augmented_path is None:  # the teacher's labels of the augmented rows: copied once, never labelled again
+        fetched = fetch_augmented(study, cache_root(options.cache_dir), log)
+        augmented_path = str(fetched) if fetched else None
     prepared = prepare(
         config,
-        dataclasses.replace(options, teacher_path=teacher_path, elastic_path=elastic_path),
+        dataclasses.replace(
+            options, teacher_path=teacher_path, elastic_path=elastic_path, augmented_path=augmented_path
+        ),
         log,
         # the recorded data folder, read on this machine: refuse it if it holds other rows than the study's
         check_data=lambda loaded: check_binding(
@@ -234,7 +245,7 @@ def join_study(
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
     hardware = study_hardware(config)
     config = dataclasses.replace(
-        config, search_space=_gated_space(study, config, prepared.teacher.model, inputs, hardware, log)
+        config, search_space=gated_space(study, config, prepared.teacher.model, inputs, hardware, log)[0]
     )
     # Each worker samples with its own seed: the same seed in every process would propose the same trials.
     return _work(
@@ -292,7 +303,7 @@ def _work(
         teacher_model=prepared.teacher.model,
         teacher_train_logits=prepared.teacher.train_logits,
         teacher_train_representations=prepared.teacher.train_representations,
-        cnn_extra=prepared.cnn_extra,
+        augmented=prepared.augmented,
         train=prepared.train,
         validation=validation,
         latency_inputs=inputs,
@@ -338,47 +349,6 @@ def _teacher_predictions(study: optuna.Study, rows: int) -> torch.Tensor | None:
     """The teacher's validation predictions that ``run`` recorded (None for a study made before 0.2)."""
     recorded = study_record(study).teacher_predictions
     return torch.tensor(recorded) if isinstance(recorded, list) and len(recorded) == rows else None
-
-
-def _gated_space(
-    study: optuna.Study,
-    config: StudyConfig,
-    teacher: torch.nn.Module,
-    inputs: list,
-    hardware: HardwareFingerprint,
-    log: Log,
-) -> SearchSpace:
-    """Probe once per study (stored in ``hardware_probe``), then drop the settings that cannot buy speed."""
-    space = config.search_space
-    stored = study_record(study).hardware_probe
-    settings = space.quant_dtype.values if isinstance(space.quant_dtype, Choices) else ()
-    if stored and set(settings) <= set(stored["speedup"]) | set(stored["errors"]):
-        probe = ProbeResult.from_dict(stored)
-        if probe.hardware_key != hardware.key:
-            log(
-                f"note: this study's hardware probe ran on [{probe.hardware_key}], this worker is "
-                f"[{hardware.key}]; keeping the study's probe so that every trial searches the same space"
-            )
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-
-            def convert(model: torch.nn.Module, setting: str):
-                return to_runnable(model, setting, inputs[0], Path(tmp) / setting, config.latency.threads)
-
-            probe = probe_hardware(teacher, inputs[:8], config.latency, convert, ("fp32", *settings))
-        write_study_record(study, StudyRecord(hardware_probe=probe.to_dict()))
-    if probe.speedup or probe.errors:
-        measured = ", ".join(f"{k} {v:.2f}x" for k, v in probe.speedup.items())
-        log(
-            f"hardware probe: speed-up over fp32 on a {PROBE_LAYERS}-layer cut of the teacher: {measured}"
-            + (f"; cannot run: {', '.join(probe.errors)}" if probe.errors else "")
-        )
-    if not config.drop_slow_settings:
-        return space
-    gated, dropped = gate_space(space, probe)
-    for setting, reason in dropped.items():
-        log(f"hardware gating: quant_dtype {setting} dropped from the search ({reason}); --keep-slow-settings keeps it")
-    return gated
 
 
 def _create_or_resume(config: StudyConfig) -> optuna.Study:

@@ -1,5 +1,5 @@
-"""The study's teacher (and elastic student) in its artifact store: ``run`` shares each once, a worker on another
-machine copies it.
+"""The study's teacher (and its elastic student, and the teacher's labels of the augmented rows) in its artifact
+store: ``run`` shares each once, a worker on another machine copies it.
 
 Both sides go through temporary files and folders renamed into place, and both run their cache side under the
 entry's file lock, so a full disk or a killed process leaves neither a truncated artifact nor half a folder.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.artifacts import download_artifact, upload_artifact
@@ -17,6 +18,7 @@ from latencysolver.cache import cache_root
 from latencysolver.config.study import StudyConfig
 from latencysolver.files import check_writable, publish_folder, remove_stale_staging
 from latencysolver.locks import file_lock
+from latencysolver.models.augmented import MARKER as AUGMENTED_MARKER
 from latencysolver.models.elastic import MARKER as ELASTIC_MARKER
 from latencysolver.models.elastic import ElasticStudent
 from latencysolver.models.teacher import MARKER as TEACHER_MARKER
@@ -24,6 +26,7 @@ from latencysolver.models.teacher import Teacher
 from latencysolver.results.records import SharedFolder, StudyRecord, study_record, write_study_record
 from latencysolver.results.storage import AtomicArtifactStore, default_artifact_dir
 from latencysolver.search.preparation import RunOptions
+from latencysolver.search.students import AugmentedRows
 
 Log = Callable[[str], None]
 
@@ -44,6 +47,12 @@ def share_elastic(study: optuna.Study, elastic: ElasticStudent, store: AtomicArt
     _share(study, "elastic_artifacts", elastic.key, elastic.path, store)
 
 
+def share_augmented(study: optuna.Study, augmented: AugmentedRows, store: AtomicArtifactStore) -> None:
+    """The same for the teacher's labels of the augmented rows (``data.augment``)."""
+    assert augmented.path is not None  # the caller checked it
+    _share(study, "augment_artifacts", augmented.key, augmented.path, store)
+
+
 def fetch_teacher(study: optuna.Study, root: Path, log: Log) -> Path | None:
     """A worker on a machine without the teacher: copy it from the artifact store into this cache, once."""
     return _fetch(study, "teacher_artifacts", root / "teachers", TEACHER_MARKER, "teacher", log)
@@ -52,6 +61,12 @@ def fetch_teacher(study: optuna.Study, root: Path, log: Log) -> Path | None:
 def fetch_elastic(study: optuna.Study, root: Path, log: Log) -> Path | None:
     """A worker on a machine without the elastic student: copy it into this cache (``prepare_elastic`` finds it)."""
     return _fetch(study, "elastic_artifacts", root / "elastic", ELASTIC_MARKER, "elastic student", log)
+
+
+def fetch_augmented(study: optuna.Study, root: Path, log: Log) -> Path | None:
+    """A worker on a machine without them: copy the augmented rows' labels into this cache (``label_rows`` uses
+    them when they label the rows built here)."""
+    return _fetch(study, "augment_artifacts", root / "augmented", AUGMENTED_MARKER, "augmented rows' labels", log)
 
 
 def _share(study: optuna.Study, attr: str, key: str, folder: Path, store: AtomicArtifactStore) -> None:
@@ -69,13 +84,8 @@ def _share(study: optuna.Study, attr: str, key: str, folder: Path, store: Atomic
         for artifact_id in files.values():
             store.remove(artifact_id)
         raise
-    folder_record = SharedFolder(key, files)
-    write_study_record(
-        study,
-        StudyRecord(teacher_artifacts=folder_record)
-        if attr == "teacher_artifacts"
-        else StudyRecord(elastic_artifacts=folder_record),
-    )
+    shared_record: dict[str, Any] = {attr: SharedFolder(key, files)}
+    write_study_record(study, StudyRecord(**shared_record))
 
 
 def _fetch(study: optuna.Study, attr: str, cache: Path, marker: str, what: str, log: Log) -> Path | None:

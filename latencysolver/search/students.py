@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,13 +39,20 @@ from latencysolver.training.loop import TrainResult
 
 @dataclass(frozen=True)
 class AugmentedRows:
-    """``cnn.augment``: the pairs built from the train rows (data/augment.py), labelled by the teacher: its logits
-    (the split's labels are their argmax, for the hard-label term) and, with the representation loss, its pooled
-    representations.  Added to the CNN's distillation only."""
+    """The rows built from the train rows (data/augment.py), labelled by the teacher: its logits (the split's
+    labels are their argmax, for the hard-label term) and, with the CNN's representation loss, its pooled
+    representations.  Added to the distillation of every student (``data.augment``), or of the CNN alone
+    (``cnn.augment``); never evaluated on."""
 
     split: EncodedSplit
     logits: torch.Tensor
     representations: torch.Tensor | None = None
+    every_student: bool = True
+    key: str = ""  # the labels' cache key (models/augmented.py)
+    path: Path | None = None  # their cache folder: what the study's artifact store shares with workers
+
+    def applies_to(self, recipe: Recipe) -> bool:
+        return self.every_student or recipe.architecture == "cnn"
 
 
 @dataclass
@@ -72,7 +80,7 @@ class TrialContext:
     elastic: ElasticStudent | None = None  # trial_mode elastic: the student every trial slices
     # cnn.representation_weight > 0: the teacher's pooled representation of each train row (the CNN's extra target)
     teacher_train_representations: torch.Tensor | None = None
-    cnn_extra: AugmentedRows | None = None  # cnn.augment > 0
+    augmented: AugmentedRows | None = None  # data.augment > 0 (or cnn.augment > 0 with the CNN in the space)
 
 
 @dataclass
@@ -84,6 +92,7 @@ class TrainedStudent:
     # set when a check stopped distillation: {"step", "accuracy_on_check_rows", "reason": "floor" | "rung",
     # and "floor" or the rung's decision}
     early_stopped: dict[str, Any] | None = None
+    kept_start: dict[str, Any] | None = None  # set by ``keep_the_better`` when the untrained start was kept
 
 
 def accuracy_floor(ctx: TrialContext) -> float:
@@ -126,6 +135,42 @@ def _early_check(ctx: TrialContext, model: torch.nn.Module, seen: dict[str, Any]
     return should_stop
 
 
+def check_accuracy(ctx: TrialContext, model: nn.Module) -> float:
+    """Accuracy of the fp32 ``model`` on the check rows (the first ``early_stop.rows`` validation rows)."""
+    rows = ctx.validation.head(ctx.config.early_stop.rows)
+    accuracy = scores(predict_logits(model, rows, pad_id=ctx.pad_id, progress=False), rows.labels).accuracy
+    model.eval()
+    return accuracy
+
+
+def keep_the_better(
+    ctx: TrialContext, recipe: Recipe, trained: TrainedStudent, start_accuracy: float
+) -> TrainedStudent:
+    """The trained student, unless its distillation left it worse on the check rows than its untrained start
+    (``start_accuracy``): then the start, rebuilt (an elastic slice recovers in place), with both accuracies
+    recorded.  A CNN starts from random weights, so it never has a start worth keeping."""
+    accuracy = check_accuracy(ctx, trained.model)
+    if accuracy >= start_accuracy:
+        return trained
+    model, kept = untrained_student(ctx, recipe)
+    return dataclasses.replace(
+        trained,
+        model=model,
+        kept_layers=kept,
+        kept_start={
+            "start_accuracy_on_check_rows": start_accuracy,
+            "trained_accuracy_on_check_rows": accuracy,
+            "steps": trained.steps,
+        },
+    )
+
+
+def teacher_as_is(ctx: TrialContext) -> tuple[nn.Module, tuple[int, ...]]:
+    """The student of a usual-recipe trial: the teacher itself (a copy, every layer kept), untrained."""
+    student = compress(ctx.teacher_model, Recipe())
+    return student.finalize(), student.kept_layers
+
+
 def student_length(config: StudyConfig, recipe: Recipe) -> int:
     """How many tokens the student reads: the recipe's ``max_tokens``, else the study's ``data.max_length``."""
     return min(recipe.max_tokens or config.data.max_length, config.data.max_length)
@@ -139,10 +184,10 @@ def for_recipe(ctx: TrialContext, recipe: Recipe) -> TrialContext:
         return ctx
     validation = truncate(ctx.validation, n)
     latency = ctx.config.latency
-    extra = ctx.cnn_extra
+    extra = ctx.augmented
     return dataclasses.replace(
         ctx,
-        cnn_extra=dataclasses.replace(extra, split=truncate(extra.split, n)) if extra is not None else None,
+        augmented=dataclasses.replace(extra, split=truncate(extra.split, n)) if extra is not None else None,
         train=truncate(ctx.train, n),
         validation=validation,
         latency_inputs=[truncate_inputs(x, n) for x in ctx.latency_inputs],
@@ -165,6 +210,19 @@ def reseeded(ctx: TrialContext, recipe: Recipe) -> TrialContext:
         cnn_distillation=dataclasses.replace(ctx.config.cnn_distillation, seed=recipe.seed),
     )
     return dataclasses.replace(ctx, config=config)
+
+
+def with_augmented(ctx: TrialContext, recipe: Recipe) -> TrialContext:
+    """``ctx`` with the augmented rows joined to the train rows (indices past the originals) and the teacher's
+    logits on them, when they apply to this recipe's student."""
+    extra = ctx.augmented
+    if extra is None or not extra.applies_to(recipe):
+        return ctx
+    return dataclasses.replace(
+        ctx,
+        train=concat(ctx.train, extra.split),
+        teacher_train_logits=torch.cat([ctx.teacher_train_logits, extra.logits]),
+    )
 
 
 def untrained_student(ctx: TrialContext, recipe: Recipe) -> tuple[nn.Module, tuple[int, ...]]:
@@ -196,6 +254,7 @@ def train_student(
     ``untrained_student``) recovers for ``recipe.recovery_steps``."""
     if reseed:
         ctx = reseeded(ctx, recipe)
+    ctx = with_augmented(ctx, recipe)
     if ctx.elastic is not None and recipe.architecture != "cnn":
         return _recover(ctx, recipe, start)
     if recipe.architecture == "cnn":
@@ -204,15 +263,9 @@ def train_student(
         should_stop = _early_check(ctx, model, seen, rungs)
         weight = ctx.config.cnn.representation_weight
         representations = ctx.teacher_train_representations if weight > 0 else None
-        if ctx.cnn_extra is not None:  # the augmented pairs join the train rows (indices past the originals)
-            extra = ctx.cnn_extra
-            ctx = dataclasses.replace(
-                ctx,
-                train=concat(ctx.train, extra.split),
-                teacher_train_logits=torch.cat([ctx.teacher_train_logits, extra.logits]),
-            )
-            if representations is not None and extra.representations is not None:
-                representations = torch.cat([representations, extra.representations])
+        extra = ctx.augmented
+        if representations is not None and extra is not None and extra.representations is not None:
+            representations = torch.cat([representations, extra.representations])
         trained = _distill(
             ctx,
             recipe,
@@ -225,8 +278,8 @@ def train_student(
         return TrainedStudent(model.eval(), (), trained.steps, trained.final_loss, seen or None)
     student = compress(ctx.teacher_model, recipe)
     seen = {}
-    hidden_layers = None  # with LayerDrop (or no hidden-state term): only the final outputs are compared
-    if recipe.hidden_weight > 0 and not student.layerdrop:
+    hidden_layers = None  # with LayerDrop (or no layer-wise term): only the final layers are compared
+    if layer_wise(recipe) and not student.layerdrop:
         hidden_layers = hidden_targets(student.kept_layers, len(encoder_layers(ctx.teacher_model)))
     trained = _distill(
         ctx,
@@ -235,6 +288,7 @@ def train_student(
         ctx.config.distillation,
         should_stop=_early_check(ctx, student.model, seen, rungs),
         hidden_weight=recipe.hidden_weight,
+        attention_weight=recipe.attention_weight,
         teacher=ctx.teacher_model,
         hidden_layers=hidden_layers,
     )
@@ -247,19 +301,25 @@ def train_student(
     )
 
 
+def layer_wise(recipe: Recipe) -> bool:
+    """The recipe learns the teacher's layers, not only its logits (hidden states, attention relations)."""
+    return recipe.hidden_weight > 0 or recipe.attention_weight > 0
+
+
 def _recover(ctx: TrialContext, recipe: Recipe, start: nn.Module | None) -> TrainedStudent:
     """An elastic trial: the slice as the elastic student trained it, then ``recovery_steps`` of distillation with
     the recipe's temperature, alpha and hidden-state weight (the study's ``distillation`` optimizer settings)."""
     model, kept = untrained_student(ctx, recipe) if start is None else (start, _elastic_layers(ctx, recipe))
     if recipe.recovery_steps == 0:
         return TrainedStudent(model.eval(), kept, 0, None)
-    hidden_layers = hidden_targets(kept, len(encoder_layers(ctx.teacher_model))) if recipe.hidden_weight > 0 else None
+    hidden_layers = hidden_targets(kept, len(encoder_layers(ctx.teacher_model))) if layer_wise(recipe) else None
     trained = _distill(
         ctx,
         recipe,
         model,
         dataclasses.replace(ctx.config.distillation, steps=recipe.recovery_steps),
         hidden_weight=recipe.hidden_weight,
+        attention_weight=recipe.attention_weight,
         teacher=ctx.teacher_model,
         hidden_layers=hidden_layers,
     )

@@ -293,6 +293,8 @@ def summary_callback(log: Callable[[str], None], started: float) -> Callable[[op
         what = Recipe.from_dict(r.recipe_dict).describe() if r.recipe_dict else ""
         of, seed = trial.user_attrs.get("repeat_of"), trial.user_attrs.get("seed")
         repeat = f" (repeat of trial {of}, seed {seed})" if of is not None else ""
+        if r.baseline:
+            repeat += " (usual recipe: the teacher as is)"
         if trial.state == TrialState.COMPLETE:
             log(
                 f"trial {trial.number:>3}{repeat}  acc {trial.values[0]:.3f}  {r.latency_p50_ms:7.2f} ms  "

@@ -24,7 +24,7 @@ while the hidden MSE halved.  It is a knob for the search to try, not a default.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack
 from typing import Any
 
 import torch
@@ -35,6 +35,7 @@ from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import Batch, EncodedSplit
 from latencysolver.devices import Placement, on_device
 from latencysolver.training.loop import TrainResult, train
+from latencysolver.training.relations import capture_projections, relation_loss
 
 
 def distillation_loss(
@@ -105,19 +106,24 @@ def distill(
     placement: Placement | None = None,
     representations: torch.Tensor | None = None,
     representation_weight: float = 0.0,
+    attention_weight: float = 0.0,
 ) -> TrainResult:
     """Distill into ``student``.  With ``hidden_weight > 0``, ``teacher`` (in eval mode) and ``hidden_layers``
     (``hidden_targets`` of the student's kept layers, or None for the final output only) add the hidden-state
     term; the teacher then runs on the training device beside the student.  With ``representation_weight > 0``,
     the student's ``hidden_states[-1]`` (a CNN's projected features) is pulled towards ``representations`` (the
-    teacher's pooled representation of each train row) by ``1 - cosine``."""
+    teacher's pooled representation of each train row) by ``1 - cosine``.  With ``attention_weight > 0`` the
+    self-attention relation term (``relations.py``) joins, through the same layer mapping ``hidden_layers``; the
+    two terms share one teacher forward pass a step."""
     if teacher_logits.shape[0] != len(train_split):
         raise ValueError(f"teacher logits cover {teacher_logits.shape[0]} rows, the train split has {len(train_split)}")
     if hidden_weight < 0:
         raise ValueError(f"hidden_weight must be >= 0, but got {hidden_weight!r}")
-    use_hidden = hidden_weight > 0
-    if use_hidden and teacher is None:
-        raise ValueError("hidden-state distillation needs the teacher model")
+    if attention_weight < 0:
+        raise ValueError(f"attention_weight must be >= 0, but got {attention_weight!r}")
+    use_hidden, use_attention = hidden_weight > 0, attention_weight > 0
+    if (use_hidden or use_attention) and teacher is None:
+        raise ValueError("layer-wise distillation needs the teacher model")
     use_representation = representation_weight > 0
     if use_representation and (representations is None or representations.shape[0] != len(train_split)):
         raise ValueError("the representation loss needs the teacher's representation of every train row")
@@ -126,13 +132,17 @@ def distill(
         logits = outputs.logits.float()
         targets = teacher_logits[batch.indices].to(logits.device)
         loss = distillation_loss(logits, targets, batch.labels, temperature, alpha)
-        if use_hidden:
+        if use_hidden or use_attention:
             assert teacher is not None  # checked above
             with torch.no_grad():
-                reference = teacher(**batch.inputs, output_hidden_states=True).hidden_states
-            loss = loss + hidden_weight * hidden_state_loss(
-                outputs.hidden_states, reference, hidden_layers, batch.inputs["attention_mask"]
-            )
+                reference = teacher(**batch.inputs, output_hidden_states=use_hidden).hidden_states
+            mask = batch.inputs["attention_mask"]
+            if use_hidden:
+                loss = loss + hidden_weight * hidden_state_loss(outputs.hidden_states, reference, hidden_layers, mask)
+            if use_attention:
+                loss = loss + attention_weight * relation_loss(
+                    student_qkv, teacher_qkv, hidden_layers, mask, teacher_heads
+                )
         if use_representation:
             assert representations is not None  # checked above
             target = representations[batch.indices].to(logits.device).float()
@@ -141,7 +151,15 @@ def distill(
         return loss
 
     placement = placement or Placement()
-    with on_device(teacher, placement.device) if use_hidden and teacher is not None else nullcontext():
+    teacher_heads = 0
+    with ExitStack() as stack:
+        if (use_hidden or use_attention) and teacher is not None:
+            stack.enter_context(on_device(teacher, placement.device))
+        if use_attention:
+            assert teacher is not None  # checked above
+            student_qkv = stack.enter_context(capture_projections(student))
+            teacher_qkv = stack.enter_context(capture_projections(teacher))
+            teacher_heads = int(getattr(teacher.config, "num_attention_heads", 1))
         return train(
             student,
             train_split,
