@@ -19,7 +19,14 @@ import pytest
 
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
-from latencysolver.results.dashboard import ArtifactFolders, artifact_folders, study_note
+from latencysolver.results.dashboard import (
+    NOTE_BEGIN,
+    NOTE_END,
+    ArtifactFolders,
+    artifact_folders,
+    merged_note,
+    study_note,
+)
 from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
@@ -131,7 +138,7 @@ def test_run_writes_the_note_without_the_dashboard(finished_study):
     config, _ = finished_study
     study = optuna.load_study(study_name="tiny", storage=config.storage)
     stored = get_note(study)
-    assert stored == study_note(study)
+    assert stored == merged_note("", study_note(study))  # our part of the note, between its markers
     assert "Teacher baseline" in stored and "no trial yet" not in stored
 
 
@@ -204,3 +211,54 @@ def test_dashboard_bad_address_is_one_line_and_writes_nothing(
     assert len(err) == 1 and err[0].startswith("latencysolver: error:") and expected in err[0], captured.err
     assert "Traceback" not in captured.err and "optuna-dashboard on" not in captured.out
     assert hashlib.md5(db.read_bytes()).hexdigest() == before and served == []
+
+
+def test_dashboard_writes_notes_only_on_its_own_studies_and_keeps_other_peoples(finished_study, tmp_path, monkeypatch):
+    """A plain Optuna study's note, and a note a person rewrote on a study of ours, stay as they were; a study of
+    ours with an empty note gets ours, and text a person added around our part of a note is kept."""
+    import shutil
+
+    from optuna_dashboard import get_note, save_note
+    from sqlalchemy.engine import make_url
+
+    config, _ = finished_study
+    db = tmp_path / "copy.db"
+    shutil.copyfile(make_url(config.storage).database, db)
+    storage = f"sqlite:///{db}"
+    plain = optuna.create_study(study_name="plain", storage=storage)
+    save_note(plain, "## my experiment\n\nlearning rate sweep, do not delete\n")
+    optuna.create_study(study_name="plain-empty", storage=storage)
+    tiny = optuna.load_study(study_name="tiny", storage=storage)
+    monkeypatch.setattr("latencysolver.results.dashboard.serve", lambda *args: None)
+
+    assert main(["dashboard", "--storage", storage, "--port", str(free_port())]) == 0
+    assert get_note(optuna.load_study(study_name="plain", storage=storage)) == (
+        "## my experiment\n\nlearning rate sweep, do not delete\n"
+    )
+    assert get_note(optuna.load_study(study_name="plain-empty", storage=storage)) == ""
+    ours = get_note(tiny)
+    assert study_note(tiny) in ours
+
+    # a person adds a line below our part: the next refresh rewrites our part and keeps theirs
+    save_note(tiny, ours + "\nmy remark: trial 1 looks odd\n")
+    assert main(["dashboard", "--storage", storage, "--port", str(free_port())]) == 0
+    kept = get_note(tiny)
+    assert study_note(tiny) in kept and kept.endswith("\nmy remark: trial 1 looks odd\n")
+    assert kept.count("latencysolver study `tiny`") == 1
+
+    # a person replaces the whole note: it is theirs now, and stays
+    save_note(tiny, "my own summary of tiny\n")
+    assert main(["dashboard", "--storage", storage, "--port", str(free_port())]) == 0
+    assert get_note(tiny) == "my own summary of tiny\n"
+
+
+def test_a_note_from_before_the_markers_is_ours_and_others_are_not():
+    ours = "## latencysolver study `tiny`\n\nnew figures\n"
+    part = merged_note("", ours)
+    assert part is not None and part.startswith(NOTE_BEGIN) and part.rstrip().endswith(NOTE_END) and ours in part
+    assert merged_note("## latencysolver study `tiny`\n\nold figures\n", ours) == part  # written by an older run
+    assert merged_note("before\n\n" + part + "\nafter\n", ours.replace("new", "newer")) == (
+        "before\n\n" + part.replace("new", "newer") + "\nafter\n"
+    )
+    assert merged_note("mine\n", ours) is None
+    assert merged_note(f"mine\n\n{NOTE_END}\n\n{NOTE_BEGIN}\n", ours) is None  # no part of ours between them

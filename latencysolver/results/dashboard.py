@@ -3,10 +3,12 @@
 optuna-dashboard already shows what a study holds: trials, the Pareto front, objective names (our
 ``study.set_metric_names``) and each trial's artifacts when it is given an artifact store.  Two things are ours:
 
-- a markdown **note** per study (optuna-dashboard's ``save_note``) with what a reader needs next to the plots:
-  the teacher baseline, the hardware the latencies were measured on, the data split, the objective and the
-  constraints.  ``run`` writes it when a study starts and again when its trials are done; ``dashboard``
-  refreshes it for every study, so older studies get one too;
+- a markdown **note** per study made by ``run`` (optuna-dashboard's ``save_note``) with what a reader needs next
+  to the plots: the teacher baseline, the hardware the latencies were measured on, the data split, the objective
+  and the constraints.  ``run`` writes it when a study starts and again when its trials are done; ``dashboard``
+  refreshes it for every study ``run`` made, so older studies get one too.  Ours is one part of the note between
+  two markers (markdown link definitions, which render as nothing): text a person writes around it is kept, a
+  note without our part (a plain Optuna study's, or one a person rewrote) is never touched;
 - one artifact store for studies whose artifacts live in different folders (each study records its own).
 """
 
@@ -116,12 +118,51 @@ def _fingerprints(study: optuna.Study) -> dict[str, tuple[HardwareFingerprint, i
     return found
 
 
-def save_study_note(study: optuna.Study) -> None:
-    from optuna_dashboard import save_note
+# Our part of a study's note lies between these lines: link reference definitions, which markdown renders as
+# nothing (an HTML comment would show as text: optuna-dashboard passes raw HTML through as text).
+NOTE_BEGIN = "[//]: # (latencysolver note: begin; rewritten by latencysolver, write your own text outside it)"
+NOTE_END = "[//]: # (latencysolver note: end)"
+_UNMARKED = "## latencysolver study `"  # how our notes began before they had markers
 
+
+def merged_note(current: str, ours: str) -> str | None:
+    """The note body with ``ours`` as its latencysolver part, or None where the note is not ours to change.
+
+    An empty note becomes our part; a note with our part gets it replaced and keeps the text around it; a note
+    written before the markers existed (it begins with our heading) is replaced.  Any other note is someone
+    else's: None."""
+    part = f"{NOTE_BEGIN}\n\n{ours.rstrip()}\n\n{NOTE_END}\n"
+    if not current.strip() or current.startswith(_UNMARKED):
+        return part
+    begin = current.find(NOTE_BEGIN)
+    end = current.find(NOTE_END, begin)
+    if begin < 0 or end < 0:
+        return None
+    return current[:begin] + part + current[end + len(NOTE_END) :].removeprefix("\n")
+
+
+def made_by_run(study: optuna.Study) -> bool:
+    """A study ``run`` created (or a ``confirm`` sibling, which copies its records): it records its teacher or
+    its config.  Only these get a note."""
+    record = study_record(study)
+    return record.config is not None or record.teacher is not None
+
+
+def save_study_note(study: optuna.Study) -> bool:
+    """Write our part of the study's note, where the note is ours to change (see ``merged_note``); whether it
+    did.  A study ``run`` did not make is left alone."""
+    from optuna_dashboard import get_note, save_note
+
+    if not made_by_run(study):
+        return False
+    current = get_note(study)
+    body = merged_note(current, study_note(study))
+    if body is None or body == current:
+        return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        save_note(study, study_note(study))
+        save_note(study, body)
+    return True
 
 
 @dataclass(frozen=True)
@@ -163,7 +204,7 @@ def study_names(storage: str) -> list[str]:
 
 
 def refresh_notes(storage: str) -> list[str]:
-    """Write the note of every study in the storage; returns the study names."""
+    """Refresh our part of the note of every study ``run`` made in the storage; returns every study's name."""
     names = study_names(storage)
     for name in names:
         save_study_note(optuna.load_study(study_name=name, storage=storage))
