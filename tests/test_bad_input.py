@@ -442,3 +442,21 @@ def test_10_messages_that_misled(study_yaml, tmp_path, capfd, args, expected):
     for misleading in ("list index", "Repo id", "file not found"):
         assert misleading not in line, line
     assert_nothing_created(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ 11. reserved name
+
+
+@pytest.mark.parametrize("where", ["name", "file name"])
+def test_11_a_study_name_with_the_confirm_suffix_is_refused(study_yaml, tmp_path, capfd, where):
+    """``NAME:confirm`` is where ``confirm`` keeps the seed repeats of study NAME: ``run`` does not make one."""
+    path = study_yaml(name="tiny:confirm")
+    if where == "file name":  # no name: key, the file's stem is the name
+        raw = yaml.safe_load(path.read_text())
+        del raw["name"]
+        path = path.with_name("tiny:confirm.yaml")
+        path.write_text(yaml.safe_dump(raw))
+    code, err = cli(["run", path, "--cache-dir", tmp_path / "cache", "--no-progress"], capfd)
+    line = error_line(code, err)
+    assert line.startswith(f"{path}: name: 'tiny:confirm' ends in ':confirm'"), line
+    assert_nothing_created(tmp_path)

@@ -120,3 +120,36 @@ def test_export_shows_the_repeat_figures_when_they_exist(searched, tmp_path, cap
     assert main([*report, str(tmp_path / "after.html")]) == 0  # and the report has the repeats' table
     page = (tmp_path / "after.html").read_text()
     assert 'id="repeats-table"' in page and f"{statistics.mean(values):.3f} ± " in page
+
+
+def test_confirm_refuses_a_sibling_it_did_not_make_and_leaves_it_as_it_was(searched, capsys):
+    """A study named ``tiny:confirm`` that confirm did not make (a plain Optuna study, or one with a search study's
+    records, as `run` made before it refused the name) is not adopted: no config rewritten, no trial added."""
+    study, storage = searched
+    plain = optuna.create_study(study_name="tiny:confirm", storage=storage, directions=study.directions)
+    plain.set_user_attr("owner", "someone else")
+    plain.enqueue_trial(study.trials[0].params)
+    before = (plain.user_attrs, [(t.number, t.state, t.params) for t in plain.get_trials()])
+    args = ["confirm", "--study", "tiny", "--storage", storage, "--trials", "0", "--seeds", "1", "--no-progress"]
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latencysolver: error: study 'tiny:confirm'"), err
+    assert "not made by `latencysolver confirm` for study 'tiny'" in err[0]
+    after = optuna.load_study(study_name="tiny:confirm", storage=storage)
+    assert (after.user_attrs, [(t.number, t.state, t.params) for t in after.get_trials()]) == before
+
+    for key, value in study.user_attrs.items():  # a search study's records, but not made by confirm
+        plain.set_user_attr(key, value)
+    before = (plain.user_attrs, [(t.number, t.state, t.params) for t in plain.get_trials()])
+    assert main(args) == 1
+    assert "not made by `latencysolver confirm`" in capsys.readouterr().err
+    after = optuna.load_study(study_name="tiny:confirm", storage=storage)
+    assert (after.user_attrs, [(t.number, t.state, t.params) for t in after.get_trials()]) == before
+
+
+def test_the_sibling_confirm_makes_is_marked_with_its_search_study(searched):
+    study, storage = searched
+    sibling = sibling_study(study, storage)
+    assert sibling.user_attrs["repeats_of"] == "tiny"
+    assert sibling_study(study, storage).study_name == "tiny:confirm"  # its own sibling: taken up again

@@ -25,6 +25,11 @@ def confirm_study_name(name: str) -> str:
     return f"{name}{SUFFIX}"
 
 
+def is_confirm_study_name(name: str) -> bool:
+    """A name ending in the suffix of ``confirm``'s sibling studies: reserved for them."""
+    return name.endswith(SUFFIX)
+
+
 @dataclass(frozen=True)
 class RecipeRepeats:
     """One recipe: its search-time figures and the seed repeats' mean ± sd."""

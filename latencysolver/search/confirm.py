@@ -18,11 +18,17 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from latencysolver.errors import ConfigError, SelectionError
+from latencysolver.errors import ConfigError, SelectionError, StorageError
 from latencysolver.results.front import get_trial, pareto_trials
-from latencysolver.results.records import StudyRecord, baseline_of, was_interrupted, write_study_record
+from latencysolver.results.records import (
+    StudyRecord,
+    baseline_of,
+    study_record,
+    was_interrupted,
+    write_study_record,
+)
 from latencysolver.results.repeats import RecipeRepeats, confirm_study_name, summarize_repeats
-from latencysolver.results.storage import load_existing_study, require_made_by_run
+from latencysolver.results.storage import find_study, load_existing_study, require_made_by_run, shown_url
 from latencysolver.search.preparation import RunOptions
 
 Log = Callable[[str], None]
@@ -45,18 +51,39 @@ def chosen_trials(study: optuna.Study, trials: Sequence[int] | None, front: bool
 
 
 def sibling_study(study: optuna.Study, storage: str) -> optuna.Study:
-    """``<name>:confirm`` in the same storage, with the search study's records (config, teacher, data, binding)."""
+    """``<name>:confirm`` in the same storage, with the search study's records (config, teacher, data, binding).
+
+    Its ``repeats_of`` user attr, written first, marks it as the one ``confirm`` made for ``study``: a study of
+    that name without it (a plain Optuna study, one a user made) is refused, never written to."""
     name = confirm_study_name(study.study_name)
+    check_sibling(study, storage)
     sibling = optuna.create_study(study_name=name, storage=storage, directions=study.directions, load_if_exists=True)
+    write_study_record(sibling, StudyRecord(repeats_of=study.study_name))
     if study.metric_names and sibling.metric_names != study.metric_names:
         with warnings.catch_warnings():  # "experimental since v3.2": stable in practice, and what the dashboard reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sibling.set_metric_names(study.metric_names)
     for key, value in study.user_attrs.items():
-        if key != "sampler_seeds":
+        if key not in ("sampler_seeds", "repeats_of"):
             sibling.set_user_attr(key, value)
-    write_study_record(sibling, StudyRecord(repeats_of=study.study_name))
     return sibling
+
+
+def check_sibling(study: optuna.Study, storage: str) -> None:
+    """Refuse an existing ``<name>:confirm`` that ``confirm`` did not make for ``study`` (no ``repeats_of`` naming
+    it): its config would be rewritten and repeats added to someone else's trials."""
+    name = confirm_study_name(study.study_name)
+    existing = find_study(name, storage)
+    if existing is None:
+        return
+    made_for = study_record(existing).repeats_of
+    if made_for != study.study_name:
+        raise StorageError(
+            f"study {name!r} in {shown_url(storage)!r} was not made by `latencysolver confirm` for study "
+            f"{study.study_name!r} ({'repeats_of: ' + repr(made_for) if made_for else 'no repeats_of attribute'}), "
+            "so confirm neither adds repeats to it nor rewrites its records (that name is where the repeats go; "
+            "move that study to another storage to confirm here)"
+        )
 
 
 def enqueue_repeats(sibling: optuna.Study, originals: Sequence[FrozenTrial], seeds: int) -> int:

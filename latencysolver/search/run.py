@@ -21,7 +21,7 @@ from latencysolver.cache import cache_root
 from latencysolver.config.study import StudyConfig, config_from_dict, config_to_dict
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.data.text import TextData
-from latencysolver.errors import StorageError, first_line
+from latencysolver.errors import ConfigError, StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.latency.gating import usual_settings
 from latencysolver.latency.hardware import HardwareFingerprint, busy_warning
@@ -39,6 +39,7 @@ from latencysolver.results.records import (
     study_record,
     write_study_record,
 )
+from latencysolver.results.repeats import SUFFIX, is_confirm_study_name
 from latencysolver.results.storage import (
     AtomicArtifactStore,
     check_storage,
@@ -84,6 +85,14 @@ Log = Callable[[str], None]
 
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
+    if is_confirm_study_name(config.name):  # `confirm` would take this study for its seed repeats' sibling
+        raise ConfigError(
+            f"{config.config_file}: name: {config.name!r} ends in {SUFFIX!r}, which is reserved for the seed repeats "
+            f"`latencysolver confirm` keeps beside a study; pick another name",
+            file=config.config_file,
+            key="name",
+            value=config.name,
+        )
     check_storage(config.storage, writable=True)
     check_output_folders(config, options)
     stored = find_study(config.name, config.storage)
