@@ -140,6 +140,37 @@ def test_bad_row_is_one_line_exit_1_and_no_output(exported, tmp_path, capsys, ba
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]  # no output, no temp file
 
 
+@pytest.mark.parametrize("how", ["same path", "another spelling", "symlink", "hard link"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(exported, tmp_path, capsys, monkeypatch, how):
+    import hashlib
+    import os
+
+    out, data = exported
+    source = tmp_path / "rows.jsonl"
+    write_jsonl(source, input_rows(data, 4))
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    target = {"same path": source, "another spelling": tmp_path / "." / "sub" / ".." / "rows.jsonl"}.get(how)
+    (tmp_path / "sub").mkdir()
+    if how == "symlink":
+        target = tmp_path / "sub" / "preds.jsonl"
+        target.symlink_to(source)
+    elif how == "hard link":
+        target = tmp_path / "sub" / "preds.jsonl"
+        os.link(source, target)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--input", str(source), "--output", str(target), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"latencysolver: error: --output {str(target)!r}: "), err
+    assert f"the same file as --input {str(source)!r}" in err[0]
+    assert captured.out == ""
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["rows.jsonl", "sub", *(["preds.jsonl"] if how in ("symlink", "hard link") else [])]
+    )  # no temporary file left
+
+
 def test_missing_or_non_export_folder_is_one_line(exported, tmp_path, capsys):
     _, data = exported
     for folder, expected in ((tmp_path / "nope", "no such folder"), (data, "not a latencysolver export")):

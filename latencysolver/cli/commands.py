@@ -227,6 +227,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from latencysolver.ship.predict import (
         answer_text,
+        check_output_is_not_input,
         export_schema,
         load_export,
         predict_file,
@@ -249,6 +250,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         clf = load_export(args.export_dir)
         print(answer_text(predict_one(clf, args.text, args.text_pair)))
         return 0
+    check_output_is_not_input(args.input, args.output)
     rows = read_rows(args.input, schema)  # every row checked before the model is even loaded
     clf = load_export(args.export_dir)
     summary = predict_file(clf, rows, args.output, args.batch_size, progress=not args.no_progress)

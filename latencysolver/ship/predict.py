@@ -11,20 +11,21 @@ Output: one JSON object per input row, in input order: ``{"line": n, "id": ..., 
 "probability": p}``; for yes/no data (BoolQ) as before, ``{"line", "id", "answer": "yes"|"no", "label":
 true|false, "probability"}``.  ``line`` is the row's line number in the input file and ``probability`` that of the
 predicted class.  An output file is written beside its final name and renamed when complete, so a failed run
-leaves none.
+leaves none; an output that is the input file (by any path or link) is refused.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from latencysolver.data.text import BOOLQ, YES_NO, recorded_schema
-from latencysolver.errors import DataError, ModelError
+from latencysolver.errors import DataError, ModelError, OutputError
 from latencysolver.files import atomic_file, check_writable
 from latencysolver.models.student import STUDENT_JSON
 from latencysolver.ship.inference import CompressedClassifier, Prediction, load
@@ -110,6 +111,25 @@ def predict_one(clf: CompressedClassifier, text: str, text_pair: str | None) -> 
         if value is not None and not value.strip():
             raise DataError(f"{name}: empty text")
     return clf.predict([text], None if text_pair is None else [text_pair])[0]
+
+
+def check_output_is_not_input(input_path: str | Path, output: str | Path | None) -> None:
+    """Refuse an ``--output`` that is the ``--input`` file: the same path, another spelling of it, a symlink to
+    it or a hard link of it (an output replaces its file, and the rows would be lost)."""
+    if output is None:
+        return
+    source, target = Path(input_path), Path(output)
+    same = source.resolve() == target.resolve()
+    if not same and source.exists() and target.exists():
+        try:
+            same = os.path.samefile(source, target)
+        except OSError:  # unreadable: read_rows and the output checks report it
+            same = False
+    if same:
+        raise OutputError(
+            f"--output {str(target)!r}: the same file as --input {str(source)!r}; writing the predictions there "
+            "would destroy the rows (name another file)"
+        )
 
 
 def read_rows(path: str | Path, schema: Schema = Schema()) -> list[InputRow]:
