@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import optuna
 import pytest
@@ -153,3 +154,37 @@ def test_the_sibling_confirm_makes_is_marked_with_its_search_study(searched):
     sibling = sibling_study(study, storage)
     assert sibling.user_attrs["repeats_of"] == "tiny"
     assert sibling_study(study, storage).study_name == "tiny:confirm"  # its own sibling: taken up again
+
+
+def test_another_teacher_is_refused_by_every_command_that_adds_results(searched, tiny_model_dir, capsys):
+    """``run`` refuses to resume a study with another teacher; ``confirm``, ``remeasure`` and ``worker`` did not,
+    and mixed that teacher's repeats and speed-ups into the study.  Refused in one line, the storage unchanged."""
+    import hashlib
+
+    from sqlalchemy.engine import make_url
+
+    from latencysolver.results.records import study_record
+
+    study, storage = searched
+    db = Path(make_url(storage).database)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    other = ["--teacher", str(tiny_model_dir), "--no-progress"]  # the untrained base model: a two-class classifier
+    common = ["--study", "tiny", "--storage", storage]
+    for command in (
+        ["confirm", *common, "--trials", "0", "--seeds", "1"],
+        ["remeasure", *common, "--trials", "0"],
+        ["worker", *common],
+    ):
+        capsys.readouterr()
+        assert main([*command, *other]) == 1, command
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if "warning" not in line]  # SQLite
+        assert len(err) == 1 and err[0].startswith("latencysolver: error: study 'tiny' in "), (command, err)
+        assert f"is bound to teacher {study_record(study).binding.teacher_key}, but --teacher " in err[0]
+        assert repr(str(tiny_model_dir)) in err[0]
+        assert hashlib.sha256(db.read_bytes()).hexdigest() == before, command
+    assert "tiny:confirm" not in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+    # the study's own teacher folder, given with --teacher, is its teacher
+    own = ["--teacher", study_record(study).teacher.path, "--no-progress"]
+    assert main(["remeasure", *common, "--trials", "0", *own]) == 0
+    assert "0" in study_record(optuna.load_study(study_name="tiny", storage=storage)).remeasured

@@ -57,6 +57,15 @@ def teacher_key(config: StudyConfig, train_fingerprint: str) -> str:
     )
 
 
+def given_teacher_key(teacher_path: str) -> str:
+    """The key of a fine-tuned checkpoint given with ``--teacher`` (a hash of its files); a ``ModelError`` when it
+    is not a folder."""
+    path = Path(teacher_path).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"--teacher: not a folder: {teacher_path!r}")
+    return content_hash("given", model_fingerprint(str(path)))
+
+
 def prepare_teacher(
     config: StudyConfig,
     train_split: EncodedSplit,
@@ -73,9 +82,7 @@ def prepare_teacher(
     named ``labels``, and its logits on the train split."""
     if teacher_path is not None:
         path = Path(teacher_path).expanduser()
-        if not path.is_dir():
-            raise ModelError(f"--teacher: not a folder: {teacher_path!r}")
-        key = content_hash("given", model_fingerprint(str(path)))
+        key = given_teacher_key(teacher_path)
         model = _load_checkpoint(path)
         _check_classes(model, labels, f"--teacher {path}")
         log(f"teacher: using the fine-tuned checkpoint {path}")

@@ -29,6 +29,7 @@ from latencysolver.results.records import (
 )
 from latencysolver.results.repeats import RecipeRepeats, confirm_study_name, summarize_repeats
 from latencysolver.results.storage import find_study, load_existing_study, require_made_by_run, shown_url
+from latencysolver.search.binding import check_given_teacher
 from latencysolver.search.preparation import RunOptions
 
 Log = Callable[[str], None]
@@ -133,6 +134,7 @@ def confirm(
     if study_is_a_confirm_study(study):
         raise ConfigError(f"--study {name!r} holds seed repeats already; name the search study", key="--study")
     originals = chosen_trials(study, trials, front)
+    check_given_teacher(study, storage, options.teacher_path)  # before the sibling is made or a repeat enqueued
     sibling = sibling_study(study, storage)
     added = enqueue_repeats(sibling, originals, seeds)
     log(

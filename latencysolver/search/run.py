@@ -49,7 +49,7 @@ from latencysolver.results.storage import (
     require_made_by_run,
     shown_url,
 )
-from latencysolver.search.binding import check_binding, check_objectives
+from latencysolver.search.binding import check_binding, check_given_teacher, check_objectives
 from latencysolver.search.objective import make_objective, model_size_bytes, objectives
 from latencysolver.search.preparation import (
     Prepared,
@@ -209,6 +209,7 @@ def prepare_stored(
     record = study_record(study)
     raw = record.config
     assert raw is not None  # require_made_by_run checked it
+    check_given_teacher(study, storage_url, options.teacher_path)
     config = dataclasses.replace(config_from_dict(raw, f"study {name!r}"), storage=storage_url, name=name)
     check_writable(cache_root(options.cache_dir), "--cache-dir" if options.cache_dir else "cache folder", folder=True)
     if record.artifact_dir:
