@@ -460,3 +460,15 @@ def test_11_a_study_name_with_the_confirm_suffix_is_refused(study_yaml, tmp_path
     line = error_line(code, err)
     assert line.startswith(f"{path}: name: 'tiny:confirm' ends in ':confirm'"), line
     assert_nothing_created(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ 12. class order
+
+
+def test_12_class_names_that_invert_true_false_labels(study_yaml, synthetic_data_dir, tmp_path, capfd):
+    path = study_yaml(data={"source": str(synthetic_data_dir), "max_length": 64, "labels": ["yes", "no"]})
+    code, err = cli(["run", path, "--cache-dir", tmp_path / "cache", "--no-progress"], capfd)
+    line = error_line(code, err)
+    assert line.startswith(f"{synthetic_data_dir / 'train.jsonl'}: column 'label' holds true/false"), line
+    assert "data.labels ['yes', 'no']" in line, line
+    assert_nothing_created(tmp_path)

@@ -157,3 +157,23 @@ def test_a_three_class_single_text_study_runs_exports_and_predicts(colours, tiny
     with pytest.raises(SystemExit) as usage:  # single texts only: a usage error
         main(["predict", str(out), "--text", "the red law", "--text-pair", "x"])
     assert usage.value.code == 2 and "this export reads single texts ('sentence')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("labels", [("yes", "no"), ("True", "False"), ("1", "0"), ("positive", "negative")])
+def test_class_names_that_invert_true_false_labels_are_refused(synthetic_data_dir, labels):
+    """True/false labels are indices 1/0 into data.labels: ``[yes, no]`` would call every true row "no", and
+    every export would answer the opposite word at the same accuracy."""
+    with pytest.raises(DataError) as info:
+        load_data(str(synthetic_data_dir), labels=labels)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{synthetic_data_dir / 'train.jsonl'}: "), message
+    assert f"data.labels {list(labels)}" in message and "column 'label' holds true/false" in message, message
+    assert f"data.labels: [{labels[1]}, {labels[0]}]" in message, message
+
+
+@pytest.mark.parametrize("labels", [("no", "yes"), ("negative", "positive"), ("different", "duplicate")])
+def test_class_names_in_false_true_order_follow_the_booleans(synthetic_data_dir, labels):
+    data = load_data(str(synthetic_data_dir), labels=labels)
+    rows = [json.loads(line) for line in (synthetic_data_dir / "train.jsonl").read_text().splitlines()]
+    assert data.label_names == labels
+    assert [data.label_names[k] for k in data.train.label] == [labels[int(r["label"])] for r in rows]

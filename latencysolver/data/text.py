@@ -5,8 +5,10 @@ Which columns hold what is ``data.columns`` (``text``, ``text_pair`` (null for s
 BoolQ's are the default (``question``, ``passage``, and ``label`` or the hub's ``answer``).  Labels are class
 indices into ``label_names``: ``data.labels`` when given (a file's label is one of those names, or an index into
 them), else ``no``/``yes`` for true/false labels, ``0``..``K-1`` for integer ones, and the sorted names of the
-train split for string ones.  Rows come out as small typed splits of plain Python lists; a missing column or a
-label outside the names is one ``DataError`` naming the file, the column and the value.
+train split for string ones.  True/false labels are indices too (false 0, true 1), so ``data.labels`` lists
+false's name first: names in the opposite order (``[yes, no]``) are refused.  Rows come out as small typed splits
+of plain Python lists; a missing column or a label outside the names is one ``DataError`` naming the file, the
+column and the value.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def load_data(
             f"{where}: split 'train': column '{column}' holds one class only ({names[0]!r}); a classifier needs two "
             "(or list them in data.labels)"
         )
+    if labels is not None:
+        _check_boolean_order(names, read, raw)
     boolq = columns == BOOLQ and labels is None and names == YES_NO
     splits = {
         name: TextSplit(
@@ -320,6 +324,29 @@ def _label_names(values: list[tuple[int, Any]], boolq: bool) -> tuple[str, ...]:
     if all(isinstance(v, str) for v in raw):
         return tuple(sorted(set(raw)))
     return YES_NO  # mixed or odd types: _label_index names the first bad value
+
+
+# Names that say true or false: ``data.labels`` on true/false labels must not list one where the other goes.
+_TRUE_WORDS = {"yes", "true", "y", "t", "1", "positive", "pos"}
+_FALSE_WORDS = {"no", "false", "n", "f", "0", "negative", "neg"}
+
+
+def _check_boolean_order(names: tuple[str, ...], read: dict[str, Read], raw: dict[str, tuple[list[dict], str]]) -> None:
+    """True/false labels are the indices 1/0 into ``data.labels``: its first name is false's, its second true's.
+    Names that say the opposite (``[yes, no]``) would call every true row "no" and invert every answer an export
+    gives at the same accuracy, so they are refused, naming the file, the column and ``data.labels``."""
+    if len(names) != 2:
+        return  # true/false with more classes: _label_index refuses the first such label
+    false, true = (name.strip().lower() for name in names)
+    if false not in _TRUE_WORDS and true not in _FALSE_WORDS:
+        return
+    for split, (_, _, _, values, column) in read.items():
+        if any(isinstance(v, bool) for _, v in values):
+            raise DataError(
+                f"{raw[split][1]}: column '{column}' holds true/false, so data.labels {list(names)} would name "
+                f"false {names[0]!r} and true {names[1]!r}; list false's name first "
+                f"(data.labels: [{names[1]}, {names[0]}])"
+            )
 
 
 def _label_index(value: Any, names: tuple[str, ...], given: bool, where: str, split: str, row: int, column: str) -> int:
