@@ -217,6 +217,101 @@ def test_the_largest_seed_still_gives_every_worker_a_valid_seed(tmp_path):
         make_sampler(dataclasses.replace(config, sampler=dataclasses.replace(sampler, seed=seed)))  # NumPy accepts
 
 
+# Every numeric field of every block, against what its consumer takes: refused when the file is read, not by a
+# trial that FAILs later (seeds: torch.manual_seed / random.Random / NumPy; waits: time.sleep; threads: a C int).
+BAD_FIELDS = [
+    ("n_trials", 0),
+    ("data.max_length", 0),
+    ("data.limit_train", -1),
+    ("data.labels", ["yes", ""]),
+    ("data.labels", ["yes", "   "]),
+    ("data.labels", ["yes", "yes"]),
+    ("sampler.seed", -1),
+    ("sampler.seed", 2**32),
+    ("sampler.startup_trials", 0),
+    ("teacher.seed", -1),
+    ("teacher.seed", 2**32),
+    ("teacher.weight_decay", -0.1),
+    ("teacher.epochs", 0),
+    ("teacher.learning_rate", -1.0e-4),
+    ("teacher.warmup_ratio", 1.0),
+    ("distillation.seed", 2**64),
+    ("distillation.weight_decay", -0.01),
+    ("distillation.batch_size", 0),
+    ("cnn_distillation.seed", -3),
+    ("cnn_distillation.weight_decay", -1.0),
+    ("elastic.seed", 2**32),
+    ("elastic.weight_decay", -0.5),
+    ("elastic.random_subnetworks", -1),
+    ("elastic.width_first", 1.5),
+    ("elastic.temperature", 0.0),
+    ("latency.seed", -1),
+    ("latency.seed", 2**32),
+    ("latency.threads", 0),
+    ("latency.threads", 2**31),
+    ("latency.rows", 0),
+    ("latency.warmup", -1),
+    ("latency.repeats", 0),
+    ("latency.throughput_batch_size", 0),
+    ("latency.max_speedup_cv", 0.0),
+    ("latency.remeasure_attempts", -1),
+    ("latency.remeasure_wait_s", -1.0),
+    ("latency.remeasure_wait_s", 5.0e9),  # doubled once by the second of 2 attempts: past time.sleep's limit
+    ("cnn.embed_dim", 0),
+    ("cnn.dropout", 1.0),
+    ("cnn.representation_weight", -0.5),
+    ("cnn.augment", -1),
+    ("constraints.min_accuracy", 1.5),
+    ("constraints.max_latency_ms", 0.0),
+    ("constraints.min_speedup", -1.0),
+    ("early_stop.after", 1.0),
+    ("early_stop.rows", 0),
+    ("early_stop.reduction_factor", 1),
+    ("early_stop.min_trials", 0),
+    ("workers.heartbeat_interval", 10**10),
+    ("workers.grace_period", 10**10),
+    ("workers.max_retry", -1),
+]
+
+
+@pytest.mark.parametrize("key, value", BAD_FIELDS, ids=[f"{k}={v!r}" for k, v in BAD_FIELDS])
+def test_every_numeric_field_is_checked_when_the_file_is_read(tmp_path, key, value):
+    from latencysolver.errors import shown
+
+    *blocks, name = key.split(".")
+    raw: dict = {name: value}
+    for block in reversed(blocks):
+        raw = {block: raw}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"search_space": {}, **raw}))
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: {key}: "), message
+    assert (info.value.file, info.value.key) == (str(path), key)
+    bad = value if not isinstance(value, list) else next(v for v in value if not v.strip() or value.count(v) > 1)
+    assert shown(bad) in message or shown(value) in message, message
+
+
+def test_the_bounds_let_the_extremes_through(tmp_path):
+    """The largest seed, the largest C int of threads, the longest wait: each still loads."""
+    path = tmp_path / "study.yaml"
+    top = {"seed": 2**32 - 1}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "search_space": {},
+                **{block: top for block in ("teacher", "distillation", "cnn_distillation", "elastic", "sampler")},
+                "latency": {**top, "threads": 2**31 - 1, "remeasure_wait_s": 4.0e9, "remeasure_attempts": 2},
+                "data": {"labels": ["no", "yes"]},
+            }
+        )
+    )
+    config = load_study_config(path)
+    assert config.teacher.seed == config.latency.seed == config.elastic.seed == 2**32 - 1
+
+
 def test_nested_range_check_names_the_dotted_key(tmp_path):
     path = _study(tmp_path, "teacher: {warmup_ratio: 1.5}\n")
     _error(load_study_config, path, "teacher.warmup_ratio", "1.5")

@@ -26,16 +26,19 @@ from latencysolver.config.space import (
 from latencysolver.config.training import (
     AUGMENT_KINDS,
     DEVICE_SPEC,
-    SEED_MAX,
+    INT_MAX,
+    MAX_WAIT_S,
     DeviceConfig,
     ElasticConfig,
     TrainConfig,
+    _check_at_most,
     _check_non_negative,
     _check_positive,
+    _check_seed,
     check_latency_device,
-    check_seed,
     check_some_of,
     check_trial_mode,
+    longest_wait_s,
 )
 from latencysolver.errors import ConfigError, FieldError, shown
 
@@ -89,12 +92,14 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "max_length", "limit_train", "limit_validation", "limit_test")
         _check_non_negative(self, "augment")
-        check_seed(self, "augment_seed")
+        _check_seed(self, "augment_seed")
         check_some_of(self, "augment_kinds", AUGMENT_KINDS)
         if self.labels is not None and (len(set(self.labels)) != len(self.labels) or len(self.labels) < 2):
-            raise FieldError(
-                "labels", f"labels must be at least two different names, but got {list(self.labels)}", self.labels
-            )
+            names = shown(list(self.labels))
+            raise FieldError("labels", f"labels must be at least two different names, but got {names}", self.labels)
+        blank = [name for name in self.labels or () if not name.strip()]
+        if blank:
+            raise FieldError("labels", f"each label must be a name, but got {shown(blank[0])}", blank[0])
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,17 @@ class LatencyConfig:
         _check_positive(self, "threads", "rows", "repeats", "throughput_batch_size")
         _check_positive(self, "max_speedup_cv", "max_reference_drift")
         _check_non_negative(self, "warmup", "remeasure_attempts", "remeasure_wait_s")
+        _check_at_most(self, INT_MAX, "a C int, what torch.set_num_threads takes", "threads")
+        _check_seed(self, "seed")
+        longest = longest_wait_s(self.remeasure_wait_s, self.remeasure_attempts)
+        if longest > MAX_WAIT_S:
+            raise FieldError(
+                "remeasure_wait_s",
+                f"remeasure_wait_s must keep the last of {self.remeasure_attempts} doubling waits within "
+                f"{MAX_WAIT_S:,.0f} s (what time.sleep takes), but got {shown(self.remeasure_wait_s)} "
+                f"(last wait {longest:g} s)",
+                self.remeasure_wait_s,
+            )
 
 
 @dataclass(frozen=True)
@@ -243,6 +259,7 @@ class WorkersConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "heartbeat_interval", "grace_period")
+        _check_at_most(self, MAX_WAIT_S, "the longest wait Python's threads take", "heartbeat_interval", "grace_period")
         if self.grace_period <= self.heartbeat_interval:
             raise FieldError(
                 "grace_period",
@@ -263,8 +280,7 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "startup_trials")
-        if self.seed is not None and not 0 <= self.seed <= SEED_MAX:
-            raise FieldError("seed", f"seed must be in [0, {SEED_MAX}] or null, but got {self.seed!r}", self.seed)
+        _check_seed(self, "seed")
 
 
 @dataclass(frozen=True)

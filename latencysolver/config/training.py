@@ -3,7 +3,9 @@ mode can honour (checked when a study file is read), and where training runs."""
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,22 +22,42 @@ def _check_positive(obj: Any, *names: str) -> None:
 
 
 def _check_non_negative(obj: Any, *names: str) -> None:
-    """``FieldError`` naming the first of ``names`` (attributes of ``obj``) that is below 0."""
+    """``FieldError`` naming the first of ``names`` (attributes of ``obj``) that is below 0 (or NaN)."""
     for name in names:
         value = getattr(obj, name)
-        if value < 0:
+        if not value >= 0:
             raise FieldError(name, f"{name} must be >= 0, but got {shown(value)}", value)
 
 
-SEED_MAX = 2**32 - 1  # NumPy's RandomState, behind every Optuna sampler, takes seeds in [0, 2**32)
+# Every seed goes to torch.manual_seed (which takes [0, 2**64)) or random.Random (any int); the sampler's goes to
+# NumPy's RandomState, behind every Optuna sampler, which takes [0, 2**32).  One bound for all of them.
+SEED_MAX = 2**32 - 1
+INT_MAX = 2**31 - 1  # a C int: torch.set_num_threads and onnxruntime's thread counts
+MAX_WAIT_S = threading.TIMEOUT_MAX  # the longest time.sleep / Event.wait (and a heartbeat's grace) Python takes
 
 
-def check_seed(obj: Any, *names: str) -> None:
-    """``FieldError`` naming the first of ``names`` that is not a seed every RNG here takes: [0, SEED_MAX]."""
+def _check_seed(obj: Any, *names: str) -> None:
+    """``FieldError`` naming the first of ``names`` that is set but outside [0, SEED_MAX]."""
     for name in names:
         value = getattr(obj, name)
         if value is not None and not 0 <= value <= SEED_MAX:
             raise FieldError(name, f"{name} must be in [0, {SEED_MAX}], but got {shown(value)}", value)
+
+
+def _check_at_most(obj: Any, limit: float, why: str, *names: str) -> None:
+    """``FieldError`` naming the first of ``names`` that is set and above ``limit`` (``why``: whose limit)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value > limit:
+            raise FieldError(name, f"{name} must be <= {limit:,.0f} ({why}), but got {shown(value)}", value)
+
+
+def longest_wait_s(first: float, attempts: int) -> float:
+    """The last of ``attempts`` waits that start at ``first`` seconds and double (inf past any float)."""
+    if attempts < 1 or first <= 0:
+        return 0.0
+    exponent = math.log2(first) + attempts - 1
+    return math.inf if exponent > 1023 else 2.0**exponent
 
 
 def check_some_of(obj: Any, name: str, allowed: tuple[str, ...]) -> None:
@@ -64,6 +86,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "steps", "batch_size", "learning_rate")
+        _check_non_negative(self, "weight_decay")
+        _check_seed(self, "seed")
         if not 0 <= self.warmup_ratio < 1:
             raise FieldError(
                 "warmup_ratio", f"warmup_ratio must be in [0, 1), but got {shown(self.warmup_ratio)}", self.warmup_ratio
@@ -96,7 +120,8 @@ class ElasticConfig:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise FieldError(name, f"{name} must be in [{low}, {high}], but got {shown(value)}", value)
-        _check_non_negative(self, "random_subnetworks")
+        _check_non_negative(self, "random_subnetworks", "weight_decay")
+        _check_seed(self, "seed")
 
     def training(self) -> TrainConfig:
         return TrainConfig(
