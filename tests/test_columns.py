@@ -94,6 +94,33 @@ def test_bad_columns_in_the_yaml_name_the_key(study_yaml):
     assert info.value.key == "data.labels"
 
 
+@pytest.mark.parametrize(
+    "columns, expected",
+    [
+        ({"text": "sentence", "label": "colour"}, ("sentence", None, "colour")),  # names text: single text
+        ({"text": "sentence", "text_pair": None, "label": "colour"}, ("sentence", None, "colour")),
+        ({"text": "question", "text_pair": "passage"}, ("question", "passage", "label")),
+        ({"label": "answer"}, ("question", "passage", "answer")),  # text not named: BoolQ's pair
+        (None, ("question", "passage", "label")),  # no columns at all: BoolQ's
+    ],
+    ids=["text-only", "text-pair-null", "explicit-pair", "label-only", "absent"],
+)
+def test_a_columns_mapping_without_text_pair_is_single_text(study_yaml, colours, columns, expected):
+    """``columns: {text: review, label: stars}`` inherited BoolQ's ``passage`` as the pair, and the data then
+    failed with "has no 'passage' column"; a stored config (every key written) reads back the same."""
+    from latencysolver.config.study import config_from_dict, config_to_dict
+    from latencysolver.data.text import configured
+
+    data = {"source": str(colours), "max_length": 32, **({"columns": columns} if columns is not None else {})}
+    config = load_study_config(study_yaml(data=data))
+    c = config.data.columns
+    assert (c.text, c.text_pair, c.label) == expected
+    assert config_from_dict(config_to_dict(config), "stored") == config
+    if expected[0] == "sentence":
+        loaded = configured(config.data)
+        assert loaded.train.text_pair is None and loaded.label_names == ("blue", "green", "red")
+
+
 def test_macro_f1_for_three_classes():
     logits = torch.eye(3)[[0, 0, 1, 2, 2, 2]]  # predictions 0 0 1 2 2 2
     labels = (0, 1, 1, 2, 2, 0)

@@ -383,9 +383,20 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     data_raw = raw.get("data")
     if isinstance(data_raw, str):  # shorthand: ``data: path/or/hub-name``
         raw["data"] = {"source": data_raw}
+    elif isinstance(data_raw, dict):
+        raw["data"] = _single_text_unless_paired(data_raw)
     config = build(StudyConfig, {**raw, "search_space": {}}, str(path))
     config = dataclasses.replace(config, search_space=space, config_file=str(path))
     return apply_overrides(config, **overrides)
+
+
+def _single_text_unless_paired(data: dict[str, Any]) -> dict[str, Any]:
+    """``data.columns`` naming ``text`` but not ``text_pair`` is single-text data: BoolQ's ``passage`` is the pair
+    of BoolQ's ``question`` only, so it is the default only where ``text`` is too.  (A stored config names both.)"""
+    columns = data.get("columns")
+    if isinstance(columns, dict) and "text" in columns and "text_pair" not in columns:
+        return {**data, "columns": {**columns, "text_pair": None}}
+    return data
 
 
 def config_to_dict(config: StudyConfig) -> dict[str, Any]:
