@@ -262,3 +262,45 @@ def test_a_note_from_before_the_markers_is_ours_and_others_are_not():
     )
     assert merged_note("mine\n", ours) is None
     assert merged_note(f"mine\n\n{NOTE_END}\n\n{NOTE_BEGIN}\n", ours) is None  # no part of ours between them
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("truncated", "is not an Optuna SQLite database (database disk image is malformed)"),
+        ("not-a-database", "is not an Optuna SQLite database (file is not a database)"),
+        ("empty", "is an empty file: no studies to show"),
+        ("other-tables", "is a SQLite database without Optuna's tables"),
+    ],
+    ids=["truncated", "not-a-database", "empty", "other-tables"],
+)
+def test_a_damaged_empty_or_foreign_database_is_refused_unchanged(tmp_path, capsys, monkeypatch, damage, expected):
+    """A truncated file or one that is no database gave a 78-line traceback; an empty file got Optuna's schema
+    written into it and was served.  Each is one line now, before anything is written or served."""
+    import hashlib
+    import sqlite3
+
+    db = tmp_path / "study.db"
+    if damage == "truncated":
+        study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}", directions=["maximize", "maximize"])
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=20)
+        db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    elif damage == "not-a-database":
+        db.write_text("not a database " * 20)
+    elif damage == "empty":
+        db.touch()
+    else:
+        with sqlite3.connect(db) as other:
+            other.execute("CREATE TABLE notes (text TEXT)")
+        other.close()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    served = []
+    monkeypatch.setattr("latencysolver.results.dashboard.serve", lambda *args: served.append(args))
+    capsys.readouterr()
+    assert main(["dashboard", "--storage", f"sqlite:///{db}", "--port", str(free_port())]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latencysolver: error: --storage") and expected in err[0], captured.err
+    assert str(db) in err[0]
+    assert served == [] and "optuna-dashboard on" not in captured.out
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before

@@ -18,7 +18,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 
 from latencysolver.config.study import StudyConfig
-from latencysolver.errors import OutputError, StorageError, first_line
+from latencysolver.errors import OutputError, StorageError, first_line, shown
 from latencysolver.files import atomic_file, check_writable
 from latencysolver.results.records import study_record
 
@@ -133,8 +133,12 @@ def find_study(name: str, storage: str) -> optuna.Study | None:
         raise StorageError(f"--storage {shown_url(storage)!r}: cannot open study {name!r}: {first_line(exc)}") from None
 
 
-def _sqlite_study_names(url: str) -> list[str] | None:
-    """Study names in a SQLite storage, read without writing; None for other databases."""
+def _sqlite_study_names(url: str, *, intact: bool = False) -> list[str] | None:
+    """Study names in a SQLite storage, read without writing; None for other databases.
+
+    ``intact``: the file must also be a whole Optuna database (not empty, with Optuna's tables, passing SQLite's
+    ``quick_check``), for a command that would otherwise write Optuna's schema into it or fail deep inside a
+    library (the dashboard)."""
     import sqlite3
 
     from sqlalchemy.engine import make_url
@@ -142,15 +146,28 @@ def _sqlite_study_names(url: str) -> list[str] | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
+    where = f"--storage {shown_url(url)!r}: {parsed.database!r}"
     try:
         with sqlite3.connect(f"file:{parsed.database}?mode=ro", uri=True) as db:
+            if intact:
+                problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+                if problems != ["ok"]:
+                    raise StorageError(f"{where} is damaged (SQLite's quick_check: {shown(problems[0])})")
             if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='studies'").fetchone():
+                if intact:
+                    empty = Path(parsed.database or "").stat().st_size == 0
+                    what = "an empty file" if empty else "a SQLite database without Optuna's tables"
+                    raise StorageError(f"{where} is {what}: no studies to show (`latencysolver run` makes them)")
                 return []  # an empty file, or a database without Optuna's tables
             return [row[0] for row in db.execute("SELECT study_name FROM studies ORDER BY study_id")]
     except sqlite3.DatabaseError as exc:
-        raise StorageError(
-            f"--storage {shown_url(url)!r}: {parsed.database!r} is not an Optuna SQLite database ({exc})"
-        ) from None
+        raise StorageError(f"{where} is not an Optuna SQLite database ({exc})") from None
+
+
+def check_intact(url: str) -> None:
+    """A SQLite storage must be a whole Optuna database (see ``_sqlite_study_names``); read only, so the file
+    stays as it was.  Other databases: nothing to check here."""
+    _sqlite_study_names(url, intact=True)
 
 
 def require_made_by_run(study: optuna.Study, storage: str, *, to_run_trials: bool = False) -> None:
