@@ -187,8 +187,14 @@ def test_asking_an_existing_study_for_another_objective_changes_nothing(study_ya
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["export", "--study", "s", "--best", "--tolerance", "-0.1", "--out", "x"], "--tolerance: must be >= 0"),
-        (["export", "--study", "s", "--best", "--tolerance", "nan", "--out", "x"], "--tolerance: must be >= 0"),
+        (
+            ["export", "--study", "s", "--best", "near-teacher", "--tolerance", "-0.1", "--out", "x"],
+            "--tolerance: must be >= 0",
+        ),
+        (
+            ["export", "--study", "s", "--best", "near-teacher", "--tolerance", "nan", "--out", "x"],
+            "--tolerance: must be >= 0",
+        ),
         (["bench", "no-such-model", "--max-length", "0"], "--max-length must be > 0, but got 0"),
         (["bench", "no-such-model", "--max-length", "-3"], "--max-length must be > 0, but got -3"),
         (["run", "no-such-study.yaml", "--workers", "0"], "--workers: expected a positive integer, got 0"),
@@ -224,6 +230,60 @@ def test_unchecked_options_are_checked(tmp_path, capsys, monkeypatch, args, expe
     assert len(err.splitlines()) == 1, err
     assert expected in err, err
     assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "selection, option, expected",
+    [
+        (["--trial", "3"], ["--margin", "0.02"], "--margin goes with --best non-inferior, not with --trial"),
+        (["--trial", "3"], ["--fallback", "knee"], "--fallback goes with --best non-inferior, not with --trial"),
+        (["--trial", "3"], ["--confidence", "0.9"], "--confidence goes with --best non-inferior, not with --trial"),
+        (["--trial", "3"], ["--tolerance", "0.02"], "--tolerance goes with --best near-teacher"),
+        (["--best", "knee"], ["--margin", "0.02"], "--margin goes with --best non-inferior, not with --best knee"),
+        (["--best", "knee"], ["--fallback", "max-accuracy"], "--fallback goes with --best non-inferior, not with"),
+        (["--best"], ["--tolerance", "0.02"], "not with --best non-inferior"),  # no near-teacher fallback
+        (["--best", "near-teacher"], ["--confidence", "0.9"], "not with --best near-teacher"),
+        (["--max-latency-ms", "5"], ["--margin", "0.1"], "not with --max-latency-ms"),
+        (["--max-latency-ms", "5"], ["--tolerance", "0.1"], "(or --fallback near-teacher), not with --max-latency-ms"),
+    ],
+    ids=[
+        "trial-margin",
+        "trial-fallback",
+        "trial-confidence",
+        "trial-tolerance",
+        "knee-margin",
+        "knee-fallback",
+        "non-inferior-tolerance",
+        "near-teacher-confidence",
+        "max-latency-margin",
+        "max-latency-tolerance",
+    ],
+)
+def test_export_options_that_do_not_apply_are_a_usage_error(tmp_path, capsys, selection, option, expected):
+    """They were silently ignored: ``--trial 3 --margin 0.02`` exported trial 3 as if --margin meant something."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--study", "s", "--storage", storage, *selection, *option, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "usage: latencysolver export" in err and expected in err.strip().splitlines()[-1], err
+    assert_nothing_written(tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--best", "near-teacher", "--tolerance", "0.02"],
+        ["--best", "--fallback", "near-teacher", "--tolerance", "0.02", "--margin", "0.01", "--confidence", "0.9"],
+        ["--best", "--fallback", "knee"],
+    ],
+    ids=["near-teacher-tolerance", "non-inferior-all", "non-inferior-fallback"],
+)
+def test_export_options_that_apply_pass_the_usage_check(tmp_path, capsys, args):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    code, err = run_cli(["export", "--study", "s", "--storage", storage, *args, "--out", str(tmp_path / "out")], capsys)
+    assert code == 1 and "no such database file" in err, err  # got as far as the storage
 
 
 def test_more_threads_than_cpus_is_a_warning(tmp_path, capsys, monkeypatch, study_yaml):

@@ -133,10 +133,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from latencysolver.results.front import get_trial
     from latencysolver.results.records import trial_record
     from latencysolver.results.repeats import find_repeats
-    from latencysolver.results.selection import select_best, select_under_latency
+    from latencysolver.results.selection import (
+        DEFAULT_CONFIDENCE,
+        DEFAULT_MARGIN,
+        DEFAULT_TOLERANCE,
+        select_best,
+        select_under_latency,
+    )
     from latencysolver.results.storage import open_existing_study, require_made_by_run
     from latencysolver.ship.export import export_trial
 
+    _refuse_unused_selection_options(args)
+    args.tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    args.margin = DEFAULT_MARGIN if args.margin is None else args.margin
+    args.confidence = DEFAULT_CONFIDENCE if args.confidence is None else args.confidence
     if not args.tolerance >= 0:  # NaN too
         raise ConfigError(
             f"--tolerance: must be >= 0 (accuracy below the teacher's), but got {args.tolerance}",
@@ -204,6 +214,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     p50, speedup = (float("nan") if v is None else v for v in (record.latency_p50_ms, record.speedup))
     print(f"exported trial {trial.number} (accuracy {trial.values[0]:.3f}, {p50:.2f} ms, {speedup:.2f}x) to {out}")
     return 0
+
+
+# export's options that tune one --best rule: which rule each applies to (--tolerance also as --fallback)
+_RULE_OF_OPTION = {
+    "margin": "non-inferior",
+    "confidence": "non-inferior",
+    "fallback": "non-inferior",
+    "tolerance": "near-teacher",
+}
+
+
+def _refuse_unused_selection_options(args: argparse.Namespace) -> None:
+    """An option given with a selection it does not apply to would be silently ignored: a usage error (exit 2)."""
+    chosen = f"--best {args.best}" if args.best else "--trial" if args.trial is not None else "--max-latency-ms"
+    for name, rule in _RULE_OF_OPTION.items():
+        rules = {args.best, args.fallback} if name == "tolerance" else {args.best}
+        if getattr(args, name) is not None and rule not in rules:
+            also = " (or --fallback near-teacher)" if name == "tolerance" else ""
+            args.usage_error(f"--{name} goes with --best {rule}{also}, not with {chosen}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -115,18 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X",
         help="the most accurate feasible trial whose measured latency p50 is <= X ms",
     )
+    # no defaults here (select_best's apply): an option given with a rule it does not apply to is a usage error
     export.add_argument(
         "--tolerance",
         type=float,
-        default=0.01,
-        help="accuracy below the teacher allowed by --best near-teacher (default 0.01)",
+        help="accuracy below the teacher allowed by --best near-teacher (or --fallback near-teacher; default 0.01)",
     )
-    export.add_argument(
-        "--margin", type=float, default=0.04, help="accuracy loss allowed by --best non-inferior (default 0.04)"
-    )
-    export.add_argument(
-        "--confidence", type=float, default=0.95, help="one-sided confidence of --best non-inferior (default 0.95)"
-    )
+    export.add_argument("--margin", type=float, help="accuracy loss allowed by --best non-inferior (default 0.04)")
+    export.add_argument("--confidence", type=float, help="one-sided confidence of --best non-inferior (default 0.95)")
     export.add_argument(
         "--fallback",
         choices=[r for r in _BEST_RULES if r != "non-inferior"],
@@ -139,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", help="BoolQ folder or hub name whose test split the card reports (default: the study's data)"
     )
     export.add_argument("--no-progress", action="store_true", help="no progress bars")
-    export.set_defaults(handler=commands.cmd_export)
+    export.set_defaults(handler=commands.cmd_export, usage_error=export.error)
 
     report = sub.add_parser(
         "report",

@@ -48,6 +48,7 @@ RULES: tuple[str, ...] = ("non-inferior", "max-accuracy", "min-latency", "knee",
 DEFAULT_RULE = "non-inferior"
 DEFAULT_MARGIN = 0.04
 DEFAULT_CONFIDENCE = 0.95
+DEFAULT_TOLERANCE = 0.01
 RULE_HELP = {
     "non-inferior": "fastest feasible trial whose one-sided lower confidence bound of the paired accuracy "
     "difference to the teacher is above -margin",
@@ -190,7 +191,7 @@ def _front(study: optuna.Study) -> list[FrozenTrial]:
 def select_best(
     study: optuna.Study,
     rule: str = DEFAULT_RULE,
-    tolerance: float = 0.01,
+    tolerance: float = DEFAULT_TOLERANCE,
     margin: float = DEFAULT_MARGIN,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Selection:
