@@ -214,6 +214,52 @@ def test_worker_on_missing_study_is_one_line(tmp_path, capsys):
     assert not Path(tmp_path / "none.db").exists()
 
 
+def test_a_worker_on_a_confirm_study_whose_repeats_were_interrupted_says_what_to_run(study_yaml, tmp_path, capsys):
+    """Every missing repeat interrupted, none queued: the worker said "working towards 4", ran nothing, exited 0.
+    A made-up sibling study (no trial is run): the refusal comes before any teacher or data is prepared."""
+    import hashlib
+
+    from latencysolver.cli import main
+    from latencysolver.config.study import config_to_dict
+    from latencysolver.results.records import StudyRecord, write_study_record
+    from latencysolver.search.confirm import repeat_seed
+
+    config = load_study_config(study_yaml())
+    sibling = optuna.create_study(study_name="tiny:confirm", storage=config.storage, directions=["maximize"] * 2)
+    write_study_record(sibling, StudyRecord(config={**config_to_dict(config), "n_trials": 4}, repeats_of="tiny"))
+    x = optuna.distributions.FloatDistribution(0.0, 1.0)
+    for number, k, state in (
+        (0, 1, TrialState.COMPLETE),
+        (0, 2, TrialState.FAIL),
+        (1, 1, TrialState.FAIL),
+        (1, 2, TrialState.FAIL),
+    ):
+        attrs = {"repeat_of": number, "seed": repeat_seed(number, k)}
+        if state == TrialState.FAIL:
+            attrs["fail_reason"] = "interrupted (Ctrl-C): the worker stopped"
+        values = [0.7, 2.0] if state == TrialState.COMPLETE else None
+        sibling.add_trial(
+            optuna.trial.create_trial(
+                state=state, params={"x": 0.5}, distributions={"x": x}, values=values, user_attrs=attrs
+            )
+        )
+    db = Path(tmp_path / "study.db")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    capsys.readouterr()
+    args = ["worker", "--study", "tiny:confirm", "--storage", config.storage, "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.strip().splitlines() if not line.startswith("warning:")]
+    assert errors == [
+        "latencysolver: error: --study 'tiny:confirm': 3 of its 4 seed repeats were interrupted and none is queued, "
+        "so a worker has nothing to run; `latencysolver confirm --study 'tiny' --trials 0,1 --seeds 2` (with this "
+        "--storage) queues them again and runs them, and then workers can join"
+    ], captured.err
+    assert "working towards" not in captured.out
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_worker_elsewhere_copies_the_teacher_instead_of_fine_tuning(
     tmp_path, tiny_model_dir, synthetic_data_dir, capsys
 ):

@@ -50,6 +50,7 @@ from latencysolver.results.storage import (
     shown_url,
 )
 from latencysolver.search.binding import check_binding, check_given_teacher, check_objectives
+from latencysolver.search.confirm import check_repeats_to_run
 from latencysolver.search.objective import make_objective, model_size_bytes, objectives
 from latencysolver.search.preparation import (
     Prepared,
@@ -250,6 +251,7 @@ def join_study(
     check_storage(storage_url, must_exist=True, writable=True)  # a worker writes trials: a read-only file is refused
     study = load_existing_study(name, storage_url)
     require_made_by_run(study, storage_url, to_run_trials=True)
+    check_repeats_to_run(study)  # a confirm study whose repeats were interrupted: before any teacher is prepared
     record = study_record(study)
     config, prepared = prepare_stored(study, storage_url, options, log)
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
