@@ -26,16 +26,19 @@ from latencysolver.errors import ConfigError
 CPU = torch.device("cpu")
 
 
-def resolve_device(spec: str, *, file: str = "<memory>", key: str = "training.device") -> torch.device:
-    """The torch device ``spec`` names on this machine; a CUDA device that is not there is a ``ConfigError``."""
+def resolve_device(
+    spec: str, *, file: str = "<memory>", key: str = "training.device", auto: bool = True
+) -> torch.device:
+    """The torch device ``spec`` names on this machine; a CUDA device that is not there is a ``ConfigError``.
+    ``auto``: whether ``key`` takes ``auto`` (``latency.device`` does not), so the message offers it or not."""
     if spec == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else CPU
     if spec == "cpu":
         return CPU
     if not torch.cuda.is_available():
+        instead = "use cpu, or auto to take a GPU where there is one" if auto else "time on cpu"
         raise ConfigError(
-            f"{file}: {key}: {spec}, but torch {torch.__version__} sees no CUDA device here "
-            "(use cpu, or auto to take a GPU where there is one)",
+            f"{file}: {key}: {spec}, but torch {torch.__version__} sees no CUDA device here ({instead})",
             file=file,
             key=key,
             value=spec,

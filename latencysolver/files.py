@@ -31,6 +31,25 @@ from pathlib import Path
 from latencysolver.errors import OutputError, first_line
 
 
+def not_a_file(path: str | Path) -> str | None:
+    """What ``path`` is when it is there but not a regular file ("a folder", "a FIFO (named pipe)", "a character
+    device", ...), so a message can say so instead of "not found"; None for a regular file or nothing there."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # not there (or a name the OS refuses): the caller's "not found"
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), None)
+
+
 def os_reason(exc: BaseException) -> str | None:
     """The operating system's reason for a failed write, or None when ``exc`` is not an I/O failure."""
     if isinstance(exc, OSError):

@@ -286,6 +286,101 @@ def test_export_options_that_apply_pass_the_usage_check(tmp_path, capsys, args):
     assert code == 1 and "no such database file" in err, err  # got as far as the storage
 
 
+def _misleading_case(case: str, tmp_path, study_yaml) -> list[str]:
+    """The command line of one row of ``test_messages_point_the_right_way`` (files made in ``tmp_path``)."""
+    import os
+
+    import optuna
+
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    pipe = tmp_path / "pipe"
+    if case in ("study-fifo", "space-fifo", "data-fifo"):
+        os.mkfifo(pipe)
+    if case == "teacher-folder-of-the-user":
+        broken = tmp_path / "my-teacher"
+        broken.mkdir()
+        (broken / "config.json").write_text("{not json")
+        return ["run", str(study_yaml()), "--teacher", str(broken), *cache]
+    if case == "study-fifo":
+        return ["run", str(pipe), *cache]
+    if case == "study-device":
+        return ["run", "/dev/null", *cache]
+    if case == "space-fifo":
+        return ["run", str(study_yaml(search_space="pipe")), *cache]
+    if case == "data-fifo":
+        return ["run", str(study_yaml()), "--data", str(pipe), *cache]
+    if case == "latency-cuda-without-gpu":
+        latency = {"rows": 4, "warmup": 1, "repeats": 2, "threads": 1, "device": "cuda"}
+        return ["run", str(study_yaml(search_space={"quant_dtype": "fp32"}, latency=latency)), *cache]
+    if case in ("trials-not-a-number", "trials-negative"):
+        trials = "3,x" if case == "trials-not-a-number" else "3,-1"
+        return ["confirm", "--study", "s", "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--trials", trials]
+    if case == "labels-unquoted-no-yes":
+        path = study_yaml()  # written by yaml.safe_dump, which quotes 'no': unquoted here, as a user writes it
+        path.write_text(path.read_text().replace("data:\n", "data:\n  labels: [no, yes]\n", 1))
+        return ["run", str(path), *cache]
+    if case == "long-study-name":
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+        optuna.create_study(study_name="y" * 2000, storage=url)
+        return ["pareto", "--study", "x" * 2000, "--storage", url]
+    if case == "long-model-path":
+        return ["run", str(study_yaml()), "--model", "./" + "m" * 2000, *cache]
+    if case == "max-tokens-names-the-file":
+        return ["run", str(study_yaml(search_space={"max_tokens": 100})), *cache]  # data.max_length is 64
+    if case == "recovery-steps-names-the-file":
+        return ["run", str(study_yaml(search_space={"recovery_steps": {"choices": [0, 10]}})), *cache]
+    raise AssertionError(case)
+
+
+MISLEADING = [
+    # (case, exit code, what the line must say, what it must not)
+    ("teacher-folder-of-the-user", 1, ["my-teacher", "cannot be loaded", "not in latencysolver's cache"], ["delete"]),
+    ("study-fifo", 1, ["pipe: is a FIFO (named pipe), not a YAML file"], ["not found"]),
+    ("study-device", 1, ["/dev/null: is a character device, not a YAML file"], ["not found"]),
+    ("space-fifo", 1, ["search_space: 'pipe' is a FIFO (named pipe), not a YAML file"], ["not found"]),
+    ("data-fifo", 1, ["pipe' is a FIFO (named pipe), not a folder"], ["not found"]),
+    ("latency-cuda-without-gpu", 1, ["latency.device: cuda", "sees no CUDA device", "time on cpu"], ["auto"]),
+    ("trials-not-a-number", 2, ["argument --trials: 'x' is not a trial number"], ["_trial_list"]),
+    ("trials-negative", 2, ["argument --trials: '-1' is not a trial number"], ["_trial_list"]),
+    ("labels-unquoted-no-yes", 1, ["data.labels[0]: expected a string, got False", "quote it"], []),
+    ("long-study-name", 1, ["--study: no study named 'xxx", "...", "(studies there: ['yyy"], []),
+    ("long-model-path", 1, ["model: './mmm", "...", "no such folder"], []),
+    ("max-tokens-names-the-file", 1, ["study.yaml: search_space.max_tokens: max_tokens 100 is above"], []),
+    ("recovery-steps-names-the-file", 1, ["study.yaml: search_space.recovery_steps: recovery_steps is"], []),
+]
+
+
+@pytest.mark.parametrize("case, code, says, never", MISLEADING, ids=[row[0] for row in MISLEADING])
+def test_messages_point_the_right_way(tmp_path, capsys, monkeypatch, study_yaml, case, code, says, never):
+    """Errors that sent the user the wrong way: "delete the folder" for their own --teacher, "file not found" for
+    a FIFO or a device, `auto` offered for latency.device (which refuses it), an internal function's name for a
+    bad --trials list, no hint to quote a YAML no/yes, 2,000-character lines, and no file name."""
+    import torch
+
+    if case == "latency-cuda-without-gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.chdir(tmp_path)
+    argv = _misleading_case(case, tmp_path, study_yaml)
+    capsys.readouterr()
+    if code == 2:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+    else:
+        got, err = run_cli(argv, capsys)
+        assert got == code, err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    line = lines[0]
+    assert len(line) < 700, line[:800]  # paths of tmp_path included; values are cut at 80 characters
+    for text in says:
+        assert text in line, line
+    for text in never:
+        assert text not in line, line
+    assert_nothing_written(tmp_path)
+
+
 def test_more_threads_than_cpus_is_a_warning(tmp_path, capsys, monkeypatch, study_yaml):
     import os
 

@@ -16,14 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     bug and keeps its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from latencysolver.errors import LatencySolverError
+    from latencysolver.errors import LatencySolverError, clip
     from latencysolver.search.workers import Terminated
 
     _quiet_libraries()
     try:
         return args.handler(args)
-    except LatencySolverError as exc:
-        print(f"latencysolver: error: {exc}", file=sys.stderr)
+    except LatencySolverError as exc:  # one line, however long a value a message let through
+        print(f"latencysolver: error: {clip(str(exc))}", file=sys.stderr)
         return 1
     except Terminated:
         print("latencysolver: terminated (SIGTERM)", file=sys.stderr)

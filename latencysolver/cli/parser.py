@@ -7,6 +7,7 @@ import os
 
 import latencysolver.cli.commands as commands
 from latencysolver.config.study import DEFAULT_STORAGE, STORAGE_ENV
+from latencysolver.errors import shown
 from latencysolver.results.storage import shown_url
 
 _BEST_RULES = (
@@ -217,8 +218,17 @@ def _stored_study_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _trial_list(text: str) -> list[int]:
-    """``3,7,12`` -> [3, 7, 12] (argparse turns the ValueError into a usage error naming the option)."""
-    numbers = [int(part) for part in text.split(",") if part.strip()]
-    if not numbers or any(n < 0 for n in numbers):
-        raise ValueError(text)
-    return sorted(set(numbers))
+    """``3,7,12`` -> [3, 7, 12]; anything else is argparse's usage error naming the option and the reason."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected trial numbers, comma-separated (3,7,12), got {shown(text)}")
+    for part in parts:
+        try:
+            number = int(part)
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise argparse.ArgumentTypeError(
+                f"{shown(part)} is not a trial number (a whole number >= 0; comma-separated: 3,7,12)"
+            )
+    return sorted({int(part) for part in parts})

@@ -44,11 +44,14 @@ def build(cls: type, raw: Any, file: str, prefix: str = "") -> Any:
     try:
         return cls(**kwargs)
     except FieldError as exc:  # a range check in __post_init__: "<name> must be ..., but got ..."
-        raise ConfigError(
-            f"{file}: {prefix}{exc.key}: {exc}", file=file, key=f"{prefix}{exc.key}", value=exc.value
-        ) from None
+        raise located(exc, file, prefix) from None
     except TypeError as exc:  # a missing required key
         raise ConfigError(f"{_at(file, prefix.rstrip('.'))}: {exc}", file=file, key=key) from None
+
+
+def located(exc: FieldError, file: str, prefix: str = "") -> ConfigError:
+    """A dataclass check's ``FieldError`` as a ``ConfigError`` of ``file``: "FILE: PREFIX.KEY: message"."""
+    return ConfigError(f"{file}: {prefix}{exc.key}: {exc}", file=file, key=f"{prefix}{exc.key}", value=exc.value)
 
 
 def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
@@ -94,6 +97,9 @@ def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {shown(value)}", file=file, key=key, value=value)
+            # YAML 1.1 reads an unquoted no/yes, off/on, false/true as a boolean: a class named "no" must be quoted
+            hint_text = " (YAML reads an unquoted no/yes, off/on, false/true as a boolean: quote it)"
+            also = hint_text if isinstance(value, bool) else ""
+            raise ConfigError(f"{where}: expected a string, got {shown(value)}{also}", file=file, key=key, value=value)
         return value
     raise TypeError(f"no YAML conversion for {hint!r}")  # a programming error, not user input

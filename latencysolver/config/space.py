@@ -19,6 +19,7 @@ import yaml
 
 from latencysolver.config.knobs import KNOB, KNOB_NAMES, is_number
 from latencysolver.errors import ConfigError, shown
+from latencysolver.files import not_a_file
 
 # --------------------------------------------------------------------------------------------------------------
 # Search space: one entry per knob, each either fixed, a numeric range, or a list of choices.
@@ -310,8 +311,9 @@ def _check_expanded_size(root: yaml.Node) -> None:
 
 
 def _read_yaml(path: Path) -> Any:
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a YAML file", file=str(path))
+    kind = not_a_file(path)
+    if kind:  # a FIFO or a device would block or never end: not read
+        raise ConfigError(f"{path}: is {kind}, not a YAML file", file=str(path))
     if not path.is_file():
         raise ConfigError(f"{path}: file not found", file=str(path))
     data = path.read_bytes()

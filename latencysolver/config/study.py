@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from latencysolver.config.convert import build
+from latencysolver.config.convert import build, located
 from latencysolver.config.space import (
     SearchSpace,
     _is_number,
@@ -41,6 +41,7 @@ from latencysolver.config.training import (
     longest_wait_s,
 )
 from latencysolver.errors import ConfigError, FieldError, shown
+from latencysolver.files import not_a_file
 
 # --------------------------------------------------------------------------------------------------------------
 # Study config
@@ -363,9 +364,10 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
         )
     if isinstance(space_raw, str):
         space_path = (path.parent / space_raw).resolve()
-        if space_path.is_dir():
+        kind = not_a_file(space_path)
+        if kind:
             raise ConfigError(
-                f"{path}: search_space: {shown(space_raw)} is a folder, not a YAML file (looked at {space_path})",
+                f"{path}: search_space: {shown(space_raw)} is {kind}, not a YAML file (looked at {space_path})",
                 file=str(path),
                 key="search_space",
                 value=space_raw,
@@ -386,8 +388,7 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     elif isinstance(data_raw, dict):
         raw["data"] = _single_text_unless_paired(data_raw)
     config = build(StudyConfig, {**raw, "search_space": {}}, str(path))
-    config = dataclasses.replace(config, search_space=space, config_file=str(path))
-    return apply_overrides(config, **overrides)
+    return apply_overrides(_with_space(config, space, str(path), str(path)), **overrides)
 
 
 def _single_text_unless_paired(data: dict[str, Any]) -> dict[str, Any]:
@@ -413,7 +414,16 @@ def config_from_dict(raw: dict[str, Any], source: str) -> StudyConfig:
     config_file = raw.pop("config_file", source)
     space = parse_search_space(raw.pop("search_space", {}), source, "search_space.")
     config = build(StudyConfig, {**raw, "search_space": {}}, source)
-    return dataclasses.replace(config, search_space=space, config_file=config_file)
+    return _with_space(config, space, source, config_file)
+
+
+def _with_space(config: StudyConfig, space: SearchSpace, source: str, config_file: str) -> StudyConfig:
+    """``config`` with its search space, whose checks against the rest of the study (max_tokens, trial_mode,
+    latency.device) name ``source`` like any other field's."""
+    try:
+        return dataclasses.replace(config, search_space=space, config_file=config_file)
+    except FieldError as exc:
+        raise located(exc, source) from None
 
 
 def apply_overrides(

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from latencysolver.cache import content_hash
-from latencysolver.errors import DataError, first_line
+from latencysolver.errors import DataError, first_line, shown
+from latencysolver.files import not_a_file
 
 SPLITS = ("train", "validation", "test")
 REQUIRED_SPLITS = ("train", "validation")
@@ -99,8 +100,8 @@ def load_data(
     if len(names) < 2:
         where, column = raw["train"][1], read["train"][4]
         raise DataError(
-            f"{where}: split 'train': column '{column}' holds one class only ({names[0]!r}); a classifier needs two "
-            "(or list them in data.labels)"
+            f"{where}: split 'train': column '{column}' holds one class only ({shown(names[0])}); a classifier needs "
+            "two (or list them in data.labels)"
         )
     if labels is not None:
         _check_boolean_order(names, read, raw)
@@ -213,8 +214,14 @@ def _load_local(folder: Path) -> dict[str, tuple[list[dict], str]]:
     datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
     folder = folder.expanduser()
     if not folder.is_dir():
+        kind = not_a_file(folder) or ("a file" if folder.exists() else None)
         raise DataError(
-            f"data folder not found: {str(folder)!r} (expected train/validation[/test] .jsonl or .parquet files)"
+            (
+                f"data: {shown(str(folder))} is {kind}, not a folder"
+                if kind
+                else f"data folder not found: {shown(str(folder))}"
+            )
+            + " (expected train/validation[/test] .jsonl or .parquet files)"
         )
     out: dict[str, tuple[list[dict], str]] = {}
     for split in SPLITS:
@@ -272,7 +279,7 @@ def _load_hub(name: str) -> dict[str, tuple[list[dict], str]]:
         ds = datasets.load_dataset(name)
     except Exception as exc:  # noqa: BLE001 - hub, network and parsing errors: reported with their first line
         raise DataError(
-            f"data: {name!r} is not a local folder and could not be loaded from the hub: {first_line(exc)}"
+            f"data: {shown(name)} is not a local folder and could not be loaded from the hub: {first_line(exc)}"
         ) from None
     missing = [s for s in REQUIRED_SPLITS if s not in ds]
     if missing:
@@ -305,7 +312,8 @@ def _read_split(rows: list[dict], where: str, split: str, limit: int | None, col
         for column in text_columns:
             if not isinstance(row.get(column), str):
                 raise DataError(
-                    f"{where}: split '{split}' row {i + 1}: column '{column}' must be a string, got {row.get(column)!r}"
+                    f"{where}: split '{split}' row {i + 1}: column '{column}' must be a string, "
+                    f"got {shown(row.get(column))}"
                 )
     texts = tuple(str(r[columns.text]) for r in rows)
     pairs = tuple(str(r[columns.text_pair]) for r in rows) if columns.text_pair is not None else None
@@ -359,4 +367,4 @@ def _label_index(value: Any, names: tuple[str, ...], given: bool, where: str, sp
     allowed = f"one of data.labels {list(names)} or an index into them" if given else f"one of {list(names)}"
     if names == YES_NO and not given:
         allowed = "true/false or 0/1"
-    raise DataError(f"{where}: split '{split}' row {row + 1}: column '{column}' must be {allowed}, got {value!r}")
+    raise DataError(f"{where}: split '{split}' row {row + 1}: column '{column}' must be {allowed}, got {shown(value)}")

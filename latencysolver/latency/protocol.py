@@ -157,7 +157,7 @@ def _threads(threads: int, *models: Runnable) -> Iterator[None]:
 @contextmanager
 def _placed(config: LatencyConfig, *models: Runnable) -> Iterator[None]:
     """The torch models on ``config.device`` for the measurement, back on the CPU after it."""
-    device = resolve_device(config.device, key="latency.device")
+    device = resolve_device(config.device, key="latency.device", auto=False)
     with ExitStack() as stack:
         for model in models:
             if isinstance(model, torch.nn.Module):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from latencysolver.cache import content_hash, file_digest
-from latencysolver.errors import ConfigError, ModelError, first_line
+from latencysolver.errors import ConfigError, ModelError, first_line, shown
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -49,7 +49,7 @@ def _check_local(name_or_path: str) -> None:
     """A ``ModelError`` for a path-like model that is not a folder (transformers would read it as a bad repo id)."""
     if looks_like_path(name_or_path) and not os.path.isdir(os.path.expanduser(name_or_path)):
         what = "is a file, not a model folder" if os.path.exists(name_or_path) else "no such folder"
-        raise ModelError(f"model: {name_or_path!r}: {what}")
+        raise ModelError(f"model: {shown(name_or_path)}: {what}")
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -70,7 +70,7 @@ def load_tokenizer(name_or_path: str):
         return AutoTokenizer.from_pretrained(location, local_files_only=os.path.isdir(location))
     # transformers raises OSError, ValueError, KeyError, ... for a bad model: reported with the first line
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"model: cannot load a tokenizer from {name_or_path!r}: {first_line(exc)}") from None
+        raise ModelError(f"model: cannot load a tokenizer from {shown(name_or_path)}: {first_line(exc)}") from None
 
 
 def load_model_config(name_or_path: str) -> Any:
@@ -140,7 +140,9 @@ def load_classifier(name_or_path: str, num_labels: int | None = None) -> PreTrai
         )
     # the same for the model
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"model: cannot load {name_or_path!r} as a sequence classifier: {first_line(exc)}") from None
+        raise ModelError(
+            f"model: cannot load {shown(name_or_path)} as a sequence classifier: {first_line(exc)}"
+        ) from None
     finally:
         hf_logging.set_verbosity(previous)
     return model.eval()

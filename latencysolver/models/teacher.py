@@ -27,7 +27,7 @@ from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit, eval_batches
 from latencysolver.data.text import YES_NO
 from latencysolver.devices import on_device, training_placement
-from latencysolver.errors import ModelError, first_line
+from latencysolver.errors import ModelError, first_line, shown
 from latencysolver.files import atomic_file, publish_folder, remove_stale_staging, writing
 from latencysolver.locks import file_lock
 from latencysolver.models.loading import load_classifier, load_tokenizer, model_fingerprint
@@ -62,7 +62,7 @@ def given_teacher_key(teacher_path: str) -> str:
     is not a folder."""
     path = Path(teacher_path).expanduser()
     if not path.is_dir():
-        raise ModelError(f"--teacher: not a folder: {teacher_path!r}")
+        raise ModelError(f"--teacher: not a folder: {shown(teacher_path)}")
     return content_hash("given", model_fingerprint(str(path)))
 
 
@@ -83,7 +83,7 @@ def prepare_teacher(
     if teacher_path is not None:
         path = Path(teacher_path).expanduser()
         key = given_teacher_key(teacher_path)
-        model = _load_checkpoint(path)
+        model = _load_checkpoint(path, cache_root)
         _check_classes(model, labels, f"--teacher {path}")
         log(f"teacher: using the fine-tuned checkpoint {path}")
     else:
@@ -94,7 +94,7 @@ def prepare_teacher(
             # under the lock no other process writes this key: a `.<key>-*` staging folder is a killed one's leftover
             remove_stale_staging(path.parent, f".{key}-")
             if (path / MARKER).is_file():
-                model = _load_checkpoint(path)
+                model = _load_checkpoint(path, cache_root)
                 log(f"teacher: cached fine-tune {path}")
             else:
                 model = _fine_tune(config, train_split, path, pad_id=pad_id, progress=progress, log=log, labels=labels)
@@ -109,13 +109,19 @@ def prepare_teacher(
     return Teacher(path=path, key=key, model=model, train_logits=logits)
 
 
-def _load_checkpoint(path: Path) -> nn.Module:
+def _load_checkpoint(path: Path, cache_root: Path) -> nn.Module:
+    """Only a folder of our cache is ours to delete and rebuild; any other (``--teacher``, or the folder a study
+    recorded) is the user's, and nothing here would rebuild it."""
     try:
         return load_classifier(str(path))
     except ModelError as exc:
-        raise ModelError(
-            f"teacher checkpoint {path} cannot be loaded ({exc}); delete the folder to rebuild it"
-        ) from None
+        ours = path.resolve().is_relative_to(cache_root.expanduser().resolve())
+        advice = (
+            "delete the folder to rebuild it"
+            if ours
+            else "it is not in latencysolver's cache, nothing rebuilds it: pass a fine-tuned checkpoint with --teacher"
+        )
+        raise ModelError(f"teacher checkpoint {path} cannot be loaded ({exc}); {advice}") from None
 
 
 def _check_classes(model: nn.Module, labels: tuple[str, ...], what: str) -> None:

@@ -23,7 +23,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from latencysolver.errors import ConfigError
+from latencysolver.errors import ConfigError, shown
 from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.results.front import interval_text, unstable_trials
 from latencysolver.results.records import present, study_record, trial_record
@@ -224,14 +224,14 @@ def check_address(host: str, port: int) -> None:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
-        raise ConfigError(f"--host {host!r}: cannot resolve it ({reason})", key="--host", value=host) from None
+        raise ConfigError(f"--host {shown(host)}: cannot resolve it ({reason})", key="--host", value=host) from None
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
         try:
             probe.bind(address)
         except OSError as exc:
             raise ConfigError(
-                f"--host {host!r} --port {port}: cannot listen there ({exc.strerror or exc}); "
+                f"--host {shown(host)} --port {port}: cannot listen there ({exc.strerror or exc}); "
                 "is another server on that port?",
                 key="--port",
                 value=port,

@@ -18,7 +18,8 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 
 from latencysolver.config.study import StudyConfig
-from latencysolver.errors import OutputError, StorageError, first_line, shown
+from latencysolver.errors import OutputError, StorageError, first_line
+from latencysolver.errors import shown as shown_value  # `shown` is a masked URL in several functions here
 from latencysolver.files import atomic_file, check_writable
 from latencysolver.results.records import study_record
 
@@ -104,13 +105,17 @@ def open_existing_study(name: str, storage: str) -> OpenedStudy:
     # empty file or a file that is no database stays exactly as it was.
     names = _sqlite_study_names(storage)
     if names is not None and name not in names:
-        raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})")
+        raise StorageError(
+            f"--study: no study named {shown_value(name)} in {shown!r} (studies there: {shown_value(names)})"
+        )
     try:
         opened = optuna.storages.get_storage(storage)
         return OpenedStudy(optuna.load_study(study_name=name, storage=opened), opened)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StorageError(f"--study: no study named {name!r} in {shown!r} (studies there: {names})") from None
+        raise StorageError(
+            f"--study: no study named {shown_value(name)} in {shown!r} (studies there: {shown_value(names)})"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - a database Optuna cannot read (another schema, say): any error
         raise StorageError(f"--storage {shown!r}: cannot read studies: {scrub(first_line(exc), storage)}") from None
 
@@ -152,7 +157,7 @@ def _sqlite_study_names(url: str, *, intact: bool = False) -> list[str] | None:
             if intact:
                 problems = [row[0] for row in db.execute("PRAGMA quick_check")]
                 if problems != ["ok"]:
-                    raise StorageError(f"{where} is damaged (SQLite's quick_check: {shown(problems[0])})")
+                    raise StorageError(f"{where} is damaged (SQLite's quick_check: {shown_value(problems[0])})")
             if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='studies'").fetchone():
                 if intact:
                     empty = Path(parsed.database or "").stat().st_size == 0

@@ -133,7 +133,7 @@ def confirm(
     study = load_existing_study(name, storage)
     require_made_by_run(study, storage, to_run_trials=True)
     if study_is_a_confirm_study(study):
-        raise ConfigError(f"--study {name!r} holds seed repeats already; name the search study", key="--study")
+        raise ConfigError(f"--study {shown(name)} holds seed repeats already; name the search study", key="--study")
     originals = chosen_trials(study, trials, front)
     check_given_teacher(study, storage, options.teacher_path)  # before the sibling is made or a repeat enqueued
     sibling = sibling_study(study, storage)

@@ -95,7 +95,7 @@ def prepare(
 
     ``check_data`` sees the data as soon as it is loaded: it may refuse it before the teacher is trained."""
     placement = training_placement(config)  # a CUDA device this machine lacks: refused before anything runs
-    resolve_device(config.latency.device, file=config.config_file, key="latency.device")
+    resolve_device(config.latency.device, file=config.config_file, key="latency.device", auto=False)
     data = configured(config.data)
     classes = "" if data.label_names == YES_NO else f", classes {', '.join(data.label_names)}"
     log(

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from latencysolver.data.text import BOOLQ, YES_NO, recorded_schema
-from latencysolver.errors import DataError, ModelError, OutputError
-from latencysolver.files import atomic_file, check_writable
+from latencysolver.errors import DataError, ModelError, OutputError, shown
+from latencysolver.files import atomic_file, check_writable, not_a_file
 from latencysolver.models.student import STUDENT_JSON
 from latencysolver.ship.inference import CompressedClassifier, Prediction, load
 
@@ -136,7 +136,8 @@ def read_rows(path: str | Path, schema: Schema = Schema()) -> list[InputRow]:
     """Every row of a JSON-lines file, checked; the first bad one raises ``DataError("FILE:LINE: ...")``."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"--input {str(path)!r}: no such file")
+        kind = not_a_file(path)
+        raise DataError(f"--input {shown(str(path))}: {f'is {kind}, not a file of rows' if kind else 'no such file'}")
     keys = [k for k in (schema.text, schema.text_pair) if k is not None]
     rows: list[InputRow] = []
     with open(path, "rb") as fh:
