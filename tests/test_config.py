@@ -427,6 +427,7 @@ def test_to_dict_round_trips_repo_spaces(name):
         "temperature",
         "alpha",
         "hidden_weight",
+        "attention_weight",
         "max_tokens",
         "recovery_steps",
     }

@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.results.records import trial_record
-from latencysolver.results.repeats import find_repeats
-from latencysolver.search.confirm import enqueue_repeats, repeat_seed, sibling_study
+from latencysolver.results.repeats import find_repeats, repeat_seed
+from latencysolver.search.confirm import enqueue_repeats, sibling_study
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml

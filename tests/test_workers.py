@@ -222,7 +222,7 @@ def test_a_worker_on_a_confirm_study_whose_repeats_were_interrupted_says_what_to
     from latencysolver.cli import main
     from latencysolver.config.study import config_to_dict
     from latencysolver.results.records import StudyRecord, write_study_record
-    from latencysolver.search.confirm import repeat_seed
+    from latencysolver.results.repeats import repeat_seed
 
     config = load_study_config(study_yaml())
     sibling = optuna.create_study(study_name="tiny:confirm", storage=config.storage, directions=["maximize"] * 2)

@@ -21,6 +21,14 @@ from latencysolver.stats import PairedComparison, SeedSummary, summarize
 SUFFIX = ":confirm"
 
 
+REPEAT_SEED_BASE = 1_000_000  # above any search trial's number: a repeat never reuses the search's own seed
+
+
+def repeat_seed(trial_number: int, k: int) -> int:
+    """The seed of repeat ``k`` (1, 2, ...) of search trial ``trial_number``: distinct for every pair."""
+    return REPEAT_SEED_BASE + 1000 * trial_number + k
+
+
 def confirm_study_name(name: str) -> str:
     return f"{name}{SUFFIX}"
 

@@ -27,19 +27,12 @@ from latencysolver.results.records import (
     was_interrupted,
     write_study_record,
 )
-from latencysolver.results.repeats import RecipeRepeats, confirm_study_name, summarize_repeats
+from latencysolver.results.repeats import RecipeRepeats, confirm_study_name, repeat_seed, summarize_repeats
 from latencysolver.results.storage import find_study, load_existing_study, require_made_by_run, shown_url
 from latencysolver.search.binding import check_given_teacher
 from latencysolver.search.preparation import RunOptions
-from latencysolver.search.workers import count_trials
 
 Log = Callable[[str], None]
-REPEAT_SEED_BASE = 1_000_000  # above any search trial's number: a repeat never reuses the search's own seed
-
-
-def repeat_seed(trial_number: int, k: int) -> int:
-    """The seed of repeat ``k`` (1, 2, ...) of search trial ``trial_number``: distinct for every pair."""
-    return REPEAT_SEED_BASE + 1000 * trial_number + k
 
 
 def chosen_trials(study: optuna.Study, trials: Sequence[int] | None, front: bool) -> list[FrozenTrial]:
@@ -149,32 +142,3 @@ def confirm(
 
 def study_is_a_confirm_study(study: optuna.Study) -> bool:
     return bool(study.user_attrs.get("repeats_of"))
-
-
-def check_repeats_to_run(study: optuna.Study) -> None:
-    """A worker on a ``<name>:confirm`` study runs its enqueued repeats only, never the sampler's.  Where none waits
-    or runs but some are missing (interrupted: a repeat stopped by Ctrl-C is no result, and is not re-queued by
-    itself), it would run nothing and exit as if done: say which ``confirm`` enqueues them again."""
-    search = study_record(study).repeats_of
-    wanted = (study_record(study).config or {}).get("n_trials")
-    counts = count_trials(study)
-    if not search or not isinstance(wanted, int) or counts.waiting or counts.running or counts.finished >= wanted:
-        return
-    trials = study.get_trials(deepcopy=False)
-    recipes = sorted({t.user_attrs["repeat_of"] for t in trials if was_interrupted(t) and "repeat_of" in t.user_attrs})
-    seeds = max(
-        (
-            t.user_attrs.get("seed", 0) - repeat_seed(t.user_attrs["repeat_of"], 0)
-            for t in trials
-            if t.user_attrs.get("repeat_of") in recipes
-        ),
-        default=1,
-    )
-    raise ConfigError(
-        f"--study {shown(study.study_name)}: {wanted - counts.finished} of its {wanted} seed repeats were interrupted "
-        "and none is queued, so a worker has nothing to run; `latencysolver confirm --study "
-        f"{shown(search)} --trials {','.join(map(str, recipes))} --seeds {seeds}` (with this --storage) queues them "
-        "again and runs them, and then workers can join",
-        key="--study",
-        value=study.study_name,
-    )

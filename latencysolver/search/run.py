@@ -50,7 +50,6 @@ from latencysolver.results.storage import (
     shown_url,
 )
 from latencysolver.search.binding import check_binding, check_given_teacher, check_objectives
-from latencysolver.search.confirm import check_repeats_to_run
 from latencysolver.search.objective import make_objective, model_size_bytes, objectives
 from latencysolver.search.preparation import (
     Prepared,
@@ -73,6 +72,7 @@ from latencysolver.search.sharing import (
 from latencysolver.search.students import TrialContext
 from latencysolver.search.suggest import make_sampler, run_seed
 from latencysolver.search.workers import (
+    check_repeats_to_run,
     count_trials,
     open_storage,
     run_local_workers,

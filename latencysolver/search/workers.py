@@ -40,9 +40,10 @@ from optuna.trial import FrozenTrial, TrialState
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import STORAGE_ENV, StudyConfig, WorkersConfig
 from latencysolver.devices import worker_gpus
-from latencysolver.errors import OutputError, StorageError
+from latencysolver.errors import ConfigError, OutputError, StorageError, shown
 from latencysolver.locks import storage_lock
-from latencysolver.results.records import INTERRUPTED, trial_record, was_interrupted, write_fail_reason
+from latencysolver.results.records import INTERRUPTED, study_record, trial_record, was_interrupted, write_fail_reason
+from latencysolver.results.repeats import repeat_seed
 from latencysolver.results.storage import shown_url
 from latencysolver.search.preparation import RunOptions
 
@@ -340,3 +341,32 @@ def run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpti
             f"exited with an error (exit codes {codes})"
         )
     return optuna.load_study(study_name=config.name, storage=config.storage)
+
+
+def check_repeats_to_run(study: optuna.Study) -> None:
+    """A worker on a ``<name>:confirm`` study runs its enqueued repeats only, never the sampler's.  Where none waits
+    or runs but some are missing (interrupted: a repeat stopped by Ctrl-C is no result, and is not re-queued by
+    itself), it would run nothing and exit as if done: say which ``confirm`` enqueues them again."""
+    search = study_record(study).repeats_of
+    wanted = (study_record(study).config or {}).get("n_trials")
+    counts = count_trials(study)
+    if not search or not isinstance(wanted, int) or counts.waiting or counts.running or counts.finished >= wanted:
+        return
+    trials = study.get_trials(deepcopy=False)
+    recipes = sorted({t.user_attrs["repeat_of"] for t in trials if was_interrupted(t) and "repeat_of" in t.user_attrs})
+    seeds = max(
+        (
+            t.user_attrs.get("seed", 0) - repeat_seed(t.user_attrs["repeat_of"], 0)
+            for t in trials
+            if t.user_attrs.get("repeat_of") in recipes
+        ),
+        default=1,
+    )
+    raise ConfigError(
+        f"--study {shown(study.study_name)}: {wanted - counts.finished} of its {wanted} seed repeats were interrupted "
+        "and none is queued, so a worker has nothing to run; `latencysolver confirm --study "
+        f"{shown(search)} --trials {','.join(map(str, recipes))} --seeds {seeds}` (with this --storage) queues them "
+        "again and runs them, and then workers can join",
+        key="--study",
+        value=study.study_name,
+    )

@@ -82,11 +82,13 @@ def relation_heads(student_width: int, teacher_width: int, most: int) -> int:
 
 
 def _log_relations(x: torch.Tensor, heads: int, key_mask: torch.Tensor) -> torch.Tensor:
-    """log softmax(A·Aᵀ / sqrt(d)) per relation head: rows × heads × tokens × tokens, padded keys at -inf."""
+    """log softmax(A·Aᵀ / sqrt(d)) per relation head: rows × heads × tokens × tokens, padded keys left out."""
     rows, tokens, width = x.shape
     a = x.float().view(rows, tokens, heads, width // heads).transpose(1, 2)
     scores = a @ a.transpose(-1, -2) / math.sqrt(width // heads)
-    scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    # padded keys get a finite -1e4 rather than -inf: exp() makes them exactly 0, and 0 * (log p_t - log p_s)
+    # stays 0 without a NaN to mask out
+    scores = scores.masked_fill(~key_mask[:, None, None, :], -1e4)
     return F.log_softmax(scores, dim=-1)
 
 
@@ -114,8 +116,9 @@ def relation_loss(
         for role in ROLES:
             s, r = student[role][j], teacher[role][t]
             heads = relation_heads(s.shape[-1], r.shape[-1], most_heads)
-            log_s, log_t = _log_relations(s, heads, mask), _log_relations(r.detach(), heads, mask)
-            # KL per query token: sum over real keys of p_t (log p_t - log p_s); padded keys contribute 0
-            kl = torch.where(mask[:, None, None, :], log_t.exp() * (log_t - log_s), torch.zeros_like(log_s)).sum(-1)
+            with torch.no_grad():
+                log_t = _log_relations(r, heads, mask)
+            log_s = _log_relations(s, heads, mask)
+            kl = (log_t.exp() * (log_t - log_s)).sum(-1)  # per query token: sum over keys of p_t (log p_t - log p_s)
             losses.append((kl * real[:, None, :]).sum() / (real.sum() * heads))
     return torch.stack(losses).mean()
