@@ -33,6 +33,7 @@ def test_two_trial_study_on_shared_boolq_with_packaged_minilm(tmp_path, capsys):
         latency={"rows": 4, "warmup": 1, "repeats": 2},
         # plumbing, not quality: 3 distillation steps on 48 rows cannot beat the majority class
         constraints={"min_accuracy": 0.0},
+        usual_recipes=False,  # two distilled trials; the usual recipes have a fast test of their own
     )
     path = tmp_path / "integration.yaml"
     path.write_text(yaml.safe_dump(study))
