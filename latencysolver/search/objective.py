@@ -52,6 +52,7 @@ from latencysolver.search.students import (
     student_length,
     teacher_as_is,
     train_student,
+    trains_from_a_start,
     untrained_student,
 )
 from latencysolver.search.suggest import suggest_recipe
@@ -114,7 +115,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 repeat = isinstance(trial.user_attrs.get("repeat_of"), int)
                 rule = ctx.config.early_stop  # a seed repeat is never ranked against the search's trials
                 rungs = Rungs(trial, rule, paired.speedup) if rule.rungs and not repeat and not ctx.elastic else None
-                start_accuracy = check_accuracy(ctx, shape) if recipe.architecture != "cnn" else None
+                start_accuracy = check_accuracy(ctx, shape) if trains_from_a_start(ctx, recipe) else None
                 student = train_student(ctx, recipe, reseed=repeat, start=shape if ctx.elastic else None, rungs=rungs)
                 if start_accuracy is not None and student.early_stopped is None:
                     student = keep_the_better(ctx, recipe, student, start_accuracy)

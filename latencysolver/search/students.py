@@ -143,6 +143,14 @@ def check_accuracy(ctx: TrialContext, model: nn.Module) -> float:
     return accuracy
 
 
+def trains_from_a_start(ctx: TrialContext, recipe: Recipe) -> bool:
+    """Whether the trial's student is trained from a start worth keeping: a compressed teacher, or an elastic
+    slice that recovers.  A CNN starts from random weights; a slice without recovery is not trained at all."""
+    if recipe.architecture == "cnn":
+        return False
+    return ctx.elastic is None or recipe.recovery_steps > 0
+
+
 def keep_the_better(
     ctx: TrialContext, recipe: Recipe, trained: TrainedStudent, start_accuracy: float
 ) -> TrainedStudent:
