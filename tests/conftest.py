@@ -145,6 +145,24 @@ def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides)
     return path
 
 
+def add_sibling_trial(study, state, attrs: dict, interrupted: bool = False) -> None:
+    """A finished trial of a ``confirm`` / ``retrain`` sibling, made by hand: one parameter, ``attrs`` as its user
+    attrs, values when COMPLETE; ``interrupted``: a FAIL whose worker was stopped (missing, not a result)."""
+    import optuna
+
+    if interrupted:
+        attrs = {**attrs, "fail_reason": "interrupted (Ctrl-C): the worker stopped"}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=state,
+            params={"x": 0.5},
+            distributions={"x": optuna.distributions.FloatDistribution(0.0, 1.0)},
+            values=[0.7, 2.0] if state == optuna.trial.TrialState.COMPLETE else None,
+            user_attrs=attrs,
+        )
+    )
+
+
 def export_cli(storage: str, trial: str, out, *extra: str) -> int:
     """``latencysolver export --study tiny --storage STORAGE --trial N --out OUT [extra...]``: its exit code."""
     from latencysolver.cli import main

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from latencysolver.config.study import load_study_config
 from latencysolver.results.records import trial_record
 from latencysolver.search.workers import count_trials
-from tests.conftest import write_study_yaml
+from tests.conftest import add_sibling_trial, write_study_yaml
 
 CHEAP = {"distillation": {"steps": 1, "batch_size": 8}, "latency": {"rows": 2, "warmup": 1, "repeats": 1, "threads": 1}}
 
@@ -227,7 +227,6 @@ def test_a_worker_on_a_confirm_study_whose_repeats_were_interrupted_says_what_to
     config = load_study_config(study_yaml())
     sibling = optuna.create_study(study_name="tiny:confirm", storage=config.storage, directions=["maximize"] * 2)
     write_study_record(sibling, StudyRecord(config={**config_to_dict(config), "n_trials": 4}, repeats_of="tiny"))
-    x = optuna.distributions.FloatDistribution(0.0, 1.0)
     for number, k, state in (
         (0, 1, TrialState.COMPLETE),
         (0, 2, TrialState.FAIL),
@@ -235,14 +234,7 @@ def test_a_worker_on_a_confirm_study_whose_repeats_were_interrupted_says_what_to
         (1, 2, TrialState.FAIL),
     ):
         attrs = {"repeat_of": number, "seed": repeat_seed(number, k)}
-        if state == TrialState.FAIL:
-            attrs["fail_reason"] = "interrupted (Ctrl-C): the worker stopped"
-        values = [0.7, 2.0] if state == TrialState.COMPLETE else None
-        sibling.add_trial(
-            optuna.trial.create_trial(
-                state=state, params={"x": 0.5}, distributions={"x": x}, values=values, user_attrs=attrs
-            )
-        )
+        add_sibling_trial(sibling, state, attrs, interrupted=state == TrialState.FAIL)
     db = Path(tmp_path / "study.db")
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     capsys.readouterr()

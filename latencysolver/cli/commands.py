@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import sys
+from typing import Any
 
 
 def warn(message: str) -> None:
@@ -81,20 +82,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_confirm(args: argparse.Namespace) -> int:
     from latencysolver.cli.tables import print_repeats
     from latencysolver.search.confirm import confirm
+
+    print_repeats(args.study, _run_again(args, confirm, seeds=args.seeds))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from latencysolver.cli.tables import print_retrained
+    from latencysolver.search.retrain import retrain
+
+    print_retrained(args.study, _run_again(args, retrain, steps=args.steps))
+    return 0
+
+
+def _run_again(args: argparse.Namespace, command: Any, **extra: Any) -> Any:
+    """``confirm`` / ``retrain``: the chosen trials of ``--study`` run again as trials of its sibling study."""
     from latencysolver.search.preparation import RunOptions
     from latencysolver.search.workers import sigterm_as_interrupt
 
+    options = RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress)
     with sigterm_as_interrupt():
-        repeats = confirm(
-            args.study,
-            args.storage,
-            trials=args.trials,
-            front=args.front,
-            seeds=args.seeds,
-            options=RunOptions(cache_dir=args.cache_dir, teacher_path=args.teacher, progress=not args.no_progress),
-        )
-    print_repeats(args.study, repeats)
-    return 0
+        return command(args.study, args.storage, trials=args.trials, front=args.front, options=options, **extra)
 
 
 def cmd_remeasure(args: argparse.Namespace) -> int:
@@ -133,6 +141,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from latencysolver.results.front import get_trial
     from latencysolver.results.records import trial_record
     from latencysolver.results.repeats import find_repeats
+    from latencysolver.results.retrained import retrain_figures
     from latencysolver.results.selection import (
         DEFAULT_CONFIDENCE,
         DEFAULT_MARGIN,
@@ -209,6 +218,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         log=print,
         repeats=repeated[0].to_dict() if repeated else None,
+        retrain=retrain_figures(study, trial, opened.storage),
     )
     record = trial_record(trial)
     p50, speedup = (float("nan") if v is None else v for v in (record.latency_p50_ms, record.speedup))

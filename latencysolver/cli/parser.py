@@ -17,6 +17,7 @@ _BEST_RULES = (
     "knee",
     "near-teacher",
 )  # latencysolver.results.selection.RULES
+_RETRAIN_STEPS = 2000  # latencysolver.search.retrain.DEFAULT_STEPS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,14 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     confirm = sub.add_parser(
         "confirm", help="re-run chosen recipes with new seeds (a sibling study NAME:confirm): mean ± sd"
     )
-    confirm.add_argument("--study", required=True)
-    confirm.add_argument("--storage", default=default_storage, help=f"default {shown_default}")
-    chosen = confirm.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--trials", type=_trial_list, help="search trial numbers, comma-separated: 3,7,12")
-    chosen.add_argument("--front", action="store_true", help="every trial of the feasible Pareto front")
+    _chosen_recipes(confirm, default_storage)
     confirm.add_argument("--seeds", type=int, default=3, help="repeats per recipe, each with a new seed (default 3)")
     _stored_study_options(confirm)
     confirm.set_defaults(handler=commands.cmd_confirm)
+
+    retrain = sub.add_parser(
+        "retrain",
+        help="distill chosen recipes again on a long schedule (a sibling study NAME:retrain), measured on test too",
+    )
+    _chosen_recipes(retrain, default_storage)
+    retrain.add_argument(
+        "--steps",
+        type=int,
+        default=_RETRAIN_STEPS,
+        help=f"distillation steps per recipe, over the train and augmented rows (default {_RETRAIN_STEPS}: about "
+        "10-33 minutes a recipe for a 2-4 layer MiniLM student on a 2-core CPU)",
+    )
+    _stored_study_options(retrain)
+    retrain.set_defaults(handler=commands.cmd_retrain)
 
     remeasure = sub.add_parser(
         "remeasure", help="time trials' stored models again on this machine (default: those flagged unstable)"
@@ -209,9 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen_recipes(parser: argparse.ArgumentParser, default_storage: str) -> None:
+    """The study and the search trials that ``confirm`` and ``retrain`` run again."""
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--storage", default=default_storage, help=f"default {shown_url(default_storage)}")
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--trials", type=_trial_list, help="search trial numbers, comma-separated: 3,7,12")
+    chosen.add_argument("--front", action="store_true", help="every trial of the feasible Pareto front")
+
+
 def _stored_study_options(parser: argparse.ArgumentParser) -> None:
     """What a command that prepares a stored study's teacher and data on this machine takes (worker, confirm,
-    remeasure)."""
+    retrain, remeasure)."""
     parser.add_argument("--teacher", help="fine-tuned checkpoint folder (default: the study's, else the cache)")
     parser.add_argument("--cache-dir", help="cache folder (default $LATENCYSOLVER_CACHE or ~/.cache/latencysolver)")
     parser.add_argument("--no-progress", action="store_true")

@@ -100,3 +100,36 @@ def print_repeats(study: str, repeats: list[Any]) -> None:
             f"search-time validation scores exceed their seed means by {sum(curse) / len(curse):+.3f} on average "
             f"(the winner's curse; per recipe {', '.join(f'{c:+.3f}' for c in curse)})"
         )
+
+
+def print_retrained(study: str, retrained: list[Any]) -> None:
+    """``retrain``'s table: per recipe, the search trial's validation score and steps beside the retrained one's
+    validation and test accuracy, each with its 95% interval, and its paired difference to the teacher on test."""
+    from latencysolver.results.front import difference_text
+    from latencysolver.stats import Interval, PairedComparison
+
+    def scored(accuracy: float | None, raw: Any) -> str:
+        interval = Interval.from_dict(raw) if isinstance(raw, dict) else None
+        return interval.describe() if interval else f"{accuracy:.3f}" if accuracy is not None else "n/a"
+
+    table = Table(title=f"Retrained recipes of study {study!r} (95% intervals)")
+    columns = ("trial", "search val", "search steps", "steps", "val", "test", "test vs teacher (pts)", "speed-up")
+    for name in (*columns, "retrained trial", "recipe"):
+        table.add_column(name, justify="left" if name == "recipe" else "right")
+    for r in retrained:
+        s, t = r.search, r.retrained
+        paired = PairedComparison.from_dict(t.test_vs_teacher) if isinstance(t.test_vs_teacher, dict) else None
+        done = r.state.name == "COMPLETE"
+        table.add_row(
+            str(r.trial),
+            scored(s.accuracy, s.accuracy_interval),
+            str(s.distill_steps if s.distill_steps is not None else "n/a"),
+            str(t.distill_steps if done else r.steps),
+            scored(t.accuracy, t.accuracy_interval) if done else r.state.name,
+            scored(t.test_accuracy, t.test_accuracy_interval) if done else "",
+            difference_text(paired) if done else "",
+            f"{t.speedup:.2f}x" if done and t.speedup is not None else "",
+            str(r.number),
+            r.recipe,
+        )
+    Console(width=200).print(table)

@@ -91,6 +91,9 @@ class TrialRecord:
     test_accuracy: float | None = None
     test_accuracy_interval: dict[str, Any] | None = None
     test_vs_teacher: dict[str, Any] | None = None
+    # ``latencysolver retrain``: the search trial retrained and its distillation steps (measured on test too)
+    retrain_of: int | None = None
+    retrain_steps: int | None = None
     # StabilityCheck.to_dict() of the kept latency measurement; an unstable one keeps the trial off the front
     # and out of --best until `latencysolver remeasure` times it again (None: a trial made before the check)
     latency_stability: dict[str, Any] | None = None
@@ -190,6 +193,27 @@ def baseline_of(trial: optuna.Trial | FrozenTrial) -> str | None:
     """The quant_dtype of a usual-recipe trial (enqueued with it), None for a searched one."""
     value = trial.user_attrs.get("baseline")
     return value if isinstance(value, str) else None
+
+
+def repeat_of(trial: optuna.Trial | FrozenTrial) -> int | None:
+    """The search trial a seed repeat of ``latencysolver confirm`` repeats, None for any other trial."""
+    return _int_attr(trial, "repeat_of")
+
+
+def seed_of(trial: optuna.Trial | FrozenTrial) -> int | None:
+    """The seed a trial was enqueued with (``confirm``, ``retrain``); None: a search trial (its number is its seed)."""
+    return _int_attr(trial, "seed")
+
+
+def _int_attr(trial: optuna.Trial | FrozenTrial, key: str) -> int | None:
+    value = trial.user_attrs.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def retrain_of(trial: optuna.Trial | FrozenTrial) -> tuple[int, int] | None:
+    """A trial of ``latencysolver retrain``: (the search trial it retrains, its distillation steps); else None."""
+    number, steps = _int_attr(trial, "retrain_of"), _int_attr(trial, "retrain_steps")
+    return (number, steps) if number is not None and steps is not None else None
 
 
 def enqueue_baseline(study: optuna.Study, quant_dtype: str) -> None:
@@ -332,12 +356,19 @@ class StudyRecord:
     sampler_seeds: list[int] | None = None  # the sampler seed of each run and joining worker, in order
     teacher_predictions: list[int] | None = None  # the teacher's class per validation row: trials pair with it
     repeats_of: str | None = None  # a `latencysolver confirm` study: the search study whose trials it repeats
+    retrains_of: str | None = None  # a `latencysolver retrain` study: the search study whose recipes it retrains
     # `latencysolver remeasure`: trial number (as a string) -> the trial's latency fields measured again; a
     # finished trial's own attrs cannot change, so readers apply these (``front.completed_trials``)
     remeasured: dict[str, dict[str, Any]] | None = None
 
     def fingerprint(self) -> HardwareFingerprint | None:
         return _fingerprint(self.hardware)
+
+    @property
+    def sibling_of(self) -> str | None:
+        """A study of ``confirm`` or ``retrain``: the search study whose recipes it runs again (enqueued, never
+        sampled, measured on test too); None for a search study."""
+        return self.repeats_of or self.retrains_of
 
 
 _TYPED = {

@@ -15,10 +15,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.results.front import get_trial
-from latencysolver.results.records import trial_record, was_interrupted
+from latencysolver.results.records import repeat_of, trial_record, was_interrupted
+from latencysolver.results.siblings import CONFIRM
 from latencysolver.stats import PairedComparison, SeedSummary, summarize
 
-SUFFIX = ":confirm"
+SUFFIX = CONFIRM.suffix
 
 
 REPEAT_SEED_BASE = 1_000_000  # above any search trial's number: a repeat never reuses the search's own seed
@@ -30,12 +31,7 @@ def repeat_seed(trial_number: int, k: int) -> int:
 
 
 def confirm_study_name(name: str) -> str:
-    return f"{name}{SUFFIX}"
-
-
-def is_confirm_study_name(name: str) -> bool:
-    """A name ending in the suffix of ``confirm``'s sibling studies: reserved for them."""
-    return name.endswith(SUFFIX)
+    return CONFIRM.name(name)
 
 
 @dataclass(frozen=True)
@@ -75,8 +71,8 @@ def summarize_repeats(study: optuna.Study, sibling: optuna.Study | None) -> list
         return []
     groups: dict[int, list[FrozenTrial]] = {}
     for t in sibling.get_trials(deepcopy=False):
-        number = t.user_attrs.get("repeat_of")
-        if isinstance(number, int) and not was_interrupted(t):
+        number = repeat_of(t)
+        if number is not None and not was_interrupted(t):
             groups.setdefault(number, []).append(t)
     out = []
     for number in sorted(groups):

@@ -36,6 +36,8 @@ from latencysolver.results.records import (
     PREDICTIONS,
     TrialRecord,
     baseline_of,
+    repeat_of,
+    retrain_of,
     write_fail_reason,
     write_recipe,
     write_trial_record,
@@ -49,6 +51,7 @@ from latencysolver.search.students import (
     elastic_description,
     for_recipe,
     keep_the_better,
+    retrained,
     student_length,
     teacher_as_is,
     train_student,
@@ -88,6 +91,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
         else suggest_recipe(trial, ctx.config.search_space)
     )
     write_recipe(trial, recipe)
+    retrain = retrain_of(trial)  # `latencysolver retrain`: the search trial's recipe, seed and data, more steps
+    if retrain is not None and not baseline:
+        ctx = retrained(ctx, retrain[1])
     full_length_rows = ctx.latency_inputs  # the teacher's latency rows: it runs at the study's length
     ctx = for_recipe(ctx, recipe)
     threads = ctx.config.latency.threads
@@ -112,9 +118,10 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             if rejected or baseline:
                 student, runnable = TrainedStudent(shape, kept, 0, None), shape_runnable
             else:
-                repeat = isinstance(trial.user_attrs.get("repeat_of"), int)
-                rule = ctx.config.early_stop  # a seed repeat is never ranked against the search's trials
-                rungs = Rungs(trial, rule, paired.speedup) if rule.rungs and not repeat and not ctx.elastic else None
+                repeat = repeat_of(trial) is not None
+                rule = ctx.config.early_stop  # a repeat or a retrain is never ranked against the search's trials
+                rank = rule.rungs and not repeat and retrain is None and not ctx.elastic
+                rungs = Rungs(trial, rule, paired.speedup) if rank else None
                 start_accuracy = check_accuracy(ctx, shape) if trains_from_a_start(ctx, recipe) else None
                 student = train_student(ctx, recipe, reseed=repeat, start=shape if ctx.elastic else None, rungs=rungs)
                 if start_accuracy is not None and student.early_stopped is None:
@@ -217,15 +224,16 @@ def validation_statistics(predicted: torch.Tensor, ctx: TrialContext) -> dict[st
 
 
 def test_statistics(runnable: Any, trial: optuna.Trial, ctx: TrialContext) -> dict[str, Any]:
-    """A seed repeat's accuracy on the test split, its interval, and its paired difference to the teacher there."""
-    repeat_of = trial.user_attrs.get("repeat_of")
-    if not isinstance(repeat_of, int) or ctx.test is None:
+    """A seed repeat's or a retrained recipe's accuracy on the test split, its interval, and its paired difference
+    to the teacher there (the test split checks a chosen recipe; no search trial is measured on it)."""
+    repeat = repeat_of(trial)
+    if (repeat is None and retrain_of(trial) is None) or ctx.test is None:
         return {}
     logits = predict_logits(runnable, ctx.test, pad_id=ctx.pad_id, desc="test evaluate", progress=ctx.progress)
     labels = list(ctx.test.labels)
     correct = correct_of(logits.argmax(dim=-1).tolist(), labels)
     out: dict[str, Any] = {
-        "repeat_of": repeat_of,
+        "repeat_of": repeat,
         "test_accuracy": float(correct.mean()),
         "test_accuracy_interval": accuracy_interval(correct).to_dict(),
     }

@@ -39,7 +39,7 @@ from latencysolver.results.records import (
     study_record,
     write_study_record,
 )
-from latencysolver.results.repeats import SUFFIX, is_confirm_study_name
+from latencysolver.results.siblings import reserved_by
 from latencysolver.results.storage import (
     AtomicArtifactStore,
     check_storage,
@@ -86,10 +86,11 @@ Log = Callable[[str], None]
 
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
-    if is_confirm_study_name(config.name):  # `confirm` would take this study for its seed repeats' sibling
+    sibling = reserved_by(config.name)  # `confirm` or `retrain` would take this study for its sibling
+    if sibling is not None:
         raise ConfigError(
-            f"{config.config_file}: name: {config.name!r} ends in {SUFFIX!r}, which is reserved for the seed repeats "
-            f"`latencysolver confirm` keeps beside a study; pick another name",
+            f"{config.config_file}: name: {config.name!r} ends in {sibling.suffix!r}, which is reserved for the "
+            f"{sibling.holds} `latencysolver {sibling.command}` keeps beside a study; pick another name",
             file=config.config_file,
             key="name",
             value=config.name,
@@ -251,7 +252,7 @@ def join_study(
     check_storage(storage_url, must_exist=True, writable=True)  # a worker writes trials: a read-only file is refused
     study = load_existing_study(name, storage_url)
     require_made_by_run(study, storage_url, to_run_trials=True)
-    check_repeats_to_run(study)  # a confirm study whose repeats were interrupted: before any teacher is prepared
+    check_repeats_to_run(study)  # a sibling whose enqueued trials were interrupted: before any teacher is prepared
     record = study_record(study)
     config, prepared = prepare_stored(study, storage_url, options, log)
     inputs = latency_inputs(prepared.validation, config.latency, prepared.pad_id)
@@ -270,7 +271,7 @@ def join_study(
         log,
         max_trials=max_trials,
         seed_offset=os.getpid(),
-        test=prepare_test_split(prepared, config, options, log) if record.repeats_of else None,
+        test=prepare_test_split(prepared, config, options, log) if record.sibling_of else None,
     )
 
 
@@ -348,7 +349,7 @@ def _work(
         config.n_trials,
         max_trials=max_trials,
         callbacks=(summary_callback(log, time.perf_counter()),),
-        only_enqueued=bool(study_record(study).repeats_of),
+        only_enqueued=bool(study_record(study).sibling_of),
     )
     save_study_note(study)  # now with the fingerprints of the trials' machines
     warning = hardware_warning(study)

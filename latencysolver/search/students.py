@@ -220,6 +220,18 @@ def reseeded(ctx: TrialContext, recipe: Recipe) -> TrialContext:
     return dataclasses.replace(ctx, config=config)
 
 
+def retrained(ctx: TrialContext, steps: int) -> TrialContext:
+    """A trial of ``latencysolver retrain``: its recipe's student distilled from the teacher for ``steps`` (the
+    data order and seeds of its search trial, the augmented rows as every student gets them).  In an elastic study
+    too, the recipe is distilled per-trial from the teacher, not sliced from the elastic student."""
+    config = dataclasses.replace(
+        ctx.config,
+        distillation=dataclasses.replace(ctx.config.distillation, steps=steps),
+        cnn_distillation=dataclasses.replace(ctx.config.cnn_distillation, steps=steps),
+    )
+    return dataclasses.replace(ctx, config=config, elastic=None)
+
+
 def with_augmented(ctx: TrialContext, recipe: Recipe) -> TrialContext:
     """``ctx`` with the augmented rows joined to the train rows (indices past the originals) and the teacher's
     logits on them, when they apply to this recipe's student."""

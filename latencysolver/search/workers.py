@@ -42,7 +42,15 @@ from latencysolver.config.study import STORAGE_ENV, StudyConfig, WorkersConfig
 from latencysolver.devices import worker_gpus
 from latencysolver.errors import ConfigError, OutputError, StorageError, shown
 from latencysolver.locks import storage_lock
-from latencysolver.results.records import INTERRUPTED, study_record, trial_record, was_interrupted, write_fail_reason
+from latencysolver.results.records import (
+    INTERRUPTED,
+    repeat_of,
+    retrain_of,
+    study_record,
+    trial_record,
+    was_interrupted,
+    write_fail_reason,
+)
 from latencysolver.results.repeats import repeat_seed
 from latencysolver.results.storage import shown_url
 from latencysolver.search.preparation import RunOptions
@@ -292,8 +300,10 @@ def summary_callback(log: Callable[[str], None], started: float) -> Callable[[op
         r = trial_record(trial)
         seconds = r.seconds or (trial.duration.total_seconds() if trial.duration else 0.0)
         what = Recipe.from_dict(r.recipe_dict).describe() if r.recipe_dict else ""
-        of, seed = trial.user_attrs.get("repeat_of"), trial.user_attrs.get("seed")
-        repeat = f" (repeat of trial {of}, seed {seed})" if of is not None else ""
+        of, retrain = repeat_of(trial), retrain_of(trial)
+        repeat = f" (repeat of trial {of}, seed {r.recipe.seed if r.recipe else '?'})" if of is not None else ""
+        if retrain:
+            repeat += f" (trial {retrain[0]} retrained, {retrain[1]} steps)"
         if r.baseline:
             repeat += " (usual recipe: the teacher as is)"
         if trial.state == TrialState.COMPLETE:
@@ -344,29 +354,43 @@ def run_local_workers(study: optuna.Study, config: StudyConfig, options: RunOpti
 
 
 def check_repeats_to_run(study: optuna.Study) -> None:
-    """A worker on a ``<name>:confirm`` study runs its enqueued repeats only, never the sampler's.  Where none waits
-    or runs but some are missing (interrupted: a repeat stopped by Ctrl-C is no result, and is not re-queued by
-    itself), it would run nothing and exit as if done: say which ``confirm`` enqueues them again."""
-    search = study_record(study).repeats_of
-    wanted = (study_record(study).config or {}).get("n_trials")
-    counts = count_trials(study)
+    """A worker on a ``<name>:confirm`` or ``<name>:retrain`` study runs its enqueued trials only, never the
+    sampler's.  Where none waits or runs but some are missing (interrupted: a trial stopped by Ctrl-C is no result,
+    and is not re-queued by itself), it would run nothing and exit as if done: say which command queues them."""
+    record = study_record(study)
+    search, wanted, counts = record.sibling_of, (record.config or {}).get("n_trials"), count_trials(study)
     if not search or not isinstance(wanted, int) or counts.waiting or counts.running or counts.finished >= wanted:
         return
     trials = study.get_trials(deepcopy=False)
-    recipes = sorted({t.user_attrs["repeat_of"] for t in trials if was_interrupted(t) and "repeat_of" in t.user_attrs})
-    seeds = max(
-        (
-            t.user_attrs.get("seed", 0) - repeat_seed(t.user_attrs["repeat_of"], 0)
-            for t in trials
-            if t.user_attrs.get("repeat_of") in recipes
-        ),
-        default=1,
-    )
+    if record.retrains_of:
+        what, again = "retrained recipes", _retrain_again(search, [t for t in trials if was_interrupted(t)])
+    else:
+        what, again = "seed repeats", _confirm_again(search, trials)
     raise ConfigError(
-        f"--study {shown(study.study_name)}: {wanted - counts.finished} of its {wanted} seed repeats were interrupted "
-        "and none is queued, so a worker has nothing to run; `latencysolver confirm --study "
-        f"{shown(search)} --trials {','.join(map(str, recipes))} --seeds {seeds}` (with this --storage) queues them "
-        "again and runs them, and then workers can join",
+        f"--study {shown(study.study_name)}: {wanted - counts.finished} of its {wanted} {what} were interrupted "
+        f"and none is queued, so a worker has nothing to run; {again} (with this --storage) queues them again and "
+        "runs them, and then workers can join",
         key="--study",
         value=study.study_name,
+    )
+
+
+def _confirm_again(search: str, trials: list[FrozenTrial]) -> str:
+    recipes = sorted({n for t in trials if was_interrupted(t) and (n := repeat_of(t)) is not None})
+    seeds = max(
+        (t.user_attrs.get("seed", 0) - repeat_seed(n, 0) for t in trials if (n := repeat_of(t)) in recipes),
+        default=1,
+    )
+    return f"`latencysolver confirm --study {shown(search)} --trials {','.join(map(str, recipes))} --seeds {seeds}`"
+
+
+def _retrain_again(search: str, interrupted: list[FrozenTrial]) -> str:
+    """One ``retrain`` command per budget (steps) among the interrupted trials."""
+    budgets: dict[int, set[int]] = {}
+    for number, steps in (pair for t in interrupted if (pair := retrain_of(t)) is not None):
+        budgets.setdefault(steps, set()).add(number)
+    return " and ".join(
+        f"`latencysolver retrain --study {shown(search)} --trials {','.join(map(str, sorted(numbers)))} "
+        f"--steps {steps}`"
+        for steps, numbers in sorted(budgets.items())
     )

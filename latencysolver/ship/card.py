@@ -60,6 +60,20 @@ def _repeats(raw: Any) -> str:
     )
 
 
+def _retrained(raw: Any) -> str:
+    """Both budgets of a trial of ``latencysolver retrain``: its steps and its search trial's ('' for any other)."""
+    if not raw:
+        return ""
+    ran = raw.get("distill_steps")
+    stopped = f", stopped at step {ran} below the accuracy floor" if isinstance(ran, int) and ran < raw["steps"] else ""
+    return (
+        f"\nTraining: retrained for {raw['steps']} steps{stopped} (search trial #{raw['search_trial']}: "
+        f"{_f(raw.get('search_steps'), 'd')} steps, validation accuracy {_f(raw.get('search_accuracy'), '.3f')}) by "
+        f"`latencysolver retrain`, from the teacher, with the search trial's seed; the search (study "
+        f"`{raw.get('search_study')}`) chose the recipe on its shorter budget.\n"
+    )
+
+
 def card(m: dict) -> str:
     recipe = Recipe.from_dict(m["recipe"])
     teacher, data, lat, test, onnx = m["teacher"] or {}, m["data"] or {}, m["latency"], m["test"], m["onnx"]
@@ -114,6 +128,11 @@ def card(m: dict) -> str:
     else:
         test_rows = "| test accuracy | not measured | |\n"
         test_text = f"Test: not measured — {m.get('test_unavailable')}."
+    validated = (
+        "measured on this retrained model (the search chose the recipe by its search trial's score)"
+        if m.get("retrain")
+        else "measured during the search (the search chose among trials by it)"
+    )
     onnx_test = onnx.get("test") or {}
     onnx_line = ""
     if onnx_test.get("same_as_model"):
@@ -141,13 +160,13 @@ Compressed from a fine-tuned `{teacher.get("base_model")}` teacher by latencysol
 | encoder layers | {m["layers"]} | |
 
 Recipe: `{recipe.describe()}` (`quant_dtype` {recipe.quant_dtype}, {recipe.backend} backend)
-
+{_retrained(m.get("retrain"))}
 Latency: batch 1, {lat.get("threads")} threads, {lat.get("rows")} fixed validation rows, {lat.get("warmup")} warm-up
 pass(es), {lat.get("repeats")} timed passes; measured during the search on the machine that ran the trial, interleaved
 call by call with the fp32 teacher (the speed-up is the median ratio of those paired calls). Milliseconds hold only for
 this hardware: {hardware.get("describe") or "not recorded"} [`{hardware.get("key") or "unknown"}`].
 
-Validation: {data.get("validation_rows")} rows, measured during the search (the search chose among trials by it).
+Validation: {data.get("validation_rows")} rows, {validated}.
 {test_text}
 {_repeats(m.get("repeats"))}
 

@@ -76,11 +76,13 @@ def export_trial(
     progress: bool = True,
     log: Log = lambda _: None,
     repeats: dict[str, Any] | None = None,
+    retrain: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``trial`` of ``study`` to ``out``; ``data`` overrides the study's data source for the test split.
 
-    ``selection`` (rule and reason, from ``latencysolver.selection``) is recorded in the card; ``log`` gets one
-    line per thing the export measured.
+    ``selection`` (rule and reason, from ``latencysolver.selection``) is recorded in the card, and so are
+    ``repeats`` (``confirm``'s seed repeats of the recipe) and ``retrain`` (both budgets of a trial of ``retrain``);
+    ``log`` gets one line per thing the export measured.
     """
     out = check_writable(out, "--out", folder=True)  # under a file, read-only: refused before any work
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / STUDENT_JSON).is_file())):
@@ -140,6 +142,8 @@ def export_trial(
                 )
         metrics = _metrics(study, trial, onnx, test, why_not, selection)
         metrics["repeats"] = repeats  # `latencysolver confirm`'s seed repeats of this recipe, when it ran
+        if retrain is not None:  # a trial of `latencysolver retrain`: its steps and its search trial's
+            metrics["retrain"] = retrain
         columns, classes = recorded_schema(json.loads((staging / STUDENT_JSON).read_text()))
         metrics["columns"], metrics["classes"] = dataclasses.asdict(columns), list(classes)
         if columns != BOOLQ or classes != YES_NO:  # the BoolQ dev-set note is about BoolQ only

@@ -1,0 +1,85 @@
+"""Retrained recipes read back: each beside the search trial it retrains, both budgets side by side.
+
+``latencysolver retrain`` (``search/retrain.py``) writes them as trials of the sibling study ``<name>:retrain``;
+``retrain`` itself and ``export``'s card read them through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from latencysolver.config.recipe import Recipe
+from latencysolver.results.front import get_trial
+from latencysolver.results.records import TrialRecord, retrain_of, trial_record, was_interrupted
+from latencysolver.results.siblings import RETRAIN
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """One retrained recipe: the search trial's record and the retrained trial's (``number`` in the sibling)."""
+
+    trial: int  # the search trial
+    steps: int  # what it was retrained for
+    number: int
+    state: TrialState
+    recipe: str
+    search: TrialRecord
+    retrained: TrialRecord
+
+
+def summarize_retrained(study: optuna.Study, sibling: optuna.Study) -> list[Retrained]:
+    """One ``Retrained`` per (search trial, steps) that ``sibling`` holds, in that order: its COMPLETE trial, else
+    its latest (interrupted ones left out: they are missing, and a resumed ``retrain`` runs them again)."""
+    latest: dict[tuple[int, int], FrozenTrial] = {}
+    for t in sibling.get_trials(deepcopy=False):
+        key = retrain_of(t)
+        if key is None or was_interrupted(t):
+            continue
+        held = latest.get(key)
+        if held is None or held.state != TrialState.COMPLETE:
+            latest[key] = t
+    return [_retrained(study, t) for _, t in sorted(latest.items())]
+
+
+def _retrained(study: optuna.Study, t: FrozenTrial) -> Retrained:
+    key = retrain_of(t)
+    assert key is not None  # summarize_retrained keeps only these
+    search = trial_record(get_trial(study, key[0]))
+    return Retrained(
+        trial=key[0],
+        steps=key[1],
+        number=t.number,
+        state=t.state,
+        recipe=Recipe.from_dict(search.recipe_dict).describe() if search.recipe_dict else "",
+        search=search,
+        retrained=trial_record(t),
+    )
+
+
+def retrain_figures(sibling: optuna.Study, trial: FrozenTrial, storage: BaseStorage | str) -> dict[str, Any] | None:
+    """Both budgets of ``trial`` when it is a retrained recipe of a ``retrain`` study (for the export card);
+    None for any other trial.  The search trial's figures are None where its study is no longer in ``storage``."""
+    key, search = retrain_of(trial), RETRAIN.made_for(sibling)
+    if key is None or search is None:
+        return None
+    original = _search_record(search, key[0], storage)
+    return {
+        "search_study": search,
+        "search_trial": key[0],
+        "search_steps": original.distill_steps if original else None,
+        "search_accuracy": original.accuracy if original else None,
+        "steps": key[1],
+        "distill_steps": trial_record(trial).distill_steps,  # fewer than steps: stopped at the accuracy floor
+    }
+
+
+def _search_record(name: str, number: int, storage: BaseStorage | str) -> TrialRecord | None:
+    if name not in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        return None
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    return trial_record(trials[number]) if 0 <= number < len(trials) else None

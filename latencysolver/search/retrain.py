@@ -1,0 +1,79 @@
+"""``latencysolver retrain``: search cheap, retrain the winners, as trials of a sibling study in the same storage.
+
+A search distills every student for ``distillation.steps`` (a few hundred): enough to rank recipes, not what a
+chosen one can reach.  ``retrain`` distills the chosen recipes again for ``--steps`` (default 2000) from the
+teacher, over the train rows and the study's augmented rows (``data.augment``, as every student), with the seed
+and data order of its search trial, and measures it with the search's protocol on validation and on the test
+split (intervals, paired differences to the teacher).  In an elastic study the recipe is distilled per-trial from
+the teacher, not sliced.  The retrained students are the trials of ``<name>:retrain`` (``results/siblings.py``):
+each carries the search trial it retrains (user attr ``retrain_of``) and its steps (``retrain_steps``), so it
+neither feeds the search's sampler nor sits on its front; ``latencysolver worker --study <name>:retrain`` runs them
+on other machines, ``export --study <name>:retrain --trial K`` ships one, and a resumed ``retrain`` runs only the
+(trial, steps) pairs no trial holds yet (one stopped by Ctrl-C runs again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from latencysolver.errors import ConfigError
+from latencysolver.results.records import baseline_of, retrain_of, trial_record
+from latencysolver.results.retrained import Retrained, summarize_retrained
+from latencysolver.results.siblings import RETRAIN
+from latencysolver.results.storage import load_existing_study
+from latencysolver.search import siblings
+from latencysolver.search.preparation import RunOptions
+
+Log = Callable[[str], None]
+
+# About 10-33 minutes a recipe on a 2-core CPU (a 2-4 layer MiniLM student's logits-only step: 0.3-1.0 s there)
+DEFAULT_STEPS = 2000
+
+
+def enqueue_retrains(sibling: optuna.Study, originals: Sequence[FrozenTrial], steps: int, log: Log = print) -> int:
+    """Enqueue a retrain of each original (its parameters and seed) that no trial of ``sibling`` holds yet with
+    ``steps`` (or only as an interrupted FAIL); returns how many.  A usual recipe (the teacher as is, untrained)
+    has nothing to train: it is skipped, with a line in ``log``."""
+    wanted = []
+    for original in originals:
+        if baseline_of(original) is not None:
+            log(f"retrain: trial {original.number} is a usual recipe (the teacher as is, untrained): nothing to train")
+            continue
+        recipe = trial_record(original).recipe
+        seed = recipe.seed if recipe is not None else original.number  # a search trial's seed is its number
+        attrs = {"retrain_of": original.number, "retrain_steps": steps, "seed": seed}
+        wanted.append(siblings.Wanted((original.number, steps), original.params, attrs))
+    return siblings.enqueue_missing(sibling, wanted, retrain_of)
+
+
+def retrain(
+    name: str,
+    storage: str,
+    *,
+    trials: Sequence[int] | None = None,
+    front: bool = False,
+    steps: int = DEFAULT_STEPS,
+    options: RunOptions = RunOptions(),
+    log: Log = print,
+) -> list[Retrained]:
+    """Retrain the chosen trials of study ``name`` for ``steps`` each; returns each recipe's figures beside its
+    search trial's."""
+    from latencysolver.search.run import join_study
+
+    if steps < 1:
+        raise ConfigError(f"--steps: expected a positive integer, got {steps}", key="--steps", value=steps)
+    study = siblings.open_search_study(RETRAIN, name, storage, options.teacher_path)
+    originals = siblings.chosen_trials(study, trials, front, RETRAIN.command)
+    sibling = siblings.sibling_study(RETRAIN, study, storage)
+    added = enqueue_retrains(sibling, originals, steps, log)
+    log(
+        f"retrain: {len(originals)} recipes of study {name!r} for {steps} steps each: {added} to run "
+        f"(study {sibling.study_name!r})"
+    )
+    join_study(sibling.study_name, storage, options, log)
+    wanted = {(t.number, steps) for t in originals}
+    done = summarize_retrained(study, load_existing_study(sibling.study_name, storage))
+    return [r for r in done if (r.trial, r.steps) in wanted]

@@ -1,0 +1,243 @@
+"""``latencysolver retrain``: search cheap, retrain the winners, as trials of a sibling study ``NAME:retrain``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from latencysolver.cli import main
+from latencysolver.results.records import trial_record
+from latencysolver.search.retrain import DEFAULT_STEPS, enqueue_retrains
+from tests.conftest import add_sibling_trial, write_study_yaml
+
+STEPS = 5  # the tiny study distills for 3: a retrained trial that ran 3 ignored --steps
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+    """A finished tiny study, usual recipes first: (folder, storage, its trials as run, a searched trial, a usual
+    recipe)."""
+    folder = tmp_path_factory.mktemp("retrain")
+    path = write_study_yaml(folder, tiny_model_dir, synthetic_data_dir, n_trials=5, usual_recipes=True)
+    assert main(["run", str(path), "--cache-dir", str(folder / "cache"), "--no-progress"]) == 0
+    storage = f"sqlite:///{folder / 'study.db'}"
+    trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    searched = next(t for t in trials if trial_record(t).baseline is None and t.state == TrialState.COMPLETE)
+    usual = next(t for t in trials if trial_record(t).baseline is not None)
+    return folder, storage, trials, searched, usual
+
+
+def retrain_args(folder: Path, storage: str, *trials: int, steps: int = STEPS) -> list[str]:
+    numbers = ",".join(map(str, trials))
+    common = ["--cache-dir", str(folder / "cache"), "--no-progress"]
+    return ["retrain", "--study", "tiny", "--storage", storage, "--trials", numbers, "--steps", str(steps), *common]
+
+
+@pytest.fixture(scope="module")
+def retrained(searched):
+    """``retrain`` run once on a searched trial and a usual recipe: (its stdout, the sibling's trials)."""
+    import contextlib
+    import io
+
+    folder, storage, _, original, usual = searched
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(retrain_args(folder, storage, original.number, usual.number)) == 0
+    return out.getvalue(), optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials()
+
+
+def test_a_retrained_trial_is_its_search_trial_distilled_for_the_steps_asked(searched, retrained):
+    _, _, _, original, _ = searched
+    out, trials = retrained
+    (trial,) = trials
+    record, search = trial_record(trial), trial_record(original)
+    assert trial.state == TrialState.COMPLETE
+    assert (record.retrain_of, record.retrain_steps) == (original.number, STEPS)
+    assert search.distill_steps == 3 and record.distill_steps == STEPS  # the long schedule, not distillation.steps
+    assert trial.params == original.params and record.recipe == search.recipe  # the same recipe, seed included
+    assert record.test_accuracy is not None and record.test_accuracy_interval is not None
+    assert record.test_vs_teacher is not None and record.accuracy_interval is not None and record.vs_teacher
+    assert record.repeat_of is None
+    # the table: the search trial's validation and steps beside the retrained one's validation and test
+    assert "Retrained recipes of study 'tiny'" in out
+    assert f"{original.values[0]:.3f}" in out and f"{record.test_accuracy:.3f}" in out
+    assert f"retrain: 2 recipes of study 'tiny' for {STEPS} steps each: 1 to run" in out
+
+
+def test_the_search_study_never_sees_a_retrained_trial(searched, retrained):
+    _, storage, before, _, _ = searched
+    after = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    assert [(t.number, t.state, t.params, t.values) for t in after] == [
+        (t.number, t.state, t.params, t.values) for t in before
+    ]
+    sibling = optuna.load_study(study_name="tiny:retrain", storage=storage)
+    assert sibling.user_attrs["retrains_of"] == "tiny" and "repeats_of" not in sibling.user_attrs
+
+
+def test_a_usual_recipe_has_nothing_to_retrain_and_is_skipped(searched, retrained):
+    _, _, _, _, usual = searched
+    out, trials = retrained
+    assert f"retrain: trial {usual.number} is a usual recipe (the teacher as is, untrained): nothing to train" in out
+    assert usual.number not in [trial_record(t).retrain_of for t in trials]
+
+
+def test_a_retrained_trial_exports_and_its_card_gives_both_budgets(searched, retrained, tmp_path):
+    folder, storage, _, original, _ = searched
+    (trial,) = retrained[1]
+    out = tmp_path / "export"
+    args = ["export", "--study", "tiny:retrain", "--storage", storage, "--trial", str(trial.number)]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["retrain"] == {
+        "search_study": "tiny",
+        "search_trial": original.number,
+        "search_steps": 3,
+        "search_accuracy": original.values[0],
+        "steps": STEPS,
+        "distill_steps": STEPS,
+    }
+    assert metrics["validation"]["accuracy"] == trial.values[0]
+    card = (out / "README.md").read_text()
+    assert f"retrained for {STEPS} steps (search trial #{original.number}: 3 steps" in card
+    # a search trial's card says nothing of retraining
+    search = ["export", "--study", "tiny", "--storage", storage, "--trial", str(original.number), "--no-progress"]
+    assert main([*search, "--out", str(tmp_path / "s")]) == 0
+    assert "retrained for" not in (tmp_path / "s" / "README.md").read_text()
+
+
+def test_retrain_again_runs_nothing_already_done(searched, retrained, capsys):
+    folder, storage, _, original, usual = searched
+    count = len(optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials())
+    capsys.readouterr()
+    assert main(retrain_args(folder, storage, original.number, usual.number)) == 0
+    out = capsys.readouterr().out
+    assert f"for {STEPS} steps each: 0 to run" in out and "nothing to run" in out
+    assert len(optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials()) == count
+
+
+def test_same_steps_as_the_search_reproduce_its_search_trial(searched, retrained):
+    """The retrained trial keeps its search trial's seed and data order: at the search's own budget it ends at the
+    search trial's loss (a new seed, as a repeat of ``confirm`` has, would not)."""
+    folder, storage, _, original, _ = searched
+    assert main(retrain_args(folder, storage, original.number, steps=3)) == 0
+    trials = optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials()
+    (again,) = [trial_record(t) for t in trials if trial_record(t).retrain_steps == 3]
+    assert again.distill_steps == 3
+    assert again.distill_final_loss == pytest.approx(trial_record(original).distill_final_loss)
+
+
+def test_only_missing_or_interrupted_retrains_are_enqueued(searched):
+    """Resuming enqueues each (search trial, steps) pair no trial holds, or holds only as an interrupted FAIL."""
+    _, _, trials, original, usual = searched
+    other = next(t for t in trials if t.number > original.number and trial_record(t).baseline is None)
+    study = optuna.create_study(storage="sqlite://", directions=["maximize", "maximize"])
+    add_sibling_trial(study, TrialState.COMPLETE, {"retrain_of": original.number, "retrain_steps": STEPS})
+    add_sibling_trial(study, TrialState.FAIL, {"retrain_of": other.number, "retrain_steps": STEPS}, interrupted=True)
+    log: list[str] = []
+    assert enqueue_retrains(study, [original, other, usual], STEPS, log.append) == 1  # the interrupted one
+    assert enqueue_retrains(study, [original, other, usual], STEPS, log.append) == 0
+    assert enqueue_retrains(study, [original], STEPS + 1, log.append) == 1  # another budget: another trial
+    waiting = [trial_record(t) for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert [(r.retrain_of, r.retrain_steps) for r in waiting] == [(other.number, STEPS), (original.number, STEPS + 1)]
+    assert study.user_attrs["config"]["n_trials"] == 3
+    assert all("usual recipe" in line for line in log) and len(log) == 2
+
+
+def test_run_refuses_a_name_that_ends_in_retrain(study_yaml, tmp_path, capsys):
+    path = study_yaml(name="tiny:retrain")
+    assert main(["run", str(path), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"latencysolver: error: {path}: name: 'tiny:retrain' ends in ':retrain'"), err
+    assert "`latencysolver retrain`" in err[0]
+    assert not (tmp_path / "study.db").exists() and not (tmp_path / "cache" / "teachers").exists()
+
+
+def test_retrain_refuses_a_foreign_retrain_study_and_writes_nothing(searched, retrained, tmp_path, capsys):
+    folder, storage, _, original, _ = searched
+    db = tmp_path / "copy.db"
+    shutil.copyfile(make_url(storage).database, db)
+    copy = f"sqlite:///{db}"
+    optuna.delete_study(study_name="tiny:retrain", storage=copy)
+    plain = optuna.create_study(study_name="tiny:retrain", storage=copy, directions=["maximize", "maximize"])
+    plain.set_user_attr("owner", "someone else")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert main(retrain_args(folder, copy, original.number)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latencysolver: error: study 'tiny:retrain'"), err
+    assert "not made by `latencysolver retrain` for study 'tiny' (no retrains_of attribute)" in err[0]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    # and a retrain study is no search study to retrain
+    on_sibling = retrain_args(folder, storage, original.number)
+    on_sibling[on_sibling.index("tiny")] = "tiny:retrain"
+    assert main(on_sibling) == 1
+    assert "--study 'tiny:retrain' holds the retrained recipes of study 'tiny'" in capsys.readouterr().err
+    assert main(retrain_args(folder, storage, original.number, steps=0)) == 1
+    assert "--steps: expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_the_default_budget_is_2000_steps_and_help_says_so(capsys):
+    from latencysolver.cli.parser import _RETRAIN_STEPS
+
+    assert DEFAULT_STEPS == _RETRAIN_STEPS == 2000
+    with pytest.raises(SystemExit):
+        main(["retrain", "--help"])
+    assert "default 2000" in capsys.readouterr().out
+
+
+def test_a_worker_on_a_retrain_study_whose_trials_were_interrupted_says_what_to_run(study_yaml, tmp_path, capsys):
+    """Nothing queued, some missing: a worker would run nothing and exit as if done; it names the command."""
+    from latencysolver.config.study import config_to_dict, load_study_config
+    from latencysolver.results.records import StudyRecord, write_study_record
+
+    config = load_study_config(study_yaml())
+    sibling = optuna.create_study(study_name="tiny:retrain", storage=config.storage, directions=["maximize"] * 2)
+    write_study_record(sibling, StudyRecord(config={**config_to_dict(config), "n_trials": 3}, retrains_of="tiny"))
+    for number, steps, state in ((0, 2000, TrialState.COMPLETE), (1, 2000, TrialState.FAIL), (2, 50, TrialState.FAIL)):
+        attrs = {"retrain_of": number, "retrain_steps": steps}
+        add_sibling_trial(sibling, state, attrs, interrupted=state == TrialState.FAIL)
+    capsys.readouterr()
+    args = ["worker", "--study", "tiny:retrain", "--storage", config.storage, "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--no-progress"]) == 1
+    errors = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
+    assert errors == [
+        "latencysolver: error: --study 'tiny:retrain': 2 of its 3 retrained recipes were interrupted and none is "
+        "queued, so a worker has nothing to run; `latencysolver retrain --study 'tiny' --trials 2 --steps 50` and "
+        "`latencysolver retrain --study 'tiny' --trials 1 --steps 2000` (with this --storage) queues them again and "
+        "runs them, and then workers can join"
+    ]
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_elastic_recipe_is_retrained_per_trial_from_the_teacher(tmp_path, tiny_model_dir, synthetic_data_dir):
+    """A slice of the elastic student recovers for ``recovery_steps``; retrained, the recipe is distilled alone from
+    the teacher for ``--steps``, as a per-trial student (no slice)."""
+    space = {"prune_ratio": 0.5, "prune_kind": "structured", "quant_dtype": "fp32", "recovery_steps": 0}
+    elastic = {"steps": 3, "batch_size": 8, "random_subnetworks": 1, "importance": "gradient"}
+    path = write_study_yaml(
+        tmp_path,
+        tiny_model_dir,
+        synthetic_data_dir,
+        n_trials=1,
+        trial_mode="elastic",
+        elastic=elastic,
+        search_space=space,
+    )
+    common = ["--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(["run", str(path), *common]) == 0
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    (original,) = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    assert trial_record(original).elastic is not None and trial_record(original).distill_steps == 0
+    assert main(["retrain", "--study", "tiny", "--storage", storage, "--trials", "0", "--steps", "4", *common]) == 0
+    (trial,) = optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials()
+    record = trial_record(trial)
+    assert trial.state == TrialState.COMPLETE and record.elastic is None and record.distill_steps == 4
+    assert record.recipe == trial_record(original).recipe
