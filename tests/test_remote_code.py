@@ -137,3 +137,73 @@ def test_every_family_compressed_loads_through_remote_code(family, tmp_path):
     batch = tiny_batch()
     with torch.inference_mode():
         assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-5)
+
+
+@pytest.fixture()
+def never_asked(monkeypatch):
+    """transformers' "Do you wish to run the custom code? [y/N]" (which waits 15 s at a terminal), recorded and
+    answered as a closed stdin would be; the list of the questions asked."""
+    import transformers.dynamic_module_utils as dynamic
+
+    asked: list[str] = []
+
+    def prompt(question=""):
+        asked.append(question)
+        raise EOFError("stdin is closed")
+
+    monkeypatch.setattr(dynamic, "TIME_OUT_REMOTE_CODE", 15)  # the prompt, not its CI variant (an error at once)
+    monkeypatch.setattr("builtins.input", prompt)
+    return asked
+
+
+BENCH = ["--threads", "1", "--rows", "4", "--warmup", "1", "--repeats", "2", "--batch-size", "0"]
+
+
+def test_bench_reads_an_export_with_remote_code_without_asking(
+    exports, synthetic_data_dir, tmp_path, never_asked, capsys
+):
+    from latencysolver.cli import main
+
+    out = exports["pruned"]
+    data = ["--data", str(synthetic_data_dir), "--cache-dir", str(tmp_path)]
+    code = main(["bench", str(out), "--max-length", "48", "--reference", str(out), *data, *BENCH])
+    assert (code, never_asked) == (0, [])
+    # the export's config is read (as its family's), so --max-length is checked against its 128 positions
+    assert main(["bench", str(out), "--max-length", "200", *data, *BENCH]) == 1  # within the tokenizer's 512
+    assert "200 tokens is more than the model takes (128 positions)" in capsys.readouterr().err
+    assert never_asked == []
+
+
+def test_loading_an_export_as_a_model_never_asks(exports, never_asked, tmp_path):
+    import shutil
+
+    from latencysolver.errors import ModelError
+    from latencysolver.models.loading import load_classifier, load_model_config, load_tokenizer
+
+    out = exports["skipped"]
+    assert load_model_config(str(out)).max_position_embeddings == 128
+    assert load_tokenizer(str(out)).vocab_size > 1000
+    model = load_classifier(str(out))
+    reference = load_fp32_student(out)
+    assert type(model) is type(reference) and model.config.num_labels == 2
+    weights = zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in weights)
+    # a folder with code that is not our export (no student.json): refused in one line, not asked about
+    other = tmp_path / "not-ours"
+    shutil.copytree(out, other)
+    (other / "student.json").unlink()
+    with pytest.raises(ModelError, match="contains custom code") as refused:
+        load_classifier(str(other))
+    assert "\n" not in str(refused.value)
+    assert never_asked == []
+
+
+def test_run_with_an_export_as_teacher_never_asks(exports, study_yaml, tmp_path, monkeypatch, never_asked, capsys):
+    from latencysolver.cli import main
+
+    monkeypatch.setenv("LATENCYSOLVER_CACHE", str(tmp_path / "cache"))
+    path = study_yaml(n_trials=1, search_space={"quant_dtype": "fp32"})
+    code = main(["run", str(path), "--teacher", str(exports["skipped"]), "--no-progress"])
+    captured = capsys.readouterr()
+    assert (code, never_asked) == (0, []), captured.err
+    assert f"teacher: using the fine-tuned checkpoint {exports['skipped']}" in captured.out

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,25 +63,56 @@ def model_fingerprint(name_or_path: str) -> str:
     return content_hash([(p.name, file_digest(p)) for p in files])
 
 
+def ours(location: str) -> bool:
+    """A latencysolver export or trial artifact folder (``student.json``): read through its own files, never
+    through transformers' remote-code path (an export's ``config.json`` names code: ship/remote_code.py)."""
+    from latencysolver.models.student import STUDENT_JSON
+
+    return os.path.isfile(os.path.join(location, STUDENT_JSON))
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
 def load_tokenizer(name_or_path: str):
+    """The model's tokenizer; transformers never runs (or asks to run) a folder's or hub repo's own code."""
     from transformers import AutoTokenizer
 
     _check_local(name_or_path)
     location = resolve_model(name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(location, local_files_only=os.path.isdir(location))
+        # an export's config.json has a model type transformers does not know without the export's code: it falls
+        # back to a plain config and warns, which is noise here
+        with _quiet_transformers() if ours(location) else nullcontext():
+            return AutoTokenizer.from_pretrained(
+                location, local_files_only=os.path.isdir(location), trust_remote_code=False
+            )
     # transformers raises OSError, ValueError, KeyError, ... for a bad model: reported with the first line
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model: cannot load a tokenizer from {shown(name_or_path)}: {first_line(exc)}") from None
 
 
 def load_model_config(name_or_path: str) -> Any:
-    """The model's ``config.json`` (no weights), or None where it cannot be read; used for checks only."""
+    """The model's ``config.json`` (no weights), or None where it cannot be read; used for checks only.  An
+    export's is read as its family's config, never by running (or asking to run) its code."""
     from transformers import AutoConfig
+
+    from latencysolver.models.student import read_model_config
 
     location = resolve_model(name_or_path)
     try:
-        return AutoConfig.from_pretrained(location, local_files_only=os.path.isdir(location))
+        if os.path.isfile(os.path.join(location, "config.json")):
+            return read_model_config(Path(location))
+        return AutoConfig.from_pretrained(location, local_files_only=os.path.isdir(location), trust_remote_code=False)
     except Exception:  # noqa: BLE001 - only a check reads it; the model's own load reports a real problem
         return None
 
@@ -123,29 +156,55 @@ def load_classifier(name_or_path: str, num_labels: int | None = None) -> PreTrai
     """An encoder with a (new or fine-tuned) sequence-classification head, in eval mode, fp32.
 
     ``num_labels=None`` keeps the checkpoint's head (a fine-tuned teacher, a student); a number asks for a head of
-    that many classes, drawn new where the checkpoint's has another size (an encoder fine-tuned on other data)."""
+    that many classes, drawn new where the checkpoint's has another size (an encoder fine-tuned on other data).
+    A latencysolver export (``run --teacher EXPORT``) is rebuilt from its own files (``load_fp32_student``);
+    transformers never runs, or asks to run, a folder's own code."""
     from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     _check_local(name_or_path)
     location = resolve_model(name_or_path)
+    if ours(location):
+        return _load_ours(location, name_or_path, num_labels)
     # Loading a sentence-embedding model into a classifier reports the new head as "newly initialized";
     # that is the point of fine-tuning, so keep the console quiet about it.
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity(logging.ERROR)
     try:
         head: dict[str, Any] = {} if num_labels is None else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
-        model = AutoModelForSequenceClassification.from_pretrained(
-            location, local_files_only=os.path.isdir(location), dtype=torch.float32, **head
-        )
+        with _quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                location, local_files_only=os.path.isdir(location), dtype=torch.float32, trust_remote_code=False, **head
+            )
     # the same for the model
     except Exception as exc:  # noqa: BLE001
         raise ModelError(
             f"model: cannot load {shown(name_or_path)} as a sequence classifier: {first_line(exc)}"
         ) from None
-    finally:
-        hf_logging.set_verbosity(previous)
     return model.eval()
+
+
+def _load_ours(location: str, name_or_path: str, num_labels: int | None) -> PreTrainedModel:
+    """An export's (or trial artifact's) fp32 transformer student, as a classifier; a CNN student is none."""
+    from transformers import PreTrainedModel
+
+    from latencysolver.models.student import load_fp32_student
+
+    try:
+        model = load_fp32_student(location)
+    # a malformed student.json, config.json or weights: each a ModelError or what json and torch raise
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(
+            f"model: cannot load {shown(name_or_path)} as a sequence classifier: {first_line(exc)}"
+        ) from None
+    if not isinstance(model, PreTrainedModel):
+        raise ModelError(
+            f"model: {shown(name_or_path)} is a latencysolver export of a {type(model).__name__}, not a "
+            "transformers sequence classifier"
+        )
+    classes = model.config.num_labels
+    if num_labels is not None and classes != num_labels:
+        raise ModelError(
+            f"model: {shown(name_or_path)} is a latencysolver export with {classes} classes; the data has {num_labels}"
+        )
+    return model.float().eval()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -208,10 +208,25 @@ def load_fp32_student(folder: str | Path) -> nn.Module:
     return _load_transformer(folder, info).eval()
 
 
+def read_model_config(folder: Path) -> Any:
+    """``folder/config.json`` as a transformers config, without running any code of the folder's: an export's
+    (ship/remote_code.py: its own ``model_type`` and an ``auto_map`` naming its ``modeling_latencysolver.py``) is
+    read as its family's (``latencysolver_model_type``), any other with ``trust_remote_code=False``.  transformers
+    would otherwise ask "Do you wish to run the custom code? [y/N]" and wait 15 s at a terminal."""
+    from transformers import AutoConfig
+
+    raw = json.loads((folder / "config.json").read_text())
+    family = raw.get("latencysolver_model_type")
+    if isinstance(family, str):
+        kept = {k: v for k, v in raw.items() if k not in ("model_type", "auto_map", "architectures")}
+        return AutoConfig.for_model(family, **kept)
+    return AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+
+
 def _load_transformer(folder: Path, info: dict[str, Any]) -> nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_model
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     for name in (WEIGHTS, "config.json"):
         if not (folder / name).is_file():
@@ -224,14 +239,7 @@ def _load_transformer(folder: Path, info: dict[str, Any]) -> nn.Module:
     except (AttributeError, TypeError, ValueError) as exc:
         raise ModelError(f"{described}: 'low_rank' must map layer names to ranks: {first_line(exc)}") from None
     try:
-        raw = json.loads((folder / "config.json").read_text())
-        family = raw.get("latencysolver_model_type")  # an export's config (ship/remote_code.py) under its own type
-        if isinstance(family, str):
-            kept = {k: v for k, v in raw.items() if k not in ("model_type", "auto_map", "architectures")}
-            config = AutoConfig.for_model(family, **kept)
-        else:
-            config = AutoConfig.from_pretrained(folder)
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = AutoModelForSequenceClassification.from_config(read_model_config(folder))
     except (KeyError, ValueError, TypeError, RuntimeError, OSError) as exc:  # JSONDecodeError is a ValueError
         raise ModelError(f"{folder / 'config.json'}: cannot build the model: {first_line(exc)}") from None
     try:
