@@ -7,12 +7,20 @@ validation rows (the paired protocol of ``latency.py``).  A setting whose speed-
 dropped from the search space unless the study keeps slow settings on purpose (``drop_slow_settings: false``
 or ``--keep-slow-settings``).  The probe, with the CPU flags and runtime versions, is stored in the study's
 user attrs, and a resumed study reuses it so that every trial samples from the same space.
+
+The probe's figures are checked like a trial's (``latency/stability.py``): a setting whose pair-ratio CV passes
+``max_speedup_cv`` is measured again after ``remeasure_wait_s`` (doubling), at most ``remeasure_attempts`` more
+times.  (The teacher-drift bound has no baseline here: the study's baseline times the whole teacher, the probe a
+cut of it.)  Other jobs on the machine bias the figures (a probe beside two CPU-bound jobs read ort-int8 4.92x and
+bf16 1.24x where the quiet machine gave 2.11x and 1.51x), so a probe with a setting that stays unstable gates
+nothing for speed: only the settings that cannot run at all are dropped.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +31,8 @@ from latencysolver.config.knobs import QUANT_DTYPES, USUAL_RECIPES
 from latencysolver.config.space import Choices, Fixed, SearchSpace
 from latencysolver.config.study import LatencyConfig
 from latencysolver.latency.hardware import hardware_fingerprint
-from latencysolver.latency.protocol import Inputs, Runnable, measure_paired
+from latencysolver.latency.protocol import Inputs, Runnable
+from latencysolver.latency.stability import measure_checked
 
 PROBE_LAYERS = 2  # enough to time every kernel kind, few enough that the probe takes seconds
 THRESHOLD = 1.0  # a setting must be at least as fast as fp32 torch to be searched
@@ -38,20 +47,42 @@ class ProbeResult:
     speedup: dict[str, float]  # quant_dtype setting -> paired speed-up over fp32 torch on the probe
     errors: dict[str, str] = field(default_factory=dict)  # settings that could not run here, and why
     threshold: float = THRESHOLD
+    # each measured setting's pair-ratio CV, whether it passed the stability checks, and the measurements it took
+    # (empty in probes stored by versions before the checks: read as stable)
+    speedup_cv: dict[str, float] = field(default_factory=dict)
+    stable: dict[str, bool] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unstable(self) -> tuple[str, ...]:
+        """The settings whose figures stayed unstable after every re-measurement."""
+        return tuple(name for name, ok in self.stable.items() if not ok)
 
     def slow(self) -> dict[str, str]:
-        """Settings that cannot buy speed on this machine, with the reason."""
+        """Settings that cannot buy speed on this machine, with the reason; when a setting's figure stayed
+        unstable, none is slow (the figures are not trusted), and only those that cannot run are listed."""
         out = {
-            name: f"{value:.2f}x fp32 on the probe" for name, value in self.speedup.items() if value < self.threshold
+            name: f"{value:.2f}x fp32 on the probe"
+            for name, value in self.speedup.items()
+            if value < self.threshold and not self.unstable
         }
         return out | dict(self.errors)
+
+    def describe_unstable(self) -> str:
+        """``ort-int8 pair-ratio CV 23.1% after 3 measurements, bf16 ...`` for the unstable settings."""
+        return ", ".join(
+            f"{name} pair-ratio CV {self.speedup_cv.get(name, float('nan')):.1%} after "
+            f"{self.attempts.get(name, 1)} measurements"
+            for name in self.unstable
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"cpu_flags": list(self.cpu_flags)}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ProbeResult:
-        return cls(**(raw | {"cpu_flags": tuple(raw["cpu_flags"])}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**({k: v for k, v in raw.items() if k in known} | {"cpu_flags": tuple(raw["cpu_flags"])}))
 
 
 Convert = Callable[[nn.Module, str], Runnable]
@@ -63,15 +94,21 @@ def probe_hardware(
     latency: LatencyConfig,
     convert: Convert,
     settings: tuple[str, ...] = QUANT_DTYPES,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ProbeResult:
-    """Time every setting against fp32 torch on a ``PROBE_LAYERS``-layer cut of the teacher."""
+    """Time every setting against fp32 torch on a ``PROBE_LAYERS``-layer cut of the teacher, each measured again
+    while its pair-ratio CV passes ``latency.max_speedup_cv`` (see the module docstring)."""
     from latencysolver.compression import drop_layers_, encoder_layers
 
     probe = copy.deepcopy(teacher).eval()
     layers = len(encoder_layers(probe))
     drop_layers_(probe, list(range(min(PROBE_LAYERS, layers))))
     config = dataclasses.replace(latency, repeats=max(2, latency.repeats))
-    speedup, errors = {}, {}
+    speedup: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    spread: dict[str, float] = {}
+    stable: dict[str, bool] = {}
+    attempts: dict[str, int] = {}
     for setting in settings:
         if setting == "fp32":
             speedup[setting] = 1.0
@@ -82,7 +119,11 @@ def probe_hardware(
         except Exception as exc:  # noqa: BLE001
             errors[setting] = f"cannot run here: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             continue
-        speedup[setting] = round(measure_paired(runnable, probe, inputs, config).speedup, 3)
+        paired, check = measure_checked(runnable, probe, inputs, config, None, sleep=sleep)
+        speedup[setting] = round(paired.speedup, 3)
+        spread[setting] = round(check.speedup_cv, 4)
+        stable[setting] = check.stable
+        attempts[setting] = check.attempts
     fingerprint = hardware_fingerprint(latency.threads, latency.device)
     return ProbeResult(
         hardware_key=fingerprint.key,
@@ -91,11 +132,15 @@ def probe_hardware(
         runtimes={"torch": fingerprint.torch, "onnxruntime": fingerprint.onnxruntime},
         speedup=speedup,
         errors=errors,
+        speedup_cv=spread,
+        stable=stable,
+        attempts=attempts,
     )
 
 
 def usual_settings(probe: ProbeResult, keep_slow: bool) -> tuple[str, ...]:
-    """The usual recipes' settings that ran on the probe, less the slow ones unless ``keep_slow``."""
+    """The usual recipes' settings that ran on the probe, less the slow ones unless ``keep_slow`` (an unstable
+    probe finds none slow: ``ProbeResult.slow``)."""
     slow = probe.slow()
     return tuple(s for s in USUAL_RECIPES if s in probe.speedup and (keep_slow or s not in slow))
 

@@ -33,7 +33,8 @@ def gated_space(
     log: Log,
 ) -> tuple[SearchSpace, ProbeResult]:
     """Probe once per study (stored in ``hardware_probe``), then drop the settings that cannot buy speed.  The
-    probe also times the usual recipes' settings when the study runs them."""
+    probe also times the usual recipes' settings when the study runs them.  A probe whose figures stayed unstable
+    (``ProbeResult.unstable``) drops nothing for speed, and says so."""
     space = config.search_space
     stored = study_record(study).hardware_probe
     settings = space.quant_dtype.values if isinstance(space.quant_dtype, Choices) else ()
@@ -59,6 +60,13 @@ def gated_space(
         log(
             f"hardware probe: speed-up over fp32 on a {PROBE_LAYERS}-layer cut of the teacher: {measured}"
             + (f"; cannot run: {', '.join(probe.errors)}" if probe.errors else "")
+        )
+    if probe.unstable:
+        bound = config.latency.max_speedup_cv
+        log(
+            f"hardware gating: off, the probe stayed unstable ({probe.describe_unstable()}"
+            + (f", bound {bound:.1%}" if bound is not None else "")
+            + "): other jobs bias its figures, so no setting is dropped for speed"
         )
     if not config.drop_slow_settings:
         return space, probe
