@@ -36,7 +36,7 @@ def test_repo_quick_study_loads_typed():
     assert isinstance(config, StudyConfig)
     assert config.name == "boolq-quick"
     assert config.config_file == str(path)
-    assert config.n_trials == 8
+    assert config.n_trials == 11  # the 3 usual recipes and 8 searched trials
     assert config.sampler.name == "tpe" and config.sampler.seed == 0
     assert config.data.source == "google/boolq" and config.data.max_length == 256
     assert isinstance(config.teacher, TrainConfig) and isinstance(config.distillation, TrainConfig)
