@@ -81,12 +81,7 @@ def test_a_cnn_study_distills_on_the_train_rows_and_the_labelled_pairs(
         return original(model, split, logits, *args, **kwargs)
 
     monkeypatch.setattr(students, "distill", spy)
-    data = tmp_path / "data"  # the synthetic rows, each passage two sentences longer: something to vary
-    data.mkdir()
-    for name in ("train", "validation", "test"):
-        rows = [json.loads(line) for line in (synthetic_data_dir / f"{name}.jsonl").read_text().splitlines()]
-        text = "".join(json.dumps(r | {"passage": r["passage"] + ". it rains. it shines."}) + "\n" for r in rows)
-        (data / f"{name}.jsonl").write_text(text)
+    data = _longer_passages(tmp_path / "data", synthetic_data_dir)
     space = {"architecture": "cnn", "quant_dtype": "fp32"}
     cnn = {"embed_dim": 16, "channels": 8, "kernel_sizes": [3], "augment": 2}
     path = study_yaml(
@@ -229,6 +224,7 @@ def test_labels_are_the_teachers_and_cached(tmp_path):
 
 
 def _longer_passages(folder, source):
+    """The synthetic rows, each passage two sentences longer: something to vary."""
     folder.mkdir()
     for name in ("train", "validation", "test"):
         rows = [json.loads(line) for line in (source / f"{name}.jsonl").read_text().splitlines()]
