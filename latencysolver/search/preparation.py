@@ -138,7 +138,7 @@ def prepare(
             device=placement.device,
         )
         teacher = dataclasses.replace(teacher, train_representations=representations)
-    augmented = prepare_augmented(config, data, teacher, tokenizer, root, options, log, cnn=cnn)
+    augmented = prepare_augmented(config, data, teacher, tokenizer, pad_id, root, options, log, cnn=cnn)
     elastic = None
     if config.trial_mode == "elastic":
         elastic_train, fingerprint, logits = train, data.train.fingerprint(), None
@@ -176,6 +176,7 @@ def prepare_augmented(
     data: TextData,
     teacher: Teacher,
     tokenizer: Any,
+    pad_id: int,
     root: Path,
     options: RunOptions,
     log: Log,
@@ -215,7 +216,7 @@ def prepare_augmented(
         encoded,
         rows.fingerprint(),
         root,
-        pad_id=tokenizer.pad_token_id or 0,
+        pad_id=pad_id,
         progress=options.progress,
         device=placement.device,
         path=Path(options.augmented_path) if options.augmented_path else None,
@@ -229,7 +230,7 @@ def prepare_augmented(
             encoded,
             root,
             rows.fingerprint(),
-            pad_id=tokenizer.pad_token_id or 0,
+            pad_id=pad_id,
             progress=options.progress,
             device=placement.device,
         )
