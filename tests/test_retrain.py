@@ -241,3 +241,36 @@ def test_an_elastic_recipe_is_retrained_per_trial_from_the_teacher(tmp_path, tin
     record = trial_record(trial)
     assert trial.state == TrialState.COMPLETE and record.elastic is None and record.distill_steps == 4
     assert record.recipe == trial_record(original).recipe
+
+
+def test_rank_agreement_compares_the_cheap_ranking_with_both_retrained_splits(capsys):
+    from latencysolver.cli.tables import print_retrained
+    from latencysolver.results.records import TrialRecord
+    from latencysolver.results.retrained import Retrained, rank_agreements
+
+    def row(number: int, cheap: float, val: float, test: float | None, state=TrialState.COMPLETE) -> Retrained:
+        search = TrialRecord(number=number, state=TrialState.COMPLETE, values=(cheap, 2.0))
+        again = TrialRecord(number=number, state=state, values=(val, 2.0), test_accuracy=test, distill_steps=9)
+        return Retrained(number, 9, number, state, "", search, again)
+
+    # cheap ranks 1..5; retrained validation swaps the first two (rho 0.9), test reverses all (rho -1)
+    rows = [
+        row(i, 0.60 + i / 100, v, t)
+        for i, v, t in zip(range(5), (0.71, 0.70, 0.72, 0.73, 0.74), (5, 4, 3, 2, 1), strict=True)
+    ]
+    agreements = rank_agreements([*rows, row(9, 0.99, 0.10, 0.10, state=TrialState.FAIL)])  # a FAIL is left out
+    assert isinstance(agreements, dict)
+    assert agreements["validation"].rho == pytest.approx(0.9) and agreements["validation"].n == 5
+    assert agreements["test"].rho == pytest.approx(-1.0)
+    assert rank_agreements(rows[:3]) == "rank agreement: needs 4 retrained recipes, 3 finished"
+    untested = rank_agreements([row(i, 0.6 + i / 100, 0.7 + i / 100, None) for i in range(4)])
+    assert isinstance(untested, dict) and set(untested) == {"validation"}
+    print_retrained("tiny", rows)
+    out = capsys.readouterr().out
+    assert "rank agreement, search validation against retrained validation: Spearman rho +0.90" in out
+    assert "against retrained test: Spearman rho -1.00 [-1.00, -1.00] over 5 recipes" in out
+
+
+def test_retrain_of_one_recipe_says_rank_agreement_needs_four(retrained):
+    out, _ = retrained
+    assert "rank agreement: needs 4 retrained recipes, 1 finished" in out

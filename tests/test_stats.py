@@ -309,3 +309,44 @@ def test_the_seed_pooled_difference_against_a_hand_computation():
     assert (same.low, same.estimate, same.high) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="one or more seeds"):
         seed_pooled_difference([[1, 0]], teacher)
+
+
+# --- rank_agreement: Spearman's rho of two budgets' scores, Fisher z with Bonett-Wright's standard error ---
+
+
+def test_rank_agreement_matches_the_hand_computed_rho_and_interval():
+    from latencysolver.stats import rank_agreement
+
+    # ranks differ by (-1, 1, -1, 1, 0): rho = 1 - 6·4 / (5·24) = 0.8
+    agreement = rank_agreement([0.61, 0.62, 0.63, 0.64, 0.65], [0.70, 0.60, 0.80, 0.75, 0.90])
+    rho = 1 - 6 * 4 / (5 * (25 - 1))
+    se = math.sqrt((1 + rho**2 / 2) / (5 - 3))
+    assert agreement.n == 5
+    assert agreement.rho == pytest.approx(0.8)
+    assert agreement.interval is not None
+    assert agreement.interval.low == pytest.approx(math.tanh(math.atanh(rho) - Z95 * se))  # -0.457
+    assert agreement.interval.high == pytest.approx(math.tanh(math.atanh(rho) + Z95 * se))  # 0.991
+    assert agreement.interval.low == pytest.approx(-0.4571, abs=1e-4)
+    assert "+0.80 [-0.46, +0.99] over 5 recipes" in agreement.describe()
+
+
+def test_rank_agreement_ties_take_average_ranks_and_reversal_is_minus_one():
+    from latencysolver.stats import rank_agreement
+
+    # first: ranks 1.5, 1.5, 3, 4; second: 1, 2, 3, 4 -> Pearson of the ranks
+    tied = rank_agreement([0.5, 0.5, 0.6, 0.7], [0.1, 0.2, 0.3, 0.4])
+    assert tied.rho == pytest.approx(np.corrcoef([1.5, 1.5, 3, 4], [1, 2, 3, 4])[0, 1])
+    reversed_ = rank_agreement([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])
+    assert reversed_.rho == pytest.approx(-1.0)
+    assert reversed_.interval is not None and reversed_.interval.width == 0
+
+
+def test_rank_agreement_refuses_too_few_or_unpaired_scores_and_says_when_undefined():
+    from latencysolver.stats import rank_agreement
+
+    with pytest.raises(ValueError, match="at least 4 recipes, got 3"):
+        rank_agreement([1, 2, 3], [1, 2, 3])
+    with pytest.raises(ValueError, match="4 scores against 5"):
+        rank_agreement([1, 2, 3, 4], [1, 2, 3, 4, 5])
+    flat = rank_agreement([0.6, 0.6, 0.6, 0.6], [0.1, 0.2, 0.3, 0.4])
+    assert flat.rho is None and "undefined over 4 recipes" in flat.describe()

@@ -104,8 +104,10 @@ def print_repeats(study: str, repeats: list[Any]) -> None:
 
 def print_retrained(study: str, retrained: list[Any]) -> None:
     """``retrain``'s table: per recipe, the search trial's validation score and steps beside the retrained one's
-    validation and test accuracy, each with its 95% interval, and its paired difference to the teacher on test."""
+    validation and test accuracy, each with its 95% interval, and its paired difference to the teacher on test;
+    then whether the two budgets rank the recipes alike (Spearman's rho, from 4 recipes on)."""
     from latencysolver.results.front import difference_text
+    from latencysolver.results.retrained import rank_agreements
     from latencysolver.stats import Interval, PairedComparison
 
     def scored(accuracy: float | None, raw: Any) -> str:
@@ -133,3 +135,9 @@ def print_retrained(study: str, retrained: list[Any]) -> None:
             r.recipe,
         )
     Console(width=200).print(table)
+    agreements = rank_agreements(retrained)
+    if isinstance(agreements, str):
+        print(agreements)
+        return
+    for split, agreement in agreements.items():
+        print(f"rank agreement, search validation against retrained {split}: {agreement.describe()}")

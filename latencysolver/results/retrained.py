@@ -17,6 +17,7 @@ from latencysolver.config.recipe import Recipe
 from latencysolver.results.front import get_trial
 from latencysolver.results.records import TrialRecord, retrain_of, trial_record, was_interrupted
 from latencysolver.results.siblings import RETRAIN
+from latencysolver.stats import MIN_RECIPES, RankAgreement, rank_agreement
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,29 @@ def _retrained(study: optuna.Study, t: FrozenTrial) -> Retrained:
         search=search,
         retrained=trial_record(t),
     )
+
+
+def rank_agreements(retrained: list[Retrained]) -> dict[str, RankAgreement] | str:
+    """Whether the search's cheap validation scores rank the recipes as their retrained scores do: Spearman's rho
+    against the retrained validation accuracy (the same rows, so their noise is shared) and against the retrained
+    test accuracy (rows neither budget chose on).  A line saying why not where fewer than 4 recipes finished."""
+    done = [r for r in retrained if r.state == TrialState.COMPLETE]
+    scored = {
+        split: [
+            (r.search.accuracy, value)
+            for r in done
+            if r.search.accuracy is not None
+            and (value := r.retrained.accuracy if split == "validation" else r.retrained.test_accuracy) is not None
+        ]
+        for split in ("validation", "test")
+    }
+    if len(scored["validation"]) < MIN_RECIPES:
+        return f"rank agreement: needs {MIN_RECIPES} retrained recipes, {len(scored['validation'])} finished"
+    return {
+        split: rank_agreement([cheap for cheap, _ in pairs], [again for _, again in pairs])
+        for split, pairs in scored.items()
+        if len(pairs) >= MIN_RECIPES
+    }
 
 
 def retrain_figures(sibling: optuna.Study, trial: FrozenTrial, storage: BaseStorage | str) -> dict[str, Any] | None:

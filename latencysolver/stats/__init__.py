@@ -9,6 +9,9 @@
     the one-sided lower bound and the non-inferiority decision.
 ``margins.py``
     The approximate standard error of a paired difference and the margin a split of ``n`` rows can resolve.
+``ranks.py``
+    Whether two budgets rank recipes alike: Spearman's rho with a Fisher-z interval (``rank_agreement`` →
+    ``RankAgreement``).
 ``seeds.py``
     Seed repeats as mean ± sample sd (``summarize`` → ``SeedSummary``), and a recipe's seed-mean paired
     difference to the teacher with an interval over rows (``seed_pooled_difference``).
@@ -24,17 +27,21 @@ from latencysolver.stats.paired import (
     newcombe_paired_interval,
     paired_difference,
 )
+from latencysolver.stats.ranks import MIN_RECIPES, RankAgreement, rank_agreement
 from latencysolver.stats.seeds import SeedSummary, seed_pooled_difference, summarize
 
 __all__ = [
+    "MIN_RECIPES",
     "Interval",
     "PairedComparison",
+    "RankAgreement",
     "SeedSummary",
     "accuracy_interval",
     "correct_of",
     "mcnemar_exact_p",
     "newcombe_paired_interval",
     "paired_difference",
+    "rank_agreement",
     "resolvable_margin",
     "seed_pooled_difference",
     "standard_error_of_difference",
