@@ -35,6 +35,8 @@ class ColumnsConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """The study file's ``data:`` block: where the rows come from, their columns and classes, the augmented rows."""
+
     source: str = "google/boolq"  # a hub dataset name or a local folder of jsonl/parquet files
     max_length: int = 256
     limit_train: int | None = None

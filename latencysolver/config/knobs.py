@@ -74,6 +74,7 @@ class KnobSpec:
     off: str | None = None
 
     def applies(self, architecture: Any) -> bool:
+        """Whether the knob means anything for a student of this ``architecture``."""
         return self.applies_to == "both" or architecture != "cnn"
 
     def inactive_when(self, values: Mapping[str, Any]) -> bool:
@@ -91,9 +92,11 @@ class KnobSpec:
         return (self.off is not None and value == self.off) or self.valid(value)
 
     def from_yaml(self, value: Any) -> Any:
+        """A search-space value as the ``Recipe`` holds it (the ``off`` word becomes ``None``)."""
         return None if self.off is not None and value == self.off else value
 
     def to_yaml(self, value: Any) -> Any:
+        """A ``Recipe`` value as a search space writes it (``None`` becomes the ``off`` word)."""
         return self.off if value is None and self.off is not None else value
 
     @property

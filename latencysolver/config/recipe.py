@@ -63,10 +63,12 @@ class Recipe:
         return self.quant_dtype.removeprefix("ort-")
 
     def to_dict(self) -> dict[str, Any]:
+        """Every knob by name, as a trial's record and an export's ``student.json`` store it."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """The recipe ``to_dict`` wrote; an unknown key is a ``ValueError``, a missing one takes its default."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

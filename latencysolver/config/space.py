@@ -28,11 +28,15 @@ from latencysolver.files import not_a_file
 
 @dataclass(frozen=True)
 class Fixed:
+    """A knob held at one value (``prune_ratio: 0.25`` in the YAML)."""
+
     value: Any
 
 
 @dataclass(frozen=True)
 class FloatRange:
+    """A real range ``{low, high[, step | log]}``, both ends included."""
+
     low: float
     high: float
     step: float | None = None
@@ -41,6 +45,8 @@ class FloatRange:
 
 @dataclass(frozen=True)
 class IntRange:
+    """An integer range ``{low, high[, step | log]}``, both ends included."""
+
     low: int
     high: int
     step: int = 1
@@ -49,6 +55,8 @@ class IntRange:
 
 @dataclass(frozen=True)
 class Choices:
+    """A knob picked among ``{choices: [...]}``."""
+
     values: tuple[Any, ...]
 
 
@@ -86,6 +94,7 @@ class SearchSpace:
         return knob.values if isinstance(knob, Choices) else (knob.low, knob.high)
 
     def to_dict(self) -> dict[str, Any]:
+        """The space as YAML would write it, knob by knob; ``parse_search_space`` reads it back."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             knob = getattr(self, f.name)
@@ -204,6 +213,7 @@ def parse_search_space(raw: Any, source: str, key_prefix: str = "") -> SearchSpa
 
 
 def load_search_space(path: str | Path) -> SearchSpace:
+    """Read a search-space YAML file; a bad one is a ``ConfigError`` naming the file, the knob and the value."""
     return parse_search_space(_read_yaml(Path(path)), str(path))
 
 

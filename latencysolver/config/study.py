@@ -235,6 +235,8 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class StudyConfig:
+    """A whole study file, resolved: each block is a field; ``load_study_config`` reads and checks it."""
+
     name: str
     search_space: SearchSpace
     model: str = DEFAULT_MODEL

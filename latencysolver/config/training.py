@@ -124,6 +124,7 @@ class ElasticConfig:
         _check_seed(self, "seed")
 
     def training(self) -> TrainConfig:
+        """The budget of the elastic student's training loop, as a ``TrainConfig``."""
         return TrainConfig(
             steps=self.steps,
             batch_size=self.batch_size,

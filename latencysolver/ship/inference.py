@@ -23,6 +23,8 @@ EMBEDDING_SLACK = 1024  # rows an embedding may have beyond its tokenizer's voca
 
 @dataclass(frozen=True)
 class Prediction:
+    """One row's answer: the class's name, its probability and its index."""
+
     label: str  # the predicted class's name ("yes" or "no" for BoolQ)
     probability: float  # of the predicted class
     index: int  # the predicted class's index
@@ -35,6 +37,8 @@ class Prediction:
 
 @dataclass
 class CompressedClassifier:
+    """An exported student with its tokenizer, as ``load`` returns it: ``predict`` answers, ``logits`` scores."""
+
     model: torch.nn.Module
     tokenizer: Any
     recipe: Recipe
@@ -66,6 +70,7 @@ class CompressedClassifier:
         return out
 
     def predict(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32) -> list[Prediction]:
+        """One ``Prediction`` per row of ``texts`` (with ``pairs``, as for ``logits``), in order."""
         probs = self.logits(texts, pairs, batch_size).softmax(dim=-1)
         names = self.labels
         return [

@@ -107,6 +107,7 @@ def answer_text(prediction: Prediction) -> str:
 
 
 def predict_one(clf: CompressedClassifier, text: str, text_pair: str | None) -> Prediction:
+    """``predict --text [--text-pair]``: one row's answer; an empty text is a ``DataError``."""
     for name, value in (("--text", text), ("--text-pair", text_pair)):
         if value is not None and not value.strip():
             raise DataError(f"{name}: empty text")

@@ -54,6 +54,7 @@ class Interval:
         return self.high - self.low
 
     def contains(self, value: float) -> bool:
+        """Whether ``value`` lies within the bounds, ends included."""
         return self.low <= value <= self.high
 
     def describe(self, estimate: bool = True) -> str:
@@ -73,6 +74,7 @@ class Interval:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Interval:
+        """The interval ``to_dict`` wrote."""
         return cls(
             estimate=float(data["estimate"]),
             low=float(data["low"]),

@@ -222,6 +222,7 @@ class PairedComparison:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PairedComparison:
+        """The comparison ``to_dict`` wrote."""
         return cls(
             n=int(data["n"]),
             both_correct=int(data["both_correct"]),

@@ -35,10 +35,12 @@ class SeedSummary:
         return f"{text} (n={self.n})" if n else text
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain numbers: JSON as it is."""
         return {"n": self.n, "mean": self.mean, "sd": self.sd, "min": self.min, "max": self.max}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeedSummary:
+        """The summary ``to_dict`` wrote."""
         return cls(
             n=int(data["n"]),
             mean=float(data["mean"]),
