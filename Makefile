@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: bench-cnn constraints gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean
+.PHONY: bench-cnn constraints docs gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,7 @@ constraints:
 	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
 	.constraints-venv/bin/python -m pip install -q --upgrade pip
 	.constraints-venv/bin/python -m pip install -q torch==2.13.0
-	.constraints-venv/bin/python -m pip install -q '.[test]'
+	.constraints-venv/bin/python -m pip install -q '.[test,docs]'
 	{ sed -n '/^#/p' constraints.txt; .constraints-venv/bin/python -m pip freeze --all \
 	    | grep -vE '^(torch|setuptools|wheel|latencysolver)[= @]'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .constraints-venv
@@ -54,6 +54,16 @@ lint: install  ## ruff (rules and formatting) and mypy; the settings are in pypr
 	$(BIN)/ruff check latencysolver tests benchmarks
 	$(BIN)/ruff format --check latencysolver tests benchmarks
 	$(BIN)/mypy
+
+# The documentation site in site/: the docs extras (constraints.txt's versions) into .venv, then a strict build,
+# which fails on a broken link or anchor, a page outside the nav, or a public function without a docstring
+# (docs/hooks.py).  `.venv/bin/mkdocs serve` previews it at 127.0.0.1:8000.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[docs]' -c constraints.txt
+	touch $@
 
 test: install
 	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
@@ -102,4 +112,4 @@ gpu-check: install  ## issue 19: 3 quick trials trained on CUDA, timed on the CP
 	$(PY) benchmarks/gpu_check.py --data $(DATA)
 
 clean:
-	rm -rf $(VENV) exported latencysolver.db latencysolver-artifacts .pytest_cache
+	rm -rf $(VENV) exported latencysolver.db latencysolver-artifacts .pytest_cache site
