@@ -1,8 +1,8 @@
 """MkDocs hooks of the documentation site (mkdocs.yml: ``hooks``).
 
 - The site's home page is the repository's README.md, and its Benchmarks page is benchmarks/README.md with the
-  figures and tables under benchmarks/results/: one text each, read on GitHub and on the site alike.  Links that
-  leave docs/ are rewritten to where the same file sits in the site.
+  figures and tables under benchmarks/results/: one text each, read on GitHub and on the site alike.  Links to
+  them (and the README's links into docs/) are written for GitHub and rewritten to where the site puts them.
 - ``<!-- cli-help -->`` in a page becomes the ``--help`` text of ``latencysolver`` and of each subcommand, as
   argparse prints it, so the command-line reference cannot drift from the parser.
 - Every module a reference page renders (a ``::: module`` line) must have a docstring, and so must each class and
@@ -29,6 +29,12 @@ CLI_MARKER = "<!-- cli-help -->"
 # README.md's links into docs/ and benchmarks/, as the site places those files
 README_LINKS = (("](docs/", "]("), ("](benchmarks/README.md", "](benchmarks/index.md"))
 BENCH_LINKS = (("](../README.md", "](../index.md"),)
+# a guide's or reference page's links to those files, correct on GitHub, as the site places them
+PAGE_LINKS = (
+    ("](../../README.md", "](../index.md"),
+    ("](../../benchmarks/README.md", "](../benchmarks/index.md"),
+    ("](../../benchmarks/results/", "](../benchmarks/results/"),
+)
 
 
 def _generated(config: Any, uri: str, content: str) -> File:
@@ -77,7 +83,9 @@ def _cli_help() -> str:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
-    """Fill the command-line reference in."""
+    """Point the links that leave docs/ at the site's copies; fill the command-line reference in."""
+    if page.file.src_uri.startswith(("guides/", "reference/")):
+        markdown = _rewrite(markdown, PAGE_LINKS)
     if CLI_MARKER in markdown:
         with contextlib.redirect_stdout(io.StringIO()):
             markdown = markdown.replace(CLI_MARKER, _cli_help())

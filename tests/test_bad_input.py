@@ -1,4 +1,4 @@
-"""The README's bad-input table, one test per row, through the real CLI.
+"""The bad-input table of docs/guides/errors.md, one test per row, through the real CLI.
 
 Every row checks the same contract: exit code 1, stderr ending in exactly one ``latencysolver: error: ...`` line
 that names the file / key / value / URL at fault, no Python traceback, and storage left as it was (a SQLite file

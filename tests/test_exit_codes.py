@@ -1,4 +1,4 @@
-"""The error classes' tree, the fields a ConfigError carries, and the CLI's exit codes (README "Exit codes"):
+"""The error classes' tree, the fields a ConfigError carries, and the CLI's exit codes (docs/guides/errors.md):
 0 done, 1 a user error (LatencySolverError), 2 a usage error (argparse), 130 Ctrl-C."""
 
 from __future__ import annotations

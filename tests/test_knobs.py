@@ -25,7 +25,7 @@ from latencysolver.errors import ConfigError
 from latencysolver.results import figures
 from latencysolver.search.suggest import suggest_recipe
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+KNOB_PAGE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "own-model-and-data.md"
 
 
 def _example(spec) -> object:
@@ -135,7 +135,7 @@ def test_inactive_rules():
     assert not KNOB["skip_mode"].inactive_when({"skip_prob": 0.1})
 
 
-# ------------------------------------------------------------------------------------------------ rank, README
+# -------------------------------------------------------------------------------------------------- rank, docs
 
 
 @pytest.mark.parametrize("rank", [1, 4, 0.5, 0.999, 1.0, 0.0, 0, -1, True, 1.5, float("nan")])
@@ -158,9 +158,9 @@ def test_one_rank_rule_in_the_parser_the_recipe_and_the_low_rank_pass(rank):
         assert not verdicts["valid_rank"]  # full rank as a fraction: refused everywhere
 
 
-def test_readme_knob_table_is_the_generated_one():
-    text = README.read_text(encoding="utf-8")
+def test_docs_knob_table_is_the_generated_one():
+    text = KNOB_PAGE.read_text(encoding="utf-8")
     table = knob_table_markdown()
-    assert table in text, "README.md's knob table differs from knob_table_markdown(): paste its output in"
+    assert table in text, f"{KNOB_PAGE.name}'s knob table differs from knob_table_markdown(): paste its output in"
     assert text.count("| knob | values |") == 1
     assert all(f"| `{name}` |" in table for name in KNOB_NAMES)

@@ -3,7 +3,7 @@
 A knob's name, kind, valid values, default, the architecture it applies to and when it is inactive live here and
 nowhere else.  The search-space parser (``config.space``), the ``Recipe`` checks and defaults, the conditional
 parameters of ``search.suggest``, the report's knob order (``results.figures``), the low-rank pass's rank rule
-and the README's knob table are all read off ``KNOBS``, so adding a knob is one ``KnobSpec`` here plus its pass.
+and the docs' knob table are all read off ``KNOBS``, so adding a knob is one ``KnobSpec`` here plus its pass.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class KnobSpec:
     choices: tuple[str, ...] = ()
     applies_to: Literal["transformer", "both"] = "both"
     inactive_if: Callable[[Mapping[str, Any]], bool] | None = None
-    inactive_note: str = ""  # the same condition in words, for the README
+    inactive_note: str = ""  # the same condition in words, for the docs' knob table
     off: str | None = None
 
     def applies(self, architecture: Any) -> bool:
@@ -271,7 +271,8 @@ def _when_text(spec: KnobSpec) -> str:
 
 
 def knob_table_markdown() -> str:
-    """The README's knob table, generated so it cannot drift from ``KNOBS`` (tests/test_knobs.py checks it)."""
+    """The knob table of docs/guides/own-model-and-data.md, generated so it cannot drift from ``KNOBS``
+    (tests/test_knobs.py checks it)."""
     rows = ["| knob | values | default | not sampled when | what it does |", "| --- | --- | --- | --- | --- |"]
     for spec in KNOBS:
         default = spec.yaml_default

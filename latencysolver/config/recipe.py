@@ -25,7 +25,7 @@ class Recipe:
     """How one student is made from the teacher: one value per knob, plus the seed.
 
     What each knob means, which values it takes, its default and when it is inactive is declared once, in
-    ``config.knobs.KNOBS`` (the README's knob table is generated from it); ``__post_init__`` applies that
+    ``config.knobs.KNOBS`` (the docs' knob table is generated from it); ``__post_init__`` applies that
     table's checks.  A CNN recipe keeps the transformer-only knobs at their defaults.  ``rank`` is None when off.
 
     seed: the trial number; seeds LayerDrop, the stochastic layer choice and the distillation data order.

@@ -222,6 +222,8 @@ class WorkersConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
+    """The ``sampler:`` block: Optuna's sampler (TPE, NSGA-II or random) and its seed."""
+
     name: Literal["tpe", "nsga2", "random"] = "tpe"
     seed: int | None = 0
     # TPE: trials sampled at random before its model takes over (null: Optuna's default, 10).  A small budget

@@ -164,7 +164,7 @@ _SHARD = re.compile(r"(?P<split>[a-z]+)-(?P<index>\d+)-of-(?P<count>\d+)\.parque
 
 
 def _split_files(folder: Path, split: str) -> list[Path]:
-    """The files of one split, in exactly one of the README's layouts, or [] when there is none.
+    """The files of one split, in exactly one of the documented layouts, or [] when there is none.
 
     ``train.jsonl`` (or ``train.json``), ``train.parquet``, ``train-00000-of-0000N.parquet`` and
     ``data/train-00000-of-0000N.parquet``: nothing else is read (not ``train_old.jsonl``, not

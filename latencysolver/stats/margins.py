@@ -17,7 +17,7 @@ Worked: a student that disagrees with the teacher on 18% of 500 rows (90 discord
     margin = 1.645 · 0.0190     = 0.0312                   (3.1 points, at one-sided 95%)
 
 A student that agrees more (discordant share 0.08) resolves sqrt(0.08 / 500) · 1.645 = 0.021; four times the
-rows halve both figures.  These are approximations for planning (the README's table); the decision itself uses
+rows halve both figures.  These are approximations for planning; the decision itself uses
 the Newcombe interval.
 """
 
