@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI_MARKER = "<!-- cli-help -->"
 # README.md's links into docs/ and benchmarks/, as the site places those files
 README_LINKS = (("](docs/", "]("), ("](benchmarks/README.md", "](benchmarks/index.md"))
-BENCH_LINKS = (("](../README.md", "](../index.md"),)
+BENCH_LINKS = (("](../README.md", "](../index.md"), ("](../docs/", "](../"))
 # a guide's or reference page's links to those files, correct on GitHub, as the site places them
 PAGE_LINKS = (
     ("](../../README.md", "](../index.md"),
