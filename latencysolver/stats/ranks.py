@@ -35,6 +35,7 @@ class RankAgreement:
     interval: Interval | None  # its estimate is rho
 
     def describe(self) -> str:
+        """One line: rho and its interval over the recipes, or why it is undefined."""
         if self.rho is None or self.interval is None:
             return f"Spearman rho undefined over {self.n} recipes (one side ranks them all equal)"
         return (
