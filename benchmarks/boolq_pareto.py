@@ -61,6 +61,7 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import load_student, to_runnable
+from latencysolver.results.attributes import repeat_of
 from latencysolver.results.front import completed_trials, difference_text, feasible_trials, pareto_trials
 from latencysolver.results.records import PREDICTIONS, trial_record
 from latencysolver.results.repeats import confirm_study_name
@@ -430,7 +431,7 @@ def pool_repeats(
     splits = {"val": prepared.validation, "test": test}
     with tempfile.TemporaryDirectory() as tmp:
         for row in front:
-            mine = [t for t in finished if t.user_attrs.get("repeat_of") == row.trial]
+            mine = [t for t in finished if repeat_of(t) == row.trial]
             if not mine:
                 continue
             seen: dict[str, list[list[int]]] = {"val": [], "test": []}

@@ -8,6 +8,7 @@ upward dependency.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,41 @@ def test_no_private_optuna_attribute():
     for path in PACKAGE.rglob("*.py"):
         for i, line in enumerate(path.read_text().splitlines(), 1):
             assert not any(p in line for p in private), f"{path.relative_to(PACKAGE.parent)}:{i}: {line.strip()}"
+
+
+# Optuna's attrs by key: only the records modules name a stored key; every other module goes through them
+RECORDS_MODULES = ("results/records.py", "results/attributes.py")
+STORED_BY_KEY = re.compile(r"\.user_attrs\b|set_user_attr\(|system_attrs")
+
+
+def _lines_by_key(source: str) -> list[int]:
+    return [i for i, line in enumerate(source.splitlines(), 1) if STORED_BY_KEY.search(line)]
+
+
+def test_only_the_records_modules_read_or_write_attrs_by_key():
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{i}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).as_posix() not in RECORDS_MODULES
+        for i in _lines_by_key(path.read_text())
+    ]
+    assert not found, f"read or write these through results/records.py or results/attributes.py: {found}"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'seed = trial.user_attrs["seed"]',
+        'seed = trial.user_attrs.get("seed")',
+        "for key, value in study.user_attrs.items():",
+        'trial.set_user_attr("repeat_of", 3)',
+        'copy.system_attrs["constraints:min_speedup"] += 1.0',
+    ],
+)
+def test_the_attr_check_finds_each_form(line):
+    """The checker itself: each way of reading or writing an attr by key is reported, at its line."""
+    assert _lines_by_key(f"def f(trial, study, copy):\n    {line}\n") == [2]
+
+
+def test_the_attr_check_lets_the_typed_builders_enqueue():
+    assert _lines_by_key("study.enqueue_trial(params, user_attrs=repeat_attrs(3, 7, None))") == []

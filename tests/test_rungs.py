@@ -12,11 +12,12 @@ from optuna.trial import TrialState
 
 from latencysolver.config.study import load_study_config
 from latencysolver.errors import ConfigError
+from latencysolver.results.attributes import RUNGS as RUNGS_ATTR
 from latencysolver.results.front import pareto_trials
 from latencysolver.results.records import trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
-from latencysolver.search.rungs import RUNGS_ATTR, decide, dominates, nondominated_ranks
+from latencysolver.search.rungs import decide, dominates, nondominated_ranks
 from latencysolver.training.evaluate import log_likelihood, ranking_auc, scores
 
 

@@ -5,7 +5,6 @@ unstable), and their Pareto front; plus the tables' text for intervals and paire
 from __future__ import annotations
 
 from collections.abc import Callable
-from copy import deepcopy
 from typing import Any
 
 import optuna
@@ -13,7 +12,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.errors import StorageError
-from latencysolver.results.records import CONSTRAINT_NAMES, is_feasible, study_record, trial_record
+from latencysolver.results.attributes import with_measurements
+from latencysolver.results.records import is_feasible, study_record, trial_record
 from latencysolver.stats import Interval, PairedComparison
 
 # ------------------------------------------------------------------------------------------------ results
@@ -57,29 +57,23 @@ def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
 def _with_remeasurement(
     trial: FrozenTrial, study: optuna.Study, figures: dict[str, Any], has_ceiling: bool
 ) -> FrozenTrial:
-    copy = deepcopy(trial)  # the stored trial (shared by get_trials(deepcopy=False)) stays as it is
-    copy.user_attrs = {**trial.user_attrs, **{k: figures[k] for k in REMEASURED_FIELDS if k in figures}}
     minimize = study.directions[1] == StudyDirection.MINIMIZE
     new = figures.get("latency_p50_ms" if minimize else "speedup")
-    if isinstance(new, (int, float)):
-        copy.values = [copy.values[0], float(new)]
-    # Optuna's set_constraint stores each value as a system attr (read back as FrozenTrial.constraints)
-    ceiling, floor = (f"constraints:{name}" for name in CONSTRAINT_NAMES[1:])
+    record = trial_record(trial)
+    changes = {"min_speedup": -_change(record.speedup, figures.get("speedup"))}  # min speed-up - speed-up
     if has_ceiling:
-        _shift(copy.system_attrs, ceiling, _change(trial, figures, "latency_p50_ms"))  # p50 - max ms
-    _shift(copy.system_attrs, floor, -_change(trial, figures, "speedup"))  # min speed-up - speed-up
-    return copy
+        changes["max_latency_ms"] = _change(record.latency_p50_ms, figures.get("latency_p50_ms"))  # p50 - max ms
+    return with_measurements(
+        trial,
+        {k: figures[k] for k in REMEASURED_FIELDS if k in figures},
+        float(new) if isinstance(new, (int, float)) else None,
+        changes,
+    )
 
 
-def _change(trial: FrozenTrial, figures: dict[str, Any], field: str) -> float:
+def _change(old: Any, new: Any) -> float:
     """How much ``latencysolver remeasure`` moved one figure (0.0 when either figure is missing)."""
-    old, new = trial.user_attrs.get(field), figures.get(field)
     return float(new) - float(old) if isinstance(old, (int, float)) and isinstance(new, (int, float)) else 0.0
-
-
-def _shift(system_attrs: dict[str, Any], key: str, change: float) -> None:
-    if key in system_attrs:
-        system_attrs[key] = system_attrs[key] + change
 
 
 def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -1,7 +1,9 @@
-"""What a trial and a study record, as typed values: the one place that knows Optuna's user-attr keys.
+"""What a trial and a study record, as typed values, read from and written to Optuna's user attrs.
 
-Readers take a ``TrialRecord`` / ``StudyRecord``; ``search`` writes through ``write_*``.  The stored keys and
-JSON shapes are those of the 0.1.0 release, so studies written by it still load (tests/data/study-v0.1.db).
+Readers take a ``TrialRecord`` / ``StudyRecord``; ``search`` writes through ``write_*``.  What a trial is enqueued
+with and the rungs it reports are read and written in ``attributes.py``: no other module names a stored key.  The
+stored keys and JSON shapes are those of the 0.1.0 release, so studies written by it still load
+(tests/data/study-v0.1.db).
 """
 
 from __future__ import annotations
@@ -187,38 +189,6 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         constraints=constraint_values(trial),
         **measured,
     )
-
-
-def baseline_of(trial: optuna.Trial | FrozenTrial) -> str | None:
-    """The quant_dtype of a usual-recipe trial (enqueued with it), None for a searched one."""
-    value = trial.user_attrs.get("baseline")
-    return value if isinstance(value, str) else None
-
-
-def repeat_of(trial: optuna.Trial | FrozenTrial) -> int | None:
-    """The search trial a seed repeat of ``latencysolver confirm`` repeats, None for any other trial."""
-    return _int_attr(trial, "repeat_of")
-
-
-def seed_of(trial: optuna.Trial | FrozenTrial) -> int | None:
-    """The seed a trial was enqueued with (``confirm``, ``retrain``); None: a search trial (its number is its seed)."""
-    return _int_attr(trial, "seed")
-
-
-def _int_attr(trial: optuna.Trial | FrozenTrial, key: str) -> int | None:
-    value = trial.user_attrs.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def retrain_of(trial: optuna.Trial | FrozenTrial) -> tuple[int, int] | None:
-    """A trial of ``latencysolver retrain``: (the search trial it retrains, its distillation steps); else None."""
-    number, steps = _int_attr(trial, "retrain_of"), _int_attr(trial, "retrain_steps")
-    return (number, steps) if number is not None and steps is not None else None
-
-
-def enqueue_baseline(study: optuna.Study, quant_dtype: str) -> None:
-    """A usual-recipe trial: no parameters to sample, the teacher as is in ``quant_dtype``."""
-    study.enqueue_trial({}, user_attrs={"baseline": quant_dtype}, skip_if_exists=False)
 
 
 def write_recipe(trial: optuna.Trial, recipe: Recipe) -> None:

@@ -14,8 +14,9 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.recipe import Recipe
+from latencysolver.results.attributes import repeat_of
 from latencysolver.results.front import get_trial
-from latencysolver.results.records import repeat_of, trial_record, was_interrupted
+from latencysolver.results.records import trial_record, was_interrupted
 from latencysolver.results.siblings import CONFIRM
 from latencysolver.stats import PairedComparison, SeedSummary, summarize
 

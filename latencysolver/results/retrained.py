@@ -14,8 +14,9 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.recipe import Recipe
+from latencysolver.results.attributes import retrain_of
 from latencysolver.results.front import get_trial
-from latencysolver.results.records import TrialRecord, retrain_of, trial_record, was_interrupted
+from latencysolver.results.records import TrialRecord, trial_record, was_interrupted
 from latencysolver.results.siblings import RETRAIN
 from latencysolver.stats import MIN_RECIPES, RankAgreement, rank_agreement
 

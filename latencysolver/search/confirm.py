@@ -12,13 +12,12 @@ any trial.  Resuming enqueues only the repeats that are missing (a repeat stoppe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from latencysolver.errors import ConfigError
-from latencysolver.results.records import baseline_of, repeat_of, seed_of
+from latencysolver.results.attributes import baseline_of, repeat_attrs, repeat_of, seed_of
 from latencysolver.results.repeats import RecipeRepeats, repeat_seed, summarize_repeats
 from latencysolver.results.siblings import CONFIRM
 from latencysolver.results.storage import load_existing_study
@@ -39,10 +38,10 @@ def enqueue_repeats(sibling: optuna.Study, originals: Sequence[FrozenTrial], see
     wanted = []
     for original in originals:
         for k in range(1, seeds + 1):
-            attrs: dict[str, Any] = {"repeat_of": original.number, "seed": repeat_seed(original.number, k)}
-            if baseline_of(original) is not None:  # a usual recipe: the teacher as is again, on the test rows
-                attrs["baseline"] = baseline_of(original)
-            wanted.append(siblings.Wanted((attrs["repeat_of"], attrs["seed"]), original.params, attrs))
+            seed = repeat_seed(original.number, k)
+            # a usual recipe's repeat keeps its baseline: the teacher as is again, on the test rows
+            attrs = repeat_attrs(original.number, seed, baseline_of(original))
+            wanted.append(siblings.Wanted((original.number, seed), original.params, attrs))
     return siblings.enqueue_missing(sibling, wanted, lambda t: (repeat_of(t), seed_of(t)))
 
 

@@ -30,14 +30,12 @@ from latencysolver.latency.protocol import PairedLatency, measure_throughput
 from latencysolver.latency.stability import measure_checked
 from latencysolver.models.loading import count_parameters, nonzero_parameters
 from latencysolver.models.student import ONNX_FILE, save_student, to_runnable
+from latencysolver.results.attributes import baseline_of, repeat_of, retrain_of
 from latencysolver.results.records import (
     CONSTRAINT_NAMES,
     LATENCY_SAMPLES,
     PREDICTIONS,
     TrialRecord,
-    baseline_of,
-    repeat_of,
-    retrain_of,
     write_fail_reason,
     write_recipe,
     write_trial_record,

@@ -18,7 +18,8 @@ from latencysolver.latency.gating import PROBE_LAYERS, ProbeResult, gate_space, 
 from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.locks import storage_lock
 from latencysolver.models.student import to_runnable
-from latencysolver.results.records import StudyRecord, enqueue_baseline, study_record, write_study_record
+from latencysolver.results.attributes import enqueue_baseline
+from latencysolver.results.records import StudyRecord, study_record, write_study_record
 from latencysolver.search.workers import open_storage
 
 Log = Callable[[str], None]

@@ -20,7 +20,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from latencysolver.errors import ConfigError
-from latencysolver.results.records import baseline_of, retrain_of, trial_record
+from latencysolver.results.attributes import baseline_of, retrain_attrs, retrain_of
+from latencysolver.results.records import trial_record
 from latencysolver.results.retrained import Retrained, summarize_retrained
 from latencysolver.results.siblings import RETRAIN
 from latencysolver.results.storage import load_existing_study
@@ -44,7 +45,7 @@ def enqueue_retrains(sibling: optuna.Study, originals: Sequence[FrozenTrial], st
             continue
         recipe = trial_record(original).recipe
         seed = recipe.seed if recipe is not None else original.number  # a search trial's seed is its number
-        attrs = {"retrain_of": original.number, "retrain_steps": steps, "seed": seed}
+        attrs = retrain_attrs(original.number, steps, seed)
         wanted.append(siblings.Wanted((original.number, steps), original.params, attrs))
     return siblings.enqueue_missing(sibling, wanted, retrain_of)
 

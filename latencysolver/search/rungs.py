@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass
 import optuna
 
 from latencysolver.config.study import EarlyStopConfig
-
-RUNGS_ATTR = "rungs"  # user attr: list of RungDecision.to_dict(), one per rung reached
+from latencysolver.results.attributes import reported_rungs, write_rungs
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -85,7 +84,7 @@ def rung_points(
     for t in trials:
         if t.number == exclude:
             continue
-        for entry in t.user_attrs.get(RUNGS_ATTR) or ():
+        for entry in reported_rungs(t):
             if entry.get("rung") == rung and metric in entry:
                 out.append((float(entry[metric]), float(entry["speedup"])))
     return out
@@ -131,5 +130,5 @@ class Rungs:
             stop=stop and self.config.rung_stop,
         )
         self.reported.append(decision.to_dict())
-        self.trial.set_user_attr(RUNGS_ATTR, self.reported)
+        write_rungs(self.trial, self.reported)
         return decision

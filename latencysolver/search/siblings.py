@@ -10,6 +10,7 @@ yet, or only as an interrupted FAIL, so finished work is never repeated.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -77,10 +78,8 @@ def sibling_study(kind: Sibling, study: optuna.Study, storage: str) -> optuna.St
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sibling.set_metric_names(study.metric_names)
     # not copied: the search's sampler seeds, any marker, and re-timings keyed by the search's trial numbers
-    private = {"sampler_seeds", "remeasured", *(k.marker for k in SIBLINGS)}
-    for key, value in study.user_attrs.items():
-        if key not in private:
-            sibling.set_user_attr(key, value)
+    private: dict[str, Any] = {"sampler_seeds": None, "remeasured": None, **{k.marker: None for k in SIBLINGS}}
+    write_study_record(sibling, dataclasses.replace(study_record(study), **private))
     return sibling
 
 

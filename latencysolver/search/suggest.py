@@ -10,6 +10,7 @@ from latencysolver.config.knobs import KNOBS
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import Choices, Fixed, FloatRange, IntRange, SearchSpace
 from latencysolver.config.study import StudyConfig
+from latencysolver.results.attributes import seed_of
 
 SEED_STRIDE = 1_000_003  # a prime: the seeds of successive resumes never meet the study seed's neighbours
 
@@ -64,5 +65,5 @@ def suggest_recipe(trial: optuna.Trial, space: SearchSpace) -> Recipe:
         if spec.name in values and spec.applies(architecture)
     }
     # a seed repeat (`latencysolver confirm`) carries its own seed; a search trial's seed is its number
-    seed = trial.user_attrs.get("seed")
-    return Recipe(seed=seed if isinstance(seed, int) else trial.number, **recipe)
+    seed = seed_of(trial)
+    return Recipe(seed=seed if seed is not None else trial.number, **recipe)

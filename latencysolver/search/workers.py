@@ -42,10 +42,9 @@ from latencysolver.config.study import STORAGE_ENV, StudyConfig, WorkersConfig
 from latencysolver.devices import worker_gpus
 from latencysolver.errors import ConfigError, OutputError, StorageError, shown
 from latencysolver.locks import storage_lock
+from latencysolver.results.attributes import repeat_of, retrain_of, seed_of
 from latencysolver.results.records import (
     INTERRUPTED,
-    repeat_of,
-    retrain_of,
     study_record,
     trial_record,
     was_interrupted,
@@ -378,7 +377,7 @@ def check_repeats_to_run(study: optuna.Study) -> None:
 def _confirm_again(search: str, trials: list[FrozenTrial]) -> str:
     recipes = sorted({n for t in trials if was_interrupted(t) and (n := repeat_of(t)) is not None})
     seeds = max(
-        (t.user_attrs.get("seed", 0) - repeat_seed(n, 0) for t in trials if (n := repeat_of(t)) in recipes),
+        ((seed_of(t) or 0) - repeat_seed(n, 0) for t in trials if (n := repeat_of(t)) in recipes),
         default=1,
     )
     return f"`latencysolver confirm --study {shown(search)} --trials {','.join(map(str, recipes))} --seeds {seeds}`"
