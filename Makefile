@@ -95,20 +95,20 @@ bench-workers: install  ## per-trial storage overhead, SQLite vs PostgreSQL, and
 	    $(PY) benchmarks/workers.py
 
 # Chromium, as for `make test`, for front.png (kaleido); without it the benchmark writes front.html only and warns.
-bench-pareto: install  ## issue 7: the study against the teacher, ORT fp32/int8 and torch int8, vs random search (TRIALS=N per study)
+bench-pareto: install  ## the study against the teacher, ORT fp32/int8 and torch int8, vs random search (TRIALS=N per study)
 	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
 	$(PY) benchmarks/boolq_pareto.py --data $(DATA) $(if $(TRIALS),--trials $(TRIALS))
 
-bench-elastic: install  ## issue 18: elastic slices against the same recipes distilled alone (~1 h with the elastic training)
+bench-elastic: install  ## elastic slices against the same recipes distilled alone (~1 h with the elastic training)
 	$(PY) benchmarks/elastic_slices.py --data $(DATA)
 
-bench-search: install  ## issue 18: hypervolume against wall-clock time, elastic vs per-trial, TPE vs random (ARMS=..., resumable)
+bench-search: install  ## hypervolume against wall-clock time, elastic vs per-trial, TPE vs random (ARMS=..., resumable)
 	$(PY) benchmarks/search_efficiency.py --data $(DATA) $(if $(ARMS),--arms $(ARMS))
 
-bench-cnn: install  ## issue 20: the CNN student with each addition alone and all together, 3 seeds (~20-30 min)
+bench-cnn: install  ## the CNN student with each addition alone and all together, 3 seeds (~20-30 min)
 	$(PY) benchmarks/cnn.py --data $(DATA)
 
-gpu-check: install  ## issue 19: 3 quick trials trained on CUDA, timed on the CPU; step times per device (~5 min on a GPU)
+gpu-check: install  ## 3 quick trials trained on CUDA, timed on the CPU; step times per device (~5 min on a GPU)
 	$(PY) benchmarks/gpu_check.py --data $(DATA)
 
 clean:

@@ -1,4 +1,4 @@
-"""The compression recipe of one trial: the five knobs as one frozen, typed value.
+"""The compression recipe of one trial: every knob of ``config.knobs.KNOBS`` as one frozen, typed value.
 
 A ``Recipe`` is what a trial's parameters mean.  It is built in exactly one place from an Optuna trial
 (``latencysolver.search.suggest.suggest_recipe``) and from there on travels as plain data: compression passes,

@@ -111,7 +111,7 @@ class CNNStudentConfig:
     # teacher-labelled pairs built from each train row (passage windows, sentence deletion and shuffling:
     # latencysolver/data/augment.py), this many per row, for distillation only; 0 = off.  On by default: the one
     # addition that moved the CNN off the majority class in benchmarks/cnn.py.  The teacher labels them once per
-    # study whose space has the CNN (~4.5 min for 2,270 BoolQ rows x 4 on 2 cores), cached
+    # study whose space has the CNN (its cost: benchmarks/README.md), cached
     augment: int = 4
 
     def __post_init__(self) -> None:

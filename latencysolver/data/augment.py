@@ -1,8 +1,8 @@
 """More inputs for the same teacher: rows built from the train rows themselves, for distillation only.
 
-2,270 BoolQ rows are few for a small student; the teacher, though, can answer any input.  So each train row gives
-``factor`` new ones (``data.augment``), the generators taking turns (each row starts one further along the list, so
-every generator is used about equally whatever ``factor`` is).  Text-level generators:
+A few thousand train rows are few for a small student; the teacher, though, can answer any input.  So each train
+row gives ``factor`` new ones (``data.augment``), the generators taking turns (each row starts one further along the
+list, so every generator is used about equally whatever ``factor`` is).  Text-level generators:
 
 - ``window``: the passage cut into overlapping windows of ``WINDOW`` words (stride half that), the ones sharing the
   most words with the question first: the question paired with the parts of its own passage it is most likely about;

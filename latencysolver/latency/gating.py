@@ -11,9 +11,9 @@ user attrs, and a resumed study reuses it so that every trial samples from the s
 The probe's figures are checked like a trial's (``latency/stability.py``): a setting whose pair-ratio CV passes
 ``max_speedup_cv`` is measured again after ``remeasure_wait_s`` (doubling), at most ``remeasure_attempts`` more
 times.  (The teacher-drift bound has no baseline here: the study's baseline times the whole teacher, the probe a
-cut of it.)  Other jobs on the machine bias the figures (a probe beside two CPU-bound jobs read ort-int8 4.92x and
-bf16 1.24x where the quiet machine gave 2.11x and 1.51x), so a probe with a setting that stays unstable gates
-nothing for speed: only the settings that cannot run at all are dropped.
+cut of it.)  Other jobs on the machine bias the figures, by a factor of two or more (benchmarks/README.md), so a
+probe with a setting that stays unstable gates nothing for speed: only the settings that cannot run at all are
+dropped.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def busy_warning(threads: int) -> str | None:
     """A warning when the machine looks busy: a 1-minute load average above the ``threads`` a measurement uses.
 
     Under oversubscription a long call is preempted more often than a short one, so even the paired speed-up is
-    biased, not cancelled (a demo beside two other jobs on 2 cores recorded 30.9x ±23% for a 3.3x student)."""
+    biased, not cancelled (benchmarks/README.md has figures)."""
     try:
         load = os.getloadavg()[0]
     except OSError:  # not available on this platform

@@ -2,9 +2,9 @@
 
 The paired speed-up cancels slow, common noise (another job slowing both models alike), but not CPU
 oversubscription: with more runnable threads than cores, a long call is preempted more often than a short one,
-so the teacher's calls stretch more than a small student's and the ratio is biased upwards.  A demo run beside
-two other jobs on 2 cores recorded 30.9x ±23% for a student whose quiet speed-up is near 4x.  Two signs give such
-a measurement away, and both are cheap to read off the measurement itself:
+so the teacher's calls stretch more than a small student's and the ratio is biased upwards, several times over
+under heavy load (benchmarks/README.md).  Two signs give such a measurement away, and both are cheap to read off the
+measurement itself:
 
     spread   the pair-ratio CV (``PairedLatency.speedup_cv``, over the per-pass median ratios) above
              ``max_speedup_cv``;
@@ -17,9 +17,8 @@ A measurement showing either is taken again after ``remeasure_wait_s`` seconds (
 ran fastest (the least loaded one) is kept and reported unstable: the trial keeps its figures with the flag, sits
 off the front and out of ``--best`` until ``latencysolver remeasure`` times its stored model again.
 
-Default bounds, from ``benchmarks/latency_stability.py`` (quiet, ``--load 1`` and ``--load 2`` runs on a 2-core
-AMD EPYC, see benchmarks/README.md): quiet rounds read a pair CV of 0.3-0.7% and a drift of +3% to +7%; loaded
-rounds read CVs of 1-26% and drifts of +146% to +389%.
+The default bounds sit between what quiet and loaded rounds of ``benchmarks/latency_stability.py`` read (its
+section of benchmarks/README.md has the figures).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ quantization step uses: model + dtype in, runnable out.
 
 Only fp32 and int8 are offered.  ORT's CPU execution provider implements few operators in fp16 and fewer in bf16
 on x86, and none of them fast on AVX2-only CPUs, so those dtypes are refused by name rather than half-supported;
-the torch backend covers them (and shows how slow they are, see DESIGN.md).
+the torch backend covers them (and shows how slow they are: ``benchmarks/knobs.py``).
 """
 
 from __future__ import annotations
@@ -195,8 +195,7 @@ def export_onnx(model: nn.Module, path: Path, example_inputs: dict[str, torch.Te
     down-converts to 17 (ModernBERT's graph stays at 18, see ``_export_dynamo``), and its graphs need their
     ``value_info`` stripped before ORT's quantizer accepts them (see ``quantize_onnx_int8``).  It is the
     fallback: used when the TorchScript export raises, and so the path that takes over once torch removes that
-    exporter.  No consistent latency difference between the
-    two graphs showed on the shared 2-core machine (MiniLM-L6, 64-200 tokens, fp32 and int8, interleaved).
+    exporter.  The two graphs showed no consistent latency difference (benchmarks/README.md).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,15 +254,14 @@ def quantize_onnx_int8(src: Path, dst: Path) -> Path:
 
     Per channel, not per tensor: with one scale for a whole weight matrix, the few large-magnitude columns of a
     small BoolQ student set the scale and the rest round to a handful of levels; such students were measured to
-    collapse to one class, *below* the majority-class accuracy.  Per-channel scales kept the fine-tuned
-    teacher's validation accuracy (0.698 → 0.700, see DESIGN.md).
+    collapse to one class, *below* the majority-class accuracy.  Per-channel scales keep the fine-tuned
+    teacher's validation accuracy (benchmarks/README.md).
 
     ``reduce_range=True`` (7-bit weights): on x86 CPUs without VNNI (AVX2 only), onnxruntime's u8s8 kernels use
     ``VPMADDUBSW``, whose 16-bit intermediate sums saturate with full-range int8 weights, as onnxruntime's
-    quantization docs warn.  On an AVX2-only EPYC (2026-12-02) full-range weights put the tiny test BERTs' logits
-    up to 0.54 away from fp32 (same argmax), 7-bit weights 0.004-0.011.  With VNNI there is no saturation and
-    full range measured <= 0.007 (7 bits not measured there: one bit less weight precision); one setting for
-    both keeps an exported file correct on either CPU.
+    quantization docs warn: on an AVX2-only CPU full-range weights moved the tiny test BERTs' logits far more
+    than 7-bit ones do (benchmarks/README.md).  With VNNI there is no saturation; one setting for both keeps an
+    exported file correct on either CPU, for one bit less weight precision.
 
     No ``quant_pre_process``.  On the TorchScript-exported MiniLM-L6 classifier the pre-processed and the raw
     graph quantize to the same graph (38 MatMulInteger, 12 fp32 MatMul, same logits, same latency), the
@@ -334,8 +332,8 @@ class OnnxClassifier:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: no per-session notes about unused initializers etc.
         # No busy-waiting after a call.  ORT's pool spins by default and keeps both cores busy for a while after
-        # each run, which slowed the torch teacher timed right after it in the paired protocol: ort-fp32 read
-        # 2.43x against a p50 ratio of 1.63x in benchmarks/knobs.py before this line.
+        # each run, which slowed the torch teacher timed right after it in the paired protocol (the figures:
+        # benchmarks/README.md, latency_stability.py).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
         self.threads = threads

@@ -83,7 +83,7 @@ class TrialRecord:
     elastic: dict[str, Any] | None = None  # trial_mode elastic: {"key", "heads", "neurons", "layers", "recovery_steps"}
     throughput_rows_per_s: float | None = None
     seconds: float | None = None
-    # on the validation rows (issue 17): Interval.to_dict() of the accuracy (Wilson), PairedComparison.to_dict()
+    # on the validation rows: Interval.to_dict() of the accuracy (Wilson), PairedComparison.to_dict()
     # against the teacher's predictions on the same rows; None for a trial stopped early or made before 0.2
     accuracy_interval: dict[str, Any] | None = None
     vs_teacher: dict[str, Any] | None = None

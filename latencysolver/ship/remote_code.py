@@ -1,5 +1,5 @@
 """An export that ``transformers`` itself loads: ``AutoModelForSequenceClassification.from_pretrained(folder,
-trust_remote_code=True)`` rebuilds the compressed student (issue 19, item 5).
+trust_remote_code=True)`` rebuilds the compressed student.
 
 A structurally pruned or factorized student has Linears of other shapes than its ``config.json`` describes (the
 config keeps the unpruned widths: it has one head count and one FFN width for every layer), so loading the folder

@@ -13,13 +13,10 @@ kept layer to produce what the teacher has computed by the end of the layers it 
 layer 2, student layer 1 towards its final output.  The MSE is over real tokens (padding masked) and the hidden
 width, so a weight of 1 puts it on the scale of the logit loss (both start near 0.4 for a 2-layer MiniLM
 student).  It needs the teacher's hidden states of each batch, which are too big to cache (layers x tokens x
-width per row), so the teacher runs forward once per step, without gradients: 1.4-1.6x the step time of a 2-4-layer
-MiniLM student (10 AdamW steps of batch 16, 2 threads, this 2-core EPYC, 2026-12-01).  Pruning keeps the hidden
-width, so no projection is needed.
-
-Measured on the shared BoolQ split (seed 0, 300 steps, the benchmark's two fastest front recipes, ORT int8):
-weight 1 left the 2-layer student at 0.650 against 0.662 without it, and the 3-layer one at 0.670 against 0.672,
-while the hidden MSE halved.  It is a knob for the search to try, not a default.
+width per row), so the teacher runs forward once per step, without gradients, which costs a small student more
+than the logit loss does (benchmarks/README.md, ``layerwise_cost.py``).  Pruning keeps the hidden width, so no
+projection is needed.  It is a knob for the search to try, off by default: on BoolQ it did not raise the
+benchmark's fast students' accuracy (benchmarks/README.md, "what moved the fast students").
 """
 
 from __future__ import annotations
