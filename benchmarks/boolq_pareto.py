@@ -53,6 +53,7 @@ import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial, TrialState
 
+from latencysolver.config.knobs import KNOBS
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import StudyConfig, load_study_config
 from latencysolver.data.batches import EncodedSplit, encode_split
@@ -266,23 +267,15 @@ def load_recipes(path: str, space: dict[str, Any]) -> list[tuple[str, dict[str, 
 
 
 def params_from_description(text: str) -> dict[str, Any]:
-    """``prune=0.30(str) ort-int8 skip=0.50(det) rank=0.5 T=7.65 alpha=0.82`` -> the knobs' values."""
-    out: dict[str, Any] = {}
-    for word in text.split():
-        key, _, value = word.partition("=")
-        if not value:
-            out["quant_dtype"] = key
-        elif key == "prune":
-            out["prune_ratio"] = float(value.split("(")[0])
-        elif key == "skip":
-            out["skip_prob"] = float(value.split("(")[0])
-        elif key == "rank":
-            out["rank"] = value if value == "off" else float(value) if "." in value else int(value)
-        elif key == "tokens":
-            out["max_tokens"] = int(value)
-        elif key in ("T", "alpha", "hidden"):
-            out[{"T": "temperature", "hidden": "hidden_weight"}.get(key, key)] = float(value)
-    return out
+    """``prune=0.30(str) ort-int8 skip=0.50(det) rank=0.5 T=7.65 alpha=0.82`` -> the Optuna params of every knob
+    that recipe samples (``Recipe.from_description``; a knob it leaves inactive, such as ``prune_kind`` at ratio 0,
+    has none), in the search space's form (``rank: off``)."""
+    recipe = Recipe.from_description(text).to_dict()
+    params: dict[str, Any] = {}
+    for spec in KNOBS:  # architecture first: the others' activity depends on it
+        if not spec.inactive_when(params):
+            params[spec.name] = spec.to_yaml(recipe[spec.name])
+    return params
 
 
 def run_recipes(

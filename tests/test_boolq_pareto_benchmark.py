@@ -8,6 +8,8 @@ import optuna
 import pytest
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 
+from latencysolver.config.knobs import KNOB
+from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import load_study_config
 from latencysolver.data.batches import encode_split
 from latencysolver.data.text import load_data
@@ -198,22 +200,26 @@ def test_a_hypervolume_lead_smaller_than_the_seed_spread_is_no_lead():
     assert bench.hypervolume_target("tpe", [0.6], [0.4]).met is None
 
 
-def test_recipes_are_read_back_from_a_description():
-    from latencysolver.config.recipe import Recipe
-
-    recipe = Recipe(
-        prune_ratio=0.3, prune_kind="structured", quant_dtype="ort-int8", skip_prob=0.5, rank=0.5, temperature=7.65
-    )
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        Recipe(prune_ratio=0.3, prune_kind="structured", quant_dtype="ort-int8", skip_prob=0.5, rank=0.5),
+        Recipe(prune_ratio=0.5, skip_prob=0.25, skip_mode="stochastic", rank=8, temperature=7.65, alpha=0.82),
+        Recipe(architecture="cnn", quant_dtype="int8", temperature=3.0, alpha=0.25),
+        Recipe(quant_dtype="int8", max_tokens=128, recovery_steps=150, attention_weight=1.0),
+    ],
+    ids=["structured", "stochastic", "cnn", "tokens-recovery"],
+)
+def test_recipes_are_read_back_from_a_description(recipe):
+    """--recipes re-runs the recipe a results.json describes, not one with some knobs at their defaults."""
     params = bench.params_from_description(recipe.describe())
-    assert params == {
-        "prune_ratio": 0.3,
-        "quant_dtype": "ort-int8",
-        "skip_prob": 0.5,
-        "rank": 0.5,
-        "temperature": 7.65,
-        "alpha": recipe.alpha,
-    }
-    assert bench.params_from_description("prune=0.00 int8 skip=0.67(det) rank=off T=3.01 alpha=0.33")["rank"] == "off"
+    assert Recipe(**{name: KNOB[name].from_yaml(value) for name, value in params.items()}) == recipe
+
+
+def test_a_knob_the_described_recipe_leaves_inactive_gets_no_param():
+    params = bench.params_from_description("prune=0.00 int8 skip=0.00(det) rank=off T=3.01 alpha=0.33")
+    assert params["rank"] == "off" and params["temperature"] == 3.01
+    assert "prune_kind" not in params and "skip_mode" not in params
 
 
 def test_recipes_from_a_results_json_run_again_and_get_seed_repeats(

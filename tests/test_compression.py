@@ -389,6 +389,11 @@ def test_int8_quantizes_the_factors_of_low_rank_layers(model, batch):
     assert logits(quantized, batch).shape == (2, 2)
 
 
+def test_fp32_is_the_model_itself_in_eval_mode(model):
+    model.train()
+    assert quantize(model, "fp32") is model and not model.training
+
+
 def test_half_precision_casts_a_copy(model, batch):
     reference = logits(model, batch)
     bf16 = quantize(model, "bf16")

@@ -20,7 +20,7 @@ from latencysolver.config.space import (
     parse_search_space,
 )
 from latencysolver.config.study import StudyConfig, load_study_config
-from latencysolver.config.training import TrainConfig
+from latencysolver.config.training import TrainConfig, check_trial_mode
 from latencysolver.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -642,3 +642,14 @@ def test_a_folder_given_as_the_search_space_is_named_a_folder(tmp_path):
     path = _write(tmp_path, "s.yaml", "search_space: spaces\n")
     message = _error(load_study_config, path, "search_space", "is a folder, not a YAML file")
     assert "not found" not in message
+
+
+@pytest.mark.parametrize("zero", [0, {"low": 0, "high": 0}, {"choices": [0]}])
+def test_a_per_trial_study_takes_recovery_steps_written_as_zero_any_way(zero):
+    check_trial_mode("per-trial", parse_search_space({"recovery_steps": zero}, "space.yaml"))
+
+
+def test_a_per_trial_study_refuses_recovery_steps_above_zero():
+    space = parse_search_space({"recovery_steps": {"low": 0, "high": 10}}, "space.yaml")
+    with pytest.raises(ConfigError, match="recovery_steps is the recovery distillation of trial_mode: elastic"):
+        check_trial_mode("per-trial", space)

@@ -45,7 +45,7 @@ def _quantize_dynamic_int8(model: nn.Module) -> nn.Module:
 def quantize(model: nn.Module, dtype: str) -> nn.Module:
     """The model at ``dtype``, in eval mode; a copy except for fp32, which returns ``model`` itself."""
     if dtype == "fp32":
-        return model
+        return model.eval()
     if dtype in _FLOAT_DTYPES:
         quantized = copy.deepcopy(model).to(_FLOAT_DTYPES[dtype])
     elif dtype == "int8":

@@ -76,7 +76,7 @@ class Recipe:
         return cls(**data)
 
     def describe(self) -> str:
-        """A short human-readable line, e.g. for the per-trial summary."""
+        """A short human-readable line, e.g. for the per-trial summary; ``from_description`` reads it back."""
         distill = f"T={self.temperature:.2f} alpha={self.alpha:.2f}"
         if self.hidden_weight > 0:
             distill += f" hidden={self.hidden_weight:.2g}"
@@ -94,3 +94,41 @@ class Recipe:
             f"prune={self.prune_ratio:.2f}{kind} {self.quant_dtype} skip={self.skip_prob:.2f}({self.skip_mode[:3]}) "
             f"rank={rank} {distill}"
         )
+
+    @classmethod
+    def from_description(cls, text: str) -> Recipe:
+        """The recipe ``describe`` wrote ``text`` for, its numbers to the precision written (temperature and alpha
+        to 2 decimals); the seed is not written, so it is 0.  A word it does not know is a ``ValueError``."""
+        values: dict[str, Any] = {}
+        for word in text.split():
+            key, _, value = word.partition("=")
+            number, _, kind = value.partition("(")
+            if not value:
+                values["architecture" if key == "cnn" else "quant_dtype"] = key
+            elif key in _DESCRIBED_FLOATS:
+                values[_DESCRIBED_FLOATS[key]] = float(number)
+                if kind:
+                    short = kind.rstrip(")")
+                    name, full = ("prune_kind", _PRUNE_KINDS) if key == "prune" else ("skip_mode", _SKIP_MODES)
+                    if short not in full:
+                        raise ValueError(f"recipe description {text!r}: unknown {name} {short!r}")
+                    values[name] = full[short]
+            elif key == "rank":
+                values["rank"] = None if value == "off" else float(value) if "." in value else int(value)
+            elif key in ("tokens", "recovery"):
+                values["max_tokens" if key == "tokens" else "recovery_steps"] = int(value)
+            else:
+                raise ValueError(f"recipe description {text!r}: unknown word {word!r}")
+        return cls(**values)
+
+
+_DESCRIBED_FLOATS = {
+    "prune": "prune_ratio",
+    "skip": "skip_prob",
+    "T": "temperature",
+    "alpha": "alpha",
+    "hidden": "hidden_weight",
+    "attention": "attention_weight",
+}
+_PRUNE_KINDS = {"str": "structured", "uns": "unstructured"}
+_SKIP_MODES = {mode[:3]: mode for mode in ("deterministic", "stochastic")}

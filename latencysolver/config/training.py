@@ -174,7 +174,7 @@ def check_trial_mode(mode: str, space: SearchSpace) -> None:
     """The knob values a trial mode cannot honour, refused with the key to change."""
 
     if mode == "per-trial":
-        if space.values_of("recovery_steps") != (0,):
+        if set(space.values_of("recovery_steps")) != {0}:  # {low: 0, high: 0} is 0 too
             raise FieldError(
                 "search_space.recovery_steps",
                 "recovery_steps is the recovery distillation of trial_mode: elastic; a per-trial study distills every "
