@@ -19,9 +19,9 @@ from latencysolver.models.cnn import (
     load_cnn,
     num_parameters,
     save_cnn,
-    train_cnn_student,
 )
 from latencysolver.models.loading import load_classifier, load_tokenizer
+from latencysolver.training.distillation import distill
 from latencysolver.training.evaluate import predict_logits, scores
 from tests.conftest import write_synthetic_boolq
 
@@ -237,7 +237,7 @@ def test_distilled_from_scratch_it_learns_the_synthetic_task(tmp_path, tiny_mode
     model = CNNClassifier(CNNConfig(vocab_size=tokenizer.vocab_size, max_length=64))  # the default size
     config = TrainConfig(steps=40, batch_size=16, learning_rate=3e-3, warmup_ratio=0.0, weight_decay=0.0, seed=0)
     start = time.perf_counter()
-    result = train_cnn_student(
+    result = distill(
         model, train, teacher_logits, config, temperature=2.0, alpha=0.5, pad_id=tokenizer.pad_token_id, progress=False
     )
     seconds = time.perf_counter() - start
@@ -251,5 +251,5 @@ def test_distilled_from_scratch_it_learns_the_synthetic_task(tmp_path, tiny_mode
 
 def test_train_refuses_teacher_logits_with_another_label_count(tiny_model_dir):
     split = EncodedSplit(input_ids=((1, 2, 3),), token_type_ids=None, labels=(0,))
-    with pytest.raises(ValueError, match="3 labels, the CNN has num_labels=2"):
-        train_cnn_student(_small(), split, torch.zeros(1, 3), TrainConfig(steps=1), 2.0, 0.5, progress=False)
+    with pytest.raises(ValueError, match="3 labels, the student has num_labels=2"):
+        distill(_small(), split, torch.zeros(1, 3), TrainConfig(steps=1), 2.0, 0.5, progress=False)

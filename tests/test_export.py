@@ -16,7 +16,7 @@ from latencysolver import load
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
 from latencysolver.results.records import is_feasible, study_record, trial_record
-from latencysolver.results.selection import RULES, SelectionError, pick_best, select_best, select_under_latency
+from latencysolver.results.selection import RULES, SelectionError, select_best, select_under_latency
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from latencysolver.stats import wilson_interval
@@ -334,7 +334,7 @@ def test_each_rule_picks_its_trial_and_never_an_infeasible_one(direction):
     study = hand_made(direction, FRONT)
     picked = {rule: select_best(study, rule).trial.number for rule in FRONT_RULES}
     assert picked == {"near-teacher": 1, "max-accuracy": 0, "min-latency": 3, "knee": 1}
-    assert pick_best(study).number == 1  # study.pick_best is near-teacher
+    assert select_best(study, "near-teacher").trial.number == 1
     assert select_best(study, "near-teacher", tolerance=0.0).trial.number == 0  # only the teacher's own accuracy
     assert select_best(study, "near-teacher", tolerance=-1.0).trial.number == 0  # none close: most accurate
     assert select_best(study, "near-teacher", tolerance=1.0).trial.number == 3  # all close: fastest

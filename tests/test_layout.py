@@ -176,3 +176,15 @@ def test_the_attr_check_finds_each_form(line):
 
 def test_the_attr_check_lets_the_typed_builders_enqueue():
     assert _lines_by_key("study.enqueue_trial(params, user_attrs=repeat_attrs(3, 7, None))") == []
+
+
+def test_no_package_function_or_class_is_named_like_a_test():
+    """pytest collects a ``test*`` function or ``Test*`` class imported into a test module: the package has none."""
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and node.name.lower().startswith("test")
+    ]
+    assert not found, found

@@ -18,7 +18,7 @@ from latencysolver.config.study import load_study_config
 from latencysolver.data.text import TextSplit
 from latencysolver.results.front import front_rows, pareto_trials
 from latencysolver.results.records import is_feasible, study_record, trial_record
-from latencysolver.results.selection import pick_best
+from latencysolver.results.selection import select_best
 from latencysolver.results.storage import load_existing_study
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
@@ -114,7 +114,7 @@ def test_latency_ms_objective_minimizes_milliseconds(study_yaml, tmp_path):
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     for t in study.get_trials():
         assert t.values[1] == trial_record(t).latency_p50_ms
-    best = pick_best(study, tolerance=1.0)
+    best = select_best(study, "near-teacher", tolerance=1.0).trial
     assert best.values[1] == min(t.values[1] for t in study.best_trials)
 
 
@@ -191,7 +191,7 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(study_yaml, tmp_path):
 
 def test_export_round_trip_predicts_what_the_trial_predicted(finished_study, tmp_path, synthetic_data_dir):
     config, _, study = finished_study
-    trial = pick_best(study)
+    trial = select_best(study, "near-teacher").trial
     out = tmp_path / "exported"
     assert (
         main(
@@ -254,9 +254,11 @@ def test_exported_int8_model_is_quantized_and_layers_match(finished_study, tmp_p
 
 def test_best_is_fastest_within_tolerance_of_teacher(finished_study):
     _, _, study = finished_study
-    best = pick_best(study, tolerance=1.0)  # everything is within 1.0 accuracy: the fastest front trial wins
+    # everything is within 1.0 accuracy: the fastest front trial wins
+    best = select_best(study, "near-teacher", tolerance=1.0).trial
     assert best.values[1] == max(t.values[1] for t in study.best_trials)  # the largest speed-up
-    strict = pick_best(study, tolerance=-1.0)  # nothing qualifies: the most accurate front trial
+    # nothing qualifies: the most accurate front trial
+    strict = select_best(study, "near-teacher", tolerance=-1.0).trial
     assert strict.values[0] == max(t.values[0] for t in study.best_trials)
 
 
@@ -282,7 +284,7 @@ def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys
     )
     cheat = study.get_trials()[-1].number
     assert cheat not in [t.number for t in pareto_trials(study)] and cheat not in [t.number for t in study.best_trials]
-    assert pick_best(study, tolerance=1.0).number != cheat
+    assert select_best(study, "near-teacher", tolerance=1.0).trial.number != cheat
     assert main(["pareto", "--study", "tiny", "--storage", config.storage]) == 0
     out = capsys.readouterr().out
     printed = {
@@ -305,36 +307,36 @@ def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, ca
     assert all(t.constraints["max_latency_ms"] > 0 and not is_feasible(t) for t in trials)
     assert pareto_trials(study) == [] and study.best_trials == []  # Optuna agrees: set_constraint was used
     with pytest.raises(SelectionError, match="no completed feasible trials"):
-        pick_best(study)
+        select_best(study, "near-teacher")
 
 
-def test_constraint_values_follow_optunas_sign_convention():
+def test_measured_constraints_follow_optunas_sign_convention():
     from latencysolver.config.study import ConstraintsConfig
-    from latencysolver.search.objective import constraint_values
+    from latencysolver.search.objective import measured_constraints
 
     default = ConstraintsConfig()  # must beat the majority rate, no latency bound, no speed-up floor
-    values = constraint_values(default, 0.62, 0.70, 5.0, 2.0)
+    values = measured_constraints(default, 0.62, 0.70, 5.0, 2.0)
     assert (
         values["min_accuracy"] < 0
         and values["max_latency_ms"] == 0
         and set(values) == {"min_accuracy", "max_latency_ms"}
     )
-    assert constraint_values(default, 0.62, 0.62, 5.0, 2.0)["min_accuracy"] > 0  # exactly the majority: degenerate
+    assert measured_constraints(default, 0.62, 0.62, 5.0, 2.0)["min_accuracy"] > 0  # exactly the majority: degenerate
     # a model answering the majority class on 19 of 24 rows scores exactly the majority rate (a float32 mean read
     # 0.79166669 > 19/24 and passed the floor)
     labels = (1,) * 19 + (0,) * 5
     majority = TextSplit(("q",) * 24, ("p",) * 24, labels, ("no", "yes")).majority_rate()
     accuracy = scores(torch.tensor([[0.0, 1.0]] * 24), labels).accuracy
     assert accuracy == majority == 19 / 24
-    assert constraint_values(default, majority, accuracy, 5.0, 2.0)["min_accuracy"] > 0
+    assert measured_constraints(default, majority, accuracy, 5.0, 2.0)["min_accuracy"] > 0
     explicit = ConstraintsConfig(min_accuracy=0.65, max_latency_ms=4.0, min_speedup=3.0)
     # the bounds themselves are feasible
-    assert constraint_values(explicit, 0.62, 0.65, 4.0, 3.0) == {
+    assert measured_constraints(explicit, 0.62, 0.65, 4.0, 3.0) == {
         "min_accuracy": 0.0,
         "max_latency_ms": 0.0,
         "min_speedup": 0.0,
     }
-    assert constraint_values(explicit, 0.62, 0.64, 4.5, 2.5) == pytest.approx(
+    assert measured_constraints(explicit, 0.62, 0.64, 4.5, 2.5) == pytest.approx(
         {"min_accuracy": 0.01, "max_latency_ms": 0.5, "min_speedup": 0.5}
     )
 

@@ -217,13 +217,6 @@ def load_search_space(path: str | Path) -> SearchSpace:
     return parse_search_space(_read_yaml(Path(path)), str(path))
 
 
-def _check_positive(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, but got {shown(value)}")
-
-
 def _coerce_number(value: Any) -> Any:
     """PyYAML reads ``5e-5`` (no dot) as a string; accept it as the number the user meant."""
     if isinstance(value, str):

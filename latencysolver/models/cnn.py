@@ -32,11 +32,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from latencysolver.config.training import TrainConfig
-from latencysolver.data.batches import EncodedSplit
 from latencysolver.errors import ModelError, first_line
-from latencysolver.training.distillation import distill
-from latencysolver.training.loop import TrainResult
 
 WEIGHTS = "model.safetensors"
 CNN_JSON = "cnn.json"
@@ -214,29 +210,6 @@ def cnn_from_teacher(teacher: nn.Module, config: CNNConfig) -> CNNClassifier:
         _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # (hidden, hidden): cheap for hidden <= 1024
         model.embed.weight.copy_(centred @ vh[: config.embed_dim].T)
     return model
-
-
-def train_cnn_student(
-    model: CNNClassifier,
-    train_split: EncodedSplit,
-    teacher_logits: torch.Tensor,
-    config: TrainConfig,
-    temperature: float,
-    alpha: float,
-    *,
-    pad_id: int = 0,
-    progress: bool = True,
-) -> TrainResult:
-    """Distill the teacher's cached train logits into the CNN (the same loss and loop as the other students).
-
-    Trained from scratch, the CNN wants a learning rate near 1e-3, not the 5e-5 that suits fine-tuning a
-    pre-trained student: ``config.learning_rate`` is used as given, so pick it for the CNN.
-    """
-    if teacher_logits.shape[-1] != model.config.num_labels:
-        raise ValueError(
-            f"teacher logits have {teacher_logits.shape[-1]} labels, the CNN has num_labels={model.config.num_labels}"
-        )
-    return distill(model, train_split, teacher_logits, config, temperature, alpha, pad_id=pad_id, progress=progress)
 
 
 def save_cnn(model: CNNClassifier, folder: str | Path) -> None:

@@ -4,7 +4,6 @@ unstable), and their Pareto front; plus the tables' text for intervals and paire
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -19,10 +18,10 @@ from latencysolver.stats import Interval, PairedComparison
 # ------------------------------------------------------------------------------------------------ results
 
 
-def _slowness(study: optuna.Study) -> Callable[[FrozenTrial], float]:
-    """Sort key, fastest first, whichever latency figure the study optimizes (ms ↓ or speed-up ↑)."""
-    minimize = study.directions[1] == StudyDirection.MINIMIZE
-    return lambda t: t.values[1] if minimize else -t.values[1]
+def slowness(trial: FrozenTrial, minimize: bool) -> float:
+    """Sort key, fastest first, whichever latency figure the study optimizes: ``minimize``, the p50 ms (values[1]
+    ↓); else the speed-up (↑)."""
+    return trial.values[1] if minimize else -trial.values[1]
 
 
 # the latency fields ``latencysolver remeasure`` measures again (``StudyRecord.remeasured``)
@@ -94,15 +93,15 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     Equal to Optuna's ``study.best_trials`` for every study ``run`` writes (its constraints go through
     ``set_constraint``); computed here so that feasibility is ``is_feasible``'s, which also reads the legacy
     user-attr list that ``best_trials`` ignores, and so that equal points are all kept, in a fixed order."""
-    slowness = _slowness(study)
+    minimize = study.directions[1] == StudyDirection.MINIMIZE
     candidates = feasible_trials(study)
-    key = [(-t.values[0], slowness(t)) for t in candidates]  # both minimized
+    key = [(-t.values[0], slowness(t, minimize)) for t in candidates]  # both minimized
 
     def dominated(i: int) -> bool:
         return any(a[0] <= key[i][0] and a[1] <= key[i][1] and a != key[i] for a in key)
 
     front = [t for i, t in enumerate(candidates) if not dominated(i)]
-    return sorted(front, key=lambda t: (-t.values[0], slowness(t), t.number))
+    return sorted(front, key=lambda t: (-t.values[0], slowness(t, minimize), t.number))
 
 
 def hardware_warning(study: optuna.Study) -> str | None:

@@ -41,7 +41,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from latencysolver.errors import SelectionError
-from latencysolver.results.front import feasible_trials, pareto_trials, unstable_trials
+from latencysolver.results.front import feasible_trials, pareto_trials, slowness, unstable_trials
 from latencysolver.results.records import is_feasible, study_record, trial_record
 
 RULES: tuple[str, ...] = ("non-inferior", "max-accuracy", "min-latency", "knee", "near-teacher")
@@ -71,13 +71,9 @@ class Selection:
 # ``minimize`` says how the second objective (values[1]) reads: True for latency_ms, False for speed-up.
 
 
-def _slowness(trial: FrozenTrial, minimize: bool) -> float:
-    return trial.values[1] if minimize else -trial.values[1]
-
-
 def _rank_key(minimize: bool) -> Callable[[FrozenTrial], tuple[float, float, int]]:
     """More accurate first, then faster, then the lower trial number: the tie-break of every rule."""
-    return lambda t: (-t.values[0], _slowness(t, minimize), t.number)
+    return lambda t: (-t.values[0], slowness(t, minimize), t.number)
 
 
 def max_accuracy(front: Sequence[FrozenTrial], minimize: bool) -> FrozenTrial:
@@ -85,7 +81,7 @@ def max_accuracy(front: Sequence[FrozenTrial], minimize: bool) -> FrozenTrial:
 
 
 def min_latency(front: Sequence[FrozenTrial], minimize: bool) -> FrozenTrial:
-    return min(front, key=lambda t: (_slowness(t, minimize), -t.values[0], t.number))
+    return min(front, key=lambda t: (slowness(t, minimize), -t.values[0], t.number))
 
 
 def near_teacher(
@@ -255,10 +251,3 @@ def select_under_latency(study: optuna.Study, max_latency_ms: float) -> Selectio
         "max-latency-ms",
         f"the most accurate of {fits} feasible trials with latency p50 <= {max_latency_ms:g} ms",
     )
-
-
-def pick_best(study: optuna.Study, tolerance: float = 0.01) -> FrozenTrial:
-    """The fastest front trial within ``tolerance`` accuracy of the teacher; else the most accurate one.
-
-    The ``near-teacher`` rule of ``latencysolver.selection`` (where the other rules live too)."""
-    return select_best(study, "near-teacher", tolerance).trial

@@ -135,7 +135,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             quality = scores(logits, ctx.validation.labels)
             latency = paired.model
             predicted = logits.argmax(dim=-1)
-            constraints = constraint_values(
+            constraints = measured_constraints(
                 ctx.config.constraints, ctx.majority_rate, quality.accuracy, latency.p50_ms, paired.speedup
             )
             early_stopped = student.early_stopped  # below the floor, or dominated at a rung: infeasible
@@ -167,7 +167,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 distill_final_loss=student.final_loss,
                 degenerate=bool(quality.accuracy <= ctx.majority_rate or predicted.unique().numel() < 2),
                 **validation_statistics(predicted, ctx),
-                **test_statistics(runnable, trial, ctx),
+                **statistics_on_test_split(runnable, trial, ctx),
                 early_stopped=early_stopped,
                 rungs=rungs.reported if rungs else None,
                 rejected_before_training=rejected,
@@ -221,7 +221,7 @@ def validation_statistics(predicted: torch.Tensor, ctx: TrialContext) -> dict[st
     return out
 
 
-def test_statistics(runnable: Any, trial: optuna.Trial, ctx: TrialContext) -> dict[str, Any]:
+def statistics_on_test_split(runnable: Any, trial: optuna.Trial, ctx: TrialContext) -> dict[str, Any]:
     """A seed repeat's or a retrained recipe's accuracy on the test split, its interval, and its paired difference
     to the teacher there (the test split checks a chosen recipe; no search trial is measured on it)."""
     repeat = repeat_of(trial)
@@ -241,7 +241,7 @@ def test_statistics(runnable: Any, trial: optuna.Trial, ctx: TrialContext) -> di
     return out
 
 
-def constraint_values(
+def measured_constraints(
     constraints: ConstraintsConfig, majority_rate: float, accuracy: float, p50_ms: float, speedup: float
 ) -> dict[str, float]:
     """Optuna's convention: each value <= 0 means satisfied.  The accuracy floor and the latency ceiling always;

@@ -114,6 +114,9 @@ def distill(
     two terms share one teacher forward pass a step."""
     if teacher_logits.shape[0] != len(train_split):
         raise ValueError(f"teacher logits cover {teacher_logits.shape[0]} rows, the train split has {len(train_split)}")
+    labels = getattr(getattr(student, "config", None), "num_labels", None)
+    if isinstance(labels, int) and teacher_logits.shape[-1] != labels:
+        raise ValueError(f"teacher logits have {teacher_logits.shape[-1]} labels, the student has num_labels={labels}")
     if hidden_weight < 0:
         raise ValueError(f"hidden_weight must be >= 0, but got {hidden_weight!r}")
     if attention_weight < 0:
