@@ -44,3 +44,12 @@ def test_every_pin_ci_tests_with_is_inside_pyprojects_range():
     ]
     assert not outside, outside
     assert {"optuna", "transformers", "onnxruntime"} <= pins.keys()  # the parse found the pins
+
+
+def test_the_version_is_one_and_the_changelog_has_it():
+    import latencysolver
+
+    tomllib = pytest.importorskip("tomllib")
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert latencysolver.__version__ == declared
+    assert f"\n## {declared}\n" in (ROOT / "CHANGELOG.md").read_text(), f"CHANGELOG.md has no section for {declared}"
