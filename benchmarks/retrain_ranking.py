@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 
 from latencysolver.cli import main as cli
 from latencysolver.config.study import load_study_config
-from latencysolver.results.records import baseline_of
+from latencysolver.results.attributes import baseline_of
 from latencysolver.results.retrained import rank_agreements, summarize_retrained
 from latencysolver.results.siblings import RETRAIN
 
