@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: bench-cnn constraints docs gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean
+.PHONY: bench-cnn constraints docs gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean interop
 
 install: $(VENV)/.installed
 
@@ -110,6 +110,12 @@ bench-cnn: install  ## the CNN student with each addition alone and all together
 
 gpu-check: install  ## 3 quick trials trained on CUDA, timed on the CPU; step times per device (~5 min on a GPU)
 	$(PY) benchmarks/gpu_check.py --data $(DATA)
+
+# A virtualenv of Optimum's own (.interop-venv: torch 2.13.0, then optimum[onnxruntime] and the transformers it
+# resolves), two small exports made offline, and the pipeline's answers against latencysolver.load's on every test
+# row; a release check (see README, "Other tools").  FRESH=1 rebuilds the virtualenv (newest Optimum).
+interop: install  ## exports loaded with Optimum + a transformers pipeline in their own virtualenv
+	$(PY) benchmarks/interop.py --data $(DATA) $(if $(FRESH),--fresh)
 
 clean:
 	rm -rf $(VENV) exported latencysolver.db latencysolver-artifacts .pytest_cache site
