@@ -27,6 +27,8 @@ Prints the versions the virtualenv resolved and one line per export.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -175,17 +177,24 @@ def one_trial_export(work: Path, name: str, model: Path, data: dict, recipe: dic
     }
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study))
-    cache = str(work / "cache")
-    if main(["run", str(path), "--cache-dir", cache, "--no-progress"]) != 0:
-        raise SystemExit(f"interop: the {name} study failed")
     out = work / f"export-{name}"
-    if main(["export", "--study", name, "--storage", storage, "--trial", "0", "--out", str(out), "--no-progress"]):
-        raise SystemExit(f"interop: exporting the {name} study failed")
+    start = time.perf_counter()
+    print(f"interop: making {out.name} (a one-trial study and its export)", flush=True)
+    log = io.StringIO()  # the study's and the export's lines: printed only if they fail
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        failed = main(["run", str(path), "--cache-dir", str(work / "cache"), "--no-progress"]) or main(
+            ["export", "--study", name, "--storage", storage, "--trial", "0", "--out", str(out), "--no-progress"]
+        )
+    if failed:
+        print(log.getvalue(), file=sys.stderr)
+        raise SystemExit(f"interop: the {name} study or its export failed (above)")
+    print(f"interop: made {out.name} in {time.perf_counter() - start:.0f}s", flush=True)
     return out
 
 
 def built_exports(work: Path, data: Path) -> list[Path]:
-    bert = tiny_bert(work / "tiny-bert", layers=6)
+    with contextlib.redirect_stderr(io.StringIO()):  # save_pretrained's progress bar
+        bert = tiny_bert(work / "tiny-bert", layers=6)
     demo = one_trial_export(
         work,
         "boolq-demo-shape",
