@@ -118,4 +118,4 @@ interop: install  ## exports loaded with Optimum + a transformers pipeline in th
 	$(PY) benchmarks/interop.py --data $(DATA) $(if $(FRESH),--fresh)
 
 clean:
-	rm -rf $(VENV) exported latencysolver.db latencysolver-artifacts .pytest_cache site
+	rm -rf $(VENV) .interop-venv exported latencysolver.db latencysolver-artifacts .pytest_cache site
