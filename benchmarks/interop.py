@@ -279,16 +279,29 @@ def check(case: Case, python: Path, work: Path) -> tuple[bool, str]:
     theirs = json.loads(out.read_text())
     ours = clf.predict(case.texts, case.pairs, batch_size=1)  # one row at a time, as the pipeline runs them
     ids = [list(ids) for ids in encode_pairs(clf.tokenizer, case.texts, case.pairs, clf.max_length).input_ids]
-    labels = [p.label for p in ours]
+    return compare(case.name, clf.labels, [(p.label, p.probability) for p in ours], ids, theirs, printed)
+
+
+def compare(
+    name: str,
+    classes: tuple[str, ...],
+    ours: list[tuple[str, float]],
+    ids: list[list[int]],
+    theirs: dict,
+    printed: list[str],
+) -> tuple[bool, str]:
+    """latencysolver's (label, probability) and token ids per row against the pipeline's (``theirs``, as
+    interop_optimum.py writes it) and what it printed; (passed, one line naming every difference)."""
+    labels = [label for label, _ in ours]
     problems = []
     differ = [i for i, (a, b) in enumerate(zip(labels, theirs["labels"], strict=True)) if a != b]
     if differ:
         i = differ[0]
         problems.append(
-            f"{len(differ)} labels differ (row {i}: latencysolver {labels[i]} p={ours[i].probability:.4f}, "
+            f"{len(differ)} labels differ (row {i}: latencysolver {labels[i]} p={ours[i][1]:.4f}, "
             f"pipeline {theirs['labels'][i]} p={theirs['probabilities'][i]:.4f})"
         )
-    gap = max(abs(p.probability - q) for p, q in zip(ours, theirs["probabilities"], strict=True))
+    gap = max(abs(p - q) for (_, p), q in zip(ours, theirs["probabilities"], strict=True))
     if gap > TOLERANCE:
         problems.append(f"probabilities differ by up to {gap:.2g} (> {TOLERANCE:g})")
     tokens = sum(a != b for a, b in zip(ids, theirs["input_ids"], strict=True))
@@ -297,9 +310,9 @@ def check(case: Case, python: Path, work: Path) -> tuple[bool, str]:
     noise = [line for line in printed if line.strip() not in ALLOWED]
     if noise:
         problems.append(f"{len(noise)} lines printed while loading or running:\n  " + "\n  ".join(noise))
-    counts = ", ".join(f"{n} {labels.count(n)}" for n in clf.labels)
+    counts = ", ".join(f"{n} {labels.count(n)}" for n in classes)
     line = (
-        f"{case.name}: {len(labels) - len(differ)}/{len(labels)} rows the same label ({counts}), "
+        f"{name}: {len(labels) - len(differ)}/{len(labels)} rows the same label ({counts}), "
         f"probabilities within {gap:.1g}, same token ids on {len(ids) - tokens}/{len(ids)} rows"
     )
     if problems:
