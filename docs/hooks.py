@@ -27,7 +27,11 @@ log = logging.getLogger("mkdocs.hooks.latencysolver")
 ROOT = Path(__file__).resolve().parents[1]
 CLI_MARKER = "<!-- cli-help -->"
 # README.md's links into docs/ and benchmarks/, as the site places those files
-README_LINKS = (("](docs/", "]("), ("](benchmarks/README.md", "](benchmarks/index.md"))
+README_LINKS = (
+    ("](docs/", "]("),
+    ("](benchmarks/README.md", "](benchmarks/index.md"),
+    ("](CHANGELOG.md", "](changelog.md"),
+)
 BENCH_LINKS = (("](../README.md", "](../index.md"), ("](../docs/", "](../"))
 # a guide's or reference page's links to those files, correct on GitHub, as the site places them
 PAGE_LINKS = (
@@ -48,9 +52,12 @@ def _rewrite(text: str, pairs: tuple[tuple[str, str], ...]) -> str:
 
 
 def on_files(files: Files, config: Any) -> Files:
-    """Add the README as the home page, benchmarks/README.md and its results as the Benchmarks section."""
+    """Add the README as the home page, CHANGELOG.md, and benchmarks/README.md and its results as the Benchmarks
+    section."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     files.append(_generated(config, "index.md", _rewrite(readme, README_LINKS)))
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    files.append(_generated(config, "changelog.md", _rewrite(changelog, README_LINKS)))
     bench = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
     files.append(_generated(config, "benchmarks/index.md", _rewrite(bench, BENCH_LINKS)))
     results = ROOT / "benchmarks" / "results"
