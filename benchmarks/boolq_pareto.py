@@ -63,7 +63,13 @@ from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import load_student, to_runnable
 from latencysolver.results.attributes import repeat_of
-from latencysolver.results.front import completed_trials, difference_text, feasible_trials, pareto_trials
+from latencysolver.results.front import (
+    completed_trials,
+    difference_text,
+    feasible_trials,
+    pareto_trials,
+    study_hypervolume,
+)
 from latencysolver.results.records import PREDICTIONS, trial_record
 from latencysolver.results.repeats import confirm_study_name
 from latencysolver.results.storage import artifact_store_of
@@ -442,29 +448,6 @@ def pool_repeats(
                     [correct_of(p, labels) for p in seen[key]], correct_of(reference, labels)
                 )
                 setattr(row, f"repeats_{key}_vs_teacher", pooled.to_dict())
-
-
-# ------------------------------------------------------------------------------------------------ hypervolume
-
-
-def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
-    """Area dominated by ``points`` above ``reference``, both objectives maximized (2-D).
-
-    Sorted by the first objective, most first: between the i-th and the next x, the dominated height is the
-    best second objective among the first i points.
-    """
-    rx, ry = reference
-    inside = sorted(((x, y) for x, y in points if x > rx and y > ry), reverse=True)
-    area, best_y = 0.0, ry
-    for i, (x, y) in enumerate(inside):
-        best_y = max(best_y, y)
-        next_x = inside[i + 1][0] if i + 1 < len(inside) else rx
-        area += (x - next_x) * (best_y - ry)
-    return area
-
-
-def study_hypervolume(study: optuna.Study, reference: tuple[float, float]) -> float:
-    return hypervolume([(t.values[0], t.values[1]) for t in feasible_trials(study)], reference)
 
 
 # ------------------------------------------------------------------------------------------------ targets

@@ -33,16 +33,14 @@ from typing import Any, get_args
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 import optuna
-from boolq_pareto import hypervolume
 
 from latencysolver.cache import cache_root
 from latencysolver.config.study import RungMetric, load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.models.elastic import training_seconds
-from latencysolver.results.front import feasible_trials
+from latencysolver.results.front import feasible_trials, hypervolume
 from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study

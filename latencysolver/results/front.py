@@ -104,6 +104,30 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(front, key=lambda t: (-t.values[0], slowness(t, minimize), t.number))
 
 
+def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by ``points`` above ``reference``, both objectives maximized (2-D).
+
+    Sorted by the first objective, most first: between the i-th and the next x, the dominated height is the
+    best second objective among the first i points.
+    """
+    rx, ry = reference
+    inside = sorted(((x, y) for x, y in points if x > rx and y > ry), reverse=True)
+    area, best_y = 0.0, ry
+    for i, (x, y) in enumerate(inside):
+        best_y = max(best_y, y)
+        next_x = inside[i + 1][0] if i + 1 < len(inside) else rx
+        area += (x - next_x) * (best_y - ry)
+    return area
+
+
+def study_hypervolume(study: optuna.Study, reference: tuple[float, float]) -> float:
+    """The hypervolume of the feasible trials' (accuracy, speed-up) above ``reference``: a study whose second
+    objective is maximized (``latency.objective: speedup``)."""
+    if study.directions[1] != StudyDirection.MAXIMIZE:
+        raise ValueError("a hypervolume needs both objectives maximized: this study minimizes latency_ms")
+    return hypervolume([(t.values[0], t.values[1]) for t in feasible_trials(study)], reference)
+
+
 def hardware_warning(study: optuna.Study) -> str | None:
     """A warning when the front's latencies were measured on different hardware (or threads, or versions)."""
     keys: dict[str, list[int]] = {}
