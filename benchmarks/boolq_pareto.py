@@ -50,7 +50,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import optuna
-from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.knobs import KNOBS
@@ -72,7 +71,7 @@ from latencysolver.results.front import (
 )
 from latencysolver.results.records import PREDICTIONS, trial_record
 from latencysolver.results.repeats import confirm_study_name
-from latencysolver.results.storage import artifact_store_of
+from latencysolver.results.storage import artifact_store_of, download_trial
 from latencysolver.search.confirm import confirm
 from latencysolver.search.objective import model_size_bytes, objectives
 from latencysolver.search.preparation import Prepared, RunOptions, prepare
@@ -367,15 +366,6 @@ def measure_baselines(
     return rows
 
 
-def download_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial, folder: Path) -> Path:
-    """The trial's stored files (student, model.onnx, predictions, latency samples) into ``folder``."""
-    store = artifact_store_of(study)
-    folder.mkdir(parents=True, exist_ok=True)
-    for meta in get_all_artifact_meta(trial, storage=storage):
-        download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(folder / meta.filename))
-    return folder
-
-
 def front_rows(
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
@@ -390,7 +380,7 @@ def front_rows(
     with tempfile.TemporaryDirectory() as tmp:
         for t in trials if trials is not None else pareto_trials(study):
             a = trial_record(t)
-            folder = download_trial(study, storage, t, Path(tmp) / str(t.number))
+            folder = download_trial(artifact_store_of(study), storage, t, Path(tmp) / str(t.number))
             model = load_student(folder, threads=threads).model
             tested = predictions(model, test, pad_id)
             rows.append(
@@ -435,7 +425,7 @@ def pool_repeats(
                 continue
             seen: dict[str, list[list[int]]] = {"val": [], "test": []}
             for t in mine:
-                folder = download_trial(sibling, storage, t, Path(tmp) / f"{row.trial}-{t.number}")
+                folder = download_trial(artifact_store_of(sibling), storage, t, Path(tmp) / f"{row.trial}-{t.number}")
                 seen["val"].append(json.loads((folder / PREDICTIONS).read_text())["predictions"])
                 if test is not None:
                     seen["test"].append(predictions(load_student(folder, threads=threads).model, test, prepared.pad_id))

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from latencysolver.config.study import StudyConfig
 from latencysolver.errors import OutputError, StorageError, first_line
@@ -206,6 +207,14 @@ def artifact_store_of(study: optuna.Study, override: str | None = None) -> Atomi
     if not folder or not Path(folder).is_dir():
         raise StorageError(f"study {study.study_name!r}: artifact folder {folder!r} not found (pass --artifacts)")
     return AtomicArtifactStore(folder)
+
+
+def download_trial(store: AtomicArtifactStore, storage: BaseStorage, trial: FrozenTrial, folder: Path) -> Path:
+    """Every file the trial stored (its student, model.onnx, predictions, latency samples) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for meta in get_all_artifact_meta(trial, storage=storage):
+        download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(folder / meta.filename))
+    return folder
 
 
 MASK = "***"

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.storages import RDBStorage
 
 from latencysolver.data.batches import truncate_inputs
@@ -34,6 +33,7 @@ from latencysolver.results.records import StudyRecord, study_record, trial_recor
 from latencysolver.results.storage import (
     artifact_store_of,
     check_storage,
+    download_trial,
     open_existing_study,
     require_made_by_run,
 )
@@ -81,11 +81,8 @@ def remeasure(
     done = []
     for trial in chosen:
         with tempfile.TemporaryDirectory() as tmp:
-            for meta in get_all_artifact_meta(trial, storage=opened.storage):
-                download_artifact(
-                    artifact_store=store, artifact_id=meta.artifact_id, file_path=f"{tmp}/{meta.filename}"
-                )
-            student = load_student(Path(tmp), threads=config.latency.threads)
+            folder = download_trial(store, opened.storage, trial, Path(tmp))
+            student = load_student(folder, threads=config.latency.threads)
             length = student.info.get("max_length")  # a max_tokens student reads fewer tokens than the teacher
             rows = inputs
             if isinstance(length, int) and length < config.data.max_length:
