@@ -32,7 +32,7 @@ from latencysolver.config.study import load_study_config
 from latencysolver.data.batches import encode_split
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
-from latencysolver.models.elastic import training_seconds
+from latencysolver.models.elastic import trained_steps, training_seconds
 from latencysolver.models.student import to_runnable
 from latencysolver.search.preparation import RunOptions, prepare, standalone_context
 from latencysolver.search.students import train_student, untrained_student
@@ -139,7 +139,7 @@ def main() -> None:
                 )
 
     elastic_seconds = training_seconds(prepared.elastic.path)
-    text = markdown(rows, hardware, config.elastic.steps, elastic_seconds)
+    text = markdown(rows, hardware, trained_steps(prepared.elastic.path), elastic_seconds)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(
         json.dumps(
@@ -166,7 +166,7 @@ def describe(row: dict) -> str:
     )
 
 
-def markdown(rows: list[dict], hardware: str, elastic_steps: int, elastic_seconds: float | None) -> str:
+def markdown(rows: list[dict], hardware: str, elastic_steps: int | None, elastic_seconds: float | None) -> str:
     minutes = "?" if elastic_seconds is None else f"{elastic_seconds / 60:.0f}"
     lines = [
         f"# Elastic slices against the same recipes distilled alone\n\nHost: {hardware}.  Elastic student: "

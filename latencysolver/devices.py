@@ -12,7 +12,10 @@ the GPU supports bf16 (``training.bf16: false`` turns it off); the loss, the opt
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -115,3 +118,27 @@ def worker_gpus(spec: str, workers: int) -> list[str | None]:
     visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     ids = visible or [str(i) for i in range(torch.cuda.device_count())]
     return [ids[i % len(ids)] for i in range(workers)]
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None elsewhere: macOS, musl, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Give the memory the process has freed back to the system (glibc's ``malloc_trim(0)``); False where there
+    is no glibc.  glibc keeps freed blocks for reuse, and once a large block has been freed it serves blocks up to
+    32 MB from its heaps instead of fresh mappings: a training step whose tensors change size with every batch
+    (the elastic student's sub-networks) leaves the process holding its largest step's memory, fragmented, for
+    good.  Freeing after each such step keeps the resident memory at what the tensors alive need."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True

@@ -243,6 +243,8 @@ BAD_FIELDS = [
     ("elastic.seed", 2**32),
     ("elastic.weight_decay", -0.5),
     ("elastic.random_subnetworks", -1),
+    ("elastic.epochs", 0),
+    ("elastic.steps", 0),
     ("elastic.width_first", 1.5),
     ("elastic.temperature", 0.0),
     ("latency.seed", -1),

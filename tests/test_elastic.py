@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 
 import pytest
 import torch
@@ -24,6 +25,8 @@ from latencysolver.config.study import load_study_config
 from latencysolver.config.training import ElasticConfig
 from latencysolver.data.batches import EncodedSplit
 from latencysolver.errors import CompressionRefused, ConfigError
+from latencysolver.models.elastic import prepare_elastic
+from latencysolver.models.teacher import Teacher
 from latencysolver.results.records import study_record, trial_record
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
@@ -133,9 +136,20 @@ def test_random_subnetworks_stay_between_the_smallest_and_the_full_one():
     assert {len(s.layers) for s in seen} == {2, 3, 4, 5, 6}
     assert all(s.layers == subnetwork(shape, 0.0, 1 - len(s.layers) / 6).layers for s in seen)  # the skip rule
     width_only = sandwich(shape, smallest, 2, generator, depth=False)
-    assert [len(s.layers) for s in width_only] == [6, 6, 6, 6] and width_only[1].heads == 2
+    assert [len(s.layers) for s in width_only] == [6, 2, 6, 6] and width_only[1] == smallest  # the smallest as is
     both = sandwich(shape, smallest, 2, generator, depth=True)
     assert both[0] == subnetwork(shape, 0.0, 0.0) and both[1] == smallest
+
+
+def random_split(rows: int, seed: int = 0) -> tuple[EncodedSplit, torch.Tensor]:
+    """``rows`` random rows of 10 tokens for the tiny models, and random teacher logits for them."""
+    generator = torch.Generator().manual_seed(seed)
+    split = EncodedSplit(
+        input_ids=tuple(tuple(torch.randint(3, 100, (10,), generator=generator).tolist()) for _ in range(rows)),
+        token_type_ids=None,
+        labels=tuple(i % 2 for i in range(rows)),
+    )
+    return split, torch.randn(rows, 2, generator=generator)
 
 
 def test_the_sandwich_trains_the_largest_the_smallest_and_random_ones(monkeypatch, batch):
@@ -143,14 +157,7 @@ def test_the_sandwich_trains_the_largest_the_smallest_and_random_ones(monkeypatc
     rewire_(model, "magnitude")
     shape = elastic_shape(model)
     smallest = subnetwork(shape, 0.5, 0.5)
-    rows = 16
-    generator = torch.Generator().manual_seed(0)
-    split = EncodedSplit(
-        input_ids=tuple(tuple(torch.randint(3, 100, (10,), generator=generator).tolist()) for _ in range(rows)),
-        token_type_ids=None,
-        labels=tuple(i % 2 for i in range(rows)),
-    )
-    teacher_logits = torch.randn(rows, 2, generator=generator)
+    split, teacher_logits = random_split(16)
     ran: list[SubNetwork] = []
     real = elastic_training.use_subnetwork
 
@@ -163,11 +170,71 @@ def test_the_sandwich_trains_the_largest_the_smallest_and_random_ones(monkeypatc
     config = ElasticConfig(steps=4, batch_size=8, random_subnetworks=1, width_first=0.5, importance="magnitude")
     result = train_elastic(model, split, teacher_logits, config, smallest, progress=False)
     assert result.steps == 4 and len(ran) == 4 * 3
-    steps = [ran[i : i + 3] for i in range(0, 12, 3)]
+    steps = [ran[i : i + 3] for i in range(0, 12, 3)]  # the sub-networks each step trained, in order
     assert all(s[0] == subnetwork(shape, 0.0, 0.0) for s in steps)
-    assert [s[1].layers for s in steps] == [(0, 1), (0, 1), (0,), (0,)]  # width first: depth from step 3 of 4
-    assert all((s[1].heads, s[1].neurons) == (2, 32) for s in steps)
+    # the smallest of the space, depth included, explicitly every step (the width-first steps too)
+    assert all(s[1] == smallest == SubNetwork(heads=2, neurons=32, layers=(0,)) for s in steps)
+    assert [s[2].layers for s in steps[:2]] == [(0, 1), (0, 1)]  # width first: random depths from step 3 of 4
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_one_sub_networks_graph_is_alive_at_a_time(monkeypatch):
+    """Each sub-network is back-propagated before the next runs, and no graph outlives its step: the saved tensors
+    alive when a sub-network starts (counted through autograd's saved-tensor hooks) are none."""
+    model = tiny_model("BERT")
+    rewire_(model, "magnitude")
+    split, teacher_logits = random_split(16)
+    live: weakref.WeakSet = weakref.WeakSet()
+
+    class Saved:
+        def __init__(self, tensor: torch.Tensor) -> None:
+            self.tensor = tensor
+
+    def pack(tensor: torch.Tensor) -> Saved:
+        saved = Saved(tensor)
+        live.add(saved)
+        return saved
+
+    alive_at_start: list[int] = []
+    real = elastic_training.use_subnetwork
+
+    def spy(module, sub):
+        alive_at_start.append(len(live))
+        return real(module, sub)
+
+    monkeypatch.setattr(elastic_training, "use_subnetwork", spy)
+    config = ElasticConfig(steps=3, batch_size=8, random_subnetworks=2, width_first=0.0, importance="magnitude")
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda saved: saved.tensor):
+        train_elastic(model, split, teacher_logits, config, subnetwork(elastic_shape(model), 0.5, 0.5), progress=False)
+    assert len(alive_at_start) == 3 * 4 and max(alive_at_start) == 0 and len(live) == 0
+
+
+def test_the_default_steps_follow_the_data():
+    default = ElasticConfig()
+    assert default.steps is None and default.steps_for(40) == 25  # 10 epochs of 40 rows at batch 16
+    assert default.steps_for(2270) == 600 and default.steps_for(1) == 1  # at most 600; at least one
+    assert ElasticConfig(steps=7).steps_for(40) == 7 and ElasticConfig(epochs=2.5, batch_size=8).steps_for(40) == 13
+
+
+def test_a_tiny_data_set_trains_the_shorter_default_and_says_so(tmp_path, study_yaml):
+    config = load_study_config(
+        study_yaml(
+            search_space=SPACE,
+            trial_mode="elastic",
+            elastic={"batch_size": 8, "importance": "magnitude", "random_subnetworks": 0},
+        )
+    )
+    model = tiny_model("BERT")
+    split, teacher_logits = random_split(4)
+    teacher = Teacher(path=tmp_path, key="t", model=model, train_logits=teacher_logits)
+    logs: list[str] = []
+    student = prepare_elastic(config, teacher, split, "rows", tmp_path / "cache", progress=False, log=logs.append)
+    assert json.loads((student.path / "elastic.json").read_text())["steps"] == 5  # 10 epochs of 4 rows at batch 8
+    assert any(
+        "training once for 5 steps (10 epochs of 4 train rows at batch 8: elastic.epochs 10; set elastic.steps" in line
+        for line in logs
+    ), logs
+    assert sum(" s a step, about " in line and "for the 2 steps left" in line for line in logs) == 1, logs
 
 
 def test_an_albert_with_several_groups_is_refused_by_name():

@@ -94,15 +94,20 @@ class TrainConfig:
             )
 
 
+DEFAULT_ELASTIC_STEPS = 600  # the elastic student's steps when ``elastic.steps`` is unset and the data is large
+
+
 @dataclass(frozen=True)
 class ElasticConfig:
     """The elastic student of ``trial_mode: elastic`` (latencysolver/models/elastic.py), trained once per teacher,
     data and these settings, then cached.  Each step distills the teacher's cached logits into the full network,
     the smallest one the search space can ask for, and ``random_subnetworks`` random ones between (the sandwich
-    rule), their losses summed.  The first ``width_first`` of the steps keep every layer (progressive shrinking:
-    width, then depth)."""
+    rule), their losses summed.  For the first ``width_first`` of the steps the random ones keep every layer
+    (progressive shrinking: width, then depth).  ``steps`` unset: ``epochs`` passes over the train rows (the
+    augmented ones included), at most ``DEFAULT_ELASTIC_STEPS`` (``steps_for``)."""
 
-    steps: int = 600
+    steps: int | None = None
+    epochs: float = 10.0  # used when ``steps`` is unset
     batch_size: int = 16
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
@@ -115,7 +120,7 @@ class ElasticConfig:
     alpha: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_positive(self, "steps", "batch_size", "learning_rate", "temperature")
+        _check_positive(self, "steps", "epochs", "batch_size", "learning_rate", "temperature")
         for name, low, high in (("width_first", 0.0, 1.0), ("alpha", 0.0, 1.0), ("warmup_ratio", 0.0, 0.99)):
             value = getattr(self, name)
             if not low <= value <= high:
@@ -123,10 +128,17 @@ class ElasticConfig:
         _check_non_negative(self, "random_subnetworks", "weight_decay")
         _check_seed(self, "seed")
 
-    def training(self) -> TrainConfig:
-        """The budget of the elastic student's training loop, as a ``TrainConfig``."""
+    def steps_for(self, rows: int) -> int:
+        """The steps of a training over ``rows`` train rows: ``steps`` when set, else ``epochs`` passes over them,
+        at most ``DEFAULT_ELASTIC_STEPS`` (a small data set is not trained for as long as a large one)."""
+        if self.steps is not None:
+            return self.steps
+        return max(1, math.ceil(min(float(DEFAULT_ELASTIC_STEPS), self.epochs * rows / self.batch_size)))
+
+    def training(self, rows: int) -> TrainConfig:
+        """The budget of the elastic student's training loop over ``rows`` train rows, as a ``TrainConfig``."""
         return TrainConfig(
-            steps=self.steps,
+            steps=self.steps_for(rows),
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             warmup_ratio=self.warmup_ratio,

@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import itertools
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from latencysolver.cache import content_hash
 from latencysolver.compression.elastic import ElasticShape, SubNetwork, elastic_shape, rewire_, subnetwork
 from latencysolver.config.space import SearchSpace
 from latencysolver.config.study import StudyConfig
+from latencysolver.config.training import DEFAULT_ELASTIC_STEPS, ElasticConfig
 from latencysolver.data.batches import EncodedSplit, train_batches
 from latencysolver.devices import training_placement
 from latencysolver.errors import ModelError
@@ -55,7 +57,7 @@ def smallest_subnetwork(space: SearchSpace, shape: ElasticShape) -> SubNetwork:
 
 def elastic_key(config: StudyConfig, teacher_key: str, train_fingerprint: str, smallest: SubNetwork) -> str:
     return content_hash(
-        "elastic-v1",
+        "elastic-v2",
         teacher_key,
         train_fingerprint,
         config.data.max_length,
@@ -129,10 +131,11 @@ def _build(
         batches = [b.inputs | {"labels": b.labels} for b in itertools.islice(labelled, IMPORTANCE_BATCHES)]
     rewire_(model, settings.importance, batches)
     log(
-        f"elastic student: training once for {settings.steps} steps (sub-networks down to {smallest.describe()}, "
-        f"{2 + settings.random_subnetworks} per step); cached for later runs"
+        f"elastic student: training once for {steps_line(settings, len(train_split))} (sub-networks down to "
+        f"{smallest.describe()}, {2 + settings.random_subnetworks} per step); cached for later runs"
     )
     placement = training_placement(config)
+    estimate = _Estimate(settings.steps_for(len(train_split)), log)
     result = train_elastic(
         model,
         train_split,
@@ -142,6 +145,7 @@ def _build(
         pad_id=pad_id,
         progress=progress,
         placement=placement,
+        should_stop=estimate,
     )
 
     def write(staging: Path) -> None:
@@ -165,9 +169,49 @@ def _build(
     return model.eval()
 
 
+def steps_line(settings: ElasticConfig, rows: int) -> str:
+    """How many steps the elastic student trains on ``rows`` train rows, and why that many."""
+    steps = settings.steps_for(rows)
+    epochs = steps * settings.batch_size / rows
+    if settings.steps is not None:
+        return f"{steps} steps (elastic.steps; {epochs:.3g} epochs of {rows} train rows)"
+    capped = "" if steps < DEFAULT_ELASTIC_STEPS else f", at most {DEFAULT_ELASTIC_STEPS}"
+    return (
+        f"{steps} steps ({epochs:.3g} epochs of {rows} train rows at batch {settings.batch_size}: elastic.epochs "
+        f"{settings.epochs:g}{capped}; set elastic.steps to choose)"
+    )
+
+
+class _Estimate:
+    """``should_stop`` for ``train_elastic`` that says, once, how long the whole training will take."""
+
+    AFTER = 3  # steps timed first (the first one is slower: kernels are built per input shape)
+
+    def __init__(self, steps: int, log) -> None:
+        self.steps, self.log, self.start = steps, log, time.perf_counter()
+
+    def __call__(self, step: int, total: int) -> bool:
+        if step == self.AFTER and total > self.AFTER:
+            seconds = (time.perf_counter() - self.start) / step
+            left = seconds * (total - step)
+            shown = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+            self.log(f"elastic student: {seconds:.1f} s a step, about {shown} for the {total - step} steps left")
+        return False
+
+
 def training_seconds(path: Path) -> float | None:
     """How long the cached elastic student took to train (its ``elastic.json``), for the benchmark's clock."""
+    return _recorded(path, "seconds")
+
+
+def trained_steps(path: Path) -> int | None:
+    """How many steps the cached elastic student trained (its ``elastic.json``)."""
+    steps = _recorded(path, "steps")
+    return None if steps is None else int(steps)
+
+
+def _recorded(path: Path, name: str) -> float | None:
     try:
-        return float(json.loads((path / MARKER).read_text())["seconds"])
+        return float(json.loads((path / MARKER).read_text())[name])
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -26,8 +26,9 @@ from latencysolver.errors import TrialFailure
 
 # (the model's output: ``.logits``, and ``.hidden_states`` when ``train(hidden_states=True)``; the batch) → loss
 LossFn = Callable[[Any, Batch], torch.Tensor]
-# (the model, the batch) → loss: for a step that runs the model more than once (the elastic student's sandwich)
-ModelLossFn = Callable[[nn.Module, Batch], torch.Tensor]
+# (the model, the batch) → the step's loss, detached: for a step that runs the model more than once (the elastic
+# student's sandwich) and back-propagates each pass itself, so that one pass's graph is freed before the next runs
+ModelBackwardFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,16 @@ def train(
     progress: bool = True,
     should_stop: Callable[[int, int], bool] | None = None,
     hidden_states: bool = False,
-    model_loss: ModelLossFn | None = None,
+    model_backward: ModelBackwardFn | None = None,
     placement: Placement | None = None,
 ) -> TrainResult:
     """``should_stop(step, total)`` is asked after each step (1-based); True ends training there.
     ``hidden_states`` asks the model for every layer's output too (Hugging Face ``output_hidden_states``).
-    ``model_loss`` replaces the one forward pass and ``loss_fn`` when a step runs the model itself."""
-    if (loss_fn is None) == (model_loss is None):
-        raise ValueError("train() needs exactly one of loss_fn and model_loss")
+    ``model_backward`` replaces the one forward pass, ``loss_fn`` and the backward pass when a step runs the model
+    and back-propagates itself (gradients accumulate over its passes; it runs them under ``placement.autocast()``
+    where it wants it)."""
+    if (loss_fn is None) == (model_backward is None):
+        raise ValueError("train() needs exactly one of loss_fn and model_backward")
     placement = placement or Placement()
     with on_device(model, placement.device):  # and back to the CPU, however the run ends
         from transformers import get_linear_schedule_with_warmup
@@ -85,17 +88,18 @@ def train(
         bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False, dynamic_ncols=True)
         for step in bar:
             batch = next(batches).to(placement.device)
-            with placement.autocast():
-                if model_loss is not None:
-                    loss = model_loss(model, batch)
-                else:
-                    assert loss_fn is not None  # checked above
+            if model_backward is not None:
+                loss = model_backward(model, batch)
+            else:
+                assert loss_fn is not None  # checked above
+                with placement.autocast():
                     loss = loss_fn(model(**batch.inputs, **forward_kwargs), batch)
             if not torch.isfinite(loss):
                 bar.close()
                 model.eval()
                 raise TrialFailure(f"{desc}: loss became {loss.item()} at step {step + 1}/{steps}")
-            loss.backward()
+            if model_backward is None:
+                loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
