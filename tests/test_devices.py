@@ -4,6 +4,7 @@ training loop's moves to the device and back, GPUs handed to local workers, and 
 from __future__ import annotations
 
 import dataclasses
+import platform
 
 import pytest
 import torch
@@ -208,3 +209,14 @@ def test_measurements_move_torch_models_to_the_latency_device_and_back(two_gpus,
     assert model.moves == reference.moves == ["cuda:1", "cpu"]
     protocol.measure_latency(model, rows, LatencyConfig(threads=1, rows=1, repeats=2))
     assert model.moves == ["cuda:1", "cpu"]  # timed on the CPU: not moved
+
+
+def test_freed_memory_is_handed_back_where_there_is_glibc(monkeypatch):
+    from latencysolver import devices
+
+    devices._malloc_trim.cache_clear()
+    assert devices.release_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    monkeypatch.setattr(devices.sys, "platform", "darwin")
+    devices._malloc_trim.cache_clear()
+    assert devices.release_freed_memory() is False  # no glibc: nothing to call, no error
+    devices._malloc_trim.cache_clear()
