@@ -135,7 +135,7 @@ def _build(
         f"{smallest.describe()}, {2 + settings.random_subnetworks} per step); cached for later runs"
     )
     placement = training_placement(config)
-    estimate = _Estimate(settings.steps_for(len(train_split)), log)
+    estimate = _Estimate(log)
     result = train_elastic(
         model,
         train_split,
@@ -187,8 +187,8 @@ class _Estimate:
 
     AFTER = 3  # steps timed first (the first one is slower: kernels are built per input shape)
 
-    def __init__(self, steps: int, log) -> None:
-        self.steps, self.log, self.start = steps, log, time.perf_counter()
+    def __init__(self, log) -> None:
+        self.log, self.start = log, time.perf_counter()
 
     def __call__(self, step: int, total: int) -> bool:
         if step == self.AFTER and total > self.AFTER:
