@@ -19,9 +19,10 @@ Each sub-network's loss is back-propagated as soon as it is computed and the gra
 ``run_glue.py``, "accumulate grads for all sub-networks"; mmrazor's BigNAS): the sum of the losses gets the same
 gradient as one backward pass over their sum, but only one sub-network's graph is alive at a time, so a step's
 memory is that of its largest sub-network, not of all of them.  The losses are summed, not averaged, so each
-sub-network's gradient keeps the scale one distillation run of it would have.  The memory the previous step freed
-is handed back to the system before each step (``devices.release_freed_memory``): the sub-networks change shape
-every step, and glibc would otherwise keep the largest step's memory, fragmented, and grow with it.
+sub-network's gradient keeps the scale one distillation run of it would have.  The memory earlier steps freed is
+handed back to the system every ``RELEASE_EVERY`` steps (``devices.release_freed_memory``): the sub-networks change
+shape every step, and glibc would otherwise keep what they freed, fragmented, and grow with it.  Not every step:
+the next step then faults all of that memory in again, which cost about a tenth of a step on a 2-core VM.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from latencysolver.data.batches import Batch, EncodedSplit
 from latencysolver.devices import Placement, release_freed_memory
 from latencysolver.training.distillation import distillation_loss
 from latencysolver.training.loop import TrainResult, train
+
+RELEASE_EVERY = 10  # steps between two hand-backs of the freed memory
 
 
 def sandwich(
@@ -80,7 +83,8 @@ def train_elastic(
     done = [0]  # steps run so far (the loop calls step_backward once per step)
 
     def step_backward(module: nn.Module, batch: Batch) -> torch.Tensor:
-        release_freed_memory()  # the previous step's graphs, freed by their backward passes: back to the system
+        if done[0] % RELEASE_EVERY == 0:
+            release_freed_memory()  # the earlier steps' graphs, freed by their backward passes: back to the system
         subs = sandwich(shape, smallest, config.random_subnetworks, generator, depth=done[0] >= width_steps)
         done[0] += 1
         targets = teacher_logits[batch.indices].to(batch.labels.device)
