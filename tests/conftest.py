@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,13 +34,50 @@ def batch() -> dict[str, torch.Tensor]:
     return tiny_batch()
 
 
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` inside, restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture()
 def one_thread():
-    """Tiny models gain nothing from threads, and a busy 2-core machine makes them spin: use one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """Tiny models gain nothing from threads, and a busy 2-core machine makes them spin: use one (the session
+    already does, below; this keeps a test's one thread explicit)."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_everywhere():
+    """``one_thread`` for the whole session: every model in the fast suite is tiny, and on a shared 2-core machine
+    two intra-op threads made a tiny study 2-3 times slower.  Tests of thread handling set their own counts."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sqlite_without_fsync():
+    """SQLite files written by this process skip fsync (``PRAGMA synchronous=OFF``): a tiny study commits some 200
+    times, and on a slow disk the fsyncs were half of its time.  A killed process still loses nothing (the OS has
+    the writes); only a power cut could, which no test makes.  Child processes keep SQLite's default."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def no_fsync(connection, _record) -> None:
+        if isinstance(connection, sqlite3.Connection):
+            connection.execute("PRAGMA synchronous=OFF")
+
+    event.listen(Engine, "connect", no_fsync)
     yield
-    torch.set_num_threads(previous)
+    event.remove(Engine, "connect", no_fsync)
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +142,12 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
     return write_synthetic_boolq(tmp_path_factory.mktemp("boolq"), {"train": 64, "validation": 24, "test": 24})
 
 
+# The tiny study's latency settings.  The stability bounds are off: a tiny model's 0.5 ms calls are noise-bound, and
+# an unstable measurement is taken again after 5 s, then 10 s (test_latency_stability.py sets them).  A test that
+# overrides ``latency`` starts from these: ``latency={**TINY_LATENCY, "objective": "latency_ms"}``.
+TINY_LATENCY = {"rows": 4, "warmup": 1, "repeats": 2, "threads": 1, "max_speedup_cv": None, "max_reference_drift": None}
+
+
 def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides) -> Path:
     """A tiny, fast study YAML in ``folder`` (SQLite file beside it); keyword arguments override top-level keys."""
     study = {
@@ -125,15 +170,7 @@ def write_study_yaml(folder: Path, model_dir: Path, data_dir: Path, **overrides)
         "constraints": {"min_accuracy": 0.0},
         "teacher": {"epochs": 1, "batch_size": 16, "learning_rate": 1.0e-3},
         "distillation": {"steps": 3, "batch_size": 8},
-        # the stability bounds are off: a tiny model's 0.5 ms calls are noise-bound; test_latency_stability.py sets them
-        "latency": {
-            "rows": 4,
-            "warmup": 1,
-            "repeats": 2,
-            "threads": 1,
-            "max_speedup_cv": None,
-            "max_reference_drift": None,
-        },
+        "latency": TINY_LATENCY,
         # a timing decides gating; tests that are not about gating keep the space they wrote (test_gating.py is)
         "drop_slow_settings": False,
         # the usual-recipe trials would come first in every tiny study; tests/test_usual_recipes.py runs them
@@ -174,6 +211,28 @@ def export_cli(storage: str, trial: str, out, *extra: str) -> int:
 def study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir):
     """``study_yaml(**overrides)`` writes a tiny study YAML into tmp_path and returns its path."""
     return lambda **overrides: write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, **overrides)
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> str:
+    """One ``--cache-dir`` for the session: encoded data, fine-tuned teachers and teacher logits, each under its
+    content hash, so tests of the same tiny model, data and teacher fine-tune it once.  For tests that need some
+    cache; a test about the cache itself (what is written, fine-tuned or refused) keeps one of its own."""
+    return str(tmp_path_factory.mktemp("session-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir, session_cache):
+    """``(config, options, study)``: the default tiny study (``write_study_yaml`` with no overrides: 3 trials),
+    finished once for the session.  Read-only: a test that adds trials, resumes or edits storage runs its own."""
+    from latencysolver.config.study import load_study_config
+    from latencysolver.search.preparation import RunOptions
+    from latencysolver.search.run import run_study
+
+    folder = tmp_path_factory.mktemp("tiny-study")
+    config = load_study_config(write_study_yaml(folder, tiny_model_dir, synthetic_data_dir))
+    options = RunOptions(cache_dir=session_cache, progress=False)
+    return config, options, run_study(config, options, log=lambda _: None)
 
 
 @pytest.fixture()
