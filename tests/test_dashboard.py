@@ -18,7 +18,6 @@ import optuna
 import pytest
 
 from latencysolver.cli import main
-from latencysolver.config.study import load_study_config
 from latencysolver.results.dashboard import (
     NOTE_BEGIN,
     NOTE_END,
@@ -28,17 +27,22 @@ from latencysolver.results.dashboard import (
     study_note,
 )
 from latencysolver.results.records import study_record, trial_record
-from latencysolver.search.preparation import RunOptions
-from latencysolver.search.run import run_study
-from tests.conftest import write_study_yaml
 
 
 @pytest.fixture(scope="module")
-def finished_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
-    folder = tmp_path_factory.mktemp("dashboard")
-    config = load_study_config(write_study_yaml(folder, tiny_model_dir, synthetic_data_dir, n_trials=2))
-    study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
-    return config, study
+def finished_study(tmp_path_factory, tiny_study):
+    """A copy of the session's finished tiny study (its database; the artifacts stay where it recorded them): the
+    dashboard rewrites the notes of the studies it serves, and the session's study is read-only."""
+    import dataclasses
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    config = tiny_study[0]
+    db = tmp_path_factory.mktemp("dashboard") / "study.db"
+    shutil.copyfile(make_url(config.storage).database, db)
+    config = dataclasses.replace(config, storage=f"sqlite:///{db}")
+    return config, optuna.load_study(study_name="tiny", storage=config.storage)
 
 
 def free_port() -> int:

@@ -23,25 +23,27 @@ from latencysolver.results.storage import load_existing_study
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from latencysolver.training.evaluate import scores
-from tests.conftest import export_cli, write_study_yaml
-
-
-@pytest.fixture(scope="module")
-def finished_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
-    """One 3-trial study shared by the read-only tests of this module."""
-    folder = tmp_path_factory.mktemp("study")
-    config = load_study_config(write_study_yaml(folder, tiny_model_dir, synthetic_data_dir))
-    options = RunOptions(cache_dir=str(folder / "cache"), progress=False)
-    study = run_study(config, options, log=lambda _: None)
-    return config, options, study
+from tests.conftest import TINY_LATENCY, export_cli
 
 
 @pytest.fixture()
-def fresh_study(study_yaml, tmp_path):
-    """A 3-trial study of its own, for tests that add to it."""
+def finished_study(tiny_study):
+    """The session's finished 3-trial study (``tiny_study``), for the read-only tests of this module."""
+    return tiny_study
+
+
+@pytest.fixture()
+def fresh_study(study_yaml, session_cache):
+    """A 3-trial study of its own (the session's cached teacher), for tests that add to it."""
     config = load_study_config(study_yaml())
-    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+    options = RunOptions(cache_dir=session_cache, progress=False)
     return config, options, run_study(config, options, log=lambda _: None)
+
+
+@pytest.fixture()
+def cached(session_cache):
+    """Run options on the session's cache: the tests that run a study of their own fine-tune no teacher."""
+    return RunOptions(cache_dir=session_cache, progress=False)
 
 
 def test_three_trials_with_both_objectives_in_sqlite(finished_study):
@@ -105,11 +107,9 @@ def test_raw_latency_samples_are_a_trial_artifact(finished_study, tmp_path):
         assert record["hardware"]["threads"] == config.latency.threads
 
 
-def test_latency_ms_objective_minimizes_milliseconds(study_yaml, tmp_path):
-    config = load_study_config(
-        study_yaml(latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 1, "objective": "latency_ms"})
-    )
-    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+def test_latency_ms_objective_minimizes_milliseconds(study_yaml, cached):
+    config = load_study_config(study_yaml(latency={**TINY_LATENCY, "objective": "latency_ms"}))
+    study = run_study(config, cached, log=lambda _: None)
     assert study.metric_names == ["accuracy", "latency_ms"]
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     for t in study.get_trials():
@@ -179,10 +179,10 @@ def test_pareto_lists_exactly_the_best_trials(finished_study, capsys):
     assert printed == {t.number for t in study.best_trials}
 
 
-def test_failed_trial_is_recorded_and_the_study_goes_on(study_yaml, tmp_path):
+def test_failed_trial_is_recorded_and_the_study_goes_on(study_yaml, cached):
     # a learning rate this large makes the distillation loss overflow to NaN/inf: that trial must FAIL
     config = load_study_config(study_yaml(distillation={"steps": 3, "batch_size": 8, "learning_rate": 1.0e30}))
-    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    study = run_study(config, cached, log=lambda _: None)
     trials = study.get_trials()
     assert len(trials) == 3
     assert all(t.state == TrialState.FAIL for t in trials)
@@ -297,11 +297,11 @@ def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys
     assert out.count("no latency ceiling") == 1 and "none ms" not in out  # the tiny study sets no ceiling
 
 
-def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, tmp_path, capsys):
+def test_a_latency_ceiling_makes_every_trial_infeasible(study_yaml, cached):
     from latencysolver.errors import SelectionError
 
     config = load_study_config(study_yaml(constraints={"max_latency_ms": 1.0e-6}))
-    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    study = run_study(config, cached, log=lambda _: None)
     trials = study.get_trials()
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert all(t.constraints["max_latency_ms"] > 0 and not is_feasible(t) for t in trials)
@@ -352,7 +352,7 @@ def test_every_trial_records_degeneracy_and_constraints(finished_study):
         assert t.system_attrs  # set_constraint stored them where samplers and the dashboard look
 
 
-def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp_path):
+def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, cached):
     config = load_study_config(
         study_yaml(
             distillation={"steps": 6, "batch_size": 8},
@@ -360,7 +360,7 @@ def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp
             early_stop={"after": 0.5, "rows": 8},
         )
     )
-    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    study = run_study(config, cached, log=lambda _: None)
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE  # partial results are kept
         r = trial_record(t)
@@ -370,7 +370,7 @@ def test_a_hopeless_trial_stops_early_and_is_recorded_infeasible(study_yaml, tmp
     assert pareto_trials(study) == []
 
 
-def test_without_a_failing_check_trials_run_their_full_budget(study_yaml, tmp_path):
+def test_without_a_failing_check_trials_run_their_full_budget(study_yaml, cached):
     config = load_study_config(
         study_yaml(
             distillation={"steps": 6, "batch_size": 8},
@@ -378,7 +378,7 @@ def test_without_a_failing_check_trials_run_their_full_budget(study_yaml, tmp_pa
             early_stop={"after": 0.5, "rows": 8},
         )
     )
-    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    study = run_study(config, cached, log=lambda _: None)
     for t in study.get_trials():
         r = trial_record(t)
         assert r.distill_steps == 6 and r.early_stopped is None
@@ -392,7 +392,9 @@ def test_resuming_with_other_data_is_refused_before_anything_is_rewritten(fresh_
     from latencysolver.errors import StorageError
     from tests.conftest import write_synthetic_boolq
 
-    config, options, _ = fresh_study
+    config, _, _ = fresh_study
+    # an empty cache: the other data's teacher would be fine-tuned (and logged) if the refusal came after it
+    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
     before = _attrs(config.storage)
     other = write_synthetic_boolq(tmp_path / "other-data", {"train": 64, "validation": 24}, seed=7)
     lines: list[str] = []
@@ -435,8 +437,8 @@ def test_a_study_recorded_without_a_binding_is_not_refused(fresh_study, study_ya
     assert len(study.get_trials()) == 3
 
 
-def test_a_resumed_study_samples_afresh_and_a_new_one_repeats(study_yaml, tmp_path):
-    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+def test_a_resumed_study_samples_afresh_and_a_new_one_repeats(study_yaml, tmp_path, cached):
+    options = cached
     first = run_study(load_study_config(study_yaml(n_trials=2)), options, log=lambda _: None)
     resumed = run_study(load_study_config(study_yaml(n_trials=4)), options, log=lambda _: None)
     params = [t.params for t in resumed.get_trials()]
@@ -451,7 +453,7 @@ def test_a_resumed_study_samples_afresh_and_a_new_one_repeats(study_yaml, tmp_pa
     assert [t.params for t in again.get_trials()] == [t.params for t in first.get_trials()[:2]]
 
 
-def test_a_trial_failed_by_ctrl_c_is_not_a_finished_trial(study_yaml, tmp_path, monkeypatch):
+def test_a_trial_failed_by_ctrl_c_is_not_a_finished_trial(study_yaml, cached, monkeypatch):
     import latencysolver.search.run as run_module
     from latencysolver.results.records import write_fail_reason
 
@@ -463,7 +465,7 @@ def test_a_trial_failed_by_ctrl_c_is_not_a_finished_trial(study_yaml, tmp_path, 
         raise KeyboardInterrupt
 
     config = load_study_config(study_yaml(n_trials=2))
-    options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
+    options = cached
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(run_module, "work", interrupted)
         run_study(config, options, log=lambda _: None)

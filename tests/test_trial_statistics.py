@@ -7,6 +7,7 @@ the teacher's predictions the study recorded, with ``latencysolver.stats`` fed b
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -14,22 +15,16 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all
 from optuna.trial import TrialState
 
 from latencysolver.cli import main
-from latencysolver.config.study import load_study_config
 from latencysolver.results.figures import pareto_figure
 from latencysolver.results.records import PREDICTIONS, study_record, trial_record
-from latencysolver.search.preparation import RunOptions
-from latencysolver.search.run import run_study
 from latencysolver.stats import paired_difference, wilson_interval
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
-    from tests.conftest import write_study_yaml
-
-    folder = tmp_path_factory.mktemp("statistics")
-    config = load_study_config(write_study_yaml(folder, tiny_model_dir, synthetic_data_dir, n_trials=3))
-    options = RunOptions(cache_dir=str(folder / "cache"), progress=False)
-    return run_study(config, options, log=lambda _: None), config, synthetic_data_dir, folder
+@pytest.fixture()
+def study(tiny_study, synthetic_data_dir):
+    """The session's finished 3-trial study (read-only here), its config, data folder and own folder."""
+    config, _, finished = tiny_study
+    return finished, config, synthetic_data_dir, Path(config.config_file).parent
 
 
 def labels_of(data_dir) -> list[bool]:
