@@ -326,12 +326,12 @@ def test_an_elastic_trial_exports_and_loads_to_its_own_predictions(elastic_run, 
         assert predictions == json.loads((out / "predictions.json").read_text())["predictions"]
 
 
-def test_a_trial_below_min_speedup_is_recorded_infeasible_untrained(study_yaml, tmp_path, monkeypatch):
+def test_a_trial_below_min_speedup_is_recorded_infeasible_untrained(study_yaml, session_cache, monkeypatch):
     from latencysolver.search import students
 
     monkeypatch.setattr(students, "distill", lambda *a, **k: pytest.fail("a rejected trial was trained"))
     config = load_study_config(study_yaml(n_trials=2, constraints={"min_speedup": 1000.0}))
-    study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lambda _: None)
+    study = run_study(config, RunOptions(cache_dir=session_cache, progress=False), log=lambda _: None)
     for t in study.get_trials():
         r = trial_record(t)
         assert t.state.name == "COMPLETE" and r.distill_steps == 0 and r.distill_final_loss is None

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from latencysolver.latency.hardware import SPEED_FLAGS, cpu_info, hardware_fingerprint
+from tests.conftest import TINY_LATENCY
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -53,7 +54,7 @@ def test_key_is_stable_and_changes_with_threads_or_cpu():
 
 
 @pytest.mark.parametrize(("load", "warned"), [(5.0, True), (2.0, False), (0.3, False)])
-def test_run_warns_once_when_the_machine_looks_busy(study_yaml, tmp_path, monkeypatch, load, warned):
+def test_run_warns_once_when_the_machine_looks_busy(study_yaml, session_cache, monkeypatch, load, warned):
     """Issue 17: a load average above the latency threads (2 here) is named once, before the trials."""
     from latencysolver.config.study import load_study_config
     from latencysolver.search.preparation import RunOptions
@@ -61,8 +62,8 @@ def test_run_warns_once_when_the_machine_looks_busy(study_yaml, tmp_path, monkey
 
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     lines: list[str] = []
-    config = load_study_config(study_yaml(n_trials=1, latency={"rows": 4, "warmup": 1, "repeats": 2, "threads": 2}))
-    run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False), log=lines.append)
+    config = load_study_config(study_yaml(n_trials=1, latency={**TINY_LATENCY, "threads": 2}))
+    run_study(config, RunOptions(cache_dir=session_cache, progress=False), log=lines.append)
     busy = [line for line in lines if "looks busy" in line]
     assert len(busy) == (1 if warned else 0), lines
     if warned:

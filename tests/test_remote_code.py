@@ -27,7 +27,7 @@ CASES = {  # the knob that changes the student's shape in each export
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+def exports(tmp_path_factory, tiny_model_dir, synthetic_data_dir, session_cache):
     folder = tmp_path_factory.mktemp("remote-code")
     space = {
         "prune_ratio": {"choices": [0.0, 0.5]},
@@ -42,7 +42,7 @@ def exports(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
     pinned = optuna.create_study(study_name="tiny", storage=config.storage, directions=["maximize", "maximize"])
     for params in CASES.values():
         pinned.enqueue_trial(params)
-    study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
+    study = run_study(config, RunOptions(cache_dir=session_cache, progress=False), log=lambda _: None)
     outs = {}
     for name, trial in zip(CASES, study.get_trials(), strict=True):
         assert {k: trial_record(trial).recipe_dict[k] for k in CASES[name]} == {

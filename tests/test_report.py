@@ -100,7 +100,7 @@ def chromium_driver(chromium):
 
 
 @pytest.fixture(scope="module")
-def report_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
+def report_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir, session_cache):
     """Four real trials (rank and alpha fixed, the other knobs sampled), every one feasible by its floor of 0;
     then what other workers might report: a feasible trial more accurate and slower than all of them (so the front
     has two points, whatever the tiny model learned), two infeasible ones that would dominate, and a FAIL."""
@@ -122,7 +122,7 @@ def report_study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
             early_stop={"after": None},
         )
     )
-    study = run_study(config, RunOptions(cache_dir=str(folder / "cache"), progress=False), log=lambda _: None)
+    study = run_study(config, RunOptions(cache_dir=session_cache, progress=False), log=lambda _: None)
     real = study.get_trials()
     assert len(real) == 4 and all(t.state == TrialState.COMPLETE and is_feasible(t) for t in real)
     best_accuracy = max(t.values[0] for t in real)
