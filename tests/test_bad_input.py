@@ -4,7 +4,8 @@ Every row checks the same contract: exit code 1, stderr ending in exactly one ``
 that names the file / key / value / URL at fault, no Python traceback, and storage left as it was (a SQLite file
 that did not exist is not created; one that did keeps its bytes, studies and trials; a PostgreSQL database keeps
 its studies and trials).  Most rows call ``latencysolver.cli.main`` in-process (fd-level capture, so anything a
-library writes to stderr counts too); a few run ``python -m latencysolver`` where the process exit code matters.
+library writes to stderr counts too); the alias bomb runs ``python -m latencysolver``, so that a regression costs
+a child process its memory, not the test run's (tests/test_exit_codes.py checks what a shell sees of the process).
 
 """
 
@@ -130,7 +131,7 @@ def tiny_run(path: Path, tmp_path: Path, *extra: str) -> None:
 
 
 @pytest.mark.parametrize("where", ["study file", "search-space file"])
-def test_1_malformed_yaml_names_file_and_line(tmp_path, where):
+def test_1_malformed_yaml_names_file_and_line(tmp_path, capfd, where):
     study = tmp_path / "bad.yaml"
     space = tmp_path / "space.yaml"
     broken = "prune_ratio: {choices: [0.0, 0.5}\nquant_dtype: fp32\n"  # unclosed '[' on line 1
@@ -147,7 +148,7 @@ def test_1_malformed_yaml_names_file_and_line(tmp_path, where):
         study.write_text(f"name: tiny\nsearch_space: space.yaml\nstorage: {sqlite_url(tmp_path)}\n")
         culprit = space
         expected = "malformed YAML at line 1, column 33"
-    code, err = cli_process(["run", study], tmp_path)
+    code, err = cli(["run", study], capfd)
     line = error_line(code, err)
     assert line.startswith(f"{culprit}: ") and expected in line, line
     assert_nothing_created(tmp_path)
@@ -238,8 +239,8 @@ def test_4_bad_storage_url_names_the_url(study_yaml, tmp_path, capfd, url, expec
     assert_nothing_created(tmp_path)
 
 
-def test_4_bad_storage_url_exit_code_of_the_process(study_yaml, tmp_path):
-    code, err = cli_process(["run", study_yaml(), "--storage", "notaurl"], tmp_path)
+def test_4_bad_storage_url_with_the_default_cache(study_yaml, tmp_path, capfd):
+    code, err = cli(["run", study_yaml(), "--storage", "notaurl"], capfd)
     line = error_line(code, err)
     assert "'notaurl'" in line
     assert_nothing_created(tmp_path)
@@ -351,14 +352,12 @@ def _two_studies(url: str) -> None:
         optuna.create_study(study_name=name, storage=url, directions=TWO_OBJECTIVES)
 
 
-def test_9_worker_for_a_missing_study_lists_the_studies_there(tmp_path):
+def test_9_worker_for_a_missing_study_lists_the_studies_there(tmp_path, capfd):
     url = sqlite_url(tmp_path)
     _two_studies(url)
     before, files = storage_state(url), tree(tmp_path)
-    code, err = cli_process(
-        ["worker", "--study", "gamma-study", "--storage", url, "--cache-dir", tmp_path / "cache", "--no-progress"],
-        tmp_path,
-    )
+    args = ["worker", "--study", "gamma-study", "--storage", url, "--cache-dir", tmp_path / "cache", "--no-progress"]
+    code, err = cli(args, capfd)
     line = error_line(code, err)
     assert line == f"--study: no study named 'gamma-study' in {url!r} (studies there: ['alpha-study', 'beta-study'])"
     assert storage_state(url) == before

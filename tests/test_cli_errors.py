@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from latencysolver.cli import main
@@ -108,18 +105,15 @@ def test_pareto_on_missing_storage_creates_nothing(tmp_path, capsys):
     assert not (tmp_path / "study.db").exists()
 
 
-def test_console_entry_point_exits_non_zero(tmp_path):
+def test_console_entry_point_exits_non_zero(tmp_path, capfd, monkeypatch):
+    """In process, with everything written to the stderr file descriptor captured; what a shell sees of
+    ``python -m latencysolver`` (the exit code, one stderr line) is tests/test_exit_codes.py's."""
+    monkeypatch.chdir(tmp_path)  # where the default storage, latencysolver.db, would be created
     bad = tmp_path / "bad.yaml"
     bad.write_text("search_space: {quant_dtype: {choices: [int4]}}\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "latencysolver", "run", str(bad)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
+    capfd.readouterr()
+    assert main(["run", str(bad)]) == 1
+    assert capfd.readouterr().err.strip().splitlines() == [
         f"latencysolver: error: {bad}: search_space.quant_dtype.choices: expected each choice to be one of "
         "['fp32', 'bf16', 'fp16', 'int8', 'ort-fp32', 'ort-int8'], got 'int4'"
     ]
