@@ -17,7 +17,9 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import onnx
 import pytest
@@ -354,13 +356,31 @@ def onnx_inputs(batch: int, length: int, seed: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-@pytest.mark.parametrize("variant", list(ONNX_VARIANTS))
-def test_onnx_fp32_matches_torch(family, variant, tmp_path):
-    model = tiny_model(family)
-    ONNX_VARIANTS[variant](model)
+def export_warning_free(model: nn.Module, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the exporters' warnings must not escape export_onnx
-        path = export_onnx(model, tmp_path / "model.onnx", onnx_inputs(1, 7, seed=0))
+        return export_onnx(model, path, onnx_inputs(1, 7, seed=0))
+
+
+@pytest.fixture(scope="module")
+def base_exports(tmp_path_factory) -> Callable[[str], Path]:
+    """``base_exports(family)``: ``tiny_model(family)`` (seeded: the same weights every time) exported to fp32 once
+    for the module; the fp32 and int8 tests of a family both start from it."""
+    folder, made = tmp_path_factory.mktemp("onnx-families"), {}
+
+    def export(family: str) -> Path:
+        if family not in made:
+            made[family] = export_warning_free(tiny_model(family), folder / f"{family}.fp32.onnx")
+        return made[family]
+
+    return export
+
+
+@pytest.mark.parametrize("variant", list(ONNX_VARIANTS))
+def test_onnx_fp32_matches_torch(family, variant, tmp_path, base_exports):
+    model = tiny_model(family)
+    ONNX_VARIANTS[variant](model)
+    path = base_exports(family) if variant == "base" else export_warning_free(model, tmp_path / "model.onnx")
     clf = load_onnx(path)
     for seed, (batch, length) in enumerate([(1, 3), (2, 10), (3, 33)]):  # lengths the example did not have
         inputs = onnx_inputs(batch, length, seed)
@@ -368,9 +388,10 @@ def test_onnx_fp32_matches_torch(family, variant, tmp_path):
         torch.testing.assert_close(clf(**inputs).logits, expected, atol=ONNX_ATOL, rtol=ONNX_RTOL)
 
 
-def test_onnx_int8_quantizes_the_encoder(family, tmp_path):
+def test_onnx_int8_quantizes_the_encoder(family, tmp_path, base_exports):
     model = tiny_model(family)
-    int8 = to_backend(model, "onnxruntime", "int8", tmp_path, onnx_inputs(1, 7, seed=0), threads=1)
+    # what to_backend(model, "onnxruntime", "int8", ...) does (tested above), from the family's one fp32 export
+    int8 = load_onnx(quantize_onnx_int8(base_exports(family), tmp_path / "model.int8.onnx"), threads=1)
     ops = [node.op_type for node in onnx.load(str(int8.path)).graph.node]
     # every encoder Linear becomes a MatMulInteger (ALBERT's shared block: once), the head's may too
     assert ops.count("MatMulInteger") >= len(encoder_linears(model))
