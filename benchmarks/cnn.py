@@ -32,13 +32,11 @@ sys.path.insert(0, str(REPO))
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import Fixed
 from latencysolver.config.study import StudyConfig, load_study_config
-from latencysolver.data.batches import encode_split
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
-from latencysolver.search.preparation import RunOptions, prepare, standalone_context
+from latencysolver.results.scoring import score_model
+from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
 from latencysolver.search.students import train_student
-from latencysolver.stats import accuracy_interval, correct_of, paired_difference
-from latencysolver.training.evaluate import predict_logits
 
 ARMS = ("base", "pair", "representation", "augment", "all")
 
@@ -59,15 +57,7 @@ def arm_config(config: StudyConfig, arm: str, augment: int, weight: float) -> St
 def run_arm(config: StudyConfig, seeds: list[int], options: RunOptions, tmp: Path) -> dict[str, Any]:
     prepared = prepare(config, options, log=lambda _: None)
     teacher, pad_id = prepared.teacher.model.eval(), prepared.pad_id
-    splits = {"validation": prepared.validation}
-    if prepared.data.test is not None:
-        splits["test"] = encode_split(
-            prepared.data.test, prepared.tokenizer, config.data.max_length, prepared.cache_root, config.model
-        )
-    teacher_correct = {
-        name: correct_of(predict_logits(teacher, s, pad_id=pad_id, progress=False).argmax(-1).tolist(), s.labels)
-        for name, s in splits.items()
-    }
+    splits, teacher_predictions = scoring_splits(prepared, config, options, log=lambda _: None)
     inputs = latency_inputs(prepared.validation, config.latency, pad_id)
     ctx = standalone_context(config, prepared, inputs, str(tmp))
     runs = []
@@ -76,12 +66,9 @@ def run_arm(config: StudyConfig, seeds: list[int], options: RunOptions, tmp: Pat
         recipe = Recipe(architecture="cnn", temperature=2.0, alpha=0.5, seed=seed)
         model = train_student(ctx, recipe, reseed=True).model.eval()
         run: dict[str, Any] = {"seed": seed, "seconds": round(time.perf_counter() - start, 1)}
-        for name, split in splits.items():
-            correct = correct_of(
-                predict_logits(model, split, pad_id=pad_id, progress=False).argmax(-1).tolist(), split.labels
-            )
-            run[name] = accuracy_interval(correct).to_dict()
-            run[f"{name}_vs_teacher"] = paired_difference(correct, teacher_correct[name]).to_dict()
+        for name, scored in score_model(model, splits, teacher_predictions, pad_id=pad_id).items():
+            run[name] = scored.interval.to_dict()
+            run[f"{name}_vs_teacher"] = scored.to_dict()["vs_teacher"]
         if not runs:
             run["speedup"] = measure_paired(model, teacher, inputs, config.latency).speedup
         runs.append(run)

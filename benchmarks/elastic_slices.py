@@ -29,15 +29,13 @@ sys.path.insert(0, str(REPO))
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import load_study_config
-from latencysolver.data.batches import encode_split
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.elastic import trained_steps, training_seconds
 from latencysolver.models.student import to_runnable
-from latencysolver.search.preparation import RunOptions, prepare, standalone_context
+from latencysolver.results.scoring import score_model
+from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
 from latencysolver.search.students import train_student, untrained_student
-from latencysolver.stats import accuracy_interval, correct_of, paired_difference
-from latencysolver.training.evaluate import predict_logits
 
 DISTILL = {"temperature": 2.0, "alpha": 0.5, "prune_kind": "structured"}
 RECIPES: dict[str, Recipe] = {
@@ -76,30 +74,20 @@ def main() -> None:
     protocol = config.latency
     hardware = hardware_fingerprint(protocol.threads).describe()
     print(f"hardware: {hardware}", flush=True)
-    prepared = prepare(config, RunOptions(cache_dir=args.cache_dir, progress=False))
+    options = RunOptions(cache_dir=args.cache_dir, progress=False)
+    prepared = prepare(config, options)
     assert prepared.elastic is not None  # checked below load_study_config
     teacher, pad_id = prepared.teacher.model.eval(), prepared.pad_id
-    test = encode_split(
-        prepared.data.test, prepared.tokenizer, config.data.max_length, prepared.cache_root, config.model
-    )
-    splits = {"validation": prepared.validation, "test": test}
-    teacher_correct = {
-        name: correct_of(
-            predict_logits(teacher, split, pad_id=pad_id, progress=False).argmax(-1).tolist(), split.labels
-        )
-        for name, split in splits.items()
-    }
+    splits, teacher_predictions = scoring_splits(prepared, config, options, log=print)
     inputs = latency_inputs(prepared.validation, protocol, pad_id)
     rows: list[dict] = []
 
     def score(name: str, kind: str, model, recipe: Recipe, seconds: float, folder: Path) -> None:
         runnable = to_runnable(model, recipe.quant_dtype, inputs[0], folder, protocol.threads)
         row = {"recipe": name, "student": kind, "seconds": round(seconds, 1)}
-        for split_name, split in splits.items():
-            predicted = predict_logits(runnable, split, pad_id=pad_id, progress=False).argmax(-1).tolist()
-            correct = correct_of(predicted, split.labels)
-            row[split_name] = accuracy_interval(correct).to_dict()
-            row[f"{split_name}_vs_teacher"] = paired_difference(correct, teacher_correct[split_name]).to_dict()
+        for split_name, scored in score_model(runnable, splits, teacher_predictions, pad_id=pad_id).items():
+            row[split_name] = scored.interval.to_dict()
+            row[f"{split_name}_vs_teacher"] = scored.to_dict()["vs_teacher"]
         row["speedup"] = measure_paired(runnable, teacher, inputs, protocol).speedup
         rows.append(row)
         print(f"  {name} / {kind}: {describe(row)}", flush=True)

@@ -32,14 +32,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from elastic_slices import RECIPES  # the same three recipes: results compare across the two benchmarks
 
 from latencysolver.config.study import StudyConfig, load_study_config
-from latencysolver.data.batches import encode_split
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.student import to_runnable
-from latencysolver.search.preparation import RunOptions, prepare, standalone_context
+from latencysolver.results.scoring import predicted_classes
+from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
 from latencysolver.search.students import train_student, untrained_student
 from latencysolver.stats import correct_of, seed_pooled_difference, summarize
-from latencysolver.training.evaluate import predict_logits
 
 SETTINGS = ("today", "pairs", "layer-wise", "both")
 
@@ -104,15 +103,10 @@ def _run_setting(args, config, prepared, settings, seeds, numbers, done, results
     pairs = config.data.augment > 0
     mine = [s for s in settings if (s in ("pairs", "both")) == pairs]
     teacher, pad_id = prepared.teacher.model.eval(), prepared.pad_id
-    test = encode_split(
-        prepared.data.test, prepared.tokenizer, config.data.max_length, prepared.cache_root, config.model
-    )
-    splits = {"validation": prepared.validation, "test": test}
-    teacher_correct = {
-        name: correct_of(predict_logits(teacher, s, pad_id=pad_id, progress=False).argmax(-1).tolist(), s.labels)
-        for name, s in splits.items()
+    splits, teacher_predictions = scoring_splits(prepared, config, RunOptions(progress=False), log=print)
+    done["teacher"] = {
+        name: [int(c) for c in correct_of(teacher_predictions[name], split.labels)] for name, split in splits.items()
     }
-    done["teacher"] = {name: [int(c) for c in correct] for name, correct in teacher_correct.items()}
     inputs = latency_inputs(prepared.validation, config.latency, pad_id)
     keys = {(r["recipe"], r["setting"], r["seed"], r["steps"]) for r in done["runs"]}
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,8 +135,8 @@ def _run_setting(args, config, prepared, settings, seeds, numbers, done, results
                     row["augment"] = config.data.augment
                     row["layer_weight"] = weight
                     for split_name, split in splits.items():
-                        predicted = predict_logits(runnable, split, pad_id=pad_id, progress=False).argmax(-1)
-                        row[split_name] = [int(c) for c in correct_of(predicted.tolist(), split.labels)]
+                        predicted = predicted_classes(runnable, split, pad_id)
+                        row[split_name] = [int(c) for c in correct_of(predicted, split.labels)]
                     done["runs"].append(row)
                     results_path.write_text(json.dumps(done))
                     accuracy = {s: sum(row[s]) / len(row[s]) for s in splits}

@@ -260,6 +260,23 @@ def prepare_test_split(
     return test, logits.argmax(dim=-1)
 
 
+def scoring_splits(
+    prepared: Prepared, config: StudyConfig, options: RunOptions, log: Log
+) -> tuple[dict[str, EncodedSplit], dict[str, list[int]]]:
+    """What a benchmark scores a model on against the teacher (``results.scoring.score_model``): the validation
+    split and, when the data has one, the test split (``prepare_test_split``), with the teacher's predictions
+    on each, keyed ``"validation"`` and ``"test"``."""
+    validation = predict_logits(
+        prepared.teacher.model.eval(), prepared.validation, pad_id=prepared.pad_id, progress=options.progress
+    )
+    splits = {"validation": prepared.validation}
+    teacher = {"validation": validation.argmax(dim=-1).tolist()}
+    tested = prepare_test_split(prepared, config, options, log)
+    if tested is not None:
+        splits["test"], teacher["test"] = tested[0], tested[1].tolist()
+    return splits, teacher
+
+
 def standalone_context(config: StudyConfig, prepared: Prepared, inputs: list, folder: str) -> TrialContext:
     """For benchmarks that build students exactly as trials do, outside any study: the prepared teacher, splits,
     elastic student and CNN targets, latency rows ``inputs``, and an artifact store in ``folder`` (unused by
