@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+import yaml
+
 from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
@@ -37,13 +39,10 @@ from latencysolver.results.scoring import score_model
 from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
 from latencysolver.search.students import train_student, untrained_student
 
-DISTILL = {"temperature": 2.0, "alpha": 0.5, "prune_kind": "structured"}
-RECIPES: dict[str, Recipe] = {
-    "4 layers, full width, torch int8": Recipe(skip_prob=0.34, quant_dtype="int8", **DISTILL),
-    "3 layers, prune 0.3, ORT int8": Recipe(skip_prob=0.5, prune_ratio=0.3, quant_dtype="ort-int8", **DISTILL),
-    "2 layers, prune 0.5, ORT int8 (the smallest)": Recipe(
-        skip_prob=0.67, prune_ratio=0.5, quant_dtype="ort-int8", **DISTILL
-    ),
+# the same three recipes in elastic_slices.py, small_students.py and layerwise_cost.py: their results compare
+RECIPES = {
+    name: Recipe(**fields)
+    for name, fields in yaml.safe_load((REPO / "benchmarks" / "slice_recipes.yaml").read_text()).items()
 }
 
 

@@ -21,10 +21,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from elastic_slices import RECIPES
 
+import yaml
+
+from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import DEFAULT_MODEL, DataConfig
 from latencysolver.config.training import TrainConfig
 from latencysolver.data.batches import encode_split
@@ -33,6 +34,12 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.models.loading import load_classifier, load_tokenizer
 from latencysolver.models.student import compress
 from latencysolver.training.distillation import distill, hidden_targets
+
+# the same three recipes in elastic_slices.py, small_students.py and layerwise_cost.py: their results compare
+RECIPES = {
+    name: Recipe(**fields)
+    for name, fields in yaml.safe_load((REPO / "benchmarks" / "slice_recipes.yaml").read_text()).items()
+}
 
 TERMS = {"logits only": (0.0, 0.0), "+ hidden states": (1.0, 0.0), "+ attention": (0.0, 1.0), "+ both": (1.0, 1.0)}
 

@@ -27,10 +27,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from elastic_slices import RECIPES  # the same three recipes: results compare across the two benchmarks
 
+import yaml
+
+from latencysolver.config.recipe import Recipe
 from latencysolver.config.study import StudyConfig, load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
@@ -39,6 +40,12 @@ from latencysolver.results.scoring import predicted_classes
 from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
 from latencysolver.search.students import train_student, untrained_student
 from latencysolver.stats import correct_of, seed_pooled_difference, summarize
+
+# the same three recipes in elastic_slices.py, small_students.py and layerwise_cost.py: their results compare
+RECIPES = {
+    name: Recipe(**fields)
+    for name, fields in yaml.safe_load((REPO / "benchmarks" / "slice_recipes.yaml").read_text()).items()
+}
 
 SETTINGS = ("today", "pairs", "layer-wise", "both")
 
