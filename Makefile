@@ -7,7 +7,7 @@ DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
 
-.PHONY: bench-cnn constraints docs gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-elastic bench-search clean interop
+.PHONY: bench-cnn constraints docs gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-boolq bench-sst2 bench-elastic bench-search clean interop
 
 install: $(VENV)/.installed
 
@@ -94,10 +94,26 @@ bench-workers: install  ## per-trial storage overhead, SQLite vs PostgreSQL, and
 	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
 	    $(PY) benchmarks/workers.py
 
-# Chromium, as for `make test`, for front.png (kaleido); without it the benchmark writes front.html only and warns.
-bench-pareto: install  ## the study against the teacher, ORT fp32/int8 and torch int8, vs random search (TRIALS=N per study)
+# benchmarks/pareto.py on one study: baselines (fp32 torch, ORT fp32, ORT int8 = the Optimum recipe, torch int8), the
+# search vs random search, CONFIRM=N seed repeats and RETRAIN=STEPS retraining of the front (TRIALS=N per study;
+# RESUME=1 continues the studies in OUT/study.db).  Chromium, as for `make test`, for front.png (kaleido); without
+# it the benchmark writes front.html only and warns.
+SST2_DATA ?= ../shared/data/sst2
+PARETO_FLAGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(CONFIRM),--confirm $(CONFIRM)) \
+    $(if $(RETRAIN),--retrain $(RETRAIN)) $(if $(RESUME),--resume)
+
+bench-boolq: install  ## BoolQ: the study against the teacher, ORT fp32/int8 and torch int8, vs random search
 	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
-	$(PY) benchmarks/boolq_pareto.py --data $(DATA) $(if $(TRIALS),--trials $(TRIALS))
+	$(PY) benchmarks/pareto.py --config studies/boolq-pareto.yaml --data $(DATA) --title BoolQ \
+	    --out benchmarks/results/boolq_pareto $(PARETO_FLAGS)
+
+# SST-2's targets: 10x the fp32 teacher within 1 test point, non-inferior at a 1.5-point margin
+bench-sst2: install  ## SST-2: the same benchmark on studies/sst2-pareto.yaml (SST2_DATA=...)
+	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
+	$(PY) benchmarks/pareto.py --config studies/sst2-pareto.yaml --data $(SST2_DATA) --title SST-2 \
+	    --out benchmarks/results/sst2_pareto --target-speedup 10 --margin 1.5 --test-points 1 $(PARETO_FLAGS)
+
+bench-pareto: bench-boolq  ## the old name of bench-boolq
 
 bench-elastic: install  ## elastic slices against the same recipes distilled alone (~1 h with the elastic training)
 	$(PY) benchmarks/elastic_slices.py --data $(DATA)

@@ -1,8 +1,9 @@
-"""benchmarks/boolq_pareto.py end to end on the tiny fixtures."""
+"""benchmarks/pareto.py end to end on the tiny fixtures, its baseline table, and its targets."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import optuna
 import pytest
@@ -22,7 +23,8 @@ from latencysolver.stats import wilson_interval
 from latencysolver.training.evaluate import predict_logits, scores
 from tests.conftest import load_benchmark
 
-bench = load_benchmark("boolq_pareto")
+bench = load_benchmark("pareto")
+measure, targets = sys.modules["pareto_measure"], sys.modules["pareto_targets"]  # its helpers, loaded by it
 
 
 def _accuracy(model, split, pad_id):
@@ -48,7 +50,7 @@ def test_benchmark_end_to_end(tmp_path, tiny_model_dir, synthetic_data_dir, stud
     cache = tmp_path / "cache"
     results = bench.main(
         [
-            "--study",
+            "--config",
             str(path),
             "--data",
             str(synthetic_data_dir),
@@ -60,6 +62,8 @@ def test_benchmark_end_to_end(tmp_path, tiny_model_dir, synthetic_data_dir, stud
             str(out),
             "--cache-dir",
             str(cache),
+            "--retrain",
+            "3",
         ]
     )
 
@@ -126,9 +130,63 @@ def test_benchmark_end_to_end(tmp_path, tiny_model_dir, synthetic_data_dir, stud
         assert vs["teacher_only"] == sum(t and not c for c, t in zip(correct, teacher_correct, strict=True))
         assert row["val_vs_ort_int8"] is not None and row["test_vs_teacher"] is not None
 
+    # --retrain 3: each front recipe distilled again in the sibling study, its figures as that trial recorded them
+    retrained = {
+        t.user_attrs["retrain_of"]: t for t in optuna.load_study(study_name="tiny:retrain", storage=storage).trials
+    }
+    for row in saved["front"]:
+        again = retrained[row["trial"]]
+        assert row["retrained"]["steps"] == 3 == again.user_attrs["retrain_steps"]
+        assert row["retrained"]["validation"] == again.values[0]
+        assert row["retrained"]["test"] == again.user_attrs["test_accuracy"]
+    assert "retrained val" in (out / "results.md").read_text()
+
+
+def test_the_baseline_table_of_a_tiny_teacher(tmp_path, study_yaml, session_cache):
+    """The four baselines on the tiny study: settings, scores recomputed from their predictions, and the table."""
+    from latencysolver.search.preparation import RunOptions, prepare, scoring_splits
+
+    config = load_study_config(study_yaml())
+    options = RunOptions(cache_dir=session_cache, progress=False)
+    prepared = prepare(config, options, log=lambda _: None)
+    splits, teacher = scoring_splits(prepared, config, options, log=lambda _: None)
+    rows = measure.measure_baselines(prepared, splits, config, tmp_path, log=lambda _: None)
+    measure.add_statistics(rows, splits)
+    assert [r.name for r in rows] == list(measure.BASELINES)
+    fp32 = rows[0]
+    assert fp32.val_predictions == teacher["validation"] and fp32.test_predictions == teacher["test"]
+    assert fp32.val_vs_teacher is None and fp32.val_interval["estimate"] == pytest.approx(fp32.val_accuracy)
+    for r in rows[1:]:
+        labels = splits["test"].labels
+        correct = [int(p == y) for p, y in zip(r.test_predictions, labels, strict=True)]
+        assert r.test_accuracy == pytest.approx(sum(correct) / len(correct))
+        assert r.test_interval == wilson_interval(sum(correct), len(correct)).to_dict()
+        assert r.test_vs_teacher["n"] == len(labels) and r.val_vs_teacher is not None
+        assert (r.val_vs_ort_int8 is None) == (r.name == "ORT int8 teacher")
+        assert r.speedup > 0 and r.teacher_p50_ms > 0
+    results = {
+        "study": {"name": "tiny"},
+        "data": {"name": "tiny data", "source": "s", "train": 1, "validation": 2, "test": 3},
+        "protocol": "p",
+        "hardware": "h",
+        "date": "d",
+        "hypervolume": {"reference_point": {"accuracy": 0.6, "speedup": 1.0}, "by_sampler": {}},
+        "targets": [],
+        "wall_seconds": 1.0,
+        "budget": "b",
+        "noise_warning": None,
+    }
+    text = sys.modules["pareto_report"].markdown(rows, results)
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(lines) == 2 + len(rows) and lines[0].startswith("|  | recipe | val acc [95% CI]")
+    assert lines[1] == "| --- | --- |" + " ---: |" * 8
+    for line, r in zip(lines[2:], rows, strict=True):
+        assert line.startswith(f"| {r.name} | ") and f"{r.val_accuracy:.3f} [" in line
+    assert "| – |" in lines[2] and "retrained" not in text and text.startswith("# tiny data: latencysolver")
+
 
 def _row(name, val, test, speedup, *, vs_teacher=None, vs_int8=None, repeats=None):
-    return bench.Row(
+    return measure.Row(
         name=name,
         recipe="",
         val_accuracy=val,
@@ -161,32 +219,32 @@ def test_the_speed_target_needs_speed_a_seed_mean_test_and_a_validation_bound():
     wide = _paired(40, 40)  # 16% discordant: bound about -3.5 points
     seeds = {"test": {"n": 3, "mean": 0.645, "sd": 0.01, "min": 0.64, "max": 0.65}}
     # 9x, test from 3 seeds 1.5 points below the teacher, a tight validation difference: met
-    met = bench.speed_target([_row("trial 1", 0.70, 0.60, 9.0, vs_teacher=tight, repeats=seeds)], teacher)
+    met = targets.speed_target([_row("trial 1", 0.70, 0.60, 9.0, vs_teacher=tight, repeats=seeds)], teacher)
     assert met.met is True and "test 0.645 (3 seeds; -1.5 pts)" in met.detail
     # the same with a wide validation interval: not met, and the closest is named with its bound
     wide_row = _row("trial 2", 0.70, 0.66, 9.0, vs_teacher=wide)
-    missed = bench.speed_target([wide_row], teacher)
+    missed = targets.speed_target([wide_row], teacher)
     assert missed.met is False and "closest: trial 2" in missed.detail and "pass --confirm N" in missed.detail
     # the single search-time test accuracy is used without repeats; 7x is too slow whatever the accuracy
-    assert bench.speed_target([_row("trial 3", 0.70, 0.66, 7.0, vs_teacher=tight)], teacher).met is False
+    assert targets.speed_target([_row("trial 3", 0.70, 0.66, 7.0, vs_teacher=tight)], teacher).met is False
 
 
 def test_the_int8_target_is_faster_and_non_inferior_to_the_ort_int8_teacher():
     int8 = _row("ORT int8 teacher", 0.70, 0.65, 2.5)
-    assert bench.int8_target([_row("trial 1", 0.69, 0.6, 3.0, vs_int8=_paired(12, 10))], int8).met is True
-    wide = bench.int8_target([_row("trial 1", 0.69, 0.6, 3.0, vs_int8=_paired(40, 45))], int8)
+    assert targets.int8_target([_row("trial 1", 0.69, 0.6, 3.0, vs_int8=_paired(12, 10))], int8).met is True
+    wide = targets.int8_target([_row("trial 1", 0.69, 0.6, 3.0, vs_int8=_paired(40, 45))], int8)
     assert wide.met is False and "comes closest" in wide.detail
-    slow = bench.int8_target([_row("trial 1", 0.71, 0.6, 2.0, vs_int8=_paired(10, 5))], int8)
+    slow = targets.int8_target([_row("trial 1", 0.71, 0.6, 2.0, vs_int8=_paired(10, 5))], int8)
     assert slow.met is False and "no front recipe is faster" in slow.detail
 
 
 def test_a_hypervolume_lead_smaller_than_the_seed_spread_is_no_lead():
     # TPE 0.50 ± 0.05, random 0.45 ± 0.01 over 3 seeds: the lead 0.05 is not above the sd 0.05
-    noisy = bench.hypervolume_target("tpe", [0.45, 0.50, 0.55], [0.44, 0.45, 0.46])
+    noisy = targets.hypervolume_target("tpe", [0.45, 0.50, 0.55], [0.44, 0.45, 0.46])
     assert noisy.met is False and "no lead" in noisy.detail
-    clear = bench.hypervolume_target("tpe", [0.59, 0.60, 0.61], [0.44, 0.45, 0.46])
+    clear = targets.hypervolume_target("tpe", [0.59, 0.60, 0.61], [0.44, 0.45, 0.46])
     assert clear.met is True
-    assert bench.hypervolume_target("tpe", [0.6], [0.4]).met is None
+    assert targets.hypervolume_target("tpe", [0.6], [0.4]).met is None
 
 
 @pytest.mark.parametrize(
@@ -201,12 +259,12 @@ def test_a_hypervolume_lead_smaller_than_the_seed_spread_is_no_lead():
 )
 def test_recipes_are_read_back_from_a_description(recipe):
     """--recipes re-runs the recipe a results.json describes, not one with some knobs at their defaults."""
-    params = bench.params_from_description(recipe.describe())
+    params = measure.params_from_description(recipe.describe())
     assert Recipe(**{name: KNOB[name].from_yaml(value) for name, value in params.items()}) == recipe
 
 
 def test_a_knob_the_described_recipe_leaves_inactive_gets_no_param():
-    params = bench.params_from_description("prune=0.00 int8 skip=0.00(det) rank=off T=3.01 alpha=0.33")
+    params = measure.params_from_description("prune=0.00 int8 skip=0.00(det) rank=off T=3.01 alpha=0.33")
     assert params["rank"] == "off" and params["temperature"] == 3.01
     assert "prune_kind" not in params and "skip_mode" not in params
 
