@@ -34,11 +34,21 @@ from latencysolver.config.space import Fixed
 from latencysolver.config.study import StudyConfig, load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
-from latencysolver.results.scoring import score_model
+from latencysolver.results.scoring import markdown_table, score_model
 from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
 from latencysolver.search.students import train_student
 
 ARMS = ("base", "pair", "representation", "augment", "all")
+COLUMNS = (
+    "arm",
+    "extra rows",
+    "validation (mean ± sd over seeds)",
+    "above majority",
+    "test (mean ± sd)",
+    "above majority",
+    "speed-up",
+    "seeds: validation [95%] / test [95%]",
+)
 
 
 def arm_config(config: StudyConfig, arm: str, augment: int, weight: float) -> StudyConfig:
@@ -85,12 +95,8 @@ def spread(values: list[float]) -> str:
 
 
 def markdown(results: dict[str, Any], hardware: str) -> str:
-    lines = [
-        f"# The CNN student with each issue-20 addition (benchmarks/cnn.py)\n\nHost: {hardware}.\n",
-        "| arm | extra rows | validation (mean ± sd over seeds) | above majority | test (mean ± sd) | above majority "
-        "| speed-up | seeds: validation [95%] / test [95%] |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    title = f"# The CNN student with each issue-20 addition (benchmarks/cnn.py)\n\nHost: {hardware}.\n\n"
+    rows = []
     for arm, r in results.items():
         cells = []
         for split in ("validation", "test"):
@@ -108,8 +114,8 @@ def markdown(results: dict[str, Any], hardware: str) -> str:
             )
             for run in r["runs"]
         )
-        lines.append(f"| {arm} | {r['extra_rows']} | {' | '.join(cells)} | {r['runs'][0]['speedup']:.1f}x | {seeds} |")
-    return "\n".join(lines) + "\n"
+        rows.append((arm, r["extra_rows"], *cells, f"{r['runs'][0]['speedup']:.1f}x", seeds))
+    return title + markdown_table(COLUMNS, rows, left=len(COLUMNS))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.elastic import trained_steps, training_seconds
 from latencysolver.models.student import to_runnable
-from latencysolver.results.scoring import score_model
+from latencysolver.results.scoring import markdown_table, score_model
 from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
 from latencysolver.search.students import train_student, untrained_student
 
@@ -155,13 +155,12 @@ def describe(row: dict) -> str:
 
 def markdown(rows: list[dict], hardware: str, elastic_steps: int | None, elastic_seconds: float | None) -> str:
     minutes = "?" if elastic_seconds is None else f"{elastic_seconds / 60:.0f}"
-    lines = [
+    title = (
         f"# Elastic slices against the same recipes distilled alone\n\nHost: {hardware}.  Elastic student: "
         f"{elastic_steps} steps, trained once in {minutes} min.  Accuracy with its Wilson 95% interval; the "
-        "difference to the fp32 teacher on the same rows with its paired 95% interval (Newcombe), in points.\n",
-        "| recipe | student | validation | vs teacher | test | vs teacher | speed-up | seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+        "difference to the fp32 teacher on the same rows with its paired 95% interval (Newcombe), in points.\n\n"
+    )
+    table = []
     for r in rows:
         cells = []
         for split in ("validation", "test"):
@@ -171,10 +170,9 @@ def markdown(rows: list[dict], hardware: str, elastic_steps: int | None, elastic
                 interval(r[split]),
                 f"{100 * d['difference']:+.1f} [{100 * band['low']:+.1f}, {100 * band['high']:+.1f}]",
             ]
-        lines.append(
-            f"| {r['recipe']} | {r['student']} | {' | '.join(cells)} | {r['speedup']:.2f}x | {r['seconds']:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
+        table.append((r["recipe"], r["student"], *cells, f"{r['speedup']:.2f}x", f"{r['seconds']:.0f}"))
+    columns = ("recipe", "student", "validation", "vs teacher", "test", "vs teacher", "speed-up", "seconds")
+    return title + markdown_table(columns, table, left=len(columns))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.models.elastic import training_seconds
 from latencysolver.results.front import feasible_trials, hypervolume
 from latencysolver.results.records import study_record, trial_record
+from latencysolver.results.scoring import markdown_table
 from latencysolver.search.preparation import RunOptions
 from latencysolver.search.run import run_study
 from latencysolver.search.workers import Terminated, sigterm_as_interrupt
@@ -219,28 +220,35 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, hardware: str
         f"# Search efficiency (benchmarks/search_efficiency.py)\n\nHost: {hardware}.  Hypervolume of the feasible "
         f"trials in (validation accuracy, speed-up over the fp32 torch teacher), reference (majority rate, 1.0x); "
         f"the clock sums the trials' wall times, plus the elastic training for elastic arms.\n",
-        f"| arm | seed | trials | feasible | median s/trial | median s, recovery 0 | trials/h | clock min "
-        f"| HV at {args.minutes:g} min | HV final |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    columns = ("arm", "seed", "trials", "feasible", "median s/trial", "median s, recovery 0", "trials/h", "clock min")
+    table = []
     for r in runs:
-        median = "—" if r["median_trial_seconds"] is None else f"{r['median_trial_seconds']:.0f}"
-        bare = r["median_trial_seconds_without_recovery"]
-        median += f" | {'—' if bare is None else f'{bare:.0f}'}"
-        per_hour = "—" if r["trials_per_hour"] is None else f"{r['trials_per_hour']:.0f}"
-        lines.append(
-            f"| {r['arm']} | {r['seed']} | {r['trials']} | {r['feasible']} | {median} | {per_hour} | "
-            f"{r['clock_seconds'] / 60:.0f} | {r['hypervolume_at_budget']:.4f} | {r['hypervolume_final']:.4f} |"
+        median, bare = r["median_trial_seconds"], r["median_trial_seconds_without_recovery"]
+        per_hour = r["trials_per_hour"]
+        table.append(
+            (
+                *(r["arm"], r["seed"], r["trials"], r["feasible"]),
+                *("—" if v is None else f"{v:.0f}" for v in (median, bare, per_hour)),
+                f"{r['clock_seconds'] / 60:.0f}",
+                f"{r['hypervolume_at_budget']:.4f}",
+                f"{r['hypervolume_final']:.4f}",
+            )
         )
-    lines += ["", f"| arm | seeds | trials/h | HV at {args.minutes:g} min (mean ± sd) | HV final (mean ± sd) |"]
-    lines.append("| --- | --- | --- | --- | --- |")
+    lines.append(markdown_table((*columns, f"HV at {args.minutes:g} min", "HV final"), table, left=10).rstrip("\n"))
+    summary = []
     for arm in dict.fromkeys(r["arm"] for r in runs):
         mine = [r for r in runs if r["arm"] == arm]
         per_hour = [r["trials_per_hour"] for r in mine if r["trials_per_hour"]]
-        lines.append(
-            f"| {arm} | {len(mine)} | {statistics.mean(per_hour):.0f} | "
-            f"{spread([r['hypervolume_at_budget'] for r in mine])} | {spread([r['hypervolume_final'] for r in mine])} |"
+        summary.append(
+            (
+                *(arm, len(mine), f"{statistics.mean(per_hour):.0f}"),
+                spread([r["hypervolume_at_budget"] for r in mine]),
+                spread([r["hypervolume_final"] for r in mine]),
+            )
         )
+    columns = ("arm", "seeds", "trials/h", f"HV at {args.minutes:g} min (mean ± sd)", "HV final (mean ± sd)")
+    lines += ["", markdown_table(columns, summary, left=5).rstrip("\n")]
     fidelity = rung_fidelity(runs)
     if fidelity:
         lines += [
@@ -249,13 +257,19 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, hardware: str
             "scores; mean log-likelihood of the true answer) and the final validation accuracy, over the trials "
             "that ran their whole budget (95% bootstrap over trials).",
             "",
-            "| rung (of the steps) | signal | trials | Spearman rho [95%] |",
-            "| --- | --- | --- | --- |",
-            *(
-                f"| {f['rung']:.3f} | {f['signal']} | {f['trials']} | "
-                f"{f['spearman']:.2f} [{f['low']:.2f}, {f['high']:.2f}] |"
-                for f in fidelity
-            ),
+            markdown_table(
+                ("rung (of the steps)", "signal", "trials", "Spearman rho [95%]"),
+                [
+                    (
+                        f"{f['rung']:.3f}",
+                        f["signal"],
+                        f["trials"],
+                        f"{f['spearman']:.2f} [{f['low']:.2f}, {f['high']:.2f}]",
+                    )
+                    for f in fidelity
+                ],
+                left=4,
+            ).rstrip("\n"),
         ]
     stopped = [t for r in runs for t in r.get("rungs") or () if t["stopped"] == "rung"]
     if stopped:

@@ -36,7 +36,7 @@ from latencysolver.config.study import StudyConfig, load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.student import to_runnable
-from latencysolver.results.scoring import predicted_classes
+from latencysolver.results.scoring import markdown_table, predicted_classes
 from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
 from latencysolver.search.students import train_student, untrained_student
 from latencysolver.stats import correct_of, seed_pooled_difference, summarize
@@ -163,9 +163,9 @@ def markdown(done: dict, steps: int) -> str:
         f"about ±4 points); vs teacher: the seed-pooled paired difference over the {len(held_out)} held-out rows "
         "(validation + test), in points, with its 95% interval and one-sided 95% lower bound.  Teacher: validation "
         f"{_mean(teacher['validation']):.3f}, test {_mean(teacher['test']):.3f}.\n",
-        "| recipe | speed-up | setting | seeds | validation | test | vs teacher (held-out) | lower bound | s/run |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    columns = ("recipe", "speed-up", "setting", "seeds", "validation", "test", "vs teacher (held-out)", "lower bound")
+    table = []
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in done["runs"]:
         if r["steps"] == steps:
@@ -175,14 +175,17 @@ def markdown(done: dict, steps: int) -> str:
         test = summarize([_mean(r["test"]) for r in runs])
         difference = seed_pooled_difference([r["validation"] + r["test"] for r in runs], held_out)
         lower = seed_pooled_difference([r["validation"] + r["test"] for r in runs], held_out, confidence=0.90).low
-        lines.append(
-            f"| {recipe} | {done['speedups'].get(recipe, float('nan')):.2f}x | {setting} | {len(runs)} | "
-            f"{validation.mean:.3f} ± {validation.sd:.3f} | {test.mean:.3f} ± {test.sd:.3f} | "
-            f"{100 * difference.estimate:+.1f} "
-            f"[{100 * difference.low:+.1f}, {100 * difference.high:+.1f}] | {100 * lower:+.1f} | "
-            f"{sum(r['seconds'] for r in runs) / len(runs):.0f} |"
+        table.append(
+            (
+                *(recipe, f"{done['speedups'].get(recipe, float('nan')):.2f}x", setting, len(runs)),
+                f"{validation.mean:.3f} ± {validation.sd:.3f}",
+                f"{test.mean:.3f} ± {test.sd:.3f}",
+                f"{100 * difference.estimate:+.1f} [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}]",
+                f"{100 * lower:+.1f}",
+                f"{sum(r['seconds'] for r in runs) / len(runs):.0f}",
+            )
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + markdown_table((*columns, "s/run"), table, left=9)
 
 
 def _mean(values: list[int]) -> float:
