@@ -51,7 +51,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))  # its helper modules, pareto_*.py
+sys.path.append(str(REPO / "benchmarks"))  # its helpers, pareto_*.py (a script run directly has them already)
 
 import optuna
 from pareto_measure import (
