@@ -161,10 +161,17 @@ def load_config(args: argparse.Namespace) -> tuple[StudyConfig, Path]:
 
 
 def seeded(config: StudyConfig, sampler: str, seed: int, first: bool) -> StudyConfig:
-    """The study of one arm: ``sampler`` with ``seed``.  The first seed keeps the plain names (NAME and
-    NAME-random, as before sampler seeds existed); the others get ``-seed<k>``."""
-    name = config.name + ("-random" if sampler == "random" else "") + ("" if first else f"-seed{seed}")
+    """The study of one arm: ``sampler`` with ``seed``.  The first seed keeps the plain names (NAME, and
+    NAME-random for random search beside another sampler); the others get ``-seed<k>``."""
+    compared = sampler != config.sampler.name
+    name = config.name + ("-random" if compared else "") + ("" if first else f"-seed{seed}")
     return dataclasses.replace(config, name=name, sampler=dataclasses.replace(config.sampler, name=sampler, seed=seed))
+
+
+def samplers_of(config: StudyConfig, args: argparse.Namespace) -> list[str]:
+    """The study's sampler, and random search beside it unless skipped, recipes are re-run, or it is random."""
+    skip = args.skip_random or args.recipes or config.sampler.name == "random"
+    return [config.sampler.name] + ([] if skip else ["random"])
 
 
 def run_recipes(
@@ -212,7 +219,7 @@ def run(args: argparse.Namespace, clock: Clock) -> dict[str, Any]:
     config, out = load_config(args)
     goals = goals_of(args)
     seeds = args.sampler_seeds or [config.sampler.seed]
-    samplers = [config.sampler.name] + ([] if args.skip_random or args.recipes else ["random"])
+    samplers = samplers_of(config, args)
     arms = [seeded(config, sampler, seed, i == 0) for i, seed in enumerate(seeds) for sampler in samplers]
     recipes = load_recipes(args.recipes, config.search_space.to_dict()) if args.recipes else []
     arms = [] if args.recipes else arms
@@ -298,7 +305,7 @@ def run(args: argparse.Namespace, clock: Clock) -> dict[str, Any]:
     wall = clock.elapsed()
     by_name = {b.name: b for b in baselines}
     targets = [speed_target(front, by_name[REFERENCE], goals), int8_target(front, by_name[INT8_BASELINE], goals)]
-    if not args.recipes:
+    if not args.recipes and config.sampler.name != "random":  # no sampler to compare with random search
         hv = {k: [a["hypervolume"] for a in v] for k, v in by_sampler.items()}
         targets.append(hypervolume_target(config.sampler.name, hv[config.sampler.name], hv.get("random", [])))
     targets.append(wall_target(wall, budget, goals))

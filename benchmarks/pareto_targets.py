@@ -132,7 +132,7 @@ def hypervolume_target(sampler: str, main: list[float], random: list[float]) -> 
     """The sampler against random search over sampler seeds: a lead smaller than the larger sd is no lead."""
     name = f"{sampler} beats random search on hypervolume, by more than the spread over sampler seeds"
     if not random:
-        return Target(name, None, "random search skipped (--skip-random)")
+        return Target(name, None, "no random-search study (--skip-random, or the study's sampler is random)")
     m, r = summarize(main), summarize(random)
     lead = m.mean - r.mean
     spread = max(m.sd, r.sd)

@@ -185,6 +185,18 @@ def test_the_baseline_table_of_a_tiny_teacher(tmp_path, study_yaml, session_cach
     assert "| – |" in lines[2] and "retrained" not in text and text.startswith("# tiny data: latencysolver")
 
 
+def test_a_random_search_study_is_not_compared_with_itself(study_yaml):
+    config = load_study_config(study_yaml(sampler={"name": "random", "seed": 0}))
+    args = bench.parse_args(["--sampler-seeds", "0,1"])
+    samplers = bench.samplers_of(config, args)
+    arms = [bench.seeded(config, s, seed, i == 0) for i, seed in enumerate([0, 1]) for s in samplers]
+    assert [a.name for a in arms] == ["tiny", "tiny-seed1"] and {a.sampler.name for a in arms} == {"random"}
+    tpe = load_study_config(study_yaml(sampler={"name": "tpe", "seed": 0}))
+    names = [bench.seeded(tpe, s, 0, True).name for s in bench.samplers_of(tpe, args)]
+    assert names == ["tiny", "tiny-random"]
+    assert bench.samplers_of(tpe, bench.parse_args(["--skip-random"])) == ["tpe"]
+
+
 def _row(name, val, test, speedup, *, vs_teacher=None, vs_int8=None, repeats=None):
     return measure.Row(
         name=name,
