@@ -35,8 +35,8 @@ from latencysolver.config.study import StudyConfig, load_study_config
 from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.results.scoring import markdown_table, score_model
+from latencysolver.search.kinds import train_student
 from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
-from latencysolver.search.students import train_student
 
 ARMS = ("base", "pair", "representation", "augment", "all")
 COLUMNS = (

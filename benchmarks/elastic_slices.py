@@ -36,8 +36,8 @@ from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.elastic import trained_steps, training_seconds
 from latencysolver.models.student import to_runnable
 from latencysolver.results.scoring import markdown_table, score_model
+from latencysolver.search.kinds import train_student, untrained_student
 from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
-from latencysolver.search.students import train_student, untrained_student
 
 # the same three recipes in elastic_slices.py, small_students.py and layerwise_cost.py: their results compare
 RECIPES = {

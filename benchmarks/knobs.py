@@ -36,9 +36,10 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.loading import count_parameters
 from latencysolver.models.student import to_runnable
+from latencysolver.search.kinds import train_student
 from latencysolver.search.objective import model_size_bytes
 from latencysolver.search.preparation import RunOptions, prepare, standalone_context
-from latencysolver.search.students import for_recipe, train_student
+from latencysolver.search.students import for_recipe
 from latencysolver.training.evaluate import predict_logits, scores
 
 DISTILL = {"temperature": 2.0, "alpha": 0.5}

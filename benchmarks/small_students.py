@@ -37,8 +37,8 @@ from latencysolver.latency.hardware import hardware_fingerprint
 from latencysolver.latency.protocol import latency_inputs, measure_paired
 from latencysolver.models.student import to_runnable
 from latencysolver.results.scoring import markdown_table, predicted_classes
+from latencysolver.search.kinds import train_student, untrained_student
 from latencysolver.search.preparation import RunOptions, prepare, scoring_splits, standalone_context
-from latencysolver.search.students import train_student, untrained_student
 from latencysolver.stats import correct_of, seed_pooled_difference, summarize
 
 # the same three recipes in elastic_slices.py, small_students.py and layerwise_cost.py: their results compare

@@ -43,8 +43,6 @@ class Teacher:
     key: str
     model: nn.Module
     train_logits: torch.Tensor  # (train rows, classes), fp32
-    # (train rows, hidden), fp32: the pooled representation a CNN's representation loss learns (when one does)
-    train_representations: torch.Tensor | None = None
 
 
 def teacher_key(config: StudyConfig, train_fingerprint: str) -> str:

@@ -1,5 +1,6 @@
-"""The Optuna objective: one trial = one recipe → one student (``students.py``: compressed and distilled, or sliced
-from the elastic student), timed before it is trained, then evaluated and stored.
+"""The Optuna objective: one trial = one recipe → one student of the kind the trial picks once (``kinds/``: the
+teacher as is, compressed and distilled, sliced from the elastic student, or a CNN), timed before it is trained,
+then evaluated and stored.
 
 ``suggest.suggest_recipe`` is the only code that calls ``trial.suggest_*``.  Everything after it works on plain models
 and dataclasses; this module only wires them together and writes the trial's results and artifacts.
@@ -29,7 +30,7 @@ from latencysolver.latency.hardware import HardwareFingerprint
 from latencysolver.latency.protocol import PairedLatency, measure_throughput
 from latencysolver.latency.stability import measure_checked
 from latencysolver.models.loading import count_parameters, nonzero_parameters
-from latencysolver.models.student import ONNX_FILE, save_student, to_runnable
+from latencysolver.models.student import ONNX_FILE, to_runnable
 from latencysolver.results.attributes import baseline_of, repeat_of, retrain_of
 from latencysolver.results.records import (
     CONSTRAINT_NAMES,
@@ -40,22 +41,10 @@ from latencysolver.results.records import (
     write_recipe,
     write_trial_record,
 )
+from latencysolver.search.context import TrainedStudent, TrialContext
+from latencysolver.search.kinds import KINDS, keep_the_better, kind_of, train_student
 from latencysolver.search.rungs import Rungs
-from latencysolver.search.students import (
-    TrainedStudent,
-    TrialContext,
-    check_accuracy,
-    data_schema,
-    elastic_description,
-    for_recipe,
-    keep_the_better,
-    retrained,
-    student_length,
-    teacher_as_is,
-    train_student,
-    trains_from_a_start,
-    untrained_student,
-)
+from latencysolver.search.students import check_accuracy, data_schema, for_recipe, retrained, student_length
 from latencysolver.search.suggest import suggest_recipe
 from latencysolver.stats import accuracy_interval, correct_of, paired_difference
 from latencysolver.training.evaluate import predict_logits, scores
@@ -92,6 +81,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
     retrain = retrain_of(trial)  # `latencysolver retrain`: the search trial's recipe, seed and data, more steps
     if retrain is not None and not baseline:
         ctx = retrained(ctx, retrain[1])
+    kind = kind_of(ctx, recipe, baseline)  # picked once: how this trial gets its student (search/kinds)
     full_length_rows = ctx.latency_inputs  # the teacher's latency rows: it runs at the study's length
     ctx = for_recipe(ctx, recipe)
     threads = ctx.config.latency.threads
@@ -100,7 +90,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             folder = Path(tmp)
             # Latency first: the speed-up depends only on the architecture and the backend, so it is measured on
             # the untrained shape, and a trial below constraints.min_speedup is recorded without being trained.
-            shape, kept = teacher_as_is(ctx) if baseline else untrained_student(ctx, recipe)
+            shape, kept = KINDS[kind].untrained(ctx, recipe)
             shape_runnable = to_runnable(shape, recipe.quant_dtype, ctx.latency_inputs[0], folder / "shape", threads)
             paired, stability = measure_checked(
                 shape_runnable,
@@ -113,21 +103,22 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
             floor = ctx.config.constraints.min_speedup
             rejected = {"speedup": paired.speedup, "min_speedup": floor} if floor and paired.speedup < floor else None
             rungs = None
-            if rejected or baseline:
+            if rejected:
                 student, runnable = TrainedStudent(shape, kept, 0, None), shape_runnable
             else:
+                student_kind = KINDS[kind]
                 repeat = repeat_of(trial) is not None
                 rule = ctx.config.early_stop  # a repeat or a retrain is never ranked against the search's trials
-                rank = rule.rungs and not repeat and retrain is None and not ctx.elastic
+                rank = rule.rungs and not repeat and retrain is None and student_kind.ranked
                 rungs = Rungs(trial, rule, paired.speedup) if rank else None
-                start_accuracy = check_accuracy(ctx, shape) if trains_from_a_start(ctx, recipe) else None
-                student = train_student(ctx, recipe, reseed=repeat, start=shape if ctx.elastic else None, rungs=rungs)
+                start_accuracy = check_accuracy(ctx, shape) if student_kind.trains_from_a_start(ctx, recipe) else None
+                student = train_student(ctx, recipe, reseed=repeat, start=shape, rungs=rungs, kind=kind)
                 if start_accuracy is not None and student.early_stopped is None:
-                    student = keep_the_better(ctx, recipe, student, start_accuracy)
+                    student = keep_the_better(ctx, kind, recipe, student, start_accuracy)
                 # accuracy is measured on the model as it ships: quantized, or in onnxruntime
                 runnable = (
                     shape_runnable
-                    if student.model is shape and student.steps == 0  # an elastic slice without recovery
+                    if student.model is shape and student.steps == 0  # not trained: the teacher, a bare slice
                     else to_runnable(student.model, recipe.quant_dtype, ctx.latency_inputs[0], folder / "onnx", threads)
                 )
             model = student.model
@@ -171,19 +162,19 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, float]:
                 early_stopped=early_stopped,
                 rungs=rungs.reported if rungs else None,
                 rejected_before_training=rejected,
-                elastic=elastic_description(ctx, recipe),
                 latency_stability=stability.to_dict(),
                 throughput_rows_per_s=throughput,
                 baseline=baseline,
                 kept_start=student.kept_start,
                 constraints=constraints,
+                **KINDS[kind].record(ctx, recipe),
             )
-            files = save_student(
+            files = KINDS[kind].save(
                 model,
                 recipe,
                 student.kept_layers,
                 folder,
-                extra={
+                {
                     "max_length": student_length(ctx.config, recipe),
                     "base_model": ctx.config.model,
                     **data_schema(ctx),

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from latencysolver.cache import cache_root, content_hash
+from latencysolver.cache import cache_root
 from latencysolver.config.study import LatencyConfig, StudyConfig
 from latencysolver.data.augment import (
     SENTENCE_KINDS,
@@ -21,18 +20,18 @@ from latencysolver.data.augment import (
     embedding_neighbours,
     vocabulary_words,
 )
-from latencysolver.data.batches import EncodedSplit, concat, encode_split
+from latencysolver.data.batches import EncodedSplit, encode_split
 from latencysolver.data.text import YES_NO, TextData, configured
 from latencysolver.devices import resolve_device, training_placement
 from latencysolver.latency.hardware import HardwareFingerprint, hardware_fingerprint
 from latencysolver.latency.protocol import measure_latency
 from latencysolver.models.augmented import label_rows
-from latencysolver.models.elastic import ElasticStudent, prepare_elastic
 from latencysolver.models.loading import check_max_length, load_model_config, load_tokenizer
 from latencysolver.models.teacher import Teacher, prepare_teacher, teacher_representations
 from latencysolver.results.records import TeacherRecord
 from latencysolver.results.storage import AtomicArtifactStore
-from latencysolver.search.students import AugmentedRows, TrialContext
+from latencysolver.search.context import AugmentedRows, Prepared, RunOptions, TrialContext, trial_context
+from latencysolver.search.kinds import KINDS
 from latencysolver.training.evaluate import predict_logits
 
 Log = Callable[[str], None]
@@ -51,33 +50,6 @@ def baseline_reference_ms(
 # ------------------------------------------------------------------------------------------------ run
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    cache_dir: str | None = None
-    teacher_path: str | None = None
-    progress: bool = True
-    workers: int = 1  # local worker processes `run` starts (1: trials run in this process)
-    # trial_mode elastic: the study's elastic student, copied from its artifact store (``worker``); not retrained
-    elastic_path: str | None = None
-    # data.augment: the teacher's labels of the augmented rows, copied from the study's artifact store (``worker``)
-    augmented_path: str | None = None
-
-
-@dataclass
-class Prepared:
-    """What a study (or a benchmark) needs before its first trial: data, encoded splits and the teacher."""
-
-    data: TextData
-    train: EncodedSplit
-    validation: EncodedSplit
-    teacher: Teacher
-    tokenizer: Any
-    pad_id: int
-    cache_root: Path
-    elastic: ElasticStudent | None = None  # trial_mode elastic
-    augmented: AugmentedRows | None = None  # data.augment (or cnn.augment, for the CNN only)
-
-
 def study_hardware(config: StudyConfig) -> HardwareFingerprint:
     """The fingerprint of this machine for ``config``: latency timed on ``latency.device``, students trained on
     ``training.device``."""
@@ -90,8 +62,8 @@ def prepare(
     log: Log = print,
     check_data: Callable[[TextData], None] | None = None,
 ) -> Prepared:
-    """Load and encode the data, then fine-tune (or load the cached) teacher, and in elastic mode train (or load)
-    the elastic student; writes nothing to storage.
+    """Load and encode the data, then fine-tune (or load the cached) teacher, then let each student kind prepare
+    what it needs (in elastic mode: train or load the elastic student); writes nothing to storage.
 
     ``check_data`` sees the data as soon as it is loaded: it may refuse it before the teacher is trained."""
     placement = training_placement(config)  # a CUDA device this machine lacks: refused before anything runs
@@ -127,40 +99,8 @@ def prepare(
         labels=data.label_names,
     )
     cnn = "cnn" in config.search_space.values_of("architecture")
-    if cnn and config.cnn.representation_weight > 0:
-        representations = teacher_representations(
-            teacher,
-            train,
-            root,
-            data.train.fingerprint(),
-            pad_id=pad_id,
-            progress=options.progress,
-            device=placement.device,
-        )
-        teacher = dataclasses.replace(teacher, train_representations=representations)
-    augmented = prepare_augmented(config, data, teacher, tokenizer, pad_id, root, options, log, cnn=cnn)
-    elastic = None
-    if config.trial_mode == "elastic":
-        elastic_train, fingerprint, logits = train, data.train.fingerprint(), None
-        if augmented is not None and augmented.every_student:  # the elastic student trains on the pairs too
-            elastic_train = concat(train, augmented.split)
-            fingerprint = content_hash(fingerprint, augmented.key)
-            logits = torch.cat([teacher.train_logits, augmented.logits])
-        elastic = prepare_elastic(
-            config,
-            teacher,
-            elastic_train,
-            fingerprint,
-            root,
-            pad_id=pad_id,
-            progress=options.progress,
-            log=log,
-            path=Path(options.elastic_path) if options.elastic_path else None,
-            train_logits=logits,
-        )
-    return Prepared(
-        augmented=augmented,
-        elastic=elastic,
+    prepared = Prepared(
+        augmented=prepare_augmented(config, data, teacher, tokenizer, pad_id, root, options, log, cnn=cnn),
         data=data,
         train=train,
         validation=validation,
@@ -169,6 +109,9 @@ def prepare(
         pad_id=pad_id,
         cache_root=root,
     )
+    for kind in KINDS.values():  # the elastic student, the CNN's targets: what each kind needs once per study
+        prepared = kind.prepare(config, prepared, options, log)
+    return prepared
 
 
 def prepare_augmented(
@@ -279,20 +222,6 @@ def scoring_splits(
 
 def standalone_context(config: StudyConfig, prepared: Prepared, inputs: list, folder: str) -> TrialContext:
     """For benchmarks that build students exactly as trials do, outside any study: the prepared teacher, splits,
-    elastic student and CNN targets, latency rows ``inputs``, and an artifact store in ``folder`` (unused by
-    ``train_student``)."""
-    return TrialContext(
-        config=config,
-        teacher_model=prepared.teacher.model.eval(),
-        teacher_train_logits=prepared.teacher.train_logits,
-        train=prepared.train,
-        validation=prepared.validation,
-        latency_inputs=inputs,
-        artifact_store=AtomicArtifactStore(folder),
-        hardware=study_hardware(config),
-        pad_id=prepared.pad_id,
-        progress=False,
-        elastic=prepared.elastic,
-        teacher_train_representations=prepared.teacher.train_representations,
-        augmented=prepared.augmented,
-    )
+    and kinds, latency rows ``inputs``, and an artifact store in ``folder`` (unused by ``train_student``)."""
+    prepared.teacher.model.eval()
+    return trial_context(config, prepared, inputs, AtomicArtifactStore(folder), study_hardware(config), progress=False)

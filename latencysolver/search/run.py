@@ -25,7 +25,7 @@ from latencysolver.errors import ConfigError, StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.latency.gating import usual_settings
 from latencysolver.latency.hardware import HardwareFingerprint, busy_warning
-from latencysolver.latency.protocol import latency_inputs, measure_latency, throughput_inputs
+from latencysolver.latency.protocol import latency_inputs, measure_latency
 from latencysolver.locks import storage_lock
 from latencysolver.models.loading import count_parameters
 from latencysolver.results.dashboard import save_study_note
@@ -50,6 +50,8 @@ from latencysolver.results.storage import (
     shown_url,
 )
 from latencysolver.search.binding import check_binding, check_given_teacher, check_objectives
+from latencysolver.search.context import trial_context
+from latencysolver.search.kinds import KINDS
 from latencysolver.search.objective import make_objective, model_size_bytes, objectives
 from latencysolver.search.preparation import (
     Prepared,
@@ -63,13 +65,10 @@ from latencysolver.search.probe import enqueue_usual_recipes, gated_space
 from latencysolver.search.sharing import (
     check_output_folders,
     fetch_augmented,
-    fetch_elastic,
     fetch_teacher,
     share_augmented,
-    share_elastic,
     share_teacher,
 )
-from latencysolver.search.students import TrialContext
 from latencysolver.search.suggest import make_sampler, run_seed
 from latencysolver.search.workers import (
     check_repeats_to_run,
@@ -190,8 +189,8 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
         ),
     )
     share_teacher(study, teacher, AtomicArtifactStore(artifact_dir))
-    if prepared.elastic is not None:
-        share_elastic(study, prepared.elastic, AtomicArtifactStore(artifact_dir))
+    for kind in KINDS.values():  # what each kind prepared (the elastic student), for workers elsewhere
+        kind.share(study, prepared, AtomicArtifactStore(artifact_dir))
     if prepared.augmented is not None and prepared.augmented.path is not None:
         share_augmented(study, prepared.augmented, AtomicArtifactStore(artifact_dir))
     if config.usual_recipes and config.latency.device == "cpu":
@@ -223,19 +222,16 @@ def prepare_stored(
     elif teacher_path is None:
         fetched = fetch_teacher(study, cache_root(options.cache_dir), log)
         teacher_path = str(fetched) if fetched else None
-    elastic_path = options.elastic_path
-    if config.trial_mode == "elastic" and elastic_path is None:  # copied into this cache once, never retrained
-        fetched = fetch_elastic(study, cache_root(options.cache_dir), log)
-        elastic_path = str(fetched) if fetched else None
+    options = dataclasses.replace(options, teacher_path=teacher_path)
+    for kind in KINDS.values():  # what a kind prepared (the elastic student): copied into this cache once
+        options = kind.fetch(study, config, options, log)
     augmented_path = options.augmented_path
     if augmented_path is None:  # the teacher's labels of the augmented rows: copied once, never labelled again
         fetched = fetch_augmented(study, cache_root(options.cache_dir), log)
         augmented_path = str(fetched) if fetched else None
     prepared = prepare(
         config,
-        dataclasses.replace(
-            options, teacher_path=teacher_path, elastic_path=elastic_path, augmented_path=augmented_path
-        ),
+        dataclasses.replace(options, augmented_path=augmented_path),
         log,
         # the recorded data folder, read on this machine: refuse it if it holds other rows than the study's
         check_data=lambda loaded: check_binding(
@@ -310,33 +306,20 @@ def _work(
     artifact_dir = study_record(study).artifact_dir or str(default_artifact_dir(config))
     with writing(artifact_dir, "artifacts folder"):
         Path(artifact_dir).mkdir(parents=True, exist_ok=True)
-    validation, pad_id = prepared.validation, prepared.pad_id
-    ctx = TrialContext(
-        config=config,
-        teacher_model=prepared.teacher.model,
-        teacher_train_logits=prepared.teacher.train_logits,
-        teacher_train_representations=prepared.teacher.train_representations,
-        augmented=prepared.augmented,
-        train=prepared.train,
-        validation=validation,
-        latency_inputs=inputs,
-        artifact_store=AtomicArtifactStore(artifact_dir),
-        hardware=hardware,
-        throughput_inputs=(
-            throughput_inputs(validation, config.latency, config.latency.throughput_batch_size, pad_id)
-            if config.latency.throughput_batch_size
-            else None
-        ),
-        pad_id=pad_id,
+    ctx = trial_context(
+        config,
+        prepared,
+        inputs,
+        AtomicArtifactStore(artifact_dir),
+        hardware,
         progress=options.progress,
         majority_rate=prepared.data.validation.majority_rate(),
-        teacher_predictions=_teacher_predictions(study, len(validation)),
-        test=test[0] if test else None,
-        teacher_test_predictions=test[1] if test else None,
-        elastic=prepared.elastic,
+        teacher_predictions=_teacher_predictions(study, len(prepared.validation)),
+        test=test,
         baseline_reference_ms=baseline_reference_ms(
             study_record(study).teacher, prepared.teacher.model, inputs, config.latency, hardware.key
         ),
+        throughput=True,
     )
     log(f"latency: {hardware.describe()} [{hardware.key}]")
     warning = busy_warning(config.latency.threads)

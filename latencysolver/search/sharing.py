@@ -25,8 +25,7 @@ from latencysolver.models.teacher import MARKER as TEACHER_MARKER
 from latencysolver.models.teacher import Teacher
 from latencysolver.results.records import SharedFolder, StudyRecord, study_record, write_study_record
 from latencysolver.results.storage import AtomicArtifactStore, default_artifact_dir
-from latencysolver.search.preparation import RunOptions
-from latencysolver.search.students import AugmentedRows
+from latencysolver.search.context import AugmentedRows, RunOptions
 
 Log = Callable[[str], None]
 
