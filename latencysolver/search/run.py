@@ -11,6 +11,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -25,7 +26,7 @@ from latencysolver.errors import ConfigError, StorageError, first_line
 from latencysolver.files import check_writable, writing
 from latencysolver.latency.gating import usual_settings
 from latencysolver.latency.hardware import HardwareFingerprint, busy_warning
-from latencysolver.latency.protocol import latency_inputs, measure_latency
+from latencysolver.latency.protocol import LatencyStats, latency_inputs, measure_latency
 from latencysolver.locks import storage_lock
 from latencysolver.models.loading import count_parameters
 from latencysolver.results.dashboard import save_study_note
@@ -78,13 +79,46 @@ from latencysolver.search.workers import (
     summary_callback,
     work,
 )
-from latencysolver.stats import accuracy_interval, correct_of
-from latencysolver.training.evaluate import predict_logits, scores
+from latencysolver.stats import Interval, accuracy_interval, correct_of
+from latencysolver.training.evaluate import Scores, predict_logits, scores
 
 Log = Callable[[str], None]
 
 
 def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log = print) -> optuna.Study:
+    """``latencysolver run``: check the inputs, prepare the data, teacher and kinds, evaluate the teacher, record
+    the study, gate the space on this hardware, share what workers need, then run the trials."""
+    existing = _check_before_work(config, options)
+    space = config.search_space.to_dict()
+
+    def check_data(loaded: TextData) -> None:
+        check_binding(config, existing, BindingRecord(data_fingerprint=loaded.fingerprint()), loaded.source)
+
+    prepared = prepare(config, options, log, check_data=check_data)
+    binding = BindingRecord(data_fingerprint=prepared.data.fingerprint(), teacher_key=prepared.teacher.key)
+    check_binding(config, existing, binding)
+    evaluated = _evaluate_teacher(config, prepared, options, log)
+    study = _create_or_resume(config)  # first: a storage that refuses leaves no empty artifact folder behind
+    artifact_dir = default_artifact_dir(config)
+    with writing(artifact_dir, "artifacts folder"):
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+    bound = dataclasses.replace(binding, search_space=space)
+    write_study_record(study, _study_record(config, prepared, evaluated, bound, artifact_dir))
+    gated, probe = gated_space(study, config, prepared.teacher.model, evaluated.inputs, evaluated.hardware, log)
+    config = dataclasses.replace(config, search_space=gated)
+    write_study_record(study, _searched_record(config, prepared.data.validation.majority_rate(), evaluated.hardware))
+    _share(study, prepared, AtomicArtifactStore(artifact_dir))
+    if config.usual_recipes and config.latency.device == "cpu":
+        enqueue_usual_recipes(study, config, usual_settings(probe, keep_slow=not config.drop_slow_settings), log)
+    save_study_note(study)
+    if options.workers > 1:
+        return run_local_workers(study, config, options, log)
+    return _work(study, config, prepared, evaluated.inputs, evaluated.hardware, options, log)
+
+
+def _check_before_work(config: StudyConfig, options: RunOptions) -> StudyRecord | None:
+    """The study's name, storage, output folders, objectives and space, checked before anything is trained or
+    written; the stored study's record when it is resumed."""
     sibling = reserved_by(config.name)  # `confirm` or `retrain` would take this study for its sibling
     if sibling is not None:
         raise ConfigError(
@@ -101,104 +135,110 @@ def run_study(config: StudyConfig, options: RunOptions = RunOptions(), log: Log 
         check_objectives(stored, config)
     # a study is bound to its data, teacher and search space: refuse another before anything is trained or written
     existing = study_record(stored) if stored is not None else None
-    space = config.search_space.to_dict()
-    check_binding(config, existing, BindingRecord(search_space=space))
+    check_binding(config, existing, BindingRecord(search_space=config.search_space.to_dict()))
+    return existing
 
-    def check_data(loaded: TextData) -> None:
-        check_binding(config, existing, BindingRecord(data_fingerprint=loaded.fingerprint()), loaded.source)
 
-    prepared = prepare(config, options, log, check_data=check_data)
-    binding = BindingRecord(data_fingerprint=prepared.data.fingerprint(), teacher_key=prepared.teacher.key)
-    check_binding(config, existing, binding)
-    data, validation, teacher, pad_id = prepared.data, prepared.validation, prepared.teacher, prepared.pad_id
-    majority = data.validation.majority_rate()
+@dataclass(frozen=True)
+class _TeacherEvaluation:
+    """The teacher on the validation split and on this machine's latency rows."""
+
+    quality: Scores
+    predictions: list[int]
+    interval: Interval
+    latency: LatencyStats
+    inputs: list  # the study's latency rows
+    hardware: HardwareFingerprint
+
+
+def _evaluate_teacher(config: StudyConfig, prepared: Prepared, options: RunOptions, log: Log) -> _TeacherEvaluation:
+    """The teacher's validation accuracy (with its interval), F1 and latency, logged, with a warning when it is no
+    better than the majority class."""
+    validation, teacher, pad_id = prepared.validation, prepared.teacher, prepared.pad_id
+    majority = prepared.data.validation.majority_rate()
     inputs = latency_inputs(validation, config.latency, pad_id)
-    teacher_logits = predict_logits(
-        teacher.model, validation, pad_id=pad_id, desc="teacher evaluate", progress=options.progress
-    )
-    teacher_quality = scores(teacher_logits, validation.labels)
-    teacher_predictions = teacher_logits.argmax(dim=-1).tolist()
-    teacher_interval = accuracy_interval(correct_of(teacher_predictions, list(validation.labels)))
-    teacher_latency = measure_latency(teacher.model, inputs, config.latency)
+    progress = options.progress
+    logits = predict_logits(teacher.model, validation, pad_id=pad_id, desc="teacher evaluate", progress=progress)
+    quality = scores(logits, validation.labels)
+    predictions = logits.argmax(dim=-1).tolist()
+    interval = accuracy_interval(correct_of(predictions, list(validation.labels)))
+    latency = measure_latency(teacher.model, inputs, config.latency)
     hardware = study_hardware(config)
     log(
-        f"teacher: validation accuracy {teacher_quality.accuracy:.3f} {teacher_interval.describe(estimate=False)}, "
-        f"F1 {teacher_quality.f1:.3f}, "
-        f"latency p50 {teacher_latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)"
+        f"teacher: validation accuracy {quality.accuracy:.3f} {interval.describe(estimate=False)}, "
+        f"F1 {quality.f1:.3f}, "
+        f"latency p50 {latency.p50_ms:.1f} ms (batch 1, {config.latency.threads} threads)"
     )
-    if teacher_quality.accuracy <= majority + 0.005:
+    if quality.accuracy <= majority + 0.005:
         log(
             f"warning: the teacher is no better than always answering the majority class ({majority:.3f}); "
             "students distilled from it learn nothing. Fine-tune longer (teacher.epochs) or pass --teacher PATH."
         )
+    return _TeacherEvaluation(quality, predictions, interval, latency, inputs, hardware)
 
-    study = _create_or_resume(config)  # first: a storage that refuses leaves no empty artifact folder behind
-    artifact_dir = default_artifact_dir(config)
-    with writing(artifact_dir, "artifacts folder"):
-        artifact_dir.mkdir(parents=True, exist_ok=True)
-    write_study_record(
-        study,
-        StudyRecord(
-            teacher=TeacherRecord(
-                path=str(teacher.path),
-                key=teacher.key,
-                base_model=config.model,
-                accuracy=teacher_quality.accuracy,
-                f1=teacher_quality.f1,
-                latency_p50_ms=teacher_latency.p50_ms,
-                latency_p90_ms=teacher_latency.p90_ms,
-                hardware_key=hardware.key,
-                parameters=count_parameters(teacher.model),
-                size_bytes=model_size_bytes(teacher.model),
-                accuracy_interval=teacher_interval.to_dict(),
-            ),
-            teacher_predictions=teacher_predictions,
-            data=DataRecord(
-                source=data.source,
-                train_rows=len(data.train),
-                validation_rows=len(data.validation),
-                test_rows=len(data.test) if data.test is not None else 0,
-                majority_rate=majority,
-                max_length=config.data.max_length,
-            ),
-            artifact_dir=str(artifact_dir),
-            config_file=config.config_file,
-            search_space=space,
-            binding=dataclasses.replace(binding, search_space=space),
+
+def _study_record(
+    config: StudyConfig, prepared: Prepared, teacher: _TeacherEvaluation, binding: BindingRecord, artifact_dir: Path
+) -> StudyRecord:
+    """The study's first record: its teacher as evaluated, its data, its artifact folder, its binding."""
+    data, model = prepared.data, prepared.teacher
+    return StudyRecord(
+        teacher=TeacherRecord(
+            path=str(model.path),
+            key=model.key,
+            base_model=config.model,
+            accuracy=teacher.quality.accuracy,
+            f1=teacher.quality.f1,
+            latency_p50_ms=teacher.latency.p50_ms,
+            latency_p90_ms=teacher.latency.p90_ms,
+            hardware_key=teacher.hardware.key,
+            parameters=count_parameters(model.model),
+            size_bytes=model_size_bytes(model.model),
+            accuracy_interval=teacher.interval.to_dict(),
         ),
-    )
-    gated, probe = gated_space(study, config, teacher.model, inputs, hardware, log)
-    config = dataclasses.replace(config, search_space=gated)
-    write_study_record(
-        study,
-        StudyRecord(
-            searched_space=config.search_space.to_dict(),
-            constraints=ConstraintsRecord(
-                min_accuracy=config.constraints.min_accuracy,
-                max_latency_ms=config.constraints.max_latency_ms,
-                min_accuracy_resolved=(
-                    config.constraints.min_accuracy
-                    if config.constraints.min_accuracy is not None
-                    else f"> {majority:.3f} (majority class)"
-                ),
-            ),
-            distillation=dataclasses.asdict(config.distillation),
-            latency=dataclasses.asdict(config.latency),
-            config=config_to_dict(dataclasses.replace(config, storage="")),
-            hardware=hardware.to_dict(),
+        teacher_predictions=teacher.predictions,
+        data=DataRecord(
+            source=data.source,
+            train_rows=len(data.train),
+            validation_rows=len(data.validation),
+            test_rows=len(data.test) if data.test is not None else 0,
+            majority_rate=data.validation.majority_rate(),
+            max_length=config.data.max_length,
         ),
+        artifact_dir=str(artifact_dir),
+        config_file=config.config_file,
+        search_space=binding.search_space,
+        binding=binding,
     )
-    share_teacher(study, teacher, AtomicArtifactStore(artifact_dir))
-    for kind in KINDS.values():  # what each kind prepared (the elastic student), for workers elsewhere
-        kind.share(study, prepared, AtomicArtifactStore(artifact_dir))
+
+
+def _searched_record(config: StudyConfig, majority: float, hardware: HardwareFingerprint) -> StudyRecord:
+    """What the search runs with once the space is gated on this hardware: the space, constraints and settings."""
+    return StudyRecord(
+        searched_space=config.search_space.to_dict(),
+        constraints=ConstraintsRecord(
+            min_accuracy=config.constraints.min_accuracy,
+            max_latency_ms=config.constraints.max_latency_ms,
+            min_accuracy_resolved=(
+                config.constraints.min_accuracy
+                if config.constraints.min_accuracy is not None
+                else f"> {majority:.3f} (majority class)"
+            ),
+        ),
+        distillation=dataclasses.asdict(config.distillation),
+        latency=dataclasses.asdict(config.latency),
+        config=config_to_dict(dataclasses.replace(config, storage="")),
+        hardware=hardware.to_dict(),
+    )
+
+
+def _share(study: optuna.Study, prepared: Prepared, store: AtomicArtifactStore) -> None:
+    """The teacher, what each kind prepared, and the augmented rows' labels, into the study's artifact store."""
+    share_teacher(study, prepared.teacher, store)
+    for kind in KINDS.values():
+        kind.share(study, prepared, store)
     if prepared.augmented is not None and prepared.augmented.path is not None:
-        share_augmented(study, prepared.augmented, AtomicArtifactStore(artifact_dir))
-    if config.usual_recipes and config.latency.device == "cpu":
-        enqueue_usual_recipes(study, config, usual_settings(probe, keep_slow=not config.drop_slow_settings), log)
-    save_study_note(study)
-    if options.workers > 1:
-        return run_local_workers(study, config, options, log)
-    return _work(study, config, prepared, inputs, hardware, options, log)
+        share_augmented(study, prepared.augmented, store)
 
 
 def prepare_stored(
