@@ -42,12 +42,12 @@ from latencysolver.results.records import (
     write_recipe,
     write_trial_record,
 )
+from latencysolver.results.scoring import score
 from latencysolver.search.context import TrainedStudent, TrialContext
 from latencysolver.search.kinds import KINDS, keep_the_better, kind_of, train_student
 from latencysolver.search.rungs import Rungs
 from latencysolver.search.students import check_accuracy, data_schema, for_recipe, retrained, student_length
 from latencysolver.search.suggest import suggest_recipe
-from latencysolver.stats import accuracy_interval, correct_of, paired_difference
 from latencysolver.training.evaluate import Scores, predict_logits, scores
 
 
@@ -289,13 +289,11 @@ def upload(
 
 def validation_statistics(predicted: torch.Tensor, ctx: TrialContext) -> dict[str, Any]:
     """The accuracy's 95% interval, and the paired comparison with the teacher on the same rows (when known)."""
-    labels = list(ctx.validation.labels)
-    correct = correct_of(predicted.tolist(), labels)
-    out: dict[str, Any] = {"accuracy_interval": accuracy_interval(correct).to_dict()}
-    if ctx.teacher_predictions is not None and len(ctx.teacher_predictions) == len(correct):
-        teacher = correct_of(ctx.teacher_predictions.tolist(), labels)
-        out["vs_teacher"] = paired_difference(correct, teacher).to_dict()
-    return out
+    teacher = ctx.teacher_predictions
+    if teacher is not None and len(teacher) != len(predicted):
+        teacher = None
+    scored = score(predicted, ctx.validation.labels, teacher).to_dict()
+    return {key: value for key, value in scored.items() if key != "accuracy" and value is not None}
 
 
 def statistics_on_test_split(runnable: Any, trial: optuna.Trial, ctx: TrialContext) -> dict[str, Any]:
@@ -305,17 +303,8 @@ def statistics_on_test_split(runnable: Any, trial: optuna.Trial, ctx: TrialConte
     if (repeat is None and retrain_of(trial) is None) or ctx.test is None:
         return {}
     logits = predict_logits(runnable, ctx.test, pad_id=ctx.pad_id, desc="test evaluate", progress=ctx.progress)
-    labels = list(ctx.test.labels)
-    correct = correct_of(logits.argmax(dim=-1).tolist(), labels)
-    out: dict[str, Any] = {
-        "repeat_of": repeat,
-        "test_accuracy": float(correct.mean()),
-        "test_accuracy_interval": accuracy_interval(correct).to_dict(),
-    }
-    if ctx.teacher_test_predictions is not None:
-        teacher = correct_of(ctx.teacher_test_predictions.tolist(), labels)
-        out["test_vs_teacher"] = paired_difference(correct, teacher).to_dict()
-    return out
+    scored = score(logits.argmax(dim=-1), ctx.test.labels, ctx.teacher_test_predictions).to_dict(prefix="test_")
+    return {"repeat_of": repeat, **{key: value for key, value in scored.items() if value is not None}}
 
 
 def measured_constraints(
