@@ -11,12 +11,19 @@ half-written there.
 * full disk: the folder is a small tmpfs in the child's mount namespace, listed from inside it after the command
   (the tmpfs goes with the namespace); without mount namespaces, a file-size limit (``RLIMIT_FSIZE``) makes every
   write past 256 KiB fail instead.
+
+The children are forked from a multiprocessing fork server that imported the command line's modules once, and run
+``main(ARGS)`` with their own stdout, stderr, working folder and environment: a fresh ``python -m latencysolver``
+spent 8-10 s of CPU importing torch, transformers and optuna for each of 14 children.  What a shell sees of a real
+``python -m latencysolver`` process (its exit codes, nothing but the error on stderr) is tests/test_exit_codes.py's.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import multiprocessing
 import os
 import resource
 import shlex
@@ -33,7 +40,6 @@ from tests.conftest import write_study_yaml
 
 ERROR = "latencysolver: error: "
 FULL_SIZE = "256k"  # the tmpfs: room for the small cache files, not for a teacher, an export or a report
-LISTING = "=== listing ==="
 
 
 def _can_mount() -> bool:
@@ -133,33 +139,101 @@ def test_a_path_under_a_file_is_refused_before_any_work(study, tmp_path, capfd, 
 # ------------------------------------------------------------------------------------------------ read-only, full
 
 
-def child(args: list[str], folder: Path, mode: str, cwd: Path) -> tuple[int, str, list[str]]:
-    """``python -m latencysolver ARGS`` with ``folder`` read-only or full; (exit code, stderr, files left there)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LATENCYSOLVER_CACHE": str(cwd / "c")}
+# what the command line imports, loaded once into the fork server (tests.test_output_paths: the children's target)
+PRELOAD = [
+    "latencysolver.cli",
+    "latencysolver.search.run",
+    "latencysolver.ship.export",
+    "latencysolver.ship.predict",
+    "latencysolver.results.report",
+    "tests.test_output_paths",
+]
+CLONE_NEWNS = 0x00020000
+
+
+@pytest.fixture(scope="module")
+def fork_server():
+    """A multiprocessing context whose fork server has imported ``PRELOAD`` (started offline, as the children run),
+    stopped after the module."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("TRANSFORMERS_OFFLINE", "1")
+        context.Process(target=int).start()  # starts the server (importing PRELOAD) under that environment
+    yield context
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()  # the server holds torch and transformers in memory: not for the whole session
+
+
+def _in_child(args: list[str], cwd: str, env: dict[str, str], setup: str | None, limit: bool, folder: str | None):
+    """The fork server's child: its own stdout/stderr files in ``cwd``, environment and working folder; with
+    ``setup``, a mount namespace of its own where that shell script runs first; then ``main(args)`` and, with
+    ``folder``, the files left there, listed from inside the namespace (a tmpfs goes with it)."""
+    from latencysolver.cli import main
+
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, name in ((1, "child.out"), (2, "child.err")):
+        os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    if setup is not None:
+        if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        # private first, as `unshare -m` does: no mount made here reaches the parent's namespace
+        subprocess.run(["bash", "-c", f"mount --make-rprivate / && {setup}"], check=True)
+    if limit:
+        _file_size_limit()
+    try:
+        code = main(args)
+    finally:
+        if folder is not None:
+            files = [str(p.relative_to(folder)) for p in sorted(Path(folder).rglob("*"))]
+            Path("child.files").write_text("".join(f + "\n" for f in files))
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)
+
+
+def run_child(
+    fork_server, args: list[str], cwd: Path, env: dict[str, str], setup: str | None = None, **kwargs
+) -> tuple[int, str, str, list[str]]:
+    """``main(ARGS)`` in a child of ``fork_server`` (see ``_in_child``): (exit code, stdout, stderr, files left)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env}
     env.pop("LATENCYSOLVER_STORAGE", None)
-    cli = shlex.join([sys.executable, "-m", "latencysolver", *args])
-    listing = f"echo {LISTING} >&2; find {shlex.quote(str(folder))} -mindepth 1 -printf '%P\\n' >&2"
+    process = fork_server.Process(
+        target=_in_child,
+        args=(args, str(cwd), env, setup, kwargs.get("limit", False), kwargs.get("folder")),
+    )
+    process.start()
+    process.join(timeout=300)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
+        pytest.fail(f"still running after 300 s: {args}")
+    listing = cwd / "child.files"
+    files = sorted(f for f in listing.read_text().splitlines() if f) if listing.exists() else []
+    return process.exitcode, (cwd / "child.out").read_text(), (cwd / "child.err").read_text(), files
+
+
+def child(fork_server, args: list[str], folder: Path, mode: str, cwd: Path) -> tuple[int, str, list[str]]:
+    """``latencysolver ARGS`` with ``folder`` read-only or full; (exit code, stderr, files left there)."""
+    env = {"LATENCYSOLVER_CACHE": str(cwd / "c")}
     folder.mkdir(exist_ok=True)
-    preexec = None
+    setup, limit = None, False
     if MOUNTS:
         options = "ro" if mode == "read-only" else f"size={FULL_SIZE}"
-        mount = f"mount -t tmpfs -o {options} tmpfs {shlex.quote(str(folder))}"
-        script = f"{mount} && {{ {cli}; rc=$?; {listing}; exit $rc; }}"
-        argv = ["unshare", "-m", "bash", "-c", script]
+        setup = f"mount -t tmpfs -o {options} tmpfs {shlex.quote(str(folder))}"
+    elif mode == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root without mount namespaces: no folder is read-only to root")
+        folder.chmod(0o555)
     else:
-        if mode == "read-only":
-            if os.geteuid() == 0:
-                pytest.skip("root without mount namespaces: no folder is read-only to root")
-            folder.chmod(0o555)
-        else:
-            preexec = _file_size_limit
-        argv = ["bash", "-c", f"{cli}; rc=$?; {listing}; exit $rc"]
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, cwd=cwd, env=env, timeout=300, check=False, preexec_fn=preexec
-    )
+        limit = True
+    code, _, err, files = run_child(fork_server, args, cwd, env, setup, limit=limit, folder=str(folder))
     folder.chmod(0o755)
-    err, _, files = proc.stderr.partition(LISTING + "\n")
-    return proc.returncode, err, sorted(f for f in files.splitlines() if f)
+    return code, err, files
 
 
 def _file_size_limit() -> None:
@@ -176,11 +250,13 @@ REASONS = {
 
 @pytest.mark.parametrize("mode", ["read-only", "full"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_read_only_or_full_folder_is_one_line_and_leaves_nothing_half_written(study, tmp_path, kind, mode):
+def test_a_read_only_or_full_folder_is_one_line_and_leaves_nothing_half_written(
+    study, fork_server, tmp_path, kind, mode
+):
     scratch = scratch_dir(tmp_path)
     folder = tmp_path / "target"
     before = storage_digest(study["storage"])
-    code, err, left = child(command(kind, study, folder, scratch), folder, mode, tmp_path)
+    code, err, left = child(fork_server, command(kind, study, folder, scratch), folder, mode, tmp_path)
     line = one_error_line(code, err)
     assert str(folder) in line, line
     assert any(reason in line for reason in REASONS[mode]), line
@@ -229,7 +305,7 @@ def test_a_killed_teacher_save_leaves_no_staging_folder_for_ever(study, tmp_path
 
 
 @pytest.mark.parametrize("command_name", ["run", "worker"])
-def test_a_read_only_database_is_named_before_any_work(study, tmp_path, command_name):
+def test_a_read_only_database_is_named_before_any_work(study, fork_server, tmp_path, command_name):
     """Not Optuna's "exceeding max length" after the teacher fine-tune: the read-only file, at once."""
     db = tmp_path / "ro" / "study.db"
     db.parent.mkdir()
@@ -239,26 +315,22 @@ def test_a_read_only_database_is_named_before_any_work(study, tmp_path, command_
         if command_name == "run"
         else ["worker", "--study", "tiny", "--storage", url, "--no-progress"]
     )
-    cli = shlex.join([sys.executable, "-m", "latencysolver", *args])
     source = study["root"] / "study.db"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LATENCYSOLVER_CACHE": str(tmp_path / "c")}
+    setup = None
     if MOUNTS:  # the database on a read-only mount (root writes through file modes)
         folder = shlex.quote(str(db.parent))
-        script = (
-            f"mount -t tmpfs tmpfs {folder} && cp {shlex.quote(str(source))} {folder}/ && "
-            f"mount -o remount,ro {folder} && {cli}"
+        setup = (
+            f"mount -t tmpfs tmpfs {folder} && cp {shlex.quote(str(source))} {folder}/ && mount -o remount,ro {folder}"
         )
-        argv = ["unshare", "-m", "bash", "-c", script]
     elif os.geteuid() != 0:
         db.write_bytes(source.read_bytes())
         db.chmod(0o444)
-        argv = ["bash", "-c", cli]
     else:
         pytest.skip("root without mount namespaces: no database is read-only to root")
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False)
-    line = one_error_line(proc.returncode, proc.stderr)
+    code, out, err, _ = run_child(fork_server, args, tmp_path, {"LATENCYSOLVER_CACHE": str(tmp_path / "c")}, setup)
+    line = one_error_line(code, err)
     assert str(db) in line and ("read-only" in line.lower() or "Permission denied" in line), line
-    assert "teacher" not in proc.stdout, "the check came after the work"
+    assert "teacher" not in out, "the check came after the work"
     assert not (tmp_path / "c").exists()
 
 
