@@ -399,6 +399,9 @@ def test_onnx_int8_quantizes_the_encoder(family, tmp_path, base_exports):
     assert (int8(**inputs).logits - torch_logits(model, inputs)).abs().max() < 0.05
 
 
+# `make test-slow` (CI) runs these: each dynamo export of a DeBERTa or ModernBERT graph takes 20-30 s on 2 cores.
+# The fast suite keeps the fallback itself (test_dynamo_fallback_when_torchscript_export_fails, on the tiny BERT).
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "opset"), [("DeBERTa-v2", 17), ("ModernBERT", 18)])
 def test_the_dynamo_fallback_exports_the_new_attention_kinds(family, opset, tmp_path, monkeypatch):
     """What runs once torch drops the TorchScript exporter.  ModernBERT's gated FFN splits in two, an opset-18
