@@ -188,3 +188,18 @@ def test_no_package_function_or_class_is_named_like_a_test():
         and node.name.lower().startswith("test")
     ]
     assert not found, found
+
+
+def test_the_package_and_its_config_load_without_torch():
+    """``import latencysolver`` and the config loader stay light (``latencysolver.load`` imports torch on first
+    use): a child that only reads a study file does not spend seconds importing torch and transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, latencysolver, latencysolver.config.study\n"
+        "heavy = sorted({'torch', 'transformers', 'optuna'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )  # ``from latencysolver import load`` itself: tests/test_predict.py
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
