@@ -41,6 +41,20 @@ def fresh_study(study_yaml, session_cache):
 
 
 @pytest.fixture()
+def copied_study(tiny_study, study_yaml):
+    """The session's finished tiny study copied into a database of its own beside the same YAML (a run of it would
+    make those 3 trials), for tests that add a trial by hand or check that a resume is refused: no trial of its
+    own to run.  Its artifacts stay the session study's, read only."""
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    config = load_study_config(study_yaml())
+    shutil.copyfile(make_url(tiny_study[0].storage).database, make_url(config.storage).database)
+    return config, tiny_study[1], optuna.load_study(study_name="tiny", storage=config.storage)
+
+
+@pytest.fixture()
 def cached(session_cache):
     """Run options on the session's cache: the tests that run a study of their own fine-tune no teacher."""
     return RunOptions(cache_dir=session_cache, progress=False)
@@ -118,20 +132,20 @@ def test_latency_ms_objective_minimizes_milliseconds(study_yaml, cached):
     assert best.values[1] == min(t.values[1] for t in study.best_trials)
 
 
-def test_changing_the_objective_of_an_existing_study_is_refused(fresh_study, study_yaml):
+def test_changing_the_objective_of_an_existing_study_is_refused(copied_study, study_yaml):
     from latencysolver.errors import StorageError
 
-    config, options, _ = fresh_study
+    config, options, _ = copied_study
     other = load_study_config(study_yaml(n_trials=4, latency={"rows": 4, "objective": "latency_ms"}))
     with pytest.raises(StorageError, match=r"optimizes \['accuracy', 'speedup'\].*latency_ms"):
         run_study(other, options, log=lambda _: None)
     assert len(optuna.load_study(study_name="tiny", storage=config.storage).get_trials()) == 3
 
 
-def test_front_mixing_hardware_fingerprints_warns(fresh_study, capsys):
+def test_front_mixing_hardware_fingerprints_warns(copied_study, capsys):
     from latencysolver.results.front import hardware_warning
 
-    config, _, study = fresh_study
+    config, _, study = copied_study
     assert hardware_warning(study) is None
     # a worker on another machine adds a trial that joins the front (most accurate, slowest)
     attrs = dict(study.best_trials[0].user_attrs, hardware_key="othermachine")
@@ -270,8 +284,8 @@ def test_load_existing_study_names_missing_study(finished_study):
         load_existing_study("nope", config.storage)
 
 
-def test_an_infeasible_trial_never_reaches_the_front_or_best(fresh_study, capsys):
-    config, _, study = fresh_study
+def test_an_infeasible_trial_never_reaches_the_front_or_best(copied_study, capsys):
+    config, _, study = copied_study
     # another worker reports a trial that beats everything on both objectives but breaks a constraint
     study.add_trial(
         optuna.trial.create_trial(
@@ -388,11 +402,11 @@ def _attrs(url: str) -> dict:
     return optuna.load_study(study_name="tiny", storage=url).user_attrs
 
 
-def test_resuming_with_other_data_is_refused_before_anything_is_rewritten(fresh_study, study_yaml, tmp_path):
+def test_resuming_with_other_data_is_refused_before_anything_is_rewritten(copied_study, study_yaml, tmp_path):
     from latencysolver.errors import StorageError
     from tests.conftest import write_synthetic_boolq
 
-    config, _, _ = fresh_study
+    config, _, _ = copied_study
     # an empty cache: the other data's teacher would be fine-tuned (and logged) if the refusal came after it
     options = RunOptions(cache_dir=str(tmp_path / "cache"), progress=False)
     before = _attrs(config.storage)
@@ -409,10 +423,10 @@ def test_resuming_with_other_data_is_refused_before_anything_is_rewritten(fresh_
     assert len(optuna.load_study(study_name="tiny", storage=config.storage).get_trials()) == 3
 
 
-def test_resuming_with_another_search_space_or_teacher_is_refused(fresh_study, study_yaml):
+def test_resuming_with_another_search_space_or_teacher_is_refused(copied_study, study_yaml):
     from latencysolver.errors import StorageError
 
-    config, options, _ = fresh_study
+    config, options, _ = copied_study
     before = _attrs(config.storage)
     space = dict(yaml.safe_load(Path(config.config_file).read_text())["search_space"], rank={"choices": ["off", 8]})
     with pytest.raises(StorageError, match=r"another search space \(search space: rank changed\)"):
