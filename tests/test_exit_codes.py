@@ -26,6 +26,7 @@ from latencysolver.errors import (
     SelectionError,
     StorageError,
 )
+from latencysolver.search.workers import Terminated
 
 ERROR_CLASSES = [
     c
@@ -160,13 +161,18 @@ def test_user_error_exits_1_with_one_line(monkeypatch, capsys, error):
     assert capsys.readouterr().err == f"latencysolver: error: {error}\n"
 
 
-def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "interrupt, code, message",
+    [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated (SIGTERM)")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_an_interrupt_exits_130_or_143(monkeypatch, capsys, interrupt, code, message):
     def handler(args):
-        raise KeyboardInterrupt
+        raise interrupt
 
     monkeypatch.setattr(commands, "cmd_pareto", handler)
-    assert main(["pareto", "--study", "x", "--storage", "sqlite:///unused.db"]) == 130
-    assert capsys.readouterr().err == "latencysolver: interrupted\n"
+    assert main(["pareto", "--study", "x", "--storage", "sqlite:///unused.db"]) == code
+    assert capsys.readouterr().err == f"latencysolver: {message}\n"
 
 
 def test_a_bug_is_not_an_exit_code(monkeypatch):

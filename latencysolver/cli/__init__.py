@@ -17,7 +17,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from latencysolver.errors import LatencySolverError, clip
-    from latencysolver.search.workers import Terminated
 
     _quiet_libraries()
     try:
@@ -25,12 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     except LatencySolverError as exc:  # one line, however long a value a message let through
         print(f"latencysolver: error: {clip(str(exc))}", file=sys.stderr)
         return 1
-    except Terminated:
+    except _terminated():
         print("latencysolver: terminated (SIGTERM)", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         print("latencysolver: interrupted", file=sys.stderr)
         return 130
+
+
+def _terminated() -> type[BaseException]:
+    """``Terminated`` (SIGTERM in run and worker), imported only once an exception reaches ``main``: the search
+    layer imports torch, which a command refused at its first check (a bad study file) never needs."""
+    from latencysolver.search.workers import Terminated
+
+    return Terminated
 
 
 def _quiet_libraries() -> None:

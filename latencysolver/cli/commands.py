@@ -26,9 +26,6 @@ def warn_threads(threads: int, where: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from latencysolver.config.study import load_study_config
     from latencysolver.errors import ConfigError
-    from latencysolver.search.preparation import RunOptions
-    from latencysolver.search.run import run_study
-    from latencysolver.search.workers import sigterm_as_interrupt
 
     if args.workers < 1:
         raise ConfigError(
@@ -43,6 +40,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         keep_slow_settings=args.keep_slow_settings,
     )
     warn_threads(config.latency.threads, f"{config.config_file}: latency.threads")
+    # the study file is checked before torch and optuna are imported: a bad one is refused in a fraction of a second
+    from latencysolver.search.preparation import RunOptions
+    from latencysolver.search.run import run_study
+    from latencysolver.search.workers import sigterm_as_interrupt
+
     with sigterm_as_interrupt():
         study = run_study(
             config,

@@ -7,8 +7,8 @@ import os
 
 import latencysolver.cli.commands as commands
 from latencysolver.config.study import DEFAULT_STORAGE, STORAGE_ENV
+from latencysolver.config.urls import shown_url
 from latencysolver.errors import shown
-from latencysolver.results.storage import shown_url
 
 _BEST_RULES = (
     "non-inferior",
