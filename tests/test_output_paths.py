@@ -65,7 +65,8 @@ def study(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
     storage = f"sqlite:///{root / 'study.db'}"
     assert main(["export", "--study", "tiny", "--storage", storage, "--trial", "0", "--out", str(root / "exp")]) == 0
     rows = [json.loads(line) for line in (synthetic_data_dir / "validation.jsonl").read_text().splitlines()]
-    (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 200))  # ~430 KB of predictions
+    # 3,600 rows: ~320 KB of predictions, more than the full tmpfs or the file-size limit (256 KiB) lets through
+    (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 150))
     return {"root": root, "yaml": path, "storage": storage, "model": tiny_model_dir, "data": synthetic_data_dir}
 
 
@@ -350,6 +351,7 @@ def test_predict_output_to_a_fifo_writes_in_place_and_leaves_the_fifo(study, tmp
     assert main(args) == 0
     reader.join(timeout=60)
     assert stat.S_ISFIFO(fifo.stat().st_mode), "the FIFO was replaced by a file"
+    assert len(received[0].encode()) > 256 * 1024  # what the full-disk case of predict --output needs
     lines = received[0].splitlines()
     assert len(lines) == len(rows.read_text().splitlines())
     assert json.loads(lines[0])["answer"] in ("yes", "no")
