@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from latencysolver.cli import main
 from latencysolver.config.study import load_study_config
@@ -19,12 +21,25 @@ from latencysolver.search.run import run_study
 from tests.conftest import write_study_yaml
 
 
+@pytest.fixture(scope="module")
+def searched_once(tmp_path_factory, tiny_model_dir, synthetic_data_dir, session_cache) -> str:
+    """A finished 2-trial search study, run once for this module on the session's cache; its SQLite file."""
+    folder = tmp_path_factory.mktemp("confirm-study")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LATENCYSOLVER_CACHE", session_cache)
+        config = load_study_config(write_study_yaml(folder, tiny_model_dir, synthetic_data_dir, n_trials=2))
+        run_study(config, RunOptions(progress=False), log=lambda _: None)
+    return make_url(config.storage).database
+
+
 @pytest.fixture()
-def searched(tmp_path, tiny_model_dir, synthetic_data_dir, monkeypatch):
-    monkeypatch.setenv("LATENCYSOLVER_CACHE", str(tmp_path / "cache"))
-    config = load_study_config(write_study_yaml(tmp_path, tiny_model_dir, synthetic_data_dir, n_trials=2))
-    study = run_study(config, RunOptions(progress=False), log=lambda _: None)
-    return study, config.storage
+def searched(searched_once, tmp_path, session_cache, monkeypatch):
+    """The module's search study copied into a database of this test's own (confirm, worker and remeasure add
+    to it); the repeats it runs store their artifacts beside the original trials', under new ids."""
+    monkeypatch.setenv("LATENCYSOLVER_CACHE", session_cache)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    shutil.copyfile(searched_once, tmp_path / "study.db")
+    return optuna.load_study(study_name="tiny", storage=storage), storage
 
 
 def repeats_of(storage: str) -> list[optuna.trial.FrozenTrial]:
@@ -107,7 +122,7 @@ def test_export_shows_the_repeat_figures_when_they_exist(searched, tmp_path, cap
     assert main([*export, str(tmp_path / "before")]) == 0
     assert json.loads((tmp_path / "before" / "metrics.json").read_text())["repeats"] is None
     assert "Seed repeats: none" in (tmp_path / "before" / "README.md").read_text()
-    report = ["report", "--study", "tiny", "--storage", storage, "--out"]
+    report = ["report", "--study", "tiny", "--storage", storage, "--no-png", "--out"]  # the PNG: test_report.py
     assert main([*report, str(tmp_path / "before.html")]) == 0
     assert 'id="repeats-table"' not in (tmp_path / "before.html").read_text()
     confirm = ["confirm", "--study", "tiny", "--storage", storage, "--trials", "0", "--seeds", "2", "--no-progress"]
@@ -160,8 +175,6 @@ def test_another_teacher_is_refused_by_every_command_that_adds_results(searched,
     """``run`` refuses to resume a study with another teacher; ``confirm``, ``remeasure`` and ``worker`` did not,
     and mixed that teacher's repeats and speed-ups into the study.  Refused in one line, the storage unchanged."""
     import hashlib
-
-    from sqlalchemy.engine import make_url
 
     from latencysolver.results.records import study_record
 
