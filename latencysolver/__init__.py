@@ -3,10 +3,10 @@ text classifier that is still accurate enough, with Optuna."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from latencysolver.config.recipe import Recipe
+from latencysolver.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from latencysolver.ship.inference import CompressedClassifier, Prediction, load
@@ -16,12 +16,6 @@ __all__ = ["CompressedClassifier", "Prediction", "Recipe", "__version__", "load"
 
 # Imported on first use (PEP 562): ``latencysolver.load`` needs torch and transformers, which the command line
 # (``latencysolver --help``, a usage error, ``dashboard``) and the config loader do not.
-_LAZY = {"CompressedClassifier", "Prediction", "load"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module("latencysolver.ship.inference"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(
+    __name__, dict.fromkeys(("CompressedClassifier", "Prediction", "load"), "latencysolver.ship.inference")
+)

@@ -15,9 +15,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "latencysolver"
 
-# lowest first; the foundation modules (errors, cache, locks, files, devices) may be imported by every layer
+# lowest first; the foundation modules (errors, cache, locks, files, devices, lazy) may be imported by every layer
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "cache", "locks", "files", "devices"),
+    ("errors", "cache", "locks", "files", "devices", "lazy"),
     ("config",),
     ("data",),
     ("compression",),
@@ -201,5 +201,31 @@ def test_the_package_and_its_config_load_without_torch():
         "heavy = sorted({'torch', 'transformers', 'optuna'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"
     )  # ``from latencysolver import load`` itself: tests/test_predict.py
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_reading_a_study_imports_neither_torch_nor_scipy_stats():
+    """The records, the front and the dashboard read a study without torch or ``scipy.stats`` (the ``latency``
+    and ``stats`` packages import their modules on first use): the dashboard's server starts in a second, not
+    four.  The lazy names still resolve, and a wrong one is an ``AttributeError``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, latencysolver.results.dashboard, latencysolver.results.front\n"
+        "heavy = sorted({'torch', 'transformers', 'scipy.stats'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+        "from latencysolver.stats import Interval, rank_agreement\n"
+        "from latencysolver.latency import HardwareFingerprint, measure_paired\n"
+        "import latencysolver.latency.protocol as protocol, latencysolver.stats.ranks as ranks\n"
+        "assert measure_paired is protocol.measure_paired and rank_agreement is ranks.rank_agreement\n"
+        "try:\n"
+        "    latencysolver.stats.nothing\n"
+        "except AttributeError as exc:\n"
+        "    assert \"'latencysolver.stats' has no attribute 'nothing'\" in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]

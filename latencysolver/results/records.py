@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -19,8 +19,10 @@ from latencysolver.config.recipe import Recipe
 from latencysolver.config.space import SearchSpace
 from latencysolver.errors import StorageError, first_line
 from latencysolver.latency.hardware import HardwareFingerprint
-from latencysolver.latency.stability import StabilityCheck
 from latencysolver.stats import Interval, PairedComparison
+
+if TYPE_CHECKING:
+    from latencysolver.latency.stability import StabilityCheck  # it imports the protocol, hence torch
 
 # Every trial uploads these; the student's own files (``save_student``) and model.onnx come on top.
 PREDICTIONS = "predictions.json"
@@ -128,6 +130,8 @@ class TrialRecord:
         return _from_dict(PairedComparison, self.vs_teacher)
 
     def stability(self) -> StabilityCheck | None:
+        from latencysolver.latency.stability import StabilityCheck
+
         return _from_dict(StabilityCheck, self.latency_stability)
 
     @property

@@ -19,16 +19,21 @@
 All accuracies, differences and margins are shares (0.01 is one point), not percentages.
 """
 
-from latencysolver.stats.intervals import Interval, accuracy_interval, correct_of, wilson_interval
-from latencysolver.stats.margins import resolvable_margin, standard_error_of_difference
-from latencysolver.stats.paired import (
-    PairedComparison,
-    mcnemar_exact_p,
-    newcombe_paired_interval,
-    paired_difference,
-)
-from latencysolver.stats.ranks import MIN_RECIPES, RankAgreement, rank_agreement
-from latencysolver.stats.seeds import SeedSummary, seed_pooled_difference, summarize
+from typing import TYPE_CHECKING
+
+from latencysolver.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from latencysolver.stats.intervals import Interval, accuracy_interval, correct_of, wilson_interval
+    from latencysolver.stats.margins import resolvable_margin, standard_error_of_difference
+    from latencysolver.stats.paired import (
+        PairedComparison,
+        mcnemar_exact_p,
+        newcombe_paired_interval,
+        paired_difference,
+    )
+    from latencysolver.stats.ranks import MIN_RECIPES, RankAgreement, rank_agreement
+    from latencysolver.stats.seeds import SeedSummary, seed_pooled_difference, summarize
 
 __all__ = [
     "MIN_RECIPES",
@@ -48,3 +53,26 @@ __all__ = [
     "summarize",
     "wilson_interval",
 ]
+
+# imported on first use: a module that needs one name does not import all the others
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "Interval": "latencysolver.stats.intervals",
+        "accuracy_interval": "latencysolver.stats.intervals",
+        "correct_of": "latencysolver.stats.intervals",
+        "wilson_interval": "latencysolver.stats.intervals",
+        "resolvable_margin": "latencysolver.stats.margins",
+        "standard_error_of_difference": "latencysolver.stats.margins",
+        "PairedComparison": "latencysolver.stats.paired",
+        "mcnemar_exact_p": "latencysolver.stats.paired",
+        "newcombe_paired_interval": "latencysolver.stats.paired",
+        "paired_difference": "latencysolver.stats.paired",
+        "MIN_RECIPES": "latencysolver.stats.ranks",
+        "RankAgreement": "latencysolver.stats.ranks",
+        "rank_agreement": "latencysolver.stats.ranks",
+        "SeedSummary": "latencysolver.stats.seeds",
+        "seed_pooled_difference": "latencysolver.stats.seeds",
+        "summarize": "latencysolver.stats.seeds",
+    },
+)

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import binomtest
 
 WILSON = "wilson"
 
@@ -121,6 +120,8 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> Interval:
         raise ValueError(f"a proportion needs at least one row, got n == {n}")
     if not 0 <= k <= n:
         raise ValueError(f"k must be between 0 and n == {n}, got {k}")
+    from scipy.stats import binomtest  # scipy.stats takes a second to import: only where a figure is made
+
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method=WILSON)
     return Interval(estimate=k / n, low=float(ci.low), high=float(ci.high), confidence=confidence, method=WILSON)
 

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from numpy.typing import ArrayLike
-from scipy.stats import binomtest
 
 from latencysolver.stats.intervals import Interval, as_correct, check_confidence, wilson_interval
 
@@ -111,6 +110,8 @@ def mcnemar_exact_p(student_only: int, teacher_only: int) -> float:
     discordant = student_only + teacher_only
     if discordant == 0:
         return 1.0
+    from scipy.stats import binomtest  # scipy.stats takes a second to import: only where a figure is made
+
     return min(float(binomtest(student_only, discordant, 0.5).pvalue), 1.0)
 
 
