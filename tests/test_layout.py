@@ -229,3 +229,30 @@ def test_reading_a_study_imports_neither_torch_nor_scipy_stats():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_command_line_turns_off_the_datasets_bars_without_importing_datasets():
+    """A command turns off ``datasets``' progress bars: through its variable when ``datasets`` is not imported yet
+    (a dashboard or a report never imports it), directly when it is (``main()`` called in a process that has)."""
+    import os
+    import subprocess
+    import sys
+
+    before = (  # datasets not imported yet: its variable
+        "import sys, latencysolver.cli as cli\n"
+        "cli._quiet_libraries()\n"
+        "assert 'datasets' not in sys.modules\n"
+        "from datasets.utils.tqdm import are_progress_bars_disabled\n"
+        "assert are_progress_bars_disabled()\n"
+    )
+    after = (  # imported already
+        "import datasets, latencysolver.cli as cli\n"
+        "from datasets.utils.tqdm import are_progress_bars_disabled\n"
+        "assert not are_progress_bars_disabled()\n"
+        "cli._quiet_libraries()\n"
+        "assert are_progress_bars_disabled()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_DATASETS_DISABLE_PROGRESS_BARS"}
+    for code in (before, after):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]

@@ -44,7 +44,6 @@ def _quiet_libraries() -> None:
     import logging
     import warnings
 
-    import datasets
     import optuna
     from transformers.utils import logging as hf_logging
 
@@ -52,6 +51,9 @@ def _quiet_libraries() -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # Our own bars cover the long steps; the libraries' bars for sub-second steps are noise between them.
-    datasets.disable_progress_bars()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    else:  # read when datasets is imported: a command that loads no data does not import it (a second)
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     hf_logging.disable_progress_bar()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
