@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import optuna
 import pytest
@@ -21,22 +20,22 @@ STEPS = 5  # the tiny study distills for 3: a retrained trial that ran 3 ignored
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory, tiny_model_dir, synthetic_data_dir):
-    """A finished tiny study, usual recipes first: (folder, storage, its trials as run, a searched trial, a usual
-    recipe)."""
+def searched(tmp_path_factory, tiny_model_dir, synthetic_data_dir, session_cache):
+    """A finished tiny study, usual recipes first, on the session's cache: (that cache, storage, its trials as
+    run, a searched trial, a usual recipe)."""
     folder = tmp_path_factory.mktemp("retrain")
     path = write_study_yaml(folder, tiny_model_dir, synthetic_data_dir, n_trials=5, usual_recipes=True)
-    assert main(["run", str(path), "--cache-dir", str(folder / "cache"), "--no-progress"]) == 0
+    assert main(["run", str(path), "--cache-dir", session_cache, "--no-progress"]) == 0
     storage = f"sqlite:///{folder / 'study.db'}"
     trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
     searched = next(t for t in trials if trial_record(t).baseline is None and t.state == TrialState.COMPLETE)
     usual = next(t for t in trials if trial_record(t).baseline is not None)
-    return folder, storage, trials, searched, usual
+    return session_cache, storage, trials, searched, usual
 
 
-def retrain_args(folder: Path, storage: str, *trials: int, steps: int = STEPS) -> list[str]:
+def retrain_args(cache: str, storage: str, *trials: int, steps: int = STEPS) -> list[str]:
     numbers = ",".join(map(str, trials))
-    common = ["--cache-dir", str(folder / "cache"), "--no-progress"]
+    common = ["--cache-dir", cache, "--no-progress"]
     return ["retrain", "--study", "tiny", "--storage", storage, "--trials", numbers, "--steps", str(steps), *common]
 
 
@@ -46,10 +45,10 @@ def retrained(searched):
     import contextlib
     import io
 
-    folder, storage, _, original, usual = searched
+    cache, storage, _, original, usual = searched
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert main(retrain_args(folder, storage, original.number, usual.number)) == 0
+        assert main(retrain_args(cache, storage, original.number, usual.number)) == 0
     return out.getvalue(), optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials()
 
 
@@ -89,7 +88,7 @@ def test_a_usual_recipe_has_nothing_to_retrain_and_is_skipped(searched, retraine
 
 
 def test_a_retrained_trial_exports_and_its_card_gives_both_budgets(searched, retrained, tmp_path):
-    folder, storage, _, original, _ = searched
+    cache, storage, _, original, _ = searched
     (trial,) = retrained[1]
     out = tmp_path / "export"
     args = ["export", "--study", "tiny:retrain", "--storage", storage, "--trial", str(trial.number)]
@@ -113,10 +112,10 @@ def test_a_retrained_trial_exports_and_its_card_gives_both_budgets(searched, ret
 
 
 def test_retrain_again_runs_nothing_already_done(searched, retrained, capsys):
-    folder, storage, _, original, usual = searched
+    cache, storage, _, original, usual = searched
     count = len(optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials())
     capsys.readouterr()
-    assert main(retrain_args(folder, storage, original.number, usual.number)) == 0
+    assert main(retrain_args(cache, storage, original.number, usual.number)) == 0
     out = capsys.readouterr().out
     assert f"for {STEPS} steps each: 0 to run" in out and "nothing to run" in out
     assert len(optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials()) == count
@@ -125,8 +124,8 @@ def test_retrain_again_runs_nothing_already_done(searched, retrained, capsys):
 def test_same_steps_as_the_search_reproduce_its_search_trial(searched, retrained):
     """The retrained trial keeps its search trial's seed and data order: at the search's own budget it ends at the
     search trial's loss (a new seed, as a repeat of ``confirm`` has, would not)."""
-    folder, storage, _, original, _ = searched
-    assert main(retrain_args(folder, storage, original.number, steps=3)) == 0
+    cache, storage, _, original, _ = searched
+    assert main(retrain_args(cache, storage, original.number, steps=3)) == 0
     trials = optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials()
     (again,) = [trial_record(t) for t in trials if trial_record(t).retrain_steps == 3]
     assert again.distill_steps == 3
@@ -161,7 +160,7 @@ def test_run_refuses_a_name_that_ends_in_retrain(study_yaml, tmp_path, capsys):
 
 
 def test_retrain_refuses_a_foreign_retrain_study_and_writes_nothing(searched, retrained, tmp_path, capsys):
-    folder, storage, _, original, _ = searched
+    cache, storage, _, original, _ = searched
     db = tmp_path / "copy.db"
     shutil.copyfile(make_url(storage).database, db)
     copy = f"sqlite:///{db}"
@@ -170,17 +169,17 @@ def test_retrain_refuses_a_foreign_retrain_study_and_writes_nothing(searched, re
     plain.set_user_attr("owner", "someone else")
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     capsys.readouterr()
-    assert main(retrain_args(folder, copy, original.number)) == 1
+    assert main(retrain_args(cache, copy, original.number)) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("latencysolver: error: study 'tiny:retrain'"), err
     assert "not made by `latencysolver retrain` for study 'tiny' (no retrains_of attribute)" in err[0]
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     # and a retrain study is no search study to retrain
-    on_sibling = retrain_args(folder, storage, original.number)
+    on_sibling = retrain_args(cache, storage, original.number)
     on_sibling[on_sibling.index("tiny")] = "tiny:retrain"
     assert main(on_sibling) == 1
     assert "--study 'tiny:retrain' holds the retrained recipes of study 'tiny'" in capsys.readouterr().err
-    assert main(retrain_args(folder, storage, original.number, steps=0)) == 1
+    assert main(retrain_args(cache, storage, original.number, steps=0)) == 1
     assert "--steps: expected a positive integer, got 0" in capsys.readouterr().err
 
 
@@ -217,7 +216,9 @@ def test_a_worker_on_a_retrain_study_whose_trials_were_interrupted_says_what_to_
     assert not (tmp_path / "cache").exists()
 
 
-def test_an_elastic_recipe_is_retrained_per_trial_from_the_teacher(tmp_path, tiny_model_dir, synthetic_data_dir):
+def test_an_elastic_recipe_is_retrained_per_trial_from_the_teacher(
+    tmp_path, tiny_model_dir, synthetic_data_dir, session_cache
+):
     """A slice of the elastic student recovers for ``recovery_steps``; retrained, the recipe is distilled alone from
     the teacher for ``--steps``, as a per-trial student (no slice)."""
     space = {"prune_ratio": 0.5, "prune_kind": "structured", "quant_dtype": "fp32", "recovery_steps": 0}
@@ -231,7 +232,7 @@ def test_an_elastic_recipe_is_retrained_per_trial_from_the_teacher(tmp_path, tin
         elastic=elastic,
         search_space=space,
     )
-    common = ["--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    common = ["--cache-dir", session_cache, "--no-progress"]
     assert main(["run", str(path), *common]) == 0
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     (original,) = optuna.load_study(study_name="tiny", storage=storage).get_trials()

@@ -15,17 +15,19 @@ from latencysolver.search.run import run_study
 
 
 @pytest.fixture()
-def run(tmp_path):
+def run(session_cache):
+    """Runs a study on the session's cache (its teacher fine-tuned once for the session, not once per test)."""
+
     def go(path, **options):
         log: list[str] = []
         config = load_study_config(path)
-        study = run_study(config, RunOptions(cache_dir=str(tmp_path / "cache"), progress=False, **options), log.append)
+        study = run_study(config, RunOptions(cache_dir=session_cache, progress=False, **options), log.append)
         return config, study, log
 
     return go
 
 
-def test_a_study_starts_with_the_usual_recipes_once(study_yaml, run, tmp_path):
+def test_a_study_starts_with_the_usual_recipes_once(study_yaml, run, session_cache):
     path = study_yaml(
         usual_recipes=True,
         n_trials=4,
@@ -50,7 +52,7 @@ def test_a_study_starts_with_the_usual_recipes_once(study_yaml, run, tmp_path):
         config.storage,
         trials=[2],
         seeds=1,
-        options=RunOptions(progress=False, cache_dir=str(tmp_path / "cache")),
+        options=RunOptions(progress=False, cache_dir=session_cache),
         log=lambda _: None,
     )
     sibling = optuna.load_study(study_name="tiny:confirm", storage=config.storage)
