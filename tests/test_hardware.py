@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from latencysolver.latency.hardware import SPEED_FLAGS, cpu_info, hardware_fingerprint
+from latencysolver.latency.hardware import SPEED_FLAGS, busy_warning, cpu_info, hardware_fingerprint
 from tests.conftest import TINY_LATENCY
 
 CPUINFO = """processor\t: 0
@@ -54,17 +54,33 @@ def test_key_is_stable_and_changes_with_threads_or_cpu():
 
 
 @pytest.mark.parametrize(("load", "warned"), [(5.0, True), (2.0, False), (0.3, False)])
-def test_run_warns_once_when_the_machine_looks_busy(study_yaml, session_cache, monkeypatch, load, warned):
-    """Issue 17: a load average above the latency threads (2 here) is named once, before the trials."""
+def test_the_machine_looks_busy_above_the_latency_threads(monkeypatch, load, warned):
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    warning = busy_warning(threads=2)
+    assert (warning is not None) == warned
+    if warning:
+        assert f"load average {load:.1f}" in warning and "2 threads" in warning
+
+
+def test_no_load_average_no_warning(monkeypatch):
+    def unavailable():
+        raise OSError("getloadavg unavailable")
+
+    monkeypatch.setattr(os, "getloadavg", unavailable)
+    assert busy_warning(threads=2) is None
+
+
+def test_run_warns_once_when_the_machine_looks_busy(study_yaml, session_cache, monkeypatch):
+    """Issue 17: a load average above the latency threads (2 here) is named once, before the trials (the
+    threshold itself: the test above)."""
     from latencysolver.config.study import load_study_config
     from latencysolver.search.preparation import RunOptions
     from latencysolver.search.run import run_study
 
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))
     lines: list[str] = []
     config = load_study_config(study_yaml(n_trials=1, latency={**TINY_LATENCY, "threads": 2}))
     run_study(config, RunOptions(cache_dir=session_cache, progress=False), log=lines.append)
     busy = [line for line in lines if "looks busy" in line]
-    assert len(busy) == (1 if warned else 0), lines
-    if warned:
-        assert f"load average {load:.1f}" in busy[0] and "2 threads" in busy[0]
+    assert len(busy) == 1, lines
+    assert "load average 5.0" in busy[0] and "2 threads" in busy[0]
