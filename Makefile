@@ -6,6 +6,9 @@ BIN    := $(VENV)/bin
 DATA   ?= ../shared/data/boolq-dev-split
 STUDY  ?= studies/boolq-quick.yaml
 OUT    ?= exported/boolq-quick
+# `make test` runs the fast suite in this many pytest-xdist processes (each test uses one torch thread; a test
+# file stays in one process, so its module fixtures are built once): one per core of these 2-core machines
+TEST_WORKERS ?= 2
 
 .PHONY: bench-cnn constraints docs gpu-check install demo lint test test-slow pg-start pg-stop bench-latency bench-knobs bench-workers bench-pareto bench-boolq bench-sst2 bench-elastic bench-search clean interop
 
@@ -69,7 +72,7 @@ test: install
 	if [ "$(BROWSER_INSTALL)" = 1 ]; then .ci/chromium.sh; fi
 	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) \
 	    .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
-	    $(PY) -m pytest -q -m "not slow" --durations=15 tests
+	    $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 pg-start:  ## the throwaway PostgreSQL test server (installs it with apt-get as root if missing)
 	.ci/postgres.sh start

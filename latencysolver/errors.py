@@ -40,6 +40,16 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+PATH_CHARS = 4096  # Linux's PATH_MAX: a path the user typed is shown whole up to it
+
+
+def shown_path(path: Any) -> str:
+    """``repr(str(path))`` for a message, whole (a path cut in the middle cannot be found again), unless it is
+    longer than any path the OS accepts."""
+    text = str(path)
+    return repr(text) if len(text) <= PATH_CHARS else shown(text, PATH_CHARS)
+
+
 def clip(message: str, limit: int = MESSAGE_CHARS) -> str:
     """A message of one line, at most ``limit`` characters."""
     message = " ".join(message.splitlines()) if "\n" in message else message

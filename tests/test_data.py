@@ -277,6 +277,11 @@ def test_missing_folder_absolute(tmp_path):
     _one_line_error(str(missing), str(missing), "not found")
 
 
+def test_a_long_missing_folder_is_named_whole(tmp_path):
+    missing = tmp_path / ("a-folder-name-longer-than-a-message-shows-of-other-values-" * 2) / "boolq"
+    _one_line_error(str(missing), str(missing), "not found")
+
+
 def test_folder_without_validation_split(tmp_path, synthetic_data_dir):
     folder = tmp_path / "train-only"
     folder.mkdir()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from latencysolver.cache import content_hash
-from latencysolver.errors import DataError, first_line, shown
+from latencysolver.errors import DataError, first_line, shown, shown_path
 from latencysolver.files import not_a_file
 
 SPLITS = ("train", "validation", "test")
@@ -217,9 +217,9 @@ def _load_local(folder: Path) -> dict[str, tuple[list[dict], str]]:
         kind = not_a_file(folder) or ("a file" if folder.exists() else None)
         raise DataError(
             (
-                f"data: {shown(str(folder))} is {kind}, not a folder"
+                f"data: {shown_path(folder)} is {kind}, not a folder"
                 if kind
-                else f"data folder not found: {shown(str(folder))}"
+                else f"data folder not found: {shown_path(folder)}"
             )
             + " (expected train/validation[/test] .jsonl or .parquet files)"
         )
