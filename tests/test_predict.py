@@ -335,3 +335,26 @@ def test_a_corrupted_export_is_one_line_naming_the_file(exported, tmp_path, caps
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and str(broken / name) in err[0], err
     assert "Traceback" not in captured.err
+
+
+LONG_NAME = "a-folder-name-longer-than-a-message-shows-of-other-values-" * 2
+
+
+def test_a_long_missing_input_file_is_named_whole(tmp_path):
+    from latencysolver.errors import DataError
+    from latencysolver.ship.predict import read_rows
+
+    missing = tmp_path / LONG_NAME / "rows.jsonl"
+    with pytest.raises(DataError) as info:
+        read_rows(missing)
+    assert str(info.value) == f"--input {str(missing)!r}: no such file"
+
+
+def test_a_long_missing_teacher_folder_is_named_whole(tmp_path):
+    from latencysolver.errors import ModelError
+    from latencysolver.models.teacher import given_teacher_key
+
+    missing = str(tmp_path / LONG_NAME / "teacher")
+    with pytest.raises(ModelError) as info:
+        given_teacher_key(missing)
+    assert str(info.value) == f"--teacher: not a folder: {missing!r}"

@@ -27,7 +27,7 @@ from latencysolver.config.study import StudyConfig
 from latencysolver.data.batches import EncodedSplit, eval_batches
 from latencysolver.data.text import YES_NO
 from latencysolver.devices import on_device, training_placement
-from latencysolver.errors import ModelError, first_line, shown
+from latencysolver.errors import ModelError, first_line, shown_path
 from latencysolver.files import atomic_file, publish_folder, remove_stale_staging, writing
 from latencysolver.locks import file_lock
 from latencysolver.models.loading import load_classifier, load_tokenizer, model_fingerprint
@@ -60,7 +60,7 @@ def given_teacher_key(teacher_path: str) -> str:
     is not a folder."""
     path = Path(teacher_path).expanduser()
     if not path.is_dir():
-        raise ModelError(f"--teacher: not a folder: {shown(teacher_path)}")
+        raise ModelError(f"--teacher: not a folder: {shown_path(teacher_path)}")
     return content_hash("given", model_fingerprint(str(path)))
 
 

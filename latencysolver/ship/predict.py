@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from latencysolver.data.text import BOOLQ, YES_NO, recorded_schema
-from latencysolver.errors import DataError, ModelError, OutputError, shown
+from latencysolver.errors import DataError, ModelError, OutputError, shown_path
 from latencysolver.files import atomic_file, check_writable, not_a_file
 from latencysolver.models.student import STUDENT_JSON
 from latencysolver.ship.inference import CompressedClassifier, Prediction, load
@@ -138,7 +138,7 @@ def read_rows(path: str | Path, schema: Schema = Schema()) -> list[InputRow]:
     path = Path(path)
     if not path.is_file():
         kind = not_a_file(path)
-        raise DataError(f"--input {shown(str(path))}: {f'is {kind}, not a file of rows' if kind else 'no such file'}")
+        raise DataError(f"--input {shown_path(path)}: {f'is {kind}, not a file of rows' if kind else 'no such file'}")
     keys = [k for k in (schema.text, schema.text_pair) if k is not None]
     rows: list[InputRow] = []
     with open(path, "rb") as fh:
