@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -77,6 +78,7 @@ class Row:
     # (stats.seed_pooled_difference; Interval.to_dict())
     repeats_val_vs_teacher: dict[str, Any] | None = None
     repeats_test_vs_teacher: dict[str, Any] | None = None
+    repeats_heldout_vs_teacher: dict[str, Any] | None = None  # the same over validation + test rows together
     # --retrain: {"steps", "trial", "validation", "test", "speedup", "test_vs_teacher"} of its retrained trial
     retrained: dict[str, Any] | None = None
     val_predictions: list[int] | None = None  # per row; used for the paired figures, not written to results.json
@@ -177,7 +179,8 @@ def pool_repeats(
     threads: int,
 ) -> None:
     """Each front recipe's seed repeats pooled against the fp32 teacher on the same rows: validation from each
-    repeat's stored predictions, test from its stored student run here (``stats.seed_pooled_difference``)."""
+    repeat's stored predictions, test from its stored student run here (``stats.seed_pooled_difference``), and
+    both splits' rows together (the held-out rows the speed target judges non-inferiority on)."""
     sibling = optuna.load_study(study_name=confirm_study_name(study.study_name), storage=storage)
     finished = sibling.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     test = splits.get("test")
@@ -192,16 +195,20 @@ def pool_repeats(
                 seen["val"].append(json.loads((folder / PREDICTIONS).read_text())["predictions"])
                 if test is not None:
                     seen["test"].append(predicted_classes(load_student(folder, threads=threads).model, test, pad_id))
+            correct: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
             for name, split in splits.items():
                 key = SPLIT_KEYS[name]
                 reference = getattr(teacher, f"{key}_predictions")
                 if reference is None or not seen[key]:
                     continue
                 labels = list(split.labels)
-                pooled = seed_pooled_difference(
-                    [correct_of(p, labels) for p in seen[key]], correct_of(reference, labels)
-                )
-                setattr(row, f"repeats_{key}_vs_teacher", pooled.to_dict())
+                correct[key] = ([correct_of(p, labels) for p in seen[key]], correct_of(reference, labels))
+                setattr(row, f"repeats_{key}_vs_teacher", seed_pooled_difference(*correct[key]).to_dict())
+            if len(correct) == 2 and len(correct["val"][0]) == len(correct["test"][0]):  # the same seeds
+                (val, val_teacher), (tested, test_teacher) = correct["val"], correct["test"]
+                both = [np.concatenate(pair) for pair in zip(val, tested, strict=True)]
+                held_out = seed_pooled_difference(both, np.concatenate([val_teacher, test_teacher]))
+                row.repeats_heldout_vs_teacher = held_out.to_dict()
 
 
 def add_retrained(front: list[Row], retrained: list[Retrained]) -> None:

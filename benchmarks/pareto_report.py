@@ -46,6 +46,7 @@ REPEAT_COLUMNS = (
     "test, seed mean ± sd",
     "val vs teacher, seed-pooled (pts) [95% CI]",
     "test vs teacher, seed-pooled (pts) [95% CI]",
+    "held-out (val + test) vs teacher, seed-pooled (pts) [95% CI]",
     "speed-up, seeds",
 )
 RETRAIN_COLUMNS = ("retrained: steps", "retrained val", "retrained test", "retrained test vs teacher (pts)")
@@ -97,6 +98,7 @@ def repeat_cells(row: Row) -> tuple[str, ...]:
         summary("test"),
         pooled(row.repeats_val_vs_teacher),
         pooled(row.repeats_test_vs_teacher),
+        pooled(row.repeats_heldout_vs_teacher),
         summary("speedup", digits=2, suffix="x"),
     )
 

@@ -10,7 +10,8 @@ logit distillation, with teacher-labelled augmented rows (``data.augment``), wit
 Each run is one student (``students.train_student`` in per-trial mode, exactly as a trial, with the run's seed),
 converted to its backend and scored on validation and test against the fp32 teacher on the same rows.  Runs are
 appended to ``results.json`` as they finish, and a run already there is not run again, so an interrupted benchmark
-resumes where it stopped.  ``results.md`` summarises each (recipe, setting, steps): the seed-mean test accuracy
+resumes where it stopped.  ``results.md`` summarises each (recipe, setting, steps) in ``results.json``, whatever
+the steps of this invocation: the seed-mean test accuracy
 ± sd, and the seed-pooled paired difference to the teacher over all held-out rows (validation + test) with its
 one-sided 95% lower bound.  The speed-up is measured once per recipe (it depends on the architecture only).
 """
@@ -92,7 +93,7 @@ def main() -> None:
         config = _config(base, args.steps, args.augment if setting == "pairs" else 0)
         prepared = prepare(config, RunOptions(cache_dir=args.cache_dir, progress=False))
         _run_setting(args, config, prepared, settings, seeds, numbers, done, results_path, hardware)
-    text = markdown(done, args.steps)
+    text = markdown(done)
     (out / "results.md").write_text(text)
     print(text)
 
@@ -154,30 +155,40 @@ def _run_setting(args, config, prepared, settings, seeds, numbers, done, results
                     )
 
 
-def markdown(done: dict, steps: int) -> str:
+def markdown(done: dict) -> str:
+    """One table of every (recipe, setting, steps) group in ``done``, in the order the runs finished."""
     teacher = done["teacher"]
     held_out = teacher["validation"] + teacher["test"]
     lines = [
         f"# Small students: augmented rows and layer-wise losses\n\nHost: {done.get('hardware', '?')}.  "
-        f"{steps} distillation steps.  Accuracy: seed mean ± sd (one seed's Wilson 95% interval on 500 rows is "
+        "Accuracy: seed mean ± sd (one seed's Wilson 95% interval on 500 rows is "
         f"about ±4 points); vs teacher: the seed-pooled paired difference over the {len(held_out)} held-out rows "
         "(validation + test), in points, with its 95% interval and one-sided 95% lower bound.  Teacher: validation "
         f"{_mean(teacher['validation']):.3f}, test {_mean(teacher['test']):.3f}.\n",
     ]
-    columns = ("recipe", "speed-up", "setting", "seeds", "validation", "test", "vs teacher (held-out)", "lower bound")
+    columns = (
+        "recipe",
+        "speed-up",
+        "setting",
+        "steps",
+        "seeds",
+        "validation",
+        "test",
+        "vs teacher (held-out)",
+        "lower bound",
+    )
     table = []
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, int], list[dict]] = {}
     for r in done["runs"]:
-        if r["steps"] == steps:
-            groups.setdefault((r["recipe"], r["setting"]), []).append(r)
-    for (recipe, setting), runs in groups.items():
+        groups.setdefault((r["recipe"], r["setting"], r["steps"]), []).append(r)
+    for (recipe, setting, steps), runs in groups.items():
         validation = summarize([_mean(r["validation"]) for r in runs])
         test = summarize([_mean(r["test"]) for r in runs])
         difference = seed_pooled_difference([r["validation"] + r["test"] for r in runs], held_out)
         lower = seed_pooled_difference([r["validation"] + r["test"] for r in runs], held_out, confidence=0.90).low
         table.append(
             (
-                *(recipe, f"{done['speedups'].get(recipe, float('nan')):.2f}x", setting, len(runs)),
+                *(recipe, f"{done['speedups'].get(recipe, float('nan')):.2f}x", setting, steps, len(runs)),
                 f"{validation.mean:.3f} ± {validation.sd:.3f}",
                 f"{test.mean:.3f} ± {test.sd:.3f}",
                 f"{100 * difference.estimate:+.1f} [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}]",
@@ -185,7 +196,7 @@ def markdown(done: dict, steps: int) -> str:
                 f"{sum(r['seconds'] for r in runs) / len(runs):.0f}",
             )
         )
-    return "\n".join(lines) + "\n" + markdown_table((*columns, "s/run"), table, left=9)
+    return "\n".join(lines) + "\n" + markdown_table((*columns, "s/run"), table, left=10)
 
 
 def _mean(values: list[int]) -> float:

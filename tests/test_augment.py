@@ -348,4 +348,9 @@ def test_the_small_students_benchmark_resumes_without_repeating_a_run(
     bench.main()  # everything is there: nothing runs again
     assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"] == first["runs"]
     table = (tmp_path / "out" / "results.md").read_text()
-    assert "| 2 layers, prune 0.5, ORT int8 (the smallest) |" in table and "| both | 2 |" in table
+    assert "| 2 layers, prune 0.5, ORT int8 (the smallest) |" in table and "| both | 2 | 2 |" in table
+    argv[argv.index("--steps") + 1], argv[argv.index("--seeds") + 1] = "3", "0"
+    bench.main()  # another budget: its row joins the table, the first budget's rows stay
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| both | 2 | 2 |" in table and "| today | 2 | 2 |" in table
+    assert "| both | 3 | 1 |" in table and "| today | 3 | 1 |" in table

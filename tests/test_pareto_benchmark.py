@@ -225,7 +225,7 @@ def _paired(student_only, teacher_only, n=500, both_correct=300):
     return paired_difference(student + [0] * rest, teacher + [0] * rest).to_dict()
 
 
-def test_the_speed_target_needs_speed_a_seed_mean_test_and_a_validation_bound():
+def test_the_speed_target_needs_speed_a_seed_mean_test_and_a_non_inferiority_bound():
     teacher = _row("fp32 torch teacher", 0.70, 0.66, 1.0)
     tight = _paired(10, 10)  # 4% discordant: bound about -1.2 points, above -2
     wide = _paired(40, 40)  # 16% discordant: bound about -3.5 points
@@ -239,6 +239,20 @@ def test_the_speed_target_needs_speed_a_seed_mean_test_and_a_validation_bound():
     assert missed.met is False and "closest: trial 2" in missed.detail and "pass --confirm N" in missed.detail
     # the single search-time test accuracy is used without repeats; 7x is too slow whatever the accuracy
     assert targets.speed_target([_row("trial 3", 0.70, 0.66, 7.0, vs_teacher=tight)], teacher).met is False
+
+
+def test_the_speed_target_judges_repeated_recipes_on_the_pooled_held_out_rows():
+    teacher = _row("fp32 torch teacher", 0.70, 0.66, 1.0)
+    seeds = {"finished": 3, "test": {"n": 3, "mean": 0.655, "sd": 0.01, "min": 0.645, "max": 0.665}}
+    # two-sided 95% over the pooled rows: -1.0 [-3.0, +1.0]; its one-sided 95% bound is -1.0 - 2.0 * 1.645 / 1.960
+    pooled = {"estimate": -0.01, "low": -0.03, "high": 0.01, "confidence": 0.95, "method": "seed-pooled-paired-normal"}
+    assert targets.one_sided_bound(pooled, 0.95) == pytest.approx(-0.01 - 0.02 * 1.6448536 / 1.9599640, abs=1e-7)
+    row = _row("trial 1", 0.70, 0.60, 9.0, vs_teacher=_paired(10, 10), repeats=seeds)
+    row.repeats_heldout_vs_teacher = pooled  # bound -2.68: the tight validation bound of one seed no longer counts
+    missed = targets.speed_target([row], teacher)
+    assert missed.met is False and "held-out bound (3 seeds) -2.7 pts" in missed.detail
+    row.repeats_heldout_vs_teacher = {**pooled, "low": -0.02}  # bound -1.84: above -2
+    assert targets.speed_target([row], teacher).met is True
 
 
 def test_the_int8_target_is_faster_and_non_inferior_to_the_ort_int8_teacher():
@@ -336,5 +350,9 @@ def test_recipes_from_a_results_json_run_again_and_get_seed_repeats(
         pooled = row["repeats_val_vs_teacher"]
         assert pooled["estimate"] == pytest.approx(mean - results["baselines"][0]["val_accuracy"], abs=1e-6)
         assert pooled["low"] <= pooled["estimate"] <= pooled["high"] and row["repeats_test_vs_teacher"]
+        # validation and test rows pooled: 24 + 24 rows, so the mean of the two splits' differences, and the
+        # interval narrower than either split's alone (twice the rows)
+        held_out, test = row["repeats_heldout_vs_teacher"], row["repeats_test_vs_teacher"]
+        assert held_out["estimate"] == pytest.approx((pooled["estimate"] + test["estimate"]) / 2, abs=1e-9)
     assert "seed mean ± sd" in (out / "results.md").read_text()
     assert results["hypervolume"]["by_sampler"] == {}  # no search, no sampler comparison

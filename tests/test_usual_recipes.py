@@ -46,15 +46,18 @@ def test_a_study_starts_with_the_usual_recipes_once(study_yaml, run, session_cac
     assert records[3].recipe is not None and records[3].recipe.prune_ratio == 0.5
     assert records[3].parameters is not None and teacher_parameters is not None
     assert records[3].parameters < teacher_parameters  # the searched trial is the pruned one
-    # a seed repeat of a usual recipe is the teacher as is again, measured on the test rows too
+    # a seed repeat of a usual recipe is the teacher as is again, measured on the test rows too; one repeat
+    # whatever --seeds says, since no seed changes its answers
+    said: list[str] = []
     (repeats,) = confirm(
         "tiny",
         config.storage,
         trials=[2],
-        seeds=1,
+        seeds=3,
         options=RunOptions(progress=False, cache_dir=session_cache),
-        log=lambda _: None,
+        log=said.append,
     )
+    assert "usual recipes (the teacher as is, untrained) once each: trials 2" in said[0]
     sibling = optuna.load_study(study_name="tiny:confirm", storage=config.storage)
     (repeat,) = [trial_record(t) for t in sibling.get_trials()]
     assert repeat.baseline == "ort-int8" and repeat.repeat_of == 2 and repeat.distill_steps == 0

@@ -6,7 +6,8 @@ order, LayerDrop, the stochastic skip choice) and measures it on validation and 
 the teacher's answers on the same rows.  Repeats are the trials of the study ``<name>:confirm``: each carries the
 number of the search trial it repeats (user attr ``repeat_of``) and its seed, so they neither feed the search's
 sampler nor sit on its front, and ``latencysolver worker --study <name>:confirm`` runs them on other machines like
-any trial.  Resuming enqueues only the repeats that are missing (a repeat stopped by Ctrl-C runs again).
+any trial.  A usual recipe (the teacher as is) is repeated once whatever ``seeds`` says: no seed changes its
+answers.  Resuming enqueues only the repeats that are missing (a repeat stopped by Ctrl-C runs again).
 """
 
 from __future__ import annotations
@@ -32,12 +33,18 @@ def sibling_study(study: optuna.Study, storage: str) -> optuna.Study:
     return siblings.sibling_study(CONFIRM, study, storage)
 
 
+def repeats_of(original: FrozenTrial, seeds: int) -> int:
+    """How many repeats a recipe needs: ``seeds``, or one for a usual recipe (the teacher as is, untrained),
+    whose answers no seed changes; its one repeat measures it on the test rows and times it again."""
+    return 1 if baseline_of(original) is not None else seeds
+
+
 def enqueue_repeats(sibling: optuna.Study, originals: Sequence[FrozenTrial], seeds: int) -> int:
     """Enqueue the repeats that no trial of ``sibling`` holds yet (or only as an interrupted FAIL); returns how
     many.  Sets the sibling's ``n_trials`` to every repeat asked for so far, so its workers stop there."""
     wanted = []
     for original in originals:
-        for k in range(1, seeds + 1):
+        for k in range(1, repeats_of(original, seeds) + 1):
             seed = repeat_seed(original.number, k)
             # a usual recipe's repeat keeps its baseline: the teacher as is again, on the test rows
             attrs = repeat_attrs(original.number, seed, baseline_of(original))
@@ -64,10 +71,16 @@ def confirm(
     originals = siblings.chosen_trials(study, trials, front, CONFIRM.command)
     sibling = sibling_study(study, storage)
     added = enqueue_repeats(sibling, originals, seeds)
+    usual = [t.number for t in originals if repeats_of(t, seeds) < seeds]
     log(
         f"confirm: {len(originals)} recipes x {seeds} seeds of study {name!r}: {added} repeats to run "
         f"(study {sibling.study_name!r})"
+        + (f"; usual recipes (the teacher as is, untrained) once each: trials {_numbers(usual)}" if usual else "")
     )
     join_study(sibling.study_name, storage, options, log)
     wanted = {t.number for t in originals}
     return [r for r in summarize_repeats(study, load_existing_study(sibling.study_name, storage)) if r.trial in wanted]
+
+
+def _numbers(numbers: Sequence[int]) -> str:
+    return ", ".join(map(str, numbers))
