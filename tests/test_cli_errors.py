@@ -318,7 +318,7 @@ def _misleading_case(case: str, tmp_path, study_yaml) -> list[str]:
         optuna.create_study(study_name="y" * 2000, storage=url)
         return ["pareto", "--study", "x" * 2000, "--storage", url]
     if case == "long-model-path":
-        return ["run", str(study_yaml()), "--model", "./" + "m" * 2000, *cache]
+        return ["run", str(study_yaml()), "--model", "./" + "m" * 300, *cache]
     if case == "max-tokens-names-the-file":
         return ["run", str(study_yaml(search_space={"max_tokens": 100})), *cache]  # data.max_length is 64
     if case == "recovery-steps-names-the-file":
@@ -338,7 +338,7 @@ MISLEADING = [
     ("trials-negative", 2, ["argument --trials: '-1' is not a trial number"], ["_trial_list"]),
     ("labels-unquoted-no-yes", 1, ["data.labels[0]: expected a string, got False", "quote it"], []),
     ("long-study-name", 1, ["--study: no study named 'xxx", "...", "(studies there: ['yyy"], []),
-    ("long-model-path", 1, ["model: './mmm", "...", "no such folder"], []),
+    ("long-model-path", 1, ["model: './" + "m" * 300 + "': no such folder"], []),  # a path is named whole
     ("max-tokens-names-the-file", 1, ["study.yaml: search_space.max_tokens: max_tokens 100 is above"], []),
     ("recovery-steps-names-the-file", 1, ["study.yaml: search_space.recovery_steps: recovery_steps is"], []),
 ]

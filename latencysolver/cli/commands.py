@@ -367,14 +367,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from latencysolver.errors import OutputError, StorageError, shown
+    from latencysolver.errors import OutputError, StorageError, shown_path
     from latencysolver.results.dashboard import artifact_folders, check_address, refresh_notes, serve, study_names
     from latencysolver.results.storage import check_intact, check_storage, shown_url
 
     check_storage(args.storage, must_exist=True)
     check_intact(args.storage)  # empty, no database, damaged: refused before Optuna writes its schema into it
     if args.artifacts and not os.path.isdir(args.artifacts):
-        raise StorageError(f"--artifacts {shown(args.artifacts)}: no such folder")
+        raise StorageError(f"--artifacts {shown_path(args.artifacts)}: no such folder")
     check_address(args.host, args.port)  # before the notes are written: a failure leaves the storage as it was
     artifacts = artifact_folders(args.storage, args.artifacts)
     try:

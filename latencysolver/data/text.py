@@ -279,7 +279,7 @@ def _load_hub(name: str) -> dict[str, tuple[list[dict], str]]:
         ds = datasets.load_dataset(name)
     except Exception as exc:  # noqa: BLE001 - hub, network and parsing errors: reported with their first line
         raise DataError(
-            f"data: {shown(name)} is not a local folder and could not be loaded from the hub: {first_line(exc)}"
+            f"data: {shown_path(name)} is not a local folder and could not be loaded from the hub: {first_line(exc)}"
         ) from None
     missing = [s for s in REQUIRED_SPLITS if s not in ds]
     if missing:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from latencysolver.cache import content_hash, file_digest
-from latencysolver.errors import ConfigError, ModelError, first_line, shown
+from latencysolver.errors import ConfigError, ModelError, first_line, shown_path
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -51,7 +51,7 @@ def _check_local(name_or_path: str) -> None:
     """A ``ModelError`` for a path-like model that is not a folder (transformers would read it as a bad repo id)."""
     if looks_like_path(name_or_path) and not os.path.isdir(os.path.expanduser(name_or_path)):
         what = "is a file, not a model folder" if os.path.exists(name_or_path) else "no such folder"
-        raise ModelError(f"model: {shown(name_or_path)}: {what}")
+        raise ModelError(f"model: {shown_path(name_or_path)}: {what}")
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -98,7 +98,7 @@ def load_tokenizer(name_or_path: str):
             )
     # transformers raises OSError, ValueError, KeyError, ... for a bad model: reported with the first line
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"model: cannot load a tokenizer from {shown(name_or_path)}: {first_line(exc)}") from None
+        raise ModelError(f"model: cannot load a tokenizer from {shown_path(name_or_path)}: {first_line(exc)}") from None
 
 
 def load_model_config(name_or_path: str) -> Any:
@@ -176,7 +176,7 @@ def load_classifier(name_or_path: str, num_labels: int | None = None) -> PreTrai
     # the same for the model
     except Exception as exc:  # noqa: BLE001
         raise ModelError(
-            f"model: cannot load {shown(name_or_path)} as a sequence classifier: {first_line(exc)}"
+            f"model: cannot load {shown_path(name_or_path)} as a sequence classifier: {first_line(exc)}"
         ) from None
     return model.eval()
 
@@ -192,17 +192,18 @@ def _load_ours(location: str, name_or_path: str, num_labels: int | None) -> PreT
     # a malformed student.json, config.json or weights: each a ModelError or what json and torch raise
     except Exception as exc:  # noqa: BLE001
         raise ModelError(
-            f"model: cannot load {shown(name_or_path)} as a sequence classifier: {first_line(exc)}"
+            f"model: cannot load {shown_path(name_or_path)} as a sequence classifier: {first_line(exc)}"
         ) from None
     if not isinstance(model, PreTrainedModel):
         raise ModelError(
-            f"model: {shown(name_or_path)} is a latencysolver export of a {type(model).__name__}, not a "
+            f"model: {shown_path(name_or_path)} is a latencysolver export of a {type(model).__name__}, not a "
             "transformers sequence classifier"
         )
     classes = model.config.num_labels
     if num_labels is not None and classes != num_labels:
         raise ModelError(
-            f"model: {shown(name_or_path)} is a latencysolver export with {classes} classes; the data has {num_labels}"
+            f"model: {shown_path(name_or_path)} is a latencysolver export with {classes} classes; "
+            f"the data has {num_labels}"
         )
     return model.float().eval()
 
