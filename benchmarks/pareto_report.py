@@ -201,29 +201,20 @@ def figure(
         return f"trial {t.number}<br>{Recipe.from_dict(trial_record(t).recipe_dict).describe()}"
 
     fig = go.Figure()
-    main = trials(study)
-    fig.add_trace(
-        go.Scatter(
-            x=[t.values[1] for t in main],
-            y=[t.values[0] for t in main],
-            mode="markers",
-            name=f"{study.study_name}: all trials",
-            opacity=0.35,
-            text=[hover(t) for t in main],
-            marker={"color": "#1f77b4", "size": 8},
-        )
-    )
+    arms = [(study, 0.35, {"color": "#1f77b4", "size": 8})]
     if random_study is not None:
-        rand = trials(random_study)
+        arms.append((random_study, 0.6, {"color": "#ff7f0e", "size": 8, "symbol": "x"}))
+    for arm, opacity, marker in arms:  # every finished trial of the search, and of random search beside it
+        done = trials(arm)
         fig.add_trace(
             go.Scatter(
-                x=[t.values[1] for t in rand],
-                y=[t.values[0] for t in rand],
+                x=[t.values[1] for t in done],
+                y=[t.values[0] for t in done],
                 mode="markers",
-                name=f"{random_study.study_name}: all trials",
-                opacity=0.6,
-                text=[hover(t) for t in rand],
-                marker={"color": "#ff7f0e", "size": 8, "symbol": "x"},
+                name=f"{arm.study_name}: all trials",
+                opacity=opacity,
+                text=[hover(t) for t in done],
+                marker=marker,
             )
         )
     ordered = sorted(front, key=lambda r: r.speedup)
