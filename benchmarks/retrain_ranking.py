@@ -2,7 +2,7 @@
 searched recipe retrained at the long one (``latencysolver retrain``), and Spearman's rho of the two rankings.
 
     .venv/bin/python benchmarks/retrain_ranking.py [--config studies/boolq-pareto-narrowed.yaml]
-        [--data ../shared/data/boolq-dev-split] [--trials 11] [--steps 2000] [--min-recipes 8]
+        [--data ../shared/data/boolq-dev-split] [--trials 11] [--steps 1000] [--min-recipes 8]
         [--model M] [--cache-dir DIR] [--out benchmarks/results/retrain_ranking]
 
 Both halves are the package's own commands on one SQLite file in ``--out`` (``study.db``), so the benchmark
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "studies" / "boolq-pareto-narrowed.yaml"))
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "boolq-dev-split"))
     parser.add_argument("--trials", type=int, default=11, help="the study's n_trials (usual recipes included)")
-    parser.add_argument("--steps", type=int, default=2000, help="the retrain budget")
+    parser.add_argument("--steps", type=int, default=1000, help="the retrain budget")
     parser.add_argument("--min-recipes", type=int, default=8)
     parser.add_argument("--model")
     parser.add_argument("--cache-dir")

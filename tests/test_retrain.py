@@ -183,13 +183,13 @@ def test_retrain_refuses_a_foreign_retrain_study_and_writes_nothing(searched, re
     assert "--steps: expected a positive integer, got 0" in capsys.readouterr().err
 
 
-def test_the_default_budget_is_2000_steps_and_help_says_so(capsys):
+def test_the_default_budget_is_1000_steps_and_help_says_so(capsys):
     from latencysolver.cli.parser import _RETRAIN_STEPS
 
-    assert DEFAULT_STEPS == _RETRAIN_STEPS == 2000
+    assert DEFAULT_STEPS == _RETRAIN_STEPS == 1000
     with pytest.raises(SystemExit):
         main(["retrain", "--help"])
-    assert "default 2000" in capsys.readouterr().out
+    assert "default 1000" in capsys.readouterr().out
 
 
 def test_a_worker_on_a_retrain_study_whose_trials_were_interrupted_says_what_to_run(study_yaml, tmp_path, capsys):

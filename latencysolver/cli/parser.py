@@ -17,7 +17,7 @@ _BEST_RULES = (
     "knee",
     "near-teacher",
 )  # latencysolver.results.selection.RULES
-_RETRAIN_STEPS = 2000  # latencysolver.search.retrain.DEFAULT_STEPS
+_RETRAIN_STEPS = 1000  # latencysolver.search.retrain.DEFAULT_STEPS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_RETRAIN_STEPS,
         help=f"distillation steps per recipe, over the train and augmented rows (default {_RETRAIN_STEPS}: about "
-        "10-33 minutes a recipe for a 2-4 layer MiniLM student on a 2-core CPU)",
+        "9-24 minutes a recipe for a 2-4 layer MiniLM student on a 2-core CPU)",
     )
     _stored_study_options(retrain)
     retrain.set_defaults(handler=commands.cmd_retrain)

@@ -1,7 +1,7 @@
 """``latencysolver retrain``: search cheap, retrain the winners, as trials of a sibling study in the same storage.
 
 A search distills every student for ``distillation.steps`` (a few hundred): enough to rank recipes, not what a
-chosen one can reach.  ``retrain`` distills the chosen recipes again for ``--steps`` (default 2000) from the
+chosen one can reach.  ``retrain`` distills the chosen recipes again for ``--steps`` (default 1000) from the
 teacher, over the train rows and the study's augmented rows (``data.augment``, as every student), with the seed
 and data order of its search trial, and measures it with the search's protocol on validation and on the test
 split (intervals, paired differences to the teacher).  In an elastic study the recipe is distilled per-trial from
@@ -30,8 +30,9 @@ from latencysolver.search.preparation import RunOptions
 
 Log = Callable[[str], None]
 
-# About 10-33 minutes a recipe on a 2-core CPU (a 2-4 layer MiniLM student's logits-only step: 0.3-1.0 s there)
-DEFAULT_STEPS = 2000
+# About 9-24 minutes a recipe on a 2-core CPU (a 2-4 layer MiniLM student's step: 0.5-1.3 s there); 2,000 steps
+# would take a 4-layer student about 45 minutes, and lifted a 2-layer one on validation but not on test
+DEFAULT_STEPS = 1000
 
 
 def enqueue_retrains(sibling: optuna.Study, originals: Sequence[FrozenTrial], steps: int, log: Log = print) -> int:
