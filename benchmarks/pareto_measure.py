@@ -204,7 +204,7 @@ def pool_repeats(
                 labels = list(split.labels)
                 correct[key] = ([correct_of(p, labels) for p in seen[key]], correct_of(reference, labels))
                 setattr(row, f"repeats_{key}_vs_teacher", seed_pooled_difference(*correct[key]).to_dict())
-            if len(correct) == 2 and len(correct["val"][0]) == len(correct["test"][0]):  # the same seeds
+            if len(correct) == 2:  # both splits, each from every repeat in ``mine``
                 (val, val_teacher), (tested, test_teacher) = correct["val"], correct["test"]
                 both = [np.concatenate(pair) for pair in zip(val, tested, strict=True)]
                 held_out = seed_pooled_difference(both, np.concatenate([val_teacher, test_teacher]))

@@ -71,16 +71,12 @@ def confirm(
     originals = siblings.chosen_trials(study, trials, front, CONFIRM.command)
     sibling = sibling_study(study, storage)
     added = enqueue_repeats(sibling, originals, seeds)
-    usual = [t.number for t in originals if repeats_of(t, seeds) < seeds]
+    usual = ", ".join(str(t.number) for t in originals if repeats_of(t, seeds) < seeds)
     log(
         f"confirm: {len(originals)} recipes x {seeds} seeds of study {name!r}: {added} repeats to run "
         f"(study {sibling.study_name!r})"
-        + (f"; usual recipes (the teacher as is, untrained) once each: trials {_numbers(usual)}" if usual else "")
+        + (f"; usual recipes (the teacher as is, untrained) once each: trials {usual}" if usual else "")
     )
     join_study(sibling.study_name, storage, options, log)
     wanted = {t.number for t in originals}
     return [r for r in summarize_repeats(study, load_existing_study(sibling.study_name, storage)) if r.trial in wanted]
-
-
-def _numbers(numbers: Sequence[int]) -> str:
-    return ", ".join(map(str, numbers))
