@@ -108,7 +108,7 @@ def test_a_worker_runs_the_enqueued_repeats_and_never_asks_the_sampler(searched,
 def test_confirm_refuses_bad_requests_in_one_line(searched, capsys):
     study, storage = searched
     assert main(["confirm", "--study", "tiny", "--storage", storage, "--trials", "7", "--no-progress"]) == 1
-    assert "has no trial 7" in capsys.readouterr().err
+    assert "--trials: study 'tiny' has no trial 7" in capsys.readouterr().err
     args = ["confirm", "--study", "tiny", "--storage", storage, "--front", "--seeds", "0"]
     assert main(args) == 1
     assert "--seeds: expected a positive integer, got 0" in capsys.readouterr().err

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     default_storage = os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
     shown_default = shown_url(default_storage)  # the environment's URL may carry a password
     parser = argparse.ArgumentParser(
-        prog="latencysolver", description="Search compression recipes for the fastest accurate BoolQ model."
+        prog="latencysolver",
+        description="Search compression recipes for the fastest text classifier that is still accurate enough.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--artifacts", help="artifact folder, if not where the study recorded it")
     export.add_argument(
-        "--data", help="BoolQ folder or hub name whose test split the card reports (default: the study's data)"
+        "--data", help="data folder or hub name whose test split the card reports (default: the study's data)"
     )
     export.add_argument("--no-progress", action="store_true", help="no progress bars")
     export.set_defaults(handler=commands.cmd_export, usage_error=export.error)
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL_OR_EXPORT_DIR",
         help="an export folder, a fine-tuned model folder (e.g. the study's teacher) or a hub id",
     )
-    bench.add_argument("--data", help="BoolQ folder or hub name for the latency rows (default: the export's own data)")
+    bench.add_argument("--data", help="data folder or hub name for the latency rows (default: the export's own data)")
     bench.add_argument(
         "--reference",
         metavar="MODEL_OR_EXPORT_DIR",

@@ -147,13 +147,14 @@ def hardware_warning(study: optuna.Study) -> str | None:
     )
 
 
-def get_trial(study: optuna.Study, number: int) -> FrozenTrial:
+def get_trial(study: optuna.Study, number: int, flag: str = "--trial") -> FrozenTrial:
+    """Trial ``number`` of ``study``, COMPLETE, with its latest latency; else a StorageError naming ``flag``."""
     trials = study.get_trials(deepcopy=False)
     if not 0 <= number < len(trials):
-        raise StorageError(f"--trial: study {study.study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
+        raise StorageError(f"{flag}: study {study.study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
     trial = trials[number]
     if trial.state != TrialState.COMPLETE:
-        raise StorageError(f"--trial: trial {number} of {study.study_name!r} is {trial.state.name}, not COMPLETE")
+        raise StorageError(f"{flag}: trial {number} of {study.study_name!r} is {trial.state.name}, not COMPLETE")
     return next(t for t in completed_trials(study) if t.number == number)  # with its latest latency
 
 

@@ -67,7 +67,7 @@ def remeasure(
     opened = open_existing_study(name, storage)
     study = opened.study
     require_made_by_run(study, storage, to_run_trials=True)
-    chosen = [get_trial(study, n) for n in trials] if trials else unstable_trials(study)
+    chosen = [get_trial(study, n, "--trials") for n in trials] if trials else unstable_trials(study)
     if not chosen:
         raise SelectionError(f"study {name!r} has no trial whose latency is flagged unstable; name some with --trials")
     config, prepared = prepare_stored(study, storage, options, log)

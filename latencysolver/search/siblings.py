@@ -60,7 +60,7 @@ def chosen_trials(study: optuna.Study, trials: Sequence[int] | None, front: bool
         if not chosen:
             raise SelectionError(f"study {study.study_name!r} has no completed feasible trials to {command}")
         return chosen
-    return [get_trial(study, number) for number in trials or []]  # each one COMPLETE, or a one-line refusal
+    return [get_trial(study, number, "--trials") for number in trials or []]  # each one COMPLETE, or a one-line refusal
 
 
 def sibling_study(kind: Sibling, study: optuna.Study, storage: str) -> optuna.Study:
