@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -13,7 +14,9 @@ from sqlalchemy.engine import make_url
 
 from latencysolver.cli import main
 from latencysolver.results.records import trial_record
-from latencysolver.search.retrain import DEFAULT_STEPS, enqueue_retrains
+from latencysolver.results.repeats import repeat_seed
+from latencysolver.search.retrain import DEFAULT_STEPS, enqueue_retrains, retrain_seeds
+from latencysolver.stats import summarize
 from tests.conftest import add_sibling_trial, write_study_yaml
 
 STEPS = 5  # the tiny study distills for 3: a retrained trial that ran 3 ignored --steps
@@ -137,8 +140,10 @@ def test_only_missing_or_interrupted_retrains_are_enqueued(searched):
     _, _, trials, original, usual = searched
     other = next(t for t in trials if t.number > original.number and trial_record(t).baseline is None)
     study = optuna.create_study(storage="sqlite://", directions=["maximize", "maximize"])
-    add_sibling_trial(study, TrialState.COMPLETE, {"retrain_of": original.number, "retrain_steps": STEPS})
-    add_sibling_trial(study, TrialState.FAIL, {"retrain_of": other.number, "retrain_steps": STEPS}, interrupted=True)
+    held = {"retrain_of": original.number, "retrain_steps": STEPS, "seed": retrain_seeds(original, 1)[0]}
+    add_sibling_trial(study, TrialState.COMPLETE, held)
+    stopped = {"retrain_of": other.number, "retrain_steps": STEPS, "seed": retrain_seeds(other, 1)[0]}
+    add_sibling_trial(study, TrialState.FAIL, stopped, interrupted=True)
     log: list[str] = []
     assert enqueue_retrains(study, [original, other, usual], STEPS, log.append) == 1  # the interrupted one
     assert enqueue_retrains(study, [original, other, usual], STEPS, log.append) == 0
@@ -147,6 +152,36 @@ def test_only_missing_or_interrupted_retrains_are_enqueued(searched):
     assert [(r.retrain_of, r.retrain_steps) for r in waiting] == [(other.number, STEPS), (original.number, STEPS + 1)]
     assert study.user_attrs["config"]["n_trials"] == 3
     assert all("usual recipe" in line for line in log) and len(log) == 2
+    # more seeds: the held retrain is the first seed; the second is confirm's first new seed, for each recipe
+    assert enqueue_retrains(study, [original, other], STEPS, log.append, seeds=2) == 2
+    waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING][2:]
+    assert [(trial_record(t).retrain_of, t.user_attrs["seed"]) for t in waiting] == [
+        (original.number, repeat_seed(original.number, 1)),
+        (other.number, repeat_seed(other.number, 1)),
+    ]
+    seed = trial_record(original).recipe.seed
+    assert retrain_seeds(original, 3) == [seed, repeat_seed(original.number, 1), repeat_seed(original.number, 2)]
+    assert enqueue_retrains(study, [original, other], STEPS, log.append, seeds=2) == 0
+
+
+def test_seeds_retrain_a_recipe_with_new_seeds_and_print_their_mean(searched, retrained, capsys):
+    """``--seeds 2``: the retrain already held (its search trial's seed) is the first; one more runs with a new
+    seed, which changes the data order (another final loss); the table gains a seed-mean line."""
+    cache, storage, _, original, _ = searched
+    capsys.readouterr()
+    assert main([*retrain_args(cache, storage, original.number), "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"retrain: 1 recipe x 2 seeds of study 'tiny' for {STEPS} steps each: 1 to run" in out
+    sibling = optuna.load_study(study_name="tiny:retrain", storage=storage).get_trials()
+    mine = [t for t in sibling if trial_record(t).retrain_steps == STEPS]
+    assert [t.state for t in mine] == [TrialState.COMPLETE] * 2
+    assert [t.user_attrs["seed"] for t in mine] == retrain_seeds(original, 2)
+    first, second = (trial_record(t) for t in mine)
+    assert first.distill_final_loss != second.distill_final_loss
+    validation = summarize([first.accuracy, second.accuracy]).describe()
+    assert f"seed mean ± sd, trial {original.number}, {STEPS} steps, 2 seeds: validation {validation}, test " in out
+    assert main([*retrain_args(cache, storage, original.number), "--seeds", "2"]) == 0
+    assert "2 seeds of study 'tiny' for 5 steps each: 0 to run" in capsys.readouterr().out
 
 
 def test_run_refuses_a_name_that_ends_in_retrain(study_yaml, tmp_path, capsys):
@@ -247,7 +282,7 @@ def test_an_elastic_recipe_is_retrained_per_trial_from_the_teacher(
 def test_rank_agreement_compares_the_cheap_ranking_with_both_retrained_splits(capsys):
     from latencysolver.cli.tables import print_retrained
     from latencysolver.results.records import TrialRecord
-    from latencysolver.results.retrained import Retrained, rank_agreements
+    from latencysolver.results.retrained import Retrained, rank_agreements, seed_summaries
 
     def row(number: int, cheap: float, val: float, test: float | None, state=TrialState.COMPLETE) -> Retrained:
         search = TrialRecord(number=number, state=TrialState.COMPLETE, values=(cheap, 2.0))
@@ -264,6 +299,15 @@ def test_rank_agreement_compares_the_cheap_ranking_with_both_retrained_splits(ca
     assert agreements["validation"].rho == pytest.approx(0.9) and agreements["validation"].n == 5
     assert agreements["test"].rho == pytest.approx(-1.0)
     assert rank_agreements(rows[:3]) == "rank agreement: needs 4 retrained recipes, 3 finished"
+    # a recipe retrained with several seeds ranks by their mean: trial 0's seeds average 0.745, now first on validation
+    retrained_again = dataclasses.replace(rows[0].retrained, values=(0.78, 2.0))
+    again = dataclasses.replace(rows[0], number=20, seed=7, retrained=retrained_again)
+    averaged = rank_agreements([*rows, again])
+    assert isinstance(averaged, dict) and averaged["validation"].n == 5
+    assert averaged["validation"].rho == pytest.approx(0.0)  # ranks 5,1,2,3,4 against 1..5: sum d^2 20, 1 - 120/120
+    (both,) = seed_summaries([*rows, again])
+    assert (both.trial, both.steps, both.validation.n) == (0, 9, 2)
+    assert both.validation.mean == pytest.approx(0.745) and both.validation.sd == pytest.approx(0.07 / 2**0.5)
     untested = rank_agreements([row(i, 0.6 + i / 100, 0.7 + i / 100, None) for i in range(4)])
     assert isinstance(untested, dict) and set(untested) == {"validation"}
     print_retrained("tiny", rows)

@@ -93,7 +93,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from latencysolver.cli.tables import print_retrained
     from latencysolver.search.retrain import retrain
 
-    print_retrained(args.study, _run_again(args, retrain, steps=args.steps))
+    print_retrained(args.study, _run_again(args, retrain, steps=args.steps, seeds=args.seeds))
     return 0
 
 

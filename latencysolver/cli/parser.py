@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"distillation steps per recipe, over the train and augmented rows (default {_RETRAIN_STEPS}: about "
         "9-24 minutes a recipe for a 2-4 layer MiniLM student on a 2-core CPU)",
     )
+    retrain.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="retrains per recipe: its search trial's seed, then new ones; from 2 the table adds seed mean ± sd "
+        "(default 1)",
+    )
     _stored_study_options(retrain)
     retrain.set_defaults(handler=commands.cmd_retrain)
 

@@ -103,11 +103,12 @@ def print_repeats(study: str, repeats: list[Any]) -> None:
 
 
 def print_retrained(study: str, retrained: list[Any]) -> None:
-    """``retrain``'s table: per recipe, the search trial's validation score and steps beside the retrained one's
+    """``retrain``'s table: per retrain, the search trial's validation score and steps beside the retrained one's
     validation and test accuracy, each with its 95% interval, and its paired difference to the teacher on test;
-    then whether the two budgets rank the recipes alike (Spearman's rho, from 4 recipes on)."""
+    a line per recipe retrained with several seeds (their mean ± sd); then whether the two budgets rank the
+    recipes alike (Spearman's rho, from 4 recipes on)."""
     from latencysolver.results.front import difference_text
-    from latencysolver.results.retrained import rank_agreements
+    from latencysolver.results.retrained import rank_agreements, seed_summaries
     from latencysolver.stats import Interval, PairedComparison
 
     def scored(accuracy: float | None, raw: Any) -> str:
@@ -115,7 +116,17 @@ def print_retrained(study: str, retrained: list[Any]) -> None:
         return interval.describe() if interval else f"{accuracy:.3f}" if accuracy is not None else "n/a"
 
     table = Table(title=f"Retrained recipes of study {study!r} (95% intervals)")
-    columns = ("trial", "search val", "search steps", "steps", "val", "test", "test vs teacher (pts)", "speed-up")
+    columns = (
+        "trial",
+        "search val",
+        "search steps",
+        "steps",
+        "seed",
+        "val",
+        "test",
+        "test vs teacher (pts)",
+        "speed-up",
+    )
     for name in (*columns, "retrained trial", "recipe"):
         table.add_column(name, justify="left" if name == "recipe" else "right")
     for r in retrained:
@@ -127,6 +138,7 @@ def print_retrained(study: str, retrained: list[Any]) -> None:
             scored(s.accuracy, s.accuracy_interval),
             str(s.distill_steps if s.distill_steps is not None else "n/a"),
             str(t.distill_steps if done else r.steps),
+            str(r.seed if r.seed is not None else "n/a"),
             scored(t.accuracy, t.accuracy_interval) if done else r.state.name,
             scored(t.test_accuracy, t.test_accuracy_interval) if done else "",
             difference_text(paired) if done else "",
@@ -135,6 +147,8 @@ def print_retrained(study: str, retrained: list[Any]) -> None:
             r.recipe,
         )
     Console(width=200).print(table)
+    for summary in seed_summaries(retrained):
+        print(f"seed mean ± sd, {summary.describe()}")
     agreements = rank_agreements(retrained)
     if isinstance(agreements, str):
         print(agreements)

@@ -31,6 +31,11 @@ def repeat_seed(trial_number: int, k: int) -> int:
     return REPEAT_SEED_BASE + 1000 * trial_number + k
 
 
+def is_new_seed(seed: int | None) -> bool:
+    """``seed`` is a repeat's (``repeat_seed``), not a search trial's own: its data order is drawn from it."""
+    return seed is not None and seed >= REPEAT_SEED_BASE
+
+
 def confirm_study_name(name: str) -> str:
     return CONFIRM.name(name)
 

@@ -14,11 +14,11 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from latencysolver.config.recipe import Recipe
-from latencysolver.results.attributes import retrain_of
+from latencysolver.results.attributes import retrain_of, seed_of
 from latencysolver.results.front import get_trial
 from latencysolver.results.records import TrialRecord, trial_record, was_interrupted
 from latencysolver.results.siblings import RETRAIN
-from latencysolver.stats import MIN_RECIPES, RankAgreement, rank_agreement
+from latencysolver.stats import MIN_RECIPES, PairedComparison, RankAgreement, SeedSummary, rank_agreement, summarize
 
 
 @dataclass(frozen=True)
@@ -32,20 +32,75 @@ class Retrained:
     recipe: str
     search: TrialRecord
     retrained: TrialRecord
+    seed: int | None = None  # the retrain's seed (the search trial's own for the first)
+
+
+@dataclass(frozen=True)
+class RetrainedSeeds:
+    """One recipe retrained with several seeds at one budget: the seed mean ± sd of what each retrain measured."""
+
+    trial: int
+    steps: int
+    validation: SeedSummary
+    test: SeedSummary | None
+    test_vs_teacher: SeedSummary | None  # each retrain's paired difference to the teacher on test
+    speedup: SeedSummary | None
+
+    def describe(self) -> str:
+        parts = [f"validation {self.validation.describe()}"]
+        parts += [f"test {self.test.describe()}"] if self.test else []
+        if self.test_vs_teacher:
+            parts.append(f"test vs teacher {self.test_vs_teacher.describe(scale=100, digits=1)} points")
+        parts += [f"speed-up {self.speedup.describe(digits=2, suffix='x')}"] if self.speedup else []
+        return f"trial {self.trial}, {self.steps} steps, {self.validation.n} seeds: " + ", ".join(parts)
 
 
 def summarize_retrained(study: optuna.Study, sibling: optuna.Study) -> list[Retrained]:
-    """One ``Retrained`` per (search trial, steps) that ``sibling`` holds, in that order: its COMPLETE trial, else
-    its latest (interrupted ones left out: they are missing, and a resumed ``retrain`` runs them again)."""
-    latest: dict[tuple[int, int], FrozenTrial] = {}
+    """One ``Retrained`` per (search trial, steps, seed) that ``sibling`` holds, in that order: its COMPLETE trial,
+    else its latest (interrupted ones left out: they are missing, and a resumed ``retrain`` runs them again)."""
+    latest: dict[tuple[int, int, int], FrozenTrial] = {}
     for t in sibling.get_trials(deepcopy=False):
         key = retrain_of(t)
         if key is None or was_interrupted(t):
             continue
-        held = latest.get(key)
+        seed = seed_of(t)
+        full = (*key, -1 if seed is None else seed)
+        held = latest.get(full)
         if held is None or held.state != TrialState.COMPLETE:
-            latest[key] = t
+            latest[full] = t
     return [_retrained(study, t) for _, t in sorted(latest.items())]
+
+
+def seed_summaries(retrained: list[Retrained]) -> list[RetrainedSeeds]:
+    """Per (search trial, steps) with at least two finished retrains: their seed mean ± sd."""
+    groups: dict[tuple[int, int], list[TrialRecord]] = {}
+    for r in retrained:
+        if r.state == TrialState.COMPLETE and r.retrained.accuracy is not None:
+            groups.setdefault((r.trial, r.steps), []).append(r.retrained)
+    out = []
+    for (trial, steps), records in sorted(groups.items()):
+        if len(records) < 2:
+            continue
+        differences = [
+            PairedComparison.from_dict(r.test_vs_teacher).difference
+            for r in records
+            if isinstance(r.test_vs_teacher, dict)
+        ]
+        out.append(
+            RetrainedSeeds(
+                trial=trial,
+                steps=steps,
+                validation=summarize([r.accuracy for r in records if r.accuracy is not None]),
+                test=_summary([r.test_accuracy for r in records if r.test_accuracy is not None]),
+                test_vs_teacher=_summary(differences),
+                speedup=_summary([r.speedup for r in records if r.speedup is not None]),
+            )
+        )
+    return out
+
+
+def _summary(values: list[float]) -> SeedSummary | None:
+    return summarize(values) if values else None
 
 
 def _retrained(study: optuna.Study, t: FrozenTrial) -> Retrained:
@@ -60,23 +115,23 @@ def _retrained(study: optuna.Study, t: FrozenTrial) -> Retrained:
         recipe=Recipe.from_dict(search.recipe_dict).describe() if search.recipe_dict else "",
         search=search,
         retrained=trial_record(t),
+        seed=seed_of(t),
     )
 
 
 def rank_agreements(retrained: list[Retrained]) -> dict[str, RankAgreement] | str:
     """Whether the search's cheap validation scores rank the recipes as their retrained scores do: Spearman's rho
     against the retrained validation accuracy (the same rows, so their noise is shared) and against the retrained
-    test accuracy (rows neither budget chose on).  A line saying why not where fewer than 4 recipes finished."""
-    done = [r for r in retrained if r.state == TrialState.COMPLETE]
-    scored = {
-        split: [
-            (r.search.accuracy, value)
-            for r in done
-            if r.search.accuracy is not None
-            and (value := r.retrained.accuracy if split == "validation" else r.retrained.test_accuracy) is not None
-        ]
-        for split in ("validation", "test")
-    }
+    test accuracy (rows neither budget chose on); a recipe retrained with several seeds by their mean.  A line
+    saying why not where fewer than 4 recipes finished."""
+    scored: dict[str, list[tuple[float, float]]] = {}
+    for split in ("validation", "test"):
+        by_trial: dict[int, tuple[float, list[float]]] = {}
+        for r in retrained:
+            value = r.retrained.accuracy if split == "validation" else r.retrained.test_accuracy
+            if r.state == TrialState.COMPLETE and r.search.accuracy is not None and value is not None:
+                by_trial.setdefault(r.trial, (r.search.accuracy, []))[1].append(value)
+        scored[split] = [(cheap, sum(values) / len(values)) for cheap, values in by_trial.values()]
     if len(scored["validation"]) < MIN_RECIPES:
         return f"rank agreement: needs {MIN_RECIPES} retrained recipes, {len(scored['validation'])} finished"
     return {

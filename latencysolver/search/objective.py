@@ -32,7 +32,7 @@ from latencysolver.latency.protocol import PairedLatency, measure_throughput
 from latencysolver.latency.stability import StabilityCheck, measure_checked
 from latencysolver.models.loading import count_parameters, nonzero_parameters
 from latencysolver.models.student import ONNX_FILE, to_runnable
-from latencysolver.results.attributes import baseline_of, repeat_of, retrain_of
+from latencysolver.results.attributes import baseline_of, repeat_of, retrain_of, seed_of
 from latencysolver.results.records import (
     CONSTRAINT_NAMES,
     LATENCY_SAMPLES,
@@ -42,6 +42,7 @@ from latencysolver.results.records import (
     write_recipe,
     write_trial_record,
 )
+from latencysolver.results.repeats import is_new_seed
 from latencysolver.results.scoring import score
 from latencysolver.search.context import TrainedStudent, TrialContext
 from latencysolver.search.kinds import KINDS, keep_the_better, kind_of, train_student
@@ -166,7 +167,9 @@ def train(
     rank = rule.rungs and not repeat and retrain_of(trial) is None and student_kind.ranked
     rungs = Rungs(trial, rule, shape.paired.speedup) if rank else None
     start_accuracy = check_accuracy(ctx, shape.model) if student_kind.trains_from_a_start(ctx, recipe) else None
-    student = train_student(ctx, recipe, reseed=repeat, start=shape.model, rungs=rungs, kind=kind)
+    # a confirm repeat, or a retrain with a new seed, draws its data order from its seed: one trial is one draw
+    reseed = repeat or is_new_seed(seed_of(trial))
+    student = train_student(ctx, recipe, reseed=reseed, start=shape.model, rungs=rungs, kind=kind)
     if start_accuracy is not None and student.early_stopped is None:
         student = keep_the_better(ctx, kind, recipe, student, start_accuracy)
     if student.model is shape.model and student.steps == 0:  # not trained (the teacher, a slice without recovery)

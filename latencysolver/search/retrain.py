@@ -9,7 +9,9 @@ the teacher, not sliced.  The retrained students are the trials of ``<name>:retr
 each carries the search trial it retrains (user attr ``retrain_of``) and its steps (``retrain_steps``), so it
 neither feeds the search's sampler nor sits on its front; ``latencysolver worker --study <name>:retrain`` runs them
 on other machines, ``export --study <name>:retrain --trial K`` ships one, and a resumed ``retrain`` runs only the
-(trial, steps) pairs no trial holds yet (one stopped by Ctrl-C runs again).
+(trial, steps, seed) retrains no trial holds yet (one stopped by Ctrl-C runs again).  ``seeds`` above 1 retrains
+each recipe again with new seeds (``results.repeats.repeat_seed``, as ``confirm``'s repeats): one retrain, like one
+search trial, is one draw of the data order.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from latencysolver.errors import ConfigError
-from latencysolver.results.attributes import baseline_of, retrain_attrs, retrain_of
+from latencysolver.results.attributes import baseline_of, retrain_attrs, retrain_of, seed_of
 from latencysolver.results.records import trial_record
+from latencysolver.results.repeats import repeat_seed
 from latencysolver.results.retrained import Retrained, summarize_retrained
 from latencysolver.results.siblings import RETRAIN
 from latencysolver.results.storage import load_existing_study
@@ -35,20 +38,28 @@ Log = Callable[[str], None]
 DEFAULT_STEPS = 1000
 
 
-def enqueue_retrains(sibling: optuna.Study, originals: Sequence[FrozenTrial], steps: int, log: Log = print) -> int:
-    """Enqueue a retrain of each original (its parameters and seed) that no trial of ``sibling`` holds yet with
-    ``steps`` (or only as an interrupted FAIL); returns how many.  A usual recipe (the teacher as is, untrained)
-    has nothing to train: it is skipped, with a line in ``log``."""
+def retrain_seeds(original: FrozenTrial, seeds: int) -> list[int]:
+    """The seeds of ``original``'s ``seeds`` retrains: its search trial's own, then ``confirm``'s new ones."""
+    recipe = trial_record(original).recipe
+    first = recipe.seed if recipe is not None else original.number  # a search trial's seed is its number
+    return [first, *(repeat_seed(original.number, k) for k in range(1, seeds))]
+
+
+def enqueue_retrains(
+    sibling: optuna.Study, originals: Sequence[FrozenTrial], steps: int, log: Log = print, *, seeds: int = 1
+) -> int:
+    """Enqueue the retrains with ``steps`` that no trial of ``sibling`` holds yet (or only as an interrupted FAIL):
+    ``seeds`` of each original, the first with its search trial's seed, the others with new ones; returns how
+    many.  A usual recipe (the teacher as is, untrained) has nothing to train: skipped, with a line in ``log``."""
     wanted = []
     for original in originals:
         if baseline_of(original) is not None:
             log(f"retrain: trial {original.number} is a usual recipe (the teacher as is, untrained): nothing to train")
             continue
-        recipe = trial_record(original).recipe
-        seed = recipe.seed if recipe is not None else original.number  # a search trial's seed is its number
-        attrs = retrain_attrs(original.number, steps, seed)
-        wanted.append(siblings.Wanted((original.number, steps), original.params, attrs))
-    return siblings.enqueue_missing(sibling, wanted, retrain_of)
+        for seed in retrain_seeds(original, seeds):
+            attrs = retrain_attrs(original.number, steps, seed)
+            wanted.append(siblings.Wanted((original.number, steps, seed), original.params, attrs))
+    return siblings.enqueue_missing(sibling, wanted, lambda t: (*(retrain_of(t) or (None, None)), seed_of(t)))
 
 
 def retrain(
@@ -58,24 +69,26 @@ def retrain(
     trials: Sequence[int] | None = None,
     front: bool = False,
     steps: int = DEFAULT_STEPS,
+    seeds: int = 1,
     options: RunOptions = RunOptions(),
     log: Log = print,
 ) -> list[Retrained]:
-    """Retrain the chosen trials of study ``name`` for ``steps`` each; returns each recipe's figures beside its
-    search trial's."""
+    """Retrain the chosen trials of study ``name`` for ``steps`` each, ``seeds`` times; returns each retrain's
+    figures beside its search trial's."""
     from latencysolver.search.run import join_study
 
-    if steps < 1:
-        raise ConfigError(f"--steps: expected a positive integer, got {steps}", key="--steps", value=steps)
+    for flag, value in (("--steps", steps), ("--seeds", seeds)):
+        if value < 1:
+            raise ConfigError(f"{flag}: expected a positive integer, got {value}", key=flag, value=value)
     study = siblings.open_search_study(RETRAIN, name, storage, options.teacher_path)
     originals = siblings.chosen_trials(study, trials, front, RETRAIN.command)
     sibling = siblings.sibling_study(RETRAIN, study, storage)
-    added = enqueue_retrains(sibling, originals, steps, log)
-    log(
-        f"retrain: {len(originals)} recipes of study {name!r} for {steps} steps each: {added} to run "
-        f"(study {sibling.study_name!r})"
+    added = enqueue_retrains(sibling, originals, steps, log, seeds=seeds)
+    recipes = f"{len(originals)} recipe{'s' if len(originals) != 1 else ''}" + (
+        f" x {seeds} seeds" if seeds > 1 else ""
     )
+    log(f"retrain: {recipes} of study {name!r} for {steps} steps each: {added} to run (study {sibling.study_name!r})")
     join_study(sibling.study_name, storage, options, log)
-    wanted = {(t.number, steps) for t in originals}
+    wanted = {(t.number, steps, seed) for t in originals for seed in retrain_seeds(t, seeds)}
     done = summarize_retrained(study, load_existing_study(sibling.study_name, storage))
-    return [r for r in done if (r.trial, r.steps) in wanted]
+    return [r for r in done if (r.trial, r.steps, r.seed) in wanted]

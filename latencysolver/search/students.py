@@ -102,7 +102,7 @@ def for_recipe(ctx: TrialContext, recipe: Recipe) -> TrialContext:
 
 
 def reseeded(ctx: TrialContext, recipe: Recipe) -> TrialContext:
-    """A seed repeat of ``latencysolver confirm``: the distillation's data order and dropout are seeded with
+    """A seed repeat of ``confirm`` (or ``retrain --seeds``): the distillation's data order and dropout are seeded with
     ``recipe.seed`` instead of the study's ``distillation.seed``, so a repeat differs from its search trial even
     when nothing else in the recipe is random (deterministic skip, no LayerDrop)."""
     config = dataclasses.replace(
