@@ -231,6 +231,29 @@ def test_reading_a_study_imports_neither_torch_nor_scipy_stats():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def test_printing_a_stored_front_imports_neither_torch_nor_transformers(tiny_study):
+    """``latencysolver pareto`` loads no model: it answers in a second or two, not after 5 s of imports, and
+    transformers' progress bars are still off when a later command imports it (through huggingface_hub's switch)."""
+    import os
+    import subprocess
+    import sys
+
+    config, _, study = tiny_study
+    code = (
+        "import sys\n"
+        "from latencysolver.cli import main\n"
+        f"assert main(['pareto', '--study', {study.study_name!r}, '--storage', {config.storage!r}]) == 0\n"
+        "heavy = sorted({'torch', 'transformers'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+        "from transformers.utils import logging\n"
+        "assert not logging.is_progress_bar_enabled()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Pareto front of study" in proc.stdout
+
+
 def test_the_command_line_turns_off_the_datasets_bars_without_importing_datasets():
     """A command turns off ``datasets``' progress bars: through its variable when ``datasets`` is not imported yet
     (a dashboard or a report never imports it), directly when it is (``main()`` called in a process that has)."""

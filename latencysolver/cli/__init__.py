@@ -45,7 +45,6 @@ def _quiet_libraries() -> None:
     import warnings
 
     import optuna
-    from transformers.utils import logging as hf_logging
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -55,5 +54,12 @@ def _quiet_libraries() -> None:
         sys.modules["datasets"].disable_progress_bars()
     else:  # read when datasets is imported: a command that loads no data does not import it (a second)
         os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-    hf_logging.disable_progress_bar()
+    # transformers' bars follow huggingface_hub's switch, read when the hub is imported: a command that loads no
+    # model (pareto, report, dashboard) skips importing transformers and torch for it (seconds)
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].disable_progress_bar()  # the hub's bars too
+    elif "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    else:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

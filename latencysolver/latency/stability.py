@@ -26,10 +26,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latencysolver.config.study import LatencyConfig
-from latencysolver.latency.protocol import Inputs, PairedLatency, Runnable, measure_paired
+
+if TYPE_CHECKING:  # the protocol imports torch; a stored StabilityCheck is read without it (pareto, report)
+    from latencysolver.latency.protocol import Inputs, PairedLatency, Runnable
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ def measure_checked(
 ) -> tuple[PairedLatency, StabilityCheck]:
     """``measure_paired``, repeated while it passes a bound (see the module docstring); returns the kept
     measurement and what the checks found."""
+    from latencysolver.latency.protocol import measure_paired
+
     attempts: list[tuple[PairedLatency, tuple[str, ...]]] = []
     wait = config.remeasure_wait_s
     for n in range(1 + config.remeasure_attempts):
