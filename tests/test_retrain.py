@@ -104,10 +104,12 @@ def test_a_retrained_trial_exports_and_its_card_gives_both_budgets(searched, ret
         "search_accuracy": original.values[0],
         "steps": STEPS,
         "distill_steps": STEPS,
+        "seed": trial_record(original).recipe.seed,
     }
     assert metrics["validation"]["accuracy"] == trial.values[0]
     card = (out / "README.md").read_text()
     assert f"retrained for {STEPS} steps (search trial #{original.number}: 3 steps" in card
+    assert "with the search trial's seed" in card
     # a search trial's card says nothing of retraining
     search = ["export", "--study", "tiny", "--storage", storage, "--trial", str(original.number), "--no-progress"]
     assert main([*search, "--out", str(tmp_path / "s")]) == 0
@@ -164,7 +166,7 @@ def test_only_missing_or_interrupted_retrains_are_enqueued(searched):
     assert enqueue_retrains(study, [original, other], STEPS, log.append, seeds=2) == 0
 
 
-def test_seeds_retrain_a_recipe_with_new_seeds_and_print_their_mean(searched, retrained, capsys):
+def test_seeds_retrain_a_recipe_with_new_seeds_and_print_their_mean(searched, retrained, capsys, tmp_path):
     """``--seeds 2``: the retrain already held (its search trial's seed) is the first; one more runs with a new
     seed, which changes the data order (another final loss); the table gains a seed-mean line."""
     cache, storage, _, original, _ = searched
@@ -182,6 +184,13 @@ def test_seeds_retrain_a_recipe_with_new_seeds_and_print_their_mean(searched, re
     assert f"seed mean ± sd, trial {original.number}, {STEPS} steps, 2 seeds: validation {validation}, test " in out
     assert main([*retrain_args(cache, storage, original.number), "--seeds", "2"]) == 0
     assert "2 seeds of study 'tiny' for 5 steps each: 0 to run" in capsys.readouterr().out
+    # the second seed's export says so
+    out_dir = tmp_path / "second"
+    export = ["export", "--study", "tiny:retrain", "--storage", storage, "--trial", str(mine[1].number)]
+    assert main([*export, "--out", str(out_dir), "--no-progress"]) == 0
+    assert (
+        f"with a new seed ({repeat_seed(original.number, 1)}, `retrain --seeds`)" in (out_dir / "README.md").read_text()
+    )
 
 
 def test_run_refuses_a_name_that_ends_in_retrain(study_yaml, tmp_path, capsys):

@@ -155,6 +155,7 @@ def retrain_figures(sibling: optuna.Study, trial: FrozenTrial, storage: BaseStor
         "search_accuracy": original.accuracy if original else None,
         "steps": key[1],
         "distill_steps": trial_record(trial).distill_steps,  # fewer than steps: stopped at the accuracy floor
+        "seed": seed_of(trial),
     }
 
 

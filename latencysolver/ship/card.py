@@ -11,6 +11,7 @@ from typing import Any
 
 from latencysolver.config.recipe import Recipe
 from latencysolver.results.front import difference_text
+from latencysolver.results.repeats import is_new_seed
 from latencysolver.stats import Interval, PairedComparison, SeedSummary
 
 
@@ -66,10 +67,12 @@ def _retrained(raw: Any) -> str:
         return ""
     ran = raw.get("distill_steps")
     stopped = f", stopped at step {ran} below the accuracy floor" if isinstance(ran, int) and ran < raw["steps"] else ""
+    seed = raw.get("seed")
+    seeded = f"a new seed ({seed}, `retrain --seeds`)" if is_new_seed(seed) else "the search trial's seed"
     return (
         f"\nTraining: retrained for {raw['steps']} steps{stopped} (search trial #{raw['search_trial']}: "
         f"{_f(raw.get('search_steps'), 'd')} steps, validation accuracy {_f(raw.get('search_accuracy'), '.3f')}) by "
-        f"`latencysolver retrain`, from the teacher, with the search trial's seed; the search (study "
+        f"`latencysolver retrain`, from the teacher, with {seeded}; the search (study "
         f"`{raw.get('search_study')}`) chose the recipe on its shorter budget.\n"
     )
 
