@@ -86,6 +86,7 @@ def main() -> None:
         "recipes": [
             {
                 "trial": r.trial,
+                "seed": r.seed,  # more than one per trial where `retrain --seeds` ran on the same storage
                 "recipe": r.recipe,
                 "search_steps": r.search.distill_steps,
                 "search_validation": r.search.accuracy,
