@@ -80,9 +80,8 @@ pg-start:  ## the throwaway PostgreSQL test server (installs it with apt-get as 
 pg-stop:
 	.ci/postgres.sh stop
 
-# The tests marked slow: the real-MiniLM integration test, the multi-process worker tests and retrain_ranking.py on a
-# tiny study (PostgreSQL as for
-# `make test`).  `.ci/run` runs it after `make test`.
+# The tests marked slow: the real-MiniLM integration test, the multi-process worker tests and retrain_ranking.py on
+# a tiny study (PostgreSQL as for `make test`).  `.ci/run` runs it after `make test`.
 test-slow: install
 	LATENCYSOLVER_TEST_POSTGRES="$${LATENCYSOLVER_TEST_POSTGRES:-$$(LATENCYSOLVER_PG_INSTALL=$(PG_INSTALL) \
 	    .ci/postgres.sh start >&2 && .ci/postgres.sh url || true)}" \
