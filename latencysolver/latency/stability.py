@@ -60,6 +60,14 @@ class StabilityCheck:
         return f"unstable after {self.attempts} measurements: " + "; ".join(self.reasons)
 
 
+def measure_paired(*args: Any, **kwargs: Any) -> PairedLatency:
+    """``protocol.measure_paired``, imported on the first call: the protocol imports torch, and reading a stored
+    ``StabilityCheck`` (pareto, report) needs neither."""
+    from latencysolver.latency.protocol import measure_paired as measure
+
+    return measure(*args, **kwargs)
+
+
 def drift(paired: PairedLatency, baseline_ms: float | None) -> float | None:
     """The teacher's p50 in this measurement over the baseline, minus one; None without a baseline."""
     if not baseline_ms or baseline_ms <= 0:
@@ -93,8 +101,6 @@ def measure_checked(
 ) -> tuple[PairedLatency, StabilityCheck]:
     """``measure_paired``, repeated while it passes a bound (see the module docstring); returns the kept
     measurement and what the checks found."""
-    from latencysolver.latency.protocol import measure_paired
-
     attempts: list[tuple[PairedLatency, tuple[str, ...]]] = []
     wait = config.remeasure_wait_s
     for n in range(1 + config.remeasure_attempts):
