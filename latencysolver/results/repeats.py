@@ -93,10 +93,10 @@ def summarize_repeats(study: optuna.Study, sibling: optuna.Study | None) -> list
                 recipe=Recipe.from_dict(original_record.recipe_dict).describe() if original_record.recipe_dict else "",
                 search_accuracy=original.values[0],
                 search_speedup=original_record.speedup,
-                validation=_summary([t.values[0] for t in done]),
-                test=_summary([r.test_accuracy for r in records if r.test_accuracy is not None]),
-                speedup=_summary([r.speedup for r in records if r.speedup is not None]),
-                test_vs_teacher=_summary(differences),
+                validation=summary_or_none([t.values[0] for t in done]),
+                test=summary_or_none([r.test_accuracy for r in records if r.test_accuracy is not None]),
+                speedup=summary_or_none([r.speedup for r in records if r.speedup is not None]),
+                test_vs_teacher=summary_or_none(differences),
                 finished=len(done),
                 failed=sum(t.state == TrialState.FAIL for t in groups[number]),
             )
@@ -104,7 +104,8 @@ def summarize_repeats(study: optuna.Study, sibling: optuna.Study | None) -> list
     return out
 
 
-def _summary(values: list[float]) -> SeedSummary | None:
+def summary_or_none(values: list[float]) -> SeedSummary | None:
+    """``summarize(values)``, or None for no values (no seed finished, or none measured this figure)."""
     return summarize(values) if values else None
 
 

@@ -17,6 +17,7 @@ from latencysolver.config.recipe import Recipe
 from latencysolver.results.attributes import retrain_of, seed_of
 from latencysolver.results.front import get_trial
 from latencysolver.results.records import TrialRecord, trial_record, was_interrupted
+from latencysolver.results.repeats import summary_or_none
 from latencysolver.results.siblings import RETRAIN
 from latencysolver.stats import MIN_RECIPES, PairedComparison, RankAgreement, SeedSummary, rank_agreement, summarize
 
@@ -91,16 +92,12 @@ def seed_summaries(retrained: list[Retrained]) -> list[RetrainedSeeds]:
                 trial=trial,
                 steps=steps,
                 validation=summarize([r.accuracy for r in records if r.accuracy is not None]),
-                test=_summary([r.test_accuracy for r in records if r.test_accuracy is not None]),
-                test_vs_teacher=_summary(differences),
-                speedup=_summary([r.speedup for r in records if r.speedup is not None]),
+                test=summary_or_none([r.test_accuracy for r in records if r.test_accuracy is not None]),
+                test_vs_teacher=summary_or_none(differences),
+                speedup=summary_or_none([r.speedup for r in records if r.speedup is not None]),
             )
         )
     return out
-
-
-def _summary(values: list[float]) -> SeedSummary | None:
-    return summarize(values) if values else None
 
 
 def _retrained(study: optuna.Study, t: FrozenTrial) -> Retrained:
